@@ -1,0 +1,235 @@
+"""The `alveare` command: argument parsing and dispatch only."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+import msgspec
+
+from appliance import __version__
+from appliance.errors import AlveareError, ConfigError
+from appliance.settings import Settings, load_settings
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from appliance.api import create_app
+    from appliance.hive.engine import HiveEngine, embedded_model_path
+    from appliance.hive.types import EngineConfig
+    from appliance.specialists import load_specialists
+    from appliance.store import Store
+
+    specialists = load_specialists(settings.specialists_path and _path(settings.specialists_path))
+    try:
+        model_path = settings.model_path or embedded_model_path()
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
+    first_run = not settings.data_path.exists()
+    store = Store(settings.data_path)
+    admin = store.ensure_admin()
+    engine = HiveEngine(
+        EngineConfig(
+            model_path=model_path,
+            n_ctx=settings.n_ctx,
+            slots=settings.slots,
+            threads=settings.threads,
+            gpu=settings.gpu == "auto",
+            queue_size=settings.queue_size,
+            verbose=args.verbose,
+        )
+    )
+    app = create_app(settings, engine=engine, store=store, specialists=specialists)
+    if first_run:
+        print(f"Created the data dir {settings.data_path}")
+    if admin is not None:
+        print("Admin API key (shown once; store it safely):")
+        print(f"  {admin.key}")
+    print(f"Alveare {__version__} serving {len(specialists)} specialists on {model_path}")
+    print(f"Listening on http://{settings.host}:{settings.port}  (OpenAI base URL: http://{settings.host}:{settings.port}/v1)")
+    sys.stdout.flush()
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    store.close()
+    return 0 if server.started else 1
+
+
+def _path(text: str):
+    from pathlib import Path
+
+    return Path(text).expanduser()
+
+
+def _store(settings: Settings):
+    from appliance.store import Store
+
+    return Store(settings.data_path)
+
+
+def _print_json(value: object) -> None:
+    print(msgspec.json.encode(value).decode())
+
+
+def _accounts_create(settings: Settings, args: argparse.Namespace) -> int:
+    account = _store(settings).create_account(args.name, args.plan)
+    if args.json:
+        _print_json(account)
+    else:
+        print(f"Created account {account.name} on the {account.plan} plan.")
+    return 0
+
+
+def _accounts_list(settings: Settings, args: argparse.Namespace) -> int:
+    accounts = _store(settings).accounts()
+    if args.json:
+        _print_json(accounts)
+        return 0
+    print(f"{'NAME':<24} {'PLAN':<14} {'SPENDING CAP':>12}  CREATED")
+    for a in accounts:
+        cap = f"{a.spending_cap:.2f}" if a.spending_cap is not None else "-"
+        print(f"{a.name:<24} {a.plan:<14} {cap:>12}  {a.created_at[:19]}")
+    return 0
+
+
+def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    created = _store(settings).create_key(args.account, test=args.test)
+    if args.json:
+        _print_json({"key": created.key, "prefix": created.prefix})
+    else:
+        kind = "test" if created.test else "live"
+        print(f"Created a {kind} key for {created.account}. It is shown once; store it safely:")
+        print(f"  {created.key}")
+    return 0
+
+
+def _keys_list(settings: Settings, args: argparse.Namespace) -> int:
+    keys = _store(settings).keys(args.account)
+    if args.json:
+        _print_json(keys)
+        return 0
+    print(f"{'PREFIX':<18} {'ACCOUNT':<20} {'KIND':<5} {'STATE':<8} {'CREATED':<20} LAST USED")
+    for k in keys:
+        state = "revoked" if k.revoked_at else "active"
+        kind = "test" if k.test else "live"
+        if k.admin:
+            kind += "*"
+        last = (k.last_used_at or "-")[:19]
+        print(f"{k.prefix:<18} {k.account:<20} {kind:<5} {state:<8} {k.created_at[:19]:<20} {last}")
+    return 0
+
+
+def _keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    key = _store(settings).revoke_key(args.prefix)
+    print(f"Revoked key {key.prefix} of {key.account}.")
+    return 0
+
+
+def _plans_list(settings: Settings, args: argparse.Namespace) -> int:
+    plans = _store(settings).plans()
+    if args.json:
+        _print_json(plans)
+        return 0
+    print(f"{'PLAN':<14} {'REQ/MIN':>8} {'REQ/MONTH':>10} {'TOK/MIN':>10} {'SPECIALISTS':>11} {'CUSTOM':>6}")
+    for p in plans:
+        print(
+            f"{p.name:<14} {p.requests_per_minute:>8} {p.requests_per_month:>10} {p.tokens_per_minute:>10} "
+            f"{p.specialists_allowed:>11} {'yes' if p.custom_prompts else 'no':>6}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alveare", description="On-prem LLM inference appliance.")
+    parser.add_argument("--version", action="version", version=f"alveare {__version__}")
+    parser.add_argument("--data-dir", help="data directory (env ALVEARE_DATA_DIR; default ~/.local/share/alveare)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the API server on the model")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8080)")
+    serve.add_argument("--data-dir", dest="data_dir_sub", help=argparse.SUPPRESS)
+    serve.add_argument("--model", help="GGUF model file (env ALVEARE_MODEL; default: the embedded SmolLM2-135M)")
+    serve.add_argument("--specialists", help="specialists.toml to use instead of the built-in one")
+    serve.add_argument("--slots", type=int, help="requests decoded together (default 8)")
+    serve.add_argument("--ctx", type=int, help="KV-cache tokens shared by all slots (default 8192)")
+    serve.add_argument("--threads", type=int, help="CPU threads (default: all available cores)")
+    serve.add_argument("--gpu", choices=["auto", "off"], help="offload all layers when a GPU build is present")
+    serve.add_argument("--timeout", type=float, help="server-side generation timeout in seconds (default 30)")
+    serve.add_argument("--queue", type=int, help="requests that may wait for a slot (default 64)")
+    serve.add_argument("--verbose", action="store_true", help="show llama.cpp's own log lines")
+    serve.set_defaults(func=_serve)
+
+    admin = sub.add_parser("admin", help="manage accounts, keys and plans on the data dir").add_subparsers(
+        dest="admin_command", required=True, metavar="AREA"
+    )
+    accounts = admin.add_parser("accounts", help="accounts").add_subparsers(dest="action", required=True)
+    p = accounts.add_parser("create", help="create an account")
+    p.add_argument("name")
+    p.add_argument("--plan", default="starter", help="solo, starter, professional or scale (default starter)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_accounts_create)
+    p = accounts.add_parser("list", help="list accounts")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_accounts_list)
+
+    keys = admin.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
+    p = keys.add_parser("create", help="create a key (printed once)")
+    p.add_argument("--account", required=True)
+    p.add_argument("--test", action="store_true", help="a sandbox alv_test_ key")
+    p.add_argument("--json", action="store_true", help='print {"key": ..., "prefix": ...}')
+    p.set_defaults(func=_keys_create)
+    p = keys.add_parser("list", help="list keys (prefixes only)")
+    p.add_argument("--account")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_keys_list)
+    p = keys.add_parser("revoke", help="revoke the key with this prefix")
+    p.add_argument("prefix")
+    p.set_defaults(func=_keys_revoke)
+
+    plans = admin.add_parser("plans", help="plans").add_subparsers(dest="action", required=True)
+    p = plans.add_parser("list", help="list plans and their limits")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_plans_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    overrides = {
+        "data_dir": getattr(args, "data_dir_sub", None) or args.data_dir,
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        "model_path": getattr(args, "model", None),
+        "specialists_path": getattr(args, "specialists", None),
+        "slots": getattr(args, "slots", None),
+        "n_ctx": getattr(args, "ctx", None),
+        "threads": getattr(args, "threads", None),
+        "gpu": getattr(args, "gpu", None),
+        "request_timeout_s": getattr(args, "timeout", None),
+        "queue_size": getattr(args, "queue", None),
+    }
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    func: Callable[[Settings, argparse.Namespace], int] = args.func
+    try:
+        settings = load_settings(overrides)
+        return func(settings, args)
+    except ConfigError as exc:
+        print(f"alveare: error: {exc}", file=sys.stderr)
+        return 2
+    except AlveareError as exc:
+        print(f"alveare: error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

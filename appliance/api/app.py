@@ -1,0 +1,54 @@
+"""create_app: the Litestar application, with its resources passed in so tests can inject them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+
+from appliance import __version__
+from appliance.api import health_routes, native_routes, openai_routes
+from appliance.api.auth import BearerKeyAuth
+from appliance.api.errors import EXCEPTION_HANDLERS, add_request_id
+from appliance.hive.types import Engine
+from appliance.service import Service
+from appliance.settings import Settings
+from appliance.specialists import Specialists
+from appliance.store import Store
+
+log = logging.getLogger("alveare.api")
+
+
+def create_app(settings: Settings, *, engine: Engine, store: Store, specialists: Specialists) -> Litestar:
+    service = Service(settings, engine, specialists)
+
+    @asynccontextmanager
+    async def engine_lifespan(app: Litestar) -> AsyncIterator[None]:
+        # The model loads in the background: /health answers at once and reports progress,
+        # and requests get 503 model_loading until it is ready.
+        loading = asyncio.create_task(engine.start())
+        try:
+            yield
+        finally:
+            if not loading.done():
+                loading.cancel()
+            await engine.stop()
+
+    return Litestar(
+        route_handlers=[*health_routes.ROUTES, *openai_routes.ROUTES, *native_routes.ROUTES],
+        middleware=[DefineMiddleware(BearerKeyAuth, exclude=["^/health$", "^/schema"])],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        before_send=[add_request_id],
+        lifespan=[engine_lifespan],
+        state=State({"service": service, "store": store, "settings": settings}),
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="Alveare", version=__version__, path="/schema"),
+        debug=False,
+        logging_config=None,
+    )

@@ -1,0 +1,125 @@
+"""Request ids and the one error envelope for every failure, with no trace ever sent."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from typing import Any, TypeVar
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+from litestar.types import Message, Scope
+
+from appliance import protocol as p
+from appliance.errors import AlveareError, InvalidRequest
+
+log = logging.getLogger("alveare.api")
+T = TypeVar("T")
+
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+# Litestar's own HTTP errors, by status, as OpenAI-style (type, code).
+_HTTP_KINDS = {
+    400: ("invalid_request_error", "invalid_request"),
+    401: ("authentication_error", "invalid_api_key"),
+    403: ("permission_error", "permission_denied"),
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    413: ("invalid_request_error", "request_too_large"),
+    415: ("invalid_request_error", "unsupported_media_type"),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
+    503: ("server_error", "service_unavailable"),
+}
+
+
+def request_id(scope: Scope) -> str:
+    """The request's id: the client's X-Request-Id when it is sane, else a new one."""
+    state = scope.setdefault("state", {})
+    rid = state.get("request_id")
+    if rid is None:
+        given = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), "")
+        rid = given if _CLIENT_ID.match(given) else "req_" + secrets.token_hex(12)
+        state["request_id"] = rid
+    return rid
+
+
+async def add_request_id(message: Message, scope: Scope) -> None:
+    """before_send hook: every response, errors and 404s included, carries x-request-id."""
+    if message["type"] == "http.response.start":
+        headers = list(message.get("headers", []))
+        headers.append((b"x-request-id", request_id(scope).encode()))
+        message["headers"] = headers
+
+
+def envelope(
+    scope: Scope, status: int, message: str, type_: str, code: str | None, param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[Any]:
+    body = p.ErrorEnvelope(
+        p.ErrorBody(message=message, type=type_, param=param, code=code, request_id=request_id(scope))
+    )
+    return Response(content=p.encode(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def handle_alveare_error(request: Request, exc: AlveareError) -> Response[Any]:
+    if exc.status >= 500:
+        log.warning("%s %s -> %s %s: %s", request.method, request.url.path, exc.status, exc.code, exc.message)
+    return envelope(request.scope, exc.status, exc.message, exc.type, exc.code, exc.param, exc.headers)
+
+
+def handle_http_exception(request: Request, exc: HTTPException) -> Response[Any]:
+    type_, code = _HTTP_KINDS.get(exc.status_code, ("server_error", "internal_error"))
+    message = exc.detail or "Request failed."
+    if exc.status_code == 404:
+        message = f"Unknown request URL: {request.method} {request.url.path}."
+    elif exc.status_code == 405:
+        message = f"Method {request.method} is not allowed for {request.url.path}."
+    elif exc.status_code == 413:
+        message = "The request body is too large."
+    elif exc.status_code >= 500:
+        log.error("HTTP %s on %s: %s", exc.status_code, request.url.path, exc.detail)
+        message = "The server had an error while processing your request."
+    return envelope(request.scope, exc.status_code, message, type_, code, None, dict(exc.headers or {}))
+
+
+def handle_unexpected(request: Request, exc: Exception) -> Response[Any]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return envelope(
+        request.scope, 500,
+        "The server had an error while processing your request. Retry, and quote the request id "
+        "if it keeps happening.",
+        "server_error", "internal_error",
+    )
+
+
+EXCEPTION_HANDLERS = {
+    AlveareError: handle_alveare_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}
+
+_PATH = re.compile(r"at `\$(?P<path>[^`]*)`")
+_FIELD = re.compile(r"field `(?P<field>[^`]+)`")
+
+
+def decode_body(raw: bytes, type_: type[T]) -> T:
+    """Decode and validate a JSON body, naming the offending parameter on failure."""
+    if not raw.strip():
+        raise InvalidRequest("The request body is empty; send a JSON object.", code="invalid_json")
+    try:
+        return msgspec.json.decode(raw, type=type_)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        path = _PATH.search(text)
+        param = path.group("path").lstrip(".") if path else ""
+        field = _FIELD.search(text)
+        if field and "missing required field" in text:
+            param = f"{param}.{field.group('field')}" if param else field.group("field")
+        message = text.split(" - at `")[0]
+        raise InvalidRequest(f"Invalid value for '{param or 'body'}': {message}.", param=param or None) from None
+    except msgspec.DecodeError:
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. Send a valid JSON object.", code="invalid_json"
+        ) from None

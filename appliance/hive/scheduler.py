@@ -1,0 +1,317 @@
+"""The scheduler thread: continuous batching over one llama.cpp context.
+
+Every step is one `llama_decode` over a batch holding one new token for each generating
+request plus chunks of prompt for requests still prefilling, so requests join and leave
+between steps. Each slot is one KV sequence. Finished slots keep their tokens in the
+unified KV cache; a new request starts from the longest token prefix found in any slot,
+copied by tagging cells (no data moves), and prefills only the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from appliance.errors import Overloaded
+from appliance.hive.llama import Batch, Context, Model, Sampler
+from appliance.hive.text import TextStream
+from appliance.hive.types import Finished, Generation, GenerationRequest
+
+log = logging.getLogger("alveare.hive")
+
+# A copied prefix must save at least this many tokens of prefill to be worth a copy.
+MIN_COPY = 8
+# Seconds of history kept for tokens/s.
+RATE_WINDOW = 60.0
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass
+class Active:
+    """A request occupying a slot."""
+
+    request: GenerationRequest
+    generation: Generation
+    sampler: Sampler
+    text: TextStream
+    done: int  # prompt tokens already in the KV cache
+    cached: int  # of which were reused from the cache
+    reserved: int
+    last: int = -1  # sampled token not yet decoded
+    completion: int = 0
+
+    @property
+    def prefilling(self) -> bool:
+        return self.done < len(self.request.prompt_tokens)
+
+
+@dataclass
+class Slot:
+    seq: int
+    kv: list[int] = field(default_factory=list)  # tokens in this sequence's KV cells, by position
+    active: Active | None = None
+
+
+@dataclass
+class Stats:
+    started: float = field(default_factory=time.monotonic)
+    served: int = 0
+    lookups: int = 0
+    hits: int = 0
+    reused_tokens: int = 0
+    steps: deque[tuple[float, int, int]] = field(default_factory=deque)  # (time, generated, prompt)
+
+    def record_step(self, generated: int, prompt: int) -> None:
+        now = time.monotonic()
+        self.steps.append((now, generated, prompt))
+        while self.steps and self.steps[0][0] < now - RATE_WINDOW:
+            self.steps.popleft()
+
+    def rates(self) -> tuple[float, float]:
+        now = time.monotonic()
+        recent = [s for s in self.steps if s[0] >= now - RATE_WINDOW]
+        if not recent:
+            return 0.0, 0.0
+        span = max(now - recent[0][0], 1.0)
+        return sum(s[1] for s in recent) / span, sum(s[2] for s in recent) / span
+
+
+class Scheduler:
+    def __init__(self, model: Model, ctx: Context, *, slots: int, queue_size: int, context_length: int) -> None:
+        self.model = model
+        self.ctx = ctx
+        self.slots = [Slot(seq=i) for i in range(slots)]
+        self.queue_size = queue_size
+        self.context_length = context_length
+        self.batch = Batch(ctx.n_batch)
+        self.stats = Stats()
+        self._waiting: deque[tuple[GenerationRequest, Generation]] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._admitted_order: list[Slot] = []
+        self._thread = threading.Thread(target=self._run, name="alveare-hive", daemon=True)
+
+    # ------------------------------------------------------------ event-loop side
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, request: GenerationRequest, generation: Generation) -> None:
+        with self._cond:
+            busy = sum(1 for s in self.slots if s.active is not None)
+            if busy >= len(self.slots) and len(self._waiting) >= self.queue_size:
+                raise Overloaded(
+                    "The appliance is at capacity: every slot is busy and the queue is full. Retry shortly.",
+                    headers={"Retry-After": "1"},
+                )
+            self._waiting.append((request, generation))
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join(timeout=30)
+        self.batch.close()
+
+    @property
+    def busy(self) -> int:
+        return sum(1 for s in self.slots if s.active is not None)
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting)
+
+    # ------------------------------------------------------------ thread side
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._stopping:
+                    break
+                if not self._waiting and not any(s.active for s in self.slots):
+                    self._cond.wait(timeout=0.5)
+                    continue
+            try:
+                self._admit()
+                self._reap()
+                if any(s.active for s in self.slots):
+                    self._step()
+                else:
+                    with self._cond:
+                        self._cond.wait(timeout=0.05)
+            except Exception:
+                log.exception("engine step failed; failing the requests in flight")
+                for slot in self.slots:
+                    if slot.active:
+                        self._finish(slot, "error", error="engine step failed")
+                    slot.kv = []
+                self.ctx.clear()
+        for slot in self.slots:
+            if slot.active:
+                self._finish(slot, "cancelled")
+        with self._cond:
+            while self._waiting:
+                req, gen = self._waiting.popleft()
+                gen.push(Finished("cancelled", len(req.prompt_tokens), 0))
+
+    def _reserved(self) -> int:
+        return sum(s.active.reserved for s in self.slots if s.active)
+
+    def _admit(self) -> None:
+        while True:
+            with self._cond:
+                if not self._waiting:
+                    return
+                free = [s for s in self.slots if s.active is None]
+                req, gen = self._waiting[0]
+                now = time.monotonic()
+                if gen.cancelled or (req.deadline is not None and now >= req.deadline):
+                    self._waiting.popleft()
+                    gen.push(Finished("cancelled" if gen.cancelled else "timeout", len(req.prompt_tokens), 0))
+                    continue
+                if not free:
+                    return
+                need = len(req.prompt_tokens) + req.max_tokens
+                if self._reserved() + need > self.ctx.n_ctx and len(free) < len(self.slots):
+                    return  # wait for KV room; requests run in arrival order
+                self._waiting.popleft()
+            self._place(req, gen, free, need)
+
+    def _place(self, req: GenerationRequest, gen: Generation, free: list[Slot], need: int) -> None:
+        prompt = req.prompt_tokens
+        limit = len(prompt) - 1  # the last prompt token is always decoded, for its logits
+        own = {s.seq: min(common_prefix(s.kv, prompt), limit) for s in self.slots}
+        dest = max(free, key=lambda s: (own[s.seq], -len(s.kv)))
+        src = max(self.slots, key=lambda s: own[s.seq])
+        reuse = own[dest.seq]
+        if src is not dest and own[src.seq] >= reuse + MIN_COPY:
+            reuse = own[src.seq]
+            self.ctx.seq_rm(dest.seq)
+            self.ctx.seq_cp(src.seq, dest.seq, 0, reuse)
+        else:
+            self.ctx.seq_rm(dest.seq, reuse, -1)
+        dest.kv = prompt[:reuse]
+        s = req.sampling
+        sampler = Sampler(
+            self.model,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=s.top_k,
+            min_p=s.min_p,
+            presence_penalty=s.presence_penalty,
+            frequency_penalty=s.frequency_penalty,
+            repeat_penalty=s.repeat_penalty,
+            seed=s.seed if s.seed is not None else random.getrandbits(32),
+            grammar=s.grammar,
+        )
+        dest.active = Active(req, gen, sampler, TextStream(req.stop), done=reuse, cached=reuse, reserved=need)
+        self._admitted_order.append(dest)
+        self.stats.lookups += 1
+        if reuse:
+            self.stats.hits += 1
+            self.stats.reused_tokens += reuse
+
+    def _reap(self) -> None:
+        now = time.monotonic()
+        for slot in self.slots:
+            a = slot.active
+            if a is None:
+                continue
+            if a.generation.cancelled:
+                self._finish(slot, "cancelled")
+            elif a.request.deadline is not None and now >= a.request.deadline:
+                self._finish(slot, "timeout")
+
+    def _step(self) -> None:
+        batch = self.batch
+        batch.clear()
+        to_sample: list[tuple[Slot, int]] = []
+        added: list[tuple[Slot, list[int]]] = []
+        for slot in self._admitted_order:
+            a = slot.active
+            if a is not None and not a.prefilling:
+                to_sample.append((slot, batch.add(a.last, len(slot.kv), slot.seq, True)))
+                added.append((slot, [a.last]))
+        generated = len(to_sample)
+        budget = batch.capacity - batch.n
+        prompt_tokens = 0
+        for slot in self._admitted_order:
+            a = slot.active
+            if a is None or not a.prefilling or budget <= 0:
+                continue
+            prompt = a.request.prompt_tokens
+            chunk = prompt[a.done : a.done + budget]
+            pos = len(slot.kv)
+            for j, tok in enumerate(chunk):
+                last = a.done + j == len(prompt) - 1
+                idx = batch.add(tok, pos + j, slot.seq, last)
+                if last:
+                    to_sample.append((slot, idx))
+            added.append((slot, chunk))
+            a.done += len(chunk)
+            budget -= len(chunk)
+            prompt_tokens += len(chunk)
+        rc = self.ctx.decode(batch)
+        if rc == 1 and self._free_idle_cells():
+            rc = self.ctx.decode(batch)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc}")
+        for slot, tokens in added:
+            slot.kv.extend(tokens)
+        self.stats.record_step(generated, prompt_tokens)
+        for slot, idx in to_sample:
+            a = slot.active
+            assert a is not None
+            token = a.sampler.sample(self.ctx, idx)
+            self._accept(slot, a, token)
+
+    def _accept(self, slot: Slot, a: Active, token: int) -> None:
+        if self.model.is_eog(token):
+            self._finish(slot, "stop")
+            return
+        a.completion += 1
+        text = a.text.feed(self.model.piece(token))
+        if text and not a.generation.cancelled:
+            a.generation.push(text)
+        if a.text.stopped:
+            self._finish(slot, "stop")
+        elif a.completion >= a.request.max_tokens or len(slot.kv) + 1 >= self.context_length:
+            self._finish(slot, "length")
+        else:
+            a.last = token
+
+    def _finish(self, slot: Slot, reason: str, error: str | None = None) -> None:
+        a = slot.active
+        assert a is not None
+        if reason in ("stop", "length"):
+            rest = a.text.flush()
+            if rest:
+                a.generation.push(rest)
+        a.generation.push(
+            Finished(reason, len(a.request.prompt_tokens), a.completion, cached_tokens=a.cached, error=error)
+        )
+        a.sampler.close()
+        slot.active = None
+        if slot in self._admitted_order:
+            self._admitted_order.remove(slot)
+        self.stats.served += 1
+
+    def _free_idle_cells(self) -> bool:
+        """Out of KV room: drop the cached tokens of idle slots. True if anything was freed."""
+        freed = False
+        for slot in self.slots:
+            if slot.active is None and slot.kv:
+                self.ctx.seq_rm(slot.seq)
+                slot.kv = []
+                freed = True
+        return freed

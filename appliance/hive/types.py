@@ -1,0 +1,145 @@
+"""What goes in and out of the engine. No wire types and no llama_cpp here."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import msgspec
+
+
+class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
+    model_path: str
+    n_ctx: int = 8192
+    slots: int = 8
+    threads: int = 0
+    gpu: bool = True
+    queue_size: int = 64
+    n_batch: int = 512
+    # Pass llama.cpp's own log lines through (model loading details and so on).
+    verbose: bool = False
+
+
+class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
+    temperature: float = 0.7
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repeat_penalty: float = 1.0
+    seed: int | None = None
+    # A GBNF grammar the output must follow (JSON mode, tools); None for free text.
+    grammar: str | None = None
+
+
+class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
+    prompt_tokens: list[int]
+    max_tokens: int
+    sampling: SamplingParams = SamplingParams()
+    stop: list[str] = []
+    # time.monotonic() after which the engine stops the generation (finish_reason "timeout").
+    deadline: float | None = None
+
+
+class Finished(msgspec.Struct, frozen=True):
+    """The last event of a generation."""
+
+    # "stop", "length", "timeout", "cancelled" or "error"
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    # Prompt tokens served from the prefix cache rather than decoded again.
+    cached_tokens: int = 0
+    error: str | None = None
+
+
+class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):
+    loaded: bool
+    model: str
+    model_path: str
+    model_size_bytes: int
+    n_params: int
+    context_length: int
+    n_ctx: int
+    device: str
+    gpu_layers: int
+    slots_total: int
+    slots_busy: int
+    queue_depth: int
+    queue_limit: int
+    tokens_per_second: float
+    prompt_tokens_per_second: float
+    requests_served: int
+    prefix_cache_hits: int
+    prefix_cache_lookups: int
+    prefix_cache_tokens: int
+    uptime_seconds: float
+    load_error: str | None = None
+
+
+class Generation:
+    """One running generation: an async iterator of text pieces, then `finished`.
+
+    The engine's thread pushes events with `push`; the event loop consumes them. `cancel`
+    may be called from either side; the engine frees the slot at its next step.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: asyncio.Queue[str | Finished] = asyncio.Queue()
+        self._cancel = threading.Event()
+        self.finished: Finished | None = None
+
+    # engine side -------------------------------------------------------------
+    def push(self, item: str | Finished) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    # consumer side -----------------------------------------------------------
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[str]:
+        while self.finished is None:
+            item = await self._queue.get()
+            if isinstance(item, Finished):
+                self.finished = item
+                return
+            yield item
+
+
+class Engine(Protocol):
+    """What the service needs from an engine; the real one and test fakes both fit."""
+
+    @property
+    def loaded(self) -> bool: ...
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def context_length(self) -> int: ...
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]: ...
+
+    def render_chat(self, messages: list[tuple[str, str]]) -> str: ...
+
+    def submit(self, request: GenerationRequest) -> Generation: ...
+
+    def status(self) -> EngineStatus: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...

@@ -1,0 +1,229 @@
+"""Wire types: OpenAI-compatible and native request/response Structs and the error envelope.
+
+Requests are decoded and validated with msgspec; unknown fields are ignored so that any
+OpenAI client's extra fields pass through harmlessly.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+MAX_TOKENS_LIMIT = 4096
+
+MaxTokens = Annotated[int, Meta(ge=1, le=MAX_TOKENS_LIMIT)]
+Temperature = Annotated[float, Meta(ge=0, le=2)]
+TopP = Annotated[float, Meta(ge=0, le=1)]
+Penalty = Annotated[float, Meta(ge=-2, le=2)]
+Stop = str | Annotated[list[str], Meta(max_length=4)]
+
+
+# ---------------------------------------------------------------- requests
+class ContentPart(Struct, forbid_unknown_fields=False):
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(Struct):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class StreamOptions(Struct):
+    include_usage: bool = False
+
+
+class ResponseFormat(Struct):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
+
+
+class ChatCompletionRequest(Struct):
+    model: Annotated[str, Meta(min_length=1)]
+    messages: Annotated[list[ChatMessage], Meta(min_length=1)]
+    max_tokens: MaxTokens | None = None
+    max_completion_tokens: MaxTokens | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    stop: Stop | None = None
+    n: Annotated[int, Meta(ge=1, le=8)] | None = 1
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    seed: int | None = None
+    user: str | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    logit_bias: dict[str, float] | None = None
+
+
+class CompletionRequest(Struct):
+    model: Annotated[str, Meta(min_length=1)]
+    prompt: str | Annotated[list[str], Meta(min_length=1, max_length=1)]
+    # OpenAI's legacy endpoint defaults to 16 tokens.
+    max_tokens: MaxTokens | None = 16
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    stop: Stop | None = None
+    n: Annotated[int, Meta(ge=1, le=8)] | None = 1
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    seed: int | None = None
+    user: str | None = None
+    echo: bool | None = False
+    suffix: str | None = None
+    logprobs: int | None = None
+    best_of: int | None = None
+
+
+class InferRequest(Struct):
+    specialist: Annotated[str, Meta(min_length=1)]
+    prompt: Annotated[str, Meta(min_length=1)]
+    max_tokens: MaxTokens | None = None
+    temperature: Temperature | None = None
+
+
+# ---------------------------------------------------------------- responses
+class Usage(Struct):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(Struct):
+    content: str | None
+    role: str = "assistant"
+    refusal: str | None = None
+
+
+class ChatChoice(Struct):
+    index: int
+    message: AssistantMessage
+    finish_reason: str
+    logprobs: None = None
+
+
+class ChatCompletion(Struct):
+    id: str
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+    object: str = "chat.completion"
+    system_fingerprint: str | None = None
+
+
+class Delta(Struct, omit_defaults=True):
+    role: str | None = None
+    content: str | None = None
+
+
+class ChunkChoice(Struct):
+    index: int
+    delta: Delta
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(Struct):
+    id: str
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    object: str = "chat.completion.chunk"
+    system_fingerprint: str | None = None
+    usage: Usage | None = None
+
+
+class CompletionChoice(Struct):
+    index: int
+    text: str
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class Completion(Struct):
+    id: str
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    object: str = "text_completion"
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+
+
+class InferResponse(Struct):
+    id: str
+    specialist: str
+    result: str
+    tokens_used: int
+    latency_ms: int
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+
+
+class Model(Struct):
+    id: str
+    created: int
+    object: str = "model"
+    owned_by: str = "alveare"
+
+
+class ModelList(Struct):
+    data: list[Model]
+    object: str = "list"
+
+
+class SpecialistParameters(Struct):
+    temperature: float
+    top_p: float
+    max_tokens: int
+    stop: list[str]
+
+
+class ModelInfo(Struct):
+    id: str
+    specialist: str
+    description: str
+    system_prompt: str
+    parameters: SpecialistParameters
+    base_model: str
+    context_length: int
+    object: str = "model.info"
+    owned_by: str = "alveare"
+
+
+class Health(Struct):
+    status: str
+    version: str
+    uptime_seconds: int
+    model_loaded: bool
+    model: str | None
+
+
+class ErrorBody(Struct):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+    request_id: str | None
+
+
+class ErrorEnvelope(Struct):
+    error: ErrorBody
+
+
+def encode(value: Any) -> bytes:
+    return msgspec.json.encode(value)

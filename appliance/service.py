@@ -1,0 +1,462 @@
+"""Orchestration: caller + specialist + request -> engine generation -> wire response.
+
+The only place that translates between wire types (protocol) and the engine's own types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from appliance import __version__
+from appliance import protocol as p
+from appliance.errors import (
+    ContextLengthExceeded,
+    GenerationTimeout,
+    InvalidRequest,
+    ModelLoading,
+    ServerError,
+)
+from appliance.hive.types import Engine, Finished, Generation, GenerationRequest, SamplingParams
+from appliance.settings import Settings
+from appliance.specialists import Specialist, Specialists
+from appliance.store import Principal
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A request resolved against its specialist and tokenised, ready for the engine."""
+
+    specialist: Specialist
+    model: str
+    requests: list[GenerationRequest]
+    prompt_tokens: int
+
+
+@dataclass
+class Outcome:
+    text: str
+    finished: Finished
+
+
+class Service:
+    def __init__(self, settings: Settings, engine: Engine, specialists: Specialists) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.specialists = specialists
+        self.started_at = time.time()
+        self._started_mono = time.monotonic()
+
+    # ------------------------------------------------------------ catalogue
+    def models(self) -> list[p.Model]:
+        created = int(self.started_at)
+        return [p.Model(id=s.model_id, created=created) for s in self.specialists]
+
+    def model(self, model_id: str) -> p.Model:
+        return p.Model(id=self.specialists.resolve(model_id).model_id, created=int(self.started_at))
+
+    def model_info(self, model_id: str) -> p.ModelInfo:
+        s = self.specialists.resolve(model_id)
+        return p.ModelInfo(
+            id=s.model_id,
+            specialist=s.name,
+            description=s.description,
+            system_prompt=s.system_prompt,
+            parameters=p.SpecialistParameters(
+                temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, stop=list(s.stop)
+            ),
+            base_model=self.engine.model_name,
+            context_length=self.engine.context_length,
+        )
+
+    def health(self) -> p.Health:
+        status = self.engine.status()
+        state = "ok" if status.loaded else ("error" if status.load_error else "loading")
+        return p.Health(
+            status=state,
+            version=__version__,
+            uptime_seconds=int(time.monotonic() - self._started_mono),
+            model_loaded=status.loaded,
+            model=status.model or None,
+        )
+
+    # ------------------------------------------------------------ preparation
+    def _check_loaded(self) -> None:
+        if not self.engine.loaded:
+            raise ModelLoading(
+                "The model is still loading. Retry in a few seconds.", headers={"Retry-After": "2"}
+            )
+
+    @staticmethod
+    def _stop_list(stop: str | list[str] | None, default: list[str]) -> list[str]:
+        if stop is None:
+            return list(default)
+        stops = [stop] if isinstance(stop, str) else list(stop)
+        return [s for s in stops if s]
+
+    @staticmethod
+    def _message_text(message: p.ChatMessage, index: int) -> str:
+        content = message.content
+        if content is None:
+            return ""
+        if isinstance(content, str):
+            return content
+        texts = []
+        for j, part in enumerate(content):
+            if part.type != "text" or part.text is None:
+                raise InvalidRequest(
+                    f"Only text content parts are supported; messages[{index}].content[{j}] has type "
+                    f"'{part.type}'.",
+                    param=f"messages[{index}].content[{j}].type",
+                )
+            texts.append(part.text)
+        return "".join(texts)
+
+    def _chat_messages(self, specialist: Specialist, messages: list[p.ChatMessage]) -> list[tuple[str, str]]:
+        """The specialist's prompt first; the client's system messages are kept after it."""
+        system = [specialist.system_prompt]
+        rest: list[tuple[str, str]] = []
+        for i, m in enumerate(messages):
+            text = self._message_text(m, i)
+            if m.role in ("system", "developer"):
+                if text.strip():
+                    system.append(text)
+            else:
+                rest.append(("tool" if m.role == "function" else m.role, text))
+        if not rest:
+            raise InvalidRequest(
+                "messages must contain at least one user or assistant message.", param="messages"
+            )
+        return [("system", "\n\n".join(system)), *rest]
+
+    def _fit(self, prompt: list[int], max_tokens: int | None, default: int, param: str) -> int:
+        """The completion budget; an explicit max_tokens that cannot fit is an error, a default shrinks."""
+        window = self.engine.context_length
+        if len(prompt) >= window:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {window} tokens. However, your prompt is "
+                f"{len(prompt)} tokens. Please shorten the prompt.",
+                param=param,
+            )
+        if max_tokens is None:
+            return min(default, window - len(prompt))
+        if len(prompt) + max_tokens > window:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {window} tokens. However, you requested "
+                f"{len(prompt) + max_tokens} tokens ({len(prompt)} in the prompt, {max_tokens} in the "
+                "completion). Please reduce the length of the prompt or the completion.",
+                param=param,
+            )
+        return max_tokens
+
+    def _requests(
+        self,
+        prompt: list[int],
+        max_tokens: int,
+        stop: list[str],
+        sampling: SamplingParams,
+        n: int,
+    ) -> list[GenerationRequest]:
+        deadline = time.monotonic() + self.settings.request_timeout_s
+        out = []
+        for i in range(n):
+            s = sampling
+            if n > 1 and sampling.seed is not None:
+                s = SamplingParams(**{**_fields(sampling), "seed": sampling.seed + i})
+            out.append(
+                GenerationRequest(prompt_tokens=prompt, max_tokens=max_tokens, sampling=s, stop=stop, deadline=deadline)
+            )
+        return out
+
+    def prepare_chat(self, principal: Principal, req: p.ChatCompletionRequest) -> Prepared:
+        specialist = self.specialists.resolve(req.model)
+        self._check_loaded()
+        if req.tools and req.tool_choice != "none":
+            raise InvalidRequest(
+                "Function calling (tools) is not available yet on this appliance.", param="tools"
+            )
+        if req.response_format is not None and req.response_format.type != "text":
+            raise InvalidRequest(
+                f"response_format '{req.response_format.type}' is not available yet on this appliance.",
+                param="response_format",
+            )
+        if req.logprobs:
+            raise InvalidRequest("logprobs are not available yet on this appliance.", param="logprobs")
+        text = self.engine.render_chat(self._chat_messages(specialist, req.messages))
+        prompt = self.engine.tokenize(text)
+        explicit = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
+        param = "max_completion_tokens" if req.max_completion_tokens is not None else "messages"
+        max_tokens = self._fit(prompt, explicit, specialist.max_tokens, param)
+        sampling = self._sampling(specialist, req.temperature, req.top_p, req)
+        stop = self._stop_list(req.stop, specialist.stop)
+        return Prepared(specialist, req.model, self._requests(prompt, max_tokens, stop, sampling, req.n or 1), len(prompt))
+
+    def prepare_completion(self, principal: Principal, req: p.CompletionRequest) -> Prepared:
+        specialist = self.specialists.resolve(req.model)
+        self._check_loaded()
+        if req.suffix:
+            raise InvalidRequest("suffix is not supported.", param="suffix")
+        if req.logprobs:
+            raise InvalidRequest("logprobs are not available yet on this appliance.", param="logprobs")
+        if req.best_of not in (None, 1):
+            raise InvalidRequest("best_of is not supported; use n.", param="best_of")
+        text = req.prompt if isinstance(req.prompt, str) else req.prompt[0]
+        prompt = self.engine.tokenize(text)
+        if not prompt:
+            raise InvalidRequest("prompt must not be empty.", param="prompt")
+        max_tokens = self._fit(prompt, req.max_tokens, 16, "prompt")
+        sampling = self._sampling(specialist, req.temperature, req.top_p, req)
+        stop = self._stop_list(req.stop, [])
+        return Prepared(specialist, req.model, self._requests(prompt, max_tokens, stop, sampling, req.n or 1), len(prompt))
+
+    def prepare_infer(self, principal: Principal, req: p.InferRequest) -> Prepared:
+        specialist = self.specialists.resolve(req.specialist, param="specialist")
+        self._check_loaded()
+        text = self.engine.render_chat([("system", specialist.system_prompt), ("user", req.prompt)])
+        prompt = self.engine.tokenize(text)
+        max_tokens = self._fit(prompt, req.max_tokens, specialist.max_tokens, "prompt")
+        sampling = SamplingParams(
+            temperature=specialist.temperature if req.temperature is None else req.temperature,
+            top_p=specialist.top_p,
+        )
+        return Prepared(specialist, specialist.name, self._requests(prompt, max_tokens, list(specialist.stop), sampling, 1), len(prompt))
+
+    @staticmethod
+    def _sampling(
+        specialist: Specialist,
+        temperature: float | None,
+        top_p: float | None,
+        req: p.ChatCompletionRequest | p.CompletionRequest,
+    ) -> SamplingParams:
+        return SamplingParams(
+            temperature=specialist.temperature if temperature is None else temperature,
+            top_p=specialist.top_p if top_p is None else max(top_p, 1e-6),
+            presence_penalty=req.presence_penalty or 0.0,
+            frequency_penalty=req.frequency_penalty or 0.0,
+            seed=req.seed,
+        )
+
+    # ------------------------------------------------------------ running
+    def start(self, prepared: Prepared) -> list[Generation]:
+        generations: list[Generation] = []
+        try:
+            for r in prepared.requests:
+                generations.append(self.engine.submit(r))
+        except BaseException:
+            for g in generations:
+                g.cancel()
+            raise
+        return generations
+
+    async def run(self, prepared: Prepared) -> list[Outcome]:
+        generations = self.start(prepared)
+        try:
+            texts = await asyncio.gather(*(_collect(g) for g in generations))
+        finally:
+            for g in generations:
+                g.cancel()
+        outcomes = []
+        for g, text in zip(generations, texts, strict=True):
+            assert g.finished is not None
+            _raise_for(g.finished, self.settings.request_timeout_s)
+            outcomes.append(Outcome(text, g.finished))
+        return outcomes
+
+    async def chat_completion(self, principal: Principal, req: p.ChatCompletionRequest) -> p.ChatCompletion:
+        prepared = self.prepare_chat(principal, req)
+        outcomes = await self.run(prepared)
+        return p.ChatCompletion(
+            id=new_id("chatcmpl"),
+            created=int(time.time()),
+            model=prepared.model,
+            choices=[
+                p.ChatChoice(index=i, message=p.AssistantMessage(content=o.text), finish_reason=o.finished.finish_reason)
+                for i, o in enumerate(outcomes)
+            ],
+            usage=_usage(prepared, outcomes),
+        )
+
+    async def completion(self, principal: Principal, req: p.CompletionRequest) -> p.Completion:
+        prepared = self.prepare_completion(principal, req)
+        outcomes = await self.run(prepared)
+        prefix = (req.prompt if isinstance(req.prompt, str) else req.prompt[0]) if req.echo else ""
+        return p.Completion(
+            id=new_id("cmpl"),
+            created=int(time.time()),
+            model=prepared.model,
+            choices=[
+                p.CompletionChoice(index=i, text=prefix + o.text, finish_reason=o.finished.finish_reason)
+                for i, o in enumerate(outcomes)
+            ],
+            usage=_usage(prepared, outcomes),
+        )
+
+    async def infer(self, principal: Principal, req: p.InferRequest) -> p.InferResponse:
+        t0 = time.perf_counter()
+        prepared = self.prepare_infer(principal, req)
+        (outcome,) = await self.run(prepared)
+        completion = outcome.finished.completion_tokens
+        return p.InferResponse(
+            id=new_id("inf"),
+            specialist=prepared.specialist.name,
+            result=outcome.text.strip(),
+            tokens_used=prepared.prompt_tokens + completion,
+            latency_ms=round((time.perf_counter() - t0) * 1000),
+            prompt_tokens=prepared.prompt_tokens,
+            completion_tokens=completion,
+            finish_reason=outcome.finished.finish_reason,
+        )
+
+    # ------------------------------------------------------------ streaming
+    def stream_chat(self, principal: Principal, req: p.ChatCompletionRequest) -> AsyncIterator[bytes]:
+        """SSE events exactly as OpenAI sends them. Everything that can fail before the first
+        token (validation, queue full) raises here, before the response starts."""
+        prepared = self.prepare_chat(principal, req)
+        generations = self.start(prepared)
+        chunk_id, created = new_id("chatcmpl"), int(time.time())
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+
+        def chunk(choices: list[p.ChunkChoice], usage: p.Usage | None = None) -> bytes:
+            return _sse(p.ChatCompletionChunk(id=chunk_id, created=created, model=prepared.model, choices=choices, usage=usage))
+
+        def first(i: int) -> bytes:
+            return chunk([p.ChunkChoice(index=i, delta=p.Delta(role="assistant", content=""))])
+
+        def piece(i: int, text: str) -> bytes:
+            return chunk([p.ChunkChoice(index=i, delta=p.Delta(content=text))])
+
+        def last(i: int, finished: Finished) -> bytes:
+            return chunk([p.ChunkChoice(index=i, delta=p.Delta(), finish_reason=finished.finish_reason)])
+
+        return self._stream(prepared, generations, include_usage, first, piece, last, chunk)
+
+    def stream_completion(self, principal: Principal, req: p.CompletionRequest) -> AsyncIterator[bytes]:
+        prepared = self.prepare_completion(principal, req)
+        generations = self.start(prepared)
+        cid, created = new_id("cmpl"), int(time.time())
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        echo = (req.prompt if isinstance(req.prompt, str) else req.prompt[0]) if req.echo else None
+
+        def chunk(choices: list[p.CompletionChoice], usage: p.Usage | None = None) -> bytes:
+            return _sse(p.Completion(id=cid, created=created, model=prepared.model, choices=choices, usage=usage))
+
+        def first(i: int) -> bytes | None:
+            return chunk([p.CompletionChoice(index=i, text=echo, finish_reason=None)]) if echo else None
+
+        def piece(i: int, text: str) -> bytes:
+            return chunk([p.CompletionChoice(index=i, text=text, finish_reason=None)])
+
+        def last(i: int, finished: Finished) -> bytes:
+            return chunk([p.CompletionChoice(index=i, text="", finish_reason=finished.finish_reason)])
+
+        return self._stream(prepared, generations, include_usage, first, piece, last, chunk)
+
+    async def _stream(
+        self,
+        prepared: Prepared,
+        generations: list[Generation],
+        include_usage: bool,
+        first: Callable[[int], bytes | None],
+        piece: Callable[[int, str], bytes],
+        last: Callable[[int, Finished], bytes],
+        chunk: Callable[..., bytes],
+    ) -> AsyncIterator[bytes]:
+        try:
+            for i in range(len(generations)):
+                head = first(i)
+                if head:
+                    yield head
+            async for i, item in _merge(generations):
+                if isinstance(item, Finished):
+                    if item.finish_reason in ("timeout", "error"):
+                        try:
+                            _raise_for(item, self.settings.request_timeout_s)
+                        except (GenerationTimeout, ServerError) as exc:
+                            yield _sse_error(exc)
+                            return
+                    yield last(i, item)
+                else:
+                    yield piece(i, item)
+            if include_usage:
+                outcomes = [Outcome("", g.finished) for g in generations if g.finished is not None]
+                yield chunk([], _usage(prepared, outcomes))
+            yield b"data: [DONE]\n\n"
+        finally:
+            # Client gone or stream done: either way free the slots now.
+            for g in generations:
+                g.cancel()
+
+
+def _fields(s: SamplingParams) -> dict:
+    return {f: getattr(s, f) for f in s.__struct_fields__}
+
+
+async def _collect(g: Generation) -> str:
+    return "".join([piece async for piece in g])
+
+
+async def _merge(generations: list[Generation]) -> AsyncIterator[tuple[int, str | Finished]]:
+    """Interleave several generations' events, tagging each with its choice index."""
+    if len(generations) == 1:
+        g = generations[0]
+        async for text in g:
+            yield 0, text
+        assert g.finished is not None
+        yield 0, g.finished
+        return
+    queue: asyncio.Queue[tuple[int, str | Finished]] = asyncio.Queue()
+
+    async def pump(i: int, g: Generation) -> None:
+        async for text in g:
+            await queue.put((i, text))
+        assert g.finished is not None
+        await queue.put((i, g.finished))
+
+    tasks = [asyncio.create_task(pump(i, g)) for i, g in enumerate(generations)]
+    try:
+        remaining = len(generations)
+        while remaining:
+            i, item = await queue.get()
+            if isinstance(item, Finished):
+                remaining -= 1
+            yield i, item
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+def _raise_for(finished: Finished, timeout_s: float) -> None:
+    if finished.finish_reason == "timeout":
+        raise GenerationTimeout(
+            f"The request did not finish within the server's {timeout_s:g} s limit. "
+            "Lower max_tokens or retry later.",
+        )
+    if finished.finish_reason == "error":
+        raise ServerError("The engine failed while generating. Retry the request.")
+
+
+def _usage(prepared: Prepared, outcomes: list[Outcome]) -> p.Usage:
+    completion = sum(o.finished.completion_tokens for o in outcomes)
+    return p.Usage(
+        prompt_tokens=prepared.prompt_tokens,
+        completion_tokens=completion,
+        total_tokens=prepared.prompt_tokens + completion,
+    )
+
+
+def _sse(value: object) -> bytes:
+    return b"data: " + p.encode(value) + b"\n\n"
+
+
+def _sse_error(exc: GenerationTimeout | ServerError) -> bytes:
+    body = p.ErrorEnvelope(
+        p.ErrorBody(message=exc.message, type=exc.type, param=exc.param, code=exc.code, request_id=None)
+    )
+    return b"data: " + p.encode(body) + b"\n\n"

@@ -1,0 +1,91 @@
+"""Settings: one frozen Struct, built once from defaults, environment and flags, then passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from appliance.errors import ConfigError
+
+DEFAULT_DATA_DIR = "~/.local/share/alveare"
+
+# Environment variables that map onto settings fields, documented in the README.
+ENV_VARS: dict[str, str] = {
+    "ALVEARE_DATA_DIR": "data_dir",
+    "ALVEARE_MODEL": "model_path",
+    "ALVEARE_HOST": "host",
+    "ALVEARE_PORT": "port",
+    "ALVEARE_SPECIALISTS": "specialists_path",
+    "ALVEARE_CTX": "n_ctx",
+    "ALVEARE_SLOTS": "slots",
+    "ALVEARE_THREADS": "threads",
+    "ALVEARE_GPU": "gpu",
+    "ALVEARE_TIMEOUT": "request_timeout_s",
+    "ALVEARE_QUEUE": "queue_size",
+    "ALVEARE_MAX_BODY": "max_body_bytes",
+}
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    data_dir: str = DEFAULT_DATA_DIR
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # None serves the embedded SmolLM2-135M-Instruct model.
+    model_path: str | None = None
+    # None uses the specialists.toml shipped with the package.
+    specialists_path: str | None = None
+    # KV-cache cells shared by all slots; one request may use up to this many tokens.
+    n_ctx: int = 8192
+    # Sequences decoded together in one batch.
+    slots: int = 8
+    # 0 = let llama.cpp choose (all physical cores).
+    threads: int = 0
+    # "auto" offloads every layer when the llama.cpp build supports a GPU; "off" stays on the CPU.
+    gpu: str = "auto"
+    request_timeout_s: float = 30.0
+    # Requests waiting for a slot beyond this get 503.
+    queue_size: int = 64
+    max_body_bytes: int = 1_048_576
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+    def validate(self) -> Settings:
+        problems = []
+        if not 0 < self.port < 65536:
+            problems.append(f"port {self.port} is not between 1 and 65535")
+        if self.slots < 1 or self.slots > 256:
+            problems.append(f"slots must be 1..256, not {self.slots}")
+        if self.n_ctx < 256:
+            problems.append(f"n_ctx must be at least 256, not {self.n_ctx}")
+        if self.gpu not in ("auto", "off"):
+            problems.append(f"gpu must be 'auto' or 'off', not {self.gpu!r}")
+        if self.request_timeout_s <= 0:
+            problems.append("request timeout must be positive")
+        if self.queue_size < 0:
+            problems.append("queue size must not be negative")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return self
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Defaults, then environment variables, then explicit overrides (command-line flags)."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    for var, field in ENV_VARS.items():
+        if environ.get(var):
+            raw[field] = environ[var]
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        # strict=False lets "8080" from the environment become an int.
+        return msgspec.convert(raw, Settings, strict=False).validate()
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"bad setting: {exc}") from None

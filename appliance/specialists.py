@@ -1,0 +1,132 @@
+"""Specialists: load and validate specialists.toml, and resolve model names. Pure."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+
+from appliance.errors import ConfigError, ModelNotFound
+
+MODEL_PREFIX = "alveare-"
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+class Specialist(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    system_prompt: str
+    description: str = ""
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] = 0.7
+    top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] = 1.0
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 512
+    stop: list[str] = []
+
+    @property
+    def model_id(self) -> str:
+        return MODEL_PREFIX + self.name
+
+
+class Specialists:
+    """The loaded catalogue: specialists by name, plus OpenAI-name aliases."""
+
+    def __init__(self, specialists: dict[str, Specialist], aliases: dict[str, str], source: str) -> None:
+        self.by_name = specialists
+        self.aliases = aliases
+        self.source = source
+
+    def __iter__(self):
+        return iter(self.by_name.values())
+
+    def __len__(self) -> int:
+        return len(self.by_name)
+
+    def resolve(self, model: str, *, param: str = "model") -> Specialist:
+        """`summarise`, `alveare-summarise` or a mapped OpenAI name; anything else is 404."""
+        key = model.strip()
+        name = key.removeprefix(MODEL_PREFIX)
+        found = self.by_name.get(name) or self.by_name.get(self.aliases.get(key, ""))
+        if found is None:
+            raise ModelNotFound(
+                f"The model '{model}' does not exist. Use one of: "
+                + ", ".join(s.model_id for s in self.by_name.values())
+                + ".",
+                param=param,
+            )
+        return found
+
+
+def default_path() -> Path:
+    return Path(str(resources.files("appliance") / "specialists.toml"))
+
+
+def _line_of(text: str, table: str, key: str | None) -> int:
+    """Best-effort line number of `key` inside `[table]` (or of the table header) for messages."""
+    lines = text.splitlines()
+    header = re.compile(r"^\s*\[\s*" + re.escape(table).replace(r"\.", r"\s*\.\s*") + r"\s*\]")
+    for i, line in enumerate(lines):
+        if header.match(line):
+            if key is None:
+                return i + 1
+            for j in range(i + 1, len(lines)):
+                if lines[j].lstrip().startswith("["):
+                    break
+                if re.match(r"^\s*\"?" + re.escape(key) + r"\"?\s*=", lines[j]):
+                    return j + 1
+            return i + 1
+    return 1
+
+
+def load_specialists(path: Path | None = None) -> Specialists:
+    path = path or default_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the specialists file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+    def fail(table: str, key: str | None, problem: str) -> ConfigError:
+        return ConfigError(f"{path}, line {_line_of(text, table, key)}: [{table}] {problem}")
+
+    unknown = set(data) - {"specialists", "aliases"}
+    if unknown:
+        return_err = sorted(unknown)[0]
+        raise ConfigError(f"{path}: unknown top-level table or key '{return_err}' (expected [specialists.*] and [aliases])")
+    tables = data.get("specialists")
+    if not isinstance(tables, dict) or not tables:
+        raise ConfigError(f"{path}: no [specialists.NAME] tables found")
+    specialists: dict[str, Specialist] = {}
+    for name, table in tables.items():
+        where = f"specialists.{name}"
+        if not _NAME.match(name):
+            raise fail(where, None, "a specialist name is lower-case letters, digits, '-' or '_' (at most 32)")
+        if not isinstance(table, dict):
+            raise fail(where, None, "must be a table of settings")
+        try:
+            spec = msgspec.convert({**table, "name": name}, Specialist)
+        except msgspec.ValidationError as exc:
+            message = str(exc)
+            field = re.search(r"at `\$\.([A-Za-z_]+)", message)
+            key = field.group(1) if field else None
+            if key is None and "missing required field" in message:
+                key = None
+            elif key is None:
+                unknown_field = re.search(r"unknown field `([^`]+)`", message)
+                key = unknown_field.group(1) if unknown_field else None
+            raise fail(where, key, message) from None
+        if not spec.system_prompt.strip():
+            raise fail(where, "system_prompt", "system_prompt must not be empty")
+        specialists[name] = spec
+    aliases = data.get("aliases", {})
+    if not isinstance(aliases, dict):
+        raise ConfigError(f"{path}: [aliases] must map model names to specialist names")
+    for alias, target in aliases.items():
+        if target not in specialists:
+            raise fail("aliases", alias, f"'{alias}' maps to '{target}', which is not a specialist")
+    return Specialists(specialists, dict(aliases), str(path))
