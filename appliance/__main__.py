@@ -49,10 +49,16 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         print("Admin API key (shown once; store it safely):")
         print(f"  {admin.key}")
     print(f"Alveare {__version__} serving {len(specialists)} specialists on {model_path}")
-    print(f"Listening on http://{settings.host}:{settings.port}  (OpenAI base URL: http://{settings.host}:{settings.port}/v1)")
+    print(
+        f"Listening on http://{settings.host}:{settings.port}  (OpenAI base URL: http://{settings.host}:{settings.port}/v1)"
+    )
     sys.stdout.flush()
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)

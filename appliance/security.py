@@ -50,7 +50,7 @@ def is_well_formed(key: str) -> bool:
     rest = key[len(LIVE_PREFIX) :]
     if any(c not in ALPHABET for c in rest):
         return False
-    return hmac.compare_digest(_checksum(key[: -_CHECK]), key[-_CHECK:])
+    return hmac.compare_digest(_checksum(key[:-_CHECK]), key[-_CHECK:])
 
 
 def is_test_key(key: str) -> bool:

@@ -90,9 +90,7 @@ class Service:
     # ------------------------------------------------------------ preparation
     def _check_loaded(self) -> None:
         if not self.engine.loaded:
-            raise ModelLoading(
-                "The model is still loading. Retry in a few seconds.", headers={"Retry-After": "2"}
-            )
+            raise ModelLoading("The model is still loading. Retry in a few seconds.", headers={"Retry-After": "2"})
 
     @staticmethod
     def _stop_list(stop: str | list[str] | None, default: list[str]) -> list[str]:
@@ -112,8 +110,7 @@ class Service:
         for j, part in enumerate(content):
             if part.type != "text" or part.text is None:
                 raise InvalidRequest(
-                    f"Only text content parts are supported; messages[{index}].content[{j}] has type "
-                    f"'{part.type}'.",
+                    f"Only text content parts are supported; messages[{index}].content[{j}] has type '{part.type}'.",
                     param=f"messages[{index}].content[{j}].type",
                 )
             texts.append(part.text)
@@ -131,9 +128,7 @@ class Service:
             else:
                 rest.append(("tool" if m.role == "function" else m.role, text))
         if not rest:
-            raise InvalidRequest(
-                "messages must contain at least one user or assistant message.", param="messages"
-            )
+            raise InvalidRequest("messages must contain at least one user or assistant message.", param="messages")
         return [("system", "\n\n".join(system)), *rest]
 
     def _fit(self, prompt: list[int], max_tokens: int | None, default: int, param: str) -> int:
@@ -179,9 +174,7 @@ class Service:
         specialist = self.specialists.resolve(req.model)
         self._check_loaded()
         if req.tools and req.tool_choice != "none":
-            raise InvalidRequest(
-                "Function calling (tools) is not available yet on this appliance.", param="tools"
-            )
+            raise InvalidRequest("Function calling (tools) is not available yet on this appliance.", param="tools")
         if req.response_format is not None and req.response_format.type != "text":
             raise InvalidRequest(
                 f"response_format '{req.response_format.type}' is not available yet on this appliance.",
@@ -196,7 +189,9 @@ class Service:
         max_tokens = self._fit(prompt, explicit, specialist.max_tokens, param)
         sampling = self._sampling(specialist, req.temperature, req.top_p, req)
         stop = self._stop_list(req.stop, specialist.stop)
-        return Prepared(specialist, req.model, self._requests(prompt, max_tokens, stop, sampling, req.n or 1), len(prompt))
+        return Prepared(
+            specialist, req.model, self._requests(prompt, max_tokens, stop, sampling, req.n or 1), len(prompt)
+        )
 
     def prepare_completion(self, principal: Principal, req: p.CompletionRequest) -> Prepared:
         specialist = self.specialists.resolve(req.model)
@@ -214,7 +209,9 @@ class Service:
         max_tokens = self._fit(prompt, req.max_tokens, 16, "prompt")
         sampling = self._sampling(specialist, req.temperature, req.top_p, req)
         stop = self._stop_list(req.stop, [])
-        return Prepared(specialist, req.model, self._requests(prompt, max_tokens, stop, sampling, req.n or 1), len(prompt))
+        return Prepared(
+            specialist, req.model, self._requests(prompt, max_tokens, stop, sampling, req.n or 1), len(prompt)
+        )
 
     def prepare_infer(self, principal: Principal, req: p.InferRequest) -> Prepared:
         specialist = self.specialists.resolve(req.specialist, param="specialist")
@@ -226,7 +223,12 @@ class Service:
             temperature=specialist.temperature if req.temperature is None else req.temperature,
             top_p=specialist.top_p,
         )
-        return Prepared(specialist, specialist.name, self._requests(prompt, max_tokens, list(specialist.stop), sampling, 1), len(prompt))
+        return Prepared(
+            specialist,
+            specialist.name,
+            self._requests(prompt, max_tokens, list(specialist.stop), sampling, 1),
+            len(prompt),
+        )
 
     @staticmethod
     def _sampling(
@@ -277,7 +279,9 @@ class Service:
             created=int(time.time()),
             model=prepared.model,
             choices=[
-                p.ChatChoice(index=i, message=p.AssistantMessage(content=o.text), finish_reason=o.finished.finish_reason)
+                p.ChatChoice(
+                    index=i, message=p.AssistantMessage(content=o.text), finish_reason=o.finished.finish_reason
+                )
                 for i, o in enumerate(outcomes)
             ],
             usage=_usage(prepared, outcomes),
@@ -324,7 +328,9 @@ class Service:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
         def chunk(choices: list[p.ChunkChoice], usage: p.Usage | None = None) -> bytes:
-            return _sse(p.ChatCompletionChunk(id=chunk_id, created=created, model=prepared.model, choices=choices, usage=usage))
+            return _sse(
+                p.ChatCompletionChunk(id=chunk_id, created=created, model=prepared.model, choices=choices, usage=usage)
+            )
 
         def first(i: int) -> bytes:
             return chunk([p.ChunkChoice(index=i, delta=p.Delta(role="assistant", content=""))])
@@ -435,8 +441,7 @@ async def _merge(generations: list[Generation]) -> AsyncIterator[tuple[int, str 
 def _raise_for(finished: Finished, timeout_s: float) -> None:
     if finished.finish_reason == "timeout":
         raise GenerationTimeout(
-            f"The request did not finish within the server's {timeout_s:g} s limit. "
-            "Lower max_tokens or retry later.",
+            f"The request did not finish within the server's {timeout_s:g} s limit. Lower max_tokens or retry later.",
         )
     if finished.finish_reason == "error":
         raise ServerError("The engine failed while generating. Retry the request.")

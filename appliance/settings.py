@@ -74,9 +74,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return self
 
 
-def load_settings(
-    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Defaults, then environment variables, then explicit overrides (command-line flags)."""
     environ = os.environ if environ is None else environ
     raw: dict[str, Any] = {}

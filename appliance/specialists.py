@@ -97,7 +97,9 @@ def load_specialists(path: Path | None = None) -> Specialists:
     unknown = set(data) - {"specialists", "aliases"}
     if unknown:
         return_err = sorted(unknown)[0]
-        raise ConfigError(f"{path}: unknown top-level table or key '{return_err}' (expected [specialists.*] and [aliases])")
+        raise ConfigError(
+            f"{path}: unknown top-level table or key '{return_err}' (expected [specialists.*] and [aliases])"
+        )
     tables = data.get("specialists")
     if not isinstance(tables, dict) or not tables:
         raise ConfigError(f"{path}: no [specialists.NAME] tables found")

@@ -54,7 +54,12 @@ async def add_request_id(message: Message, scope: Scope) -> None:
 
 
 def envelope(
-    scope: Scope, status: int, message: str, type_: str, code: str | None, param: str | None = None,
+    scope: Scope,
+    status: int,
+    message: str,
+    type_: str,
+    code: str | None,
+    param: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response[Any]:
     body = p.ErrorEnvelope(
@@ -87,10 +92,11 @@ def handle_http_exception(request: Request, exc: HTTPException) -> Response[Any]
 def handle_unexpected(request: Request, exc: Exception) -> Response[Any]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return envelope(
-        request.scope, 500,
-        "The server had an error while processing your request. Retry, and quote the request id "
-        "if it keeps happening.",
-        "server_error", "internal_error",
+        request.scope,
+        500,
+        "The server had an error while processing your request. Retry, and quote the request id if it keeps happening.",
+        "server_error",
+        "internal_error",
     )
 
 

@@ -63,9 +63,9 @@ async def list_models(request: Request) -> Response[bytes]:
 
 
 @get("/v1/models/{model_id:str}")
-async def get_model(request: Request, model_id: str) -> Response[bytes]:
+async def get_model(request: Request) -> Response[bytes]:
     service: Service = request.app.state.service
-    return _json(service.model(model_id))
+    return _json(service.model(request.path_params["model_id"]))
 
 
 ROUTES = [chat_completions, completions, list_models, get_model]

@@ -98,8 +98,13 @@ class HiveEngine:
         self._model, self._ctx, self._scheduler = model, ctx, scheduler
         log.info(
             "model %s loaded in %.1f s on %s (gpu offload %s); %d slots, %d context cells, %d threads",
-            Path(cfg.model_path).name, time.monotonic() - t0, self._device,
-            "available" if supports_gpu_offload() else "not built in", cfg.slots, ctx.n_ctx, threads,
+            Path(cfg.model_path).name,
+            time.monotonic() - t0,
+            self._device,
+            "available" if supports_gpu_offload() else "not built in",
+            cfg.slots,
+            ctx.n_ctx,
+            threads,
         )
 
     async def stop(self) -> None:

@@ -18,6 +18,7 @@ def quiet_native_logs(verbose: bool = False) -> None:
     """llama.cpp prints every tensor it loads; keep only its errors unless asked."""
     logging.getLogger("llama-cpp-python").setLevel(logging.DEBUG if verbose else logging.ERROR)
 
+
 def supports_gpu_offload() -> bool:
     return bool(ll.llama_supports_gpu_offload())
 
@@ -189,7 +190,10 @@ class Sampler:
                 raise ValueError("the grammar could not be parsed")
             add(self.ptr, g)
         if presence_penalty or frequency_penalty or repeat_penalty != 1.0:
-            add(self.ptr, ll.llama_sampler_init_penalties(model.n_vocab, 64, repeat_penalty, frequency_penalty, presence_penalty))
+            add(
+                self.ptr,
+                ll.llama_sampler_init_penalties(model.n_vocab, 64, repeat_penalty, frequency_penalty, presence_penalty),
+            )
         if temperature <= 0:
             add(self.ptr, ll.llama_sampler_init_greedy())
             return

@@ -69,9 +69,7 @@ class Store:
     def create_account(self, name: str, plan: str = "starter") -> Account:
         name = name.strip()
         if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-            raise InvalidRequest(
-                "An account name is 1 to 64 letters, digits, '-', '_' or '.'.", param="name"
-            )
+            raise InvalidRequest("An account name is 1 to 64 letters, digits, '-', '_' or '.'.", param="name")
         plan_row = self.plan(plan)
         with self._lock:
             if self._db["accounts"].count_where("name = ?", [name]):
@@ -96,9 +94,7 @@ class Store:
     def create_key(self, account: str, *, test: bool = False, admin: bool = False) -> CreatedKey:
         acct = self.account(account)
         with self._lock, self._db.conn:
-            active = self._db["api_keys"].count_where(
-                "account_id = ? AND revoked_at IS NULL", [acct.id]
-            )
+            active = self._db["api_keys"].count_where("account_id = ? AND revoked_at IS NULL", [acct.id])
             if active >= MAX_ACTIVE_KEYS:
                 raise Conflict(
                     f"Account {account!r} already has {MAX_ACTIVE_KEYS} active keys, the most allowed. "
@@ -134,8 +130,14 @@ class Store:
             rows = self._db.execute(sql + " ORDER BY k.id", params).fetchall()
         return [
             KeyInfo(
-                id=r[0], prefix=r[1], account=r[2], test=bool(r[3]), admin=bool(r[4]),
-                created_at=r[5], revoked_at=r[6], last_used_at=r[7],
+                id=r[0],
+                prefix=r[1],
+                account=r[2],
+                test=bool(r[3]),
+                admin=bool(r[4]),
+                created_at=r[5],
+                revoked_at=r[6],
+                last_used_at=r[7],
             )
             for r in rows
         ]
@@ -184,6 +186,11 @@ class Store:
         if row is None or not security.constant_time_equal(row[7], digest):
             return None
         return Principal(
-            key_id=row[0], key_prefix=row[1], test=bool(row[2]), admin=bool(row[3]),
-            account_id=row[4], account=row[5], plan=self.plan(row[6]),
+            key_id=row[0],
+            key_prefix=row[1],
+            test=bool(row[2]),
+            admin=bool(row[3]),
+            account_id=row[4],
+            account=row[5],
+            plan=self.plan(row[6]),
         )

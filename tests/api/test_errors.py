@@ -1,0 +1,189 @@
+"""Every error status the API promises, in the one envelope, through the official SDK and raw HTTP."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+from live import LiveServer, start_server
+
+MSG = [{"role": "user", "content": "Hello"}]
+
+
+def assert_envelope(r: httpx.Response, status: int, code: str | None = None, param: str | None = None) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code", "request_id"}
+    assert error["message"] and "Traceback" not in error["message"]
+    assert error["request_id"] == r.headers["x-request-id"]
+    if code is not None:
+        assert error["code"] == code
+    if param is not None:
+        assert error["param"] == param
+    return error
+
+
+def post(server: LiveServer, key: str | None, path: str, **kwargs) -> httpx.Response:
+    headers = kwargs.pop("headers", {})
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return httpx.post(server.base_url + path, headers=headers, timeout=60, **kwargs)
+
+
+def test_missing_malformed_unknown_and_revoked_keys(server: LiveServer) -> None:
+    body = {"model": "chat", "messages": MSG}
+    assert_envelope(post(server, None, "/chat/completions", json=body), 401, "invalid_api_key")
+    assert_envelope(post(server, "sk-not-ours", "/chat/completions", json=body), 401, "invalid_api_key")
+    # right shape, wrong checksum
+    fake = "alv_live_" + "A" * 39
+    assert_envelope(post(server, fake, "/chat/completions", json=body), 401, "invalid_api_key")
+    key = server.new_key("revoked-account")
+    assert post(server, key, "/chat/completions", json={**body, "max_tokens": 1}).status_code == 200
+    from live import cli
+
+    cli(server.data_dir, "admin", "keys", "revoke", key[:17])
+    error = assert_envelope(post(server, key, "/chat/completions", json=body), 401, "invalid_api_key")
+    assert key not in error["message"]
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0).models.list()
+
+
+def test_unknown_model_is_404(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as info:
+        client.chat.completions.create(model="gpt-neo-unknown", messages=MSG)
+    assert info.value.body["code"] == "model_not_found"
+    assert info.value.body["param"] == "model"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("nope")
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "chat", "messages": MSG, "temperature": 2.5}, "temperature"),
+        ({"model": "chat", "messages": MSG, "top_p": 1.5}, "top_p"),
+        ({"model": "chat", "messages": MSG, "max_tokens": 0}, "max_tokens"),
+        ({"model": "chat", "messages": MSG, "max_tokens": 5000}, "max_tokens"),
+        ({"model": "chat", "messages": MSG, "max_tokens": "ten"}, "max_tokens"),
+        ({"model": "chat", "messages": []}, "messages"),
+        ({"model": "chat"}, "messages"),
+        ({"messages": MSG}, "model"),
+        ({"model": "chat", "messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
+        ({"model": "chat", "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({"model": "chat", "messages": MSG, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        (
+            {"model": "chat", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+            "messages[0].content[0].type",
+        ),
+    ],
+)
+def test_bad_parameters_are_400_naming_the_parameter(server: LiveServer, api_key: str, body: dict, param: str) -> None:
+    assert_envelope(post(server, api_key, "/chat/completions", json=body), 400, param=param)
+
+
+def test_bad_json_is_400(server: LiveServer, api_key: str) -> None:
+    assert_envelope(post(server, api_key, "/chat/completions", content=b"{not json"), 400, "invalid_json")
+    assert_envelope(post(server, api_key, "/infer", content=b""), 400, "invalid_json")
+    assert_envelope(post(server, api_key, "/infer", json={"specialist": "chat"}), 400, param="prompt")
+    assert_envelope(post(server, api_key, "/infer", json={"specialist": "poet", "prompt": "x"}), 404, "model_not_found")
+
+
+def test_sdk_raises_bad_request(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="chat", messages=MSG, temperature=3)
+    assert info.value.body["param"] == "temperature"
+
+
+def test_body_over_limit_is_413(server: LiveServer, api_key: str) -> None:
+    huge = {"model": "chat", "messages": [{"role": "user", "content": "x" * 2_000_000}]}
+    assert_envelope(post(server, api_key, "/chat/completions", json=huge), 413, "request_too_large")
+
+
+def test_prompt_too_long_is_context_length_exceeded(server: LiveServer, api_key: str) -> None:
+    long = {"model": "chat", "messages": [{"role": "user", "content": "word " * 9000}]}
+    assert_envelope(post(server, api_key, "/chat/completions", json=long), 400, "context_length_exceeded")
+    fits_alone = {"model": "chat", "messages": [{"role": "user", "content": "word " * 5000}], "max_tokens": 4096}
+    assert_envelope(post(server, api_key, "/chat/completions", json=fits_alone), 400, "context_length_exceeded")
+
+
+def test_unknown_route_and_wrong_method(server: LiveServer, api_key: str) -> None:
+    assert_envelope(httpx.get(server.base_url + "/nowhere", headers={"Authorization": f"Bearer {api_key}"}), 404)
+    assert_envelope(
+        httpx.get(server.base_url + "/chat/completions", headers={"Authorization": f"Bearer {api_key}"}), 405
+    )
+
+
+def test_request_id_is_echoed_when_sane(server: LiveServer) -> None:
+    r = httpx.get(server.url + "/health", headers={"X-Request-Id": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+    r = httpx.get(server.url + "/health", headers={"X-Request-Id": "bad id with spaces"})
+    assert r.headers["x-request-id"].startswith("req_")
+
+
+@pytest.fixture(scope="module")
+def tight_server(tmp_path_factory: pytest.TempPathFactory):
+    """One slot, a one-request queue and a 1.5 s timeout: easy to time out and to overload."""
+    live = start_server(tmp_path_factory.mktemp("tight"), "--slots", "1", "--queue", "1", "--timeout", "1.5")
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+def test_timeout_is_504_and_streams_end_with_an_error(tight_server: LiveServer) -> None:
+    key = tight_server.new_key("slow")
+    long = {
+        "model": "chat",
+        "messages": [{"role": "user", "content": "Write a very long essay about rivers."}],
+        "max_tokens": 4000,
+        "temperature": 1.0,
+    }
+    t0 = time.monotonic()
+    assert_envelope(post(tight_server, key, "/chat/completions", json=long), 504, "timeout")
+    assert time.monotonic() - t0 < 10
+    client = openai.OpenAI(base_url=tight_server.base_url, api_key=key, max_retries=0)
+    with pytest.raises(openai.APIError) as info:
+        for _ in client.chat.completions.create(**long, stream=True):
+            pass
+    assert "limit" in str(info.value)
+
+
+def test_queue_full_is_503_with_retry_after(tight_server: LiveServer) -> None:
+    key = tight_server.new_key("busy")
+    long = {
+        "model": "chat",
+        "messages": [{"role": "user", "content": "Write a very long essay about mountains."}],
+        "max_tokens": 4000,
+        "temperature": 1.0,
+    }
+    results: list[int] = []
+
+    def occupy() -> None:
+        results.append(post(tight_server, key, "/chat/completions", json=long).status_code)
+
+    threads = [threading.Thread(target=occupy) for _ in range(2)]  # one in the slot, one queued
+    for t in threads:
+        t.start()
+        time.sleep(0.3)
+    r = post(tight_server, key, "/chat/completions", json=long)
+    assert_envelope(r, 503, "server_overloaded")
+    assert r.headers["retry-after"] == "1"
+    for t in threads:
+        t.join()
+    assert sorted(results) == [504, 504]
+
+
+def test_health_stays_responsive_during_generation(tight_server: LiveServer) -> None:
+    key = tight_server.new_key("health-check")
+    long = {"model": "chat", "messages": [{"role": "user", "content": "Write a long poem."}], "max_tokens": 4000}
+    t = threading.Thread(target=post, args=(tight_server, key, "/chat/completions"), kwargs={"json": long})
+    t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    assert httpx.get(tight_server.url + "/health", timeout=5).status_code == 200
+    assert time.monotonic() - t0 < 2.0  # not blocked behind the generation
+    t.join()

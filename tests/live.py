@@ -1,0 +1,104 @@
+"""Start and stop a real `alveare serve` process on a free loopback port, as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ALVEARE = [sys.executable, "-m", "appliance"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ALVEARE_DATA_DIR": str(data_dir)}
+    result = subprocess.run([*ALVEARE, *args], env=env, capture_output=True, text=True, timeout=60)
+    if check and result.returncode != 0:
+        raise AssertionError(f"alveare {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+@dataclass
+class LiveServer:
+    process: subprocess.Popen[str]
+    data_dir: Path
+    port: int
+    admin_key: str
+    output: list[str]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def new_key(self, account: str, plan: str = "scale", test: bool = False) -> str:
+        if cli(self.data_dir, "admin", "accounts", "create", account, "--plan", plan, check=False).returncode not in (
+            0,
+            1,
+        ):
+            raise AssertionError("could not create the account")
+        args = ["admin", "keys", "create", "--account", account, "--json"] + (["--test"] if test else [])
+        return json.loads(cli(self.data_dir, *args).stdout)["key"]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(data_dir: Path, *extra: str, ready_timeout: float = 120) -> LiveServer:
+    port = free_port()
+    env = {**os.environ, "ALVEARE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [*ALVEARE, "serve", "--port", str(port), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    admin_key = ""
+    assert process.stdout is not None
+    deadline = time.monotonic() + ready_timeout
+    # The admin key is printed once, before "Listening on".
+    for line in process.stdout:
+        output.append(line)
+        if line.strip().startswith("alv_"):
+            admin_key = line.strip()
+        if line.startswith("Listening on"):
+            break
+        if time.monotonic() > deadline:
+            break
+    server = LiveServer(process, data_dir, port, admin_key, output)
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError("alveare serve exited:\n" + "".join(output) + process.stdout.read())
+        try:
+            health = httpx.get(server.url + "/health", timeout=2).json()
+            if health["model_loaded"]:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    server.stop()
+    raise AssertionError("alveare serve did not become ready:\n" + "".join(output))

@@ -1,0 +1,75 @@
+"""A stand-in engine for API paths the real model can't reach on demand (crashes, loading)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from appliance.hive.types import EngineStatus, Finished, Generation, GenerationRequest
+
+
+class FakeEngine:
+    def __init__(
+        self, *, loaded: bool = True, reply: str = "fake reply", outcome: str = "stop", explode: Exception | None = None
+    ) -> None:
+        self._loaded = loaded
+        self.reply = reply
+        self.outcome = outcome
+        self.explode = explode
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    @property
+    def model_name(self) -> str:
+        return "fake-model"
+
+    @property
+    def context_length(self) -> int:
+        return 2048
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        return [ord(c) for c in text]
+
+    def render_chat(self, messages: list[tuple[str, str]]) -> str:
+        return "".join(f"<{r}>{c}" for r, c in messages) + "<assistant>"
+
+    def submit(self, request: GenerationRequest) -> Generation:
+        if self.explode is not None:
+            raise self.explode
+        generation = Generation(asyncio.get_running_loop())
+        words = self.reply.split(" ")
+        for i, w in enumerate(words):
+            generation.push(w if i == 0 else " " + w)
+        generation.push(Finished(self.outcome, len(request.prompt_tokens), len(words)))
+        return generation
+
+    def status(self) -> EngineStatus:
+        return EngineStatus(
+            loaded=self._loaded,
+            model="fake-model",
+            model_path="",
+            model_size_bytes=0,
+            n_params=0,
+            context_length=2048,
+            n_ctx=2048,
+            device="cpu",
+            gpu_layers=0,
+            slots_total=1,
+            slots_busy=0,
+            queue_depth=0,
+            queue_limit=0,
+            tokens_per_second=0,
+            prompt_tokens_per_second=0,
+            requests_served=0,
+            prefix_cache_hits=0,
+            prefix_cache_lookups=0,
+            prefix_cache_tokens=0,
+            uptime_seconds=0,
+        )
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass

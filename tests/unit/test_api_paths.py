@@ -1,0 +1,88 @@
+"""API error paths that need a fake engine: loading, engine crash, unexpected exceptions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+
+from appliance.api import create_app
+from appliance.settings import Settings
+from appliance.specialists import load_specialists
+from appliance.store import Store
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_engine import FakeEngine
+
+CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+def make_client(tmp_path):
+    store = Store(tmp_path)
+    key = store.ensure_admin().key  # type: ignore[union-attr]
+    clients = []
+
+    def make(engine: FakeEngine) -> TestClient:
+        app = create_app(Settings(data_dir=str(tmp_path)), engine=engine, store=store, specialists=load_specialists())
+        client = TestClient(app, raise_server_exceptions=False)
+        client.__enter__()
+        client.headers["Authorization"] = f"Bearer {key}"
+        clients.append(client)
+        return client
+
+    yield make
+    for c in clients:
+        c.__exit__(None, None, None)
+    store.close()
+
+
+def envelope(r, status: int, code: str) -> dict:
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["code"] == code and error["request_id"] == r.headers["x-request-id"]
+    assert "Traceback" not in r.text
+    return error
+
+
+def test_model_loading_is_503(make_client) -> None:
+    client = make_client(FakeEngine(loaded=False))
+    r = client.post("/v1/chat/completions", json=CHAT)
+    envelope(r, 503, "model_loading")
+    assert r.headers["retry-after"] == "2"
+    health = client.get("/health").json()
+    assert health["status"] == "loading" and health["model_loaded"] is False
+
+
+def test_engine_failure_is_500_or_stream_error(make_client) -> None:
+    client = make_client(FakeEngine(outcome="error"))
+    envelope(client.post("/v1/chat/completions", json=CHAT), 500, "internal_error")
+    r = client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    assert r.status_code == 200
+    events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+    assert json.loads(events[-1])["error"]["code"] == "internal_error"
+
+
+def test_unexpected_exception_is_500_without_trace(make_client) -> None:
+    client = make_client(FakeEngine(explode=RuntimeError("secret internals")))
+    error = envelope(client.post("/v1/chat/completions", json=CHAT), 500, "internal_error")
+    assert "secret internals" not in error["message"]
+
+
+def test_fake_round_trip(make_client) -> None:
+    client = make_client(FakeEngine(reply="hello there"))
+    r = client.post("/v1/chat/completions", json=CHAT)
+    assert r.json()["choices"][0]["message"]["content"] == "hello there"
+    r = client.post("/v1/infer", json={"specialist": "qa", "prompt": "x"})
+    assert r.json()["result"] == "hello there"
+
+
+def test_tools_and_json_mode_are_refused_clearly(make_client) -> None:
+    client = make_client(FakeEngine())
+    tool = {"type": "function", "function": {"name": "f", "parameters": {}}}
+    assert client.post("/v1/chat/completions", json={**CHAT, "tools": [tool]}).json()["error"]["param"] == "tools"
+    r = client.post("/v1/chat/completions", json={**CHAT, "response_format": {"type": "json_object"}})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "response_format"

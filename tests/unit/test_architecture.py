@@ -1,0 +1,19 @@
+"""The dependency direction holds: the API imports no llama_cpp until an engine starts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_importing_the_api_does_not_load_llama_cpp() -> None:
+    code = "import sys, appliance.api, appliance.hive.engine, appliance.__main__; print('llama_cpp' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_import_contracts() -> None:
+    lint_imports = Path(sys.executable).parent / "lint-imports"
+    result = subprocess.run([str(lint_imports)], capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert result.returncode == 0, result.stdout + result.stderr

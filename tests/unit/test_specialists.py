@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import pytest
+
+from appliance.errors import ConfigError, ModelNotFound
+from appliance.specialists import load_specialists
+
+
+def test_builtin_specialists() -> None:
+    specs = load_specialists()
+    assert [s.name for s in specs] == ["classify", "summarise", "extract", "qa", "chat", "code"]
+    for s in specs:
+        assert s.system_prompt.strip() and 0 <= s.temperature <= 2 and 0 < s.top_p <= 1 and s.max_tokens > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("summarise", "summarise"), ("alveare-summarise", "summarise"), ("gpt-3.5-turbo", "chat"), ("gpt-4o", "chat")],
+)
+def test_resolve(name: str, expected: str) -> None:
+    assert load_specialists().resolve(name).name == expected
+
+
+def test_unknown_model() -> None:
+    with pytest.raises(ModelNotFound) as info:
+        load_specialists().resolve("llama-70b")
+    assert info.value.status == 404 and info.value.code == "model_not_found"
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "specialists.toml"
+    path.write_text(text)
+    return path
+
+
+def test_toml_syntax_error_names_file_and_line(tmp_path) -> None:
+    path = write(tmp_path, '[specialists.chat]\nsystem_prompt = "hi"\ntemperature = = 1\n')
+    with pytest.raises(ConfigError) as info:
+        load_specialists(path)
+    assert str(path) in str(info.value) and "line 3" in str(info.value)
+
+
+def test_bad_value_names_line_and_problem(tmp_path) -> None:
+    path = write(tmp_path, '[specialists.chat]\nsystem_prompt = "hi"\n\ntemperature = 7\n')
+    with pytest.raises(ConfigError) as info:
+        load_specialists(path)
+    message = str(info.value)
+    assert "line 4" in message and "temperature" in message and "<= 2" in message
+
+
+def test_unknown_key_and_bad_alias(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"line 3.*colour"):
+        load_specialists(write(tmp_path, '[specialists.chat]\nsystem_prompt = "hi"\ncolour = "red"\n'))
+    with pytest.raises(ConfigError, match=r"line 4.*poet"):
+        load_specialists(write(tmp_path, '[specialists.chat]\nsystem_prompt = "hi"\n[aliases]\n"gpt-4" = "poet"\n'))
+
+
+def test_missing_prompt(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="system_prompt"):
+        load_specialists(write(tmp_path, "[specialists.chat]\ntemperature = 1\n"))
