@@ -213,6 +213,32 @@ class Health(Struct):
     model: str | None
 
 
+class HiveStatus(Struct):
+    version: str
+    uptime_seconds: int
+    model: str
+    model_size_bytes: int
+    n_params: int
+    device: str
+    gpu_layers: int
+    context_length: int
+    kv_cells: int
+    slots_total: int
+    slots_busy: int
+    queue_depth: int
+    queue_limit: int
+    tokens_per_second: float
+    prompt_tokens_per_second: float
+    requests_served: int
+    prefix_cache_hits: int
+    prefix_cache_lookups: int
+    prefix_cache_hit_rate: float
+    prefix_cache_tokens_reused: int
+    specialists: list[str]
+    loaded: bool
+    load_error: str | None
+
+
 class ErrorBody(Struct):
     message: str
     type: str

@@ -87,6 +87,65 @@ class Service:
             model=status.model or None,
         )
 
+    def hive_status(self) -> p.HiveStatus:
+        s = self.engine.status()
+        return p.HiveStatus(
+            version=__version__,
+            uptime_seconds=int(time.monotonic() - self._started_mono),
+            model=s.model,
+            model_size_bytes=s.model_size_bytes,
+            n_params=s.n_params,
+            device=s.device,
+            gpu_layers=s.gpu_layers,
+            context_length=s.context_length,
+            kv_cells=s.n_ctx,
+            slots_total=s.slots_total,
+            slots_busy=s.slots_busy,
+            queue_depth=s.queue_depth,
+            queue_limit=s.queue_limit,
+            tokens_per_second=s.tokens_per_second,
+            prompt_tokens_per_second=s.prompt_tokens_per_second,
+            requests_served=s.requests_served,
+            prefix_cache_hits=s.prefix_cache_hits,
+            prefix_cache_lookups=s.prefix_cache_lookups,
+            prefix_cache_hit_rate=round(s.prefix_cache_hits / s.prefix_cache_lookups, 4)
+            if s.prefix_cache_lookups
+            else 0.0,
+            prefix_cache_tokens_reused=s.prefix_cache_tokens,
+            specialists=[sp.name for sp in self.specialists],
+            loaded=s.loaded,
+            load_error=s.load_error,
+        )
+
+    def metrics_text(self) -> str:
+        """Prometheus text exposition of the hive status."""
+        s = self.hive_status()
+        gauges = [
+            ("alveare_up", "1 once the model is loaded", int(s.loaded)),
+            ("alveare_uptime_seconds", "seconds since the server started", s.uptime_seconds),
+            ("alveare_slots_total", "sequences decoded together", s.slots_total),
+            ("alveare_slots_busy", "slots running a request", s.slots_busy),
+            ("alveare_queue_depth", "requests waiting for a slot", s.queue_depth),
+            ("alveare_tokens_per_second", "generated tokens per second, last minute", s.tokens_per_second),
+            (
+                "alveare_prompt_tokens_per_second",
+                "prompt tokens decoded per second, last minute",
+                s.prompt_tokens_per_second,
+            ),
+            ("alveare_model_size_bytes", "size of the model weights", s.model_size_bytes),
+        ]
+        counters = [
+            ("alveare_requests_served_total", "generations finished", s.requests_served),
+            ("alveare_prefix_cache_lookups_total", "requests placed in a slot", s.prefix_cache_lookups),
+            ("alveare_prefix_cache_hits_total", "requests that reused cached prompt tokens", s.prefix_cache_hits),
+            ("alveare_prefix_cache_tokens_total", "prompt tokens reused from the cache", s.prefix_cache_tokens_reused),
+        ]
+        lines = []
+        for kind, rows in (("gauge", gauges), ("counter", counters)):
+            for name, help_text, value in rows:
+                lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}"]
+        return "\n".join(lines) + "\n"
+
     # ------------------------------------------------------------ preparation
     def _check_loaded(self) -> None:
         if not self.engine.loaded:

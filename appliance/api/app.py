@@ -13,7 +13,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from appliance import __version__
-from appliance.api import health_routes, native_routes, openai_routes
+from appliance.api import admin_routes, health_routes, native_routes, openai_routes
 from appliance.api.auth import BearerKeyAuth
 from appliance.api.errors import EXCEPTION_HANDLERS, add_request_id
 from appliance.hive.types import Engine
@@ -41,7 +41,7 @@ def create_app(settings: Settings, *, engine: Engine, store: Store, specialists:
             await engine.stop()
 
     return Litestar(
-        route_handlers=[*health_routes.ROUTES, *openai_routes.ROUTES, *native_routes.ROUTES],
+        route_handlers=[*health_routes.ROUTES, *openai_routes.ROUTES, *native_routes.ROUTES, *admin_routes.ROUTES],
         middleware=[DefineMiddleware(BearerKeyAuth, exclude=["^/health$", "^/schema"])],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         before_send=[add_request_id],

@@ -50,6 +50,7 @@ class Active:
     reserved: int
     last: int = -1  # sampled token not yet decoded
     completion: int = 0
+    tokens: list[int] = field(default_factory=list)
 
     @property
     def prefilling(self) -> bool:
@@ -280,6 +281,7 @@ class Scheduler:
             self._finish(slot, "stop")
             return
         a.completion += 1
+        a.tokens.append(token)
         text = a.text.feed(self.model.piece(token))
         if text and not a.generation.cancelled:
             a.generation.push(text)
@@ -298,7 +300,9 @@ class Scheduler:
             if rest:
                 a.generation.push(rest)
         a.generation.push(
-            Finished(reason, len(a.request.prompt_tokens), a.completion, cached_tokens=a.cached, error=error)
+            Finished(
+                reason, len(a.request.prompt_tokens), a.completion, cached_tokens=a.cached, error=error, tokens=a.tokens
+            )
         )
         a.sampler.close()
         slot.active = None

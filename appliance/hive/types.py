@@ -54,6 +54,8 @@ class Finished(msgspec.Struct, frozen=True):
     # Prompt tokens served from the prefix cache rather than decoded again.
     cached_tokens: int = 0
     error: str | None = None
+    # The generated token ids, for tests and tools that compare generations token by token.
+    tokens: list[int] = []
 
 
 class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,0 +1,37 @@
+"""Admin-only hive status and Prometheus metrics."""
+
+from __future__ import annotations
+
+import httpx
+
+from live import LiveServer
+
+
+def test_hive_status_needs_an_admin_key(server: LiveServer, api_key: str) -> None:
+    r = httpx.get(server.base_url + "/hive/status", headers={"Authorization": f"Bearer {api_key}"})
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "admin_required"
+    assert httpx.get(server.base_url + "/hive/status").status_code == 401
+
+
+def test_hive_status(server: LiveServer, api_key: str) -> None:
+    httpx.post(
+        server.base_url + "/infer",
+        json={"specialist": "qa", "prompt": "What colour is the sky?", "max_tokens": 4},
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=60,
+    )
+    r = httpx.get(server.base_url + "/hive/status", headers={"Authorization": f"Bearer {server.admin_key}"})
+    assert r.status_code == 200, r.text
+    s = r.json()
+    assert s["loaded"] and s["model"].startswith("SmolLM2") and s["device"] == "cpu"
+    assert s["slots_total"] == 8 and 0 <= s["slots_busy"] <= 8 and s["queue_depth"] >= 0
+    assert s["requests_served"] >= 1 and s["prefix_cache_lookups"] >= 1
+    assert s["specialists"] == ["classify", "summarise", "extract", "qa", "chat", "code"]
+
+
+def test_metrics_are_prometheus_text(server: LiveServer) -> None:
+    r = httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {server.admin_key}"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    names = {line.split()[0] for line in r.text.splitlines() if line and not line.startswith("#")}
+    assert {"alveare_up", "alveare_slots_busy", "alveare_requests_served_total", "alveare_tokens_per_second"} <= names

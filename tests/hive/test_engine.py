@@ -1,0 +1,152 @@
+"""The hive engine on the real embedded model: batching correctness, prefix reuse, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from appliance.hive.engine import HiveEngine, embedded_model_path
+from appliance.hive.types import EngineConfig, Finished, GenerationRequest, SamplingParams
+
+GREEDY = SamplingParams(temperature=0.0)
+TOPICS = [
+    "rivers", "bees", "volcanoes", "trains", "chess", "coffee", "the moon", "glaciers",
+    "owls", "bridges", "tea", "deserts", "violins", "lighthouses", "salt", "comets",
+]
+# Batch composition changes llama.cpp's float rounding, so two runs may part where the top two
+# logits are this close. A clear choice (a bigger gap) must never differ.
+NEAR_TIE = 0.5
+
+
+@pytest.fixture(scope="module")
+def engine() -> AsyncIterator[HiveEngine]:
+    loop = asyncio.new_event_loop()
+    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=8, n_ctx=8192, queue_size=64))
+    loop.run_until_complete(eng.start())
+    assert eng.loaded, eng.status().load_error
+    eng.test_loop = loop  # type: ignore[attr-defined]
+    yield eng
+    loop.run_until_complete(eng.stop())
+    loop.close()
+
+
+def run(engine: HiveEngine, coro):
+    return engine.test_loop.run_until_complete(coro)  # type: ignore[attr-defined]
+
+
+def prompt(engine: HiveEngine, system: str, user: str) -> list[int]:
+    return engine.tokenize(engine.render_chat([("system", system), ("user", user)]))
+
+
+async def generate(engine: HiveEngine, tokens: list[int], max_tokens: int = 24) -> tuple[str, Finished]:
+    g = engine.submit(GenerationRequest(prompt_tokens=tokens, max_tokens=max_tokens, sampling=GREEDY))
+    text = "".join([piece async for piece in g])
+    assert g.finished is not None
+    return text, g.finished
+
+
+def top_two_gap(model_path: str, tokens: list[int]) -> float:
+    """Gap between the two best next-token logits after `tokens`, from a plain one-sequence run."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(model_path=model_path, n_ctx=2048, n_threads=2, verbose=False)
+    llm.eval(tokens)
+    row = sorted(llm.scores[llm.n_tokens - 1], reverse=True)
+    return float(row[0] - row[1])
+
+
+def assert_same_or_near_tie(engine: HiveEngine, prompt_tokens: list[int], a: Finished, b: Finished) -> None:
+    if a.tokens == b.tokens:
+        return
+    k = next((i for i, (x, y) in enumerate(zip(a.tokens, b.tokens, strict=False)) if x != y), None)
+    if k is None:  # one is a prefix of the other: they parted on the end-of-generation token
+        k = min(len(a.tokens), len(b.tokens))
+    gap = top_two_gap(engine.config.model_path, prompt_tokens + a.tokens[:k])
+    assert gap < NEAR_TIE, f"generations parted at token {k} on a clear choice (logit gap {gap:.3f})"
+
+
+def test_no_cross_talk_between_slots(engine: HiveEngine) -> None:
+    system = "You are a helpful assistant. Answer in one sentence."
+    prompts = [prompt(engine, system, f"Tell me one fact about {t}.") for t in TOPICS]
+    alone = [run(engine, generate(engine, p)) for p in prompts]
+
+    async def together():
+        return await asyncio.gather(*(generate(engine, p) for p in prompts))
+
+    batched = run(engine, together())
+    for p, (_, solo), (_, both) in zip(prompts, alone, batched, strict=True):
+        assert_same_or_near_tie(engine, p, solo, both)
+    # distinct prompts give distinct answers: nothing leaked between sequences
+    assert len({text for text, _ in batched}) > len(TOPICS) // 2
+
+
+def test_prefix_hit_matches_miss(engine: HiveEngine) -> None:
+    system = "You are a careful summariser. Keep every number and name that matters. " * 3
+    tokens = prompt(engine, system, "Summarise: the bridge opened in 1932 and carries 160,000 cars a day.")
+    run(engine, engine.stop())  # a fresh engine: nothing cached
+    run(engine, engine.start())
+    miss_text, miss = run(engine, generate(engine, tokens))
+    hit_text, hit = run(engine, generate(engine, tokens))
+    assert miss.cached_tokens == 0
+    assert hit.cached_tokens >= len(tokens) - 1
+    assert_same_or_near_tie(engine, tokens, miss, hit)
+    # a different user turn after the same system prompt reuses the shared prefix
+    other = prompt(engine, system, "Summarise: the tower is 330 metres tall.")
+    _, shared = run(engine, generate(engine, other))
+    assert shared.cached_tokens >= len(engine.tokenize(engine.render_chat([("system", system)]))) - 4
+    status = engine.status()
+    assert status.prefix_cache_hits >= 2 and status.prefix_cache_tokens > 0
+
+
+def test_cancel_frees_the_slot(engine: HiveEngine) -> None:
+    tokens = prompt(engine, "You are a storyteller.", "Tell a very long story.")
+
+    async def cancel_midway():
+        g = engine.submit(GenerationRequest(prompt_tokens=tokens, max_tokens=2000, sampling=GREEDY))
+        got = 0
+        async for _ in g:
+            got += 1
+            if got == 5:
+                g.cancel()
+        return g.finished
+
+    finished = run(engine, cancel_midway())
+    assert finished is not None and finished.finish_reason == "cancelled"
+    assert finished.completion_tokens < 100
+
+    async def settle():
+        for _ in range(50):
+            if engine.status().slots_busy == 0:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    assert run(engine, settle())
+
+
+def test_max_tokens_and_utf8(engine: HiveEngine) -> None:
+    tokens = prompt(engine, "You speak French.", "Écris une phrase avec des accents: é, è, à, ç.")
+    text, finished = run(engine, generate(engine, tokens, max_tokens=12))
+    assert finished.finish_reason in ("length", "stop") and finished.completion_tokens <= 12
+    assert "\ufffd" not in text
+
+
+def test_deadline_gives_timeout(engine: HiveEngine) -> None:
+    import time
+
+    tokens = prompt(engine, "You are a storyteller.", "Tell a very long story.")
+
+    async def late():
+        g = engine.submit(
+            GenerationRequest(
+                prompt_tokens=tokens, max_tokens=4000, sampling=GREEDY, deadline=time.monotonic() + 0.3
+            )
+        )
+        async for _ in g:
+            pass
+        return g.finished
+
+    finished = run(engine, late())
+    assert finished is not None and finished.finish_reason == "timeout"
