@@ -12,8 +12,22 @@ from appliance.hive.types import EngineConfig, Finished, GenerationRequest, Samp
 
 GREEDY = SamplingParams(temperature=0.0)
 TOPICS = [
-    "rivers", "bees", "volcanoes", "trains", "chess", "coffee", "the moon", "glaciers",
-    "owls", "bridges", "tea", "deserts", "violins", "lighthouses", "salt", "comets",
+    "rivers",
+    "bees",
+    "volcanoes",
+    "trains",
+    "chess",
+    "coffee",
+    "the moon",
+    "glaciers",
+    "owls",
+    "bridges",
+    "tea",
+    "deserts",
+    "violins",
+    "lighthouses",
+    "salt",
+    "comets",
 ]
 # Batch composition changes llama.cpp's float rounding, so two runs may part where the top two
 # logits are this close. A clear choice (a bigger gap) must never differ.
@@ -87,8 +101,8 @@ def test_prefix_hit_matches_miss(engine: HiveEngine) -> None:
     tokens = prompt(engine, system, "Summarise: the bridge opened in 1932 and carries 160,000 cars a day.")
     run(engine, engine.stop())  # a fresh engine: nothing cached
     run(engine, engine.start())
-    miss_text, miss = run(engine, generate(engine, tokens))
-    hit_text, hit = run(engine, generate(engine, tokens))
+    _, miss = run(engine, generate(engine, tokens))
+    _, hit = run(engine, generate(engine, tokens))
     assert miss.cached_tokens == 0
     assert hit.cached_tokens >= len(tokens) - 1
     assert_same_or_near_tie(engine, tokens, miss, hit)
@@ -140,9 +154,7 @@ def test_deadline_gives_timeout(engine: HiveEngine) -> None:
 
     async def late():
         g = engine.submit(
-            GenerationRequest(
-                prompt_tokens=tokens, max_tokens=4000, sampling=GREEDY, deadline=time.monotonic() + 0.3
-            )
+            GenerationRequest(prompt_tokens=tokens, max_tokens=4000, sampling=GREEDY, deadline=time.monotonic() + 0.3)
         )
         async for _ in g:
             pass
