@@ -193,12 +193,18 @@ class SpecialistParameters(Struct):
     stop: list[str]
 
 
+class SpecialistExample(Struct):
+    user: str
+    assistant: str
+
+
 class ModelInfo(Struct):
     id: str
     specialist: str
     description: str
     system_prompt: str
     parameters: SpecialistParameters
+    examples: list[SpecialistExample]
     base_model: str
     context_length: int
     object: str = "model.info"

@@ -72,6 +72,7 @@ class Service:
             parameters=p.SpecialistParameters(
                 temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, stop=list(s.stop)
             ),
+            examples=[p.SpecialistExample(user=e.user, assistant=e.assistant) for e in s.examples],
             base_model=self.engine.model_name,
             context_length=self.engine.context_length,
         )
@@ -188,7 +189,15 @@ class Service:
                 rest.append(("tool" if m.role == "function" else m.role, text))
         if not rest:
             raise InvalidRequest("messages must contain at least one user or assistant message.", param="messages")
-        return [("system", "\n\n".join(system)), *rest]
+        return [*self._preamble(specialist, "\n\n".join(system)), *rest]
+
+    @staticmethod
+    def _preamble(specialist: Specialist, system: str) -> list[tuple[str, str]]:
+        """The system turn and the specialist's worked examples: the prefix every request shares."""
+        turns = [("system", system)]
+        for ex in specialist.examples:
+            turns += [("user", ex.user), ("assistant", ex.assistant)]
+        return turns
 
     def _fit(self, prompt: list[int], max_tokens: int | None, default: int, param: str) -> int:
         """The completion budget; an explicit max_tokens that cannot fit is an error, a default shrinks."""
@@ -275,7 +284,7 @@ class Service:
     def prepare_infer(self, principal: Principal, req: p.InferRequest) -> Prepared:
         specialist = self.specialists.resolve(req.specialist, param="specialist")
         self._check_loaded()
-        text = self.engine.render_chat([("system", specialist.system_prompt), ("user", req.prompt)])
+        text = self.engine.render_chat([*self._preamble(specialist, specialist.system_prompt), ("user", req.prompt)])
         prompt = self.engine.tokenize(text)
         max_tokens = self._fit(prompt, req.max_tokens, specialist.max_tokens, "prompt")
         sampling = SamplingParams(

@@ -16,6 +16,13 @@ MODEL_PREFIX = "alveare-"
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
+class Example(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A worked example, sent as a user turn and the ideal assistant answer (few-shot)."""
+
+    user: str
+    assistant: str
+
+
 class Specialist(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     system_prompt: str
@@ -24,6 +31,8 @@ class Specialist(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] = 1.0
     max_tokens: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 512
     stop: list[str] = []
+    # Few-shot turns placed after the system prompt; part of the cached, shared prefix.
+    examples: list[Example] = []
 
     @property
     def model_id(self) -> str:
