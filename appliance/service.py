@@ -25,6 +25,8 @@ from appliance.settings import Settings
 from appliance.specialists import Specialist, Specialists
 from appliance.store import Principal
 
+PREAMBLE_MEMO = 256
+
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(12)}"
@@ -52,6 +54,8 @@ class Service:
         self.engine = engine
         self.specialists = specialists
         self.started_at = time.time()
+        # Tokens of recently seen preambles, so the shared-prefix length costs no second tokenisation.
+        self._preamble_tokens: dict[tuple[tuple[str, str], ...], list[int]] = {}
         self._started_mono = time.monotonic()
 
     # ------------------------------------------------------------ catalogue
@@ -176,8 +180,11 @@ class Service:
             texts.append(part.text)
         return "".join(texts)
 
-    def _chat_messages(self, specialist: Specialist, messages: list[p.ChatMessage]) -> list[tuple[str, str]]:
-        """The specialist's prompt first; the client's system messages are kept after it."""
+    def _chat_messages(
+        self, specialist: Specialist, messages: list[p.ChatMessage]
+    ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(preamble, conversation): the specialist's prompt first; the client's system messages are
+        kept after it, in the same system turn."""
         system = [specialist.system_prompt]
         rest: list[tuple[str, str]] = []
         for i, m in enumerate(messages):
@@ -189,7 +196,7 @@ class Service:
                 rest.append(("tool" if m.role == "function" else m.role, text))
         if not rest:
             raise InvalidRequest("messages must contain at least one user or assistant message.", param="messages")
-        return [*self._preamble(specialist, "\n\n".join(system)), *rest]
+        return self._preamble(specialist, "\n\n".join(system)), rest
 
     @staticmethod
     def _preamble(specialist: Specialist, system: str) -> list[tuple[str, str]]:
@@ -198,6 +205,25 @@ class Service:
         for ex in specialist.examples:
             turns += [("user", ex.user), ("assistant", ex.assistant)]
         return turns
+
+    def _tokenize_chat(
+        self, preamble: list[tuple[str, str]], conversation: list[tuple[str, str]]
+    ) -> tuple[list[int], int]:
+        """The prompt's tokens, and how many of them are the shared preamble (for the prefix cache)."""
+        prompt = self.engine.tokenize(self.engine.render_chat([*preamble, *conversation]))
+        key = tuple(preamble)
+        head = self._preamble_tokens.get(key)
+        if head is None:
+            head = self.engine.tokenize(self.engine.render_chat(preamble, add_generation_prompt=False))
+            if len(self._preamble_tokens) >= PREAMBLE_MEMO:
+                self._preamble_tokens.pop(next(iter(self._preamble_tokens)))
+            self._preamble_tokens[key] = head
+        shared = 0
+        for a, b in zip(head, prompt, strict=False):
+            if a != b:
+                break
+            shared += 1
+        return prompt, shared
 
     def _fit(self, prompt: list[int], max_tokens: int | None, default: int, param: str) -> int:
         """The completion budget; an explicit max_tokens that cannot fit is an error, a default shrinks."""
@@ -226,6 +252,7 @@ class Service:
         stop: list[str],
         sampling: SamplingParams,
         n: int,
+        cache_prefix: int = 0,
     ) -> list[GenerationRequest]:
         deadline = time.monotonic() + self.settings.request_timeout_s
         out = []
@@ -234,7 +261,14 @@ class Service:
             if n > 1 and sampling.seed is not None:
                 s = SamplingParams(**{**_fields(sampling), "seed": sampling.seed + i})
             out.append(
-                GenerationRequest(prompt_tokens=prompt, max_tokens=max_tokens, sampling=s, stop=stop, deadline=deadline)
+                GenerationRequest(
+                    prompt_tokens=prompt,
+                    max_tokens=max_tokens,
+                    sampling=s,
+                    stop=stop,
+                    deadline=deadline,
+                    cache_prefix=cache_prefix,
+                )
             )
         return out
 
@@ -250,16 +284,14 @@ class Service:
             )
         if req.logprobs:
             raise InvalidRequest("logprobs are not available yet on this appliance.", param="logprobs")
-        text = self.engine.render_chat(self._chat_messages(specialist, req.messages))
-        prompt = self.engine.tokenize(text)
+        prompt, shared = self._tokenize_chat(*self._chat_messages(specialist, req.messages))
         explicit = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
         param = "max_completion_tokens" if req.max_completion_tokens is not None else "messages"
         max_tokens = self._fit(prompt, explicit, specialist.max_tokens, param)
         sampling = self._sampling(specialist, req.temperature, req.top_p, req)
         stop = self._stop_list(req.stop, specialist.stop)
-        return Prepared(
-            specialist, req.model, self._requests(prompt, max_tokens, stop, sampling, req.n or 1), len(prompt)
-        )
+        requests = self._requests(prompt, max_tokens, stop, sampling, req.n or 1, shared)
+        return Prepared(specialist, req.model, requests, len(prompt))
 
     def prepare_completion(self, principal: Principal, req: p.CompletionRequest) -> Prepared:
         specialist = self.specialists.resolve(req.model)
@@ -284,8 +316,8 @@ class Service:
     def prepare_infer(self, principal: Principal, req: p.InferRequest) -> Prepared:
         specialist = self.specialists.resolve(req.specialist, param="specialist")
         self._check_loaded()
-        text = self.engine.render_chat([*self._preamble(specialist, specialist.system_prompt), ("user", req.prompt)])
-        prompt = self.engine.tokenize(text)
+        preamble = self._preamble(specialist, specialist.system_prompt)
+        prompt, shared = self._tokenize_chat(preamble, [("user", req.prompt)])
         max_tokens = self._fit(prompt, req.max_tokens, specialist.max_tokens, "prompt")
         sampling = SamplingParams(
             temperature=specialist.temperature if req.temperature is None else req.temperature,
@@ -294,7 +326,7 @@ class Service:
         return Prepared(
             specialist,
             specialist.name,
-            self._requests(prompt, max_tokens, list(specialist.stop), sampling, 1),
+            self._requests(prompt, max_tokens, list(specialist.stop), sampling, 1, shared),
             len(prompt),
         )
 

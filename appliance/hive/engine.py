@@ -50,7 +50,7 @@ class HiveEngine:
         self._model: Model | None = None
         self._ctx: Context | None = None
         self._scheduler: Scheduler | None = None
-        self._template: Any = None
+        self._templates: dict[bool, Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._load_error: str | None = None
         self._started = time.monotonic()
@@ -85,14 +85,24 @@ class HiveEngine:
         gpu = model.gpu_layers > 0
         self._device = f"gpu ({model.gpu_layers}/{model.n_layers} layers offloaded)" if gpu else "cpu"
         threads = cfg.threads or default_threads()
-        ctx = Context(model, n_ctx=cfg.n_ctx, n_seq=cfg.slots, n_batch=cfg.n_batch, threads=threads, flash=gpu)
+        ctx = Context(
+            model, n_ctx=cfg.n_ctx, n_seq=cfg.slots + cfg.cache_entries, n_batch=cfg.n_batch, threads=threads, flash=gpu
+        )
         self._context_length = min(ctx.n_ctx, model.n_ctx_train or ctx.n_ctx)
         template = model.meta("tokenizer.chat_template") or CHATML
         bos = model.piece(model.bos, special=True).decode("utf-8", "replace") if model.bos >= 0 else ""
         eos = model.piece(model.eos, special=True).decode("utf-8", "replace") if model.eos >= 0 else ""
-        self._template = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        self._templates = {
+            flag: Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos, add_generation_prompt=flag)
+            for flag in (True, False)
+        }
         scheduler = Scheduler(
-            model, ctx, slots=cfg.slots, queue_size=cfg.queue_size, context_length=self._context_length
+            model,
+            ctx,
+            slots=cfg.slots,
+            cache_entries=cfg.cache_entries,
+            queue_size=cfg.queue_size,
+            context_length=self._context_length,
         )
         scheduler.start()
         self._model, self._ctx, self._scheduler = model, ctx, scheduler
@@ -140,11 +150,12 @@ class HiveEngine:
         model = self._require()
         return model.tokenize(text, add_special=model.add_bos, parse_special=special)
 
-    def render_chat(self, messages: list[tuple[str, str]]) -> str:
+    def render_chat(self, messages: list[tuple[str, str]], *, add_generation_prompt: bool = True) -> str:
         self._require()
-        rendered = self._template(messages=[{"role": r, "content": c} for r, c in messages])
+        template = self._templates[add_generation_prompt]
+        rendered = template(messages=[{"role": r, "content": c} for r, c in messages])
         prompt: str = rendered.prompt
-        bos = self._template.bos_token
+        bos = template.bos_token
         # tokenize() adds BOS itself where the model wants one; don't double it.
         if bos and self._model is not None and self._model.add_bos and prompt.startswith(bos):
             prompt = prompt[len(bos) :]

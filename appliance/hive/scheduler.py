@@ -25,6 +25,8 @@ log = logging.getLogger("alveare.hive")
 
 # A copied prefix must save at least this many tokens of prefill to be worth a copy.
 MIN_COPY = 8
+# Preambles shorter than this are not worth a cache entry.
+MIN_CACHE = 16
 # Seconds of history kept for tokens/s.
 RATE_WINDOW = 60.0
 
@@ -59,9 +61,12 @@ class Active:
 
 @dataclass
 class Slot:
+    """A KV sequence: a request slot, or a prefix-cache entry that only holds tokens."""
+
     seq: int
     kv: list[int] = field(default_factory=list)  # tokens in this sequence's KV cells, by position
     active: Active | None = None
+    used: int = 0  # a logical clock for least-recently-used eviction
 
 
 @dataclass
@@ -89,10 +94,15 @@ class Stats:
 
 
 class Scheduler:
-    def __init__(self, model: Model, ctx: Context, *, slots: int, queue_size: int, context_length: int) -> None:
+    def __init__(
+        self, model: Model, ctx: Context, *, slots: int, cache_entries: int, queue_size: int, context_length: int
+    ) -> None:
         self.model = model
         self.ctx = ctx
         self.slots = [Slot(seq=i) for i in range(slots)]
+        # Extra sequences that keep shared prompt prefixes (system prompts) after their slots move on.
+        self.cache = [Slot(seq=slots + i) for i in range(cache_entries)]
+        self._clock = 0
         self.queue_size = queue_size
         self.context_length = context_length
         self.batch = Batch(ctx.n_batch)
@@ -155,7 +165,8 @@ class Scheduler:
                 for slot in self.slots:
                     if slot.active:
                         self._finish(slot, "error", error="engine step failed")
-                    slot.kv = []
+                for seq in self.slots + self.cache:
+                    seq.kv = []
                 self.ctx.clear()
         for slot in self.slots:
             if slot.active:
@@ -183,7 +194,9 @@ class Scheduler:
                 if not free:
                     return
                 need = len(req.prompt_tokens) + req.max_tokens
-                if self._reserved() + need > self.ctx.n_ctx and len(free) < len(self.slots):
+                while self._reserved() + need + self._cached_cells() > self.ctx.n_ctx and self._evict_one():
+                    pass
+                if self._reserved() + need + self._cached_cells() > self.ctx.n_ctx and len(free) < len(self.slots):
                     return  # wait for KV room; requests run in arrival order
                 self._waiting.popleft()
             self._place(req, gen, free, need)
@@ -191,14 +204,16 @@ class Scheduler:
     def _place(self, req: GenerationRequest, gen: Generation, free: list[Slot], need: int) -> None:
         prompt = req.prompt_tokens
         limit = len(prompt) - 1  # the last prompt token is always decoded, for its logits
-        own = {s.seq: min(common_prefix(s.kv, prompt), limit) for s in self.slots}
+        sources = self.slots + [c for c in self.cache if c.kv]
+        own = {s.seq: min(common_prefix(s.kv, prompt), limit) for s in sources}
         dest = max(free, key=lambda s: (own[s.seq], -len(s.kv)))
-        src = max(self.slots, key=lambda s: own[s.seq])
+        src = max(sources, key=lambda s: own[s.seq])
         reuse = own[dest.seq]
         if src is not dest and own[src.seq] >= reuse + MIN_COPY:
             reuse = own[src.seq]
             self.ctx.seq_rm(dest.seq)
             self.ctx.seq_cp(src.seq, dest.seq, 0, reuse)
+            self._touch(src)
         else:
             self.ctx.seq_rm(dest.seq, reuse, -1)
         dest.kv = prompt[:reuse]
@@ -269,6 +284,9 @@ class Scheduler:
             raise RuntimeError(f"llama_decode returned {rc}")
         for slot, tokens in added:
             slot.kv.extend(tokens)
+            a = slot.active
+            if a is not None and a.request.cache_prefix and len(tokens) > 1 and not a.prefilling:
+                self._remember(slot, a.request.cache_prefix)
         self.stats.record_step(generated, prompt_tokens)
         for slot, idx in to_sample:
             a = slot.active
@@ -310,12 +328,47 @@ class Scheduler:
             self._admitted_order.remove(slot)
         self.stats.served += 1
 
+    # ------------------------------------------------------------ prefix cache
+    def _touch(self, seq: Slot) -> None:
+        self._clock += 1
+        seq.used = self._clock
+
+    def _cached_cells(self) -> int:
+        return sum(len(c.kv) for c in self.cache)
+
+    def _remember(self, slot: Slot, length: int) -> None:
+        """Keep the first `length` tokens of a slot (its shared preamble) in a cache entry."""
+        if length < MIN_CACHE or length > len(slot.kv) or not self.cache:
+            return
+        prefix = slot.kv[:length]
+        for entry in self.cache:
+            if len(entry.kv) >= length and entry.kv[:length] == prefix:
+                self._touch(entry)
+                return
+        entry = min(self.cache, key=lambda c: (bool(c.kv), c.used))
+        self.ctx.seq_rm(entry.seq)
+        self.ctx.seq_cp(slot.seq, entry.seq, 0, length)
+        entry.kv = prefix
+        self._touch(entry)
+
+    def _evict_one(self) -> bool:
+        """Drop the least recently used cache entry. False when the cache is empty."""
+        held = [c for c in self.cache if c.kv]
+        if not held:
+            return False
+        entry = min(held, key=lambda c: c.used)
+        self.ctx.seq_rm(entry.seq)
+        entry.kv = []
+        return True
+
     def _free_idle_cells(self) -> bool:
-        """Out of KV room: drop the cached tokens of idle slots. True if anything was freed."""
+        """Out of KV room: drop the cached tokens of idle slots and of the cache. True if anything was freed."""
         freed = False
         for slot in self.slots:
             if slot.active is None and slot.kv:
                 self.ctx.seq_rm(slot.seq)
                 slot.kv = []
                 freed = True
+        while self._evict_one():
+            freed = True
         return freed

@@ -17,6 +17,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     threads: int = 0
     gpu: bool = True
     queue_size: int = 64
+    # Extra KV sequences that keep shared prompt prefixes (least recently used are evicted).
+    cache_entries: int = 32
     n_batch: int = 512
     # Pass llama.cpp's own log lines through (model loading details and so on).
     verbose: bool = False
@@ -42,6 +44,9 @@ class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
     stop: list[str] = []
     # time.monotonic() after which the engine stops the generation (finish_reason "timeout").
     deadline: float | None = None
+    # How many leading prompt tokens are a shared preamble (system prompt, examples) worth keeping
+    # in the prefix cache for other requests; 0 for none.
+    cache_prefix: int = 0
 
 
 class Finished(msgspec.Struct, frozen=True):
@@ -136,7 +141,7 @@ class Engine(Protocol):
 
     def tokenize(self, text: str, *, special: bool = True) -> list[int]: ...
 
-    def render_chat(self, messages: list[tuple[str, str]]) -> str: ...
+    def render_chat(self, messages: list[tuple[str, str]], *, add_generation_prompt: bool = True) -> str: ...
 
     def submit(self, request: GenerationRequest) -> Generation: ...
 

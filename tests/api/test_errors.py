@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 
@@ -11,6 +12,7 @@ import pytest
 from live import LiveServer, start_server
 
 MSG = [{"role": "user", "content": "Hello"}]
+WORDS = ["river", "stone", "cloud", "ember", "harbour", "lantern", "meadow", "signal", "copper", "orchard"]
 
 
 def assert_envelope(r: httpx.Response, status: int, code: str | None = None, param: str | None = None) -> dict:
@@ -134,42 +136,37 @@ def tight_server(tmp_path_factory: pytest.TempPathFactory):
         live.stop()
 
 
+def slow_request() -> dict:
+    """A request that cannot finish within 1.5 s whatever the model samples: its prompt alone takes
+    seconds to prefill on a CPU, and the random words keep the prefix cache from helping."""
+    words = " ".join(random.choice(WORDS) + str(random.randrange(1000)) for _ in range(1500))
+    return {"model": "chat", "messages": [{"role": "user", "content": words}], "max_tokens": 1000}
+
+
 def test_timeout_is_504_and_streams_end_with_an_error(tight_server: LiveServer) -> None:
     key = tight_server.new_key("slow")
-    long = {
-        "model": "chat",
-        "messages": [{"role": "user", "content": "Write a very long essay about rivers."}],
-        "max_tokens": 4000,
-        "temperature": 1.0,
-    }
     t0 = time.monotonic()
-    assert_envelope(post(tight_server, key, "/chat/completions", json=long), 504, "timeout")
+    assert_envelope(post(tight_server, key, "/chat/completions", json=slow_request()), 504, "timeout")
     assert time.monotonic() - t0 < 10
     client = openai.OpenAI(base_url=tight_server.base_url, api_key=key, max_retries=0)
     with pytest.raises(openai.APIError) as info:
-        for _ in client.chat.completions.create(**long, stream=True):
+        for _ in client.chat.completions.create(**slow_request(), stream=True):
             pass
     assert "limit" in str(info.value)
 
 
 def test_queue_full_is_503_with_retry_after(tight_server: LiveServer) -> None:
     key = tight_server.new_key("busy")
-    long = {
-        "model": "chat",
-        "messages": [{"role": "user", "content": "Write a very long essay about mountains."}],
-        "max_tokens": 4000,
-        "temperature": 1.0,
-    }
     results: list[int] = []
 
     def occupy() -> None:
-        results.append(post(tight_server, key, "/chat/completions", json=long).status_code)
+        results.append(post(tight_server, key, "/chat/completions", json=slow_request()).status_code)
 
     threads = [threading.Thread(target=occupy) for _ in range(2)]  # one in the slot, one queued
     for t in threads:
         t.start()
         time.sleep(0.3)
-    r = post(tight_server, key, "/chat/completions", json=long)
+    r = post(tight_server, key, "/chat/completions", json=slow_request())
     assert_envelope(r, 503, "server_overloaded")
     assert r.headers["retry-after"] == "1"
     for t in threads:
@@ -179,8 +176,7 @@ def test_queue_full_is_503_with_retry_after(tight_server: LiveServer) -> None:
 
 def test_health_stays_responsive_during_generation(tight_server: LiveServer) -> None:
     key = tight_server.new_key("health-check")
-    long = {"model": "chat", "messages": [{"role": "user", "content": "Write a long poem."}], "max_tokens": 4000}
-    t = threading.Thread(target=post, args=(tight_server, key, "/chat/completions"), kwargs={"json": long})
+    t = threading.Thread(target=post, args=(tight_server, key, "/chat/completions"), kwargs={"json": slow_request()})
     t.start()
     time.sleep(0.3)
     t0 = time.monotonic()

@@ -31,8 +31,8 @@ class FakeEngine:
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         return [ord(c) for c in text]
 
-    def render_chat(self, messages: list[tuple[str, str]]) -> str:
-        return "".join(f"<{r}>{c}" for r, c in messages) + "<assistant>"
+    def render_chat(self, messages: list[tuple[str, str]], *, add_generation_prompt: bool = True) -> str:
+        return "".join(f"<{r}>{c}" for r, c in messages) + ("<assistant>" if add_generation_prompt else "")
 
     def submit(self, request: GenerationRequest) -> Generation:
         if self.explode is not None:
