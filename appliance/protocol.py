@@ -240,6 +240,8 @@ class HiveStatus(Struct):
     prefix_cache_lookups: int
     prefix_cache_hit_rate: float
     prefix_cache_tokens_reused: int
+    draft_tokens: int
+    draft_tokens_accepted: int
     specialists: list[str]
     loaded: bool
     load_error: str | None

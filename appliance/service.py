@@ -117,6 +117,8 @@ class Service:
             if s.prefix_cache_lookups
             else 0.0,
             prefix_cache_tokens_reused=s.prefix_cache_tokens,
+            draft_tokens=s.draft_tokens,
+            draft_tokens_accepted=s.draft_tokens_accepted,
             specialists=[sp.name for sp in self.specialists],
             loaded=s.loaded,
             load_error=s.load_error,
@@ -144,6 +146,8 @@ class Service:
             ("alveare_prefix_cache_lookups_total", "requests placed in a slot", s.prefix_cache_lookups),
             ("alveare_prefix_cache_hits_total", "requests that reused cached prompt tokens", s.prefix_cache_hits),
             ("alveare_prefix_cache_tokens_total", "prompt tokens reused from the cache", s.prefix_cache_tokens_reused),
+            ("alveare_draft_tokens_total", "tokens proposed by prompt lookup", s.draft_tokens),
+            ("alveare_draft_tokens_accepted_total", "proposed tokens the model confirmed", s.draft_tokens_accepted),
         ]
         lines = []
         for kind, rows in (("gauge", gauges), ("counter", counters)):
@@ -253,6 +257,7 @@ class Service:
         sampling: SamplingParams,
         n: int,
         cache_prefix: int = 0,
+        lookup: bool = False,
     ) -> list[GenerationRequest]:
         deadline = time.monotonic() + self.settings.request_timeout_s
         out = []
@@ -268,6 +273,7 @@ class Service:
                     stop=stop,
                     deadline=deadline,
                     cache_prefix=cache_prefix,
+                    lookup=lookup,
                 )
             )
         return out
@@ -290,7 +296,7 @@ class Service:
         max_tokens = self._fit(prompt, explicit, specialist.max_tokens, param)
         sampling = self._sampling(specialist, req.temperature, req.top_p, req)
         stop = self._stop_list(req.stop, specialist.stop)
-        requests = self._requests(prompt, max_tokens, stop, sampling, req.n or 1, shared)
+        requests = self._requests(prompt, max_tokens, stop, sampling, req.n or 1, shared, specialist.prompt_lookup)
         return Prepared(specialist, req.model, requests, len(prompt))
 
     def prepare_completion(self, principal: Principal, req: p.CompletionRequest) -> Prepared:
@@ -326,7 +332,7 @@ class Service:
         return Prepared(
             specialist,
             specialist.name,
-            self._requests(prompt, max_tokens, list(specialist.stop), sampling, 1, shared),
+            self._requests(prompt, max_tokens, list(specialist.stop), sampling, 1, shared, specialist.prompt_lookup),
             len(prompt),
         )
 

@@ -33,6 +33,8 @@ class Specialist(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     stop: list[str] = []
     # Few-shot turns placed after the system prompt; part of the cached, shared prefix.
     examples: list[Example] = []
+    # Speculative decoding by prompt lookup, for specialists whose answers copy spans of the input.
+    prompt_lookup: bool = False
 
     @property
     def model_id(self) -> str:

@@ -191,6 +191,8 @@ class HiveEngine:
             prefix_cache_hits=s.stats.hits if s else 0,
             prefix_cache_lookups=s.stats.lookups if s else 0,
             prefix_cache_tokens=s.stats.reused_tokens if s else 0,
+            draft_tokens=s.stats.drafted if s else 0,
+            draft_tokens_accepted=s.stats.draft_accepted if s else 0,
             uptime_seconds=round(time.monotonic() - self._started, 1),
             load_error=self._load_error,
         )

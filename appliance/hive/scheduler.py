@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from appliance.errors import Overloaded
 from appliance.hive.llama import Batch, Context, Model, Sampler
+from appliance.hive.lookup import NgramIndex
 from appliance.hive.text import TextStream
 from appliance.hive.types import Finished, Generation, GenerationRequest
 
@@ -27,6 +28,8 @@ log = logging.getLogger("alveare.hive")
 MIN_COPY = 8
 # Preambles shorter than this are not worth a cache entry.
 MIN_CACHE = 16
+# Most draft tokens proposed per request per step.
+MAX_DRAFT = 8
 # Seconds of history kept for tokens/s.
 RATE_WINDOW = 60.0
 
@@ -53,6 +56,8 @@ class Active:
     last: int = -1  # sampled token not yet decoded
     completion: int = 0
     tokens: list[int] = field(default_factory=list)
+    # Prompt-lookup drafting, for greedy requests that asked for it.
+    lookup: NgramIndex | None = None
 
     @property
     def prefilling(self) -> bool:
@@ -76,6 +81,8 @@ class Stats:
     lookups: int = 0
     hits: int = 0
     reused_tokens: int = 0
+    drafted: int = 0
+    draft_accepted: int = 0
     steps: deque[tuple[float, int, int]] = field(default_factory=deque)  # (time, generated, prompt)
 
     def record_step(self, generated: int, prompt: int) -> None:
@@ -231,6 +238,9 @@ class Scheduler:
             grammar=s.grammar,
         )
         dest.active = Active(req, gen, sampler, TextStream(req.stop), done=reuse, cached=reuse, reserved=need)
+        greedy = s.temperature <= 0 and s.grammar is None and not (s.presence_penalty or s.frequency_penalty)
+        if req.lookup and greedy and s.repeat_penalty == 1.0:
+            dest.active.lookup = NgramIndex(prompt)
         self._admitted_order.append(dest)
         self.stats.lookups += 1
         if reuse:
@@ -251,13 +261,25 @@ class Scheduler:
     def _step(self) -> None:
         batch = self.batch
         batch.clear()
-        to_sample: list[tuple[Slot, int]] = []
+        # (slot, batch index of the first logits row, draft tokens verified at the following rows)
+        to_sample: list[tuple[Slot, int, list[int]]] = []
         added: list[tuple[Slot, list[int]]] = []
-        for slot in self._admitted_order:
+        generating = [s for s in self._admitted_order if s.active is not None and not s.active.prefilling]
+        spare = batch.capacity - len(generating)
+        for slot in generating:
             a = slot.active
-            if a is not None and not a.prefilling:
-                to_sample.append((slot, batch.add(a.last, len(slot.kv), slot.seq, True)))
-                added.append((slot, [a.last]))
+            assert a is not None
+            draft: list[int] = []
+            if a.lookup is not None:
+                room = min(a.request.max_tokens - a.completion - 1, self.context_length - len(slot.kv) - 2)
+                draft = a.lookup.draft(min(MAX_DRAFT, room, spare))
+                spare -= len(draft)
+            pos = len(slot.kv)
+            first = batch.add(a.last, pos, slot.seq, True)
+            for j, tok in enumerate(draft):
+                batch.add(tok, pos + 1 + j, slot.seq, True)
+            to_sample.append((slot, first, draft))
+            added.append((slot, [a.last]))
         generated = len(to_sample)
         budget = batch.capacity - batch.n
         prompt_tokens = 0
@@ -272,7 +294,7 @@ class Scheduler:
                 last = a.done + j == len(prompt) - 1
                 idx = batch.add(tok, pos + j, slot.seq, last)
                 if last:
-                    to_sample.append((slot, idx))
+                    to_sample.append((slot, idx, []))
             added.append((slot, chunk))
             a.done += len(chunk)
             budget -= len(chunk)
@@ -288,11 +310,26 @@ class Scheduler:
             if a is not None and a.request.cache_prefix and len(tokens) > 1 and not a.prefilling:
                 self._remember(slot, a.request.cache_prefix)
         self.stats.record_step(generated, prompt_tokens)
-        for slot, idx in to_sample:
+        for slot, idx, draft in to_sample:
             a = slot.active
             assert a is not None
             token = a.sampler.sample(self.ctx, idx)
-            self._accept(slot, a, token)
+            accepted = 0
+            while accepted < len(draft) and token == draft[accepted]:
+                # A right guess is already in the KV cache at the next position: keep it, and read
+                # the model's next choice from the following logits row.
+                slot.kv.append(token)
+                self._accept(slot, a, token)
+                if slot.active is not a:
+                    break
+                accepted += 1
+                token = a.sampler.sample(self.ctx, idx + accepted)
+            if slot.active is a:
+                self._accept(slot, a, token)
+            if draft:
+                self.stats.drafted += len(draft)
+                self.stats.draft_accepted += accepted
+                self.ctx.seq_rm(slot.seq, len(slot.kv), -1)  # drop the cells of wrong guesses
 
     def _accept(self, slot: Slot, a: Active, token: int) -> None:
         if self.model.is_eog(token):
@@ -300,6 +337,8 @@ class Scheduler:
             return
         a.completion += 1
         a.tokens.append(token)
+        if a.lookup is not None:
+            a.lookup.append(token)
         text = a.text.feed(self.model.piece(token))
         if text and not a.generation.cancelled:
             a.generation.push(text)

@@ -47,6 +47,9 @@ class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
     # How many leading prompt tokens are a shared preamble (system prompt, examples) worth keeping
     # in the prefix cache for other requests; 0 for none.
     cache_prefix: int = 0
+    # Draft tokens by prompt lookup and verify them in one batch; used only with greedy sampling,
+    # where it changes nothing but speed.
+    lookup: bool = False
 
 
 class Finished(msgspec.Struct, frozen=True):
@@ -83,6 +86,8 @@ class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):
     prefix_cache_hits: int
     prefix_cache_lookups: int
     prefix_cache_tokens: int
+    draft_tokens: int
+    draft_tokens_accepted: int
     uptime_seconds: float
     load_error: str | None = None
 

@@ -162,3 +162,24 @@ def test_deadline_gives_timeout(engine: HiveEngine) -> None:
 
     finished = run(engine, late())
     assert finished is not None and finished.finish_reason == "timeout"
+
+
+def test_prompt_lookup_gives_the_same_text(engine: HiveEngine) -> None:
+    text = (
+        "Quarterly revenue grew 23% year over year to $4.2B, driven by cloud services, while operating costs "
+        "rose 5% to $3.1B. The board approved a $500M buyback and named Jane Smith as the new CFO."
+    )
+    tokens = prompt(engine, "You are a careful summariser. Keep every number and name.", text)
+
+    async def once(lookup: bool) -> Finished:
+        g = engine.submit(GenerationRequest(prompt_tokens=tokens, max_tokens=60, sampling=GREEDY, lookup=lookup))
+        async for _ in g:
+            pass
+        assert g.finished is not None
+        return g.finished
+
+    plain = run(engine, once(False))
+    before = engine.status().draft_tokens_accepted
+    drafted = run(engine, once(True))
+    assert engine.status().draft_tokens_accepted > before  # the copy-heavy answer let drafts through
+    assert_same_or_near_tie(engine, tokens, plain, drafted)

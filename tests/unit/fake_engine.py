@@ -65,6 +65,8 @@ class FakeEngine:
             prefix_cache_hits=0,
             prefix_cache_lookups=0,
             prefix_cache_tokens=0,
+            draft_tokens=0,
+            draft_tokens_accepted=0,
             uptime_seconds=0,
         )
 
