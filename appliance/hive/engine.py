@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from appliance.errors import ModelLoading
+from appliance.errors import InvalidRequest, ModelLoading
 from appliance.hive.types import EngineConfig, EngineStatus, Generation, GenerationRequest
 
 if TYPE_CHECKING:
@@ -153,7 +153,12 @@ class HiveEngine:
     def render_chat(self, messages: list[tuple[str, str]], *, add_generation_prompt: bool = True) -> str:
         self._require()
         template = self._templates[add_generation_prompt]
-        rendered = template(messages=[{"role": r, "content": c} for r, c in messages])
+        try:
+            rendered = template(messages=[{"role": r, "content": c} for r, c in messages])
+        except Exception as exc:  # the GGUF's own Jinja template: any error is about these messages
+            raise InvalidRequest(
+                f"The model's chat template cannot render these messages: {exc}", param="messages"
+            ) from None
         prompt: str = rendered.prompt
         bos = template.bos_token
         # tokenize() adds BOS itself where the model wants one; don't double it.
