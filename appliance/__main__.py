@@ -142,11 +142,113 @@ def _plans_list(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(plans)
         return 0
-    print(f"{'PLAN':<14} {'REQ/MIN':>8} {'REQ/MONTH':>10} {'TOK/MIN':>10} {'SPECIALISTS':>11} {'CUSTOM':>6}")
+    print(
+        f"{'PLAN':<14} {'REQ/MIN':>8} {'REQ/MONTH':>10} {'TOK/MIN':>10} {'SPECIALISTS':>11} {'CUSTOM':>6} "
+        f"{'OVERAGE/1K':>10} {'PRICE':>8}"
+    )
     for p in plans:
         print(
             f"{p.name:<14} {p.requests_per_minute:>8} {p.requests_per_month:>10} {p.tokens_per_minute:>10} "
-            f"{p.specialists_allowed:>11} {'yes' if p.custom_prompts else 'no':>6}"
+            f"{p.specialists_allowed:>11} {'yes' if p.custom_prompts else 'no':>6} "
+            f"{p.overage_per_1k_requests:>10.2f} {p.monthly_price:>8.2f}"
+        )
+    return 0
+
+
+def _plans_set(settings: Settings, args: argparse.Namespace) -> int:
+    custom = None if args.custom_prompts is None else args.custom_prompts == "yes"
+    plan, created = _store(settings).set_plan(
+        args.name,
+        base=args.base,
+        requests_per_minute=args.rpm,
+        requests_per_month=args.monthly,
+        tokens_per_minute=args.tpm,
+        specialists_allowed=args.specialists,
+        custom_prompts=custom,
+        overage_per_1k_requests=args.overage,
+        monthly_price=args.price,
+    )
+    if args.json:
+        _print_json(plan)
+    else:
+        print(
+            f"{'Created' if created else 'Updated'} plan {plan.name}: {plan.requests_per_minute} requests/min, "
+            f"{plan.requests_per_month} requests/month, {plan.tokens_per_minute} tokens/min, "
+            f"{plan.specialists_allowed} specialists, custom prompts {'yes' if plan.custom_prompts else 'no'}, "
+            f"overage {plan.overage_per_1k_requests:g} per 1,000 requests."
+        )
+    return 0
+
+
+def _accounts_set_plan(settings: Settings, args: argparse.Namespace) -> int:
+    account = _store(settings).set_account_plan(args.name, args.plan)
+    print(f"Account {account.name} is now on the {account.plan} plan.")
+    return 0
+
+
+def _cap(text: str) -> float | None:
+    if text.lower() in ("none", "off", "-"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a cap is an amount like 50 or 12.5, or 'none'; not {text!r}") from None
+
+
+def _accounts_set_cap(settings: Settings, args: argparse.Namespace) -> int:
+    account = _store(settings).set_spending_cap(args.name, args.cap)
+    cap = "no spending cap" if account.spending_cap is None else f"a spending cap of {account.spending_cap:g}"
+    print(f"Account {account.name} now has {cap} per period.")
+    return 0
+
+
+def _accounts_set_specialists(settings: Settings, args: argparse.Namespace) -> int:
+    from appliance.errors import InvalidRequest
+    from appliance.specialists import load_specialists
+
+    if args.names.strip().lower() == "default":
+        names = None
+    else:
+        catalogue = load_specialists(settings.specialists_path and _path(settings.specialists_path))
+        names = []
+        for raw in args.names.split(","):
+            if raw.strip():
+                name = catalogue.resolve(raw.strip(), param="specialists").name
+                if name not in names:
+                    names.append(name)
+        if not names:
+            raise InvalidRequest("Name at least one specialist, or 'default'.")
+    account = _store(settings).set_specialists(args.name, names)
+    chosen = ", ".join(account.specialists) if account.specialists else "the plan's default set"
+    print(f"Account {account.name} may use: {chosen}.")
+    return 0
+
+
+def _usage(settings: Settings, args: argparse.Namespace) -> int:
+    store = _store(settings)
+    names = [args.account] if args.account else [a.name for a in store.accounts()]
+    summaries = [store.usage_summary(n, args.period) for n in names]
+    alerts = store.alerts(args.account, summaries[0].period if summaries else args.period)
+    if args.json:
+        _print_json({"usage": summaries, "alerts": alerts})
+        return 0
+    print(
+        f"{'ACCOUNT':<20} {'PLAN':<13} {'PERIOD':<8} {'REQUESTS':>9} {'LIMIT':>9} {'OVERAGE':>8} {'SPENDING':>9} "
+        f"{'CAP':>8} {'TOKENS':>10} {'TEST':>6} {'FAILED':>6}"
+    )
+    for u in summaries:
+        cap = f"{u.spending_cap:.2f}" if u.spending_cap is not None else "-"
+        print(
+            f"{u.account:<20} {u.plan:<13} {u.period:<8} {u.requests_used:>9} {u.requests_limit:>9} "
+            f"{u.overage_requests:>8} {u.spending:>9.2f} {cap:>8} {u.tokens_used:>10} {u.test_requests:>6} "
+            f"{u.failed_requests:>6}"
+        )
+    if args.account and summaries and summaries[0].by_specialist:
+        print("by specialist: " + ", ".join(f"{k} {v}" for k, v in summaries[0].by_specialist.items()))
+    for a in alerts:
+        print(
+            f"alert: {a.account} reached {a.threshold}% ({a.requests_used} of {a.requests_limit} requests) "
+            f"at {a.created_at[:19]}"
         )
     return 0
 
@@ -169,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--gpu", choices=["auto", "off"], help="offload all layers when a GPU build is present")
     serve.add_argument("--timeout", type=float, help="server-side generation timeout in seconds (default 30)")
     serve.add_argument("--queue", type=int, help="requests that may wait for a slot (default 64)")
+    serve.add_argument("--webhook-url", help="POST usage alerts here as JSON (env ALVEARE_WEBHOOK_URL)")
     serve.add_argument("--verbose", action="store_true", help="show llama.cpp's own log lines")
     serve.set_defaults(func=_serve)
 
@@ -184,6 +287,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = accounts.add_parser("list", help="list accounts")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_accounts_list)
+    p = accounts.add_parser("set-plan", help="move an account to another plan")
+    p.add_argument("name")
+    p.add_argument("plan")
+    p.set_defaults(func=_accounts_set_plan)
+    p = accounts.add_parser("set-cap", help="set a hard monthly spending cap on overage, or 'none'")
+    p.add_argument("name")
+    p.add_argument("cap", type=_cap)
+    p.set_defaults(func=_accounts_set_cap)
+    p = accounts.add_parser("set-specialists", help="choose the specialists an account may use, or 'default'")
+    p.add_argument("name")
+    p.add_argument("names", help="comma-separated specialists, e.g. classify,summarise; or 'default'")
+    p.set_defaults(func=_accounts_set_specialists)
 
     keys = admin.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
     p = keys.add_parser("create", help="create a key (printed once)")
@@ -203,6 +318,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = plans.add_parser("list", help="list plans and their limits")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_plans_list)
+    p = plans.add_parser("set", help="change a plan's limits, or create a new plan")
+    p.add_argument("name")
+    p.add_argument("--rpm", type=int, help="requests per minute per key")
+    p.add_argument("--monthly", type=int, help="requests per month per account")
+    p.add_argument("--tpm", type=int, help="tokens per minute per key")
+    p.add_argument("--specialists", type=int, help="specialists an account may enable")
+    p.add_argument("--custom-prompts", choices=["yes", "no"], help="whether accounts may set their own system prompts")
+    p.add_argument("--overage", type=float, help="price per 1,000 requests beyond the monthly requests")
+    p.add_argument("--price", type=float, help="monthly price")
+    p.add_argument("--base", default="starter", help="a new plan starts from this plan's values (default starter)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_plans_set)
+
+    p = admin.add_parser("usage", help="requests, tokens, overage and alerts for the period")
+    p.add_argument("--account", help="one account (default: all)")
+    p.add_argument("--period", help="a month like 2026-03 (default: the current one, UTC)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_usage)
     return parser
 
 
@@ -221,6 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gpu": getattr(args, "gpu", None),
         "request_timeout_s": getattr(args, "timeout", None),
         "queue_size": getattr(args, "queue", None),
+        "webhook_url": getattr(args, "webhook_url", None),
     }
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     func: Callable[[Settings, argparse.Namespace], int] = args.func

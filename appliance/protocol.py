@@ -247,6 +247,47 @@ class HiveStatus(Struct):
     load_error: str | None
 
 
+class UsageReport(Struct):
+    """GET /v1/usage: the spec's fields first, then Alveare's extras."""
+
+    period_start: str
+    period_end: str
+    requests_used: int
+    requests_limit: int
+    tokens_used: int
+    by_specialist: dict[str, int]
+    plan: str
+    overage_requests: int
+    spending: float
+    spending_cap: float | None
+    # alv_test_ requests: recorded, never counted in requests_used, tokens_used or overage
+    test_requests: int
+
+
+MAX_SYSTEM_PROMPT = 8000
+
+
+class SystemPromptUpdate(Struct):
+    system_prompt: str
+
+
+class SpecialistView(Struct):
+    name: str
+    model: str
+    description: str
+    # the prompt in force for the caller's account: its own when set (and its plan allows it), else the default
+    system_prompt: str
+    custom: bool
+    enabled: bool
+    object: str = "specialist"
+
+
+class SpecialistList(Struct):
+    data: list[SpecialistView]
+    custom_prompts_allowed: bool
+    object: str = "list"
+
+
 class ErrorBody(Struct):
     message: str
     type: str

@@ -6,24 +6,36 @@ The only place that translates between wire types (protocol) and the engine's ow
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import secrets
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import httpx
 
 from appliance import __version__
 from appliance import protocol as p
 from appliance.errors import (
+    AlveareError,
     ContextLengthExceeded,
     GenerationTimeout,
     InvalidRequest,
     ModelLoading,
+    PermissionDenied,
     ServerError,
 )
 from appliance.hive.types import Engine, Finished, Generation, GenerationRequest, SamplingParams
+from appliance.limits import Admission, QuotaBook, QuotaHold, RateLimiter, RateState, key_limits
 from appliance.settings import Settings
 from appliance.specialists import Specialist, Specialists
-from appliance.store import Principal
+from appliance.store import Principal, Store, UsageRecord, current_period, now_iso
+
+log = logging.getLogger("alveare.service")
+WEBHOOK_TIMEOUT_S = 5.0
 
 PREAMBLE_MEMO = 256
 
@@ -48,31 +60,101 @@ class Outcome:
     finished: Finished
 
 
+@dataclass
+class Call:
+    """One API call as the API layer sees it: who calls, and the rate-limit state to report."""
+
+    principal: Principal
+    endpoint: str
+    rate: RateState | None = None
+
+
+@dataclass
+class Meter:
+    """A metered request, from admission to its usage record."""
+
+    call: Call
+    t0: float = field(default_factory=time.perf_counter)
+    created_at: str = field(default_factory=now_iso)
+    period: str = field(default_factory=current_period)
+    specialist: str | None = None
+    admission: Admission | None = None
+    hold: QuotaHold | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    done: bool = False
+
+
+def _status_of(exc: BaseException) -> int:
+    if isinstance(exc, AlveareError):
+        return exc.status
+    if isinstance(exc, asyncio.CancelledError):
+        return 499  # the client went away
+    return 500
+
+
 class Service:
-    def __init__(self, settings: Settings, engine: Engine, specialists: Specialists) -> None:
+    def __init__(self, settings: Settings, engine: Engine, specialists: Specialists, store: Store) -> None:
         self.settings = settings
         self.engine = engine
         self.specialists = specialists
+        self.store = store
+        self.limiter = RateLimiter()
+        self.quota = QuotaBook()
         self.started_at = time.time()
         # Tokens of recently seen preambles, so the shared-prefix length costs no second tokenisation.
         self._preamble_tokens: dict[tuple[tuple[str, str], ...], list[int]] = {}
         self._started_mono = time.monotonic()
 
+    # ------------------------------------------------------------ accounts
+    def enabled(self, principal: Principal) -> list[Specialist]:
+        """The specialists the account may use: its chosen set, or the first ones of the catalogue,
+        at most as many as its plan allows."""
+        allowed = principal.plan.specialists_allowed
+        if principal.specialists is None:
+            return list(self.specialists)[:allowed]
+        chosen = set(principal.specialists)
+        return [s for s in self.specialists if s.name in chosen][:allowed]
+
+    def _resolve(self, principal: Principal, model: str, param: str = "model") -> Specialist:
+        specialist = self.specialists.resolve(model, param=param)
+        if specialist not in self.enabled(principal):
+            raise PermissionDenied(
+                f"The specialist '{specialist.name}' is not enabled for your account (plan {principal.plan.name}, "
+                f"{principal.plan.specialists_allowed} specialists). Enabled: "
+                f"{', '.join(s.name for s in self.enabled(principal)) or 'none'}.",
+                param=param,
+                code="specialist_not_enabled",
+            )
+        return specialist
+
+    def system_prompt(self, principal: Principal, specialist: Specialist) -> str:
+        """The account's own prompt for the specialist when its plan allows one, else the default."""
+        if principal.plan.custom_prompts:
+            custom = self.store.custom_prompt(principal.account_id, specialist.name)
+            if custom is not None:
+                return custom
+        return specialist.system_prompt
+
+    def rate_state(self, principal: Principal) -> RateState:
+        rpm, tpm = key_limits(principal.plan.requests_per_minute, principal.plan.tokens_per_minute, principal.test)
+        return self.limiter.peek(principal.key_id, rpm, tpm)
+
     # ------------------------------------------------------------ catalogue
-    def models(self) -> list[p.Model]:
+    def models(self, principal: Principal) -> list[p.Model]:
         created = int(self.started_at)
-        return [p.Model(id=s.model_id, created=created) for s in self.specialists]
+        return [p.Model(id=s.model_id, created=created) for s in self.enabled(principal)]
 
-    def model(self, model_id: str) -> p.Model:
-        return p.Model(id=self.specialists.resolve(model_id).model_id, created=int(self.started_at))
+    def model(self, principal: Principal, model_id: str) -> p.Model:
+        return p.Model(id=self._resolve(principal, model_id).model_id, created=int(self.started_at))
 
-    def model_info(self, model_id: str) -> p.ModelInfo:
-        s = self.specialists.resolve(model_id)
+    def model_info(self, principal: Principal, model_id: str) -> p.ModelInfo:
+        s = self._resolve(principal, model_id)
         return p.ModelInfo(
             id=s.model_id,
             specialist=s.name,
             description=s.description,
-            system_prompt=s.system_prompt,
+            system_prompt=self.system_prompt(principal, s),
             parameters=p.SpecialistParameters(
                 temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, stop=list(s.stop)
             ),
@@ -185,11 +267,11 @@ class Service:
         return "".join(texts)
 
     def _chat_messages(
-        self, specialist: Specialist, messages: list[p.ChatMessage]
+        self, specialist: Specialist, prompt: str, messages: list[p.ChatMessage]
     ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-        """(preamble, conversation): the specialist's prompt first; the client's system messages are
-        kept after it, in the same system turn."""
-        system = [specialist.system_prompt]
+        """(preamble, conversation): the specialist's prompt (the account's own, if set) first; the
+        client's system messages are kept after it, in the same system turn."""
+        system = [prompt]
         rest: list[tuple[str, str]] = []
         for i, m in enumerate(messages):
             text = self._message_text(m, i)
@@ -279,7 +361,7 @@ class Service:
         return out
 
     def prepare_chat(self, principal: Principal, req: p.ChatCompletionRequest) -> Prepared:
-        specialist = self.specialists.resolve(req.model)
+        specialist = self._resolve(principal, req.model)
         self._check_loaded()
         if req.tools and req.tool_choice != "none":
             raise InvalidRequest("Function calling (tools) is not available yet on this appliance.", param="tools")
@@ -290,7 +372,9 @@ class Service:
             )
         if req.logprobs:
             raise InvalidRequest("logprobs are not available yet on this appliance.", param="logprobs")
-        prompt, shared = self._tokenize_chat(*self._chat_messages(specialist, req.messages))
+        prompt, shared = self._tokenize_chat(
+            *self._chat_messages(specialist, self.system_prompt(principal, specialist), req.messages)
+        )
         explicit = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
         param = "max_completion_tokens" if req.max_completion_tokens is not None else "messages"
         max_tokens = self._fit(prompt, explicit, specialist.max_tokens, param)
@@ -300,7 +384,7 @@ class Service:
         return Prepared(specialist, req.model, requests, len(prompt))
 
     def prepare_completion(self, principal: Principal, req: p.CompletionRequest) -> Prepared:
-        specialist = self.specialists.resolve(req.model)
+        specialist = self._resolve(principal, req.model)
         self._check_loaded()
         if req.suffix:
             raise InvalidRequest("suffix is not supported.", param="suffix")
@@ -320,9 +404,9 @@ class Service:
         )
 
     def prepare_infer(self, principal: Principal, req: p.InferRequest) -> Prepared:
-        specialist = self.specialists.resolve(req.specialist, param="specialist")
+        specialist = self._resolve(principal, req.specialist, param="specialist")
         self._check_loaded()
-        preamble = self._preamble(specialist, specialist.system_prompt)
+        preamble = self._preamble(specialist, self.system_prompt(principal, specialist))
         prompt, shared = self._tokenize_chat(preamble, [("user", req.prompt)])
         max_tokens = self._fit(prompt, req.max_tokens, specialist.max_tokens, "prompt")
         sampling = SamplingParams(
@@ -377,9 +461,128 @@ class Service:
             outcomes.append(Outcome(text, g.finished))
         return outcomes
 
-    async def chat_completion(self, principal: Principal, req: p.ChatCompletionRequest) -> p.ChatCompletion:
-        prepared = self.prepare_chat(principal, req)
-        outcomes = await self.run(prepared)
+    # ------------------------------------------------------------ metering
+    @contextlib.contextmanager
+    def _metered(self, meter: Meter) -> Iterator[Meter]:
+        """Any failure inside is recorded with its status, then raised."""
+        try:
+            yield meter
+        except BaseException as exc:
+            self._finish(meter, _status_of(exc))
+            raise
+
+    def _admit(self, meter: Meter, prepared: Prepared) -> None:
+        """Spending cap, then rate limits: check and take both at once, or take nothing (no await here)."""
+        principal = meter.call.principal
+        meter.specialist = prepared.specialist.name
+        plan = principal.plan
+        hold = None
+        if not principal.test:
+            account_id, period = principal.account_id, meter.period
+            hold = self.quota.reserve(
+                account_id,
+                period,
+                lambda: (
+                    self.store.billable_requests(account_id, period),
+                    self.store.alert_thresholds(account_id, period),
+                ),
+                monthly_limit=plan.requests_per_month,
+                overage_per_1k=plan.overage_per_1k_requests,
+                cap=principal.spending_cap,
+            )
+        rpm, tpm = key_limits(plan.requests_per_minute, plan.tokens_per_minute, principal.test)
+        budget = sum(r.max_tokens for r in prepared.requests)
+        try:
+            meter.admission = self.limiter.admit(principal.key_id, rpm, tpm, prepared.prompt_tokens + budget)
+        except BaseException:
+            if hold is not None:
+                self.quota.release(hold)
+            raise
+        meter.hold = hold
+        meter.call.rate = meter.admission.state
+
+    def _finish(self, meter: Meter, status: int) -> Future[None] | None:
+        """Settle the token estimate, count the request (or not), record it. Once per request."""
+        if meter.done:
+            return None
+        meter.done = True
+        principal = meter.call.principal
+        if status >= 400:
+            meter.prompt_tokens = meter.completion_tokens = 0
+        if meter.admission is not None:
+            self.limiter.settle(meter.admission, meter.prompt_tokens + meter.completion_tokens)
+        overage = False
+        if meter.hold is not None:
+            if status < 400:
+                result = self.quota.commit(meter.hold, principal.plan.requests_per_month)
+                overage = result.overage
+                for threshold in result.new_alerts:
+                    self._alert(principal, meter.period, threshold, result.requests_used)
+            else:
+                self.quota.release(meter.hold)
+        record = UsageRecord(
+            key_id=principal.key_id,
+            account_id=principal.account_id,
+            endpoint=meter.call.endpoint,
+            specialist=meter.specialist,
+            prompt_tokens=meter.prompt_tokens,
+            completion_tokens=meter.completion_tokens,
+            latency_ms=round((time.perf_counter() - meter.t0) * 1000),
+            status=status,
+            created_at=meter.created_at,
+            period=meter.period,
+            test=principal.test,
+            overage=overage,
+        )
+        future = self.store.record_usage(record)
+        future.add_done_callback(_log_failed_write)
+        return future
+
+    async def _succeeded(self, meter: Meter) -> None:
+        """Record a success and wait for its commit, so an answered request is a durable one."""
+        future = self._finish(meter, 200)
+        if future is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(future)
+
+    def _alert(self, principal: Principal, period: str, threshold: int, used: int) -> None:
+        limit = principal.plan.requests_per_month
+        log.warning(
+            "usage alert: account %s reached %d%% of its monthly requests (%d of %d, period %s)",
+            principal.account,
+            threshold,
+            used,
+            limit,
+            period,
+        )
+        self.store.record_alert(principal.account_id, period, threshold, used, limit).add_done_callback(
+            _log_failed_write
+        )
+        if self.settings.webhook_url:
+            payload = {
+                "type": "usage_alert",
+                "account": principal.account,
+                "plan": principal.plan.name,
+                "period": period,
+                "threshold_percent": threshold,
+                "requests_used": used,
+                "requests_limit": limit,
+                "created_at": now_iso(),
+            }
+            threading.Thread(
+                target=_post_webhook, args=(self.settings.webhook_url, payload), name="alveare-webhook", daemon=True
+            ).start()
+
+    # ------------------------------------------------------------ endpoints
+    async def chat_completion(self, call: Call, req: p.ChatCompletionRequest) -> p.ChatCompletion:
+        meter = Meter(call)
+        with self._metered(meter):
+            prepared = self.prepare_chat(call.principal, req)
+            self._admit(meter, prepared)
+            outcomes = await self.run(prepared)
+            usage = _usage(prepared, outcomes)
+            meter.prompt_tokens, meter.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        await self._succeeded(meter)
         return p.ChatCompletion(
             id=new_id("chatcmpl"),
             created=int(time.time()),
@@ -390,12 +593,18 @@ class Service:
                 )
                 for i, o in enumerate(outcomes)
             ],
-            usage=_usage(prepared, outcomes),
+            usage=usage,
         )
 
-    async def completion(self, principal: Principal, req: p.CompletionRequest) -> p.Completion:
-        prepared = self.prepare_completion(principal, req)
-        outcomes = await self.run(prepared)
+    async def completion(self, call: Call, req: p.CompletionRequest) -> p.Completion:
+        meter = Meter(call)
+        with self._metered(meter):
+            prepared = self.prepare_completion(call.principal, req)
+            self._admit(meter, prepared)
+            outcomes = await self.run(prepared)
+            usage = _usage(prepared, outcomes)
+            meter.prompt_tokens, meter.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        await self._succeeded(meter)
         prefix = (req.prompt if isinstance(req.prompt, str) else req.prompt[0]) if req.echo else ""
         return p.Completion(
             id=new_id("cmpl"),
@@ -405,31 +614,38 @@ class Service:
                 p.CompletionChoice(index=i, text=prefix + o.text, finish_reason=o.finished.finish_reason)
                 for i, o in enumerate(outcomes)
             ],
-            usage=_usage(prepared, outcomes),
+            usage=usage,
         )
 
-    async def infer(self, principal: Principal, req: p.InferRequest) -> p.InferResponse:
-        t0 = time.perf_counter()
-        prepared = self.prepare_infer(principal, req)
-        (outcome,) = await self.run(prepared)
-        completion = outcome.finished.completion_tokens
+    async def infer(self, call: Call, req: p.InferRequest) -> p.InferResponse:
+        meter = Meter(call)
+        with self._metered(meter):
+            prepared = self.prepare_infer(call.principal, req)
+            self._admit(meter, prepared)
+            (outcome,) = await self.run(prepared)
+            completion = outcome.finished.completion_tokens
+            meter.prompt_tokens, meter.completion_tokens = prepared.prompt_tokens, completion
+        await self._succeeded(meter)
         return p.InferResponse(
             id=new_id("inf"),
             specialist=prepared.specialist.name,
             result=outcome.text.strip(),
             tokens_used=prepared.prompt_tokens + completion,
-            latency_ms=round((time.perf_counter() - t0) * 1000),
+            latency_ms=round((time.perf_counter() - meter.t0) * 1000),
             prompt_tokens=prepared.prompt_tokens,
             completion_tokens=completion,
             finish_reason=outcome.finished.finish_reason,
         )
 
     # ------------------------------------------------------------ streaming
-    def stream_chat(self, principal: Principal, req: p.ChatCompletionRequest) -> AsyncIterator[bytes]:
+    def stream_chat(self, call: Call, req: p.ChatCompletionRequest) -> AsyncIterator[bytes]:
         """SSE events exactly as OpenAI sends them. Everything that can fail before the first
-        token (validation, queue full) raises here, before the response starts."""
-        prepared = self.prepare_chat(principal, req)
-        generations = self.start(prepared)
+        token (validation, limits, queue full) raises here, before the response starts."""
+        meter = Meter(call)
+        with self._metered(meter):
+            prepared = self.prepare_chat(call.principal, req)
+            self._admit(meter, prepared)
+            generations = self.start(prepared)
         chunk_id, created = new_id("chatcmpl"), int(time.time())
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
@@ -447,11 +663,14 @@ class Service:
         def last(i: int, finished: Finished) -> bytes:
             return chunk([p.ChunkChoice(index=i, delta=p.Delta(), finish_reason=finished.finish_reason)])
 
-        return self._stream(prepared, generations, include_usage, first, piece, last, chunk)
+        return self._stream(meter, prepared, generations, include_usage, first, piece, last, chunk)
 
-    def stream_completion(self, principal: Principal, req: p.CompletionRequest) -> AsyncIterator[bytes]:
-        prepared = self.prepare_completion(principal, req)
-        generations = self.start(prepared)
+    def stream_completion(self, call: Call, req: p.CompletionRequest) -> AsyncIterator[bytes]:
+        meter = Meter(call)
+        with self._metered(meter):
+            prepared = self.prepare_completion(call.principal, req)
+            self._admit(meter, prepared)
+            generations = self.start(prepared)
         cid, created = new_id("cmpl"), int(time.time())
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         echo = (req.prompt if isinstance(req.prompt, str) else req.prompt[0]) if req.echo else None
@@ -468,10 +687,11 @@ class Service:
         def last(i: int, finished: Finished) -> bytes:
             return chunk([p.CompletionChoice(index=i, text="", finish_reason=finished.finish_reason)])
 
-        return self._stream(prepared, generations, include_usage, first, piece, last, chunk)
+        return self._stream(meter, prepared, generations, include_usage, first, piece, last, chunk)
 
     async def _stream(
         self,
+        meter: Meter,
         prepared: Prepared,
         generations: list[Generation],
         include_usage: bool,
@@ -480,6 +700,7 @@ class Service:
         last: Callable[[int, Finished], bytes],
         chunk: Callable[..., bytes],
     ) -> AsyncIterator[bytes]:
+        status = 200
         try:
             for i in range(len(generations)):
                 head = first(i)
@@ -491,6 +712,7 @@ class Service:
                         try:
                             _raise_for(item, self.settings.request_timeout_s)
                         except (GenerationTimeout, ServerError) as exc:
+                            status = exc.status
                             yield _sse_error(exc)
                             return
                     yield last(i, item)
@@ -501,9 +723,89 @@ class Service:
                 yield chunk([], _usage(prepared, outcomes))
             yield b"data: [DONE]\n\n"
         finally:
-            # Client gone or stream done: either way free the slots now.
+            # Client gone or stream done: either way free the slots now, and meter what was generated.
             for g in generations:
                 g.cancel()
+            meter.prompt_tokens = prepared.prompt_tokens
+            meter.completion_tokens = sum(g.finished.completion_tokens for g in generations if g.finished)
+            self._finish(meter, status)
+
+    # ------------------------------------------------------------ usage and custom prompts
+    async def usage(self, principal: Principal) -> p.UsageReport:
+        await asyncio.wrap_future(self.store.flush())
+        s = await asyncio.to_thread(self.store.usage_summary, principal.account)
+        return p.UsageReport(
+            period_start=s.period_start,
+            period_end=s.period_end,
+            requests_used=s.requests_used,
+            requests_limit=s.requests_limit,
+            tokens_used=s.tokens_used,
+            by_specialist=s.by_specialist,
+            plan=s.plan,
+            overage_requests=s.overage_requests,
+            spending=s.spending,
+            spending_cap=s.spending_cap,
+            test_requests=s.test_requests,
+        )
+
+    def _view(self, principal: Principal, specialist: Specialist, enabled: list[Specialist]) -> p.SpecialistView:
+        prompt = self.system_prompt(principal, specialist)
+        return p.SpecialistView(
+            name=specialist.name,
+            model=specialist.model_id,
+            description=specialist.description,
+            system_prompt=prompt,
+            custom=prompt != specialist.system_prompt,
+            enabled=specialist in enabled,
+        )
+
+    def specialist_list(self, principal: Principal) -> p.SpecialistList:
+        enabled = self.enabled(principal)
+        return p.SpecialistList(
+            data=[self._view(principal, s, enabled) for s in self.specialists],
+            custom_prompts_allowed=principal.plan.custom_prompts,
+        )
+
+    async def set_system_prompt(
+        self, principal: Principal, name: str, update: p.SystemPromptUpdate
+    ) -> p.SpecialistView:
+        specialist = self._resolve(principal, name, param="name")
+        if not principal.plan.custom_prompts:
+            raise PermissionDenied(
+                f"Custom system prompts are not included in the {principal.plan.name} plan; "
+                "they come with the professional and scale plans.",
+                code="custom_prompts_not_in_plan",
+            )
+        prompt = update.system_prompt.strip()
+        if not prompt:
+            raise InvalidRequest("system_prompt must not be empty.", param="system_prompt")
+        if len(prompt) > p.MAX_SYSTEM_PROMPT:
+            raise InvalidRequest(
+                f"system_prompt is {len(prompt)} characters; the most allowed is {p.MAX_SYSTEM_PROMPT}.",
+                param="system_prompt",
+            )
+        await asyncio.wrap_future(self.store.set_custom_prompt(principal.account_id, specialist.name, prompt))
+        return self._view(principal, specialist, self.enabled(principal))
+
+    async def reset_system_prompt(self, principal: Principal, name: str) -> p.SpecialistView:
+        specialist = self.specialists.resolve(name, param="name")
+        await asyncio.wrap_future(self.store.delete_custom_prompt(principal.account_id, specialist.name))
+        return self._view(principal, specialist, self.enabled(principal))
+
+
+def _log_failed_write(future: Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("usage could not be written: %s", future.exception())
+
+
+def _post_webhook(url: str, payload: dict) -> None:
+    """Fire and forget, in its own thread: a failing webhook is logged, never raised."""
+    try:
+        r = httpx.post(url, json=payload, timeout=WEBHOOK_TIMEOUT_S)
+        if r.status_code >= 400:
+            log.warning("webhook %s answered %s", url, r.status_code)
+    except httpx.HTTPError as exc:
+        log.warning("webhook %s failed: %s", url, exc)
 
 
 def _fields(s: SamplingParams) -> dict:

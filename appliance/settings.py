@@ -27,6 +27,7 @@ ENV_VARS: dict[str, str] = {
     "ALVEARE_TIMEOUT": "request_timeout_s",
     "ALVEARE_QUEUE": "queue_size",
     "ALVEARE_MAX_BODY": "max_body_bytes",
+    "ALVEARE_WEBHOOK_URL": "webhook_url",
 }
 
 
@@ -50,6 +51,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Requests waiting for a slot beyond this get 503.
     queue_size: int = 64
     max_body_bytes: int = 1_048_576
+    # Usage alerts (75%, 90%, 100% of an account's monthly requests) are POSTed here as JSON.
+    webhook_url: str | None = None
 
     @property
     def data_path(self) -> Path:
@@ -69,6 +72,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             problems.append("request timeout must be positive")
         if self.queue_size < 0:
             problems.append("queue size must not be negative")
+        if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
+            problems.append(f"webhook URL must start with http:// or https://, not {self.webhook_url!r}")
         if problems:
             raise ConfigError("; ".join(problems))
         return self

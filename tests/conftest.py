@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import json
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -11,10 +14,39 @@ sys.path.insert(0, str(Path(__file__).parent))
 from live import LiveServer, start_server
 
 
+class WebhookSink:
+    """A tiny HTTP server in the test process that collects the JSON bodies POSTed to it."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                sink.posts.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/alerts"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """One real appliance on the embedded model for the whole session."""
-    live = start_server(tmp_path_factory.mktemp("alveare-data"))
+def webhook() -> Iterator[WebhookSink]:
+    sink = WebhookSink()
+    yield sink
+    sink.httpd.shutdown()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookSink) -> Iterator[LiveServer]:
+    """One real appliance on the embedded model for the whole session, posting usage alerts to `webhook`."""
+    live = start_server(tmp_path_factory.mktemp("alveare-data"), env={"ALVEARE_WEBHOOK_URL": webhook.url})
     try:
         yield live
     finally:

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,14 @@ class LiveServer:
         args = ["admin", "keys", "create", "--account", account, "--json"] + (["--test"] if test else [])
         return json.loads(cli(self.data_dir, *args).stdout)["key"]
 
+    def log_text(self) -> str:
+        return "".join(self.output)
+
+    def kill(self) -> None:
+        """kill -9: no shutdown code runs."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
@@ -66,9 +75,11 @@ class LiveServer:
                 self.process.wait()
 
 
-def start_server(data_dir: Path, *extra: str, ready_timeout: float = 120) -> LiveServer:
+def start_server(
+    data_dir: Path, *extra: str, ready_timeout: float = 120, env: dict[str, str] | None = None
+) -> LiveServer:
     port = free_port()
-    env = {**os.environ, "ALVEARE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "ALVEARE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(env or {})}
     process = subprocess.Popen(
         [*ALVEARE, "serve", "--port", str(port), *extra],
         env=env,
@@ -90,9 +101,18 @@ def start_server(data_dir: Path, *extra: str, ready_timeout: float = 120) -> Liv
         if time.monotonic() > deadline:
             break
     server = LiveServer(process, data_dir, port, admin_key, output)
+
+    def drain() -> None:
+        # Keep reading the server's output (so its logs can be checked and the pipe never fills).
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+
+    threading.Thread(target=drain, daemon=True).start()
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError("alveare serve exited:\n" + "".join(output) + process.stdout.read())
+            time.sleep(0.2)
+            raise AssertionError("alveare serve exited:\n" + "".join(output))
         try:
             health = httpx.get(server.url + "/health", timeout=2).json()
             if health["model_loaded"]:

@@ -11,22 +11,41 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.types import Message, Scope
 
 from appliance import __version__
 from appliance.api import admin_routes, health_routes, native_routes, openai_routes
 from appliance.api.auth import BearerKeyAuth
 from appliance.api.errors import EXCEPTION_HANDLERS, add_request_id
+from appliance.api.openai_routes import CALL
 from appliance.hive.types import Engine
 from appliance.service import Service
 from appliance.settings import Settings
 from appliance.specialists import Specialists
-from appliance.store import Store
+from appliance.store import Principal, Store
 
 log = logging.getLogger("alveare.api")
 
 
 def create_app(settings: Settings, *, engine: Engine, store: Store, specialists: Specialists) -> Litestar:
-    service = Service(settings, engine, specialists)
+    service = Service(settings, engine, specialists, store)
+
+    async def add_rate_limit_headers(message: Message, scope: Scope) -> None:
+        """before_send hook: every authenticated response, errors included, carries x-ratelimit-*.
+
+        A metered request reports the state at its admission; anything else (a refusal, a
+        request that failed before admission, a non-inference endpoint) the key's state now.
+        """
+        if message["type"] != "http.response.start":
+            return
+        principal = scope.get("user")
+        if not isinstance(principal, Principal):
+            return
+        call = scope.get("state", {}).get(CALL)
+        state = call.rate if call is not None and call.rate is not None else service.rate_state(principal)
+        headers = list(message.get("headers", []))
+        headers += [(k.encode(), v.encode()) for k, v in state.headers().items()]
+        message["headers"] = headers
 
     @asynccontextmanager
     async def engine_lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -44,7 +63,7 @@ def create_app(settings: Settings, *, engine: Engine, store: Store, specialists:
         route_handlers=[*health_routes.ROUTES, *openai_routes.ROUTES, *native_routes.ROUTES, *admin_routes.ROUTES],
         middleware=[DefineMiddleware(BearerKeyAuth, exclude=["^/health$", "^/schema"])],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        before_send=[add_request_id],
+        before_send=[add_request_id, add_rate_limit_headers],
         lifespan=[engine_lifespan],
         state=State({"service": service, "store": store, "settings": settings}),
         request_max_body_size=settings.max_body_bytes,

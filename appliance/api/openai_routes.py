@@ -10,9 +10,17 @@ from litestar.response import Stream
 
 from appliance import protocol as p
 from appliance.api.errors import decode_body
-from appliance.service import Service
+from appliance.service import Call, Service
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+CALL = "alveare_call"
+
+
+def metered_call(request: Request, endpoint: str) -> Call:
+    """The request's Call, kept in the scope so the before_send hook can report its rate-limit state."""
+    call = Call(request.user, endpoint)
+    request.scope.setdefault("state", {})[CALL] = call
+    return call
 
 
 def _json(value: Any) -> Response[bytes]:
@@ -41,31 +49,33 @@ async def _streamed(events: AsyncIterator[bytes]) -> Stream:
 @post("/v1/chat/completions", status_code=200)
 async def chat_completions(request: Request) -> Response[bytes] | Stream:
     service: Service = request.app.state.service
+    call = metered_call(request, "chat.completions")
     req = decode_body(await request.body(), p.ChatCompletionRequest)
     if req.stream:
-        return await _streamed(service.stream_chat(request.user, req))
-    return _json(await service.chat_completion(request.user, req))
+        return await _streamed(service.stream_chat(call, req))
+    return _json(await service.chat_completion(call, req))
 
 
 @post("/v1/completions", status_code=200)
 async def completions(request: Request) -> Response[bytes] | Stream:
     service: Service = request.app.state.service
+    call = metered_call(request, "completions")
     req = decode_body(await request.body(), p.CompletionRequest)
     if req.stream:
-        return await _streamed(service.stream_completion(request.user, req))
-    return _json(await service.completion(request.user, req))
+        return await _streamed(service.stream_completion(call, req))
+    return _json(await service.completion(call, req))
 
 
 @get("/v1/models")
 async def list_models(request: Request) -> Response[bytes]:
     service: Service = request.app.state.service
-    return _json(p.ModelList(data=service.models()))
+    return _json(p.ModelList(data=service.models(request.user)))
 
 
 @get("/v1/models/{model_id:str}")
 async def get_model(request: Request) -> Response[bytes]:
     service: Service = request.app.state.service
-    return _json(service.model(request.path_params["model_id"]))
+    return _json(service.model(request.user, request.path_params["model_id"]))
 
 
 ROUTES = [chat_completions, completions, list_models, get_model]

@@ -77,5 +77,57 @@ def m001_plans_accounts_keys(db: Database) -> None:
     db["api_keys"].create_index(["prefix"])
 
 
+@migrations()
+def m002_usage_prompts_alerts(db: Database) -> None:
+    # NULL: the first `specialists_allowed` built-in specialists; else a comma-separated list.
+    db["accounts"].add_column("specialists", str)
+    db["usage"].create(
+        {
+            "id": int,
+            "key_id": int,
+            "account_id": int,
+            "endpoint": str,
+            "specialist": str,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "latency_ms": int,
+            "status": int,
+            "created_at": str,
+            # calendar month in UTC, "2026-03"
+            "period": str,
+            "test": int,
+            # 1 for a live request that succeeded: what counts toward the monthly quota
+            "billable": int,
+            # 1 for a billable request beyond the plan's monthly requests
+            "overage": int,
+        },
+        pk="id",
+        foreign_keys=[("key_id", "api_keys", "id"), ("account_id", "accounts", "id")],
+        not_null={"key_id", "account_id", "endpoint", "status", "created_at", "period", "test", "billable", "overage"},
+    )
+    db["usage"].create_index(["account_id", "period", "billable"])
+    db["custom_prompts"].create(
+        {"account_id": int, "specialist": str, "system_prompt": str, "updated_at": str},
+        pk=("account_id", "specialist"),
+        foreign_keys=[("account_id", "accounts", "id")],
+        not_null={"system_prompt", "updated_at"},
+    )
+    db["alert_events"].create(
+        {
+            "id": int,
+            "account_id": int,
+            "period": str,
+            "threshold": int,
+            "requests_used": int,
+            "requests_limit": int,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("account_id", "accounts", "id")],
+        not_null={"account_id", "period", "threshold", "requests_used", "requests_limit", "created_at"},
+    )
+    db["alert_events"].create_index(["account_id", "period", "threshold"], unique=True)
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)

@@ -1,33 +1,158 @@
-"""The one interface to the SQLite file: plans, accounts and API keys.
+"""The one interface to the SQLite file: plans, accounts, keys, usage, custom prompts, alerts.
 
-All access goes through one connection guarded by a lock, so the server's threads and the
-event loop never interleave a write. Every call is short; the API awaits writes in a
-worker thread.
+Every write goes through one writer thread with its own connection, fed by a queue: writes that
+arrive together run in one transaction (each in its own savepoint, so one failing job fails
+alone) and their futures resolve only after the commit, so an awaited write is durable. Reads
+use a second connection; in WAL mode they never wait for the writer. The CLI uses the same
+methods synchronously; the server awaits the futures off the event loop.
 """
 
 from __future__ import annotations
 
+import calendar
+import logging
+import queue
 import sqlite3
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
 from appliance import security
 from appliance.errors import Conflict, InvalidRequest, NotFound
 from appliance.store import migrations
-from appliance.store.records import Account, CreatedKey, KeyInfo, Plan, Principal
+from appliance.store.records import (
+    Account,
+    AlertEvent,
+    CreatedKey,
+    CustomPrompt,
+    KeyInfo,
+    Plan,
+    Principal,
+    UsageRecord,
+    UsageSummary,
+)
 
 DB_FILE = "alveare.db"
 SECRET_FILE = "key-secret"
 ADMIN_ACCOUNT = "admin"
 MAX_ACTIVE_KEYS = 5
+PLAN_FIELDS = (
+    "requests_per_minute",
+    "requests_per_month",
+    "tokens_per_minute",
+    "specialists_allowed",
+    "custom_prompts",
+    "overage_per_1k_requests",
+    "monthly_price",
+)
+# A batch of writes committed together; bounded so one commit stays short.
+MAX_BATCH = 512
+
+log = logging.getLogger("alveare.store")
+T = TypeVar("T")
 
 
-def _now() -> str:
+def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def current_period(at: datetime | None = None) -> str:
+    """The billing period: the calendar month in UTC, as "2026-03"."""
+    return (at or datetime.now(UTC)).strftime("%Y-%m")
+
+
+def period_bounds(period: str) -> tuple[str, str]:
+    """("2026-03-01T00:00:00Z", "2026-03-31T23:59:59Z") for "2026-03"."""
+    try:
+        year, month = (int(x) for x in period.split("-"))
+        last = calendar.monthrange(year, month)[1]
+    except (ValueError, calendar.IllegalMonthError):
+        raise InvalidRequest(f"A period is a month like 2026-03, not {period!r}.", param="period") from None
+    return f"{year:04d}-{month:02d}-01T00:00:00Z", f"{year:04d}-{month:02d}-{last:02d}T23:59:59Z"
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE in the writer; sqlite-utils'
+    # atomic() savepoints inside it), never opened implicitly by the sqlite3 module.
+    conn = sqlite3.connect(path, check_same_thread=False, timeout=10, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+class _Writer:
+    """One thread owns the write connection; jobs are callables run on it, batched per commit."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._queue: queue.SimpleQueue[tuple[Callable[[Database], Any], Future] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="alveare-store-writer", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    def submit(self, job: Callable[[Database], T]) -> Future[T]:
+        future: Future[T] = Future()
+        if self._closed:
+            future.set_exception(RuntimeError("the store is closed"))
+            return future
+        self._queue.put((job, future))
+        return future
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+        self._db.close()
+
+    def _commit(self, batch: list[tuple[Callable[[Database], Any], Future]]) -> None:
+        outcomes: list[tuple[Future, Any, BaseException | None]] = []
+        conn = self._db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job, future in batch:
+                try:
+                    with self._db.atomic():  # a savepoint: a failing job rolls back alone
+                        outcomes.append((future, job(self._db), None))
+                except Exception as exc:
+                    outcomes.append((future, None, exc))
+            conn.execute("COMMIT")
+        except Exception as exc:
+            log.error("store: a batch of %d writes failed: %s", len(batch), exc)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            outcomes = [(future, None, exc) for _, future in batch]
+        for future, result, error in outcomes:
+            try:
+                if error is None:
+                    future.set_result(result)
+                else:
+                    future.set_exception(error)
+            except InvalidStateError:  # the waiter gave up (cancelled); the write stands
+                pass
 
 
 class Store:
@@ -35,23 +160,40 @@ class Store:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.path = data_dir / DB_FILE
         self._secret = security.load_or_create_secret(data_dir / SECRET_FILE)
-        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
-        self._db = Database(conn)
-        self._lock = threading.RLock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            migrations.apply(self._db)
+        write_db = Database(_connect(self.path))
+        write_db.execute("PRAGMA journal_mode=WAL")
+        write_db.execute("PRAGMA synchronous=NORMAL")
+        migrations.apply(write_db)
+        self._writer = _Writer(write_db)
+        self._db = Database(_connect(self.path))
+        self._lock = threading.Lock()
 
     def close(self) -> None:
+        self._writer.close()
         with self._lock:
             self._db.close()
+
+    # plumbing --------------------------------------------------------------
+    def _write(self, job: Callable[[Database], T]) -> T:
+        """Run a write on the writer thread and wait for its commit (the CLI's way)."""
+        return self._writer.submit(job).result()
+
+    def submit(self, job: Callable[[Database], T]) -> Future[T]:
+        return self._writer.submit(job)
+
+    def flush(self) -> Future[None]:
+        """Resolves once every write submitted before it is committed."""
+        return self._writer.submit(lambda db: None)
+
+    def _rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
 
     # plans -----------------------------------------------------------------
     def plans(self) -> list[Plan]:
         with self._lock:
-            return [self._plan(r) for r in self._db["plans"].rows_where(order_by="requests_per_minute")]
+            rows = list(self._db["plans"].rows_where(order_by="requests_per_minute, name"))
+        return [self._plan(r) for r in rows]
 
     def plan(self, name: str) -> Plan:
         with self._lock:
@@ -65,18 +207,62 @@ class Store:
     def _plan(row: dict[str, Any]) -> Plan:
         return Plan(**{**row, "custom_prompts": bool(row["custom_prompts"])})
 
+    def set_plan(self, name: str, *, base: str = "starter", **changes: Any) -> tuple[Plan, bool]:
+        """Change a plan's limits, or create the plan (from `base`'s values) when it does not exist.
+
+        Returns the plan and whether it was created.
+        """
+        name = name.strip().lower()
+        if not name or len(name) > 32 or not name.replace("-", "").replace("_", "").isalnum():
+            raise InvalidRequest("A plan name is 1 to 32 letters, digits, '-' or '_'.", param="name")
+        unknown = set(changes) - set(PLAN_FIELDS)
+        if unknown:
+            raise InvalidRequest(f"Unknown plan fields: {', '.join(sorted(unknown))}.")
+        changes = {k: v for k, v in changes.items() if v is not None}
+        for field in ("requests_per_minute", "requests_per_month", "tokens_per_minute"):
+            if field in changes and (not isinstance(changes[field], int) or changes[field] < 1):
+                raise InvalidRequest(f"{field} must be a whole number of at least 1.", param=field)
+        if "specialists_allowed" in changes and changes["specialists_allowed"] < 0:
+            raise InvalidRequest("specialists_allowed must not be negative.", param="specialists_allowed")
+        for field in ("overage_per_1k_requests", "monthly_price"):
+            if field in changes and not 0 <= changes[field] < 1e9:
+                raise InvalidRequest(f"{field} must be a price of 0 or more.", param=field)
+        try:
+            current = self.plan(name)
+            created = False
+        except NotFound:
+            current = self.plan(base)
+            created = True
+        row = {**msgspec_to_dict(current), **changes, "name": name}
+        row["custom_prompts"] = int(bool(row["custom_prompts"]))
+
+        def job(db: Database) -> None:
+            db["plans"].upsert(row, pk="name")
+
+        self._write(job)
+        return self.plan(name), created
+
     # accounts --------------------------------------------------------------
     def create_account(self, name: str, plan: str = "starter") -> Account:
         name = name.strip()
         if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise InvalidRequest("An account name is 1 to 64 letters, digits, '-', '_' or '.'.", param="name")
         plan_row = self.plan(plan)
-        with self._lock:
-            if self._db["accounts"].count_where("name = ?", [name]):
+
+        def job(db: Database) -> None:
+            if db["accounts"].count_where("name = ?", [name]):
                 raise Conflict(f"An account named {name!r} already exists.", param="name")
-            self._db["accounts"].insert(
-                {"name": name, "plan": plan_row.name, "spending_cap": None, "created_at": _now()}
+            db["accounts"].insert(
+                {
+                    "name": name,
+                    "plan": plan_row.name,
+                    "spending_cap": None,
+                    "created_at": now_iso(),
+                    "specialists": None,
+                }
             )
+
+        self._write(job)
         return self.account(name)
 
     def account(self, name: str) -> Account:
@@ -84,36 +270,70 @@ class Store:
             rows = list(self._db["accounts"].rows_where("name = ?", [name]))
         if not rows:
             raise NotFound(f"No account named {name!r}.", param="account", code="account_not_found")
-        return Account(**rows[0])
+        return self._account(rows[0])
 
     def accounts(self) -> list[Account]:
         with self._lock:
-            return [Account(**r) for r in self._db["accounts"].rows_where(order_by="id")]
+            rows = list(self._db["accounts"].rows_where(order_by="id"))
+        return [self._account(r) for r in rows]
+
+    @staticmethod
+    def _account(row: dict[str, Any]) -> Account:
+        specialists = row.get("specialists")
+        return Account(**{**row, "specialists": specialists.split(",") if specialists else None})
+
+    def _update_account(self, name: str, values: dict[str, Any]) -> Account:
+        acct = self.account(name)
+        self._write(lambda db: db["accounts"].update(acct.id, values))
+        return self.account(name)
+
+    def set_account_plan(self, name: str, plan: str) -> Account:
+        return self._update_account(name, {"plan": self.plan(plan).name})
+
+    def set_spending_cap(self, name: str, cap: float | None) -> Account:
+        if cap is not None and not 0 <= cap < 1e12:
+            raise InvalidRequest("A spending cap is an amount of 0 or more, or 'none'.", param="cap")
+        return self._update_account(name, {"spending_cap": cap})
+
+    def set_specialists(self, name: str, specialists: list[str] | None) -> Account:
+        """The specialists the account may use (None: the plan's default set). Names are checked by the caller."""
+        if specialists is not None:
+            plan = self.plan(self.account(name).plan)
+            if len(specialists) > plan.specialists_allowed:
+                raise InvalidRequest(
+                    f"The {plan.name} plan allows {plan.specialists_allowed} specialists; "
+                    f"{len(specialists)} were given.",
+                    param="specialists",
+                )
+        return self._update_account(name, {"specialists": ",".join(specialists) if specialists is not None else None})
 
     # keys ------------------------------------------------------------------
     def create_key(self, account: str, *, test: bool = False, admin: bool = False) -> CreatedKey:
         acct = self.account(account)
-        with self._lock, self._db.conn:
-            active = self._db["api_keys"].count_where("account_id = ? AND revoked_at IS NULL", [acct.id])
+        key = security.generate_key(test=test)
+
+        def job(db: Database) -> None:
+            active = db["api_keys"].count_where("account_id = ? AND revoked_at IS NULL", [acct.id])
             if active >= MAX_ACTIVE_KEYS:
                 raise Conflict(
                     f"Account {account!r} already has {MAX_ACTIVE_KEYS} active keys, the most allowed. "
                     "Revoke one before creating another.",
                     code="too_many_keys",
                 )
-            key = security.generate_key(test=test)
-            self._db["api_keys"].insert(
+            db["api_keys"].insert(
                 {
                     "account_id": acct.id,
                     "prefix": security.display_prefix(key),
                     "hash": security.hash_key(self._secret, key),
                     "test": int(test),
                     "admin": int(admin),
-                    "created_at": _now(),
+                    "created_at": now_iso(),
                     "revoked_at": None,
                     "last_used_at": None,
                 }
             )
+
+        self._write(job)
         return CreatedKey(key=key, prefix=security.display_prefix(key), account=acct.name, test=test)
 
     def keys(self, account: str | None = None) -> list[KeyInfo]:
@@ -126,8 +346,7 @@ class Store:
             self.account(account)
             sql += " WHERE a.name = ?"
             params.append(account)
-        with self._lock:
-            rows = self._db.execute(sql + " ORDER BY k.id", params).fetchall()
+        rows = self._rows(sql + " ORDER BY k.id", params)
         return [
             KeyInfo(
                 id=r[0],
@@ -152,9 +371,9 @@ class Store:
             raise Conflict(
                 f"{len(matches)} active keys start with {prefix!r}; give more of the prefix.", param="prefix"
             )
-        with self._lock, self._db.conn:
-            self._db["api_keys"].update(matches[0].id, {"revoked_at": _now()})
-        return next(k for k in self.keys() if k.id == matches[0].id)
+        key_id = matches[0].id
+        self._write(lambda db: db["api_keys"].update(key_id, {"revoked_at": now_iso()}))
+        return next(k for k in self.keys() if k.id == key_id)
 
     def has_admin_key(self) -> bool:
         with self._lock:
@@ -177,14 +396,18 @@ class Store:
         nothing about the key itself.
         """
         digest = security.hash_key(self._secret, key)
-        with self._lock:
-            row = self._db.execute(
-                "SELECT k.id, k.prefix, k.test, k.admin, a.id, a.name, a.plan, k.hash FROM api_keys k"
-                " JOIN accounts a ON a.id = k.account_id WHERE k.hash = ? AND k.revoked_at IS NULL",
-                [digest],
-            ).fetchone()
-        if row is None or not security.constant_time_equal(row[7], digest):
+        rows = self._rows(
+            "SELECT k.id, k.prefix, k.test, k.admin, a.id, a.name, a.spending_cap, a.specialists, k.hash,"
+            " p.name, p.requests_per_minute, p.requests_per_month, p.tokens_per_minute, p.specialists_allowed,"
+            " p.custom_prompts, p.overage_per_1k_requests, p.monthly_price"
+            " FROM api_keys k JOIN accounts a ON a.id = k.account_id JOIN plans p ON p.name = a.plan"
+            " WHERE k.hash = ? AND k.revoked_at IS NULL",
+            [digest],
+        )
+        if not rows or not security.constant_time_equal(rows[0][8], digest):
             return None
+        row = rows[0]
+        plan = Plan(*row[9:14], bool(row[14]), *row[15:17])
         return Principal(
             key_id=row[0],
             key_prefix=row[1],
@@ -192,5 +415,153 @@ class Store:
             admin=bool(row[3]),
             account_id=row[4],
             account=row[5],
-            plan=self.plan(row[6]),
+            spending_cap=row[6],
+            specialists=tuple(row[7].split(",")) if row[7] else None,
+            plan=plan,
         )
+
+    # usage -----------------------------------------------------------------
+    def record_usage(self, record: UsageRecord) -> Future[None]:
+        """Queue one usage record (and the key's last use); resolves once it is committed."""
+        row = {
+            "key_id": record.key_id,
+            "account_id": record.account_id,
+            "endpoint": record.endpoint,
+            "specialist": record.specialist,
+            "prompt_tokens": record.prompt_tokens,
+            "completion_tokens": record.completion_tokens,
+            "latency_ms": record.latency_ms,
+            "status": record.status,
+            "created_at": record.created_at,
+            "period": record.period,
+            "test": int(record.test),
+            "billable": int(record.billable),
+            "overage": int(record.overage),
+        }
+
+        def job(db: Database) -> None:
+            db.execute(f"INSERT INTO usage ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+            db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", [record.created_at, record.key_id])
+
+        return self._writer.submit(job)
+
+    def billable_requests(self, account_id: int, period: str) -> int:
+        """The committed requests that count toward the account's monthly quota."""
+        return self._rows(
+            "SELECT count(*) FROM usage WHERE account_id = ? AND period = ? AND billable = 1", [account_id, period]
+        )[0][0]
+
+    def usage_summary(self, account: str, period: str | None = None) -> UsageSummary:
+        acct = self.account(account)
+        plan = self.plan(acct.plan)
+        period = period or current_period()
+        start, end = period_bounds(period)
+        rows = self._rows(
+            "SELECT specialist, billable, test, count(*), sum(prompt_tokens + completion_tokens) FROM usage"
+            " WHERE account_id = ? AND period = ? GROUP BY specialist, billable, test ORDER BY count(*) DESC",
+            [acct.id, period],
+        )
+        used = tokens = test_requests = failed = 0
+        by_specialist: dict[str, int] = {}
+        for specialist, billable, test, count, token_sum in rows:
+            if billable:
+                used += count
+                tokens += token_sum or 0
+                key = specialist or "unknown"
+                by_specialist[key] = by_specialist.get(key, 0) + count
+            elif test:
+                test_requests += count
+            else:
+                failed += count
+        overage = max(0, used - plan.requests_per_month)
+        return UsageSummary(
+            account=acct.name,
+            plan=plan.name,
+            period=period,
+            period_start=start,
+            period_end=end,
+            requests_used=used,
+            requests_limit=plan.requests_per_month,
+            tokens_used=tokens,
+            by_specialist=dict(sorted(by_specialist.items(), key=lambda kv: (-kv[1], kv[0]))),
+            overage_requests=overage,
+            spending=round(overage / 1000 * plan.overage_per_1k_requests, 6),
+            spending_cap=acct.spending_cap,
+            test_requests=test_requests,
+            failed_requests=failed,
+        )
+
+    def usage_count(self, account: str | None = None) -> int:
+        """Every usage record (of one account), whatever its status or period."""
+        if account is None:
+            return self._rows("SELECT count(*) FROM usage")[0][0]
+        return self._rows("SELECT count(*) FROM usage WHERE account_id = ?", [self.account(account).id])[0][0]
+
+    # alerts ----------------------------------------------------------------
+    def alert_thresholds(self, account_id: int, period: str) -> set[int]:
+        rows = self._rows(
+            "SELECT threshold FROM alert_events WHERE account_id = ? AND period = ?", [account_id, period]
+        )
+        return {r[0] for r in rows}
+
+    def record_alert(self, account_id: int, period: str, threshold: int, used: int, limit: int) -> Future[bool]:
+        """Record an alert once per account, period and threshold; resolves to whether it is new."""
+
+        def job(db: Database) -> bool:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO alert_events (account_id, period, threshold, requests_used, requests_limit,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [account_id, period, threshold, used, limit, now_iso()],
+            )
+            return cursor.rowcount == 1
+
+        return self._writer.submit(job)
+
+    def alerts(self, account: str | None = None, period: str | None = None) -> list[AlertEvent]:
+        sql = (
+            "SELECT a.name, e.period, e.threshold, e.requests_used, e.requests_limit, e.created_at"
+            " FROM alert_events e JOIN accounts a ON a.id = e.account_id WHERE 1"
+        )
+        params: list[Any] = []
+        if account is not None:
+            self.account(account)
+            sql += " AND a.name = ?"
+            params.append(account)
+        if period is not None:
+            sql += " AND e.period = ?"
+            params.append(period)
+        return [AlertEvent(*r) for r in self._rows(sql + " ORDER BY e.id", params)]
+
+    # custom system prompts -------------------------------------------------
+    def custom_prompts(self, account_id: int) -> dict[str, CustomPrompt]:
+        rows = self._rows(
+            "SELECT specialist, system_prompt, updated_at FROM custom_prompts WHERE account_id = ?", [account_id]
+        )
+        return {r[0]: CustomPrompt(*r) for r in rows}
+
+    def custom_prompt(self, account_id: int, specialist: str) -> str | None:
+        rows = self._rows(
+            "SELECT system_prompt FROM custom_prompts WHERE account_id = ? AND specialist = ?", [account_id, specialist]
+        )
+        return rows[0][0] if rows else None
+
+    def set_custom_prompt(self, account_id: int, specialist: str, prompt: str) -> Future[None]:
+        row = {"account_id": account_id, "specialist": specialist, "system_prompt": prompt, "updated_at": now_iso()}
+
+        def job(db: Database) -> None:
+            db["custom_prompts"].upsert(row, pk=("account_id", "specialist"))
+
+        return self._writer.submit(job)
+
+    def delete_custom_prompt(self, account_id: int, specialist: str) -> Future[bool]:
+        def job(db: Database) -> bool:
+            cursor = db.execute(
+                "DELETE FROM custom_prompts WHERE account_id = ? AND specialist = ?", [account_id, specialist]
+            )
+            return cursor.rowcount > 0
+
+        return self._writer.submit(job)
+
+
+def msgspec_to_dict(value: Any) -> dict[str, Any]:
+    return {f: getattr(value, f) for f in value.__struct_fields__}

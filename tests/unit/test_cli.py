@@ -53,3 +53,27 @@ def test_bad_specialists_file_stops_serve(tmp_path, capsys) -> None:
     bad.write_text("[specialists.chat]\nsystem_prompt = 'hi'\ntop_p = 9\n")
     code, _, err = run(capsys, "--data-dir", str(tmp_path), "serve", "--specialists", str(bad))
     assert code == 2 and str(bad) in err and "line 3" in err and "top_p" in err
+
+
+def test_plans_accounts_and_usage_commands(tmp_path, capsys) -> None:
+    d = str(tmp_path)
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "plans", "set", "tiny", "--rpm", "3", "--monthly", "4")
+    assert code == 0 and "Created plan tiny" in out
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "plans", "set", "solo", "--custom-prompts", "yes")
+    assert code == 0 and "Updated plan solo" in out and "custom prompts yes" in out
+    assert run(capsys, "--data-dir", d, "admin", "accounts", "create", "acme", "--plan", "solo")[0] == 0
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "accounts", "set-plan", "acme", "tiny")
+    assert code == 0 and "tiny" in out
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "accounts", "set-cap", "acme", "25")
+    assert code == 0 and "25" in out
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "accounts", "set-specialists", "acme", "qa,alveare-chat")
+    assert code == 0 and "qa, chat" in out
+    code, _, err = run(capsys, "--data-dir", d, "admin", "accounts", "set-specialists", "acme", "qa,poetry")
+    assert code == 1 and "poetry" in err and err.count("\n") == 1
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "usage", "--account", "acme", "--json")
+    report = json.loads(out)["usage"][0]
+    assert code == 0 and (report["requests_used"], report["requests_limit"], report["spending_cap"]) == (0, 4, 25)
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "usage")
+    assert code == 0 and "acme" in out
+    code, _, err = run(capsys, "--data-dir", d, "admin", "plans", "set", "tiny", "--rpm", "0")
+    assert code == 1 and "requests_per_minute" in err

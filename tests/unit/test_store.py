@@ -80,3 +80,101 @@ def test_admin_key_created_once(store: Store) -> None:
 def test_migrations_are_idempotent(tmp_path) -> None:
     Store(tmp_path).close()
     Store(tmp_path).close()
+
+
+def test_ambiguous_prefix_is_refused(store: Store, monkeypatch) -> None:
+    from appliance import security
+
+    store.create_account("acme")
+    made = iter(["AAAA" + "b" * 29, "AAAA" + "c" * 29])
+
+    def same_start(test: bool = False) -> str:
+        prefix = security.TEST_PREFIX if test else security.LIVE_PREFIX
+        body = next(made)
+        return prefix + body + security._checksum(prefix + body)
+
+    monkeypatch.setattr(security, "generate_key", same_start)
+    first, second = store.create_key("acme"), store.create_key("acme")
+    with pytest.raises(Conflict, match="2 active keys start with"):
+        store.revoke_key("alv_live_AAAA")
+    store.revoke_key(first.prefix[:-1] + "b")
+    assert store.authenticate(first.key) is None and store.authenticate(second.key) is not None
+
+
+def test_concurrent_usage_writes_are_all_committed(store: Store) -> None:
+    import threading
+
+    from appliance.store import UsageRecord, current_period, now_iso
+
+    store.create_account("acme", "solo")
+    key = store.create_key("acme")
+    principal = store.authenticate(key.key)
+    assert principal is not None
+    period = current_period()
+
+    def write(n: int) -> None:
+        for i in range(50):
+            store.record_usage(
+                UsageRecord(
+                    key_id=principal.key_id,
+                    account_id=principal.account_id,
+                    endpoint="chat.completions",
+                    specialist="chat" if i % 2 else "qa",
+                    prompt_tokens=10,
+                    completion_tokens=n,
+                    latency_ms=5,
+                    status=200 if i % 10 else 429,
+                    created_at=now_iso(),
+                    period=period,
+                    test=n == 3,
+                )
+            )
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    store.flush().result()
+    summary = store.usage_summary("acme")
+    assert store.usage_count("acme") == 200
+    assert summary.requests_used == store.billable_requests(principal.account_id, period) == 3 * 45
+    assert summary.test_requests == 50 and summary.failed_requests == 15
+    assert summary.tokens_used == 45 * (10 * 3 + 0 + 1 + 2)
+    assert summary.by_specialist == {"chat": 75, "qa": 60}
+    assert store.keys("acme")[0].last_used_at is not None
+
+
+def test_alerts_are_recorded_once(store: Store) -> None:
+    acct = store.create_account("acme", "solo")
+    assert store.record_alert(acct.id, "2026-03", 75, 7500, 10_000).result() is True
+    assert store.record_alert(acct.id, "2026-03", 75, 7501, 10_000).result() is False
+    assert store.alert_thresholds(acct.id, "2026-03") == {75}
+    assert [a.threshold for a in store.alerts("acme")] == [75]
+
+
+def test_custom_prompts_and_plan_edits(store: Store) -> None:
+    acct = store.create_account("acme", "professional")
+    store.set_custom_prompt(acct.id, "chat", "Be brief.").result()
+    assert store.custom_prompt(acct.id, "chat") == "Be brief."
+    assert store.delete_custom_prompt(acct.id, "chat").result() is True
+    assert store.custom_prompt(acct.id, "chat") is None
+    plan, created = store.set_plan("tiny", requests_per_minute=3)
+    assert created and plan.requests_per_minute == 3 and plan.requests_per_month == 100_000
+    plan, created = store.set_plan("solo", requests_per_month=5)
+    assert not created and plan.requests_per_month == 5 and plan.requests_per_minute == 20
+    with pytest.raises(InvalidRequest):
+        store.set_plan("solo", requests_per_minute=0)
+    assert store.set_spending_cap("acme", 10).spending_cap == 10
+    assert store.set_account_plan("acme", "tiny").plan == "tiny"
+    with pytest.raises(InvalidRequest, match="allows 6"):
+        store.set_specialists("acme", ["a", "b", "c", "d", "e", "f", "g"])
+
+
+def test_periods() -> None:
+    from appliance.store import period_bounds
+
+    assert period_bounds("2026-03") == ("2026-03-01T00:00:00Z", "2026-03-31T23:59:59Z")
+    assert period_bounds("2028-02")[1] == "2028-02-29T23:59:59Z"
+    with pytest.raises(InvalidRequest):
+        period_bounds("2026-13")
