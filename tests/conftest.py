@@ -46,7 +46,9 @@ def webhook() -> Iterator[WebhookSink]:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookSink) -> Iterator[LiveServer]:
     """One real appliance on the embedded model for the whole session, posting usage alerts to `webhook`."""
-    live = start_server(tmp_path_factory.mktemp("alveare-data"), env={"ALVEARE_WEBHOOK_URL": webhook.url})
+    live = start_server(
+        tmp_path_factory.mktemp("alveare-data"), "--timeout", "120", env={"ALVEARE_WEBHOOK_URL": webhook.url}
+    )
     try:
         yield live
     finally:

@@ -147,7 +147,7 @@ def test_timeout_is_504_and_streams_end_with_an_error(tight_server: LiveServer) 
     key = tight_server.new_key("slow")
     t0 = time.monotonic()
     assert_envelope(post(tight_server, key, "/chat/completions", json=slow_request()), 504, "timeout")
-    assert time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 < 60  # stopped at the deadline, not after the 1000 tokens
     client = openai.OpenAI(base_url=tight_server.base_url, api_key=key, max_retries=0)
     with pytest.raises(openai.APIError) as info:
         for _ in client.chat.completions.create(**slow_request(), stream=True):
