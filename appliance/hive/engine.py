@@ -86,7 +86,12 @@ class HiveEngine:
         self._device = f"gpu ({model.gpu_layers}/{model.n_layers} layers offloaded)" if gpu else "cpu"
         threads = cfg.threads or default_threads()
         ctx = Context(
-            model, n_ctx=cfg.n_ctx, n_seq=cfg.slots + cfg.cache_entries, n_batch=cfg.n_batch, threads=threads, flash=gpu
+            model,
+            n_ctx=cfg.n_ctx,
+            n_seq=cfg.slots + cfg.cache_entries,
+            n_batch=cfg.n_batch,
+            threads=threads,
+            flash=cfg.flash_attn,
         )
         self._context_length = min(ctx.n_ctx, model.n_ctx_train or ctx.n_ctx)
         template = model.meta("tokenizer.chat_template") or CHATML

@@ -111,7 +111,7 @@ class Context:
         params.n_threads = threads
         params.n_threads_batch = threads
         params.no_perf = True
-        params.flash_attn_type = -1 if flash else 0
+        params.flash_attn_type = -1 if flash else 0  # -1: llama.cpp decides per backend
         self.ptr = ll.llama_init_from_model(model.ptr, params)
         if not self.ptr:
             raise RuntimeError("llama.cpp could not create a context (out of memory?)")

@@ -20,6 +20,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     # Extra KV sequences that keep shared prompt prefixes (least recently used are evicted).
     cache_entries: int = 32
     n_batch: int = 512
+    # Flash attention where the backend has it (llama.cpp's "auto"): faster on CPUs too.
+    flash_attn: bool = True
     # Pass llama.cpp's own log lines through (model loading details and so on).
     verbose: bool = False
 
