@@ -574,15 +574,20 @@ class Service:
             ).start()
 
     # ------------------------------------------------------------ endpoints
-    async def chat_completion(self, call: Call, req: p.ChatCompletionRequest) -> p.ChatCompletion:
+    async def _generate(self, call: Call, prepare: Callable[[], Prepared]) -> tuple[Prepared, list[Outcome], p.Usage]:
+        """Prepare, admit, run and meter one non-streaming request."""
         meter = Meter(call)
         with self._metered(meter):
-            prepared = self.prepare_chat(call.principal, req)
+            prepared = prepare()
             self._admit(meter, prepared)
             outcomes = await self.run(prepared)
             usage = _usage(prepared, outcomes)
             meter.prompt_tokens, meter.completion_tokens = usage.prompt_tokens, usage.completion_tokens
         await self._succeeded(meter)
+        return prepared, outcomes, usage
+
+    async def chat_completion(self, call: Call, req: p.ChatCompletionRequest) -> p.ChatCompletion:
+        prepared, outcomes, usage = await self._generate(call, lambda: self.prepare_chat(call.principal, req))
         return p.ChatCompletion(
             id=new_id("chatcmpl"),
             created=int(time.time()),
@@ -597,14 +602,7 @@ class Service:
         )
 
     async def completion(self, call: Call, req: p.CompletionRequest) -> p.Completion:
-        meter = Meter(call)
-        with self._metered(meter):
-            prepared = self.prepare_completion(call.principal, req)
-            self._admit(meter, prepared)
-            outcomes = await self.run(prepared)
-            usage = _usage(prepared, outcomes)
-            meter.prompt_tokens, meter.completion_tokens = usage.prompt_tokens, usage.completion_tokens
-        await self._succeeded(meter)
+        prepared, outcomes, usage = await self._generate(call, lambda: self.prepare_completion(call.principal, req))
         prefix = (req.prompt if isinstance(req.prompt, str) else req.prompt[0]) if req.echo else ""
         return p.Completion(
             id=new_id("cmpl"),
@@ -618,22 +616,16 @@ class Service:
         )
 
     async def infer(self, call: Call, req: p.InferRequest) -> p.InferResponse:
-        meter = Meter(call)
-        with self._metered(meter):
-            prepared = self.prepare_infer(call.principal, req)
-            self._admit(meter, prepared)
-            (outcome,) = await self.run(prepared)
-            completion = outcome.finished.completion_tokens
-            meter.prompt_tokens, meter.completion_tokens = prepared.prompt_tokens, completion
-        await self._succeeded(meter)
+        t0 = time.perf_counter()
+        prepared, (outcome,), usage = await self._generate(call, lambda: self.prepare_infer(call.principal, req))
         return p.InferResponse(
             id=new_id("inf"),
             specialist=prepared.specialist.name,
             result=outcome.text.strip(),
-            tokens_used=prepared.prompt_tokens + completion,
-            latency_ms=round((time.perf_counter() - meter.t0) * 1000),
-            prompt_tokens=prepared.prompt_tokens,
-            completion_tokens=completion,
+            tokens_used=usage.total_tokens,
+            latency_ms=round((time.perf_counter() - t0) * 1000),
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
             finish_reason=outcome.finished.finish_reason,
         )
 
