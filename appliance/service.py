@@ -340,6 +340,7 @@ class Service:
         n: int,
         cache_prefix: int = 0,
         lookup: bool = False,
+        stream: bool = False,
     ) -> list[GenerationRequest]:
         deadline = time.monotonic() + self.settings.request_timeout_s
         out = []
@@ -356,6 +357,7 @@ class Service:
                     deadline=deadline,
                     cache_prefix=cache_prefix,
                     lookup=lookup,
+                    stream=stream,
                 )
             )
         return out
@@ -380,7 +382,9 @@ class Service:
         max_tokens = self._fit(prompt, explicit, specialist.max_tokens, param)
         sampling = self._sampling(specialist, req.temperature, req.top_p, req)
         stop = self._stop_list(req.stop, specialist.stop)
-        requests = self._requests(prompt, max_tokens, stop, sampling, req.n or 1, shared, specialist.prompt_lookup)
+        requests = self._requests(
+            prompt, max_tokens, stop, sampling, req.n or 1, shared, specialist.prompt_lookup, bool(req.stream)
+        )
         return Prepared(specialist, req.model, requests, len(prompt))
 
     def prepare_completion(self, principal: Principal, req: p.CompletionRequest) -> Prepared:
@@ -400,7 +404,10 @@ class Service:
         sampling = self._sampling(specialist, req.temperature, req.top_p, req)
         stop = self._stop_list(req.stop, [])
         return Prepared(
-            specialist, req.model, self._requests(prompt, max_tokens, stop, sampling, req.n or 1), len(prompt)
+            specialist,
+            req.model,
+            self._requests(prompt, max_tokens, stop, sampling, req.n or 1, stream=bool(req.stream)),
+            len(prompt),
         )
 
     def prepare_infer(self, principal: Principal, req: p.InferRequest) -> Prepared:

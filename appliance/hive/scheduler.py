@@ -20,7 +20,7 @@ from appliance.errors import Overloaded
 from appliance.hive.llama import Batch, Context, Model, Sampler
 from appliance.hive.lookup import NgramIndex
 from appliance.hive.text import TextStream
-from appliance.hive.types import Finished, Generation, GenerationRequest
+from appliance.hive.types import Finished, Generation, GenerationRequest, deliver
 
 log = logging.getLogger("alveare.hive")
 
@@ -58,6 +58,8 @@ class Active:
     tokens: list[int] = field(default_factory=list)
     # Prompt-lookup drafting, for greedy requests that asked for it.
     lookup: NgramIndex | None = None
+    # Text not yet sent: everything, for a caller that does not stream.
+    held: list[str] = field(default_factory=list)
 
     @property
     def prefilling(self) -> bool:
@@ -118,6 +120,7 @@ class Scheduler:
         self._cond = threading.Condition()
         self._stopping = False
         self._admitted_order: list[Slot] = []
+        self._outbox: list[tuple[Generation, str | Finished]] = []
         self._thread = threading.Thread(target=self._run, name="alveare-hive", daemon=True)
 
     # ------------------------------------------------------------ event-loop side
@@ -164,7 +167,9 @@ class Scheduler:
                 self._reap()
                 if any(s.active for s in self.slots):
                     self._step()
+                    self._flush()
                 else:
+                    self._flush()
                     with self._cond:
                         self._cond.wait(timeout=0.05)
             except Exception:
@@ -175,13 +180,23 @@ class Scheduler:
                 for seq in self.slots + self.cache:
                     seq.kv = []
                 self.ctx.clear()
+                self._flush()
         for slot in self.slots:
             if slot.active:
                 self._finish(slot, "cancelled")
         with self._cond:
             while self._waiting:
                 req, gen = self._waiting.popleft()
-                gen.push(Finished("cancelled", len(req.prompt_tokens), 0))
+                self._emit(gen, Finished("cancelled", len(req.prompt_tokens), 0))
+        self._flush()
+
+    def _emit(self, gen: Generation, item: str | Finished) -> None:
+        self._outbox.append((gen, item))
+
+    def _flush(self) -> None:
+        if self._outbox:
+            deliver(self._outbox)
+            self._outbox = []
 
     def _reserved(self) -> int:
         return sum(s.active.reserved for s in self.slots if s.active)
@@ -196,7 +211,7 @@ class Scheduler:
                 now = time.monotonic()
                 if gen.cancelled or (req.deadline is not None and now >= req.deadline):
                     self._waiting.popleft()
-                    gen.push(Finished("cancelled" if gen.cancelled else "timeout", len(req.prompt_tokens), 0))
+                    self._emit(gen, Finished("cancelled" if gen.cancelled else "timeout", len(req.prompt_tokens), 0))
                     continue
                 if not free:
                     return
@@ -341,7 +356,10 @@ class Scheduler:
             a.lookup.append(token)
         text = a.text.feed(self.model.piece(token))
         if text and not a.generation.cancelled:
-            a.generation.push(text)
+            if a.request.stream:
+                self._emit(a.generation, text)
+            else:
+                a.held.append(text)  # a non-streaming caller needs the text only at the end
         if a.text.stopped:
             self._finish(slot, "stop")
         elif a.completion >= a.request.max_tokens or len(slot.kv) + 1 >= self.context_length:
@@ -353,16 +371,24 @@ class Scheduler:
         a = slot.active
         assert a is not None
         if reason in ("stop", "length"):
-            rest = a.text.flush()
-            if rest:
-                a.generation.push(rest)
-        a.generation.push(
+            a.held.append(a.text.flush())
+        text = "".join(a.held)
+        if text:
+            self._emit(a.generation, text)
+        self._emit(
+            a.generation,
             Finished(
                 reason, len(a.request.prompt_tokens), a.completion, cached_tokens=a.cached, error=error, tokens=a.tokens
-            )
+            ),
         )
         a.sampler.close()
         slot.active = None
+        # Keep the prompt for reuse, not the answer: every resident cell costs every later token a
+        # little attention work, and a follow-up turn re-tokenises the answer anyway.
+        keep = len(a.request.prompt_tokens)
+        if len(slot.kv) > keep:
+            self.ctx.seq_rm(slot.seq, keep, -1)
+            slot.kv = slot.kv[:keep]
         if slot in self._admitted_order:
             self._admitted_order.remove(slot)
         self.stats.served += 1

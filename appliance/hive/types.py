@@ -52,6 +52,8 @@ class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
     # Draft tokens by prompt lookup and verify them in one batch; used only with greedy sampling,
     # where it changes nothing but speed.
     lookup: bool = False
+    # False when the caller wants only the whole text: the engine then sends it once, at the end.
+    stream: bool = True
 
 
 class Finished(msgspec.Struct, frozen=True):
@@ -109,10 +111,11 @@ class Generation:
 
     # engine side -------------------------------------------------------------
     def push(self, item: str | Finished) -> None:
-        try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            self._cancel.set()
+        deliver([(self, item)])
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
 
     @property
     def cancelled(self) -> bool:
@@ -132,6 +135,28 @@ class Generation:
                 self.finished = item
                 return
             yield item
+
+
+def deliver(items: list[tuple[Generation, str | Finished]]) -> None:
+    """Hand events from the engine's thread to their event loops, with one wake-up per loop.
+
+    Waking the loop once per step rather than once per token matters on small machines: every
+    wake-up is a thread that competes with llama.cpp's compute threads for the cores.
+    """
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Generation, str | Finished]]] = {}
+    for gen, item in items:
+        by_loop.setdefault(gen.loop, []).append((gen, item))
+    for loop, batch in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_put_all, batch)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            for gen, _ in batch:
+                gen.cancel()
+
+
+def _put_all(batch: list[tuple[Generation, str | Finished]]) -> None:
+    for gen, item in batch:
+        gen._queue.put_nowait(item)
 
 
 class Engine(Protocol):
