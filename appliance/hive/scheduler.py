@@ -240,18 +240,22 @@ class Scheduler:
             self.ctx.seq_rm(dest.seq, reuse, -1)
         dest.kv = prompt[:reuse]
         s = req.sampling
-        sampler = Sampler(
-            self.model,
-            temperature=s.temperature,
-            top_p=s.top_p,
-            top_k=s.top_k,
-            min_p=s.min_p,
-            presence_penalty=s.presence_penalty,
-            frequency_penalty=s.frequency_penalty,
-            repeat_penalty=s.repeat_penalty,
-            seed=s.seed if s.seed is not None else random.getrandbits(32),
-            grammar=s.grammar,
-        )
+        try:
+            sampler = Sampler(
+                self.model,
+                temperature=s.temperature,
+                top_p=s.top_p,
+                top_k=s.top_k,
+                min_p=s.min_p,
+                presence_penalty=s.presence_penalty,
+                frequency_penalty=s.frequency_penalty,
+                repeat_penalty=s.repeat_penalty,
+                seed=s.seed if s.seed is not None else random.getrandbits(32),
+                grammar=s.grammar,
+            )
+        except ValueError as exc:  # a bad grammar fails this request only
+            self._emit(gen, Finished("error", len(prompt), 0, error=str(exc)))
+            return
         dest.active = Active(req, gen, sampler, TextStream(req.stop), done=reuse, cached=reuse, reserved=need)
         greedy = s.temperature <= 0 and s.grammar is None and not (s.presence_penalty or s.frequency_penalty)
         if req.lookup and greedy and s.repeat_penalty == 1.0:
