@@ -29,7 +29,7 @@ MIN_COPY = 8
 # Preambles shorter than this are not worth a cache entry.
 MIN_CACHE = 16
 # Most draft tokens proposed per request per step.
-MAX_DRAFT = 8
+MAX_DRAFT = 3
 # Seconds of history kept for tokens/s.
 RATE_WINDOW = 60.0
 
