@@ -338,6 +338,7 @@ class Service:
         stop: list[str],
         sampling: SamplingParams,
         n: int,
+        *,
         cache_prefix: int = 0,
         lookup: bool = False,
         stream: bool = False,
@@ -383,7 +384,14 @@ class Service:
         sampling = self._sampling(specialist, req.temperature, req.top_p, req)
         stop = self._stop_list(req.stop, specialist.stop)
         requests = self._requests(
-            prompt, max_tokens, stop, sampling, req.n or 1, shared, specialist.prompt_lookup, bool(req.stream)
+            prompt,
+            max_tokens,
+            stop,
+            sampling,
+            req.n or 1,
+            cache_prefix=shared,
+            lookup=specialist.prompt_lookup,
+            stream=bool(req.stream),
         )
         return Prepared(specialist, req.model, requests, len(prompt))
 
@@ -423,7 +431,15 @@ class Service:
         return Prepared(
             specialist,
             specialist.name,
-            self._requests(prompt, max_tokens, list(specialist.stop), sampling, 1, shared, specialist.prompt_lookup),
+            self._requests(
+                prompt,
+                max_tokens,
+                list(specialist.stop),
+                sampling,
+                1,
+                cache_prefix=shared,
+                lookup=specialist.prompt_lookup,
+            ),
             len(prompt),
         )
 

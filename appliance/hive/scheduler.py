@@ -129,8 +129,7 @@ class Scheduler:
 
     def submit(self, request: GenerationRequest, generation: Generation) -> None:
         with self._cond:
-            busy = sum(1 for s in self.slots if s.active is not None)
-            if busy >= len(self.slots) and len(self._waiting) >= self.queue_size:
+            if self.busy >= len(self.slots) and len(self._waiting) >= self.queue_size:
                 raise Overloaded(
                     "The appliance is at capacity: every slot is busy and the queue is full. Retry shortly.",
                     headers={"Retry-After": "1"},

@@ -99,7 +99,7 @@ class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):
 class Generation:
     """One running generation: an async iterator of text pieces, then `finished`.
 
-    The engine's thread pushes events with `push`; the event loop consumes them. `cancel`
+    The engine's thread hands events over with `deliver` (or `push` for one); the event loop consumes them. `cancel`
     may be called from either side; the engine frees the slot at its next step.
     """
 
