@@ -114,5 +114,13 @@ class GenerationTimeout(AlveareError):
     code = "timeout"
 
 
+class ServerUnavailable(AlveareError):
+    """The admin tools could not reach a running server (or the operation needs one)."""
+
+    status = 503
+    type = "server_error"
+    code = "server_unavailable"
+
+
 class ConfigError(Exception):
     """A bad settings or specialists file; stops start-up with one clear line."""

@@ -2,27 +2,37 @@
 
 from appliance.store.records import (
     Account,
+    AccountOverview,
     AlertEvent,
     CreatedKey,
     CustomPrompt,
+    DailyUsage,
     KeyInfo,
     Plan,
     Principal,
+    SpecialistOverride,
+    UsageBreakdown,
     UsageRecord,
+    UsageRow,
     UsageSummary,
 )
 from appliance.store.store import Store, current_period, now_iso, period_bounds
 
 __all__ = [
     "Account",
+    "AccountOverview",
     "AlertEvent",
     "CreatedKey",
     "CustomPrompt",
+    "DailyUsage",
     "KeyInfo",
     "Plan",
     "Principal",
+    "SpecialistOverride",
     "Store",
+    "UsageBreakdown",
     "UsageRecord",
+    "UsageRow",
     "UsageSummary",
     "current_period",
     "now_iso",

@@ -109,3 +109,52 @@ class CustomPrompt(msgspec.Struct, frozen=True):
     specialist: str
     system_prompt: str
     updated_at: str
+
+
+class AccountOverview(msgspec.Struct, frozen=True):
+    """An account with its period usage against the plan, for the admin screens."""
+
+    account: Account
+    usage: UsageSummary
+    # The highest quota alert reached this period: 0 (none), 75, 90 or 100.
+    alert_level: int
+    active_keys: int
+
+
+class UsageRow(msgspec.Struct, frozen=True):
+    """Usage of one account, key (by prefix) or specialist in a period."""
+
+    name: str
+    requests: int
+    tokens: int
+    failed: int
+    test: int
+
+
+class DailyUsage(msgspec.Struct, frozen=True):
+    day: str  # YYYY-MM-DD (UTC)
+    requests: int
+    tokens: int
+    failed: int
+
+
+class UsageBreakdown(msgspec.Struct, frozen=True):
+    """A period's usage (of all accounts or one), grouped four ways."""
+
+    period: str
+    account: str | None
+    by_account: list[UsageRow]
+    by_key: list[UsageRow]
+    by_specialist: list[UsageRow]
+    by_day: list[DailyUsage]
+
+
+class SpecialistOverride(msgspec.Struct, frozen=True):
+    """An admin's change to a specialist's defaults, kept in the database (None: the file's value)."""
+
+    specialist: str
+    system_prompt: str | None
+    temperature: float | None
+    top_p: float | None
+    max_tokens: int | None
+    updated_at: str
