@@ -39,6 +39,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             threads=settings.threads,
             gpu=settings.gpu == "auto",
             queue_size=settings.queue_size,
+            cache_bytes=settings.prefix_cache_mb * 1024 * 1024,
             verbose=args.verbose,
         )
     )
@@ -271,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--gpu", choices=["auto", "off"], help="offload all layers when a GPU build is present")
     serve.add_argument("--timeout", type=float, help="server-side generation timeout in seconds (default 30)")
     serve.add_argument("--queue", type=int, help="requests that may wait for a slot (default 64)")
+    serve.add_argument(
+        "--prefix-cache-mb", type=int, help="host memory for saved shared prompt prefixes (default 128; 0: off)"
+    )
     serve.add_argument("--webhook-url", help="POST usage alerts here as JSON (env ALVEARE_WEBHOOK_URL)")
     serve.add_argument("--verbose", action="store_true", help="show llama.cpp's own log lines")
     serve.set_defaults(func=_serve)
@@ -354,6 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gpu": getattr(args, "gpu", None),
         "request_timeout_s": getattr(args, "timeout", None),
         "queue_size": getattr(args, "queue", None),
+        "prefix_cache_mb": getattr(args, "prefix_cache_mb", None),
         "webhook_url": getattr(args, "webhook_url", None),
     }
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -26,6 +26,7 @@ ENV_VARS: dict[str, str] = {
     "ALVEARE_GPU": "gpu",
     "ALVEARE_TIMEOUT": "request_timeout_s",
     "ALVEARE_QUEUE": "queue_size",
+    "ALVEARE_PREFIX_CACHE_MB": "prefix_cache_mb",
     "ALVEARE_MAX_BODY": "max_body_bytes",
     "ALVEARE_WEBHOOK_URL": "webhook_url",
 }
@@ -50,6 +51,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     request_timeout_s: float = 30.0
     # Requests waiting for a slot beyond this get 503.
     queue_size: int = 64
+    # Host memory for saved shared prompt prefixes (specialist and system prompts); 0 turns it off.
+    prefix_cache_mb: int = 128
     max_body_bytes: int = 1_048_576
     # Usage alerts (75%, 90%, 100% of an account's monthly requests) are POSTed here as JSON.
     webhook_url: str | None = None
@@ -70,6 +73,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             problems.append(f"gpu must be 'auto' or 'off', not {self.gpu!r}")
         if self.request_timeout_s <= 0:
             problems.append("request timeout must be positive")
+        if self.prefix_cache_mb < 0:
+            problems.append("prefix cache size must not be negative")
         if self.queue_size < 0:
             problems.append("queue size must not be negative")
         if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):

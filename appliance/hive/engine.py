@@ -88,7 +88,7 @@ class HiveEngine:
         ctx = Context(
             model,
             n_ctx=cfg.n_ctx,
-            n_seq=cfg.slots + cfg.cache_entries,
+            n_seq=cfg.slots + 1,  # the slots, and a scratch sequence for saving prefixes
             n_batch=cfg.n_batch,
             threads=threads,
             flash=cfg.flash_attn,
@@ -106,6 +106,7 @@ class HiveEngine:
             ctx,
             slots=cfg.slots,
             cache_entries=cfg.cache_entries,
+            cache_bytes=cfg.cache_bytes,
             queue_size=cfg.queue_size,
             context_length=self._context_length,
         )

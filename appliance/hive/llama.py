@@ -131,6 +131,18 @@ class Context:
     def clear(self) -> None:
         ll.llama_memory_clear(self.mem, True)
 
+    def seq_save(self, seq: int) -> ctypes.Array | None:
+        """A copy of one sequence's KV cells in host memory (None if llama.cpp could not write it)."""
+        size = ll.llama_state_seq_get_size(self.ptr, seq)
+        if size <= 0:
+            return None
+        buf = (ctypes.c_uint8 * size)()
+        return buf if ll.llama_state_seq_get_data(self.ptr, buf, size, seq) == size else None
+
+    def seq_restore(self, state: ctypes.Array, seq: int) -> bool:
+        """Put a saved sequence back, as `seq`; False when the KV cache has no room for it."""
+        return ll.llama_state_seq_set_data(self.ptr, state, len(state), seq) > 0
+
     def close(self) -> None:
         if self.ptr:
             ll.llama_free(self.ptr)

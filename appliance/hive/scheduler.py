@@ -2,13 +2,21 @@
 
 Every step is one `llama_decode` over a batch holding one new token for each generating
 request plus chunks of prompt for requests still prefilling, so requests join and leave
-between steps. Each slot is one KV sequence. Finished slots keep their tokens in the
-unified KV cache; a new request starts from the longest token prefix found in any slot,
-copied by tagging cells (no data moves), and prefills only the rest.
+between steps. Each slot is one KV sequence. Finished slots keep their prompt in the
+unified KV cache, and shared preambles (specialist and system prompts) are also saved to
+host memory. A new request starts from the longest token prefix found in any slot (copied
+by tagging cells, no data moves) or among the saved preambles (restored, a memory copy),
+and prefills only the rest.
+
+Why host memory for the preamble cache rather than extra resident sequences: every cell in
+the KV cache costs every later decode step some attention work (llama.cpp walks all cells
+and masks the other sequences'), so dozens of resident preambles slowed every token down,
+while a saved one costs nothing until it is restored (about 1 ms for 250 tokens here).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import random
 import threading
@@ -68,12 +76,24 @@ class Active:
 
 @dataclass
 class Slot:
-    """A KV sequence: a request slot, or a prefix-cache entry that only holds tokens."""
+    """A request slot: one KV sequence."""
 
     seq: int
     kv: list[int] = field(default_factory=list)  # tokens in this sequence's KV cells, by position
     active: Active | None = None
-    used: int = 0  # a logical clock for least-recently-used eviction
+
+
+@dataclass
+class Saved:
+    """A preamble's KV cells saved in host memory (like llama-server's prompt cache)."""
+
+    tokens: list[int]
+    state: ctypes.Array
+    used: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.state)
 
 
 @dataclass
@@ -104,13 +124,25 @@ class Stats:
 
 class Scheduler:
     def __init__(
-        self, model: Model, ctx: Context, *, slots: int, cache_entries: int, queue_size: int, context_length: int
+        self,
+        model: Model,
+        ctx: Context,
+        *,
+        slots: int,
+        cache_entries: int,
+        cache_bytes: int,
+        queue_size: int,
+        context_length: int,
     ) -> None:
         self.model = model
         self.ctx = ctx
         self.slots = [Slot(seq=i) for i in range(slots)]
-        # Extra sequences that keep shared prompt prefixes (system prompts) after their slots move on.
-        self.cache = [Slot(seq=slots + i) for i in range(cache_entries)]
+        # Shared preambles saved to host memory, least recently used dropped first past either bound.
+        self.saved: list[Saved] = []
+        self.cache_entries = cache_entries
+        self.cache_bytes = cache_bytes
+        # One more sequence, used only to cut a preamble out of a slot while saving it.
+        self.scratch = slots
         self._clock = 0
         self.queue_size = queue_size
         self.context_length = context_length
@@ -176,7 +208,7 @@ class Scheduler:
                 for slot in self.slots:
                     if slot.active:
                         self._finish(slot, "error", error="engine step failed")
-                for seq in self.slots + self.cache:
+                for seq in self.slots:
                     seq.kv = []
                 self.ctx.clear()
                 self._flush()
@@ -215,9 +247,7 @@ class Scheduler:
                 if not free:
                     return
                 need = len(req.prompt_tokens) + req.max_tokens
-                while self._reserved() + need + self._cached_cells() > self.ctx.n_ctx and self._evict_one():
-                    pass
-                if self._reserved() + need + self._cached_cells() > self.ctx.n_ctx and len(free) < len(self.slots):
+                if self._reserved() + need > self.ctx.n_ctx and len(free) < len(self.slots):
                     return  # wait for KV room; requests run in arrival order
                 self._waiting.popleft()
             self._place(req, gen, free, need)
@@ -225,16 +255,17 @@ class Scheduler:
     def _place(self, req: GenerationRequest, gen: Generation, free: list[Slot], need: int) -> None:
         prompt = req.prompt_tokens
         limit = len(prompt) - 1  # the last prompt token is always decoded, for its logits
-        sources = self.slots + [c for c in self.cache if c.kv]
-        own = {s.seq: min(common_prefix(s.kv, prompt), limit) for s in sources}
+        own = {s.seq: min(common_prefix(s.kv, prompt), limit) for s in self.slots}
         dest = max(free, key=lambda s: (own[s.seq], -len(s.kv)))
-        src = max(sources, key=lambda s: own[s.seq])
+        src = max(self.slots, key=lambda s: own[s.seq])
+        saved, saved_len = self._best_saved(prompt, limit)
         reuse = own[dest.seq]
-        if src is not dest and own[src.seq] >= reuse + MIN_COPY:
+        if saved is not None and saved_len >= max(reuse, own[src.seq]) + MIN_COPY:
+            reuse = saved_len if self._restore(saved, dest, saved_len) else 0
+        elif src is not dest and own[src.seq] >= reuse + MIN_COPY:
             reuse = own[src.seq]
             self.ctx.seq_rm(dest.seq)
             self.ctx.seq_cp(src.seq, dest.seq, 0, reuse)
-            self._touch(src)
         else:
             self.ctx.seq_rm(dest.seq, reuse, -1)
         dest.kv = prompt[:reuse]
@@ -397,46 +428,57 @@ class Scheduler:
         self.stats.served += 1
 
     # ------------------------------------------------------------ prefix cache
-    def _touch(self, seq: Slot) -> None:
+    def _touch(self, entry: Saved) -> None:
         self._clock += 1
-        seq.used = self._clock
+        entry.used = self._clock
 
-    def _cached_cells(self) -> int:
-        return sum(len(c.kv) for c in self.cache)
+    def _best_saved(self, prompt: list[int], limit: int) -> tuple[Saved | None, int]:
+        best, length = None, 0
+        for entry in self.saved:
+            n = min(common_prefix(entry.tokens, prompt), limit)
+            if n > length:
+                best, length = entry, n
+        return best, length
 
-    def _remember(self, slot: Slot, length: int) -> None:
-        """Keep the first `length` tokens of a slot (its shared preamble) in a cache entry."""
-        if length < MIN_CACHE or length > len(slot.kv) or not self.cache:
-            return
-        prefix = slot.kv[:length]
-        for entry in self.cache:
-            if len(entry.kv) >= length and entry.kv[:length] == prefix:
-                self._touch(entry)
-                return
-        entry = min(self.cache, key=lambda c: (bool(c.kv), c.used))
-        self.ctx.seq_rm(entry.seq)
-        self.ctx.seq_cp(slot.seq, entry.seq, 0, length)
-        entry.kv = prefix
-        self._touch(entry)
-
-    def _evict_one(self) -> bool:
-        """Drop the least recently used cache entry. False when the cache is empty."""
-        held = [c for c in self.cache if c.kv]
-        if not held:
+    def _restore(self, entry: Saved, dest: Slot, length: int) -> bool:
+        """Put the first `length` tokens of a saved preamble into `dest`; False leaves `dest` empty."""
+        self.ctx.seq_rm(dest.seq)
+        if not self.ctx.seq_restore(entry.state, dest.seq):
+            self.ctx.seq_rm(dest.seq)  # no contiguous room: prefill from scratch instead
             return False
-        entry = min(held, key=lambda c: c.used)
-        self.ctx.seq_rm(entry.seq)
-        entry.kv = []
+        self.ctx.seq_rm(dest.seq, length, -1)
+        self._touch(entry)
         return True
 
+    def _remember(self, slot: Slot, length: int) -> None:
+        """Save the first `length` tokens of a slot (its shared preamble) to host memory, once."""
+        if length < MIN_CACHE or length > len(slot.kv) or self.cache_entries <= 0:
+            return
+        prefix = slot.kv[:length]
+        for entry in self.saved:
+            if len(entry.tokens) >= length and entry.tokens[:length] == prefix:
+                self._touch(entry)
+                return
+        self.ctx.seq_rm(self.scratch)
+        self.ctx.seq_cp(slot.seq, self.scratch, 0, length)
+        state = self.ctx.seq_save(self.scratch)
+        self.ctx.seq_rm(self.scratch)
+        if state is None:
+            return
+        entry = Saved(prefix, state)
+        self._touch(entry)
+        self.saved.append(entry)
+        while self.saved and (
+            len(self.saved) > self.cache_entries or sum(e.nbytes for e in self.saved) > self.cache_bytes
+        ):
+            self.saved.remove(min(self.saved, key=lambda e: e.used))
+
     def _free_idle_cells(self) -> bool:
-        """Out of KV room: drop the cached tokens of idle slots and of the cache. True if anything was freed."""
+        """Out of KV room: drop the prompts idle slots keep for reuse. True if anything was freed."""
         freed = False
         for slot in self.slots:
             if slot.active is None and slot.kv:
                 self.ctx.seq_rm(slot.seq)
                 slot.kv = []
                 freed = True
-        while self._evict_one():
-            freed = True
         return freed

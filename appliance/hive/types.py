@@ -17,8 +17,10 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     threads: int = 0
     gpu: bool = True
     queue_size: int = 64
-    # Extra KV sequences that keep shared prompt prefixes (least recently used are evicted).
+    # Shared prompt prefixes saved in host memory: at most this many, in at most cache_bytes
+    # (least recently used dropped first).
     cache_entries: int = 32
+    cache_bytes: int = 128 * 1024 * 1024
     n_batch: int = 512
     # Flash attention where the backend has it (llama.cpp's "auto"): faster on CPUs too.
     flash_attn: bool = True

@@ -183,3 +183,38 @@ def test_prompt_lookup_gives_the_same_text(engine: HiveEngine) -> None:
     drafted = run(engine, once(True))
     assert engine.status().draft_tokens_accepted > before  # the copy-heavy answer let drafts through
     assert_same_or_near_tie(engine, tokens, plain, drafted)
+
+
+def test_saved_prefix_is_restored_after_its_slot_moved_on() -> None:
+    """One slot: a second system prompt evicts the first from the KV cache, and the first comes
+    back from host memory, giving the same text as when it was prefilled."""
+    loop = asyncio.new_event_loop()
+    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=1, n_ctx=2048))
+    loop.run_until_complete(eng.start())
+    try:
+        systems = [
+            "You are a careful analyst. Keep every number, name the drivers, list risks apart. " * 3,
+            "You answer questions from the given text only, quoting the shortest phrase. " * 3,
+        ]
+        preambles = [len(eng.tokenize(eng.render_chat([("system", s)], add_generation_prompt=False))) for s in systems]
+        first = eng.tokenize(eng.render_chat([("system", systems[0]), ("user", "Sales rose 8% to $2.1M in May.")]))
+        other = eng.tokenize(eng.render_chat([("system", systems[1]), ("user", "What colour is the sky?")]))
+
+        async def gen(tokens: list[int], preamble: int) -> Finished:
+            g = eng.submit(
+                GenerationRequest(prompt_tokens=tokens, max_tokens=24, sampling=GREEDY, cache_prefix=preamble)
+            )
+            async for _ in g:
+                pass
+            assert g.finished is not None
+            return g.finished
+
+        miss = loop.run_until_complete(gen(first, preambles[0]))
+        loop.run_until_complete(gen(other, preambles[1]))  # the only slot now holds the other prompt
+        restored = loop.run_until_complete(gen(first, preambles[0]))
+        assert miss.cached_tokens == 0
+        assert restored.cached_tokens >= preambles[0] - 2
+        assert_same_or_near_tie(eng, first, miss, restored)
+    finally:
+        loop.run_until_complete(eng.stop())
+        loop.close()
