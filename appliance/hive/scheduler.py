@@ -97,6 +97,38 @@ class Saved:
 
 
 @dataclass
+class Profile:
+    """Where the scheduler thread's time goes (seconds since start), logged when the engine stops."""
+
+    steps: int = 0
+    generated: int = 0
+    prompt: int = 0
+    busy_s: float = 0.0  # admitting, stepping and handing out tokens
+    decode_s: float = 0.0  # inside llama_decode
+    sample_s: float = 0.0  # sampler chains, detokenising, stop strings
+    restores: int = 0
+    restore_s: float = 0.0
+    saves: int = 0
+    save_s: float = 0.0
+
+    def summary(self) -> str:
+        if not self.steps:
+            return "no steps"
+        other = self.busy_s - self.decode_s - self.sample_s - self.restore_s - self.save_s
+
+        def share(x: float) -> str:
+            return f"{x:.2f} s ({100 * x / self.busy_s:.1f}%)" if self.busy_s else f"{x:.2f} s"
+
+        return (
+            f"{self.steps} steps, {self.generated} generated + {self.prompt} prompt tokens "
+            f"({(self.generated + self.prompt) / self.steps:.1f} per step), {self.busy_s:.2f} s busy: "
+            f"decode {share(self.decode_s)}, sampling {share(self.sample_s)}, "
+            f"{self.restores} prefix restores {share(self.restore_s)}, {self.saves} prefix saves {share(self.save_s)}, "
+            f"other {share(other)}"
+        )
+
+
+@dataclass
 class Stats:
     started: float = field(default_factory=time.monotonic)
     served: int = 0
@@ -105,6 +137,7 @@ class Stats:
     reused_tokens: int = 0
     drafted: int = 0
     draft_accepted: int = 0
+    profile: Profile = field(default_factory=Profile)
     steps: deque[tuple[float, int, int]] = field(default_factory=deque)  # (time, generated, prompt)
 
     def record_step(self, generated: int, prompt: int) -> None:
@@ -175,6 +208,7 @@ class Scheduler:
             self._cond.notify()
         self._thread.join(timeout=30)
         self.batch.close()
+        log.info("hive profile: %s", self.stats.profile.summary())
 
     @property
     def busy(self) -> int:
@@ -194,11 +228,13 @@ class Scheduler:
                     self._cond.wait(timeout=0.5)
                     continue
             try:
+                started = time.perf_counter()
                 self._admit()
                 self._reap()
                 if any(s.active for s in self.slots):
                     self._step()
                     self._flush()
+                    self.stats.profile.busy_s += time.perf_counter() - started
                 else:
                     self._flush()
                     with self._cond:
@@ -348,9 +384,16 @@ class Scheduler:
             a.done += len(chunk)
             budget -= len(chunk)
             prompt_tokens += len(chunk)
+        profile = self.stats.profile
+        t0 = time.perf_counter()
         rc = self.ctx.decode(batch)
         if rc == 1 and self._free_idle_cells():
             rc = self.ctx.decode(batch)
+        t1 = time.perf_counter()
+        profile.decode_s += t1 - t0
+        profile.steps += 1
+        profile.generated += generated
+        profile.prompt += prompt_tokens
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
         for slot, tokens in added:
@@ -359,6 +402,7 @@ class Scheduler:
             if a is not None and a.request.cache_prefix and len(tokens) > 1 and not a.prefilling:
                 self._remember(slot, a.request.cache_prefix)
         self.stats.record_step(generated, prompt_tokens)
+        t2 = time.perf_counter()
         for slot, idx, draft in to_sample:
             a = slot.active
             assert a is not None
@@ -379,6 +423,7 @@ class Scheduler:
                 self.stats.drafted += len(draft)
                 self.stats.draft_accepted += accepted
                 self.ctx.seq_rm(slot.seq, len(slot.kv), -1)  # drop the cells of wrong guesses
+        profile.sample_s += time.perf_counter() - t2
 
     def _accept(self, slot: Slot, a: Active, token: int) -> None:
         if self.model.is_eog(token):
@@ -442,13 +487,17 @@ class Scheduler:
 
     def _restore(self, entry: Saved, dest: Slot, length: int) -> bool:
         """Put the first `length` tokens of a saved preamble into `dest`; False leaves `dest` empty."""
+        t0 = time.perf_counter()
         self.ctx.seq_rm(dest.seq)
-        if not self.ctx.seq_restore(entry.state, dest.seq):
+        ok = self.ctx.seq_restore(entry.state, dest.seq)
+        if ok:
+            self.ctx.seq_rm(dest.seq, length, -1)
+            self._touch(entry)
+        else:
             self.ctx.seq_rm(dest.seq)  # no contiguous room: prefill from scratch instead
-            return False
-        self.ctx.seq_rm(dest.seq, length, -1)
-        self._touch(entry)
-        return True
+        self.stats.profile.restores += 1
+        self.stats.profile.restore_s += time.perf_counter() - t0
+        return ok
 
     def _remember(self, slot: Slot, length: int) -> None:
         """Save the first `length` tokens of a slot (its shared preamble) to host memory, once."""
@@ -459,10 +508,13 @@ class Scheduler:
             if len(entry.tokens) >= length and entry.tokens[:length] == prefix:
                 self._touch(entry)
                 return
+        t0 = time.perf_counter()
         self.ctx.seq_rm(self.scratch)
         self.ctx.seq_cp(slot.seq, self.scratch, 0, length)
         state = self.ctx.seq_save(self.scratch)
         self.ctx.seq_rm(self.scratch)
+        self.stats.profile.saves += 1
+        self.stats.profile.save_s += time.perf_counter() - t0
         if state is None:
             return
         entry = Saved(prefix, state)
