@@ -219,6 +219,15 @@ class Health(Struct):
     model: str | None
 
 
+class HiveSample(Struct):
+    """One 10-second bucket of metered requests: t is the bucket's start in unix seconds."""
+
+    t: int
+    tokens: int
+    requests: int
+    errors: int
+
+
 class HiveStatus(Struct):
     version: str
     uptime_seconds: int
@@ -245,6 +254,12 @@ class HiveStatus(Struct):
     specialists: list[str]
     loaded: bool
     load_error: str | None
+    # Metered API requests (every status) finished in the last 60 seconds.
+    requests_per_minute: int = 0
+    # Metered requests that failed since the server started, by HTTP status ("429": 3).
+    errors_by_status: dict[str, int] = {}
+    # The last 10 minutes in 10-second buckets, oldest first; the last one is the current bucket.
+    history: list[HiveSample] = []
 
 
 class UsageReport(Struct):
