@@ -286,6 +286,46 @@ class SystemPromptUpdate(Struct):
     system_prompt: str
 
 
+# ---------------------------------------------------------------- admin API bodies
+# Types only: the ranges are checked by appliance.admin, with the same messages locally and over HTTP.
+# Unknown fields are refused, so a mistyped limit is an error instead of a silent no-op.
+class AdminAccountCreate(Struct, forbid_unknown_fields=True):
+    name: str
+    plan: str = "starter"
+
+
+class AdminAccountUpdate(Struct, forbid_unknown_fields=True):
+    plan: str | None = None
+    # null clears the cap; leaving the field out keeps it.
+    spending_cap: float | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class AdminPlanUpdate(Struct, forbid_unknown_fields=True):
+    requests_per_minute: int | None = None
+    requests_per_month: int | None = None
+    tokens_per_minute: int | None = None
+    specialists_allowed: int | None = None
+    custom_prompts: bool | None = None
+    overage_per_1k_requests: float | None = None
+    monthly_price: float | None = None
+
+
+class AdminKeyCreate(Struct, forbid_unknown_fields=True):
+    account: str
+    test: bool = False
+
+
+class AdminSpecialistUpdate(Struct, forbid_unknown_fields=True):
+    system_prompt: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+
+
+class AdminDeleted(Struct):
+    deleted: bool
+
+
 class SpecialistView(Struct):
     name: str
     model: str

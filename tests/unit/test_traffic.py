@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from appliance.service import HISTORY_BUCKETS, Traffic
 
 
@@ -27,7 +29,7 @@ def test_buckets_last_minute_and_errors() -> None:
         (1_000_010, 10, 1, 0),
     ]
     assert all(s.requests == 0 for s in history[:-2])
-    assert [b.t - a.t for a, b in zip(history, history[1:], strict=False)] == [10] * (HISTORY_BUCKETS - 1)
+    assert [b.t - a.t for a, b in itertools.pairwise(history)] == [10] * (HISTORY_BUCKETS - 1)
     assert traffic.requests_per_minute() == 3
     assert traffic.errors_by_status() == {"429": 1}
 
