@@ -1,0 +1,150 @@
+"""Hive: the running server's live status, polled every couple of seconds in a worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.widgets import Sparkline, Static
+
+from appliance.errors import AlveareError, ServerUnavailable
+from appliance.protocol import HiveStatus
+from tui.format import duration, human_bytes, human_count, number
+from tui.screens.base import View
+
+BOXES = ("model", "device", "slots", "queue", "speed", "cache", "errors", "uptime")
+
+
+class HiveView(View, can_focus=True):
+    TITLE = "Hive"
+    KEY = "1"
+    HELP = "Live status of the running server"
+    BINDINGS = [Binding("ctrl+r,f5", "poll_now", "Refresh now")]
+
+    def compose(self) -> ComposeResult:
+        yield Static("Connecting to the server…", id="hive-state")
+        with Vertical(id="hive-live"):
+            with Grid(id="hive-grid"):
+                for name in BOXES:
+                    box = Static("", id=f"box-{name}", classes="box")
+                    box.border_title = name.title()
+                    yield box
+            with Horizontal(classes="chart-row"):
+                yield Static("tokens/s", classes="chart-label")
+                yield Sparkline([], id="spark-tokens", summary_function=max)
+                yield Static("", id="spark-tokens-now", classes="chart-now")
+            with Horizontal(classes="chart-row"):
+                yield Static("requests/min", classes="chart-label")
+                yield Sparkline([], id="spark-requests", summary_function=max)
+                yield Static("", id="spark-requests-now", classes="chart-now")
+            yield Static("", id="hive-window", classes="muted")
+
+    def on_mount(self) -> None:
+        self.query_one("#hive-live").display = False
+        interval = self.alveare.poll_interval
+        if interval:
+            self.set_interval(interval, self.poll)
+            self.poll()
+
+    def reload(self) -> None:
+        self.poll()
+
+    def action_poll_now(self) -> None:
+        self.poll()
+
+    @work(thread=True, exclusive=True, group="hive-poll", exit_on_error=False)
+    def poll(self) -> None:
+        """One status poll (in a thread). Offline or failing, it says so and the next tick retries."""
+        app = self.alveare
+        backend = app.ensure_online()
+        try:
+            status = backend.hive_status()
+        except ServerUnavailable as exc:
+            app.call_from_thread(self.show_down, exc.message)
+            app.server_lost()
+            return
+        except AlveareError as exc:
+            app.call_from_thread(self.show_down, f"The server answered with an error: {exc.message}")
+            return
+        except Exception as exc:
+            app.call_from_thread(self.show_down, f"Could not read the status: {exc}")
+            return
+        app.call_from_thread(self.show_status, status)
+
+    def show_down(self, reason: str) -> None:
+        interval = self.alveare.poll_interval
+        retry = f" Retrying every {interval:g} s." if interval else ""
+        text = Text()
+        text.append("● Server down", style="bold red")
+        text.append(f"  {reason}{retry}\n", style="")
+        text.append(
+            "Accounts, plans, keys, specialists and custom prompts still work: changes go straight to the data dir "
+            "and a server started later reads them. Live status and the try-it panel need the server.",
+            style="dim",
+        )
+        state = self.query_one("#hive-state", Static)
+        state.update(text)
+        state.set_class(True, "down")
+        self.query_one("#hive-live").display = False
+
+    def show_status(self, s: HiveStatus) -> None:
+        state = self.query_one("#hive-state", Static)
+        state.set_class(False, "down")
+        head = Text()
+        if s.loaded:
+            head.append("● Server up", style="bold green")
+        elif s.load_error:
+            head.append("● Model failed to load", style="bold red")
+        else:
+            head.append("● Model loading", style="bold yellow")
+        head.append(f"  Alveare {s.version} · uptime {duration(s.uptime_seconds)} · {number(s.requests_served)} served")
+        if s.load_error:
+            head.append(f"\n{s.load_error}", style="red")
+        state.update(head)
+        self.query_one("#hive-live").display = True
+
+        def box(name: str, content: str | Text) -> None:
+            self.query_one(f"#box-{name}", Static).update(content)
+
+        box("model", f"{s.model}\n{human_bytes(s.model_size_bytes)} · {human_count(s.n_params)} params")
+        if s.device.lower().startswith("cpu"):
+            device = f"{s.device}\nno layers offloaded"
+        else:
+            device = f"{s.device}\n{s.gpu_layers} layers offloaded"
+        box("device", device)
+        busy_style = "bold red" if s.slots_busy >= s.slots_total else "bold"
+        slots = Text(f"{s.slots_busy} / {s.slots_total}", style=busy_style)
+        slots.append(" busy\n", style="")
+        slots.append(f"ctx {number(s.context_length)}", style="dim")
+        box("slots", slots)
+        box("queue", f"{s.queue_depth} waiting\nlimit {s.queue_limit}")
+        rpm = getattr(s, "requests_per_minute", None)
+        speed = f"{s.tokens_per_second:,.1f} tok/s"
+        speed += f"\n{rpm:,.1f} req/min" if rpm is not None else f"\nprompt {s.prompt_tokens_per_second:,.0f} tok/s"
+        box("speed", speed)
+        box("cache", f"{s.prefix_cache_hit_rate * 100:.0f}% hits\n{number(s.prefix_cache_lookups)} lookups")
+        errors: dict[Any, int] = getattr(s, "errors_by_status", None) or {}
+        if errors:
+            parts = [f"{code}: {n}" for code, n in sorted(errors.items(), key=lambda kv: str(kv[0]))]
+            box("errors", Text(" ".join(parts), style="red"))
+        else:
+            box("errors", Text("none", style="green"))
+        box("uptime", f"{duration(s.uptime_seconds)}\nv{s.version}")
+
+        history = list(getattr(s, "history", None) or [])
+        step = 10.0
+        if len(history) >= 2:
+            step = max(1.0, float(history[1].t - history[0].t))
+        tokens = [sample.tokens / step for sample in history]
+        requests = [sample.requests * 60.0 / step for sample in history]
+        self.query_one("#spark-tokens", Sparkline).data = tokens or [0.0]
+        self.query_one("#spark-requests", Sparkline).data = requests or [0.0]
+        self.query_one("#spark-tokens-now", Static).update(f"peak {max(tokens, default=0):,.0f}")
+        self.query_one("#spark-requests-now", Static).update(f"peak {max(requests, default=0):,.0f}")
+        minutes = len(history) * step / 60
+        window = f"last {minutes:.0f} min, {step:g} s per bar" if history else "no history yet"
+        self.query_one("#hive-window", Static).update(window)

@@ -1,0 +1,230 @@
+"""Keys: list by account, create (shown once), revoke, rotate."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Label, Select, Static
+
+from appliance.store import AccountOverview, CreatedKey, KeyInfo, UsageBreakdown
+from tui.format import number, when
+from tui.screens.base import View
+from tui.screens.modals import ConfirmModal, NewKeyModal
+
+ALL = "*"
+MAX_ACTIVE_KEYS = 5
+
+
+class KeysView(View):
+    TITLE = "Keys"
+    KEY = "3"
+    HELP = "API keys by account: create, revoke, rotate"
+    BINDINGS = [
+        Binding("n", "new_key", "New live key"),
+        Binding("t", "new_test_key", "New test key"),
+        Binding("d,delete", "revoke", "Revoke"),
+        Binding("o", "rotate", "Rotate"),
+        Binding("v", "toggle_revoked", "Show revoked"),
+        Binding("a", "choose_account", "Account", show=False),
+    ]
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.accounts: list[str] = []
+        self.keys: list[KeyInfo] = []
+        self.requests: dict[str, int] = {}
+        self.show_revoked = False
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="toolbar"):
+            yield Label("Account", classes="toolbar-label")
+            yield Select([("All accounts", ALL)], value=ALL, allow_blank=False, id="keys-account")
+            yield Static("", id="keys-summary", classes="toolbar-info")
+        table: DataTable = DataTable(id="keys-table", cursor_type="row", zebra_stripes=True)
+        table.add_column("Prefix", key="prefix")
+        table.add_column("Account", key="account")
+        table.add_column("Kind", key="kind")
+        table.add_column("Created", key="created")
+        table.add_column("Last used", key="last")
+        table.add_column("Reqs", key="requests")
+        table.add_column("State", key="state")
+        yield table
+
+    @property
+    def account(self) -> str | None:
+        value = self.query_one("#keys-account", Select).value
+        return None if value in (ALL, Select.NULL) else str(value)
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        self.call("accounts", self.alveare.period, done=self.show_accounts)
+        self.call("keys", self.account, done=self.show_keys)
+        self.call("usage", self.account, self.alveare.period, done=self.show_usage)
+
+    def show_accounts(self, overviews: list[AccountOverview]) -> None:
+        names = [o.account.name for o in overviews]
+        if names == self.accounts:
+            return
+        self.accounts = names
+        select = self.query_one("#keys-account", Select)
+        current = select.value
+        with self.prevent(Select.Changed):
+            select.set_options([("All accounts", ALL), *((n, n) for n in names)])
+            select.value = current if current in names else ALL
+
+    @on(Select.Changed, "#keys-account")
+    def _account_changed(self) -> None:
+        self.reload()
+
+    def show_usage(self, usage: UsageBreakdown) -> None:
+        self.requests = {row.name: row.requests + row.test for row in usage.by_key}
+        self._redraw()
+
+    def show_keys(self, keys: list[KeyInfo]) -> None:
+        self.keys = keys
+        self._redraw()
+
+    def visible(self) -> list[KeyInfo]:
+        return [k for k in self.keys if self.show_revoked or k.revoked_at is None]
+
+    def _redraw(self) -> None:
+        table = self.query_one("#keys-table", DataTable)
+        row = table.cursor_row
+        table.clear()
+        for k in self.visible():
+            kind = Text("test" if k.test else "live", style="cyan" if k.test else "green")
+            if k.admin:
+                kind.append(" admin", style="bold magenta")
+            state = Text("revoked " + when(k.revoked_at)[:10], style="dim red") if k.revoked_at else Text("active")
+            table.add_row(
+                Text(k.prefix, style="dim" if k.revoked_at else "bold"),
+                k.account,
+                kind,
+                when(k.created_at),
+                when(k.last_used_at),
+                Text(number(self.requests.get(k.prefix, 0)), justify="right"),
+                state,
+                key=str(k.id),
+            )
+        visible = self.visible()
+        if visible:
+            table.move_cursor(row=min(max(row, 0), len(visible) - 1))
+        active = sum(1 for k in self.keys if k.revoked_at is None)
+        revoked = len(self.keys) - active
+        summary = f"{active} active"
+        if self.account:
+            summary += f" of {MAX_ACTIVE_KEYS} allowed"
+        if revoked:
+            summary += f" · {revoked} revoked ({'shown' if self.show_revoked else 'v shows'})"
+        summary += f" · requests in {self.alveare.period}"
+        self.query_one("#keys-summary", Static).update(summary)
+
+    def selected(self) -> KeyInfo | None:
+        table = self.query_one("#keys-table", DataTable)
+        visible = self.visible()
+        if not visible:
+            self.notify("No keys here yet: n creates one.", severity="warning")
+            return None
+        return visible[min(max(table.cursor_row, 0), len(visible) - 1)]
+
+    def _target_account(self) -> str | None:
+        if self.account:
+            return self.account
+        visible = self.visible()
+        if visible:
+            return self.selected().account  # type: ignore[union-attr]
+        if len(self.accounts) == 1:
+            return self.accounts[0]
+        self.notify("Choose an account first (a, or the Account list).", severity="warning")
+        return None
+
+    # --- actions ------------------------------------------------------------------------------
+    def action_choose_account(self) -> None:
+        self.query_one("#keys-account", Select).focus()
+
+    def action_toggle_revoked(self) -> None:
+        self.show_revoked = not self.show_revoked
+        self._redraw()
+
+    def action_new_key(self, test: bool = False) -> None:
+        account = self._target_account()
+        if account is None:
+            return
+
+        def created(key: CreatedKey) -> None:
+            self.reload()
+            self.app.push_screen(NewKeyModal(key))
+
+        self.call("create_key", account, test=test, done=created)
+
+    def action_new_test_key(self) -> None:
+        self.action_new_key(test=True)
+
+    def action_revoke(self) -> None:
+        key = self.selected()
+        if key is None:
+            return
+        if key.revoked_at:
+            self.notify(f"Key {key.prefix} is already revoked.")
+            return
+        warning = ""
+        if key.admin:
+            warning = "\n\nThis is an admin key: tools that use it (this TUI over the admin API included) stop working."
+
+        def revoke(yes: bool | None) -> None:
+            if yes:
+                self.call("revoke_key", key.prefix, done=self._revoked)
+
+        self.app.push_screen(
+            ConfirmModal(
+                "Revoke key",
+                f"Revoke {key.prefix}… of {key.account}? Requests with it fail at once; this cannot be undone."
+                + warning,
+                yes="Revoke",
+            ),
+            revoke,
+        )
+
+    def _revoked(self, key: KeyInfo) -> None:
+        self.notify(f"Revoked {key.prefix}… of {key.account}.")
+        self.reload()
+
+    def action_rotate(self) -> None:
+        old = self.selected()
+        if old is None:
+            return
+        if old.revoked_at:
+            self.notify(f"Key {old.prefix} is already revoked; create a new one with n.", severity="warning")
+            return
+
+        def ask_revoke(_: None) -> None:
+            def revoke(yes: bool | None) -> None:
+                if yes:
+                    self.call("revoke_key", old.prefix, done=self._revoked)
+                else:
+                    self.notify(f"{old.prefix}… stays active; revoke it (d) once the new key is deployed.")
+
+            self.app.push_screen(
+                ConfirmModal(
+                    "Rotate: revoke the old key?",
+                    f"Revoke the old key {old.prefix}… now? Do it once the new key is deployed and works; "
+                    "until then both keys are active.",
+                    yes="Revoke old key",
+                    no="Keep it for now",
+                ),
+                revoke,
+            )
+
+        def created(key: CreatedKey) -> None:
+            self.reload()
+            self.app.push_screen(
+                NewKeyModal(key, note=f"Step 1 of 2: deploy this key. Next you confirm revoking {old.prefix}…"),
+                ask_revoke,
+            )
+
+        self.call("create_key", old.account, test=old.test, done=created)
