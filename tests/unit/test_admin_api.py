@@ -154,3 +154,27 @@ def test_overrides_apply_to_the_next_request_and_traffic_is_counted(api) -> None
     assert {r["name"]: r["failed"] for r in usage["by_account"]}["acme"] == 1
     metrics = client.get("/metrics").text
     assert 'alveare_api_errors_total{status="403"} 1' in metrics and "alveare_requests_per_minute 5" in metrics
+
+
+def test_the_route_list_above_is_every_admin_route(api) -> None:
+    import re
+
+    client, _ = api
+    served = set()
+    for route in client.app.routes:
+        if route.path.startswith("/v1/admin"):
+            pattern = re.sub(r"\{[^}]+\}", "[^/]+", route.path)
+            served |= {(m, pattern) for m in route.methods if m not in ("HEAD", "OPTIONS")}
+    covered = {
+        (m, pattern)
+        for m, pattern in served
+        for method, path, _ in ROUTES
+        if method == m and re.fullmatch(pattern, path)
+    }
+    assert served == covered and len(served) == len(ROUTES)
+
+
+def test_the_openapi_schema_still_builds(api) -> None:
+    client, _ = api
+    r = client.get("/schema/openapi.json")
+    assert r.status_code == 200 and "/v1/admin/accounts" in r.json()["paths"]
