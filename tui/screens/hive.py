@@ -16,7 +16,7 @@ from appliance.protocol import HiveStatus
 from tui.format import duration, human_bytes, human_count, number
 from tui.screens.base import View
 
-BOXES = ("model", "device", "slots", "queue", "speed", "cache", "errors", "uptime")
+BOXES = ("model", "device", "slots", "queue", "speed", "cache", "errors")
 
 
 class HiveView(View, can_focus=True):
@@ -111,10 +111,10 @@ class HiveView(View, can_focus=True):
             self.query_one(f"#box-{name}", Static).update(content)
 
         box("model", f"{s.model}\n{human_bytes(s.model_size_bytes)} · {human_count(s.n_params)} params")
-        if s.device.lower().startswith("cpu"):
-            device = f"{s.device}\nno layers offloaded"
+        if s.gpu_layers > 0:
+            device = f"{s.device.upper()}\n{s.gpu_layers} layers on GPU"
         else:
-            device = f"{s.device}\n{s.gpu_layers} layers offloaded"
+            device = f"{s.device.upper()}\nno GPU offload"
         box("device", device)
         busy_style = "bold red" if s.slots_busy >= s.slots_total else "bold"
         slots = Text(f"{s.slots_busy} / {s.slots_total}", style=busy_style)
@@ -133,7 +133,6 @@ class HiveView(View, can_focus=True):
             box("errors", Text(" ".join(parts), style="red"))
         else:
             box("errors", Text("none", style="green"))
-        box("uptime", f"{duration(s.uptime_seconds)}\nv{s.version}")
 
         history = list(getattr(s, "history", None) or [])
         step = 10.0
