@@ -233,8 +233,8 @@ class SpecialistsView(View):
         if event.done:
             stats.update(
                 f"{event.prompt_tokens} prompt + {event.completion_tokens} completion tokens · "
-                f"first token {event.time_to_first_token_ms} ms · total {event.latency_ms} ms · "
-                f"finish: {event.finish_reason or '-'}"
+                f"first token {event.time_to_first_token_ms:,} ms · total {event.latency_ms:,} ms · "
+                f"{event.finish_reason or 'done'}"
             )
         else:
             stats.update(f"streaming… {elapsed:.1f} s")
