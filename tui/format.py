@@ -91,3 +91,15 @@ def shift_period(period: str, months: int) -> str:
     year, month = (int(p) for p in period.split("-"))
     index = year * 12 + (month - 1) + months
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def fit_series(data: list[float], width: int) -> tuple[list[float], int]:
+    """Fit a series into `width` columns with bars of equal width: returns the series (merged in
+    groups, by maximum, when it has more points than columns) and the width to draw it at
+    (a whole number of columns per point)."""
+    if not data or width <= 0:
+        return data or [0.0], max(width, 1)
+    group = -(-len(data) // width)
+    if group > 1:
+        data = [max(data[i : i + group]) for i in range(0, len(data), group)]
+    return data, (width // len(data)) * len(data)

@@ -353,7 +353,7 @@ async def test_try_it_offline_says_it_needs_the_server(admin: LocalAdmin) -> Non
 
 async def test_usage_by_account_key_specialist_and_day(seeded: LocalAdmin) -> None:
     app = make_app(seeded, period="2026-03")
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=(130, 36)) as pilot:  # wide enough for whole names
         await pilot.press("6")
         await settle(pilot)
         usage = seeded.usage(None, "2026-03")

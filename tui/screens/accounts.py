@@ -9,16 +9,16 @@ from textual.widgets import DataTable, Static
 
 from appliance.store import AccountOverview, Plan
 from tui.format import alert_text, first_line, human_count, money, number, usage_bar, when
-from tui.screens.base import View
+from tui.screens.base import View, reset_table
 from tui.screens.modals import ConfirmModal, Field, FormModal
 
 PLAN_FIELDS = [
     ("requests_per_minute", "Requests/min", "int", "per key"),
-    ("requests_per_month", "Requests/month", "int", "per account; beyond it is overage"),
+    ("requests_per_month", "Requests/month", "int", "per account, then overage"),
     ("tokens_per_minute", "Tokens/min", "int", "per key"),
     ("specialists_allowed", "Specialists", "int", "how many an account may use"),
     ("custom_prompts", "Custom prompts", "bool", ""),
-    ("overage_per_1k_requests", "Overage/1k req", "float", "price per 1,000 requests past the quota"),
+    ("overage_per_1k_requests", "Overage/1k req", "float", "price per 1,000 past quota"),
     ("monthly_price", "Monthly price", "float", ""),
 ]
 
@@ -70,22 +70,20 @@ class AccountsView(View):
         self._redraw_accounts()
 
     def on_resize(self) -> None:
-        wide = self.size.width >= WIDE
-        if wide != self._wide:
+        # The terminal's width picks the columns (known before layout, so the first draw is final).
+        if (self.app.size.width >= WIDE) != self._wide:
             self._redraw_accounts()
 
     def _redraw_accounts(self) -> None:
         """Narrow terminals get the essential columns; wide ones also tokens, overage, spending, created."""
-        self._wide = wide = self.size.width >= WIDE
+        self._wide = wide = self.app.size.width >= WIDE
         table = self.query_one("#accounts-table", DataTable)
         row = table.cursor_row
-        table.clear(columns=True)
         columns = ["Account", "Plan", "Requests", "Used", "Alert", "Cap", "Keys"]
         if wide:
             columns[5:5] = ["Tokens", "Overage", "Spent"]
             columns.append("Created")
-        for label in columns:
-            table.add_column(label, key=label.lower())
+        reset_table(table, columns)
         for o in self.overviews:
             u = o.usage
             cells: dict[str, object] = {

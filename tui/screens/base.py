@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.containers import Vertical
+from textual.widgets import DataTable
 
 if TYPE_CHECKING:
     from tui.app import AlveareApp
@@ -35,3 +36,16 @@ class View(Vertical):
                 widget.focus()
                 return
         self.focus()
+
+
+def reset_table(table: DataTable, labels: list[str] | tuple[str, ...]) -> None:
+    """Empty a table for a redraw, keeping its columns when they are the same labels (the usual
+    case) and replacing them only when the set changes (a resize across a width step, a regroup)."""
+    labels = tuple(labels)
+    if getattr(table, "_alveare_columns", None) == labels:
+        table.clear()
+        return
+    table.clear(columns=True)
+    for label in labels:
+        table.add_column(label)
+    table._alveare_columns = labels  # type: ignore[attr-defined]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -13,7 +11,7 @@ from textual.widgets import Sparkline, Static
 
 from appliance.errors import AlveareError, ServerUnavailable
 from appliance.protocol import HiveStatus
-from tui.format import duration, human_bytes, human_count, number
+from tui.format import duration, fit_series, human_bytes, human_count, number
 from tui.screens.base import View
 
 BOXES = ("model", "device", "slots", "queue", "speed", "cache", "errors")
@@ -43,7 +41,35 @@ class HiveView(View, can_focus=True):
                 yield Static("", id="spark-requests-now", classes="chart-now")
             yield Static("", id="hive-window", classes="muted")
 
+    def on_resize(self) -> None:
+        if self.app.size.width != self._drawn_for:
+            self._draw_series()
+
+    def _draw_series(self) -> None:
+        """Equal-width bars: a whole number of columns per sample (or samples merged by maximum)."""
+        # The terminal's width less the padding, the label and the peak columns.
+        self._drawn_for = self.app.size.width
+        available = self.app.size.width - 2 - 14 - 12
+        series_by_name: dict[str, list[float]] = getattr(self, "_series", {})
+        for name, series in series_by_name.items():
+            spark = self.query_one(f"#spark-{name}", Sparkline)
+            data, width = fit_series(series, available)
+            spark.data = data
+            spark.styles.width = width
+        samples = len(series_by_name.get("tokens", []))
+        if samples:
+            bars = len(fit_series(series_by_name["tokens"], available)[0])
+            per_bar = self._step * samples / bars
+            window = f"last {samples * self._step / 60:.0f} min, {per_bar:g} s per bar (highest in each)"
+            if per_bar == self._step:
+                window = f"last {samples * self._step / 60:.0f} min, {per_bar:g} s per bar"
+        else:
+            window = "no requests metered yet"
+        self.query_one("#hive-window", Static).update(window)
+
     def on_mount(self) -> None:
+        self._step = 10.0
+        self._drawn_for = 0
         self.query_one("#hive-live").display = False
         interval = self.alveare.poll_interval
         if interval:
@@ -122,28 +148,22 @@ class HiveView(View, can_focus=True):
         slots.append(f"ctx {number(s.context_length)}", style="dim")
         box("slots", slots)
         box("queue", f"{s.queue_depth} waiting\nlimit {s.queue_limit}")
-        rpm = getattr(s, "requests_per_minute", None)
-        speed = f"{s.tokens_per_second:,.1f} tok/s"
-        speed += f"\n{rpm:,.1f} req/min" if rpm is not None else f"\nprompt {s.prompt_tokens_per_second:,.0f} tok/s"
-        box("speed", speed)
+        box("speed", f"{s.tokens_per_second:,.1f} tok/s\n{number(s.requests_per_minute)} req/min")
         box("cache", f"{s.prefix_cache_hit_rate * 100:.0f}% hits\n{number(s.prefix_cache_lookups)} lookups")
-        errors: dict[Any, int] = getattr(s, "errors_by_status", None) or {}
-        if errors:
-            parts = [f"{code}: {n}" for code, n in sorted(errors.items(), key=lambda kv: str(kv[0]))]
-            box("errors", Text(" ".join(parts), style="red"))
+        if s.errors_by_status:
+            parts = [f"{code}: {n}" for code, n in sorted(s.errors_by_status.items())]
+            box("errors", Text("  ".join(parts), style="red"))
         else:
             box("errors", Text("none", style="green"))
 
-        history = list(getattr(s, "history", None) or [])
+        history = s.history
         step = 10.0
         if len(history) >= 2:
             step = max(1.0, float(history[1].t - history[0].t))
         tokens = [sample.tokens / step for sample in history]
         requests = [sample.requests * 60.0 / step for sample in history]
-        self.query_one("#spark-tokens", Sparkline).data = tokens or [0.0]
-        self.query_one("#spark-requests", Sparkline).data = requests or [0.0]
+        self._series = {"tokens": tokens, "requests": requests}
+        self._step = step
+        self._draw_series()
         self.query_one("#spark-tokens-now", Static).update(f"peak {max(tokens, default=0):,.0f}")
         self.query_one("#spark-requests-now", Static).update(f"peak {max(requests, default=0):,.0f}")
-        minutes = len(history) * step / 60
-        window = f"last {minutes:.0f} min, {step:g} s per bar" if history else "no history yet"
-        self.query_one("#hive-window", Static).update(window)

@@ -10,12 +10,14 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Label, Select, Static
 
 from appliance.store import AccountOverview, CreatedKey, KeyInfo, UsageBreakdown
-from tui.format import number, when
-from tui.screens.base import View
+from tui.format import first_line, number, when
+from tui.screens.base import View, reset_table
 from tui.screens.modals import ConfirmModal, NewKeyModal
 
 ALL = "*"
 MAX_ACTIVE_KEYS = 5
+# From this width on, the keys table shows times and full account names.
+WIDE = 110
 
 
 class KeysView(View):
@@ -37,6 +39,7 @@ class KeysView(View):
         self.keys: list[KeyInfo] = []
         self.requests: dict[str, int] = {}
         self.show_revoked = False
+        self._wide = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="toolbar"):
@@ -44,13 +47,6 @@ class KeysView(View):
             yield Select([("All accounts", ALL)], value=ALL, allow_blank=False, id="keys-account")
             yield Static("", id="keys-summary", classes="toolbar-info")
         table: DataTable = DataTable(id="keys-table", cursor_type="row", zebra_stripes=True)
-        table.add_column("Prefix", key="prefix")
-        table.add_column("Account", key="account")
-        table.add_column("Kind", key="kind")
-        table.add_column("Created", key="created")
-        table.add_column("Last used", key="last")
-        table.add_column("Reqs", key="requests")
-        table.add_column("State", key="state")
         yield table
 
     @property
@@ -92,21 +88,35 @@ class KeysView(View):
     def visible(self) -> list[KeyInfo]:
         return [k for k in self.keys if self.show_revoked or k.revoked_at is None]
 
+    def on_resize(self) -> None:
+        if (self.app.size.width >= WIDE) != self._wide:
+            self._redraw()
+
     def _redraw(self) -> None:
+        """Narrow terminals get dates without times and short account names."""
+        self._wide = wide = self.app.size.width >= WIDE
         table = self.query_one("#keys-table", DataTable)
         row = table.cursor_row
-        table.clear()
+        requests = "Requests" if wide else "Reqs"
+        reset_table(table, ("Prefix", "Account", "Kind", "Created", "Last used", requests, "State"))
+
+        def stamp(iso: str | None) -> str:
+            return when(iso) if wide else when(iso)[:10]
+
         for k in self.visible():
             kind = Text("test" if k.test else "live", style="cyan" if k.test else "green")
             if k.admin:
                 kind.append(" admin", style="bold magenta")
-            state = Text("revoked " + when(k.revoked_at)[:10], style="dim red") if k.revoked_at else Text("active")
+            if k.revoked_at:
+                state = Text("revoked " + stamp(k.revoked_at) if wide else "revoked", style="dim red")
+            else:
+                state = Text("active")
             table.add_row(
                 Text(k.prefix, style="dim" if k.revoked_at else "bold"),
-                k.account,
+                k.account if wide else first_line(k.account, 14),
                 kind,
-                when(k.created_at),
-                when(k.last_used_at),
+                stamp(k.created_at),
+                stamp(k.last_used_at),
                 Text(number(self.requests.get(k.prefix, 0)), justify="right"),
                 state,
                 key=str(k.id),
@@ -118,10 +128,10 @@ class KeysView(View):
         revoked = len(self.keys) - active
         summary = f"{active} active"
         if self.account:
-            summary += f" of {MAX_ACTIVE_KEYS} allowed"
+            summary += f" of {MAX_ACTIVE_KEYS}"
         if revoked:
-            summary += f" · {revoked} revoked ({'shown' if self.show_revoked else 'v shows'})"
-        summary += f" · requests in {self.alveare.period}"
+            summary += f", {revoked} revoked{'' if self.show_revoked else ' (v)'}"
+        summary += f" · reqs in {self.alveare.period}"
         self.query_one("#keys-summary", Static).update(summary)
 
     def selected(self) -> KeyInfo | None:

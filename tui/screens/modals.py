@@ -83,8 +83,15 @@ class FormModal(ModalScreen[dict[str, Any] | None]):
                 value = "" if f.value is None else str(f.value)
                 kind = {"int": "integer", "float": "number", "optional_float": "number"}.get(f.kind, "text")
                 yield Input(value, placeholder=f.placeholder, id=wid, type=kind)  # type: ignore[arg-type]
-        if f.help:
+                if self._inline_help(f):
+                    yield Static(f.help, classes="hint")
+        if f.help and not self._inline_help(f):
             yield Static(f.help, classes="help")
+
+    @staticmethod
+    def _inline_help(f: Field) -> bool:
+        """Short hints sit to the right of their input; longer ones get a line of their own."""
+        return bool(f.help) and len(f.help) <= 40 and f.kind in ("text", "int", "float", "optional_float")
 
     def on_mount(self) -> None:
         first = self.query("Input, TextArea, Select, Switch").first()
@@ -229,22 +236,22 @@ class HelpModal(ModalScreen[None]):
         self.sections = sections
 
     def compose(self) -> ComposeResult:
-        from rich.table import Table
         from rich.text import Text
 
-        table = Table.grid(padding=(0, 2))
-        table.add_column(style="bold cyan", no_wrap=True)
-        table.add_column()
+        width = max(len(keys) for _, rows in self.sections for keys, _ in rows) + 2
+        text = Text()
         for title, rows in self.sections:
-            table.add_row(Text(title, style="bold underline"), "")
+            text.append(title + "\n", style="bold underline")
             for keys, description in rows:
-                table.add_row(keys, description)
-            table.add_row("", "")
+                text.append(f"  {keys:<{width}}", style="bold cyan")
+                text.append(description + "\n")
+            text.append("\n")
         with Vertical(classes="dialog help") as dialog:
             dialog.border_title = "Help: keys and actions"
             dialog.border_subtitle = "Esc closes · Ctrl+P searches every action"
             with VerticalScroll():
-                yield Static(table)
+                text.rstrip()
+                yield Static(text, id="help-text")
 
     def action_close(self) -> None:
         self.dismiss(None)

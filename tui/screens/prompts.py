@@ -32,7 +32,7 @@ class PromptsView(View):
         self.plans: dict[str, Plan] = {}
         self.profiles: list[SpecialistProfile] = []
         self.custom: dict[str, CustomPrompt] = {}
-        self.loaded_for: str | None = None
+        self._drawn_for = 0
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="toolbar"):
@@ -103,6 +103,7 @@ class PromptsView(View):
         self._redraw()
 
     def _redraw(self) -> None:
+        self._drawn_for = self._begins
         table = self.query_one("#prompts-table", DataTable)
         row = table.cursor_row
         table.clear()
@@ -117,7 +118,7 @@ class PromptsView(View):
                 p.name,
                 Text("custom", style="bold yellow") if custom else Text("default", style="dim"),
                 when(custom.updated_at) if custom else "-",
-                first_line(custom.system_prompt if custom else p.system_prompt, 48),
+                first_line((custom or p).system_prompt, self._begins),
                 key=p.name,
             )
         if self.profiles:
@@ -132,6 +133,15 @@ class PromptsView(View):
                     note.append(f" ({len(self.custom)} stored, unused)", style="yellow")
         self.query_one("#prompts-note", Static).update(note)
         self.show_detail()
+
+    @property
+    def _begins(self) -> int:
+        """Room for the start of each prompt: the terminal's width less the other columns."""
+        return max(20, self.app.size.width - 52)
+
+    def on_resize(self) -> None:
+        if self._begins != self._drawn_for:
+            self._redraw()
 
     def selected(self) -> SpecialistProfile | None:
         if not self.profiles:

@@ -49,7 +49,7 @@ class SpecialistsView(View):
                     yield Static("", id="spec-info")
                 with Vertical(id="try-panel") as panel:
                     panel.border_title = "Try it"
-                    yield Input(placeholder="Type a prompt, Enter sends it through the server", id="try-input")
+                    yield Input(placeholder="A prompt for the specialist; Enter sends it", id="try-input")
                     with VerticalScroll(id="try-scroll"):
                         yield Static("", id="try-answer")
                     yield Static("", id="try-stats", classes="muted")

@@ -12,8 +12,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, Select, Sparkline, Static
 
 from appliance.store import AccountOverview, AlertEvent, UsageBreakdown, UsageRow
-from tui.format import alert_text, number, shift_period, when
-from tui.screens.base import View
+from tui.format import alert_text, first_line, fit_series, number, shift_period, when
+from tui.screens.base import View, reset_table
 
 ALL = "*"
 GROUPS = ("account", "key", "specialist", "day")
@@ -43,6 +43,7 @@ class UsageView(View):
         self.breakdown: UsageBreakdown | None = None
         self.alerts: list[AlertEvent] = []
         self.accounts: list[str] = []
+        self._drawn_for = 0
 
     @property
     def period(self) -> str:
@@ -121,30 +122,49 @@ class UsageView(View):
         days = _days(usage.period)
         per_day = {d.day: d.requests for d in usage.by_day}
         series = [float(per_day.get(day, 0)) for day in days]
-        self.query_one("#usage-spark", Sparkline).data = series or [0.0]
+        self._series = series
+        self._draw_chart()
         peak = max(series, default=0)
         total = sum(series)
         axis = f"{days[0][5:]} … {days[-1][5:]} · peak {number(int(peak))}/day · {number(int(total))} in all"
         self.query_one("#usage-axis", Static).update(axis if days else "")
         self._render_table()
 
+    def on_resize(self) -> None:
+        # Sizes come from the terminal's width (known before layout), so the first draw is final.
+        if self.app.size.width != self._drawn_for:
+            self._draw_chart()
+            if self.breakdown is not None:
+                self._render_table()
+                self.show_alerts(self.alerts)
+
+    def _draw_chart(self) -> None:
+        self._drawn_for = self.app.size.width
+        spark = self.query_one("#usage-spark", Sparkline)
+        # The chart's inner width: the terminal less its border and padding.
+        data, width = fit_series(getattr(self, "_series", []), self.app.size.width - 4)
+        spark.data = data
+        spark.styles.width = width
+
+    @property
+    def narrow(self) -> bool:
+        return self.app.size.width < 120
+
     def _render_table(self) -> None:
         table = self.query_one("#usage-table", DataTable)
-        table.clear(columns=True)
         table.border_title = f"By {self.group} (g changes)"
+        labels = ("Reqs", "Tokens", "Fail", "Test") if self.narrow else ("Requests", "Tokens", "Failed", "Test")
+        reset_table(table, (self.group.title(), *labels))
         usage = self.breakdown
         if usage is None:
             return
-        table.add_column(self.group.title(), key="name")
-        for label in ("Requests", "Tokens", "Failed", "Test"):
-            table.add_column(label, key=label.lower())
         if self.group == "day":
             rows = [UsageRow(d.day, d.requests, d.tokens, d.failed, 0) for d in usage.by_day]
         else:
             rows = {"account": usage.by_account, "key": usage.by_key, "specialist": usage.by_specialist}[self.group]
         for r in rows:
             table.add_row(
-                r.name,
+                first_line(r.name, 14) if self.narrow else r.name,
                 *(Text(number(v), justify="right") for v in (r.requests, r.tokens, r.failed, r.test)),
             )
         if not rows:
@@ -155,7 +175,8 @@ class UsageView(View):
         table = self.query_one("#alerts-table", DataTable)
         table.clear()
         for a in alerts:
-            table.add_row(when(a.created_at)[5:], a.account, alert_text(a.threshold))
+            stamp = when(a.created_at)
+            table.add_row(stamp[5:10] if self.narrow else stamp, a.account, alert_text(a.threshold))
         table.border_title = f"Alerts ({len(alerts)})"
 
     # --- actions ------------------------------------------------------------------------------
