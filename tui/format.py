@@ -10,6 +10,11 @@ def number(n: int | float) -> str:
     return f"{n:,.0f}" if isinstance(n, float) else f"{n:,}"
 
 
+def plural(n: int, noun: str) -> str:
+    """plural(1, 'account') == '1 account'; plural(1234, 'request') == '1,234 requests'."""
+    return f"{number(n)} {noun}{'' if n == 1 else 's'}"
+
+
 def human_bytes(n: int) -> str:
     size = float(n)
     for unit in ("B", "KB", "MB", "GB", "TB"):

@@ -37,6 +37,11 @@ async def test_create_copy_and_revoke_a_key(admin: LocalAdmin) -> None:
         await settle(pilot)
         await pilot.press("n")
         await settle(pilot)
+        # All accounts are listed, so the TUI asks which account the key is for.
+        assert isinstance(app.screen, FormModal)
+        assert app.screen.query_one("#field-account", Select).value == "acme"
+        await pilot.press("ctrl+s")
+        await settle(pilot)
         assert isinstance(app.screen, NewKeyModal)
         key = text_of(app, "#the-key")
         assert key.startswith("alv_live_") and len(key) == 48
@@ -109,6 +114,9 @@ async def test_the_five_key_limit_is_a_message(admin: LocalAdmin) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("3")
         await settle(pilot)
+        app.query_one("#keys-account", Select).value = "acme"
+        await settle(pilot)
+        app.query_one("#keys-table", DataTable).focus()
         await pilot.press("n")
         await settle(pilot)
         assert not isinstance(app.screen, NewKeyModal)
@@ -416,4 +424,4 @@ async def test_help_lists_every_binding_and_the_palette_every_action(admin: Loca
         await pilot.press("enter")
         await settle(pilot)
         assert app.query_one("#tabs").active == "keys"
-        assert any("Choose an account" in m or "account" in m for m in notifications(app)), notifications(app)
+        assert any("Create an account first" in m for m in notifications(app)), notifications(app)

@@ -111,7 +111,9 @@ def test_new_key(snap_compare, seeded: LocalAdmin) -> None:
         await settle(pilot)
         await pilot.press("3")
         await settle(pilot)
-        await pilot.press("n")
+        await pilot.press("n")  # asks for the account (all are listed)
+        await settle(pilot)
+        await pilot.press("ctrl+s")
         await settle(pilot)
 
     assert snap_compare(app_for(seeded), terminal_size=SMALL, run_before=create)

@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
 from appliance.store import AccountOverview, Plan
-from tui.format import alert_text, first_line, human_count, money, number, usage_bar, when
+from tui.format import alert_text, first_line, human_count, money, number, plural, usage_bar, when
 from tui.screens.base import View, reset_table
 from tui.screens.modals import ConfirmModal, Field, FormModal
 
@@ -44,6 +44,7 @@ class AccountsView(View):
         self.overviews: list[AccountOverview] = []
         self.plans: list[Plan] = []
         self._wide = False
+        self._select: str | None = None  # an account to put the cursor on once it is listed
 
     def compose(self) -> ComposeResult:
         yield Static("", id="accounts-title", classes="section")
@@ -65,7 +66,7 @@ class AccountsView(View):
     def show_accounts(self, overviews: list[AccountOverview]) -> None:
         self.overviews = overviews
         self.query_one("#accounts-title", Static).update(
-            f"Accounts · period {self.alveare.period} · {len(overviews)} accounts"
+            f"Accounts · period {self.alveare.period} · {plural(len(overviews), 'account')}"
         )
         self._redraw_accounts()
 
@@ -102,6 +103,9 @@ class AccountsView(View):
                 "Created": when(o.account.created_at),
             }
             table.add_row(*(cells[c] for c in columns), key=o.account.name)
+        names = [o.account.name for o in self.overviews]
+        if self._select in names:
+            row, self._select = names.index(self._select), None
         if self.overviews:
             table.move_cursor(row=min(max(row, 0), len(self.overviews) - 1))
 
@@ -138,6 +142,10 @@ class AccountsView(View):
             return None
         return self.overviews[min(table.cursor_row, len(self.overviews) - 1)]
 
+    def _created(self, account) -> None:
+        self._select = account.name
+        self._changed(f"Created account {account.name} on the {account.plan} plan.")
+
     def _changed(self, message: str) -> None:
         self.notify(message)
         self.reload()
@@ -152,7 +160,7 @@ class AccountsView(View):
                     "create_account",
                     values["name"],
                     values["plan"],
-                    done=lambda a: self._changed(f"Created account {a.name} on the {a.plan} plan."),
+                    done=lambda a: self._created(a),
                 )
 
         self.app.push_screen(

@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Label, Select, Static
 from appliance.store import AccountOverview, CreatedKey, KeyInfo, UsageBreakdown
 from tui.format import first_line, number, when
 from tui.screens.base import View, reset_table
-from tui.screens.modals import ConfirmModal, NewKeyModal
+from tui.screens.modals import ConfirmModal, Field, FormModal, NewKeyModal
 
 ALL = "*"
 MAX_ACTIVE_KEYS = 5
@@ -104,9 +104,10 @@ class KeysView(View):
             return when(iso) if wide else when(iso)[:10]
 
         for k in self.visible():
-            kind = Text("test" if k.test else "live", style="cyan" if k.test else "green")
             if k.admin:
-                kind.append(" admin", style="bold magenta")
+                kind = Text("admin", style="bold magenta")  # admin keys are live keys of the admin API
+            else:
+                kind = Text("test" if k.test else "live", style="cyan" if k.test else "green")
             if k.revoked_at:
                 state = Text("revoked " + stamp(k.revoked_at) if wide else "revoked", style="dim red")
             else:
@@ -142,17 +143,6 @@ class KeysView(View):
             return None
         return visible[min(max(table.cursor_row, 0), len(visible) - 1)]
 
-    def _target_account(self) -> str | None:
-        if self.account:
-            return self.account
-        visible = self.visible()
-        if visible:
-            return self.selected().account  # type: ignore[union-attr]
-        if len(self.accounts) == 1:
-            return self.accounts[0]
-        self.notify("Choose an account first (a, or the Account list).", severity="warning")
-        return None
-
     # --- actions ------------------------------------------------------------------------------
     def action_choose_account(self) -> None:
         self.query_one("#keys-account", Select).focus()
@@ -162,15 +152,38 @@ class KeysView(View):
         self._redraw()
 
     def action_new_key(self, test: bool = False) -> None:
-        account = self._target_account()
-        if account is None:
-            return
+        kind = "test" if test else "live"
 
         def created(key: CreatedKey) -> None:
             self.reload()
             self.app.push_screen(NewKeyModal(key))
 
-        self.call("create_key", account, test=test, done=created)
+        if self.account:
+            self.call("create_key", self.account, test=test, done=created)
+            return
+        if not self.accounts:
+            self.notify("Create an account first (Accounts, n).", severity="warning")
+            return
+        # All accounts are listed: ask which one, starting from the highlighted key's account
+        # (unless that is an admin key: admin accounts rarely want more keys).
+        admin_accounts = {k.account for k in self.keys if k.admin}
+        current = next((a for a in self.accounts if a not in admin_accounts), self.accounts[0])
+        highlighted = self.selected() if self.visible() else None
+        if highlighted is not None and not highlighted.admin:
+            current = highlighted.account
+
+        def chosen(values: dict | None) -> None:
+            if values:
+                self.call("create_key", values["account"], test=test, done=created)
+
+        self.app.push_screen(
+            FormModal(
+                f"New {kind} key",
+                [Field("account", "Account", current, kind="select", options=self.accounts)],
+                submit="Create key",
+            ),
+            chosen,
+        )
 
     def action_new_test_key(self) -> None:
         self.action_new_key(test=True)

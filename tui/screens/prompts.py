@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Label, Select, Static
 
 from appliance.admin import SpecialistProfile
 from appliance.store import AccountOverview, CustomPrompt, Plan
+from appliance.store.store import ADMIN_ACCOUNT
 from tui.format import first_line, when
 from tui.screens.base import View
 from tui.screens.modals import ConfirmModal, Field, FormModal
@@ -79,8 +80,9 @@ class PromptsView(View):
                 if current in names:
                     select.value = current
             if select.value is Select.NULL and names:
-                # The first account that may have custom prompts, else the first one.
-                select.value = next((o.account.name for o in overviews if self._allows(o)), names[0])
+                # The first account that may have custom prompts (the built-in admin account last).
+                ordered = sorted(overviews, key=lambda o: o.account.name == ADMIN_ACCOUNT)
+                select.value = next((o.account.name for o in ordered if self._allows(o)), ordered[0].account.name)
         self._redraw()
 
     def _allows(self, overview: AccountOverview) -> bool:

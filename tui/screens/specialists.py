@@ -29,7 +29,7 @@ class SpecialistsView(View):
         Binding("e", "edit", "Edit prompt/params"),
         Binding("d", "reset", "Reset to file"),
         Binding("t", "try_it", "Try it"),
-        Binding("escape", "stop_try", "Back to list", show=False),
+        Binding("escape", "stop_try", "Back to list"),
     ]
 
     def __init__(self, **kwargs) -> None:

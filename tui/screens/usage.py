@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, Select, Sparkline, Static
 
 from appliance.store import AccountOverview, AlertEvent, UsageBreakdown, UsageRow
-from tui.format import alert_text, first_line, fit_series, number, shift_period, when
+from tui.format import alert_text, first_line, fit_series, number, plural, shift_period, when
 from tui.screens.base import View, reset_table
 
 ALL = "*"
@@ -97,7 +97,9 @@ class UsageView(View):
             used = sum(o.usage.requests_used for o in overviews)
             tokens = sum(o.usage.tokens_used for o in overviews)
             spending = sum(o.usage.spending for o in overviews)
-            summary.append(f"{len(overviews)} accounts · {number(used)} requests · {number(tokens)} tokens")
+            summary.append(
+                f"{plural(len(overviews), 'account')} · {plural(used, 'request')} · {plural(tokens, 'token')}"
+            )
             summary.append(f" · overage spending {spending:,.2f}")
         else:
             o = next((o for o in overviews if o.account.name == account), None)
