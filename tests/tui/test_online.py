@@ -116,10 +116,10 @@ async def test_try_it_streams_a_real_answer(online: AdminClient) -> None:
         pieces: list[str] = []
         original = view._event
 
-        def counting(prompt, event, elapsed):
+        def counting(prompt, event, elapsed, stream_id=None):
             if event.text:
                 pieces.append(event.text)
-            original(prompt, event, elapsed)
+            original(prompt, event, elapsed, stream_id)
 
         view._event = counting
         await pilot.press("down", "down", "down", "down")  # chat

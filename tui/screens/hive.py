@@ -73,16 +73,21 @@ class HiveView(View, can_focus=True):
         self.query_one("#hive-live").display = False
         interval = self.alveare.poll_interval
         if interval:
-            self.set_interval(interval, self.poll)
+            self.set_interval(interval, self.tick)
+            self.tick()
+
+    def tick(self) -> None:
+        """Start a poll unless one is still waiting for a slow server (polls never pile up)."""
+        if not any(w.group == "hive-poll" and w.is_running for w in self.workers):
             self.poll()
 
     def reload(self) -> None:
-        self.poll()
+        self.tick()
 
     def action_poll_now(self) -> None:
-        self.poll()
+        self.tick()
 
-    @work(thread=True, exclusive=True, group="hive-poll", exit_on_error=False)
+    @work(thread=True, group="hive-poll", exit_on_error=False)
     def poll(self) -> None:
         """One status poll (in a thread). Offline or failing, it says so and the next tick retries."""
         app = self.alveare

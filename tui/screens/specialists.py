@@ -10,6 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Static
+from textual.worker import get_current_worker
 
 from appliance.admin import SpecialistProfile, TryItEvent
 from appliance.errors import AlveareError, ServerUnavailable
@@ -36,6 +37,7 @@ class SpecialistsView(View):
         super().__init__(**kwargs)
         self.profiles: list[SpecialistProfile] = []
         self.answer = ""
+        self.stream_id = 0
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="spec-split"):
@@ -204,25 +206,37 @@ class SpecialistsView(View):
         if p is None or not prompt:
             return
         self.answer = ""
+        self.stream_id += 1
         self.query_one("#try-answer", Static).update(Text(f"> {prompt}\n", style="dim"))
         self.query_one("#try-stats", Static).update(f"sending to {p.name}…")
-        self.stream(p.name, prompt)
+        self.stream(p.name, prompt, self.stream_id)
 
     @work(thread=True, exclusive=True, group="try-it", exit_on_error=False)
-    def stream(self, specialist: str, prompt: str) -> None:
+    def stream(self, specialist: str, prompt: str, stream_id: int) -> None:
+        """Stream one try-it answer (in a thread). A newer prompt cancels this one: it stops reading
+        (closing the stream) and none of its events reach the panel."""
         app = self.alveare
+        worker = get_current_worker()
         start = time.monotonic()
         try:
-            for event in app.ensure_online().try_it(specialist, prompt):
-                app.call_from_thread(self._event, prompt, event, time.monotonic() - start)
+            events = app.ensure_online().try_it(specialist, prompt)
+            for event in events:
+                if worker.is_cancelled:
+                    close = getattr(events, "close", None)
+                    if close is not None:
+                        close()
+                    return
+                app.call_from_thread(self._event, prompt, event, time.monotonic() - start, stream_id)
         except ServerUnavailable as exc:
-            app.call_from_thread(self._failed, f"The try-it panel needs the running server. {exc.message}")
+            app.call_from_thread(self._failed, f"The try-it panel needs the running server. {exc.message}", stream_id)
         except AlveareError as exc:
-            app.call_from_thread(self._failed, exc.message)
+            app.call_from_thread(self._failed, exc.message, stream_id)
         except Exception as exc:
-            app.call_from_thread(self._failed, f"{type(exc).__name__}: {exc}")
+            app.call_from_thread(self._failed, f"{type(exc).__name__}: {exc}", stream_id)
 
-    def _event(self, prompt: str, event: TryItEvent, elapsed: float) -> None:
+    def _event(self, prompt: str, event: TryItEvent, elapsed: float, stream_id: int | None = None) -> None:
+        if stream_id is not None and stream_id != self.stream_id:
+            return  # from an answer a newer prompt replaced
         if event.text:
             self.answer += event.text
         body = Text(f"> {prompt}\n", style="dim")
@@ -239,5 +253,7 @@ class SpecialistsView(View):
         else:
             stats.update(f"streaming… {elapsed:.1f} s")
 
-    def _failed(self, message: str) -> None:
+    def _failed(self, message: str, stream_id: int) -> None:
+        if stream_id != self.stream_id:
+            return
         self.query_one("#try-stats", Static).update(Text(message, style="red"))
