@@ -159,3 +159,8 @@ def test_usage(snap_compare, seeded: LocalAdmin, size) -> None:
 
 def test_help(snap_compare, seeded: LocalAdmin) -> None:
     assert snap_compare(app_for(seeded), terminal_size=SMALL, run_before=steps("f1"))
+
+
+def test_specialist_form(snap_compare, seeded: LocalAdmin) -> None:
+    """The prompt editor with its parameters and buttons fits in 80x24."""
+    assert snap_compare(app_for(seeded), terminal_size=SMALL, run_before=steps("4", "down", "e"))

@@ -94,6 +94,11 @@ class FormModal(ModalScreen[dict[str, Any] | None]):
         return bool(f.help) and len(f.help) <= 40 and f.kind in ("text", "int", "float", "optional_float")
 
     def on_mount(self) -> None:
+        # A prompt editor as tall as the terminal allows, leaving room for the rest of the form.
+        others = sum(1 for f in self.fields if f.kind != "textarea")
+        for area in self.query(TextArea):
+            area.styles.height = max(4, min(14, self.app.size.height - 12 - 2 * others))
+        self.query_one("#form-error").display = False
         first = self.query("Input, TextArea, Select, Switch").first()
         first.focus()
 
@@ -136,7 +141,9 @@ class FormModal(ModalScreen[dict[str, Any] | None]):
         try:
             values = self._parse()
         except ValueError as exc:
-            self.query_one("#form-error", Static).update(str(exc))
+            error = self.query_one("#form-error", Static)
+            error.update(str(exc))
+            error.display = True
             return
         self.dismiss(values)
 

@@ -193,7 +193,7 @@ class PromptsView(View):
             FormModal(
                 f"{account}: system prompt for {name}",
                 [Field("prompt", "System prompt", (custom or p).system_prompt, kind="textarea")],
-                note="Replaces the specialist's default prompt for this account's requests. Ctrl+S saves.",
+                note="Replaces the default prompt for this account's requests. Ctrl+S saves.",
             ),
             save,
         )

@@ -160,7 +160,7 @@ class SpecialistsView(View):
                     Field("top_p", "Top p", p.top_p, kind="float", help="0 to 1"),
                     Field("max_tokens", "Max tokens", p.max_tokens, kind="int"),
                 ],
-                note="Saved in the database as an override of specialists.toml (d resets). Ctrl+S saves.",
+                note="Saved in the database over specialists.toml (d resets it). Ctrl+S saves.",
             ),
             save,
         )
