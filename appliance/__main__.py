@@ -272,6 +272,15 @@ def _tui(settings: Settings, args: argparse.Namespace) -> int:
         return open_admin(data_dir, url, admin_key, specialists_path=settings.specialists_path)
 
     backend = reopen()
+    if backend.online:
+        # An admin key the server refuses is one plain error now, not a screen full of failures.
+        try:
+            backend.plans()
+        except AlveareError:
+            close = getattr(backend, "close", None)
+            if close is not None:
+                close()
+            raise
     app = AlveareApp(backend, reopen=reopen, probe=lambda: server_answers(url))
     try:
         app.run()

@@ -117,6 +117,8 @@ class AlveareApp(App[None]):
         self.reopen = reopen
         self.probe = probe
         self._reopen_lock = threading.Lock()
+        # Why the last attempt to reach a server that answers failed, if it did.
+        self.connect_error: str | None = None
 
     # --- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -215,18 +217,25 @@ class AlveareApp(App[None]):
                 # The server went away: management falls back to the data dir and tries once more.
                 if attempt == 1 and method not in LIVE_ONLY and backend.online and self.server_lost():
                     continue
-                self._from_thread(self.notify, exc.message, title="Server unavailable", severity="warning")
+                self._from_thread(self.notify_once, exc.message, title="Server unavailable", severity="warning")
                 return
             except AlveareError as exc:
-                self._from_thread(self.notify, exc.message, title="Not done", severity="error")
+                self._from_thread(self.notify_once, exc.message, title="Not done", severity="error")
                 return
             except Exception as exc:
                 message = f"{type(exc).__name__}: {exc}"
-                self._from_thread(self.notify, message, title="Unexpected error", severity="error")
+                self._from_thread(self.notify_once, message, title="Unexpected error", severity="error")
                 return
             if done is not None:
                 self._from_thread(done, result)
             return
+
+    def notify_once(self, message: str, *, title: str = "", severity: str = "information") -> None:
+        """A notification, unless the same one is already showing (several screens loading at once
+        hit the same error)."""
+        if any(n.message == message and n.title == title for n in self._notifications):
+            return
+        self.notify(message, title=title, severity=severity)  # type: ignore[arg-type]
 
     def _from_thread(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the app is shutting down
@@ -242,8 +251,14 @@ class AlveareApp(App[None]):
         with self._reopen_lock:
             try:
                 fresh = self.reopen()
-            except Exception:
+            except AlveareError as exc:
+                # A server answers but will not let us in (a wrong admin key, another data dir).
+                self.connect_error = exc.message
                 return self.backend
+            except Exception as exc:
+                self.connect_error = f"{type(exc).__name__}: {exc}"
+                return self.backend
+            self.connect_error = None
             if fresh.online:
                 self._from_thread(self.set_backend, fresh)
                 return fresh

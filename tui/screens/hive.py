@@ -95,7 +95,7 @@ class HiveView(View, can_focus=True):
         try:
             status = backend.hive_status()
         except ServerUnavailable as exc:
-            app.call_from_thread(self.show_down, exc.message)
+            app.call_from_thread(self.show_down, app.connect_error or exc.message)
             app.server_lost()
             return
         except AlveareError as exc:

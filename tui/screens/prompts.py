@@ -111,7 +111,7 @@ class PromptsView(View):
         table.clear()
         account = self.account
         if account is None:
-            self.query_one("#prompts-note", Static).update("No accounts yet: create one on Accounts (2).")
+            self.query_one("#prompts-note", Static).update("No accounts yet: see Accounts (2).")
             self.query_one("#prompt-text", Static).update("")
             return
         for p in self.profiles:
