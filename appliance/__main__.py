@@ -254,6 +254,44 @@ def _usage(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _tui(settings: Settings, args: argparse.Namespace) -> int:
+    import os
+
+    from textual.logging import TextualHandler
+
+    from appliance.client import open_admin, server_answers
+    from tui.app import AlveareApp
+
+    # Log lines written to the terminal would tear the screen; Textual's handler keeps them in its log.
+    logging.basicConfig(level=logging.WARNING, handlers=[TextualHandler()], force=True)
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    url = args.url or f"http://{host}:{settings.port}"
+    admin_key = args.admin_key or os.environ.get("ALVEARE_ADMIN_KEY") or None
+    data_dir = settings.data_path
+
+    def reopen():
+        return open_admin(data_dir, url, admin_key, specialists_path=settings.specialists_path)
+
+    backend = reopen()
+    if backend.online:
+        # An admin key the server refuses is one plain error now, not a screen full of failures.
+        try:
+            backend.plans()
+        except AlveareError:
+            close = getattr(backend, "close", None)
+            if close is not None:
+                close()
+            raise
+    app = AlveareApp(backend, reopen=reopen, probe=lambda: server_answers(url))
+    try:
+        app.run()
+    finally:
+        close = getattr(app.backend, "close", None)
+        if close is not None:
+            close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alveare", description="On-prem LLM inference appliance.")
     parser.add_argument("--version", action="version", version=f"alveare {__version__}")
@@ -278,6 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--webhook-url", help="POST usage alerts here as JSON (env ALVEARE_WEBHOOK_URL)")
     serve.add_argument("--verbose", action="store_true", help="show llama.cpp's own log lines")
     serve.set_defaults(func=_serve)
+
+    tui = sub.add_parser("tui", help="the admin TUI: live status, accounts, plans, keys, specialists, prompts, usage")
+    tui.add_argument("--url", help="the server to manage (default http://127.0.0.1:PORT, from the settings)")
+    tui.add_argument(
+        "--admin-key", help="an admin API key (env ALVEARE_ADMIN_KEY; default: the TUI's own key in the data dir)"
+    )
+    tui.set_defaults(func=_tui)
 
     admin = sub.add_parser("admin", help="manage accounts, keys and plans on the data dir").add_subparsers(
         dest="admin_command", required=True, metavar="AREA"

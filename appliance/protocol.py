@@ -219,6 +219,15 @@ class Health(Struct):
     model: str | None
 
 
+class HiveSample(Struct):
+    """One 10-second bucket of metered requests: t is the bucket's start in unix seconds."""
+
+    t: int
+    tokens: int
+    requests: int
+    errors: int
+
+
 class HiveStatus(Struct):
     version: str
     uptime_seconds: int
@@ -245,6 +254,12 @@ class HiveStatus(Struct):
     specialists: list[str]
     loaded: bool
     load_error: str | None
+    # Metered API requests (every status) finished in the last 60 seconds.
+    requests_per_minute: int = 0
+    # Metered requests that failed since the server started, by HTTP status ("429": 3).
+    errors_by_status: dict[str, int] = {}
+    # The last 10 minutes in 10-second buckets, oldest first; the last one is the current bucket.
+    history: list[HiveSample] = []
 
 
 class UsageReport(Struct):
@@ -269,6 +284,46 @@ MAX_SYSTEM_PROMPT = 8000
 
 class SystemPromptUpdate(Struct):
     system_prompt: str
+
+
+# ---------------------------------------------------------------- admin API bodies
+# Types only: the ranges are checked by appliance.admin, with the same messages locally and over HTTP.
+# Unknown fields are refused, so a mistyped limit is an error instead of a silent no-op.
+class AdminAccountCreate(Struct, forbid_unknown_fields=True):
+    name: str
+    plan: str = "starter"
+
+
+class AdminAccountUpdate(Struct, forbid_unknown_fields=True):
+    plan: str | None = None
+    # null clears the cap; leaving the field out keeps it.
+    spending_cap: float | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class AdminPlanUpdate(Struct, forbid_unknown_fields=True):
+    requests_per_minute: int | None = None
+    requests_per_month: int | None = None
+    tokens_per_minute: int | None = None
+    specialists_allowed: int | None = None
+    custom_prompts: bool | None = None
+    overage_per_1k_requests: float | None = None
+    monthly_price: float | None = None
+
+
+class AdminKeyCreate(Struct, forbid_unknown_fields=True):
+    account: str
+    test: bool = False
+
+
+class AdminSpecialistUpdate(Struct, forbid_unknown_fields=True):
+    system_prompt: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+
+
+class AdminDeleted(Struct):
+    deleted: bool
 
 
 class SpecialistView(Struct):

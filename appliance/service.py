@@ -11,6 +11,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -31,13 +32,15 @@ from appliance.errors import (
 from appliance.hive.types import Engine, Finished, Generation, GenerationRequest, SamplingParams
 from appliance.limits import Admission, QuotaBook, QuotaHold, RateLimiter, RateState, key_limits
 from appliance.settings import Settings
-from appliance.specialists import Specialist, Specialists
+from appliance.specialists import Specialist, Specialists, with_overrides
 from appliance.store import Principal, Store, UsageRecord, current_period, now_iso
 
 log = logging.getLogger("alveare.service")
 WEBHOOK_TIMEOUT_S = 5.0
 
 PREAMBLE_MEMO = 256
+HISTORY_BUCKET_S = 10
+HISTORY_BUCKETS = 60  # ten minutes
 
 
 def new_id(prefix: str) -> str:
@@ -85,6 +88,64 @@ class Meter:
     done: bool = False
 
 
+class Traffic:
+    """Metered requests as they finish: a ring of 10-second buckets over the last ten minutes,
+    the last minute's finish times, and errors by status since start. Thread-safe."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        # [bucket start, tokens, requests, errors]; a slot whose start is stale is reused.
+        self._ring = [[-1, 0, 0, 0] for _ in range(HISTORY_BUCKETS)]
+        self._recent: deque[float] = deque()
+        self._errors: dict[int, int] = {}
+        self.requests_total = 0
+
+    def record(self, status: int, tokens: int) -> None:
+        now = self._clock()
+        start = int(now // HISTORY_BUCKET_S) * HISTORY_BUCKET_S
+        with self._lock:
+            bucket = self._ring[(start // HISTORY_BUCKET_S) % HISTORY_BUCKETS]
+            if bucket[0] != start:
+                bucket[:] = [start, 0, 0, 0]
+            bucket[1] += tokens
+            bucket[2] += 1
+            if status >= 400:
+                bucket[3] += 1
+                self._errors[status] = self._errors.get(status, 0) + 1
+            self.requests_total += 1
+            self._recent.append(now)
+            self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        while self._recent and self._recent[0] <= now - 60:
+            self._recent.popleft()
+
+    def requests_per_minute(self) -> int:
+        with self._lock:
+            self._prune(self._clock())
+            return len(self._recent)
+
+    def errors_by_status(self) -> dict[str, int]:
+        with self._lock:
+            return {str(k): v for k, v in sorted(self._errors.items())}
+
+    def history(self) -> list[p.HiveSample]:
+        """The last HISTORY_BUCKETS buckets, oldest first, ending with the current one (zeros where idle)."""
+        current = int(self._clock() // HISTORY_BUCKET_S) * HISTORY_BUCKET_S
+        out = []
+        with self._lock:
+            for i in range(HISTORY_BUCKETS - 1, -1, -1):
+                start = current - i * HISTORY_BUCKET_S
+                b = self._ring[(start // HISTORY_BUCKET_S) % HISTORY_BUCKETS]
+                out.append(
+                    p.HiveSample(t=start, tokens=b[1], requests=b[2], errors=b[3])
+                    if b[0] == start
+                    else p.HiveSample(t=start, tokens=0, requests=0, errors=0)
+                )
+        return out
+
+
 def _status_of(exc: BaseException) -> int:
     if isinstance(exc, AlveareError):
         return exc.status
@@ -105,11 +166,14 @@ class Service:
         # Tokens of recently seen preambles, so the shared-prefix length costs no second tokenisation.
         self._preamble_tokens: dict[tuple[tuple[str, str], ...], list[int]] = {}
         self._started_mono = time.monotonic()
+        self.traffic = Traffic()
 
     # ------------------------------------------------------------ accounts
     def enabled(self, principal: Principal) -> list[Specialist]:
         """The specialists the account may use: its chosen set, or the first ones of the catalogue,
-        at most as many as its plan allows."""
+        at most as many as its plan allows. Admin keys may use every specialist."""
+        if principal.admin:
+            return list(self.specialists)
         allowed = principal.plan.specialists_allowed
         if principal.specialists is None:
             return list(self.specialists)[:allowed]
@@ -126,7 +190,21 @@ class Service:
                 param=param,
                 code="specialist_not_enabled",
             )
-        return specialist
+        return self.served(specialist)
+
+    def served(self, specialist: Specialist) -> Specialist:
+        """The specialist with the admin's override from the store, read per request (one primary-key
+        read), so a change made through the admin API or directly on the data dir applies at once."""
+        o = self.store.specialist_override(specialist.name)
+        if o is None:
+            return specialist
+        return with_overrides(
+            specialist,
+            system_prompt=o.system_prompt,
+            temperature=o.temperature,
+            top_p=o.top_p,
+            max_tokens=o.max_tokens,
+        )
 
     def system_prompt(self, principal: Principal, specialist: Specialist) -> str:
         """The account's own prompt for the specialist when its plan allows one, else the default."""
@@ -204,6 +282,9 @@ class Service:
             specialists=[sp.name for sp in self.specialists],
             loaded=s.loaded,
             load_error=s.load_error,
+            requests_per_minute=self.traffic.requests_per_minute(),
+            errors_by_status=self.traffic.errors_by_status(),
+            history=self.traffic.history(),
         )
 
     def metrics_text(self) -> str:
@@ -222,6 +303,7 @@ class Service:
                 s.prompt_tokens_per_second,
             ),
             ("alveare_model_size_bytes", "size of the model weights", s.model_size_bytes),
+            ("alveare_requests_per_minute", "metered API requests finished in the last minute", s.requests_per_minute),
         ]
         counters = [
             ("alveare_requests_served_total", "generations finished", s.requests_served),
@@ -230,11 +312,15 @@ class Service:
             ("alveare_prefix_cache_tokens_total", "prompt tokens reused from the cache", s.prefix_cache_tokens_reused),
             ("alveare_draft_tokens_total", "tokens proposed by prompt lookup", s.draft_tokens),
             ("alveare_draft_tokens_accepted_total", "proposed tokens the model confirmed", s.draft_tokens_accepted),
+            ("alveare_api_requests_total", "metered API requests finished, any status", self.traffic.requests_total),
         ]
         lines = []
         for kind, rows in (("gauge", gauges), ("counter", counters)):
             for name, help_text, value in rows:
                 lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}"]
+        name = "alveare_api_errors_total"
+        lines += [f"# HELP {name} metered API requests that failed, by HTTP status", f"# TYPE {name} counter"]
+        lines += [f'{name}{{status="{status}"}} {n}' for status, n in s.errors_by_status.items()]
         return "\n".join(lines) + "\n"
 
     # ------------------------------------------------------------ preparation
@@ -557,6 +643,7 @@ class Service:
             test=principal.test,
             overage=overage,
         )
+        self.traffic.record(status, meter.prompt_tokens + meter.completion_tokens)
         future = self.store.record_usage(record)
         future.add_done_callback(_log_failed_write)
         return future
@@ -764,6 +851,7 @@ class Service:
         )
 
     def _view(self, principal: Principal, specialist: Specialist, enabled: list[Specialist]) -> p.SpecialistView:
+        specialist = self.served(specialist)
         prompt = self.system_prompt(principal, specialist)
         return p.SpecialistView(
             name=specialist.name,
@@ -771,7 +859,7 @@ class Service:
             description=specialist.description,
             system_prompt=prompt,
             custom=prompt != specialist.system_prompt,
-            enabled=specialist in enabled,
+            enabled=specialist.name in {s.name for s in enabled},
         )
 
     def specialist_list(self, principal: Principal) -> p.SpecialistList:

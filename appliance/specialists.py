@@ -143,3 +143,22 @@ def load_specialists(path: Path | None = None) -> Specialists:
         if target not in specialists:
             raise fail("aliases", alias, f"'{alias}' maps to '{target}', which is not a specialist")
     return Specialists(specialists, dict(aliases), str(path))
+
+
+def with_overrides(
+    specialist: Specialist,
+    *,
+    system_prompt: str | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_tokens: int | None = None,
+) -> Specialist:
+    """The specialist with an admin's overrides applied (None keeps the file's value). Pure."""
+    changes = {
+        "system_prompt": system_prompt,
+        "temperature": temperature,
+        "top_p": top_p,
+        "max_tokens": max_tokens,
+    }
+    changes = {k: v for k, v in changes.items() if v is not None}
+    return msgspec.structs.replace(specialist, **changes) if changes else specialist

@@ -14,7 +14,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import Message, Scope
 
 from appliance import __version__
-from appliance.api import admin_routes, health_routes, native_routes, openai_routes
+from appliance.admin import LocalAdmin
+from appliance.api import admin_api_routes, admin_routes, health_routes, native_routes, openai_routes
 from appliance.api.auth import BearerKeyAuth
 from appliance.api.errors import EXCEPTION_HANDLERS, add_request_id
 from appliance.api.openai_routes import CALL
@@ -60,12 +61,26 @@ def create_app(settings: Settings, *, engine: Engine, store: Store, specialists:
             await engine.stop()
 
     return Litestar(
-        route_handlers=[*health_routes.ROUTES, *openai_routes.ROUTES, *native_routes.ROUTES, *admin_routes.ROUTES],
+        route_handlers=[
+            *health_routes.ROUTES,
+            *openai_routes.ROUTES,
+            *native_routes.ROUTES,
+            *admin_routes.ROUTES,
+            *admin_api_routes.ROUTES,
+        ],
         middleware=[DefineMiddleware(BearerKeyAuth, exclude=["^/health$", "^/schema"])],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         before_send=[add_request_id, add_rate_limit_headers],
         lifespan=[engine_lifespan],
-        state=State({"service": service, "store": store, "settings": settings}),
+        state=State(
+            {
+                "service": service,
+                "store": store,
+                "settings": settings,
+                # The admin API's operations: the same code the TUI runs on the data dir when no server is up.
+                "admin": LocalAdmin(store, specialists, url=f"http://{settings.host}:{settings.port}"),
+            }
+        ),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Alveare", version=__version__, path="/schema"),
         debug=False,

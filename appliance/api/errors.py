@@ -121,7 +121,7 @@ def decode_body(raw: bytes, type_: type[T]) -> T:
         path = _PATH.search(text)
         param = path.group("path").lstrip(".") if path else ""
         field = _FIELD.search(text)
-        if field and "missing required field" in text:
+        if field and ("missing required field" in text or "unknown field" in text):
             param = f"{param}.{field.group('field')}" if param else field.group("field")
         message = text.split(" - at `")[0]
         raise InvalidRequest(f"Invalid value for '{param or 'body'}': {message}.", param=param or None) from None

@@ -16,9 +16,11 @@ from appliance.store.records import (
     UsageRow,
     UsageSummary,
 )
-from appliance.store.store import Store, current_period, now_iso, period_bounds
+from appliance.store.store import ADMIN_ACCOUNT, MAX_ACTIVE_KEYS, Store, current_period, now_iso, period_bounds
 
 __all__ = [
+    "ADMIN_ACCOUNT",
+    "MAX_ACTIVE_KEYS",
     "Account",
     "AccountOverview",
     "AlertEvent",

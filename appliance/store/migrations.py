@@ -129,5 +129,25 @@ def m002_usage_prompts_alerts(db: Database) -> None:
     db["alert_events"].create_index(["account_id", "period", "threshold"], unique=True)
 
 
+@migrations()
+def m003_specialist_overrides(db: Database) -> None:
+    # An admin's change to a specialist's defaults; NULL keeps specialists.toml's value.
+    db["specialist_overrides"].create(
+        {
+            "specialist": str,
+            "system_prompt": str,
+            "temperature": float,
+            "top_p": float,
+            "max_tokens": int,
+            "updated_at": str,
+        },
+        pk="specialist",
+        not_null={"updated_at"},
+    )
+    # Usage per key (the keys list) and per period across accounts (the admin usage breakdown).
+    db["usage"].create_index(["key_id"])
+    db["usage"].create_index(["period"])
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)

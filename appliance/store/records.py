@@ -35,6 +35,8 @@ class KeyInfo(msgspec.Struct, frozen=True):
     created_at: str
     revoked_at: str | None
     last_used_at: str | None
+    # Every usage record of the key, all periods and statuses.
+    requests: int = 0
 
 
 class Principal(msgspec.Struct, frozen=True):

@@ -27,13 +27,18 @@ from appliance.errors import Conflict, InvalidRequest, NotFound
 from appliance.store import migrations
 from appliance.store.records import (
     Account,
+    AccountOverview,
     AlertEvent,
     CreatedKey,
     CustomPrompt,
+    DailyUsage,
     KeyInfo,
     Plan,
     Principal,
+    SpecialistOverride,
+    UsageBreakdown,
     UsageRecord,
+    UsageRow,
     UsageSummary,
 )
 
@@ -313,8 +318,9 @@ class Store:
         key = security.generate_key(test=test)
 
         def job(db: Database) -> None:
-            active = db["api_keys"].count_where("account_id = ? AND revoked_at IS NULL", [acct.id])
-            if active >= MAX_ACTIVE_KEYS:
+            # Admin keys (the first-run key, the TUI's key) are not apps' keys: the limit is on the others.
+            active = db["api_keys"].count_where("account_id = ? AND revoked_at IS NULL AND admin = 0", [acct.id])
+            if not admin and active >= MAX_ACTIVE_KEYS:
                 raise Conflict(
                     f"Account {account!r} already has {MAX_ACTIVE_KEYS} active keys, the most allowed. "
                     "Revoke one before creating another.",
@@ -339,7 +345,8 @@ class Store:
     def keys(self, account: str | None = None) -> list[KeyInfo]:
         sql = (
             "SELECT k.id, k.prefix, a.name AS account, k.test, k.admin, k.created_at, k.revoked_at,"
-            " k.last_used_at FROM api_keys k JOIN accounts a ON a.id = k.account_id"
+            " k.last_used_at, (SELECT count(*) FROM usage u WHERE u.key_id = k.id)"
+            " FROM api_keys k JOIN accounts a ON a.id = k.account_id"
         )
         params: list[Any] = []
         if account is not None:
@@ -357,6 +364,7 @@ class Store:
                 created_at=r[5],
                 revoked_at=r[6],
                 last_used_at=r[7],
+                requests=r[8],
             )
             for r in rows
         ]
@@ -497,6 +505,65 @@ class Store:
             return self._rows("SELECT count(*) FROM usage")[0][0]
         return self._rows("SELECT count(*) FROM usage WHERE account_id = ?", [self.account(account).id])[0][0]
 
+    def account_overviews(self, period: str | None = None) -> list[AccountOverview]:
+        """Every account with its period's usage, the highest alert reached and its active keys."""
+        period = period or current_period()
+        period_bounds(period)
+        levels = dict(
+            self._rows(
+                "SELECT account_id, max(threshold) FROM alert_events WHERE period = ? GROUP BY account_id", [period]
+            )
+        )
+        active = dict(
+            self._rows("SELECT account_id, count(*) FROM api_keys WHERE revoked_at IS NULL GROUP BY account_id")
+        )
+        return [
+            AccountOverview(
+                account=acct,
+                usage=self.usage_summary(acct.name, period),
+                alert_level=levels.get(acct.id, 0),
+                active_keys=active.get(acct.id, 0),
+            )
+            for acct in self.accounts()
+        ]
+
+    def usage_breakdown(self, account: str | None = None, period: str | None = None) -> UsageBreakdown:
+        """A period's usage (all accounts, or one) by account, key, specialist and UTC day.
+
+        requests: billable successes; failed: live requests with status >= 400; test: test-key
+        requests; tokens: prompt + completion tokens of the billable requests.
+        """
+        period = period or current_period()
+        period_bounds(period)
+        where, params = "u.period = ?", [period]
+        if account is not None:
+            where += " AND u.account_id = ?"
+            params.append(self.account(account).id)
+        sums = (
+            "sum(u.billable), sum(CASE WHEN u.billable = 1 THEN u.prompt_tokens + u.completion_tokens ELSE 0 END),"
+            " sum(CASE WHEN u.status >= 400 AND u.test = 0 THEN 1 ELSE 0 END), sum(u.test)"
+        )
+
+        def grouped(name_sql: str, joins: str = "") -> list[UsageRow]:
+            rows = self._rows(
+                f"SELECT {name_sql} AS name, {sums} FROM usage u {joins} WHERE {where} GROUP BY name", params
+            )
+            out = [UsageRow(name=r[0], requests=r[1], tokens=r[2], failed=r[3], test=r[4]) for r in rows]
+            return sorted(out, key=lambda row: (-row.requests, -row.tokens, row.name))
+
+        days = self._rows(
+            f"SELECT substr(u.created_at, 1, 10) AS day, {sums} FROM usage u WHERE {where} GROUP BY day ORDER BY day",
+            params,
+        )
+        return UsageBreakdown(
+            period=period,
+            account=account,
+            by_account=grouped("a.name", "JOIN accounts a ON a.id = u.account_id"),
+            by_key=grouped("k.prefix", "JOIN api_keys k ON k.id = u.key_id"),
+            by_specialist=grouped("coalesce(u.specialist, 'unknown')"),
+            by_day=[DailyUsage(day=r[0], requests=r[1], tokens=r[2], failed=r[3]) for r in days],
+        )
+
     # alerts ----------------------------------------------------------------
     def alert_thresholds(self, account_id: int, period: str) -> set[int]:
         rows = self._rows(
@@ -561,6 +628,56 @@ class Store:
             return cursor.rowcount > 0
 
         return self._writer.submit(job)
+
+    # specialist overrides ---------------------------------------------------
+    _OVERRIDE_SQL = (
+        "SELECT specialist, system_prompt, temperature, top_p, max_tokens, updated_at FROM specialist_overrides"
+    )
+
+    def specialist_override(self, specialist: str) -> SpecialistOverride | None:
+        """The admin's override of a specialist's defaults (one primary-key read), or None."""
+        rows = self._rows(self._OVERRIDE_SQL + " WHERE specialist = ?", [specialist])
+        return SpecialistOverride(*rows[0]) if rows else None
+
+    def specialist_overrides(self) -> dict[str, SpecialistOverride]:
+        return {r[0]: SpecialistOverride(*r) for r in self._rows(self._OVERRIDE_SQL + " ORDER BY specialist")}
+
+    def set_specialist_override(
+        self,
+        specialist: str,
+        *,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+    ) -> SpecialistOverride:
+        """Merge the given fields into the specialist's override (None leaves a field as it is).
+
+        Values are checked by the caller (appliance.admin), which knows the catalogue.
+        """
+        changes = {
+            "system_prompt": system_prompt,
+            "temperature": temperature,
+            "top_p": top_p,
+            "max_tokens": max_tokens,
+        }
+        changes = {k: v for k, v in changes.items() if v is not None}
+
+        def job(db: Database) -> None:
+            rows = list(db["specialist_overrides"].rows_where("specialist = ?", [specialist]))
+            row = rows[0] if rows else {"specialist": specialist}
+            db["specialist_overrides"].upsert({**row, **changes, "updated_at": now_iso()}, pk="specialist")
+
+        self._write(job)
+        found = self.specialist_override(specialist)
+        assert found is not None
+        return found
+
+    def delete_specialist_override(self, specialist: str) -> bool:
+        def job(db: Database) -> bool:
+            return db.execute("DELETE FROM specialist_overrides WHERE specialist = ?", [specialist]).rowcount > 0
+
+        return self._write(job)
 
 
 def msgspec_to_dict(value: Any) -> dict[str, Any]:

@@ -178,3 +178,115 @@ def test_periods() -> None:
     assert period_bounds("2028-02")[1] == "2028-02-29T23:59:59Z"
     with pytest.raises(InvalidRequest):
         period_bounds("2026-13")
+
+
+def _use(
+    store: Store,
+    key: str,
+    *,
+    specialist: str = "chat",
+    status: int = 200,
+    tokens: tuple[int, int] = (10, 5),
+    created_at: str | None = None,
+) -> None:
+    from appliance.store import UsageRecord, current_period, now_iso
+
+    principal = store.authenticate(key)
+    assert principal is not None
+    store.record_usage(
+        UsageRecord(
+            key_id=principal.key_id,
+            account_id=principal.account_id,
+            endpoint="chat.completions",
+            specialist=specialist,
+            prompt_tokens=tokens[0],
+            completion_tokens=tokens[1],
+            latency_ms=5,
+            status=status,
+            created_at=created_at or now_iso(),
+            period=(created_at or now_iso())[:7] if created_at else current_period(),
+            test=principal.test,
+        )
+    ).result()
+
+
+def test_admin_keys_are_outside_the_five_key_limit(store: Store) -> None:
+    store.ensure_admin()
+    for _ in range(5):
+        store.create_key("admin")
+    with pytest.raises(Conflict, match="5 active keys"):
+        store.create_key("admin")
+    admin = store.create_key("admin", admin=True)
+    principal = store.authenticate(admin.key)
+    assert principal is not None and principal.admin
+
+
+def test_keys_count_their_requests(store: Store) -> None:
+    store.create_account("acme")
+    a, b = store.create_key("acme"), store.create_key("acme")
+    _use(store, a.key)
+    _use(store, a.key, status=500)
+    counts = {k.prefix: k.requests for k in store.keys("acme")}
+    assert counts == {a.prefix: 2, b.prefix: 0}
+
+
+def test_account_overviews(store: Store) -> None:
+    acct = store.create_account("acme", "solo")
+    store.create_account("idle")
+    key = store.create_key("acme")
+    store.create_key("acme")
+    store.revoke_key(store.create_key("acme").prefix)
+    _use(store, key.key)
+    store.record_alert(acct.id, "2026-03", 75, 7500, 10_000).result()
+    store.record_alert(acct.id, "2026-03", 90, 9000, 10_000).result()
+    now = {o.account.name: o for o in store.account_overviews()}
+    assert set(now) == {"acme", "idle"}
+    assert now["acme"].usage.requests_used == 1 and now["acme"].active_keys == 2 and now["acme"].alert_level == 0
+    assert now["idle"].usage.requests_used == 0 and now["idle"].active_keys == 0
+    march = {o.account.name: o for o in store.account_overviews("2026-03")}
+    assert march["acme"].alert_level == 90 and march["acme"].usage.requests_used == 0
+    with pytest.raises(InvalidRequest):
+        store.account_overviews("March")
+
+
+def test_usage_breakdown(store: Store) -> None:
+    store.create_account("acme")
+    store.create_account("beta")
+    live, test = store.create_key("acme"), store.create_key("acme", test=True)
+    other = store.create_key("beta")
+    _use(store, live.key, specialist="chat", tokens=(10, 5))
+    _use(store, live.key, specialist="qa", tokens=(1, 1))
+    _use(store, live.key, specialist="qa", status=429)
+    _use(store, test.key, specialist="chat")
+    _use(store, other.key, specialist="chat", tokens=(100, 0))
+    _use(store, other.key, created_at="2026-03-04T10:00:00.000000Z")
+
+    all_now = store.usage_breakdown()
+    rows = {r.name: r for r in all_now.by_account}
+    assert (rows["acme"].requests, rows["acme"].tokens, rows["acme"].failed, rows["acme"].test) == (2, 17, 1, 1)
+    assert (rows["beta"].requests, rows["beta"].tokens) == (1, 100)
+    assert all_now.by_account[0].name == "acme"  # most requests first
+    keys = {r.name: r for r in all_now.by_key}
+    assert keys[live.prefix].requests == 2 and keys[test.prefix].test == 1 and keys[other.prefix].tokens == 100
+    specialists = {r.name: r for r in all_now.by_specialist}
+    assert (specialists["chat"].requests, specialists["qa"].requests, specialists["qa"].failed) == (2, 1, 1)
+    assert len(all_now.by_day) == 1 and all_now.by_day[0].requests == 3 and all_now.by_day[0].failed == 1
+
+    acme = store.usage_breakdown("acme")
+    assert acme.account == "acme" and [r.name for r in acme.by_account] == ["acme"]
+    march = store.usage_breakdown(period="2026-03")
+    assert [(d.day, d.requests) for d in march.by_day] == [("2026-03-04", 1)]
+    with pytest.raises(NotFound):
+        store.usage_breakdown("nobody")
+
+
+def test_specialist_overrides(store: Store) -> None:
+    assert store.specialist_override("chat") is None
+    first = store.set_specialist_override("chat", system_prompt="Be terse.")
+    assert (first.system_prompt, first.temperature) == ("Be terse.", None)
+    merged = store.set_specialist_override("chat", temperature=0.0, max_tokens=20)
+    assert (merged.system_prompt, merged.temperature, merged.max_tokens, merged.top_p) == ("Be terse.", 0.0, 20, None)
+    assert list(store.specialist_overrides()) == ["chat"]
+    assert store.delete_specialist_override("chat") is True
+    assert store.delete_specialist_override("chat") is False
+    assert store.specialist_override("chat") is None

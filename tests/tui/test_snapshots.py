@@ -1,0 +1,166 @@
+"""Snapshots pin the look of every screen, at 80x24 and at 200x50, on fixed seeded data.
+
+Timestamps and keys are frozen (the `frozen` fixture), the period is fixed to 2026-03, and the
+live hive status is a fixed, recorded HiveStatus shown by the screen's own rendering code.
+Update after a deliberate change with `pytest tests/tui/test_snapshots.py --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+import pytest
+from pilot_helpers import settle
+
+from appliance.admin import LocalAdmin, TryItEvent
+from appliance.protocol import HiveSample, HiveStatus
+from tui.app import AlveareApp
+
+SMALL = (80, 24)
+LARGE = (200, 50)
+
+STATUS = HiveStatus(
+    version="0.1.0",
+    uptime_seconds=3 * 3600 + 25 * 60 + 7,
+    model="SmolLM2-135M-Instruct.Q4_1",
+    model_size_bytes=96_600_000,
+    n_params=134_515_008,
+    device="cpu",
+    gpu_layers=0,
+    context_length=8192,
+    kv_cells=8192,
+    slots_total=8,
+    slots_busy=3,
+    queue_depth=2,
+    queue_limit=64,
+    tokens_per_second=212.4,
+    prompt_tokens_per_second=1830.0,
+    requests_served=15_230,
+    prefix_cache_hits=12_011,
+    prefix_cache_lookups=15_230,
+    prefix_cache_hit_rate=0.789,
+    prefix_cache_tokens_reused=2_400_000,
+    draft_tokens=3000,
+    draft_tokens_accepted=2000,
+    specialists=["classify", "summarise", "extract", "qa", "chat", "code"],
+    loaded=True,
+    load_error=None,
+    requests_per_minute=42,
+    errors_by_status={"429": 17, "503": 2},
+    history=[
+        HiveSample(
+            t=1_700_000_000 + 10 * i, tokens=(i * 37) % 23 * 90 + 200, requests=(i * 7) % 9 + 1, errors=i % 5 == 0
+        )
+        for i in range(60)
+    ],
+)
+
+
+def app_for(admin: LocalAdmin, **kwargs) -> AlveareApp:
+    return AlveareApp(admin, period="2026-03", poll_interval=None, **kwargs)
+
+
+def steps(*keys: str):
+    """A run_before that waits for the back-end workers, presses keys, and waits again."""
+
+    async def run(pilot) -> None:
+        await settle(pilot)
+        for key in keys:
+            await pilot.press(key)
+            await settle(pilot)
+
+    return run
+
+
+def test_hive_down(snap_compare, seeded: LocalAdmin) -> None:
+    app = AlveareApp(seeded, period="2026-03", poll_interval=600)
+    assert snap_compare(app, terminal_size=SMALL, run_before=steps())
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "200x50"])
+def test_hive_live(snap_compare, seeded: LocalAdmin, size) -> None:
+    async def show(pilot) -> None:
+        await settle(pilot)
+        pilot.app.query_one("#view-hive").show_status(STATUS)
+        pilot.app.sub_title = "server online"  # as with a real server behind it
+        await settle(pilot)
+
+    assert snap_compare(app_for(seeded), terminal_size=size, run_before=show)
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "200x50"])
+def test_accounts(snap_compare, seeded: LocalAdmin, size) -> None:
+    assert snap_compare(app_for(seeded), terminal_size=size, run_before=steps("2"))
+
+
+def test_plan_form(snap_compare, seeded: LocalAdmin) -> None:
+    async def edit(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("e")
+        await settle(pilot)
+
+    assert snap_compare(app_for(seeded), terminal_size=SMALL, run_before=edit)
+
+
+def test_keys(snap_compare, seeded: LocalAdmin) -> None:
+    assert snap_compare(app_for(seeded), terminal_size=SMALL, run_before=steps("3"))
+
+
+def test_new_key(snap_compare, seeded: LocalAdmin) -> None:
+    async def create(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("3")
+        await settle(pilot)
+        await pilot.press("n")  # asks for the account (all are listed)
+        await settle(pilot)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+
+    assert snap_compare(app_for(seeded), terminal_size=SMALL, run_before=create)
+
+
+def test_specialists(snap_compare, seeded: LocalAdmin) -> None:
+    assert snap_compare(app_for(seeded), terminal_size=SMALL, run_before=steps("4"))
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "200x50"])
+def test_specialists_try_it(snap_compare, seeded: LocalAdmin, size) -> None:
+    async def answer(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        await pilot.press("down", "down", "down", "down")  # chat
+        view = pilot.app.query_one("#view-specialists")
+        prompt = "Name three colours."
+        for piece in ["Red", ",", " green", " and", " blue", "."]:
+            view._event(prompt, TryItEvent(text=piece), 0.4)
+        done = TryItEvent(
+            done=True,
+            prompt_tokens=41,
+            completion_tokens=6,
+            latency_ms=312,
+            time_to_first_token_ms=95,
+            finish_reason="stop",
+        )
+        view._event(prompt, done, 0.5)
+        await settle(pilot)
+
+    assert snap_compare(app_for(seeded), terminal_size=size, run_before=answer)
+
+
+def test_prompts(snap_compare, seeded: LocalAdmin) -> None:
+    assert snap_compare(app_for(seeded), terminal_size=SMALL, run_before=steps("5", "down"))
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "200x50"])
+def test_usage(snap_compare, seeded: LocalAdmin, size) -> None:
+    assert snap_compare(app_for(seeded), terminal_size=size, run_before=steps("6"))
+
+
+def test_help(snap_compare, seeded: LocalAdmin) -> None:
+    assert snap_compare(app_for(seeded), terminal_size=SMALL, run_before=steps("f1"))
+
+
+def test_specialist_form(snap_compare, seeded: LocalAdmin) -> None:
+    """The prompt editor with its parameters and buttons fits in 80x24."""
+    assert snap_compare(app_for(seeded), terminal_size=SMALL, run_before=steps("4", "down", "e"))
