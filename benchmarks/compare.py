@@ -555,6 +555,9 @@ SERVER_CLASSES = {c.name: c for c in (Alveare, LlamaServer, LlamaCppPython, Sdis
 # --------------------------------------------------------------------------- load
 
 
+LOOKUP_SPECIALISTS = ("summarise", "extract", "qa")
+
+
 def scenarios(args) -> list[dict]:
     out = []
     for c in args.concurrency:
@@ -568,6 +571,21 @@ def scenarios(args) -> list[dict]:
                     "variants": variants,
                 }
             )
+    if args.lookup:
+        # One client, specialist traffic whose answers copy the input: Alveare serves it as the
+        # specialist itself (model = its name), so prompt-lookup drafting is on; the others get
+        # the same system prompt and user text.
+        for specialist in LOOKUP_SPECIALISTS:
+            out.append(
+                {
+                    "name": f"c1-{specialist}",
+                    "concurrency": 1,
+                    "stream": False,
+                    "variants": 1,
+                    "specialist": specialist,
+                    "max_tokens": args.lookup_max_tokens,
+                }
+            )
     return out
 
 
@@ -578,13 +596,13 @@ def run_loadbench(args, server: Server, sc: dict) -> dict:
         "--base-url",
         server.base_url,
         "--model",
-        MODEL_NAME,
+        sc["specialist"] if "specialist" in sc and server.name == "alveare" else MODEL_NAME,
         "--concurrency",
         str(sc["concurrency"]),
         "--requests",
         str(args.requests),
         "--max-tokens",
-        str(args.max_tokens),
+        str(sc.get("max_tokens", args.max_tokens)),
         "--variants",
         str(sc["variants"]),
         "--timeout",
@@ -592,6 +610,8 @@ def run_loadbench(args, server: Server, sc: dict) -> dict:
         "--label",
         f"{server.name}/{sc['name']}",
     ]
+    if "specialist" in sc:
+        cmd += ["--specialists", sc["specialist"]]
     if server.key:
         cmd += ["--key", server.key]
     if sc["stream"]:
@@ -826,6 +846,12 @@ def parse_args(argv=None):
     )
     p.add_argument("--requests", type=int, default=32, help="requests per scenario (default 32)")
     p.add_argument("--max-tokens", type=int, default=48)
+    p.add_argument(
+        "--lookup",
+        action="store_true",
+        help="add 1-client runs of the summarise, extract and qa specialists (prompt-lookup decoding in Alveare)",
+    )
+    p.add_argument("--lookup-max-tokens", type=int, default=96, help="max_tokens of the --lookup runs (default 96)")
     p.add_argument(
         "--variants", type=int, default=4, help="system-prompt variants for runs with concurrency > 1 (default 4)"
     )
