@@ -20,6 +20,7 @@ import httpx
 
 from appliance import __version__
 from appliance import protocol as p
+from appliance.admin import apply_override
 from appliance.errors import (
     AlveareError,
     ContextLengthExceeded,
@@ -32,7 +33,7 @@ from appliance.errors import (
 from appliance.hive.types import Engine, Finished, Generation, GenerationRequest, SamplingParams
 from appliance.limits import Admission, QuotaBook, QuotaHold, RateLimiter, RateState, key_limits
 from appliance.settings import Settings
-from appliance.specialists import Specialist, Specialists, with_overrides
+from appliance.specialists import Specialist, Specialists
 from appliance.store import Principal, Store, UsageRecord, current_period, now_iso
 
 log = logging.getLogger("alveare.service")
@@ -195,16 +196,7 @@ class Service:
     def served(self, specialist: Specialist) -> Specialist:
         """The specialist with the admin's override from the store, read per request (one primary-key
         read), so a change made through the admin API or directly on the data dir applies at once."""
-        o = self.store.specialist_override(specialist.name)
-        if o is None:
-            return specialist
-        return with_overrides(
-            specialist,
-            system_prompt=o.system_prompt,
-            temperature=o.temperature,
-            top_p=o.top_p,
-            max_tokens=o.max_tokens,
-        )
+        return apply_override(specialist, self.store.specialist_override(specialist.name))
 
     def system_prompt(self, principal: Principal, specialist: Specialist) -> str:
         """The account's own prompt for the specialist when its plan allows one, else the default."""
