@@ -20,7 +20,7 @@ import httpx
 
 from appliance import __version__
 from appliance import protocol as p
-from appliance.admin import apply_override
+from appliance.admin import apply_override, check_prompt
 from appliance.errors import (
     AlveareError,
     ContextLengthExceeded,
@@ -871,14 +871,7 @@ class Service:
                 "they come with the professional and scale plans.",
                 code="custom_prompts_not_in_plan",
             )
-        prompt = update.system_prompt.strip()
-        if not prompt:
-            raise InvalidRequest("system_prompt must not be empty.", param="system_prompt")
-        if len(prompt) > p.MAX_SYSTEM_PROMPT:
-            raise InvalidRequest(
-                f"system_prompt is {len(prompt)} characters; the most allowed is {p.MAX_SYSTEM_PROMPT}.",
-                param="system_prompt",
-            )
+        prompt = check_prompt(update.system_prompt)
         await asyncio.wrap_future(self.store.set_custom_prompt(principal.account_id, specialist.name, prompt))
         return self._view(principal, specialist, self.enabled(principal))
 
