@@ -38,6 +38,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             slots=settings.slots,
             threads=settings.threads,
             gpu=settings.gpu == "auto",
+            flash_attn=settings.flash_attn,
             queue_size=settings.queue_size,
             cache_bytes=settings.prefix_cache_mb * 1024 * 1024,
             verbose=args.verbose,
@@ -308,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ctx", type=int, help="KV-cache tokens shared by all slots (default 8192)")
     serve.add_argument("--threads", type=int, help="CPU threads (default: all available cores)")
     serve.add_argument("--gpu", choices=["auto", "off"], help="offload all layers when a GPU build is present")
+    serve.add_argument(
+        "--flash-attn", choices=["auto", "on", "off"], help="flash attention (default auto: llama.cpp decides)"
+    )
     serve.add_argument("--timeout", type=float, help="server-side generation timeout in seconds (default 30)")
     serve.add_argument("--queue", type=int, help="requests that may wait for a slot (default 64)")
     serve.add_argument(
@@ -401,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "n_ctx": getattr(args, "ctx", None),
         "threads": getattr(args, "threads", None),
         "gpu": getattr(args, "gpu", None),
+        "flash_attn": getattr(args, "flash_attn", None),
         "request_timeout_s": getattr(args, "timeout", None),
         "queue_size": getattr(args, "queue", None),
         "prefix_cache_mb": getattr(args, "prefix_cache_mb", None),

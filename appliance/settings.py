@@ -24,6 +24,7 @@ ENV_VARS: dict[str, str] = {
     "ALVEARE_SLOTS": "slots",
     "ALVEARE_THREADS": "threads",
     "ALVEARE_GPU": "gpu",
+    "ALVEARE_FLASH_ATTN": "flash_attn",
     "ALVEARE_TIMEOUT": "request_timeout_s",
     "ALVEARE_QUEUE": "queue_size",
     "ALVEARE_PREFIX_CACHE_MB": "prefix_cache_mb",
@@ -48,6 +49,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     threads: int = 0
     # "auto" offloads every layer when the llama.cpp build supports a GPU; "off" stays on the CPU.
     gpu: str = "auto"
+    # Flash attention: "auto" lets llama.cpp decide per backend (on for CUDA and CPU), or "on"/"off".
+    flash_attn: str = "auto"
     request_timeout_s: float = 30.0
     # Requests waiting for a slot beyond this get 503.
     queue_size: int = 64
@@ -71,6 +74,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             problems.append(f"n_ctx must be at least 256, not {self.n_ctx}")
         if self.gpu not in ("auto", "off"):
             problems.append(f"gpu must be 'auto' or 'off', not {self.gpu!r}")
+        if self.flash_attn not in ("auto", "on", "off"):
+            problems.append(f"flash attention must be 'auto', 'on' or 'off', not {self.flash_attn!r}")
         if self.request_timeout_s <= 0:
             problems.append("request timeout must be positive")
         if self.prefix_cache_mb < 0:

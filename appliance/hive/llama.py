@@ -101,7 +101,7 @@ class Model:
 class Context:
     """One context, many sequences, one unified KV cache so prefixes can be shared by tagging."""
 
-    def __init__(self, model: Model, *, n_ctx: int, n_seq: int, n_batch: int, threads: int, flash: bool) -> None:
+    def __init__(self, model: Model, *, n_ctx: int, n_seq: int, n_batch: int, threads: int, flash: str) -> None:
         params = ll.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_batch = n_batch
@@ -111,7 +111,8 @@ class Context:
         params.n_threads = threads
         params.n_threads_batch = threads
         params.no_perf = True
-        params.flash_attn_type = -1 if flash else 0  # -1: llama.cpp decides per backend
+        # llama_flash_attn_type: -1 auto (llama.cpp decides per backend), 0 off, 1 on.
+        params.flash_attn_type = {"auto": -1, "off": 0, "on": 1}[flash]
         self.ptr = ll.llama_init_from_model(model.ptr, params)
         if not self.ptr:
             raise RuntimeError("llama.cpp could not create a context (out of memory?)")

@@ -110,6 +110,8 @@ class Profile:
     restore_s: float = 0.0
     saves: int = 0
     save_s: float = 0.0
+    # Steps that decode only new tokens, no prompt, by batch size: [count, seconds in llama_decode].
+    by_size: dict[int, list[float]] = field(default_factory=dict)
 
     def summary(self) -> str:
         if not self.steps:
@@ -124,7 +126,8 @@ class Profile:
             f"({(self.generated + self.prompt) / self.steps:.1f} per step), {self.busy_s:.2f} s busy: "
             f"decode {share(self.decode_s)}, sampling {share(self.sample_s)}, "
             f"{self.restores} prefix restores {share(self.restore_s)}, {self.saves} prefix saves {share(self.save_s)}, "
-            f"other {share(other)}"
+            f"other {share(other)}; decode-only steps by batch size: "
+            + ", ".join(f"{n}: {int(c)} x {1000 * t / c:.2f} ms" for n, (c, t) in sorted(self.by_size.items()))
         )
 
 
@@ -394,6 +397,10 @@ class Scheduler:
         profile.steps += 1
         profile.generated += generated
         profile.prompt += prompt_tokens
+        if not prompt_tokens:
+            row = profile.by_size.setdefault(batch.n, [0, 0.0])
+            row[0] += 1
+            row[1] += t1 - t0
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
         for slot, tokens in added:

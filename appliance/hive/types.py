@@ -22,8 +22,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     cache_entries: int = 32
     cache_bytes: int = 128 * 1024 * 1024
     n_batch: int = 512
-    # Flash attention where the backend has it (llama.cpp's "auto"): faster on CPUs too.
-    flash_attn: bool = True
+    # "auto" (llama.cpp decides per backend), "on" or "off".
+    flash_attn: str = "auto"
     # Pass llama.cpp's own log lines through (model loading details and so on).
     verbose: bool = False
 

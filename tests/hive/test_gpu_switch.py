@@ -38,7 +38,7 @@ def test_offload_all_layers_only_when_supported_and_wanted(monkeypatch, spy, sup
     try:
         assert spy["n_gpu_layers"] == (999 if offloaded else 0)
         assert model.gpu_layers == (model.n_layers if offloaded else 0)
-        ctx = llama.Context(model, n_ctx=512, n_seq=2, n_batch=64, threads=1, flash=True)
+        ctx = llama.Context(model, n_ctx=512, n_seq=2, n_batch=64, threads=1, flash="auto")
         assert spy["flash_attn_type"] == -1  # flash attention where the backend has it
         ctx.close()
     finally:

@@ -48,6 +48,12 @@ def test_bad_settings_are_one_line(tmp_path, capsys, monkeypatch) -> None:
     assert code == 2 and "port" in err and err.count("\n") == 1
 
 
+def test_bad_flash_attention_setting_is_one_line(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("ALVEARE_FLASH_ATTN", "sometimes")
+    code, _, err = run(capsys, "--data-dir", str(tmp_path), "admin", "plans", "list")
+    assert code == 2 and "flash attention" in err and "'sometimes'" in err and err.count("\n") == 1
+
+
 def test_bad_specialists_file_stops_serve(tmp_path, capsys) -> None:
     bad = tmp_path / "specialists.toml"
     bad.write_text("[specialists.chat]\nsystem_prompt = 'hi'\ntop_p = 9\n")
