@@ -347,9 +347,10 @@ class Service:
     def _chat_messages(
         self, specialist: Specialist, prompt: str, messages: list[p.ChatMessage]
     ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-        """(preamble, conversation): the specialist's prompt (the account's own, if set) first; the
-        client's system messages are kept after it, in the same system turn."""
-        system = [prompt]
+        """(preamble, conversation): the specialist's prompt (the account's own, if set) first and the
+        client's system messages after it, in the same system turn; or, for a specialist whose prompt
+        is only a default (`caller_system = "replace"`), the client's system messages when it sends any."""
+        system: list[str] = []
         rest: list[tuple[str, str]] = []
         for i, m in enumerate(messages):
             text = self._message_text(m, i)
@@ -360,6 +361,8 @@ class Service:
                 rest.append(("tool" if m.role == "function" else m.role, text))
         if not rest:
             raise InvalidRequest("messages must contain at least one user or assistant message.", param="messages")
+        if not (system and specialist.caller_system == "replace"):
+            system.insert(0, prompt)
         return self._preamble(specialist, "\n\n".join(system)), rest
 
     @staticmethod

@@ -6,7 +6,7 @@ import re
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -35,6 +35,10 @@ class Specialist(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     examples: list[Example] = []
     # Speculative decoding by prompt lookup, for specialists whose answers copy spans of the input.
     prompt_lookup: bool = False
+    # What a caller's own system message does: "append" keeps this specialist's prompt first and adds
+    # the caller's after it (task specialists); "replace" uses the caller's instead, so the prompt is
+    # only a default (a general assistant, where OpenAI models have no persona of their own).
+    caller_system: Literal["append", "replace"] = "append"
 
     @property
     def model_id(self) -> str:

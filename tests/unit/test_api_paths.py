@@ -86,3 +86,29 @@ def test_tools_and_json_mode_are_refused_clearly(make_client) -> None:
     assert client.post("/v1/chat/completions", json={**CHAT, "tools": [tool]}).json()["error"]["param"] == "tools"
     r = client.post("/v1/chat/completions", json={**CHAT, "response_format": {"type": "json_object"}})
     assert r.status_code == 400 and r.json()["error"]["param"] == "response_format"
+
+
+def test_caller_system_message_follows_a_task_specialist_but_replaces_the_chat_persona(make_client) -> None:
+    """The fake engine counts one token per character of `<role>content` turns, so prompt_tokens shows
+    exactly which system turn the request was given."""
+    client = make_client(FakeEngine())
+    specialists = load_specialists()
+    own = "Be brief."
+
+    def prompt_tokens(model: str, system: str | None) -> int:
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": "hi"}]
+        r = client.post("/v1/chat/completions", json={"model": model, "messages": messages})
+        assert r.status_code == 200, r.text
+        return r.json()["usage"]["prompt_tokens"]
+
+    def rendered(system: str, examples=()) -> int:
+        turns = [("system", system)] + [t for ex in examples for t in (("user", ex.user), ("assistant", ex.assistant))]
+        return len("".join(f"<{r}>{c}" for r, c in [*turns, ("user", "hi")]) + "<assistant>")
+
+    chat = specialists.by_name["chat"]
+    assert chat.caller_system == "replace"
+    assert prompt_tokens("gpt-4o", own) == rendered(own)
+    assert prompt_tokens("chat", None) == rendered(chat.system_prompt)
+    summarise = specialists.by_name["summarise"]
+    assert summarise.caller_system == "append"
+    assert prompt_tokens("summarise", own) == rendered(summarise.system_prompt + "\n\n" + own, summarise.examples)
