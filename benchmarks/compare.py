@@ -354,6 +354,34 @@ class Server:
             self.tmp = None
 
 
+def write_bench_specialists(loadbench: str, path: Path) -> Path:
+    """A specialists file that gives Alveare exactly the prompt the other servers get.
+
+    `chat` takes the caller's system message as it is (as the built-in one does), and the
+    prompt-lookup specialists carry loadbench's own system prompts with no worked examples; the
+    lookup runs then send Alveare no system message (the specialist adds it). Same tokens in,
+    so any difference is the engine's.
+    """
+    spec = importlib.util.spec_from_file_location("loadbench", loadbench)
+    assert spec is not None and spec.loader is not None
+    lb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lb)
+    lines = [
+        "# Written by benchmarks/compare.py for the comparison runs.",
+        "[specialists.chat]",
+        f"system_prompt = {json.dumps(lb.SYSTEM_PROMPTS['chat'])}",
+        'caller_system = "replace"',
+    ]
+    for name in LOOKUP_SPECIALISTS:
+        lines += [
+            f"[specialists.{name}]",
+            f"system_prompt = {json.dumps(lb.SYSTEM_PROMPTS[name])}",
+            "prompt_lookup = true",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 class Alveare(Server):
     name = "alveare"
 
@@ -381,6 +409,8 @@ class Alveare(Server):
             "8192",
             "--timeout",
             str(self.args.alveare_timeout),
+            "--specialists",
+            str(write_bench_specialists(self.args.loadbench, self.tmp / "bench-specialists.toml")),
         ]
 
     def ready_url(self) -> str:
@@ -612,6 +642,8 @@ def run_loadbench(args, server: Server, sc: dict) -> dict:
     ]
     if "specialist" in sc:
         cmd += ["--specialists", sc["specialist"]]
+        if server.name == "alveare":
+            cmd.append("--specialist-mode")  # the specialist adds the same system prompt itself
     if server.key:
         cmd += ["--key", server.key]
     if sc["stream"]:
@@ -780,8 +812,11 @@ def markdown(meta: dict, summary: list[dict], rows: list[dict]) -> str:
         f"repeats; (Nx) = ratio to llama-server in the same scenario of this run",
         f"- Wall time of this run: {m['wall_s'] / 60:.1f} min",
         "",
-        "Note: Alveare prepends its own specialist prompt to the caller's system prompt, so it "
-        "prefills more tokens per request than the others. Peak RSS is VmRSS of the server's "
+        "Note: every server gets the same prompt tokens. Alveare runs with a specialists file "
+        "written by compare.py: `chat` takes the caller's system message as it is (as the built-in "
+        "`chat` does), and in the c1-summarise/extract/qa runs Alveare is sent no system message and "
+        "its specialist (model = its name, prompt-lookup drafting on) adds loadbench's own system "
+        "prompt for it, the one the other servers are sent. Peak RSS is VmRSS of the server's "
         'process tree, sampled every 0.2 s during the scenario. "other CPU %" is the share of '
         "the machine's CPU used by processes other than the server and loadbench during the "
         "scenario: when it is high, the numbers are noisy. llama-cpp-python's server "

@@ -25,6 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from appliance.errors import Overloaded
+from appliance.hive.drafting import Acceptance, StepCosts, choose
 from appliance.hive.llama import Batch, Context, Model, Sampler
 from appliance.hive.lookup import NgramIndex
 from appliance.hive.text import TextStream
@@ -36,8 +37,8 @@ log = logging.getLogger("alveare.hive")
 MIN_COPY = 8
 # Preambles shorter than this are not worth a cache entry.
 MIN_CACHE = 16
-# Most draft tokens proposed per request per step.
-MAX_DRAFT = 3
+# Most draft tokens a request's lookup proposes per step; the draft policy decides how many are used.
+MAX_DRAFT = 8
 # Seconds of history kept for tokens/s.
 RATE_WINDOW = 60.0
 
@@ -66,6 +67,7 @@ class Active:
     tokens: list[int] = field(default_factory=list)
     # Prompt-lookup drafting, for greedy requests that asked for it.
     lookup: NgramIndex | None = None
+    acceptance: Acceptance = field(default_factory=Acceptance)
     # Text not yet sent: everything, for a caller that does not stream.
     held: list[str] = field(default_factory=list)
 
@@ -184,6 +186,7 @@ class Scheduler:
         self.context_length = context_length
         self.batch = Batch(ctx.n_batch)
         self.stats = Stats()
+        self.step_costs = StepCosts()
         self._waiting: deque[tuple[GenerationRequest, Generation]] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -353,15 +356,22 @@ class Scheduler:
         to_sample: list[tuple[Slot, int, list[int]]] = []
         added: list[tuple[Slot, list[int]]] = []
         generating = [s for s in self._admitted_order if s.active is not None and not s.active.prefilling]
-        spare = batch.capacity - len(generating)
+        # Prompt-lookup guesses, of which the draft policy picks the ones worth a batch row.
+        proposed: dict[int, list[int]] = {}
+        proposals: list[tuple[int, int, float]] = []
         for slot in generating:
             a = slot.active
             assert a is not None
-            draft: list[int] = []
             if a.lookup is not None:
                 room = min(a.request.max_tokens - a.completion - 1, self.context_length - len(slot.kv) - 2)
-                draft = a.lookup.draft(min(MAX_DRAFT, room, spare))
-                spare -= len(draft)
+                if guess := a.lookup.draft(min(MAX_DRAFT, room)):
+                    proposed[slot.seq] = guess
+                    proposals.append((slot.seq, len(guess), a.acceptance.rate))
+        use = choose(self.step_costs, len(generating), proposals, batch.capacity - len(generating)) if proposals else {}
+        for slot in generating:
+            a = slot.active
+            assert a is not None
+            draft = proposed.get(slot.seq, [])[: use.get(slot.seq, 0)]
             pos = len(slot.kv)
             first = batch.add(a.last, pos, slot.seq, True)
             for j, tok in enumerate(draft):
@@ -401,6 +411,7 @@ class Scheduler:
             row = profile.by_size.setdefault(batch.n, [0, 0.0])
             row[0] += 1
             row[1] += t1 - t0
+            self.step_costs.observe(batch.n, t1 - t0)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
         for slot, tokens in added:
@@ -429,6 +440,7 @@ class Scheduler:
             if draft:
                 self.stats.drafted += len(draft)
                 self.stats.draft_accepted += accepted
+                a.acceptance.record(len(draft), accepted)
                 self.ctx.seq_rm(slot.seq, len(slot.kv), -1)  # drop the cells of wrong guesses
         profile.sample_s += time.perf_counter() - t2
 
