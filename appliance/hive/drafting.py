@@ -44,7 +44,7 @@ class StepCosts:
         if below and above:
             lo, hi = below[-1], above[0]
             return self.mean[lo] + (self.mean[hi] - self.mean[lo]) * (size - lo) / (hi - lo)
-        if above:  # smaller than anything seen: scale down, never below a one-token step's share
+        if above:  # smaller than anything measured: scale the smallest measured size by the prior
             hi = above[0]
             return self.mean[hi] * (1.0 + PRIOR_ROW * (size - 1)) / (1.0 + PRIOR_ROW * (hi - 1))
         lo = below[-1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Literal, Protocol
 
 import msgspec
 
@@ -23,7 +23,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     cache_bytes: int = 128 * 1024 * 1024
     n_batch: int = 512
     # "auto" (llama.cpp decides per backend), "on" or "off".
-    flash_attn: str = "auto"
+    flash_attn: Literal["auto", "on", "off"] = "auto"
     # Pass llama.cpp's own log lines through (model loading details and so on).
     verbose: bool = False
 
