@@ -30,6 +30,13 @@ async def settle(pilot: Pilot, rounds: int = 4) -> None:
         await pilot.pause(0.02)
 
 
+async def press(pilot: Pilot, *keys: str) -> None:
+    """Press each key in turn and let the TUI settle after each, as a person waits for the screen."""
+    for key in keys:
+        await pilot.press(key)
+        await settle(pilot)
+
+
 def table_rows(app: AlveareApp, selector: str) -> list[list[str]]:
     table = app.query_one(selector, DataTable)
     return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]

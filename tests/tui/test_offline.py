@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pilot_helpers import notifications, settle, table_rows, text_of
+from pilot_helpers import notifications, press, settle, table_rows, text_of
 from textual.widgets import DataTable, Input, Select, TextArea
 
 from appliance.admin import LocalAdmin
@@ -33,23 +33,18 @@ async def test_create_copy_and_revoke_a_key(admin: LocalAdmin) -> None:
     admin.create_account("acme")
     app = make_app(admin)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        await settle(pilot)
-        await pilot.press("n")
-        await settle(pilot)
+        await press(pilot, "3", "n")
         # All accounts are listed, so the TUI asks which account the key is for.
         assert isinstance(app.screen, FormModal)
         assert app.screen.query_one("#field-account", Select).value == "acme"
-        await pilot.press("ctrl+s")
-        await settle(pilot)
+        await press(pilot, "ctrl+s")
         assert isinstance(app.screen, NewKeyModal)
         key = text_of(app, "#the-key")
         assert key.startswith("alv_live_") and len(key) == 48
         assert "only time the key is shown" in text_of(app, ".warning")
         await pilot.press("c")
         assert app.clipboard == key
-        await pilot.press("escape")
-        await settle(pilot)
+        await press(pilot, "escape")
         [info] = admin.keys("acme")
         assert key.startswith(info.prefix)
         rows = table_rows(app, "#keys-table")
@@ -57,11 +52,9 @@ async def test_create_copy_and_revoke_a_key(admin: LocalAdmin) -> None:
         # The full key is never on the screen again.
         assert all(key not in cell for row in rows for cell in row)
 
-        await pilot.press("d")
-        await settle(pilot)
+        await press(pilot, "d")
         assert isinstance(app.screen, ConfirmModal)
-        await pilot.press("y")
-        await settle(pilot)
+        await press(pilot, "y")
         assert admin.keys("acme")[0].revoked_at is not None
         assert table_rows(app, "#keys-table") == []  # revoked keys are hidden until v
         await pilot.press("v")
@@ -73,13 +66,9 @@ async def test_revoke_can_be_cancelled(admin: LocalAdmin) -> None:
     admin.create_key("acme", test=True)
     app = make_app(admin)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        await settle(pilot)
+        await press(pilot, "3")
         assert table_rows(app, "#keys-table")[0][2] == "test"
-        await pilot.press("delete")
-        await settle(pilot)
-        await pilot.press("n")
-        await settle(pilot)
+        await press(pilot, "delete", "n")
         assert admin.keys("acme")[0].revoked_at is None
 
 
@@ -88,19 +77,14 @@ async def test_rotate_creates_then_revokes_after_confirmation(admin: LocalAdmin)
     old = admin.create_key("acme")
     app = make_app(admin)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        await settle(pilot)
-        await pilot.press("o")
-        await settle(pilot)
+        await press(pilot, "3", "o")
         assert isinstance(app.screen, NewKeyModal)
         new_key = text_of(app, "#the-key")
         # The new key exists before the old one is touched.
         assert sum(k.revoked_at is None for k in admin.keys("acme")) == 2
-        await pilot.press("escape")
-        await settle(pilot)
+        await press(pilot, "escape")
         assert isinstance(app.screen, ConfirmModal)
-        await pilot.press("y")
-        await settle(pilot)
+        await press(pilot, "y")
         keys = {k.prefix: k for k in admin.keys("acme")}
         assert keys[old.prefix].revoked_at is not None
         assert keys[new_key[:17]].revoked_at is None
@@ -112,19 +96,16 @@ async def test_the_five_key_limit_is_a_message(admin: LocalAdmin) -> None:
         admin.create_key("acme")
     app = make_app(admin)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        await settle(pilot)
+        await press(pilot, "3")
         app.query_one("#keys-account", Select).value = "acme"
         await settle(pilot)
         app.query_one("#keys-table", DataTable).focus()
-        await pilot.press("n")
-        await settle(pilot)
+        await press(pilot, "n")
         assert not isinstance(app.screen, NewKeyModal)
         assert any("5 active keys" in m for m in notifications(app)), notifications(app)
         assert len([k for k in admin.keys("acme") if k.revoked_at is None]) == 5
         # Rotation at the limit says the same, and revokes nothing.
-        await pilot.press("o")
-        await settle(pilot)
+        await press(pilot, "o")
         assert not isinstance(app.screen, (NewKeyModal, ConfirmModal))
         assert len([k for k in admin.keys("acme") if k.revoked_at is None]) == 5
 
@@ -136,8 +117,7 @@ async def test_keys_filtered_by_account(admin: LocalAdmin) -> None:
     admin.create_key("globex")
     app = make_app(admin)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        await settle(pilot)
+        await press(pilot, "3")
         assert len(table_rows(app, "#keys-table")) == 2
         app.query_one("#keys-account", Select).value = "globex"
         await settle(pilot)
@@ -145,8 +125,7 @@ async def test_keys_filtered_by_account(admin: LocalAdmin) -> None:
         assert [r[1] for r in rows] == ["globex"]
         # A new test key goes to the chosen account.
         app.query_one("#keys-table", DataTable).focus()
-        await pilot.press("t")
-        await settle(pilot)
+        await press(pilot, "t")
         assert isinstance(app.screen, NewKeyModal)
         assert text_of(app, "#the-key").startswith("alv_test_")
         await pilot.press("escape")
@@ -156,42 +135,32 @@ async def test_keys_filtered_by_account(admin: LocalAdmin) -> None:
 async def test_create_account_change_plan_and_caps(admin: LocalAdmin) -> None:
     app = make_app(admin)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        await settle(pilot)
-        await pilot.press("n")
-        await settle(pilot)
+        await press(pilot, "2", "n")
         assert isinstance(app.screen, FormModal)
         app.screen.query_one("#field-name", Input).value = "newco"
         app.screen.query_one("#field-plan", Select).value = "solo"
-        await pilot.press("ctrl+s")
-        await settle(pilot)
+        await press(pilot, "ctrl+s")
         [overview] = admin.accounts()
         assert (overview.account.name, overview.account.plan) == ("newco", "solo")
         assert table_rows(app, "#accounts-table")[0][:2] == ["newco", "solo"]
 
-        await pilot.press("p")
-        await settle(pilot)
+        await press(pilot, "p")
         app.screen.query_one("#field-plan", Select).value = "professional"
-        await pilot.press("ctrl+s")
-        await settle(pilot)
+        await press(pilot, "ctrl+s")
         assert admin.accounts()[0].account.plan == "professional"
         assert table_rows(app, "#accounts-table")[0][1] == "professional"
 
-        await pilot.press("c")
-        await settle(pilot)
+        await press(pilot, "c")
         field = app.screen.query_one("#field-cap", Input)
         field.value = "12.5"
         field.focus()
-        await pilot.press("enter")
-        await settle(pilot)
+        await press(pilot, "enter")
         assert admin.accounts()[0].account.spending_cap == 12.5
         assert table_rows(app, "#accounts-table")[0][5] == "12.50"
 
-        await pilot.press("x")
-        await settle(pilot)
+        await press(pilot, "x")
         assert isinstance(app.screen, ConfirmModal)
-        await pilot.press("y")
-        await settle(pilot)
+        await press(pilot, "y")
         assert admin.accounts()[0].account.spending_cap is None
         assert table_rows(app, "#accounts-table")[0][5] == "none"
 
@@ -200,20 +169,13 @@ async def test_bad_input_is_explained_in_the_form(admin: LocalAdmin) -> None:
     admin.create_account("acme")
     app = make_app(admin)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        await settle(pilot)
-        await pilot.press("n")
-        await settle(pilot)
+        await press(pilot, "2", "n")
         # An existing name: the store refuses, the TUI says why.
         app.screen.query_one("#field-name", Input).value = "acme"
-        await pilot.press("ctrl+s")
-        await settle(pilot)
+        await press(pilot, "ctrl+s")
         assert any("acme" in m for m in notifications(app)), notifications(app)
         # An empty name never leaves the form.
-        await pilot.press("n")
-        await settle(pilot)
-        await pilot.press("ctrl+s")
-        await settle(pilot)
+        await press(pilot, "n", "ctrl+s")
         assert isinstance(app.screen, FormModal)
         assert "must not be empty" in text_of(app, "#form-error")
 
@@ -222,15 +184,12 @@ async def test_edit_plan_limits(admin: LocalAdmin) -> None:
     admin.create_account("acme", "starter")
     app = make_app(admin)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        await settle(pilot)
+        await press(pilot, "2")
         # e on the accounts table edits the selected account's plan.
-        await pilot.press("e")
-        await settle(pilot)
+        await press(pilot, "e")
         assert isinstance(app.screen, FormModal) and "starter" in app.screen.form_title
         app.screen.query_one("#field-requests_per_month", Input).value = "150000"
-        await pilot.press("ctrl+s")
-        await settle(pilot)
+        await press(pilot, "ctrl+s")
         starter = next(p for p in admin.plans() if p.name == "starter")
         assert starter.requests_per_month == 150_000
         assert "150,000" in next(row for row in table_rows(app, "#plans-table") if row[0] == "starter")
@@ -238,12 +197,10 @@ async def test_edit_plan_limits(admin: LocalAdmin) -> None:
 
         # On the plans table, e edits the highlighted plan; a bad number stays in the form.
         app.query_one("#plans-table", DataTable).focus()
-        await pilot.press("e")
-        await settle(pilot)
+        await press(pilot, "e")
         assert "solo" in app.screen.form_title
         app.screen.query_one("#field-tokens_per_minute", Input).value = "lots"
-        await pilot.press("ctrl+s")
-        await settle(pilot)
+        await press(pilot, "ctrl+s")
         assert "whole number" in text_of(app, "#form-error")
         await pilot.press("escape")
 
@@ -252,30 +209,24 @@ async def test_custom_prompt_edit_and_reset(admin: LocalAdmin) -> None:
     admin.create_account("acme", "professional")
     app = make_app(admin)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("5")
-        await settle(pilot)
+        await press(pilot, "5")
         assert app.query_one("#prompts-account", Select).value == "acme"
         rows = table_rows(app, "#prompts-table")
         assert [r[0] for r in rows] == ["classify", "summarise", "extract", "qa", "chat", "code"]
         assert {r[1] for r in rows} == {"default"}
         await pilot.press("down")  # summarise
-        await pilot.press("e")
-        await settle(pilot)
+        await press(pilot, "e")
         area = app.screen.query_one("#field-prompt", TextArea)
         assert area.text.startswith("You are a careful summariser.")
         area.text = "Summarise as a haiku."
-        await pilot.press("ctrl+s")
-        await settle(pilot)
+        await press(pilot, "ctrl+s")
         assert [(c.specialist, c.system_prompt) for c in admin.custom_prompts("acme")] == [
             ("summarise", "Summarise as a haiku.")
         ]
         assert table_rows(app, "#prompts-table")[1][1] == "custom"
         assert "Summarise as a haiku." in text_of(app, "#prompt-text")
 
-        await pilot.press("d")
-        await settle(pilot)
-        await pilot.press("y")
-        await settle(pilot)
+        await press(pilot, "d", "y")
         assert admin.custom_prompts("acme") == []
         assert table_rows(app, "#prompts-table")[1][1] == "default"
 
@@ -284,14 +235,11 @@ async def test_custom_prompt_refused_on_a_plan_without_them(admin: LocalAdmin) -
     admin.create_account("tiny", "solo")
     app = make_app(admin)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("5")
-        await settle(pilot)
+        await press(pilot, "5")
         assert "no custom prompts" in text_of(app, "#prompts-note")
-        await pilot.press("e")
-        await settle(pilot)
+        await press(pilot, "e")
         app.screen.query_one("#field-prompt", TextArea).text = "Be brief."
-        await pilot.press("ctrl+s")
-        await settle(pilot)
+        await press(pilot, "ctrl+s")
         assert any("no custom system prompts" in m for m in notifications(app)), notifications(app)
         assert admin.custom_prompts("tiny") == []
 
@@ -299,8 +247,7 @@ async def test_custom_prompt_refused_on_a_plan_without_them(admin: LocalAdmin) -
 async def test_specialist_override_edit_and_reset(admin: LocalAdmin) -> None:
     app = make_app(admin)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("4")
-        await settle(pilot)
+        await press(pilot, "4")
         assert [r[0] for r in table_rows(app, "#spec-table")] == [
             "classify",
             "summarise",
@@ -310,14 +257,12 @@ async def test_specialist_override_edit_and_reset(admin: LocalAdmin) -> None:
             "code",
         ]
         await pilot.press("down", "down", "down")  # qa
-        await pilot.press("e")
-        await settle(pilot)
+        await press(pilot, "e")
         form = app.screen
         assert isinstance(form, FormModal) and form.form_title == "Edit qa"
         form.query_one("#field-system_prompt", TextArea).text = "Answer in one word."
         form.query_one("#field-max_tokens", Input).value = "32"
-        await pilot.press("ctrl+s")
-        await settle(pilot)
+        await press(pilot, "ctrl+s")
         qa = next(p for p in admin.specialists() if p.name == "qa")
         assert qa.overridden and qa.system_prompt == "Answer in one word." and qa.max_tokens == 32
         assert qa.temperature == qa.default_temperature
@@ -325,10 +270,7 @@ async def test_specialist_override_edit_and_reset(admin: LocalAdmin) -> None:
         detail = text_of(app, "#spec-info")
         assert "Answer in one word." in detail and "File default" in detail
 
-        await pilot.press("d")
-        await settle(pilot)
-        await pilot.press("y")
-        await settle(pilot)
+        await press(pilot, "d", "y")
         qa = next(p for p in admin.specialists() if p.name == "qa")
         assert not qa.overridden and qa.system_prompt == qa.default_system_prompt
         assert table_rows(app, "#spec-table")[3][0] == "qa"
@@ -337,13 +279,9 @@ async def test_specialist_override_edit_and_reset(admin: LocalAdmin) -> None:
 async def test_out_of_range_parameters_are_refused_with_a_message(admin: LocalAdmin) -> None:
     app = make_app(admin)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("4")
-        await settle(pilot)
-        await pilot.press("e")
-        await settle(pilot)
+        await press(pilot, "4", "e")
         app.screen.query_one("#field-temperature", Input).value = "9"
-        await pilot.press("ctrl+s")
-        await settle(pilot)
+        await press(pilot, "ctrl+s")
         assert any("temperature" in m for m in notifications(app)), notifications(app)
         assert not any(p.overridden for p in admin.specialists())
 
@@ -351,8 +289,7 @@ async def test_out_of_range_parameters_are_refused_with_a_message(admin: LocalAd
 async def test_try_it_offline_says_it_needs_the_server(admin: LocalAdmin) -> None:
     app = make_app(admin)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("4")
-        await settle(pilot)
+        await press(pilot, "4")
         await pilot.press("t")
         await pilot.press(*"hello", "enter")
         await settle(pilot)
@@ -362,8 +299,7 @@ async def test_try_it_offline_says_it_needs_the_server(admin: LocalAdmin) -> Non
 async def test_usage_by_account_key_specialist_and_day(seeded: LocalAdmin) -> None:
     app = make_app(seeded, period="2026-03")
     async with app.run_test(size=(130, 36)) as pilot:  # wide enough for whole names
-        await pilot.press("6")
-        await settle(pilot)
+        await press(pilot, "6")
         usage = seeded.usage(None, "2026-03")
         rows = table_rows(app, "#usage-table")
         assert {r[0] for r in rows} == {r.name for r in usage.by_account}
@@ -383,8 +319,7 @@ async def test_usage_by_account_key_specialist_and_day(seeded: LocalAdmin) -> No
         await settle(pilot)
         assert "globex (solo)" in text_of(app, "#usage-summary")
         app.query_one("#usage-table", DataTable).focus()
-        await pilot.press("left_square_bracket")
-        await settle(pilot)
+        await press(pilot, "left_square_bracket")
         assert "2026-02" in text_of(app, "#usage-period")
         assert table_rows(app, "#alerts-table") == []
 
@@ -392,8 +327,7 @@ async def test_usage_by_account_key_specialist_and_day(seeded: LocalAdmin) -> No
 async def test_accounts_show_usage_against_the_limit_and_alert_state(seeded: LocalAdmin) -> None:
     app = make_app(seeded, period="2026-03")
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        await settle(pilot)
+        await press(pilot, "2")
         rows = {r[0]: r for r in table_rows(app, "#accounts-table")}
         globex = next(o for o in seeded.accounts("2026-03") if o.account.name == "globex")
         assert rows["globex"][2] == f"{globex.usage.requests_used} / 200"
@@ -404,8 +338,7 @@ async def test_accounts_show_usage_against_the_limit_and_alert_state(seeded: Loc
 async def test_help_lists_every_binding_and_the_palette_every_action(admin: LocalAdmin) -> None:
     app = make_app(admin)
     async with app.run_test(size=(100, 50)) as pilot:
-        await pilot.press("f1")
-        await settle(pilot)
+        await press(pilot, "f1")
         assert isinstance(app.screen, HelpModal)
         shown = " ".join(desc for _, rows in app.screen.sections for _, desc in rows)
         table = app.action_table()
@@ -417,11 +350,9 @@ async def test_help_lists_every_binding_and_the_palette_every_action(admin: Loca
         assert not isinstance(app.screen, HelpModal)
 
         # The palette runs a screen's action: switches to Keys and opens the new-key flow's message.
-        await pilot.press("ctrl+p")
-        await settle(pilot)
+        await press(pilot, "ctrl+p")
         await pilot.press(*"Keys: New test key")
         await pilot.pause(0.5)
-        await pilot.press("enter")
-        await settle(pilot)
+        await press(pilot, "enter")
         assert app.query_one("#tabs").active == "keys"
         assert any("Create an account first" in m for m in notifications(app)), notifications(app)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 from live import LiveServer, start_server
-from pilot_helpers import settle, table_rows, text_of
+from pilot_helpers import press, settle, table_rows, text_of
 from textual.widgets import DataTable, Input, Select, TextArea
 
 from appliance.client import AdminClient, open_admin
@@ -65,8 +65,7 @@ async def test_custom_prompt_edited_in_the_tui_is_used_by_the_next_request(
     before = prompt_tokens(server, key, "summarise")
     app = AlveareApp(online, poll_interval=None)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("5")
-        await settle(pilot)
+        await press(pilot, "5")
         app.query_one("#prompts-account", Select).value = "tui-prompts"
         await settle(pilot)
         app.query_one("#prompts-table", DataTable).focus()
@@ -74,8 +73,7 @@ async def test_custom_prompt_edited_in_the_tui_is_used_by_the_next_request(
         await settle(pilot)
         long_prompt = "You summarise legal contracts for a busy general counsel. " * 20
         app.screen.query_one("#field-prompt", TextArea).text = long_prompt
-        await pilot.press("ctrl+s")
-        await settle(pilot)
+        await press(pilot, "ctrl+s")
         assert table_rows(app, "#prompts-table")[1][1] == "custom"
     after = prompt_tokens(server, key, "summarise")
     assert after > before + 100, (before, after)
@@ -91,14 +89,12 @@ async def test_specialist_prompt_edited_in_the_tui_is_used_by_the_next_request(
     app = AlveareApp(online, poll_interval=None)
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("4")
-            await settle(pilot)
+            await press(pilot, "4")
             await pilot.press("down", "down", "down", "down", "down", "e")  # code, the last one
             await settle(pilot)
             assert app.screen.form_title == "Edit code"
             app.screen.query_one("#field-system_prompt", TextArea).text = "You write Python. " * 60
-            await pilot.press("ctrl+s")
-            await settle(pilot)
+            await press(pilot, "ctrl+s")
             assert table_rows(app, "#spec-table")[-1][0] == "code *"
         after = prompt_tokens(server, key, "code")
         assert after > before + 100, (before, after)
@@ -110,8 +106,7 @@ async def test_specialist_prompt_edited_in_the_tui_is_used_by_the_next_request(
 async def test_try_it_streams_a_real_answer(online: AdminClient) -> None:
     app = AlveareApp(online, poll_interval=None)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("4")
-        await settle(pilot)
+        await press(pilot, "4")
         view = app.query_one("#view-specialists")
         pieces: list[str] = []
         original = view._event
@@ -167,13 +162,9 @@ async def test_server_stopping_is_shown_and_management_goes_on(tmp_path_factory:
             assert not app.backend.online
             assert app.sub_title == "server down · working on the data dir"
             # Accounts are still managed, now on the data dir.
-            await pilot.press("2")
-            await settle(pilot)
-            await pilot.press("n")
-            await settle(pilot)
+            await press(pilot, "2", "n")
             app.screen.query_one("#field-name", Input).value = "made-offline"
-            await pilot.press("ctrl+s")
-            await settle(pilot)
+            await press(pilot, "ctrl+s")
             assert "made-offline" in [r[0] for r in table_rows(app, "#accounts-table")]
         app.backend.close()  # type: ignore[attr-defined]
     finally:

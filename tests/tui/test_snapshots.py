@@ -8,7 +8,7 @@ Update after a deliberate change with `pytest tests/tui/test_snapshots.py --snap
 from __future__ import annotations
 
 import pytest
-from pilot_helpers import settle
+from pilot_helpers import press, settle
 
 from appliance.admin import LocalAdmin, TryItEvent
 from appliance.protocol import HiveSample, HiveStatus
@@ -63,9 +63,7 @@ def steps(*keys: str):
 
     async def run(pilot) -> None:
         await settle(pilot)
-        for key in keys:
-            await pilot.press(key)
-            await settle(pilot)
+        await press(pilot, *keys)
 
     return run
 
@@ -94,10 +92,7 @@ def test_accounts(snap_compare, seeded: LocalAdmin, size) -> None:
 def test_plan_form(snap_compare, seeded: LocalAdmin) -> None:
     async def edit(pilot) -> None:
         await settle(pilot)
-        await pilot.press("2")
-        await settle(pilot)
-        await pilot.press("e")
-        await settle(pilot)
+        await press(pilot, "2", "e")
 
     assert snap_compare(app_for(seeded), terminal_size=SMALL, run_before=edit)
 
@@ -109,12 +104,9 @@ def test_keys(snap_compare, seeded: LocalAdmin) -> None:
 def test_new_key(snap_compare, seeded: LocalAdmin) -> None:
     async def create(pilot) -> None:
         await settle(pilot)
-        await pilot.press("3")
-        await settle(pilot)
-        await pilot.press("n")  # asks for the account (all are listed)
-        await settle(pilot)
-        await pilot.press("ctrl+s")
-        await settle(pilot)
+        await press(pilot, "3")
+        await press(pilot, "n")  # asks for the account (all are listed)
+        await press(pilot, "ctrl+s")
 
     assert snap_compare(app_for(seeded), terminal_size=SMALL, run_before=create)
 
@@ -127,8 +119,7 @@ def test_specialists(snap_compare, seeded: LocalAdmin) -> None:
 def test_specialists_try_it(snap_compare, seeded: LocalAdmin, size) -> None:
     async def answer(pilot) -> None:
         await settle(pilot)
-        await pilot.press("4")
-        await settle(pilot)
+        await press(pilot, "4")
         await pilot.press("down", "down", "down", "down")  # chat
         view = pilot.app.query_one("#view-specialists")
         prompt = "Name three colours."
