@@ -23,7 +23,7 @@ def _json(value: object) -> Response[bytes]:
 async def infer(request: Request) -> Response[bytes]:
     call = metered_call(request, "infer")
     req = decode_body(await request.body(), p.InferRequest)
-    return _json(await _serving(request).infer(call, req))
+    return _json(await _serving(request).infer.complete(call, req))
 
 
 @get("/v1/model/info")

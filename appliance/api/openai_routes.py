@@ -52,22 +52,22 @@ async def _streamed(events: AsyncIterator[bytes]) -> Stream:
 
 @post("/v1/chat/completions", status_code=200)
 async def chat_completions(request: Request) -> Response[bytes] | Stream:
-    serving = _serving(request)
+    chat = _serving(request).chat
     call = metered_call(request, "chat.completions")
     req = decode_body(await request.body(), p.ChatCompletionRequest)
     if req.stream:
-        return await _streamed(serving.stream_chat(call, req))
-    return _json(await serving.chat_completion(call, req))
+        return await _streamed(chat.stream(call, req))
+    return _json(await chat.complete(call, req))
 
 
 @post("/v1/completions", status_code=200)
 async def completions(request: Request) -> Response[bytes] | Stream:
-    serving = _serving(request)
+    completions = _serving(request).completions
     call = metered_call(request, "completions")
     req = decode_body(await request.body(), p.CompletionRequest)
     if req.stream:
-        return await _streamed(serving.stream_completion(call, req))
-    return _json(await serving.completion(call, req))
+        return await _streamed(completions.stream(call, req))
+    return _json(await completions.complete(call, req))
 
 
 @get("/v1/models")

@@ -1,0 +1,106 @@
+"""POST /v1/chat/completions: the request to a plan, the answer as a chat.completion or as
+chat.completion.chunk events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from appliance import protocol as p
+from appliance.errors import InvalidRequest
+from appliance.hive.types import Finished
+from appliance.serving.catalogue import Catalogue
+from appliance.serving.flow import Flow, new_id, sse
+from appliance.serving.metering import Call
+from appliance.serving.prompting import Plan, Prompter
+from appliance.store import Principal
+
+
+class ChatStream:
+    """chat.completion.chunk events: the role first, then content deltas, a finish chunk per
+    choice, and the usage chunk when the client asked for it."""
+
+    def __init__(self, model: str, *, include_usage: bool) -> None:
+        self.id, self.created = new_id("chatcmpl"), int(time.time())
+        self.model = model
+        self.include_usage = include_usage
+
+    def _chunk(self, choices: list[p.ChunkChoice], usage: p.Usage | None = None) -> bytes:
+        return sse(
+            p.ChatCompletionChunk(id=self.id, created=self.created, model=self.model, choices=choices, usage=usage)
+        )
+
+    def start(self, index: int) -> bytes:
+        return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(role="assistant", content=""))])
+
+    def content(self, index: int, text: str) -> bytes:
+        return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(content=text))])
+
+    def finish(self, index: int, finished: Finished) -> bytes:
+        return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(), finish_reason=finished.finish_reason)])
+
+    def usage(self, usage: p.Usage) -> bytes | None:
+        return self._chunk([], usage) if self.include_usage else None
+
+
+class ChatCompletions:
+    def __init__(self, catalogue: Catalogue, prompter: Prompter, flow: Flow) -> None:
+        self.catalogue = catalogue
+        self.prompter = prompter
+        self.flow = flow
+
+    def prepare(self, principal: Principal, req: p.ChatCompletionRequest) -> Plan:
+        specialist = self.catalogue.resolve(principal, req.model)
+        self.prompter.check_loaded()
+        if req.tools and req.tool_choice != "none":
+            raise InvalidRequest("Function calling (tools) is not available yet on this appliance.", param="tools")
+        if req.response_format is not None and req.response_format.type != "text":
+            raise InvalidRequest(
+                f"response_format '{req.response_format.type}' is not available yet on this appliance.",
+                param="response_format",
+            )
+        if req.logprobs:
+            raise InvalidRequest("logprobs are not available yet on this appliance.", param="logprobs")
+        prompter = self.prompter
+        preamble, conversation = prompter.chat_turns(
+            specialist, self.catalogue.system_prompt(principal, specialist), req.messages
+        )
+        prompt, shared = prompter.tokenize_chat(preamble, conversation)
+        explicit = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
+        param = "max_completion_tokens" if req.max_completion_tokens is not None else "messages"
+        max_tokens = prompter.fit(prompt, explicit, specialist.max_tokens, param)
+        requests = prompter.requests(
+            prompt,
+            max_tokens,
+            prompter.stop_list(req.stop, specialist.stop),
+            prompter.sampling(specialist, req.temperature, req.top_p, req),
+            req.n or 1,
+            cache_prefix=shared,
+            lookup=specialist.prompt_lookup,
+            stream=bool(req.stream),
+        )
+        return Plan(specialist, req.model, requests, len(prompt))
+
+    async def complete(self, call: Call, req: p.ChatCompletionRequest) -> p.ChatCompletion:
+        plan, outcomes, usage = await self.flow.generate(call, lambda: self.prepare(call.principal, req))
+        return p.ChatCompletion(
+            id=new_id("chatcmpl"),
+            created=int(time.time()),
+            model=plan.model,
+            choices=[
+                p.ChatChoice(
+                    index=i, message=p.AssistantMessage(content=o.text), finish_reason=o.finished.finish_reason
+                )
+                for i, o in enumerate(outcomes)
+            ],
+            usage=usage,
+        )
+
+    def stream(self, call: Call, req: p.ChatCompletionRequest) -> AsyncIterator[bytes]:
+        """SSE events exactly as OpenAI sends them; what fails before the first token raises here."""
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return self.flow.stream(
+            call,
+            lambda: self.prepare(call.principal, req),
+            lambda plan: ChatStream(plan.model, include_usage=include_usage),
+        )

@@ -1,0 +1,56 @@
+"""POST /v1/infer, Alveare's native endpoint: a specialist and a prompt to one plain answer."""
+
+from __future__ import annotations
+
+import time
+
+from appliance import protocol as p
+from appliance.hive.types import SamplingParams
+from appliance.serving.catalogue import Catalogue
+from appliance.serving.flow import Flow, new_id
+from appliance.serving.metering import Call
+from appliance.serving.prompting import Plan, Prompter
+from appliance.store import Principal
+
+
+class Infer:
+    def __init__(self, catalogue: Catalogue, prompter: Prompter, flow: Flow) -> None:
+        self.catalogue = catalogue
+        self.prompter = prompter
+        self.flow = flow
+
+    def prepare(self, principal: Principal, req: p.InferRequest) -> Plan:
+        specialist = self.catalogue.resolve(principal, req.specialist, param="specialist")
+        prompter = self.prompter
+        prompter.check_loaded()
+        preamble = prompter.preamble(specialist, self.catalogue.system_prompt(principal, specialist))
+        prompt, shared = prompter.tokenize_chat(preamble, [("user", req.prompt)])
+        max_tokens = prompter.fit(prompt, req.max_tokens, specialist.max_tokens, "prompt")
+        sampling = SamplingParams(
+            temperature=specialist.temperature if req.temperature is None else req.temperature,
+            top_p=specialist.top_p,
+        )
+        requests = prompter.requests(
+            prompt,
+            max_tokens,
+            list(specialist.stop),
+            sampling,
+            1,
+            cache_prefix=shared,
+            lookup=specialist.prompt_lookup,
+        )
+        return Plan(specialist, specialist.name, requests, len(prompt))
+
+    async def complete(self, call: Call, req: p.InferRequest) -> p.InferResponse:
+        t0 = time.perf_counter()
+        plan, (outcome,), usage = await self.flow.generate(call, lambda: self.prepare(call.principal, req))
+        return p.InferResponse(
+            id=new_id("inf"),
+            specialist=plan.specialist.name,
+            result=outcome.text.strip(),
+            tokens_used=usage.total_tokens,
+            latency_ms=round((time.perf_counter() - t0) * 1000),
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            finish_reason=outcome.finished.finish_reason,
+        )
