@@ -39,6 +39,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             threads=settings.threads,
             gpu=settings.gpu == "auto",
             flash_attn=settings.flash_attn,
+            cpu_kernels=settings.cpu_kernels,
+            kernel_cache_path=str(settings.kernel_cache_path),
             queue_size=settings.queue_size,
             cache_bytes=settings.prefix_cache_mb * 1024 * 1024,
             verbose=args.verbose,
@@ -312,6 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--flash-attn", choices=["auto", "on", "off"], help="flash attention (default auto: llama.cpp decides)"
     )
+    serve.add_argument(
+        "--cpu-kernels",
+        choices=["auto", "fast", "safe"],
+        help="llama.cpp's fast CPU kernels (repacking, AMX): auto checks them once in a child process",
+    )
     serve.add_argument("--timeout", type=float, help="server-side generation timeout in seconds (default 30)")
     serve.add_argument("--queue", type=int, help="requests that may wait for a slot (default 64)")
     serve.add_argument(
@@ -406,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "threads": getattr(args, "threads", None),
         "gpu": getattr(args, "gpu", None),
         "flash_attn": getattr(args, "flash_attn", None),
+        "cpu_kernels": getattr(args, "cpu_kernels", None),
         "request_timeout_s": getattr(args, "timeout", None),
         "queue_size": getattr(args, "queue", None),
         "prefix_cache_mb": getattr(args, "prefix_cache_mb", None),

@@ -260,6 +260,11 @@ class HiveStatus(Struct):
     errors_by_status: dict[str, int] = {}
     # The last 10 minutes in 10-second buckets, oldest first; the last one is the current bucket.
     history: list[HiveSample] = []
+    # llama.cpp's CPU kernels in use: "fast" (repacked weights, AMX where the CPU has it) or "safe";
+    # how that was decided ("check", "cache", "setting" or "gpu") and why. Empty while loading.
+    cpu_kernels: str = ""
+    cpu_kernels_source: str = ""
+    cpu_kernels_reason: str = ""
 
 
 class UsageReport(Struct):

@@ -25,6 +25,7 @@ ENV_VARS: dict[str, str] = {
     "ALVEARE_THREADS": "threads",
     "ALVEARE_GPU": "gpu",
     "ALVEARE_FLASH_ATTN": "flash_attn",
+    "ALVEARE_CPU_KERNELS": "cpu_kernels",
     "ALVEARE_TIMEOUT": "request_timeout_s",
     "ALVEARE_QUEUE": "queue_size",
     "ALVEARE_PREFIX_CACHE_MB": "prefix_cache_mb",
@@ -51,6 +52,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gpu: str = "auto"
     # Flash attention: "auto" lets llama.cpp decide per backend (on for CUDA and CPU), or "on"/"off".
     flash_attn: str = "auto"
+    # llama.cpp's fast CPU kernels (weight repacking, AMX): "auto" checks once per model, build and CPU
+    # in a child process and falls back to the safe ones if they crash; "fast" or "safe" forces it.
+    cpu_kernels: str = "auto"
     request_timeout_s: float = 30.0
     # Requests waiting for a slot beyond this get 503.
     queue_size: int = 64
@@ -64,6 +68,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser()
 
+    @property
+    def kernel_cache_path(self) -> Path:
+        """Where the CPU kernel check's verdicts are remembered."""
+        return self.data_path / "cpu-kernels.json"
+
     def validate(self) -> Settings:
         problems = []
         if not 0 < self.port < 65536:
@@ -76,6 +85,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             problems.append(f"gpu must be 'auto' or 'off', not {self.gpu!r}")
         if self.flash_attn not in ("auto", "on", "off"):
             problems.append(f"flash attention must be 'auto', 'on' or 'off', not {self.flash_attn!r}")
+        if self.cpu_kernels not in ("auto", "fast", "safe"):
+            problems.append(f"cpu kernels must be 'auto', 'fast' or 'safe', not {self.cpu_kernels!r}")
         if self.request_timeout_s <= 0:
             problems.append("request timeout must be positive")
         if self.prefix_cache_mb < 0:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appliance.errors import InvalidRequest, ModelLoading
+from appliance.hive.kernels import KernelCache, KernelChoice, choose_kernels
 from appliance.hive.types import EngineConfig, EngineStatus, Generation, GenerationRequest
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ class HiveEngine:
         self._started = time.monotonic()
         self._context_length = config.n_ctx
         self._device = "cpu"
+        self._kernels: KernelChoice | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -80,8 +82,16 @@ class HiveEngine:
         quiet_native_logs(cfg.verbose)
         if not os.path.isfile(cfg.model_path):
             raise FileNotFoundError(f"model file not found: {cfg.model_path}")
+        cache_path = Path(cfg.kernel_cache_path) if cfg.kernel_cache_path else None
+        kernels = choose_kernels(
+            cfg.cpu_kernels,
+            cfg.model_path,
+            cache=KernelCache(cache_path),
+            gpu_offload_all=cfg.gpu and supports_gpu_offload(),
+        )
+        self._kernels = kernels
         t0 = time.monotonic()
-        model = Model(cfg.model_path, gpu=cfg.gpu)
+        model = Model(cfg.model_path, gpu=cfg.gpu, extra_bufts=kernels.mode == "fast")
         gpu = model.gpu_layers > 0
         self._device = f"gpu ({model.gpu_layers}/{model.n_layers} layers offloaded)" if gpu else "cpu"
         threads = cfg.threads or default_threads()
@@ -113,11 +123,14 @@ class HiveEngine:
         scheduler.start()
         self._model, self._ctx, self._scheduler = model, ctx, scheduler
         log.info(
-            "model %s loaded in %.1f s on %s (gpu offload %s); %d slots, %d context cells, %d threads",
+            "model %s loaded in %.1f s on %s (gpu offload %s; CPU kernels: %s, by %s); %d slots, %d context cells, "
+            "%d threads",
             Path(cfg.model_path).name,
             time.monotonic() - t0,
             self._device,
             "available" if supports_gpu_offload() else "not built in",
+            kernels.mode,
+            kernels.source,
             cfg.slots,
             ctx.n_ctx,
             threads,
@@ -206,4 +219,7 @@ class HiveEngine:
             draft_tokens_accepted=s.stats.draft_accepted if s else 0,
             uptime_seconds=round(time.monotonic() - self._started, 1),
             load_error=self._load_error,
+            cpu_kernels=self._kernels.mode if self._kernels else "",
+            cpu_kernels_source=self._kernels.source if self._kernels else "",
+            cpu_kernels_reason=self._kernels.reason if self._kernels else "",
         )

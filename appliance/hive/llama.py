@@ -31,9 +31,12 @@ def default_threads() -> int:
 
 
 class Model:
-    def __init__(self, path: str, *, gpu: bool) -> None:
+    def __init__(self, path: str, *, gpu: bool, extra_bufts: bool = True) -> None:
         ll.llama_backend_init()  # idempotent; needed before the first model load
         params = ll.llama_model_default_params()
+        # Extra buffer types repack weights for faster CPU kernels (AMX on Xeons); off is what
+        # `llama-server --no-repack` does, for CPUs where those kernels crash (see kernels.py).
+        params.use_extra_bufts = extra_bufts
         self.gpu_layers = 0
         if gpu and supports_gpu_offload():
             # More layers than any model has: llama.cpp clamps it to "all of them".
@@ -122,6 +125,11 @@ class Context:
 
     def decode(self, batch: Batch) -> int:
         return int(ll.llama_decode(self.ptr, batch.raw))
+
+    def logits(self, index: int, n_vocab: int) -> list[float]:
+        """A copy of the logits row at batch `index` (for checks; the sampler reads them in place)."""
+        ptr = ll.llama_get_logits_ith(self.ptr, index)
+        return list(ptr[:n_vocab])
 
     def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
         return bool(ll.llama_memory_seq_rm(self.mem, seq, p0, p1))

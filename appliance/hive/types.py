@@ -26,6 +26,11 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     flash_attn: Literal["auto", "on", "off"] = "auto"
     # Pass llama.cpp's own log lines through (model loading details and so on).
     verbose: bool = False
+    # llama.cpp's fast CPU kernels (extra buffer types: repacking, AMX): "auto" checks them once in a
+    # child process (kernels.py), "fast" or "safe" skips the check.
+    cpu_kernels: Literal["auto", "fast", "safe"] = "auto"
+    # Where the check's verdict is remembered (a file in the data dir); None checks on every start.
+    kernel_cache_path: str | None = None
 
 
 class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,6 +101,11 @@ class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):
     draft_tokens_accepted: int
     uptime_seconds: float
     load_error: str | None = None
+    # "fast" or "safe" CPU kernels, how that was decided ("check", "cache", "setting", "gpu") and why;
+    # empty until the model is loaded.
+    cpu_kernels: str = ""
+    cpu_kernels_source: str = ""
+    cpu_kernels_reason: str = ""
 
 
 class Generation:
