@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appliance.errors import InvalidRequest, ModelLoading
+from appliance.hive.grammars import json_schema_grammar
 from appliance.hive.kernels import KernelCache, KernelChoice, choose_kernels
-from appliance.hive.types import EngineConfig, EngineStatus, Generation, GenerationRequest
+from appliance.hive.types import EngineConfig, EngineStatus, Generation, GenerationRequest, Turn
 
 if TYPE_CHECKING:
     from appliance.hive.llama import Context, Model
@@ -169,11 +170,20 @@ class HiveEngine:
         model = self._require()
         return model.tokenize(text, add_special=model.add_bos, parse_special=special)
 
-    def render_chat(self, messages: list[tuple[str, str]], *, add_generation_prompt: bool = True) -> str:
+    def render_chat(
+        self,
+        messages: list[tuple[str, str]] | list[Turn],
+        *,
+        add_generation_prompt: bool = True,
+        tools: list[dict] | None = None,
+    ) -> str:
+        """The prompt text for these messages through the GGUF's own chat template, which sees tool
+        calls, tool results and (when given) the tool definitions, as a Hugging Face template does."""
         self._require()
         template = self._templates[add_generation_prompt]
+        turns = [m.as_template_message() if isinstance(m, Turn) else {"role": m[0], "content": m[1]} for m in messages]
         try:
-            rendered = template(messages=[{"role": r, "content": c} for r, c in messages])
+            rendered = template(messages=turns, tools=tools or None)
         except Exception as exc:  # the GGUF's own Jinja template: any error is about these messages
             raise InvalidRequest(
                 f"The model's chat template cannot render these messages: {exc}", param="messages"
@@ -186,11 +196,35 @@ class HiveEngine:
         return prompt
 
     def submit(self, request: GenerationRequest) -> Generation:
+        return self.submit_many(request, 1)[0]
+
+    def submit_many(self, request: GenerationRequest, n: int) -> list[Generation]:
+        """`n` choices from one prefill: the prompt is decoded once, then its KV cells are shared by
+        the other choices' sequences (llama-server's child tasks do the same)."""
         self._require()
         assert self._scheduler is not None and self._loop is not None
-        generation = Generation(self._loop)
-        self._scheduler.submit(request, generation)
-        return generation
+        if not 1 <= n <= self.config.slots:
+            raise InvalidRequest(
+                f"n must be between 1 and {self.config.slots} on this appliance (one slot per choice).", param="n"
+            )
+        generations = [Generation(self._loop) for _ in range(n)]
+        self._scheduler.submit(request, generations)
+        return generations
+
+    def check_grammar(self, grammar: str) -> None:
+        from appliance.hive.llama import grammar_error
+
+        problem = grammar_error(self._require(), grammar)
+        if problem:
+            raise InvalidRequest(f"The grammar cannot be used: {problem}", param="grammar")
+
+    def json_schema_grammar(self, schema: dict, *, param: str) -> str:
+        grammar = json_schema_grammar(schema, param=param)
+        from appliance.hive.llama import grammar_error
+
+        if problem := grammar_error(self._require(), grammar):  # the converter's output, so our bug
+            raise InvalidRequest(f"The JSON schema cannot be turned into a grammar: {problem}", param=param)
+        return grammar
 
     def status(self) -> EngineStatus:
         m, s = self._model, self._scheduler
