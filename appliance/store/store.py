@@ -465,20 +465,23 @@ class Store:
         period = period or current_period()
         start, end = period_bounds(period)
         rows = self._rows(
-            "SELECT specialist, billable, test, count(*), sum(prompt_tokens + completion_tokens) FROM usage"
-            " WHERE account_id = ? AND period = ? GROUP BY specialist, billable, test ORDER BY count(*) DESC",
+            "SELECT specialist, billable, test, status < 400 AS ok, count(*), sum(prompt_tokens + completion_tokens)"
+            " FROM usage WHERE account_id = ? AND period = ? GROUP BY specialist, billable, test, ok"
+            " ORDER BY count(*) DESC",
             [acct.id, period],
         )
         used = tokens = test_requests = failed = 0
         by_specialist: dict[str, int] = {}
-        for specialist, billable, test, count, token_sum in rows:
+        for specialist, billable, test, ok, count, token_sum in rows:
             if billable:
                 used += count
                 tokens += token_sum or 0
                 key = specialist or "unknown"
                 by_specialist[key] = by_specialist.get(key, 0) + count
             elif test:
-                test_requests += count
+                # Only answered test requests: a refused one (429) or a failed one was no use to anyone.
+                if ok:
+                    test_requests += count
             else:
                 failed += count
         overage = max(0, used - plan.requests_per_month)
@@ -530,8 +533,8 @@ class Store:
     def usage_breakdown(self, account: str | None = None, period: str | None = None) -> UsageBreakdown:
         """A period's usage (all accounts, or one) by account, key, specialist and UTC day.
 
-        requests: billable successes; failed: live requests with status >= 400; test: test-key
-        requests; tokens: prompt + completion tokens of the billable requests.
+        requests: billable successes; failed: live requests with status >= 400; test: successful
+        test-key requests; tokens: prompt + completion tokens of the billable requests.
         """
         period = period or current_period()
         period_bounds(period)
@@ -541,7 +544,8 @@ class Store:
             params.append(self.account(account).id)
         sums = (
             "sum(u.billable), sum(CASE WHEN u.billable = 1 THEN u.prompt_tokens + u.completion_tokens ELSE 0 END),"
-            " sum(CASE WHEN u.status >= 400 AND u.test = 0 THEN 1 ELSE 0 END), sum(u.test)"
+            " sum(CASE WHEN u.status >= 400 AND u.test = 0 THEN 1 ELSE 0 END),"
+            " sum(CASE WHEN u.status < 400 AND u.test = 1 THEN 1 ELSE 0 END)"
         )
 
         def grouped(name_sql: str, joins: str = "") -> list[UsageRow]:
