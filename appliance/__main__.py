@@ -76,9 +76,10 @@ def _path(text: str):
 
 
 def _store(settings: Settings):
+    """The data dir's store for the admin commands: it must exist (only `serve` creates one)."""
     from appliance.store import Store
 
-    return Store(settings.data_path)
+    return Store(settings.data_path, create=False)
 
 
 def _print_json(value: object) -> None:

@@ -160,9 +160,31 @@ class _Writer:
                 pass
 
 
+def _make_private(data_dir: Path) -> None:
+    """The data dir 0700 and the database files 0600, new or already there: account names, usage
+    and prompts are nobody else's business. SQLite gives -wal and -shm the database file's mode."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    db = data_dir / DB_FILE
+    db.touch(mode=0o600, exist_ok=True)
+    for path in (data_dir, db, db.with_name(DB_FILE + "-wal"), db.with_name(DB_FILE + "-shm")):
+        mode = 0o700 if path == data_dir else 0o600
+        try:
+            if path.exists() and path.stat().st_mode & 0o777 != mode:
+                path.chmod(mode)
+        except OSError as exc:  # e.g. a data dir owned by another user: work, but say so
+            log.warning("could not restrict %s to mode %o: %s", path, mode, exc)
+
+
 class Store:
-    def __init__(self, data_dir: Path) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, data_dir: Path, *, create: bool = True) -> None:
+        """Open the store in `data_dir`. Only `alveare serve` creates one; the admin tools pass
+        create=False, so a mistyped data dir is an error rather than a new, empty store."""
+        if not create and not (data_dir / DB_FILE).is_file():
+            raise NotFound(
+                f"There is no Alveare data dir at {data_dir} (no {DB_FILE}). Check --data-dir or "
+                "ALVEARE_DATA_DIR; `alveare serve` creates the data dir."
+            )
+        _make_private(data_dir)
         self.path = data_dir / DB_FILE
         self._secret = security.load_or_create_secret(data_dir / SECRET_FILE)
         write_db = Database(_connect(self.path))

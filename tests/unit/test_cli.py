@@ -1,14 +1,25 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from appliance.__main__ import main
+from appliance.store import Store
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@pytest.fixture
+def tmp_path(tmp_path: Path) -> Path:
+    """A data dir as `alveare serve` leaves it: the admin commands never create one."""
+    Store(tmp_path).close()
+    return tmp_path
 
 
 def test_accounts_and_keys(tmp_path, capsys) -> None:
@@ -37,9 +48,46 @@ def test_errors_are_one_line(tmp_path, capsys) -> None:
 
 
 def test_env_data_dir(tmp_path, capsys, monkeypatch) -> None:
+    Store(tmp_path / "env").close()
     monkeypatch.setenv("ALVEARE_DATA_DIR", str(tmp_path / "env"))
-    assert run(capsys, "admin", "plans", "list")[0] == 0
-    assert (tmp_path / "env" / "alveare.db").exists()
+    code, out, _ = run(capsys, "admin", "plans", "list")
+    assert code == 0 and "starter" in out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["admin", "plans", "list"],
+        ["admin", "accounts", "create", "acme"],
+        ["admin", "keys", "create", "--account", "admin"],
+        ["admin", "keys", "list"],
+        ["admin", "usage"],
+    ],
+)
+def test_admin_commands_never_create_a_data_dir(tmp_path, capsys, command) -> None:
+    for missing in (tmp_path / "typo", tmp_path / "empty"):
+        if missing.name == "empty":
+            missing.mkdir()  # a folder without a store is no data dir either
+        code, _, err = run(capsys, "--data-dir", str(missing), *command)
+        assert code == 1 and err.count("\n") == 1 and str(missing) in err and "no alveare.db" in err
+        assert not (missing / "alveare.db").exists()
+    assert not (tmp_path / "typo").exists()
+
+
+def test_data_dir_is_private(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "fresh"
+    Store(data).close()
+    assert data.stat().st_mode & 0o777 == 0o700
+    assert (data / "alveare.db").stat().st_mode & 0o777 == 0o600
+    # an older data dir, created with the umask's modes, is tightened when it is opened
+    data.chmod(0o755)
+    for name in ("alveare.db", "alveare.db-wal", "alveare.db-shm"):
+        (data / name).touch()
+        (data / name).chmod(0o644)
+    assert run(capsys, "--data-dir", str(data), "admin", "plans", "list")[0] == 0
+    assert data.stat().st_mode & 0o777 == 0o700
+    for name in ("alveare.db", "alveare.db-wal", "alveare.db-shm"):
+        assert (data / name).stat().st_mode & 0o777 == 0o600, name
 
 
 def test_bad_settings_are_one_line(tmp_path, capsys, monkeypatch) -> None:
