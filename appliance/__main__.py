@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import socket
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import msgspec
 
@@ -28,6 +31,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         model_path = settings.model_path or embedded_model_path()
     except FileNotFoundError as exc:
         raise ConfigError(str(exc)) from None
+    # Everything that can be checked before listening is: a bad model file or a busy port is one
+    # line and a non-zero exit, not a server that answers 503 forever or a traceback.
+    _check_model(model_path)
+    sock = _bind(settings.host, settings.port)
     first_run = not settings.data_path.exists()
     store = Store(settings.data_path)
     admin = store.ensure_admin()
@@ -44,7 +51,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             verbose=args.verbose,
         )
     )
-    app = create_app(settings, engine=engine, store=store, specialists=specialists)
+    load_failure: list[str] = []
+
+    def load_failed(reason: str) -> None:
+        # The file passed the checks but llama.cpp could not load it (a damaged GGUF, too little memory).
+        load_failure.append(reason)
+        server.should_exit = True
+
+    app = create_app(settings, engine=engine, store=store, specialists=specialists, on_load_failure=load_failed)
     if first_run:
         print(f"Created the data dir {settings.data_path}")
     if admin is not None:
@@ -64,14 +78,52 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
-    server.run()
+    server.run(sockets=[sock])
     store.close()
+    if load_failure:
+        print(f"alveare: error: could not load the model {model_path}: {load_failure[0]}", file=sys.stderr)
+        return 1
     return 0 if server.started else 1
 
 
-def _path(text: str):
-    from pathlib import Path
+GGUF_MAGIC = b"GGUF"
 
+
+def _check_model(path: str) -> None:
+    """The model file exists, can be read, and is a GGUF file."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(len(GGUF_MAGIC))
+    except FileNotFoundError:
+        raise ConfigError(f"model file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"the model path is a directory, not a GGUF file: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the model file {path}: {exc.strerror or exc}") from None
+    if magic != GGUF_MAGIC:
+        raise ConfigError(f"{path} is not a GGUF model file (it does not start with the GGUF signature)")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything is printed; uvicorn serves on it."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart over TIME_WAIT
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        hint = "; is another server running? Pick another with --port" if exc.errno == errno.EADDRINUSE else ""
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
+    return sock
+
+
+def _path(text: str) -> Path:
     return Path(text).expanduser()
 
 

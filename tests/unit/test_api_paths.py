@@ -70,6 +70,23 @@ def test_engine_failure_is_500_or_stream_error(make_client, caplog) -> None:
     assert any("stream-42" in rec.getMessage() and "500" in rec.getMessage() for rec in caplog.records)
 
 
+def test_a_model_that_fails_to_load_is_reported(tmp_path) -> None:
+    store = Store(tmp_path)
+    reasons: list[str] = []
+    engine = FakeEngine(loaded=False, load_error="bad magic")
+    app = create_app(
+        Settings(data_dir=str(tmp_path)),
+        engine=engine,
+        store=store,
+        specialists=load_specialists(),
+        on_load_failure=reasons.append,
+    )
+    with TestClient(app) as client:
+        client.get("/health")
+    store.close()
+    assert reasons == ["bad magic"]
+
+
 def test_unexpected_exception_is_500_without_trace(make_client) -> None:
     client = make_client(FakeEngine(explode=RuntimeError("secret internals")))
     error = envelope(client.post("/v1/chat/completions", json=CHAT), 500, "internal_error")

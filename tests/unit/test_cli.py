@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -88,6 +90,36 @@ def test_data_dir_is_private(tmp_path: Path, capsys) -> None:
     assert data.stat().st_mode & 0o777 == 0o700
     for name in ("alveare.db", "alveare.db-wal", "alveare.db-shm"):
         assert (data / name).stat().st_mode & 0o777 == 0o600, name
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "not-gguf", "unreadable"])
+def test_a_bad_model_file_stops_serve_before_it_listens(tmp_path, capsys, kind) -> None:
+    model = tmp_path / "model.gguf"
+    if kind == "directory":
+        model.mkdir()
+    elif kind == "not-gguf":
+        model.write_bytes(b"<html>not a model</html>")
+    elif kind == "unreadable":
+        if os.geteuid() == 0:
+            pytest.skip("root reads any file")
+        model.write_bytes(b"GGUF....")
+        model.chmod(0)
+    data = tmp_path / "new-data"
+    code, out, err = run(capsys, "--data-dir", str(data), "serve", "--model", str(model))
+    assert code == 2 and err.count("\n") == 1 and str(model) in err and "Traceback" not in err
+    assert "Listening" not in out and not data.exists()
+
+
+def test_a_port_in_use_stops_serve_before_it_listens(tmp_path, capsys) -> None:
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF" + bytes(60))  # passes the pre-check; the port check comes first
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = run(capsys, "--data-dir", str(tmp_path), "serve", "--port", str(port), "--model", str(model))
+    assert code == 2 and err.count("\n") == 1 and f"127.0.0.1:{port}" in err and "--port" in err
+    assert "Listening" not in out
 
 
 def test_bad_settings_are_one_line(tmp_path, capsys, monkeypatch) -> None:
