@@ -160,11 +160,28 @@ def _accounts_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
-    created = _store(settings).create_key(args.account, test=args.test)
+    from appliance.errors import InvalidRequest, NotFound
+    from appliance.store import ADMIN_ACCOUNT
+
+    store = _store(settings)
+    if args.admin:
+        if args.test:
+            raise InvalidRequest("An admin key is a live key; leave out --test.")
+        if args.account not in (None, ADMIN_ACCOUNT):
+            raise InvalidRequest(f"Admin keys belong to the {ADMIN_ACCOUNT} account; leave out --account.")
+        try:
+            store.account(ADMIN_ACCOUNT)
+        except NotFound:
+            store.create_account(ADMIN_ACCOUNT, "scale")
+        created = store.create_key(ADMIN_ACCOUNT, admin=True)
+    elif args.account:
+        created = store.create_key(args.account, test=args.test)
+    else:
+        raise InvalidRequest("Name the key's account with --account NAME (or ask for an admin key with --admin).")
     if args.json:
         _print_json({"key": created.key, "prefix": created.prefix})
     else:
-        kind = "test" if created.test else "live"
+        kind = "admin" if args.admin else "test" if created.test else "live"
         print(f"Created a {kind} key for {created.account}. It is shown once; store it safely:")
         print(f"  {created.key}")
     return 0
@@ -175,12 +192,11 @@ def _keys_list(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(keys)
         return 0
+    # KIND: live or test (alv_test_ sandbox), or admin: a live key that may also use the admin API.
     print(f"{'PREFIX':<18} {'ACCOUNT':<20} {'KIND':<5} {'STATE':<8} {'CREATED':<20} LAST USED")
     for k in keys:
         state = "revoked" if k.revoked_at else "active"
-        kind = "test" if k.test else "live"
-        if k.admin:
-            kind += "*"
+        kind = "admin" if k.admin else "test" if k.test else "live"
         last = (k.last_used_at or "-")[:19]
         print(f"{k.prefix:<18} {k.account:<20} {kind:<5} {state:<8} {k.created_at[:19]:<20} {last}")
     return 0
@@ -408,8 +424,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = admin.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
     p = keys.add_parser("create", help="create a key (printed once)")
-    p.add_argument("--account", required=True)
+    p.add_argument("--account", help="the account the key belongs to")
     p.add_argument("--test", action="store_true", help="a sandbox alv_test_ key")
+    p.add_argument(
+        "--admin",
+        action="store_true",
+        help="an admin key (admin API, hive status, every specialist), on the admin account",
+    )
     p.add_argument("--json", action="store_true", help='print {"key": ..., "prefix": ...}')
     p.set_defaults(func=_keys_create)
     p = keys.add_parser("list", help="list keys (prefixes only)")

@@ -76,6 +76,27 @@ def test_admin_commands_never_create_a_data_dir(tmp_path, capsys, command) -> No
     assert not (tmp_path / "typo").exists()
 
 
+def test_admin_keys_from_the_command_line(tmp_path, capsys) -> None:
+    d = str(tmp_path)
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "keys", "create", "--admin", "--json")
+    assert code == 0
+    admin_key = json.loads(out)
+    principal = Store(tmp_path).authenticate(admin_key["key"])
+    assert principal is not None and principal.admin and principal.account == "admin" and not principal.test
+    assert run(capsys, "--data-dir", d, "admin", "accounts", "create", "acme")[0] == 0
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "keys", "create", "--account", "acme", "--json")
+    live = json.loads(out)
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "keys", "create", "--account", "acme", "--test", "--json")
+    test = json.loads(out)
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "keys", "list")
+    kinds = {line.split()[0]: line.split()[2] for line in out.splitlines()[1:]}
+    assert kinds == {admin_key["prefix"]: "admin", live["prefix"]: "live", test["prefix"]: "test"}
+    assert "*" not in out
+    for bad in (["--admin", "--test"], ["--admin", "--account", "acme"], []):
+        code, _, err = run(capsys, "--data-dir", d, "admin", "keys", "create", *bad)
+        assert code == 1 and err.count("\n") == 1, err
+
+
 def test_data_dir_is_private(tmp_path: Path, capsys) -> None:
     data = tmp_path / "fresh"
     Store(data).close()
