@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
-import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,6 +12,7 @@ import msgspec
 
 from appliance import __version__
 from appliance.errors import AlveareError, ConfigError
+from appliance.preflight import bind, check_model
 from appliance.settings import Settings, load_settings
 
 
@@ -33,8 +32,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     # Everything that can be checked before listening is: a bad model file or a busy port is one
     # line and a non-zero exit, not a server that answers 503 forever or a traceback.
-    _check_model(model_path)
-    sock = _bind(settings.host, settings.port)
+    check_model(model_path)
+    sock = bind(settings.host, settings.port)
     first_run = not settings.data_path.exists()
     store = Store(settings.data_path)
     admin = store.ensure_admin()
@@ -84,43 +83,6 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         print(f"alveare: error: could not load the model {model_path}: {load_failure[0]}", file=sys.stderr)
         return 1
     return 0 if server.started else 1
-
-
-GGUF_MAGIC = b"GGUF"
-
-
-def _check_model(path: str) -> None:
-    """The model file exists, can be read, and is a GGUF file."""
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(len(GGUF_MAGIC))
-    except FileNotFoundError:
-        raise ConfigError(f"model file not found: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"the model path is a directory, not a GGUF file: {path}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read the model file {path}: {exc.strerror or exc}") from None
-    if magic != GGUF_MAGIC:
-        raise ConfigError(f"{path} is not a GGUF model file (it does not start with the GGUF signature)")
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before anything is printed; uvicorn serves on it."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except socket.gaierror as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart over TIME_WAIT
-    try:
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        hint = "; is another server running? Pick another with --port" if exc.errno == errno.EADDRINUSE else ""
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
-    return sock
 
 
 def _path(text: str) -> Path:
