@@ -71,6 +71,8 @@ class Call:
     principal: Principal
     endpoint: str
     rate: RateState | None = None
+    # The request's id, for errors the service reports itself (an error event inside a stream).
+    request_id: str | None = None
 
 
 @dataclass
@@ -334,7 +336,13 @@ class Service:
     def _message_text(message: p.ChatMessage, index: int) -> str:
         content = message.content
         if content is None:
-            return ""
+            # Only an assistant turn that calls tools may come without content.
+            if message.role == "assistant" and message.tool_calls:
+                return ""
+            raise InvalidRequest(
+                f"messages[{index}].content is required for a {message.role} message.",
+                param=f"messages[{index}].content",
+            )
         if isinstance(content, str):
             return content
         texts = []
@@ -813,7 +821,11 @@ class Service:
                             _raise_for(item, self.settings.request_timeout_s)
                         except (GenerationTimeout, ServerError) as exc:
                             status = exc.status
-                            yield _sse_error(exc)
+                            rid = meter.call.request_id
+                            log.warning(
+                                "%s (stream, %s) -> %s %s: %s", meter.call.endpoint, rid, status, exc.code, exc.message
+                            )
+                            yield _sse_error(exc, rid)
                             return
                     yield last(i, item)
                 else:
@@ -962,8 +974,8 @@ def _sse(value: object) -> bytes:
     return b"data: " + p.encode(value) + b"\n\n"
 
 
-def _sse_error(exc: GenerationTimeout | ServerError) -> bytes:
+def _sse_error(exc: GenerationTimeout | ServerError, request_id: str | None) -> bytes:
     body = p.ErrorEnvelope(
-        p.ErrorBody(message=exc.message, type=exc.type, param=exc.param, code=exc.code, request_id=None)
+        p.ErrorBody(message=exc.message, type=exc.type, param=exc.param, code=exc.code, request_id=request_id)
     )
     return b"data: " + p.encode(body) + b"\n\n"

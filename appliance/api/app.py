@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
@@ -28,7 +28,16 @@ from appliance.store import Principal, Store
 log = logging.getLogger("alveare.api")
 
 
-def create_app(settings: Settings, *, engine: Engine, store: Store, specialists: Specialists) -> Litestar:
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine,
+    store: Store,
+    specialists: Specialists,
+    on_load_failure: Callable[[str], None] | None = None,
+) -> Litestar:
+    """The app; `on_load_failure(reason)` is called (on the event loop) if the model fails to load,
+    so `serve` can stop rather than answer 503 forever."""
     service = Service(settings, engine, specialists, store)
 
     async def add_rate_limit_headers(message: Message, scope: Scope) -> None:
@@ -52,7 +61,13 @@ def create_app(settings: Settings, *, engine: Engine, store: Store, specialists:
     async def engine_lifespan(app: Litestar) -> AsyncIterator[None]:
         # The model loads in the background: /health answers at once and reports progress,
         # and requests get 503 model_loading until it is ready.
-        loading = asyncio.create_task(engine.start())
+        async def load() -> None:
+            await engine.start()
+            reason = engine.status().load_error
+            if reason is not None and on_load_failure is not None:
+                on_load_failure(reason)
+
+        loading = asyncio.create_task(load())
         try:
             yield
         finally:

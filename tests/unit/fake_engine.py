@@ -9,9 +9,16 @@ from appliance.hive.types import EngineStatus, Finished, Generation, GenerationR
 
 class FakeEngine:
     def __init__(
-        self, *, loaded: bool = True, reply: str = "fake reply", outcome: str = "stop", explode: Exception | None = None
+        self,
+        *,
+        loaded: bool = True,
+        reply: str = "fake reply",
+        outcome: str = "stop",
+        explode: Exception | None = None,
+        load_error: str | None = None,
     ) -> None:
         self._loaded = loaded
+        self.load_error = load_error
         self.reply = reply
         self.outcome = outcome
         self.explode = explode
@@ -78,6 +85,7 @@ class FakeEngine:
             draft_tokens=0,
             draft_tokens_accepted=0,
             uptime_seconds=0,
+            load_error=self.load_error,
         )
 
     async def start(self) -> None:
