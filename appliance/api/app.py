@@ -65,7 +65,9 @@ def create_app(
             await engine.start()
             reason = engine.status().load_error
             if reason is not None and on_load_failure is not None:
-                on_load_failure(reason)
+                on_load_failure(reason)  # says it once, as the process's last line
+            elif reason is not None:
+                log.error("could not load the model: %s", reason)
 
         loading = asyncio.create_task(load())
         try:

@@ -66,8 +66,8 @@ class HiveEngine:
         try:
             await asyncio.to_thread(self._load)
         except Exception as exc:
+            # Reported by whoever started the engine (serve exits with it), not logged twice here.
             self._load_error = str(exc)
-            log.error("could not load the model: %s", exc)
 
     def load_sync(self) -> None:
         """Load on the calling thread (benchmarks and tools with no event loop of their own)."""

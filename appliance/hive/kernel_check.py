@@ -17,6 +17,9 @@ import sys
 
 from appliance.hive.llama import Batch, Context, Model, default_threads, quiet_native_logs
 
+# The exit status for "llama.cpp cannot load this file at all", which says nothing about kernels.
+UNLOADABLE = 3
+
 # Long enough that the prompt is decoded as one batched matmul (the AMX path), short enough to be quick.
 PROMPT = (
     "The quick brown fox jumps over the lazy dog. Paris is the capital of France, and Rome is the "
@@ -58,7 +61,11 @@ def main(argv: list[str]) -> int:
         return 2
     quiet_native_logs(False)
     fault = os.environ.get("ALVEARE_KERNEL_CHECK_FAULT", "")
-    fast = top_tokens(argv[0], extra_bufts=True, fault=fault)
+    try:
+        fast = top_tokens(argv[0], extra_bufts=True, fault=fault)
+    except RuntimeError as exc:  # not a kernel problem: the engine's own load will say what is wrong
+        print(f"unloadable: {exc}")
+        return UNLOADABLE
     safe = top_tokens(argv[0], extra_bufts=False, fault=fault)
     # Rounding differs between kernels, so a near-tie may swap the order; the fast kernels' first
     # choice must still be among the safe kernels' top five at both positions.

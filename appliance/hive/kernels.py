@@ -34,6 +34,8 @@ log = logging.getLogger("alveare.hive")
 KernelSetting = Literal["auto", "fast", "safe"]
 # How long the child may take: two loads of the model and two short decodes.
 CHECK_TIMEOUT_S = 180.0
+# kernel_check's exit status when llama.cpp cannot load the model at all (kept in step with it).
+UNLOADABLE = 3
 
 
 class KernelChoice(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,6 +50,8 @@ class KernelChoice(msgspec.Struct, frozen=True, kw_only=True):
 class CheckResult(msgspec.Struct, frozen=True):
     ok: bool
     reason: str
+    # False when the check says nothing about the kernels (the model file itself won't load).
+    conclusive: bool = True
 
 
 def cpu_signature(cpuinfo: str | None = None) -> str:
@@ -109,6 +113,8 @@ def run_check(command: Sequence[str], timeout_s: float = CHECK_TIMEOUT_S) -> Che
             name = f"signal {-done.returncode}"
         return CheckResult(False, f"the fast CPU kernels crashed the check ({name})")
     last = (done.stdout.strip().splitlines() or [""])[-1]
+    if done.returncode == UNLOADABLE and last.startswith("unloadable"):
+        return CheckResult(False, last, conclusive=False)
     if done.returncode != 0 or not last.startswith("ok"):
         detail = last or (done.stderr.strip().splitlines() or ["no output"])[-1]
         return CheckResult(False, f"the check failed (exit {done.returncode}): {detail[:200]}")
@@ -173,6 +179,9 @@ def choose_kernels(
         return KernelChoice(mode=known.mode, source="cache", reason=known.reason)
     t0 = time.monotonic()
     result = check(model_path)
+    if not result.conclusive:
+        # The engine's own load of this file fails next and says why; nothing to remember.
+        return KernelChoice(mode="safe", source="check", reason=result.reason)
     if result.ok:
         choice = KernelChoice(mode="fast", source="check", reason="the fast CPU kernels decoded correctly")
         log.info("CPU kernel check passed in %.1f s: using the fast kernels", time.monotonic() - t0)

@@ -23,8 +23,8 @@ def test_a_model_that_fails_to_load_stops_the_server(tmp_path: Path) -> None:
     corrupt.write_bytes(b"GGUF" + bytes(range(256)) * 16)
     result = serve(tmp_path / "data", "--model", str(corrupt))
     assert result.returncode == 1, result.stdout + result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("alveare: error: could not load the model") and str(corrupt) in last
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("alveare: error: could not load the model") and str(corrupt) in line
     assert "Traceback" not in result.stderr
 
 

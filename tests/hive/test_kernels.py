@@ -44,6 +44,17 @@ def test_a_child_that_exits_non_zero_or_says_nothing_is_a_failure() -> None:
     assert run_check(child("print('ok: agree')")).ok
 
 
+def test_a_model_that_will_not_load_decides_nothing(tmp_path) -> None:
+    corrupt = tmp_path / "corrupt.gguf"
+    corrupt.write_bytes(b"GGUF" + bytes(256))
+    result = run_check(child_command(str(corrupt)))
+    assert not result.ok and not result.conclusive and result.reason.startswith("unloadable")
+    choice = choose_kernels(
+        "auto", str(corrupt), cache=KernelCache(tmp_path / "k.json"), check=lambda path: result, build=lambda: "b"
+    )
+    assert choice.mode == "safe" and not (tmp_path / "k.json").exists()
+
+
 def test_a_child_that_hangs_is_a_failure() -> None:
     result = run_check(child("import time; time.sleep(30)"), timeout_s=0.5)
     assert not result.ok and "did not finish" in result.reason
