@@ -318,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--prefix-cache-mb", type=int, help="host memory for saved shared prompt prefixes (default 128; 0: off)"
     )
     serve.add_argument("--webhook-url", help="POST usage alerts here as JSON (env ALVEARE_WEBHOOK_URL)")
+    serve.add_argument("--cors-origins", help="browser origins allowed to call the API, comma-separated, or '*'")
     serve.add_argument("--verbose", action="store_true", help="show llama.cpp's own log lines")
     serve.set_defaults(func=_serve)
 
@@ -410,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "queue_size": getattr(args, "queue", None),
         "prefix_cache_mb": getattr(args, "prefix_cache_mb", None),
         "webhook_url": getattr(args, "webhook_url", None),
+        "cors_origins": getattr(args, "cors_origins", None),
     }
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     func: Callable[[Settings, argparse.Namespace], int] = args.func
