@@ -15,6 +15,9 @@ from appliance.errors import AlveareError, ConfigError
 from appliance.preflight import bind, check_model
 from appliance.settings import Settings, load_settings
 
+# What the [server] and [tui] extras bring; a command that needs one names the extra, not a traceback.
+SERVER_AND_TUI_MODULES = frozenset({"litestar", "uvicorn", "llama_cpp", "textual", "sqlite_utils", "numpy", "jinja2"})
+
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
@@ -356,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--prefix-cache-mb", type=int, help="host memory for saved shared prompt prefixes (default 128; 0: off)"
     )
     serve.add_argument("--webhook-url", help="POST usage alerts here as JSON (env ALVEARE_WEBHOOK_URL)")
+    serve.add_argument("--cors-origins", help="browser origins allowed to call the API, comma-separated, or '*'")
     serve.add_argument("--verbose", action="store_true", help="show llama.cpp's own log lines")
     serve.set_defaults(func=_serve)
 
@@ -454,6 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "queue_size": getattr(args, "queue", None),
         "prefix_cache_mb": getattr(args, "prefix_cache_mb", None),
         "webhook_url": getattr(args, "webhook_url", None),
+        "cors_origins": getattr(args, "cors_origins", None),
     }
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     func: Callable[[Settings, argparse.Namespace], int] = args.func
@@ -468,6 +473,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        # `pip install alveare` is the SDK and user CLI only; the server and TUI are extras.
+        root = (exc.name or "").split(".")[0]
+        if root not in SERVER_AND_TUI_MODULES:
+            raise
+        print(f"alveare: error: this command needs pip install 'alveare[all]' ({root} is missing)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

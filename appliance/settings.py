@@ -31,6 +31,7 @@ ENV_VARS: dict[str, str] = {
     "ALVEARE_PREFIX_CACHE_MB": "prefix_cache_mb",
     "ALVEARE_MAX_BODY": "max_body_bytes",
     "ALVEARE_WEBHOOK_URL": "webhook_url",
+    "ALVEARE_CORS_ORIGINS": "cors_origins",
 }
 
 
@@ -63,6 +64,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 1_048_576
     # Usage alerts (75%, 90%, 100% of an account's monthly requests) are POSTed here as JSON.
     webhook_url: str | None = None
+    # Browser origins allowed to call the API (CORS), comma-separated, or "*"; none by default.
+    cors_origins: str | None = None
 
     @property
     def data_path(self) -> Path:
@@ -72,6 +75,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def kernel_cache_path(self) -> Path:
         """Where the CPU kernel check's verdicts are remembered."""
         return self.data_path / "cpu-kernels.json"
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in (self.cors_origins or "").split(",") if o.strip()]
 
     def validate(self) -> Settings:
         problems = []
@@ -95,6 +102,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             problems.append("queue size must not be negative")
         if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
             problems.append(f"webhook URL must start with http:// or https://, not {self.webhook_url!r}")
+        for origin in self.cors_origin_list:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                problems.append(f"a CORS origin must be '*' or start with http:// or https://, not {origin!r}")
         if problems:
             raise ConfigError("; ".join(problems))
         return self

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -98,8 +99,36 @@ def create_app(
                 "admin": LocalAdmin(store, specialists, url=f"http://{settings.host}:{settings.port}"),
             }
         ),
+        cors_config=_cors(settings),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Alveare", version=__version__, path="/schema"),
         debug=False,
         logging_config=None,
+    )
+
+
+def _cors(settings: Settings) -> CORSConfig | None:
+    """Browsers on the configured origins may call the API (the TypeScript SDK in a web page); off by default.
+    The headers a client acts on (request id, rate limits, retry hints) are exposed to the page's script."""
+    origins = settings.cors_origin_list
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=origins,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        # Any request header: the OpenAI SDKs send their own x-stainless-* headers from a browser too.
+        allow_headers=["*"],
+        expose_headers=[
+            "x-request-id",
+            "retry-after",
+            "retry-after-ms",
+            "x-should-retry",
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ],
+        max_age=600,
     )

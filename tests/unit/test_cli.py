@@ -184,3 +184,16 @@ def test_plans_accounts_and_usage_commands(tmp_path, capsys) -> None:
     assert code == 0 and "acme" in out
     code, _, err = run(capsys, "--data-dir", d, "admin", "plans", "set", "tiny", "--rpm", "0")
     assert code == 1 and "requests_per_minute" in err
+
+
+def test_a_command_whose_extra_is_not_installed_names_the_extra(monkeypatch, capsys) -> None:
+    """`pip install alveare` alone has no server: `alveare serve` says which extra, not a traceback."""
+    from appliance import __main__ as cli
+
+    def missing(settings, args):
+        raise ModuleNotFoundError("No module named 'litestar'", name="litestar")
+
+    monkeypatch.setattr(cli, "_serve", missing)
+    code = cli.main(["serve"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "alveare: error: this command needs pip install 'alveare[all]' (litestar is missing)\n"
