@@ -6,12 +6,17 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import msgspec
 
 from appliance import __version__
 from appliance.errors import AlveareError, ConfigError
+from appliance.preflight import bind, check_model
 from appliance.settings import Settings, load_settings
+
+# What the [server] and [tui] extras bring; a command that needs one names the extra, not a traceback.
+SERVER_AND_TUI_MODULES = frozenset({"litestar", "uvicorn", "llama_cpp", "textual", "sqlite_utils", "numpy", "jinja2"})
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -28,6 +33,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         model_path = settings.model_path or embedded_model_path()
     except FileNotFoundError as exc:
         raise ConfigError(str(exc)) from None
+    # Everything that can be checked before listening is: a bad model file or a busy port is one
+    # line and a non-zero exit, not a server that answers 503 forever or a traceback.
+    check_model(model_path)
+    sock = bind(settings.host, settings.port)
     first_run = not settings.data_path.exists()
     store = Store(settings.data_path)
     admin = store.ensure_admin()
@@ -39,12 +48,21 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             threads=settings.threads,
             gpu=settings.gpu == "auto",
             flash_attn=settings.flash_attn,
+            cpu_kernels=settings.cpu_kernels,
+            kernel_cache_path=str(settings.kernel_cache_path),
             queue_size=settings.queue_size,
             cache_bytes=settings.prefix_cache_mb * 1024 * 1024,
             verbose=args.verbose,
         )
     )
-    app = create_app(settings, engine=engine, store=store, specialists=specialists)
+    load_failure: list[str] = []
+
+    def load_failed(reason: str) -> None:
+        # The file passed the checks but llama.cpp could not load it (a damaged GGUF, too little memory).
+        load_failure.append(reason)
+        server.should_exit = True
+
+    app = create_app(settings, engine=engine, store=store, specialists=specialists, on_load_failure=load_failed)
     if first_run:
         print(f"Created the data dir {settings.data_path}")
     if admin is not None:
@@ -64,21 +82,23 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
-    server.run()
+    server.run(sockets=[sock])
     store.close()
+    if load_failure:
+        print(f"alveare: error: could not load the model {model_path}: {load_failure[0]}", file=sys.stderr)
+        return 1
     return 0 if server.started else 1
 
 
-def _path(text: str):
-    from pathlib import Path
-
+def _path(text: str) -> Path:
     return Path(text).expanduser()
 
 
 def _store(settings: Settings):
+    """The data dir's store for the admin commands: it must exist (only `serve` creates one)."""
     from appliance.store import Store
 
-    return Store(settings.data_path)
+    return Store(settings.data_path, create=False)
 
 
 def _print_json(value: object) -> None:
@@ -107,11 +127,28 @@ def _accounts_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
-    created = _store(settings).create_key(args.account, test=args.test)
+    from appliance.errors import InvalidRequest, NotFound
+    from appliance.store import ADMIN_ACCOUNT
+
+    store = _store(settings)
+    if args.admin:
+        if args.test:
+            raise InvalidRequest("An admin key is a live key; leave out --test.")
+        if args.account not in (None, ADMIN_ACCOUNT):
+            raise InvalidRequest(f"Admin keys belong to the {ADMIN_ACCOUNT} account; leave out --account.")
+        try:
+            store.account(ADMIN_ACCOUNT)
+        except NotFound:
+            store.create_account(ADMIN_ACCOUNT, "scale")
+        created = store.create_key(ADMIN_ACCOUNT, admin=True)
+    elif args.account:
+        created = store.create_key(args.account, test=args.test)
+    else:
+        raise InvalidRequest("Name the key's account with --account NAME (or ask for an admin key with --admin).")
     if args.json:
         _print_json({"key": created.key, "prefix": created.prefix})
     else:
-        kind = "test" if created.test else "live"
+        kind = "admin" if args.admin else "test" if created.test else "live"
         print(f"Created a {kind} key for {created.account}. It is shown once; store it safely:")
         print(f"  {created.key}")
     return 0
@@ -122,12 +159,11 @@ def _keys_list(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(keys)
         return 0
+    # KIND: live or test (alv_test_ sandbox), or admin: a live key that may also use the admin API.
     print(f"{'PREFIX':<18} {'ACCOUNT':<20} {'KIND':<5} {'STATE':<8} {'CREATED':<20} LAST USED")
     for k in keys:
         state = "revoked" if k.revoked_at else "active"
-        kind = "test" if k.test else "live"
-        if k.admin:
-            kind += "*"
+        kind = "admin" if k.admin else "test" if k.test else "live"
         last = (k.last_used_at or "-")[:19]
         print(f"{k.prefix:<18} {k.account:<20} {kind:<5} {state:<8} {k.created_at[:19]:<20} {last}")
     return 0
@@ -312,12 +348,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--flash-attn", choices=["auto", "on", "off"], help="flash attention (default auto: llama.cpp decides)"
     )
+    serve.add_argument(
+        "--cpu-kernels",
+        choices=["auto", "fast", "safe"],
+        help="llama.cpp's fast CPU kernels (repacking, AMX): auto checks them once in a child process",
+    )
     serve.add_argument("--timeout", type=float, help="server-side generation timeout in seconds (default 30)")
     serve.add_argument("--queue", type=int, help="requests that may wait for a slot (default 64)")
     serve.add_argument(
         "--prefix-cache-mb", type=int, help="host memory for saved shared prompt prefixes (default 128; 0: off)"
     )
     serve.add_argument("--webhook-url", help="POST usage alerts here as JSON (env ALVEARE_WEBHOOK_URL)")
+    serve.add_argument("--cors-origins", help="browser origins allowed to call the API, comma-separated, or '*'")
     serve.add_argument("--verbose", action="store_true", help="show llama.cpp's own log lines")
     serve.set_defaults(func=_serve)
 
@@ -355,8 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = admin.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
     p = keys.add_parser("create", help="create a key (printed once)")
-    p.add_argument("--account", required=True)
+    p.add_argument("--account", help="the account the key belongs to")
     p.add_argument("--test", action="store_true", help="a sandbox alv_test_ key")
+    p.add_argument(
+        "--admin",
+        action="store_true",
+        help="an admin key (admin API, hive status, every specialist), on the admin account",
+    )
     p.add_argument("--json", action="store_true", help='print {"key": ..., "prefix": ...}')
     p.set_defaults(func=_keys_create)
     p = keys.add_parser("list", help="list keys (prefixes only)")
@@ -406,10 +453,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "threads": getattr(args, "threads", None),
         "gpu": getattr(args, "gpu", None),
         "flash_attn": getattr(args, "flash_attn", None),
+        "cpu_kernels": getattr(args, "cpu_kernels", None),
         "request_timeout_s": getattr(args, "timeout", None),
         "queue_size": getattr(args, "queue", None),
         "prefix_cache_mb": getattr(args, "prefix_cache_mb", None),
         "webhook_url": getattr(args, "webhook_url", None),
+        "cors_origins": getattr(args, "cors_origins", None),
     }
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     func: Callable[[Settings, argparse.Namespace], int] = args.func
@@ -424,6 +473,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        # `pip install alveare` is the SDK and user CLI only; the server and TUI are extras.
+        root = (exc.name or "").split(".")[0]
+        if root not in SERVER_AND_TUI_MODULES:
+            raise
+        print(f"alveare: error: this command needs pip install 'alveare[all]' ({root} is missing)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

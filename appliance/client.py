@@ -382,4 +382,4 @@ def open_admin(
     from appliance.specialists import load_specialists
 
     catalogue = load_specialists(Path(specialists_path).expanduser() if specialists_path else None)
-    return LocalAdmin(Store(data_dir), catalogue, url=url)
+    return LocalAdmin(Store(data_dir, create=False), catalogue, url=url)  # only `serve` creates a data dir

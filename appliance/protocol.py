@@ -1,4 +1,4 @@
-"""Wire types: OpenAI-compatible and native request/response Structs and the error envelope.
+"""Wire types: OpenAI-compatible and native request Structs, admin bodies; the responses come from alveare.types.
 
 Requests are decoded and validated with msgspec; unknown fields are ignored so that any
 OpenAI client's extra fields pass through harmlessly.
@@ -10,6 +10,30 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
+
+# The response types live in the SDK package, defined once for both sides; re-exported here.
+from alveare.types import (  # noqa: F401
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChunkChoice,
+    Completion,
+    CompletionChoice,
+    Delta,
+    ErrorBody,
+    ErrorEnvelope,
+    Health,
+    HiveSample,
+    HiveStatus,
+    InferResponse,
+    Model,
+    ModelList,
+    SpecialistList,
+    SpecialistView,
+    Usage,
+    UsageReport,
+)
 
 MAX_TOKENS_LIMIT = 4096
 
@@ -95,97 +119,6 @@ class InferRequest(Struct):
 
 
 # ---------------------------------------------------------------- responses
-class Usage(Struct):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class AssistantMessage(Struct):
-    content: str | None
-    role: str = "assistant"
-    refusal: str | None = None
-
-
-class ChatChoice(Struct):
-    index: int
-    message: AssistantMessage
-    finish_reason: str
-    logprobs: None = None
-
-
-class ChatCompletion(Struct):
-    id: str
-    created: int
-    model: str
-    choices: list[ChatChoice]
-    usage: Usage
-    object: str = "chat.completion"
-    system_fingerprint: str | None = None
-
-
-class Delta(Struct, omit_defaults=True):
-    role: str | None = None
-    content: str | None = None
-
-
-class ChunkChoice(Struct):
-    index: int
-    delta: Delta
-    finish_reason: str | None = None
-    logprobs: None = None
-
-
-class ChatCompletionChunk(Struct):
-    id: str
-    created: int
-    model: str
-    choices: list[ChunkChoice]
-    object: str = "chat.completion.chunk"
-    system_fingerprint: str | None = None
-    usage: Usage | None = None
-
-
-class CompletionChoice(Struct):
-    index: int
-    text: str
-    finish_reason: str | None
-    logprobs: None = None
-
-
-class Completion(Struct):
-    id: str
-    created: int
-    model: str
-    choices: list[CompletionChoice]
-    object: str = "text_completion"
-    usage: Usage | None = None
-    system_fingerprint: str | None = None
-
-
-class InferResponse(Struct):
-    id: str
-    specialist: str
-    result: str
-    tokens_used: int
-    latency_ms: int
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str
-
-
-class Model(Struct):
-    id: str
-    created: int
-    object: str = "model"
-    owned_by: str = "alveare"
-
-
-class ModelList(Struct):
-    data: list[Model]
-    object: str = "list"
-
-
 class SpecialistParameters(Struct):
     temperature: float
     top_p: float
@@ -209,74 +142,6 @@ class ModelInfo(Struct):
     context_length: int
     object: str = "model.info"
     owned_by: str = "alveare"
-
-
-class Health(Struct):
-    status: str
-    version: str
-    uptime_seconds: int
-    model_loaded: bool
-    model: str | None
-
-
-class HiveSample(Struct):
-    """One 10-second bucket of metered requests: t is the bucket's start in unix seconds."""
-
-    t: int
-    tokens: int
-    requests: int
-    errors: int
-
-
-class HiveStatus(Struct):
-    version: str
-    uptime_seconds: int
-    model: str
-    model_size_bytes: int
-    n_params: int
-    device: str
-    gpu_layers: int
-    context_length: int
-    kv_cells: int
-    slots_total: int
-    slots_busy: int
-    queue_depth: int
-    queue_limit: int
-    tokens_per_second: float
-    prompt_tokens_per_second: float
-    requests_served: int
-    prefix_cache_hits: int
-    prefix_cache_lookups: int
-    prefix_cache_hit_rate: float
-    prefix_cache_tokens_reused: int
-    draft_tokens: int
-    draft_tokens_accepted: int
-    specialists: list[str]
-    loaded: bool
-    load_error: str | None
-    # Metered API requests (every status) finished in the last 60 seconds.
-    requests_per_minute: int = 0
-    # Metered requests that failed since the server started, by HTTP status ("429": 3).
-    errors_by_status: dict[str, int] = {}
-    # The last 10 minutes in 10-second buckets, oldest first; the last one is the current bucket.
-    history: list[HiveSample] = []
-
-
-class UsageReport(Struct):
-    """GET /v1/usage: the spec's fields first, then Alveare's extras."""
-
-    period_start: str
-    period_end: str
-    requests_used: int
-    requests_limit: int
-    tokens_used: int
-    by_specialist: dict[str, int]
-    plan: str
-    overage_requests: int
-    spending: float
-    spending_cap: float | None
-    # alv_test_ requests: recorded, never counted in requests_used, tokens_used or overage
-    test_requests: int
 
 
 MAX_SYSTEM_PROMPT = 8000
@@ -324,35 +189,6 @@ class AdminSpecialistUpdate(Struct, forbid_unknown_fields=True):
 
 class AdminDeleted(Struct):
     deleted: bool
-
-
-class SpecialistView(Struct):
-    name: str
-    model: str
-    description: str
-    # the prompt in force for the caller's account: its own when set (and its plan allows it), else the default
-    system_prompt: str
-    custom: bool
-    enabled: bool
-    object: str = "specialist"
-
-
-class SpecialistList(Struct):
-    data: list[SpecialistView]
-    custom_prompts_allowed: bool
-    object: str = "list"
-
-
-class ErrorBody(Struct):
-    message: str
-    type: str
-    param: str | None
-    code: str | None
-    request_id: str | None
-
-
-class ErrorEnvelope(Struct):
-    error: ErrorBody
 
 
 def encode(value: Any) -> bytes:

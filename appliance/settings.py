@@ -25,11 +25,13 @@ ENV_VARS: dict[str, str] = {
     "ALVEARE_THREADS": "threads",
     "ALVEARE_GPU": "gpu",
     "ALVEARE_FLASH_ATTN": "flash_attn",
+    "ALVEARE_CPU_KERNELS": "cpu_kernels",
     "ALVEARE_TIMEOUT": "request_timeout_s",
     "ALVEARE_QUEUE": "queue_size",
     "ALVEARE_PREFIX_CACHE_MB": "prefix_cache_mb",
     "ALVEARE_MAX_BODY": "max_body_bytes",
     "ALVEARE_WEBHOOK_URL": "webhook_url",
+    "ALVEARE_CORS_ORIGINS": "cors_origins",
 }
 
 
@@ -51,6 +53,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gpu: str = "auto"
     # Flash attention: "auto" lets llama.cpp decide per backend (on for CUDA and CPU), or "on"/"off".
     flash_attn: str = "auto"
+    # llama.cpp's fast CPU kernels (weight repacking, AMX): "auto" checks once per model, build and CPU
+    # in a child process and falls back to the safe ones if they crash; "fast" or "safe" forces it.
+    cpu_kernels: str = "auto"
     request_timeout_s: float = 30.0
     # Requests waiting for a slot beyond this get 503.
     queue_size: int = 64
@@ -59,10 +64,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 1_048_576
     # Usage alerts (75%, 90%, 100% of an account's monthly requests) are POSTed here as JSON.
     webhook_url: str | None = None
+    # Browser origins allowed to call the API (CORS), comma-separated, or "*"; none by default.
+    cors_origins: str | None = None
 
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser()
+
+    @property
+    def kernel_cache_path(self) -> Path:
+        """Where the CPU kernel check's verdicts are remembered."""
+        return self.data_path / "cpu-kernels.json"
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in (self.cors_origins or "").split(",") if o.strip()]
 
     def validate(self) -> Settings:
         problems = []
@@ -76,6 +92,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             problems.append(f"gpu must be 'auto' or 'off', not {self.gpu!r}")
         if self.flash_attn not in ("auto", "on", "off"):
             problems.append(f"flash attention must be 'auto', 'on' or 'off', not {self.flash_attn!r}")
+        if self.cpu_kernels not in ("auto", "fast", "safe"):
+            problems.append(f"cpu kernels must be 'auto', 'fast' or 'safe', not {self.cpu_kernels!r}")
         if self.request_timeout_s <= 0:
             problems.append("request timeout must be positive")
         if self.prefix_cache_mb < 0:
@@ -84,6 +102,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             problems.append("queue size must not be negative")
         if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
             problems.append(f"webhook URL must start with http:// or https://, not {self.webhook_url!r}")
+        for origin in self.cors_origin_list:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                problems.append(f"a CORS origin must be '*' or start with http:// or https://, not {origin!r}")
         if problems:
             raise ConfigError("; ".join(problems))
         return self

@@ -13,6 +13,7 @@ import msgspec
 from appliance.errors import ConfigError, ModelNotFound
 
 MODEL_PREFIX = "alveare-"
+ECHO_CHARS = 100
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
@@ -65,8 +66,10 @@ class Specialists:
         name = key.removeprefix(MODEL_PREFIX)
         found = self.by_name.get(name) or self.by_name.get(self.aliases.get(key, ""))
         if found is None:
+            # Echo at most ECHO_CHARS of what the client sent: a 10,000-character name is not repeated back.
+            shown = model if len(model) <= ECHO_CHARS else model[:ECHO_CHARS] + "…"
             raise ModelNotFound(
-                f"The model '{model}' does not exist. Use one of: "
+                f"The model '{shown}' does not exist. Use one of: "
                 + ", ".join(s.model_id for s in self.by_name.values())
                 + ".",
                 param=param,

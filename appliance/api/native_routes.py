@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Request, Response, delete, get, post, put
 
 from appliance import protocol as p
+from appliance.api.auth import live_key_only
 from appliance.api.errors import decode_body
 from appliance.api.openai_routes import metered_call
 from appliance.errors import InvalidRequest
@@ -44,14 +45,14 @@ async def list_specialists(request: Request) -> Response[bytes]:
     return _json(_serving(request).catalogue.specialist_list(request.user))
 
 
-@put("/v1/specialists/{name:str}", status_code=200)
+@put("/v1/specialists/{name:str}", status_code=200, guards=[live_key_only])
 async def set_system_prompt(request: Request) -> Response[bytes]:
     update = decode_body(await request.body(), p.SystemPromptUpdate)
     catalogue = _serving(request).catalogue
     return _json(await catalogue.set_system_prompt(request.user, request.path_params["name"], update))
 
 
-@delete("/v1/specialists/{name:str}", status_code=200)
+@delete("/v1/specialists/{name:str}", status_code=200, guards=[live_key_only])
 async def reset_system_prompt(request: Request) -> Response[bytes]:
     return _json(await _serving(request).catalogue.reset_system_prompt(request.user, request.path_params["name"]))
 

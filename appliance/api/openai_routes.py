@@ -9,7 +9,7 @@ from litestar import Request, Response, get, post
 from litestar.response import Stream
 
 from appliance import protocol as p
-from appliance.api.errors import decode_body
+from appliance.api.errors import decode_body, request_id
 from appliance.serving import Call, Serving
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -18,7 +18,7 @@ CALL = "alveare_call"
 
 def metered_call(request: Request, endpoint: str) -> Call:
     """The request's Call, kept in the scope so the before_send hook can report its rate-limit state."""
-    call = Call(request.user, endpoint)
+    call = Call(request.user, endpoint, request_id=request_id(request.scope))
     request.scope.setdefault("state", {})[CALL] = call
     return call
 

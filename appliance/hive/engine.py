@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appliance.errors import InvalidRequest, ModelLoading
-from appliance.hive.types import EngineConfig, EngineStatus, Generation, GenerationRequest
+from appliance.hive.grammars import json_schema_grammar
+from appliance.hive.kernels import KernelCache, KernelChoice, choose_kernels
+from appliance.hive.types import EngineConfig, EngineStatus, Generation, GenerationRequest, Turn
 
 if TYPE_CHECKING:
     from appliance.hive.llama import Context, Model
@@ -56,6 +58,7 @@ class HiveEngine:
         self._started = time.monotonic()
         self._context_length = config.n_ctx
         self._device = "cpu"
+        self._kernels: KernelChoice | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -63,8 +66,8 @@ class HiveEngine:
         try:
             await asyncio.to_thread(self._load)
         except Exception as exc:
+            # Reported by whoever started the engine (serve exits with it), not logged twice here.
             self._load_error = str(exc)
-            log.error("could not load the model: %s", exc)
 
     def load_sync(self) -> None:
         """Load on the calling thread (benchmarks and tools with no event loop of their own)."""
@@ -80,8 +83,16 @@ class HiveEngine:
         quiet_native_logs(cfg.verbose)
         if not os.path.isfile(cfg.model_path):
             raise FileNotFoundError(f"model file not found: {cfg.model_path}")
+        cache_path = Path(cfg.kernel_cache_path) if cfg.kernel_cache_path else None
+        kernels = choose_kernels(
+            cfg.cpu_kernels,
+            cfg.model_path,
+            cache=KernelCache(cache_path),
+            gpu_offload_all=cfg.gpu and supports_gpu_offload(),
+        )
+        self._kernels = kernels
         t0 = time.monotonic()
-        model = Model(cfg.model_path, gpu=cfg.gpu)
+        model = Model(cfg.model_path, gpu=cfg.gpu, extra_bufts=kernels.mode == "fast")
         gpu = model.gpu_layers > 0
         self._device = f"gpu ({model.gpu_layers}/{model.n_layers} layers offloaded)" if gpu else "cpu"
         threads = cfg.threads or default_threads()
@@ -113,11 +124,14 @@ class HiveEngine:
         scheduler.start()
         self._model, self._ctx, self._scheduler = model, ctx, scheduler
         log.info(
-            "model %s loaded in %.1f s on %s (gpu offload %s); %d slots, %d context cells, %d threads",
+            "model %s loaded in %.1f s on %s (gpu offload %s; CPU kernels: %s, by %s); %d slots, %d context cells, "
+            "%d threads",
             Path(cfg.model_path).name,
             time.monotonic() - t0,
             self._device,
             "available" if supports_gpu_offload() else "not built in",
+            kernels.mode,
+            kernels.source,
             cfg.slots,
             ctx.n_ctx,
             threads,
@@ -156,11 +170,20 @@ class HiveEngine:
         model = self._require()
         return model.tokenize(text, add_special=model.add_bos, parse_special=special)
 
-    def render_chat(self, messages: list[tuple[str, str]], *, add_generation_prompt: bool = True) -> str:
+    def render_chat(
+        self,
+        messages: list[tuple[str, str]] | list[Turn],
+        *,
+        add_generation_prompt: bool = True,
+        tools: list[dict] | None = None,
+    ) -> str:
+        """The prompt text for these messages through the GGUF's own chat template, which sees tool
+        calls, tool results and (when given) the tool definitions, as a Hugging Face template does."""
         self._require()
         template = self._templates[add_generation_prompt]
+        turns = [m.as_template_message() if isinstance(m, Turn) else {"role": m[0], "content": m[1]} for m in messages]
         try:
-            rendered = template(messages=[{"role": r, "content": c} for r, c in messages])
+            rendered = template(messages=turns, tools=tools or None)
         except Exception as exc:  # the GGUF's own Jinja template: any error is about these messages
             raise InvalidRequest(
                 f"The model's chat template cannot render these messages: {exc}", param="messages"
@@ -173,11 +196,35 @@ class HiveEngine:
         return prompt
 
     def submit(self, request: GenerationRequest) -> Generation:
+        return self.submit_many(request, 1)[0]
+
+    def submit_many(self, request: GenerationRequest, n: int) -> list[Generation]:
+        """`n` choices from one prefill: the prompt is decoded once, then its KV cells are shared by
+        the other choices' sequences (llama-server's child tasks do the same)."""
         self._require()
         assert self._scheduler is not None and self._loop is not None
-        generation = Generation(self._loop)
-        self._scheduler.submit(request, generation)
-        return generation
+        if not 1 <= n <= self.config.slots:
+            raise InvalidRequest(
+                f"n must be between 1 and {self.config.slots} on this appliance (one slot per choice).", param="n"
+            )
+        generations = [Generation(self._loop) for _ in range(n)]
+        self._scheduler.submit(request, generations)
+        return generations
+
+    def check_grammar(self, grammar: str) -> None:
+        from appliance.hive.llama import grammar_error
+
+        problem = grammar_error(self._require(), grammar)
+        if problem:
+            raise InvalidRequest(f"The grammar cannot be used: {problem}", param="grammar")
+
+    def json_schema_grammar(self, schema: dict, *, param: str) -> str:
+        grammar = json_schema_grammar(schema, param=param)
+        from appliance.hive.llama import grammar_error
+
+        if problem := grammar_error(self._require(), grammar):  # the converter's output, so our bug
+            raise InvalidRequest(f"The JSON schema cannot be turned into a grammar: {problem}", param=param)
+        return grammar
 
     def status(self) -> EngineStatus:
         m, s = self._model, self._scheduler
@@ -206,4 +253,7 @@ class HiveEngine:
             draft_tokens_accepted=s.stats.draft_accepted if s else 0,
             uptime_seconds=round(time.monotonic() - self._started, 1),
             load_error=self._load_error,
+            cpu_kernels=self._kernels.mode if self._kernels else "",
+            cpu_kernels_source=self._kernels.source if self._kernels else "",
+            cpu_kernels_reason=self._kernels.reason if self._kernels else "",
         )

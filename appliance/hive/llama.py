@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import os
 
 import llama_cpp as ll
+import numpy as np
 
 
 def quiet_native_logs(verbose: bool = False) -> None:
@@ -31,9 +33,12 @@ def default_threads() -> int:
 
 
 class Model:
-    def __init__(self, path: str, *, gpu: bool) -> None:
+    def __init__(self, path: str, *, gpu: bool, extra_bufts: bool = True) -> None:
         ll.llama_backend_init()  # idempotent; needed before the first model load
         params = ll.llama_model_default_params()
+        # Extra buffer types repack weights for faster CPU kernels (AMX on Xeons); off is what
+        # `llama-server --no-repack` does, for CPUs where those kernels crash (see kernels.py).
+        params.use_extra_bufts = extra_bufts
         self.gpu_layers = 0
         if gpu and supports_gpu_offload():
             # More layers than any model has: llama.cpp clamps it to "all of them".
@@ -98,6 +103,18 @@ class Model:
             self.ptr = None
 
 
+def grammar_error(model: Model, grammar: str) -> str | None:
+    """None if llama.cpp compiles this GBNF grammar (root rule "root"), else why not."""
+    try:
+        sampler = ll.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+    except Exception as exc:  # ctypes refuses what it can't pass
+        return str(exc)
+    if not sampler:
+        return "llama.cpp could not parse it (the server log has the parser's message)"
+    ll.llama_sampler_free(sampler)
+    return None
+
+
 class Context:
     """One context, many sequences, one unified KV cache so prefixes can be shared by tagging."""
 
@@ -122,6 +139,24 @@ class Context:
 
     def decode(self, batch: Batch) -> int:
         return int(ll.llama_decode(self.ptr, batch.raw))
+
+    def logits(self, index: int, n_vocab: int) -> list[float]:
+        """A copy of the logits row at batch `index` (for checks; the sampler reads them in place)."""
+        ptr = ll.llama_get_logits_ith(self.ptr, index)
+        return list(ptr[:n_vocab])
+
+    def logprobs(self, index: int, n_vocab: int, token: int, top: int) -> tuple[float, list[tuple[int, float]]]:
+        """`token`'s log-probability at batch `index` and the `top` most likely (id, logprob) pairs,
+        from the raw logits (the model's own distribution), read in place with numpy."""
+        row = np.ctypeslib.as_array(ll.llama_get_logits_ith(self.ptr, index), shape=(n_vocab,))
+        peak = float(row.max())
+        log_total = peak + math.log(float(np.exp(row - peak).sum()))
+        best: list[tuple[int, float]] = []
+        if top > 0:
+            ids = np.argpartition(row, -top)[-top:]
+            ids = ids[np.argsort(row[ids])[::-1]]
+            best = [(int(i), float(row[i]) - log_total) for i in ids]
+        return float(row[token]) - log_total, best
 
     def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
         return bool(ll.llama_memory_seq_rm(self.mem, seq, p0, p1))
@@ -193,9 +228,18 @@ class Sampler:
         repeat_penalty: float,
         seed: int,
         grammar: str | None,
+        logit_bias: dict[int, float] | None = None,
     ) -> None:
         self.ptr = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
         add = ll.llama_sampler_chain_add
+        if logit_bias:
+            # First in the chain, so a banned token (-100, as OpenAI defines it: -inf here) can't
+            # come back through the grammar or greedy pick.
+            biases = (ll.llama_logit_bias * len(logit_bias))()
+            for i, (token, bias) in enumerate(sorted(logit_bias.items())):
+                biases[i].token = token
+                biases[i].bias = -math.inf if bias <= -100 else bias
+            add(self.ptr, ll.llama_sampler_init_logit_bias(model.n_vocab, len(logit_bias), biases))
         if grammar:
             g = ll.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
             if not g:

@@ -8,15 +8,11 @@ host memory. A new request starts from the longest token prefix found in any slo
 by tagging cells, no data moves) or among the saved preambles (restored, a memory copy),
 and prefills only the rest.
 
-Why host memory for the preamble cache rather than extra resident sequences: every cell in
-the KV cache costs every later decode step some attention work (llama.cpp walks all cells
-and masks the other sequences'), so dozens of resident preambles slowed every token down,
-while a saved one costs nothing until it is restored (about 1 ms for 250 tokens here).
+(prefix_cache.py says why saved preambles live in host memory.)
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import random
 import threading
@@ -28,27 +24,17 @@ from appliance.errors import Overloaded
 from appliance.hive.drafting import Acceptance, StepCosts, choose
 from appliance.hive.llama import Batch, Context, Model, Sampler
 from appliance.hive.lookup import NgramIndex
+from appliance.hive.prefix_cache import PrefixCache, common_prefix
+from appliance.hive.stats import Stats
 from appliance.hive.text import TextStream
-from appliance.hive.types import Finished, Generation, GenerationRequest, deliver
+from appliance.hive.types import Chunk, Finished, Generation, GenerationRequest, TokenInfo, deliver
 
 log = logging.getLogger("alveare.hive")
 
 # A copied prefix must save at least this many tokens of prefill to be worth a copy.
 MIN_COPY = 8
-# Preambles shorter than this are not worth a cache entry.
-MIN_CACHE = 16
 # Most draft tokens a request's lookup proposes per step; the draft policy decides how many are used.
 MAX_DRAFT = 8
-# Seconds of history kept for tokens/s.
-RATE_WINDOW = 60.0
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 @dataclass
@@ -70,6 +56,12 @@ class Active:
     acceptance: Acceptance = field(default_factory=Acceptance)
     # Text not yet sent: everything, for a caller that does not stream.
     held: list[str] = field(default_factory=list)
+    # Tokens (with log-probabilities) whose text has not been sent yet.
+    pending: list[TokenInfo] = field(default_factory=list)
+    # Sibling choices (OpenAI's n) waiting in their own slots for this request's prompt.
+    children: list[tuple[Slot, Active]] = field(default_factory=list)
+    # Set on such a sibling: the slot whose prefilled prompt it will share; it prefills nothing.
+    fork_from: Slot | None = None
 
     @property
     def prefilling(self) -> bool:
@@ -83,81 +75,6 @@ class Slot:
     seq: int
     kv: list[int] = field(default_factory=list)  # tokens in this sequence's KV cells, by position
     active: Active | None = None
-
-
-@dataclass
-class Saved:
-    """A preamble's KV cells saved in host memory (like llama-server's prompt cache)."""
-
-    tokens: list[int]
-    state: ctypes.Array
-    used: int = 0
-
-    @property
-    def nbytes(self) -> int:
-        return len(self.state)
-
-
-@dataclass
-class Profile:
-    """Where the scheduler thread's time goes (seconds since start), logged when the engine stops."""
-
-    steps: int = 0
-    generated: int = 0
-    prompt: int = 0
-    busy_s: float = 0.0  # admitting, stepping and handing out tokens
-    decode_s: float = 0.0  # inside llama_decode
-    sample_s: float = 0.0  # sampler chains, detokenising, stop strings
-    restores: int = 0
-    restore_s: float = 0.0
-    saves: int = 0
-    save_s: float = 0.0
-    # Steps that decode only new tokens, no prompt, by batch size: [count, seconds in llama_decode].
-    by_size: dict[int, list[float]] = field(default_factory=dict)
-
-    def summary(self) -> str:
-        if not self.steps:
-            return "no steps"
-        other = self.busy_s - self.decode_s - self.sample_s - self.restore_s - self.save_s
-
-        def share(x: float) -> str:
-            return f"{x:.2f} s ({100 * x / self.busy_s:.1f}%)" if self.busy_s else f"{x:.2f} s"
-
-        return (
-            f"{self.steps} steps, {self.generated} generated + {self.prompt} prompt tokens "
-            f"({(self.generated + self.prompt) / self.steps:.1f} per step), {self.busy_s:.2f} s busy: "
-            f"decode {share(self.decode_s)}, sampling {share(self.sample_s)}, "
-            f"{self.restores} prefix restores {share(self.restore_s)}, {self.saves} prefix saves {share(self.save_s)}, "
-            f"other {share(other)}; decode-only steps by batch size: "
-            + ", ".join(f"{n}: {int(c)} x {1000 * t / c:.2f} ms" for n, (c, t) in sorted(self.by_size.items()))
-        )
-
-
-@dataclass
-class Stats:
-    started: float = field(default_factory=time.monotonic)
-    served: int = 0
-    lookups: int = 0
-    hits: int = 0
-    reused_tokens: int = 0
-    drafted: int = 0
-    draft_accepted: int = 0
-    profile: Profile = field(default_factory=Profile)
-    steps: deque[tuple[float, int, int]] = field(default_factory=deque)  # (time, generated, prompt)
-
-    def record_step(self, generated: int, prompt: int) -> None:
-        now = time.monotonic()
-        self.steps.append((now, generated, prompt))
-        while self.steps and self.steps[0][0] < now - RATE_WINDOW:
-            self.steps.popleft()
-
-    def rates(self) -> tuple[float, float]:
-        now = time.monotonic()
-        recent = [s for s in self.steps if s[0] >= now - RATE_WINDOW]
-        if not recent:
-            return 0.0, 0.0
-        span = max(now - recent[0][0], 1.0)
-        return sum(s[1] for s in recent) / span, sum(s[2] for s in recent) / span
 
 
 class Scheduler:
@@ -175,37 +92,35 @@ class Scheduler:
         self.model = model
         self.ctx = ctx
         self.slots = [Slot(seq=i) for i in range(slots)]
-        # Shared preambles saved to host memory, least recently used dropped first past either bound.
-        self.saved: list[Saved] = []
-        self.cache_entries = cache_entries
-        self.cache_bytes = cache_bytes
-        # One more sequence, used only to cut a preamble out of a slot while saving it.
-        self.scratch = slots
-        self._clock = 0
         self.queue_size = queue_size
         self.context_length = context_length
         self.batch = Batch(ctx.n_batch)
         self.stats = Stats()
+        # Shared preambles saved to host memory; the extra sequence (number `slots`) is its scratch.
+        self.prefixes = PrefixCache(
+            ctx, scratch=slots, entries=cache_entries, max_bytes=cache_bytes, profile=self.stats.profile
+        )
         self.step_costs = StepCosts()
-        self._waiting: deque[tuple[GenerationRequest, Generation]] = deque()
+        self._waiting: deque[tuple[GenerationRequest, list[Generation]]] = deque()
         self._cond = threading.Condition()
         self._stopping = False
         self._admitted_order: list[Slot] = []
-        self._outbox: list[tuple[Generation, str | Finished]] = []
+        self._outbox: list[tuple[Generation, Chunk | Finished]] = []
         self._thread = threading.Thread(target=self._run, name="alveare-hive", daemon=True)
 
     # ------------------------------------------------------------ event-loop side
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, request: GenerationRequest, generation: Generation) -> None:
+    def submit(self, request: GenerationRequest, generations: list[Generation]) -> None:
+        """One generation per entry, all from one prefill of the prompt (each in its own slot)."""
         with self._cond:
             if self.busy >= len(self.slots) and len(self._waiting) >= self.queue_size:
                 raise Overloaded(
                     "The appliance is at capacity: every slot is busy and the queue is full. Retry shortly.",
                     headers={"Retry-After": "1"},
                 )
-            self._waiting.append((request, generation))
+            self._waiting.append((request, generations))
             self._cond.notify()
 
     def stop(self) -> None:
@@ -259,11 +174,12 @@ class Scheduler:
                 self._finish(slot, "cancelled")
         with self._cond:
             while self._waiting:
-                req, gen = self._waiting.popleft()
-                self._emit(gen, Finished("cancelled", len(req.prompt_tokens), 0))
+                req, gens = self._waiting.popleft()
+                for gen in gens:
+                    self._emit(gen, Finished("cancelled", len(req.prompt_tokens), 0))
         self._flush()
 
-    def _emit(self, gen: Generation, item: str | Finished) -> None:
+    def _emit(self, gen: Generation, item: Chunk | Finished) -> None:
         self._outbox.append((gen, item))
 
     def _flush(self) -> None:
@@ -280,30 +196,52 @@ class Scheduler:
                 if not self._waiting:
                     return
                 free = [s for s in self.slots if s.active is None]
-                req, gen = self._waiting[0]
+                req, gens = self._waiting[0]
                 now = time.monotonic()
-                if gen.cancelled or (req.deadline is not None and now >= req.deadline):
+                expired = req.deadline is not None and now >= req.deadline
+                if expired or all(gen.cancelled for gen in gens):
                     self._waiting.popleft()
-                    self._emit(gen, Finished("cancelled" if gen.cancelled else "timeout", len(req.prompt_tokens), 0))
+                    for gen in gens:
+                        reason = "cancelled" if gen.cancelled else "timeout"
+                        self._emit(gen, Finished(reason, len(req.prompt_tokens), 0))
                     continue
-                if not free:
+                if len(free) < len(gens):
                     return
-                need = len(req.prompt_tokens) + req.max_tokens
+                # Siblings share the prompt's cells (tagged, not copied); each needs room to answer.
+                need = len(req.prompt_tokens) + req.max_tokens * len(gens)
                 if self._reserved() + need > self.ctx.n_ctx and len(free) < len(self.slots):
                     return  # wait for KV room; requests run in arrival order
                 self._waiting.popleft()
-            self._place(req, gen, free, need)
+            self._place(req, gens, free, need)
 
-    def _place(self, req: GenerationRequest, gen: Generation, free: list[Slot], need: int) -> None:
+    def _sampler(self, req: GenerationRequest, choice: int) -> Sampler:
+        s = req.sampling
+        # With a seed, sibling choices get seed, seed+1, ... so they differ yet repeat run to run.
+        seed = s.seed + choice if s.seed is not None else random.getrandbits(32)
+        return Sampler(
+            self.model,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=s.top_k,
+            min_p=s.min_p,
+            presence_penalty=s.presence_penalty,
+            frequency_penalty=s.frequency_penalty,
+            repeat_penalty=s.repeat_penalty,
+            seed=seed,
+            grammar=s.grammar,
+            logit_bias=s.logit_bias,
+        )
+
+    def _place(self, req: GenerationRequest, gens: list[Generation], free: list[Slot], need: int) -> None:
         prompt = req.prompt_tokens
         limit = len(prompt) - 1  # the last prompt token is always decoded, for its logits
         own = {s.seq: min(common_prefix(s.kv, prompt), limit) for s in self.slots}
         dest = max(free, key=lambda s: (own[s.seq], -len(s.kv)))
         src = max(self.slots, key=lambda s: own[s.seq])
-        saved, saved_len = self._best_saved(prompt, limit)
+        saved, saved_len = self.prefixes.best(prompt, limit)
         reuse = own[dest.seq]
         if saved is not None and saved_len >= max(reuse, own[src.seq]) + MIN_COPY:
-            reuse = saved_len if self._restore(saved, dest, saved_len) else 0
+            reuse = saved_len if self.prefixes.restore(saved, dest.seq, saved_len) else 0
         elif src is not dest and own[src.seq] >= reuse + MIN_COPY:
             reuse = own[src.seq]
             self.ctx.seq_rm(dest.seq)
@@ -312,23 +250,34 @@ class Scheduler:
             self.ctx.seq_rm(dest.seq, reuse, -1)
         dest.kv = prompt[:reuse]
         s = req.sampling
+        samplers: list[Sampler] = []
         try:
-            sampler = Sampler(
-                self.model,
-                temperature=s.temperature,
-                top_p=s.top_p,
-                top_k=s.top_k,
-                min_p=s.min_p,
-                presence_penalty=s.presence_penalty,
-                frequency_penalty=s.frequency_penalty,
-                repeat_penalty=s.repeat_penalty,
-                seed=s.seed if s.seed is not None else random.getrandbits(32),
-                grammar=s.grammar,
-            )
+            for choice in range(len(gens)):
+                samplers.append(self._sampler(req, choice))
         except ValueError as exc:  # a bad grammar fails this request only
-            self._emit(gen, Finished("error", len(prompt), 0, error=str(exc)))
+            for sampler in samplers:
+                sampler.close()
+            for gen in gens:
+                self._emit(gen, Finished("error", len(prompt), 0, error=str(exc)))
             return
-        dest.active = Active(req, gen, sampler, TextStream(req.stop), done=reuse, cached=reuse, reserved=need)
+        parent = Active(
+            req,
+            gens[0],
+            samplers[0],
+            TextStream(req.stop),
+            done=reuse,
+            cached=reuse,
+            reserved=len(prompt) + req.max_tokens,
+        )
+        dest.active = parent
+        others = [slot for slot in free if slot is not dest]
+        for gen, sampler, slot in zip(gens[1:], samplers[1:], others, strict=False):
+            self.ctx.seq_rm(slot.seq)
+            slot.kv = []
+            sibling = Active(req, gen, sampler, TextStream(req.stop), 0, reuse, req.max_tokens, fork_from=dest)
+            slot.active = sibling
+            parent.children.append((slot, sibling))
+            self._admitted_order.append(slot)
         greedy = s.temperature <= 0 and s.grammar is None and not (s.presence_penalty or s.frequency_penalty)
         if req.lookup and greedy and s.repeat_penalty == 1.0:
             dest.active.lookup = NgramIndex(prompt)
@@ -383,7 +332,7 @@ class Scheduler:
         prompt_tokens = 0
         for slot in self._admitted_order:
             a = slot.active
-            if a is None or not a.prefilling or budget <= 0:
+            if a is None or not a.prefilling or a.fork_from is not None or budget <= 0:
                 continue
             prompt = a.request.prompt_tokens
             chunk = prompt[a.done : a.done + budget]
@@ -418,25 +367,27 @@ class Scheduler:
             slot.kv.extend(tokens)
             a = slot.active
             if a is not None and a.request.cache_prefix and len(tokens) > 1 and not a.prefilling:
-                self._remember(slot, a.request.cache_prefix)
+                self.prefixes.remember(slot.seq, slot.kv, a.request.cache_prefix)
         self.stats.record_step(generated, prompt_tokens)
         t2 = time.perf_counter()
         for slot, idx, draft in to_sample:
             a = slot.active
             assert a is not None
+            if a.children:
+                self._fork(slot, a, idx)
             token = a.sampler.sample(self.ctx, idx)
             accepted = 0
             while accepted < len(draft) and token == draft[accepted]:
                 # A right guess is already in the KV cache at the next position: keep it, and read
                 # the model's next choice from the following logits row.
                 slot.kv.append(token)
-                self._accept(slot, a, token)
+                self._accept(slot, a, token, idx + accepted)
                 if slot.active is not a:
                     break
                 accepted += 1
                 token = a.sampler.sample(self.ctx, idx + accepted)
             if slot.active is a:
-                self._accept(slot, a, token)
+                self._accept(slot, a, token, idx + accepted)
             if draft:
                 self.stats.drafted += len(draft)
                 self.stats.draft_accepted += accepted
@@ -444,7 +395,27 @@ class Scheduler:
                 self.ctx.seq_rm(slot.seq, len(slot.kv), -1)  # drop the cells of wrong guesses
         profile.sample_s += time.perf_counter() - t2
 
-    def _accept(self, slot: Slot, a: Active, token: int) -> None:
+    def _fork(self, slot: Slot, a: Active, idx: int) -> None:
+        """The prompt is in `slot` now: give each sibling choice its cells and its first token,
+        sampled from the same logits row."""
+        n = len(a.request.prompt_tokens)
+        for child_slot, child in a.children:
+            if child_slot.active is not child:
+                continue  # cancelled while the prompt was prefilling
+            self.ctx.seq_rm(child_slot.seq)
+            self.ctx.seq_cp(slot.seq, child_slot.seq, 0, n)
+            child_slot.kv = list(a.request.prompt_tokens)
+            child.done, child.fork_from = n, None
+            self._accept(child_slot, child, child.sampler.sample(self.ctx, idx), idx)
+        a.children = []
+
+    def _token_info(self, a: Active, token: int, row: int) -> TokenInfo:
+        top = a.request.sampling.logprobs or 0
+        logprob, best = self.ctx.logprobs(row, self.model.n_vocab, token, top)
+        piece = self.model.piece(token)
+        return TokenInfo(token, piece, logprob, [(t, self.model.piece(t), lp) for t, lp in best])
+
+    def _accept(self, slot: Slot, a: Active, token: int, row: int) -> None:
         if self.model.is_eog(token):
             self._finish(slot, "stop")
             return
@@ -452,10 +423,13 @@ class Scheduler:
         a.tokens.append(token)
         if a.lookup is not None:
             a.lookup.append(token)
+        if a.request.sampling.logprobs is not None:
+            a.pending.append(self._token_info(a, token, row))
         text = a.text.feed(self.model.piece(token))
         if text and not a.generation.cancelled:
             if a.request.stream:
-                self._emit(a.generation, text)
+                self._emit(a.generation, Chunk(text, a.pending))
+                a.pending = []
             else:
                 a.held.append(text)  # a non-streaming caller needs the text only at the end
         if a.text.stopped:
@@ -468,11 +442,15 @@ class Scheduler:
     def _finish(self, slot: Slot, reason: str, error: str | None = None) -> None:
         a = slot.active
         assert a is not None
+        for child_slot, child in a.children:  # siblings still waiting for this prompt end with it
+            if child_slot.active is child:
+                self._finish(child_slot, reason, error)
+        a.children = []
         if reason in ("stop", "length"):
             a.held.append(a.text.flush())
         text = "".join(a.held)
-        if text:
-            self._emit(a.generation, text)
+        if text or a.pending:
+            self._emit(a.generation, Chunk(text, a.pending))
         self._emit(
             a.generation,
             Finished(
@@ -490,59 +468,6 @@ class Scheduler:
         if slot in self._admitted_order:
             self._admitted_order.remove(slot)
         self.stats.served += 1
-
-    # ------------------------------------------------------------ prefix cache
-    def _touch(self, entry: Saved) -> None:
-        self._clock += 1
-        entry.used = self._clock
-
-    def _best_saved(self, prompt: list[int], limit: int) -> tuple[Saved | None, int]:
-        best, length = None, 0
-        for entry in self.saved:
-            n = min(common_prefix(entry.tokens, prompt), limit)
-            if n > length:
-                best, length = entry, n
-        return best, length
-
-    def _restore(self, entry: Saved, dest: Slot, length: int) -> bool:
-        """Put the first `length` tokens of a saved preamble into `dest`; False leaves `dest` empty."""
-        t0 = time.perf_counter()
-        self.ctx.seq_rm(dest.seq)
-        ok = self.ctx.seq_restore(entry.state, dest.seq)
-        if ok:
-            self.ctx.seq_rm(dest.seq, length, -1)
-            self._touch(entry)
-        else:
-            self.ctx.seq_rm(dest.seq)  # no contiguous room: prefill from scratch instead
-        self.stats.profile.restores += 1
-        self.stats.profile.restore_s += time.perf_counter() - t0
-        return ok
-
-    def _remember(self, slot: Slot, length: int) -> None:
-        """Save the first `length` tokens of a slot (its shared preamble) to host memory, once."""
-        if length < MIN_CACHE or length > len(slot.kv) or self.cache_entries <= 0:
-            return
-        prefix = slot.kv[:length]
-        for entry in self.saved:
-            if len(entry.tokens) >= length and entry.tokens[:length] == prefix:
-                self._touch(entry)
-                return
-        t0 = time.perf_counter()
-        self.ctx.seq_rm(self.scratch)
-        self.ctx.seq_cp(slot.seq, self.scratch, 0, length)
-        state = self.ctx.seq_save(self.scratch)
-        self.ctx.seq_rm(self.scratch)
-        self.stats.profile.saves += 1
-        self.stats.profile.save_s += time.perf_counter() - t0
-        if state is None:
-            return
-        entry = Saved(prefix, state)
-        self._touch(entry)
-        self.saved.append(entry)
-        while self.saved and (
-            len(self.saved) > self.cache_entries or sum(e.nbytes for e in self.saved) > self.cache_bytes
-        ):
-            self.saved.remove(min(self.saved, key=lambda e: e.used))
 
     def _free_idle_cells(self) -> bool:
         """Out of KV room: drop the prompts idle slots keep for reuse. True if anything was freed."""

@@ -26,6 +26,11 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     flash_attn: Literal["auto", "on", "off"] = "auto"
     # Pass llama.cpp's own log lines through (model loading details and so on).
     verbose: bool = False
+    # llama.cpp's fast CPU kernels (extra buffer types: repacking, AMX): "auto" checks them once in a
+    # child process (kernels.py), "fast" or "safe" skips the check.
+    cpu_kernels: Literal["auto", "fast", "safe"] = "auto"
+    # Where the check's verdict is remembered (a file in the data dir); None checks on every start.
+    kernel_cache_path: str | None = None
 
 
 class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,6 +44,11 @@ class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
     seed: int | None = None
     # A GBNF grammar the output must follow (JSON mode, tools); None for free text.
     grammar: str | None = None
+    # Token id -> bias added to its logit; -100 bans the token outright (OpenAI's logit_bias).
+    logit_bias: dict[int, float] = {}
+    # None: no log-probabilities. 0..20: each generated token's log-probability and that many
+    # most likely alternatives, from the model's own distribution (before sampling settings).
+    logprobs: int | None = None
 
 
 class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,6 +66,46 @@ class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
     lookup: bool = False
     # False when the caller wants only the whole text: the engine then sends it once, at the end.
     stream: bool = True
+
+
+class TokenInfo(msgspec.Struct, frozen=True, array_like=True):
+    """One generated token with its log-probability and the most likely alternatives."""
+
+    id: int
+    piece: bytes
+    logprob: float
+    # (token id, piece, logprob), most likely first; empty unless alternatives were asked for.
+    top: list[tuple[int, bytes, float]] = []
+
+
+class Chunk(msgspec.Struct, frozen=True):
+    """A piece of generated text; with logprobs asked for, also the tokens that produced it (text
+    is held back at UTF-8 and stop-string boundaries, so one chunk may carry several tokens, or
+    tokens whose text comes in a later chunk)."""
+
+    text: str
+    tokens: list[TokenInfo] = []
+
+
+class Turn(msgspec.Struct, frozen=True, kw_only=True):
+    """One chat message as the model's chat template sees it, tool calls and results included."""
+
+    role: str
+    content: str | None = None
+    # OpenAI-shaped: [{"id", "type": "function", "function": {"name", "arguments"}}]
+    tool_calls: list[dict] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    def as_template_message(self) -> dict:
+        message: dict = {"role": self.role, "content": self.content if self.content is not None else ""}
+        if self.tool_calls:
+            message["tool_calls"] = self.tool_calls
+        if self.tool_call_id is not None:
+            message["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            message["name"] = self.name
+        return message
 
 
 class Finished(msgspec.Struct, frozen=True):
@@ -96,6 +146,11 @@ class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):
     draft_tokens_accepted: int
     uptime_seconds: float
     load_error: str | None = None
+    # "fast" or "safe" CPU kernels, how that was decided ("check", "cache", "setting", "gpu") and why;
+    # empty until the model is loaded.
+    cpu_kernels: str = ""
+    cpu_kernels_source: str = ""
+    cpu_kernels_reason: str = ""
 
 
 class Generation:
@@ -107,13 +162,13 @@ class Generation:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._queue: asyncio.Queue[str | Finished] = asyncio.Queue()
+        self._queue: asyncio.Queue[Chunk | Finished] = asyncio.Queue()
         self._cancel = threading.Event()
         self.finished: Finished | None = None
 
     # engine side -------------------------------------------------------------
-    def push(self, item: str | Finished) -> None:
-        deliver([(self, item)])
+    def push(self, item: str | Chunk | Finished) -> None:
+        deliver([(self, Chunk(item) if isinstance(item, str) else item)])
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -128,9 +183,15 @@ class Generation:
         self._cancel.set()
 
     def __aiter__(self) -> AsyncIterator[str]:
-        return self._iterate()
+        """The text as it comes."""
+        return self._texts()
 
-    async def _iterate(self) -> AsyncIterator[str]:
+    async def _texts(self) -> AsyncIterator[str]:
+        async for chunk in self.chunks():
+            yield chunk.text
+
+    async def chunks(self) -> AsyncIterator[Chunk]:
+        """Text with the tokens behind it (their log-probabilities when asked for)."""
         while self.finished is None:
             item = await self._queue.get()
             if isinstance(item, Finished):
@@ -139,13 +200,13 @@ class Generation:
             yield item
 
 
-def deliver(items: list[tuple[Generation, str | Finished]]) -> None:
+def deliver(items: list[tuple[Generation, Chunk | Finished]]) -> None:
     """Hand events from the engine's thread to their event loops, with one wake-up per loop.
 
     Waking the loop once per step rather than once per token matters on small machines: every
     wake-up is a thread that competes with llama.cpp's compute threads for the cores.
     """
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Generation, str | Finished]]] = {}
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Generation, Chunk | Finished]]] = {}
     for gen, item in items:
         by_loop.setdefault(gen.loop, []).append((gen, item))
     for loop, batch in by_loop.items():
@@ -156,7 +217,7 @@ def deliver(items: list[tuple[Generation, str | Finished]]) -> None:
                 gen.cancel()
 
 
-def _put_all(batch: list[tuple[Generation, str | Finished]]) -> None:
+def _put_all(batch: list[tuple[Generation, Chunk | Finished]]) -> None:
     for gen, item in batch:
         gen._queue.put_nowait(item)
 
@@ -175,9 +236,27 @@ class Engine(Protocol):
 
     def tokenize(self, text: str, *, special: bool = True) -> list[int]: ...
 
-    def render_chat(self, messages: list[tuple[str, str]], *, add_generation_prompt: bool = True) -> str: ...
+    def render_chat(
+        self,
+        messages: list[tuple[str, str]] | list[Turn],
+        *,
+        add_generation_prompt: bool = True,
+        tools: list[dict] | None = None,
+    ) -> str: ...
 
     def submit(self, request: GenerationRequest) -> Generation: ...
+
+    def submit_many(self, request: GenerationRequest, n: int) -> list[Generation]:
+        """`n` independent generations that share one prefill of the prompt (OpenAI's `n`)."""
+        ...
+
+    def check_grammar(self, grammar: str) -> None:
+        """Raise InvalidRequest if llama.cpp cannot compile this GBNF grammar."""
+        ...
+
+    def json_schema_grammar(self, schema: dict, *, param: str) -> str:
+        """A GBNF grammar for JSON that validates against `schema`; InvalidRequest naming `param` if not expressible."""
+        ...
 
     def status(self) -> EngineStatus: ...
 

@@ -7,6 +7,7 @@ the endpoint's StreamRenderer; the flow drives it and meters what was generated.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
@@ -18,6 +19,7 @@ from appliance.serving.metering import Call, Meter, Metering
 from appliance.serving.prompting import Plan
 from appliance.serving.runner import Outcome, Runner, cancel, merge
 
+log = logging.getLogger("alveare.service")
 DONE = b"data: [DONE]\n\n"
 
 
@@ -29,9 +31,9 @@ def sse(value: object) -> bytes:
     return b"data: " + p.encode(value) + b"\n\n"
 
 
-def sse_error(exc: GenerationTimeout | ServerError) -> bytes:
+def sse_error(exc: GenerationTimeout | ServerError, request_id: str | None) -> bytes:
     body = p.ErrorEnvelope(
-        p.ErrorBody(message=exc.message, type=exc.type, param=exc.param, code=exc.code, request_id=None)
+        p.ErrorBody(message=exc.message, type=exc.type, param=exc.param, code=exc.code, request_id=request_id)
     )
     return sse(body)
 
@@ -108,7 +110,11 @@ class Flow:
                             self.runner.raise_for(item)
                         except (GenerationTimeout, ServerError) as exc:
                             status = exc.status
-                            yield sse_error(exc)
+                            rid = meter.call.request_id
+                            log.warning(
+                                "%s (stream, %s) -> %s %s: %s", meter.call.endpoint, rid, status, exc.code, exc.message
+                            )
+                            yield sse_error(exc, rid)
                             return
                     yield render.finish(i, item)
                 else:

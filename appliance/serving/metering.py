@@ -32,6 +32,8 @@ class Call:
     principal: Principal
     endpoint: str
     rate: RateState | None = None
+    # The request's id, for errors the service reports itself (an error event inside a stream).
+    request_id: str | None = None
 
 
 @dataclass

@@ -51,7 +51,13 @@ class Prompter:
     def message_text(message: p.ChatMessage, index: int) -> str:
         content = message.content
         if content is None:
-            return ""
+            # Only an assistant turn that calls tools may come without content.
+            if message.role == "assistant" and message.tool_calls:
+                return ""
+            raise InvalidRequest(
+                f"messages[{index}].content is required for a {message.role} message.",
+                param=f"messages[{index}].content",
+            )
         if isinstance(content, str):
             return content
         texts = []

@@ -160,9 +160,31 @@ class _Writer:
                 pass
 
 
+def _make_private(data_dir: Path) -> None:
+    """The data dir 0700 and the database files 0600, new or already there: account names, usage
+    and prompts are nobody else's business. SQLite gives -wal and -shm the database file's mode."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    db = data_dir / DB_FILE
+    db.touch(mode=0o600, exist_ok=True)
+    for path in (data_dir, db, db.with_name(DB_FILE + "-wal"), db.with_name(DB_FILE + "-shm")):
+        mode = 0o700 if path == data_dir else 0o600
+        try:
+            if path.exists() and path.stat().st_mode & 0o777 != mode:
+                path.chmod(mode)
+        except OSError as exc:  # e.g. a data dir owned by another user: work, but say so
+            log.warning("could not restrict %s to mode %o: %s", path, mode, exc)
+
+
 class Store:
-    def __init__(self, data_dir: Path) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, data_dir: Path, *, create: bool = True) -> None:
+        """Open the store in `data_dir`. Only `alveare serve` creates one; the admin tools pass
+        create=False, so a mistyped data dir is an error rather than a new, empty store."""
+        if not create and not (data_dir / DB_FILE).is_file():
+            raise NotFound(
+                f"There is no Alveare data dir at {data_dir} (no {DB_FILE}). Check --data-dir or "
+                "ALVEARE_DATA_DIR; `alveare serve` creates the data dir."
+            )
+        _make_private(data_dir)
         self.path = data_dir / DB_FILE
         self._secret = security.load_or_create_secret(data_dir / SECRET_FILE)
         write_db = Database(_connect(self.path))
@@ -465,20 +487,23 @@ class Store:
         period = period or current_period()
         start, end = period_bounds(period)
         rows = self._rows(
-            "SELECT specialist, billable, test, count(*), sum(prompt_tokens + completion_tokens) FROM usage"
-            " WHERE account_id = ? AND period = ? GROUP BY specialist, billable, test ORDER BY count(*) DESC",
+            "SELECT specialist, billable, test, status < 400 AS ok, count(*), sum(prompt_tokens + completion_tokens)"
+            " FROM usage WHERE account_id = ? AND period = ? GROUP BY specialist, billable, test, ok"
+            " ORDER BY count(*) DESC",
             [acct.id, period],
         )
         used = tokens = test_requests = failed = 0
         by_specialist: dict[str, int] = {}
-        for specialist, billable, test, count, token_sum in rows:
+        for specialist, billable, test, ok, count, token_sum in rows:
             if billable:
                 used += count
                 tokens += token_sum or 0
                 key = specialist or "unknown"
                 by_specialist[key] = by_specialist.get(key, 0) + count
             elif test:
-                test_requests += count
+                # Only answered test requests: a refused one (429) or a failed one was no use to anyone.
+                if ok:
+                    test_requests += count
             else:
                 failed += count
         overage = max(0, used - plan.requests_per_month)
@@ -530,8 +555,8 @@ class Store:
     def usage_breakdown(self, account: str | None = None, period: str | None = None) -> UsageBreakdown:
         """A period's usage (all accounts, or one) by account, key, specialist and UTC day.
 
-        requests: billable successes; failed: live requests with status >= 400; test: test-key
-        requests; tokens: prompt + completion tokens of the billable requests.
+        requests: billable successes; failed: live requests with status >= 400; test: successful
+        test-key requests; tokens: prompt + completion tokens of the billable requests.
         """
         period = period or current_period()
         period_bounds(period)
@@ -541,7 +566,8 @@ class Store:
             params.append(self.account(account).id)
         sums = (
             "sum(u.billable), sum(CASE WHEN u.billable = 1 THEN u.prompt_tokens + u.completion_tokens ELSE 0 END),"
-            " sum(CASE WHEN u.status >= 400 AND u.test = 0 THEN 1 ELSE 0 END), sum(u.test)"
+            " sum(CASE WHEN u.status >= 400 AND u.test = 0 THEN 1 ELSE 0 END),"
+            " sum(CASE WHEN u.status < 400 AND u.test = 1 THEN 1 ELSE 0 END)"
         )
 
         def grouped(name_sql: str, joins: str = "") -> list[UsageRow]:

@@ -13,6 +13,7 @@ from live import LiveServer, free_port
 from appliance import errors
 from appliance.admin import LocalAdmin
 from appliance.client import AdminClient, open_admin
+from appliance.store import Store
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +173,7 @@ def test_open_admin_finds_the_server_or_falls_back(server: LiveServer, tmp_path)
         online.close()
     with open_admin(server.data_dir, url=server.url, admin_key=server.admin_key) as explicit:  # type: ignore[attr-defined]
         assert explicit.plans()
+    Store(tmp_path / "data").close()
     offline = open_admin(tmp_path / "data", url=f"http://127.0.0.1:{free_port()}")
     try:
         assert isinstance(offline, LocalAdmin) and not offline.online

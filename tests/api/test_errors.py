@@ -94,6 +94,62 @@ def test_bad_json_is_400(server: LiveServer, api_key: str) -> None:
     assert_envelope(post(server, api_key, "/infer", json={"specialist": "poet", "prompt": "x"}), 404, "model_not_found")
 
 
+def test_bodies_that_break_the_decoder_are_400(server: LiveServer, api_key: str) -> None:
+    """Invalid UTF-8 and very deep nesting are the client's fault on every route that reads a body."""
+    admin = server.admin_key
+    server.new_key("deep-co", plan="professional")
+    # each route with a field it reads, so the bad UTF-8 sits in a value the decoder must decode
+    routes = [
+        (api_key, "POST", "/chat/completions", "model"),
+        (api_key, "POST", "/completions", "prompt"),
+        (api_key, "POST", "/infer", "prompt"),
+        (api_key, "PUT", "/specialists/qa", "system_prompt"),
+        (admin, "PUT", "/admin/accounts/deep-co/prompts/qa", "system_prompt"),
+        (admin, "PUT", "/admin/specialists/qa", "system_prompt"),
+        (admin, "POST", "/admin/keys", "account"),
+    ]
+    for key, method, path, field in routes:
+        deep_object = b'{"a":' * 10_000 + b"1" + b"}" * 10_000
+        deep_in_a_field = b'{"' + field.encode() + b'": ' + deep_object + b"}"
+        bad_utf8 = b'{"' + field.encode() + b'": "caf\xe9 \xff"}'
+        for body, code in (
+            (bad_utf8, "invalid_json"),
+            (deep_object, None),
+            (deep_in_a_field, None),
+            (b"[" * 10_000 + b"]" * 10_000, None),
+        ):
+            r = httpx.request(
+                method, server.base_url + path, content=body, headers={"Authorization": f"Bearer {key}"}, timeout=60
+            )
+            assert_envelope(r, 400, code)
+    log = server.log_text()
+    assert "RecursionError" not in log and "UnicodeDecodeError" not in log and "Traceback" not in log
+
+
+def test_user_message_without_content_is_400(server: LiveServer, api_key: str) -> None:
+    for messages, param in [
+        ([{"role": "user", "content": None}], "messages[0].content"),
+        ([{"role": "user"}], "messages[0].content"),
+        ([{"role": "system", "content": None}, {"role": "user", "content": "Hi"}], "messages[0].content"),
+        ([{"role": "user", "content": "Hi"}, {"role": "assistant"}], "messages[1].content"),
+    ]:
+        r = post(server, api_key, "/chat/completions", json={"model": "chat", "messages": messages})
+        assert_envelope(r, 400, "invalid_request", param=param)
+
+
+def test_a_long_unknown_model_name_is_not_echoed_whole(server: LiveServer, api_key: str) -> None:
+    name = "m" * 10_000
+    error = assert_envelope(
+        post(server, api_key, "/chat/completions", json={"model": name, "messages": MSG}), 404, "model_not_found"
+    )
+    assert "m" * 100 + "…" in error["message"] and "m" * 101 not in error["message"]
+
+
+def test_head_health_is_200_without_a_body(server: LiveServer) -> None:
+    r = httpx.head(server.url + "/health")
+    assert r.status_code == 200 and r.content == b"" and r.headers["x-request-id"]
+
+
 def test_sdk_raises_bad_request(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model="chat", messages=MSG, temperature=3)

@@ -98,6 +98,34 @@ def test_custom_system_prompts(server: LiveServer) -> None:
         )
 
 
+def test_test_keys_cannot_change_the_accounts_prompts(server: LiveServer) -> None:
+    live = server.new_key("sandbox-prompts", plan="professional")
+    test = server.new_key("sandbox-prompts", plan="professional", test=True)
+    before = call(server, live).json()["usage"]["prompt_tokens"]
+    for method, kw in (("PUT", {"json": {"system_prompt": "You are a pirate. " * 20}}), ("DELETE", {})):
+        r = call(server, test, method, "/specialists/summarise", **kw)
+        assert r.status_code == 403, r.text
+        error = r.json()["error"]
+        assert error["type"] == "permission_error" and error["code"] == "permission_denied"
+        assert "live key" in error["message"] and error["request_id"] == r.headers["x-request-id"]
+    # reading still works, and the live key gets what it got before
+    listed = call(server, test, "GET", "/specialists")
+    assert listed.status_code == 200 and listed.json()["custom_prompts_allowed"] is True
+    assert call(server, live).json()["usage"]["prompt_tokens"] == before
+    assert not next(s for s in call(server, live, "GET", "/specialists").json()["data"] if s["name"] == "summarise")[
+        "custom"
+    ]
+
+
+def test_unknown_fields_in_a_prompt_update_are_named(server: LiveServer) -> None:
+    key = server.new_key("fields-co", plan="professional")
+    r = call(server, key, "PUT", "/specialists/qa", json={"system_prompt": "Be brief.", "temperature": 0})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "temperature", r.text
+    assert "temperature" in r.json()["error"]["message"]
+    listed = call(server, key, "GET", "/specialists").json()["data"]
+    assert not next(s for s in listed if s["name"] == "qa")["custom"]  # refused, so nothing was set
+
+
 def test_kill_9_loses_at_most_the_requests_in_flight(tmp_path_factory: pytest.TempPathFactory) -> None:
     data = tmp_path_factory.mktemp("kill9")
     live = start_server(data)

@@ -128,6 +128,10 @@ def test_test_keys_have_lower_limits_and_are_not_counted(server: LiveServer) -> 
     u = usage(server, test)
     assert (u["requests_used"], u["test_requests"]) == (1, 1)
     assert u["by_specialist"] == {"classify": 1}
+    # past the test key's 5 a minute: the refusals (429) are not test requests
+    statuses = [post(server, test, body={**CHAT, "model": "classify"}).status_code for _ in range(8)]
+    assert 429 in statuses and set(statuses) <= {200, 429}
+    assert usage(server, test)["test_requests"] == 1 + statuses.count(200)
 
 
 def test_quota_overage_alerts_webhook_and_spending_cap(server: LiveServer, webhook) -> None:

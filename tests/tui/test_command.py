@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from appliance.__main__ import main
+from appliance.store import Store
 from tui.app import AlveareApp
 
 
@@ -34,9 +35,17 @@ def test_tui_command_without_a_server_opens_the_data_dir(tmp_path: Path, monkeyp
     monkeypatch.setattr(AlveareApp, "run", run)
     monkeypatch.setenv("ALVEARE_ADMIN_KEY", "alv_live_not_used_offline")
     data = tmp_path / "data"
+    Store(data).close()  # as `alveare serve` leaves it
     assert main(["--data-dir", str(data), "admin", "accounts", "create", "acme"]) == 0
     assert main(["--data-dir", str(data), "tui", "--url", "http://127.0.0.1:9"]) == 0
     assert seen == {"online": False, "accounts": ["acme"], "reopen": True, "probe": False}
+
+
+def test_tui_on_a_missing_data_dir_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "typo"
+    assert main(["--data-dir", str(missing), "tui", "--url", "http://127.0.0.1:9"]) == 1
+    err = capsys.readouterr().err
+    assert "no alveare.db" in err and err.count("\n") == 1 and not missing.exists()
 
 
 def test_tui_is_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -45,6 +45,9 @@ STATUS = HiveStatus(
     load_error=None,
     requests_per_minute=42,
     errors_by_status={"429": 17, "503": 2},
+    cpu_kernels="fast",
+    cpu_kernels_source="check",
+    cpu_kernels_reason="the fast CPU kernels decoded correctly",
     history=[
         HiveSample(
             t=1_700_000_000 + 10 * i, tokens=(i * 37) % 23 * 90 + 200, requests=(i * 7) % 9 + 1, errors=i % 5 == 0

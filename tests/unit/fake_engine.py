@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 
-from appliance.hive.types import EngineStatus, Finished, Generation, GenerationRequest
+from appliance.hive.types import EngineStatus, Finished, Generation, GenerationRequest, Turn
 
 
 class FakeEngine:
     def __init__(
-        self, *, loaded: bool = True, reply: str = "fake reply", outcome: str = "stop", explode: Exception | None = None
+        self,
+        *,
+        loaded: bool = True,
+        reply: str = "fake reply",
+        outcome: str = "stop",
+        explode: Exception | None = None,
+        load_error: str | None = None,
     ) -> None:
         self._loaded = loaded
+        self.load_error = load_error
         self.reply = reply
         self.outcome = outcome
         self.explode = explode
@@ -31,8 +38,9 @@ class FakeEngine:
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         return [ord(c) for c in text]
 
-    def render_chat(self, messages: list[tuple[str, str]], *, add_generation_prompt: bool = True) -> str:
-        return "".join(f"<{r}>{c}" for r, c in messages) + ("<assistant>" if add_generation_prompt else "")
+    def render_chat(self, messages, *, add_generation_prompt: bool = True, tools: list[dict] | None = None) -> str:
+        pairs = [(m.role, m.content or "") if isinstance(m, Turn) else m for m in messages]
+        return "".join(f"<{r}>{c}" for r, c in pairs) + ("<assistant>" if add_generation_prompt else "")
 
     def submit(self, request: GenerationRequest) -> Generation:
         if self.explode is not None:
@@ -43,6 +51,15 @@ class FakeEngine:
             generation.push(w if i == 0 else " " + w)
         generation.push(Finished(self.outcome, len(request.prompt_tokens), len(words)))
         return generation
+
+    def submit_many(self, request: GenerationRequest, n: int) -> list[Generation]:
+        return [self.submit(request) for _ in range(n)]
+
+    def check_grammar(self, grammar: str) -> None:
+        pass
+
+    def json_schema_grammar(self, schema: dict, *, param: str) -> str:
+        return 'root ::= "{}"'
 
     def status(self) -> EngineStatus:
         return EngineStatus(
@@ -68,6 +85,7 @@ class FakeEngine:
             draft_tokens=0,
             draft_tokens_accepted=0,
             uptime_seconds=0,
+            load_error=self.load_error,
         )
 
     async def start(self) -> None:

@@ -57,13 +57,34 @@ def test_model_loading_is_503(make_client) -> None:
     assert health["status"] == "loading" and health["model_loaded"] is False
 
 
-def test_engine_failure_is_500_or_stream_error(make_client) -> None:
+def test_engine_failure_is_500_or_stream_error(make_client, caplog) -> None:
     client = make_client(FakeEngine(outcome="error"))
     envelope(client.post("/v1/chat/completions", json=CHAT), 500, "internal_error")
-    r = client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    r = client.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers={"X-Request-Id": "stream-42"})
     assert r.status_code == 200
     events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
-    assert json.loads(events[-1])["error"]["code"] == "internal_error"
+    error = json.loads(events[-1])["error"]
+    assert error["code"] == "internal_error"
+    # the error event carries the request's id, and is logged like any other server error
+    assert error["request_id"] == r.headers["x-request-id"] == "stream-42"
+    assert any("stream-42" in rec.getMessage() and "500" in rec.getMessage() for rec in caplog.records)
+
+
+def test_a_model_that_fails_to_load_is_reported(tmp_path) -> None:
+    store = Store(tmp_path)
+    reasons: list[str] = []
+    engine = FakeEngine(loaded=False, load_error="bad magic")
+    app = create_app(
+        Settings(data_dir=str(tmp_path)),
+        engine=engine,
+        store=store,
+        specialists=load_specialists(),
+        on_load_failure=reasons.append,
+    )
+    with TestClient(app) as client:
+        client.get("/health")
+    store.close()
+    assert reasons == ["bad magic"]
 
 
 def test_unexpected_exception_is_500_without_trace(make_client) -> None:

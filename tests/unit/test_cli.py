@@ -1,14 +1,27 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
 
 from appliance.__main__ import main
+from appliance.store import Store
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@pytest.fixture
+def tmp_path(tmp_path: Path) -> Path:
+    """A data dir as `alveare serve` leaves it: the admin commands never create one."""
+    Store(tmp_path).close()
+    return tmp_path
 
 
 def test_accounts_and_keys(tmp_path, capsys) -> None:
@@ -37,9 +50,97 @@ def test_errors_are_one_line(tmp_path, capsys) -> None:
 
 
 def test_env_data_dir(tmp_path, capsys, monkeypatch) -> None:
+    Store(tmp_path / "env").close()
     monkeypatch.setenv("ALVEARE_DATA_DIR", str(tmp_path / "env"))
-    assert run(capsys, "admin", "plans", "list")[0] == 0
-    assert (tmp_path / "env" / "alveare.db").exists()
+    code, out, _ = run(capsys, "admin", "plans", "list")
+    assert code == 0 and "starter" in out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["admin", "plans", "list"],
+        ["admin", "accounts", "create", "acme"],
+        ["admin", "keys", "create", "--account", "admin"],
+        ["admin", "keys", "list"],
+        ["admin", "usage"],
+    ],
+)
+def test_admin_commands_never_create_a_data_dir(tmp_path, capsys, command) -> None:
+    for missing in (tmp_path / "typo", tmp_path / "empty"):
+        if missing.name == "empty":
+            missing.mkdir()  # a folder without a store is no data dir either
+        code, _, err = run(capsys, "--data-dir", str(missing), *command)
+        assert code == 1 and err.count("\n") == 1 and str(missing) in err and "no alveare.db" in err
+        assert not (missing / "alveare.db").exists()
+    assert not (tmp_path / "typo").exists()
+
+
+def test_admin_keys_from_the_command_line(tmp_path, capsys) -> None:
+    d = str(tmp_path)
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "keys", "create", "--admin", "--json")
+    assert code == 0
+    admin_key = json.loads(out)
+    principal = Store(tmp_path).authenticate(admin_key["key"])
+    assert principal is not None and principal.admin and principal.account == "admin" and not principal.test
+    assert run(capsys, "--data-dir", d, "admin", "accounts", "create", "acme")[0] == 0
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "keys", "create", "--account", "acme", "--json")
+    live = json.loads(out)
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "keys", "create", "--account", "acme", "--test", "--json")
+    test = json.loads(out)
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "keys", "list")
+    kinds = {line.split()[0]: line.split()[2] for line in out.splitlines()[1:]}
+    assert kinds == {admin_key["prefix"]: "admin", live["prefix"]: "live", test["prefix"]: "test"}
+    assert "*" not in out
+    for bad in (["--admin", "--test"], ["--admin", "--account", "acme"], []):
+        code, _, err = run(capsys, "--data-dir", d, "admin", "keys", "create", *bad)
+        assert code == 1 and err.count("\n") == 1, err
+
+
+def test_data_dir_is_private(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "fresh"
+    Store(data).close()
+    assert data.stat().st_mode & 0o777 == 0o700
+    assert (data / "alveare.db").stat().st_mode & 0o777 == 0o600
+    # an older data dir, created with the umask's modes, is tightened when it is opened
+    data.chmod(0o755)
+    for name in ("alveare.db", "alveare.db-wal", "alveare.db-shm"):
+        (data / name).touch()
+        (data / name).chmod(0o644)
+    assert run(capsys, "--data-dir", str(data), "admin", "plans", "list")[0] == 0
+    assert data.stat().st_mode & 0o777 == 0o700
+    for name in ("alveare.db", "alveare.db-wal", "alveare.db-shm"):
+        assert (data / name).stat().st_mode & 0o777 == 0o600, name
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "not-gguf", "unreadable"])
+def test_a_bad_model_file_stops_serve_before_it_listens(tmp_path, capsys, kind) -> None:
+    model = tmp_path / "model.gguf"
+    if kind == "directory":
+        model.mkdir()
+    elif kind == "not-gguf":
+        model.write_bytes(b"<html>not a model</html>")
+    elif kind == "unreadable":
+        if os.geteuid() == 0:
+            pytest.skip("root reads any file")
+        model.write_bytes(b"GGUF....")
+        model.chmod(0)
+    data = tmp_path / "new-data"
+    code, out, err = run(capsys, "--data-dir", str(data), "serve", "--model", str(model))
+    assert code == 2 and err.count("\n") == 1 and str(model) in err and "Traceback" not in err
+    assert "Listening" not in out and not data.exists()
+
+
+def test_a_port_in_use_stops_serve_before_it_listens(tmp_path, capsys) -> None:
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF" + bytes(60))  # passes the pre-check; the port check comes first
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = run(capsys, "--data-dir", str(tmp_path), "serve", "--port", str(port), "--model", str(model))
+    assert code == 2 and err.count("\n") == 1 and f"127.0.0.1:{port}" in err and "--port" in err
+    assert "Listening" not in out
 
 
 def test_bad_settings_are_one_line(tmp_path, capsys, monkeypatch) -> None:
@@ -83,3 +184,16 @@ def test_plans_accounts_and_usage_commands(tmp_path, capsys) -> None:
     assert code == 0 and "acme" in out
     code, _, err = run(capsys, "--data-dir", d, "admin", "plans", "set", "tiny", "--rpm", "0")
     assert code == 1 and "requests_per_minute" in err
+
+
+def test_a_command_whose_extra_is_not_installed_names_the_extra(monkeypatch, capsys) -> None:
+    """`pip install alveare` alone has no server: `alveare serve` says which extra, not a traceback."""
+    from appliance import __main__ as cli
+
+    def missing(settings, args):
+        raise ModuleNotFoundError("No module named 'litestar'", name="litestar")
+
+    monkeypatch.setattr(cli, "_serve", missing)
+    code = cli.main(["serve"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "alveare: error: this command needs pip install 'alveare[all]' (litestar is missing)\n"

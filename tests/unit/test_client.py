@@ -110,6 +110,9 @@ def test_unreachable_server_and_fallback(tmp_path) -> None:
     with pytest.raises(errors.ServerUnavailable):
         list(client.try_it("chat", "hi"))
     client.close()
+    with pytest.raises(errors.NotFound, match=r"no alveare\.db"):
+        open_admin(tmp_path / "data", url=url)  # a mistyped data dir is not created
+    Store(tmp_path / "data").close()
     local = open_admin(tmp_path / "data", url=url)
     try:
         assert isinstance(local, LocalAdmin) and local.online is False

@@ -139,7 +139,8 @@ def test_concurrent_usage_writes_are_all_committed(store: Store) -> None:
     summary = store.usage_summary("acme")
     assert store.usage_count("acme") == 200
     assert summary.requests_used == store.billable_requests(principal.account_id, period) == 3 * 45
-    assert summary.test_requests == 50 and summary.failed_requests == 15
+    # the test key's 5 refusals (429) are neither test requests nor (live) failures
+    assert summary.test_requests == 45 and summary.failed_requests == 15
     assert summary.tokens_used == 45 * (10 * 3 + 0 + 1 + 2)
     assert summary.by_specialist == {"chat": 75, "qa": 60}
     assert store.keys("acme")[0].last_used_at is not None
@@ -258,6 +259,7 @@ def test_usage_breakdown(store: Store) -> None:
     _use(store, live.key, specialist="qa", tokens=(1, 1))
     _use(store, live.key, specialist="qa", status=429)
     _use(store, test.key, specialist="chat")
+    _use(store, test.key, specialist="chat", status=429)  # a refused test request is not counted
     _use(store, other.key, specialist="chat", tokens=(100, 0))
     _use(store, other.key, created_at="2026-03-04T10:00:00.000000Z")
 

@@ -135,6 +135,8 @@ class HiveView(View, can_focus=True):
         head.append(f"  Alveare {s.version} · uptime {duration(s.uptime_seconds)} · {number(s.requests_served)} served")
         if s.load_error:
             head.append(f"\n{s.load_error}", style="red")
+        if s.cpu_kernels == "safe" and s.cpu_kernels_source == "check":
+            head.append(f"\nSafe CPU kernels: {s.cpu_kernels_reason}", style="yellow")
         state.update(head)
         self.query_one("#hive-live").display = True
 
@@ -143,9 +145,13 @@ class HiveView(View, can_focus=True):
 
         box("model", f"{s.model}\n{human_bytes(s.model_size_bytes)} · {human_count(s.n_params)} params")
         if s.gpu_layers > 0:
-            device = f"{s.device.upper()}\n{s.gpu_layers} layers on GPU"
+            device = Text(f"{s.device.upper()}\n{s.gpu_layers} layers on GPU")
+        elif s.cpu_kernels:
+            # Which llama.cpp CPU kernels the startup check left us with (safe = slower prefill).
+            device = Text(f"{s.device.upper()}\n")
+            device.append(f"{s.cpu_kernels} kernels", style="yellow" if s.cpu_kernels == "safe" else "")
         else:
-            device = f"{s.device.upper()}\nno GPU offload"
+            device = Text(f"{s.device.upper()}\nno GPU offload")
         box("device", device)
         busy_style = "bold red" if s.slots_busy >= s.slots_total else "bold"
         slots = Text(f"{s.slots_busy} / {s.slots_total}", style=busy_style)

@@ -1,0 +1,82 @@
+"""Where the SDK finds its API key and server: arguments, then the environment, then the config file.
+
+The config file is the one the user CLI's `alveare auth login` will write:
+
+    $ALVEARE_CONFIG, else $XDG_CONFIG_HOME/alveare/config.toml, else ~/.config/alveare/config.toml
+
+    api_key = "alv_live_..."
+    base_url = "http://127.0.0.1:8080"
+
+Both keys are optional; a missing file is no error, a malformed one is (silently using another
+server or no key would be worse).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from alveare.errors import AlveareError
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8080"
+API_KEY_ENV = "ALVEARE_API_KEY"
+BASE_URL_ENV = "ALVEARE_BASE_URL"
+CONFIG_ENV = "ALVEARE_CONFIG"
+
+
+@dataclass(frozen=True)
+class Config:
+    api_key: str | None
+    base_url: str
+
+
+def config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The config file's location (it may not exist)."""
+    environ = os.environ if environ is None else environ
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV]).expanduser()
+    base = environ.get("XDG_CONFIG_HOME") or ""
+    root = Path(base).expanduser() if base else Path.home() / ".config"
+    return root / "alveare" / "config.toml"
+
+
+def read_config_file(path: Path) -> dict[str, str]:
+    """api_key and base_url from the file, when it exists and has them."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise AlveareError(f"Could not read the Alveare config file {path}: {exc}") from None
+    found = {}
+    for name in ("api_key", "base_url"):
+        value = data.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise AlveareError(f"{path}: {name} must be a string.")
+        found[name] = value
+    return found
+
+
+def resolve(api_key: str | None, base_url: str | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Arguments win, then ALVEARE_API_KEY / ALVEARE_BASE_URL, then the config file, then the local server."""
+    environ = os.environ if environ is None else environ
+    api_key = api_key or environ.get(API_KEY_ENV) or None
+    base_url = base_url or environ.get(BASE_URL_ENV) or None
+    if api_key is None or base_url is None:
+        stored = read_config_file(config_path(environ))
+        api_key = api_key or stored.get("api_key")
+        base_url = base_url or stored.get("base_url")
+    return Config(api_key=api_key, base_url=server_root(base_url or DEFAULT_BASE_URL))
+
+
+def server_root(url: str) -> str:
+    """The server's root URL; an OpenAI-style base URL ending in /v1 names the same server."""
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise AlveareError(f"The base URL must start with http:// or https://, not {url!r}.")
+    return url.removesuffix("/v1")
