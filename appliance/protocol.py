@@ -147,7 +147,8 @@ class ModelInfo(Struct):
 MAX_SYSTEM_PROMPT = 8000
 
 
-class SystemPromptUpdate(Struct):
+class SystemPromptUpdate(Struct, forbid_unknown_fields=True):
+    # Refused, not ignored: `{"system_prompt": ..., "temperature": 0}` would otherwise look accepted.
     system_prompt: str
 
 
