@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from appliance import protocol as p
 from appliance.errors import InvalidRequest
-from appliance.hive.types import Finished
+from appliance.hive.types import Chunk, Finished
 from appliance.serving.catalogue import Catalogue
 from appliance.serving.flow import Flow, new_id, sse
 from appliance.serving.metering import Call
@@ -33,8 +33,8 @@ class ChatStream:
     def start(self, index: int) -> bytes:
         return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(role="assistant", content=""))])
 
-    def content(self, index: int, text: str) -> bytes:
-        return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(content=text))])
+    def content(self, index: int, chunk: Chunk) -> bytes | None:
+        return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(content=chunk.text))])
 
     def finish(self, index: int, finished: Finished) -> bytes:
         return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(), finish_reason=finished.finish_reason)])
@@ -69,17 +69,16 @@ class ChatCompletions:
         explicit = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
         param = "max_completion_tokens" if req.max_completion_tokens is not None else "messages"
         max_tokens = prompter.fit(prompt, explicit, specialist.max_tokens, param)
-        requests = prompter.requests(
+        request = prompter.request(
             prompt,
             max_tokens,
             prompter.stop_list(req.stop, specialist.stop),
             prompter.sampling(specialist, req.temperature, req.top_p, req),
-            req.n or 1,
             cache_prefix=shared,
             lookup=specialist.prompt_lookup,
             stream=bool(req.stream),
         )
-        return Plan(specialist, req.model, requests, len(prompt))
+        return Plan(specialist, req.model, [request], len(prompt), n=req.n or 1)
 
     async def complete(self, call: Call, req: p.ChatCompletionRequest) -> p.ChatCompletion:
         plan, outcomes, usage = await self.flow.generate(call, lambda: self.prepare(call.principal, req))

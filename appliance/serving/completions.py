@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from appliance import protocol as p
 from appliance.errors import InvalidRequest
-from appliance.hive.types import Finished
+from appliance.hive.types import Chunk, Finished
 from appliance.serving.catalogue import Catalogue
 from appliance.serving.flow import Flow, new_id, sse
 from appliance.serving.metering import Call
@@ -39,8 +39,8 @@ class CompletionStream:
     def start(self, index: int) -> bytes | None:
         return self._chunk([p.CompletionChoice(index=index, text=self.echo, finish_reason=None)]) if self.echo else None
 
-    def content(self, index: int, text: str) -> bytes:
-        return self._chunk([p.CompletionChoice(index=index, text=text, finish_reason=None)])
+    def content(self, index: int, chunk: Chunk) -> bytes | None:
+        return self._chunk([p.CompletionChoice(index=index, text=chunk.text, finish_reason=None)])
 
     def finish(self, index: int, finished: Finished) -> bytes:
         return self._chunk([p.CompletionChoice(index=index, text="", finish_reason=finished.finish_reason)])
@@ -70,15 +70,14 @@ class Completions:
         if not prompt:
             raise InvalidRequest("prompt must not be empty.", param="prompt")
         max_tokens = prompter.fit(prompt, req.max_tokens, DEFAULT_MAX_TOKENS, "prompt")
-        requests = prompter.requests(
+        request = prompter.request(
             prompt,
             max_tokens,
             prompter.stop_list(req.stop, []),
             prompter.sampling(specialist, req.temperature, req.top_p, req),
-            req.n or 1,
             stream=bool(req.stream),
         )
-        return Plan(specialist, req.model, requests, len(prompt))
+        return Plan(specialist, req.model, [request], len(prompt), n=req.n or 1)
 
     async def complete(self, call: Call, req: p.CompletionRequest) -> p.Completion:
         plan, outcomes, usage = await self.flow.generate(call, lambda: self.prepare(call.principal, req))

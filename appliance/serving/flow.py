@@ -14,7 +14,7 @@ from typing import Protocol
 
 from appliance import protocol as p
 from appliance.errors import GenerationTimeout, ServerError
-from appliance.hive.types import Finished, Generation
+from appliance.hive.types import Chunk, Finished, Generation
 from appliance.serving.metering import Call, Meter, Metering
 from appliance.serving.prompting import Plan
 from appliance.serving.runner import Outcome, Runner, cancel, merge
@@ -38,12 +38,16 @@ def sse_error(exc: GenerationTimeout | ServerError, request_id: str | None) -> b
     return sse(body)
 
 
-def usage(plan: Plan, outcomes: list[Outcome]) -> p.Usage:
-    completion = sum(o.finished.completion_tokens for o in outcomes)
+def usage(plan: Plan, finished: list[Finished]) -> p.Usage:
+    """Prompt tokens once per prompt (its n choices share one prefill), as OpenAI counts them; the
+    cached part is what the prefix cache served, as OpenAI and llama-server report it."""
+    completion = sum(f.completion_tokens for f in finished)
+    cached = sum(f.cached_tokens for f in finished[:: plan.n])
     return p.Usage(
         prompt_tokens=plan.prompt_tokens,
         completion_tokens=completion,
         total_tokens=plan.prompt_tokens + completion,
+        prompt_tokens_details=p.PromptTokensDetails(cached_tokens=cached),
     )
 
 
@@ -53,8 +57,8 @@ class StreamRenderer(Protocol):
     def start(self, index: int) -> bytes | None:
         """The event that opens a choice (the role, an echoed prompt), if the flavour sends one."""
 
-    def content(self, index: int, text: str) -> bytes:
-        """A piece of a choice's text."""
+    def content(self, index: int, chunk: Chunk) -> bytes | None:
+        """A piece of a choice's text (with its tokens' log-probabilities when asked for), if any."""
 
     def finish(self, index: int, finished: Finished) -> bytes:
         """The event that closes a choice, with its finish reason."""
@@ -77,8 +81,8 @@ class Flow:
         with self.metering.metered(meter):
             plan = prepare()
             self._admit(meter, plan)
-            outcomes = await self.runner.run(plan.requests)
-            used = usage(plan, outcomes)
+            outcomes = await self.runner.run(plan.requests, plan.n)
+            used = usage(plan, [o.finished for o in outcomes])
             meter.prompt_tokens, meter.completion_tokens = used.prompt_tokens, used.completion_tokens
         await self.metering.succeeded(meter)
         return plan, outcomes, used
@@ -91,7 +95,7 @@ class Flow:
         with self.metering.metered(meter):
             plan = prepare()
             self._admit(meter, plan)
-            generations = self.runner.start(plan.requests)
+            generations = self.runner.start(plan.requests, plan.n)
         return self._events(meter, plan, generations, renderer(plan))
 
     async def _events(
@@ -117,9 +121,9 @@ class Flow:
                             yield sse_error(exc, rid)
                             return
                     yield render.finish(i, item)
-                else:
-                    yield render.content(i, item)
-            tail = render.usage(usage(plan, [Outcome("", g.finished) for g in generations if g.finished is not None]))
+                elif event := render.content(i, item):
+                    yield event
+            tail = render.usage(usage(plan, [g.finished for g in generations if g.finished is not None]))
             if tail:
                 yield tail
             yield DONE

@@ -30,16 +30,10 @@ class Infer:
             temperature=specialist.temperature if req.temperature is None else req.temperature,
             top_p=specialist.top_p,
         )
-        requests = prompter.requests(
-            prompt,
-            max_tokens,
-            list(specialist.stop),
-            sampling,
-            1,
-            cache_prefix=shared,
-            lookup=specialist.prompt_lookup,
+        request = prompter.request(
+            prompt, max_tokens, list(specialist.stop), sampling, cache_prefix=shared, lookup=specialist.prompt_lookup
         )
-        return Plan(specialist, specialist.name, requests, len(prompt))
+        return Plan(specialist, specialist.name, [request], len(prompt))
 
     async def complete(self, call: Call, req: p.InferRequest) -> p.InferResponse:
         t0 = time.perf_counter()

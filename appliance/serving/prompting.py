@@ -22,13 +22,15 @@ class Plan:
 
     specialist: Specialist
     model: str
+    # One per prompt (the legacy endpoint takes several); each is answered `n` times from one prefill.
     requests: list[GenerationRequest]
     prompt_tokens: int
+    n: int = 1
 
     @property
     def token_estimate(self) -> int:
-        """What the rate limiter takes up front: the prompt plus every choice's completion budget."""
-        return self.prompt_tokens + sum(r.max_tokens for r in self.requests)
+        """What the rate limiter takes up front: the prompts plus every choice's completion budget."""
+        return self.prompt_tokens + self.n * sum(r.max_tokens for r in self.requests)
 
 
 class Prompter:
@@ -158,39 +160,26 @@ class Prompter:
             seed=req.seed,
         )
 
-    def requests(
+    def request(
         self,
         prompt: list[int],
         max_tokens: int,
         stop: list[str],
         sampling: SamplingParams,
-        n: int,
         *,
         cache_prefix: int = 0,
         lookup: bool = False,
         stream: bool = False,
-    ) -> list[GenerationRequest]:
-        """One engine request per choice, sharing the prompt; with a seed, choice i samples with seed + i."""
-        deadline = time.monotonic() + self.timeout_s
-        out = []
-        for i in range(n):
-            s = sampling
-            if n > 1 and sampling.seed is not None:
-                s = SamplingParams(**{**_fields(sampling), "seed": sampling.seed + i})
-            out.append(
-                GenerationRequest(
-                    prompt_tokens=prompt,
-                    max_tokens=max_tokens,
-                    sampling=s,
-                    stop=stop,
-                    deadline=deadline,
-                    cache_prefix=cache_prefix,
-                    lookup=lookup,
-                    stream=stream,
-                )
-            )
-        return out
-
-
-def _fields(s: SamplingParams) -> dict:
-    return {f: getattr(s, f) for f in s.__struct_fields__}
+    ) -> GenerationRequest:
+        """The engine request for one prompt; its n choices share one prefill (with a seed, choice i
+        samples with seed + i: the engine does that)."""
+        return GenerationRequest(
+            prompt_tokens=prompt,
+            max_tokens=max_tokens,
+            sampling=sampling,
+            stop=stop,
+            deadline=time.monotonic() + self.timeout_s,
+            cache_prefix=cache_prefix,
+            lookup=lookup,
+            stream=stream,
+        )

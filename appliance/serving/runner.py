@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from appliance.errors import GenerationTimeout, ServerError
-from appliance.hive.types import Engine, Finished, Generation, GenerationRequest
+from appliance.hive.types import Chunk, Engine, Finished, Generation, GenerationRequest, TokenInfo
 
 
 @dataclass
 class Outcome:
     text: str
     finished: Finished
+    # The generated tokens with their log-probabilities, when the request asked for them.
+    tokens: list[TokenInfo] = field(default_factory=list)
 
 
 class Runner:
@@ -22,29 +24,30 @@ class Runner:
         self.engine = engine
         self.timeout_s = timeout_s
 
-    def start(self, requests: list[GenerationRequest]) -> list[Generation]:
-        """Submit every request, or none: a refusal (queue full) cancels those already submitted."""
+    def start(self, requests: list[GenerationRequest], n: int = 1) -> list[Generation]:
+        """Submit every request (n choices each, from one prefill), or none: a refusal (queue full)
+        cancels those already submitted. Choice j of request i is generation i * n + j."""
         generations: list[Generation] = []
         try:
             for r in requests:
-                generations.append(self.engine.submit(r))
+                generations.extend(self.engine.submit_many(r, n))
         except BaseException:
             cancel(generations)
             raise
         return generations
 
-    async def run(self, requests: list[GenerationRequest]) -> list[Outcome]:
-        """Run to the end and collect each generation's whole text."""
-        generations = self.start(requests)
+    async def run(self, requests: list[GenerationRequest], n: int = 1) -> list[Outcome]:
+        """Run to the end and collect each generation's whole text and tokens."""
+        generations = self.start(requests, n)
         try:
-            texts = await asyncio.gather(*(_collect(g) for g in generations))
+            collected = await asyncio.gather(*(_collect(g) for g in generations))
         finally:
             cancel(generations)
         outcomes = []
-        for g, text in zip(generations, texts, strict=True):
+        for g, (text, tokens) in zip(generations, collected, strict=True):
             assert g.finished is not None
             self.raise_for(g.finished)
-            outcomes.append(Outcome(text, g.finished))
+            outcomes.append(Outcome(text, g.finished, tokens))
         return outcomes
 
     def raise_for(self, finished: Finished) -> None:
@@ -64,24 +67,29 @@ def cancel(generations: list[Generation]) -> None:
         g.cancel()
 
 
-async def _collect(g: Generation) -> str:
-    return "".join([piece async for piece in g])
+async def _collect(g: Generation) -> tuple[str, list[TokenInfo]]:
+    texts: list[str] = []
+    tokens: list[TokenInfo] = []
+    async for chunk in g.chunks():
+        texts.append(chunk.text)
+        tokens.extend(chunk.tokens)
+    return "".join(texts), tokens
 
 
-async def merge(generations: list[Generation]) -> AsyncIterator[tuple[int, str | Finished]]:
+async def merge(generations: list[Generation]) -> AsyncIterator[tuple[int, Chunk | Finished]]:
     """Interleave several generations' events, tagging each with its choice index."""
     if len(generations) == 1:
         g = generations[0]
-        async for text in g:
-            yield 0, text
+        async for chunk in g.chunks():
+            yield 0, chunk
         assert g.finished is not None
         yield 0, g.finished
         return
-    queue: asyncio.Queue[tuple[int, str | Finished]] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[int, Chunk | Finished]] = asyncio.Queue()
 
     async def pump(i: int, g: Generation) -> None:
-        async for text in g:
-            await queue.put((i, text))
+        async for chunk in g.chunks():
+            await queue.put((i, chunk))
         assert g.finished is not None
         await queue.put((i, g.finished))
 
