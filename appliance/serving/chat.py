@@ -11,8 +11,10 @@ from appliance.errors import InvalidRequest
 from appliance.hive.types import Chunk, Finished
 from appliance.serving.catalogue import Catalogue
 from appliance.serving.flow import Flow, new_id, sse
+from appliance.serving.logprobs import chat as chat_logprob_content
 from appliance.serving.metering import Call
 from appliance.serving.prompting import Plan, Prompter
+from appliance.serving.shapes import Shapes, chat_logprobs
 from appliance.store import Principal
 
 
@@ -34,7 +36,8 @@ class ChatStream:
         return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(role="assistant", content=""))])
 
     def content(self, index: int, chunk: Chunk) -> bytes | None:
-        return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(content=chunk.text))])
+        logprobs = chat_logprob_content(chunk.tokens) if chunk.tokens else None
+        return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(content=chunk.text), logprobs=logprobs)])
 
     def finish(self, index: int, finished: Finished) -> bytes:
         return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(), finish_reason=finished.finish_reason)])
@@ -44,36 +47,42 @@ class ChatStream:
 
 
 class ChatCompletions:
-    def __init__(self, catalogue: Catalogue, prompter: Prompter, flow: Flow) -> None:
+    def __init__(self, catalogue: Catalogue, prompter: Prompter, flow: Flow, shapes: Shapes) -> None:
         self.catalogue = catalogue
         self.prompter = prompter
         self.flow = flow
+        self.shapes = shapes
 
     def prepare(self, principal: Principal, req: p.ChatCompletionRequest) -> Plan:
         specialist = self.catalogue.resolve(principal, req.model)
         self.prompter.check_loaded()
         if req.tools and req.tool_choice != "none":
             raise InvalidRequest("Function calling (tools) is not available yet on this appliance.", param="tools")
-        if req.response_format is not None and req.response_format.type != "text":
-            raise InvalidRequest(
-                f"response_format '{req.response_format.type}' is not available yet on this appliance.",
-                param="response_format",
-            )
-        if req.logprobs:
-            raise InvalidRequest("logprobs are not available yet on this appliance.", param="logprobs")
-        prompter = self.prompter
-        preamble, conversation = prompter.chat_turns(
-            specialist, self.catalogue.system_prompt(principal, specialist), req.messages
+        # Everything that can be refused is checked before the prompt is built or anything metered.
+        grammar, labels = self.shapes.grammar(specialist, req.response_format, req.labels)
+        sampling = self.prompter.sampling(
+            specialist,
+            req.temperature,
+            req.top_p,
+            req,
+            grammar=grammar,
+            logprobs=chat_logprobs(req.logprobs, req.top_logprobs),
+            logit_bias=self.shapes.logit_bias(req.logit_bias),
         )
+        prompter = self.prompter
+        system = prompter.with_labels(self.catalogue.system_prompt(principal, specialist), req.labels)
+        preamble, conversation = prompter.chat_turns(specialist, system, req.messages)
         prompt, shared = prompter.tokenize_chat(preamble, conversation)
         explicit = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
         param = "max_completion_tokens" if req.max_completion_tokens is not None else "messages"
-        max_tokens = prompter.fit(prompt, explicit, specialist.max_tokens, param)
+        default = prompter.label_budget(labels, specialist.max_tokens) if labels else specialist.max_tokens
+        max_tokens = prompter.fit(prompt, explicit, default, param)
         request = prompter.request(
             prompt,
             max_tokens,
-            prompter.stop_list(req.stop, specialist.stop),
-            prompter.sampling(specialist, req.temperature, req.top_p, req),
+            # A label or JSON ends where its grammar does; the profile's stop strings could cut it.
+            prompter.stop_list(req.stop, [] if grammar else specialist.stop),
+            sampling,
             cache_prefix=shared,
             lookup=specialist.prompt_lookup,
             stream=bool(req.stream),
@@ -82,13 +91,17 @@ class ChatCompletions:
 
     async def complete(self, call: Call, req: p.ChatCompletionRequest) -> p.ChatCompletion:
         plan, outcomes, usage = await self.flow.generate(call, lambda: self.prepare(call.principal, req))
+        wants_logprobs = bool(req.logprobs)
         return p.ChatCompletion(
             id=new_id("chatcmpl"),
             created=int(time.time()),
             model=plan.model,
             choices=[
                 p.ChatChoice(
-                    index=i, message=p.AssistantMessage(content=o.text), finish_reason=o.finished.finish_reason
+                    index=i,
+                    message=p.AssistantMessage(content=o.text),
+                    finish_reason=o.finished.finish_reason,
+                    logprobs=chat_logprob_content(o.tokens) if wants_logprobs else None,
                 )
                 for i, o in enumerate(outcomes)
             ],
