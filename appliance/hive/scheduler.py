@@ -112,7 +112,8 @@ class Profile:
     restore_s: float = 0.0
     saves: int = 0
     save_s: float = 0.0
-    # Steps that decode only new tokens, no prompt, by batch size: [count, seconds in llama_decode].
+    # Steps that decode only new tokens, no prompt, by batch size:
+    # [count, seconds in llama_decode, seconds for the whole step (admit, batch, decode, sample, hand out)].
     by_size: dict[int, list[float]] = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -128,8 +129,11 @@ class Profile:
             f"({(self.generated + self.prompt) / self.steps:.1f} per step), {self.busy_s:.2f} s busy: "
             f"decode {share(self.decode_s)}, sampling {share(self.sample_s)}, "
             f"{self.restores} prefix restores {share(self.restore_s)}, {self.saves} prefix saves {share(self.save_s)}, "
-            f"other {share(other)}; decode-only steps by batch size: "
-            + ", ".join(f"{n}: {int(c)} x {1000 * t / c:.2f} ms" for n, (c, t) in sorted(self.by_size.items()))
+            f"other {share(other)}; decode-only steps by batch size (llama_decode + the host's Python around it): "
+            + ", ".join(
+                f"{n}: {int(c)} x {1000 * t / c:.2f} + {1000 * (w - t) / c:.2f} ms"
+                for n, (c, t, w) in sorted(self.by_size.items())
+            )
         )
 
 
@@ -238,9 +242,12 @@ class Scheduler:
                 self._admit()
                 self._reap()
                 if any(s.active for s in self.slots):
-                    self._step()
+                    size = self._step()
                     self._flush()
-                    self.stats.profile.busy_s += time.perf_counter() - started
+                    elapsed = time.perf_counter() - started
+                    self.stats.profile.busy_s += elapsed
+                    if size:
+                        self.stats.profile.by_size[size][2] += elapsed
                 else:
                     self._flush()
                     with self._cond:
@@ -349,7 +356,8 @@ class Scheduler:
             elif a.request.deadline is not None and now >= a.request.deadline:
                 self._finish(slot, "timeout")
 
-    def _step(self) -> None:
+    def _step(self) -> int:
+        """One llama_decode over every active slot; returns the batch size if it decoded no prompt, else 0."""
         batch = self.batch
         batch.clear()
         # (slot, batch index of the first logits row, draft tokens verified at the following rows)
@@ -408,7 +416,7 @@ class Scheduler:
         profile.generated += generated
         profile.prompt += prompt_tokens
         if not prompt_tokens:
-            row = profile.by_size.setdefault(batch.n, [0, 0.0])
+            row = profile.by_size.setdefault(batch.n, [0, 0.0, 0.0])
             row[0] += 1
             row[1] += t1 - t0
             self.step_costs.observe(batch.n, t1 - t0)
@@ -443,6 +451,7 @@ class Scheduler:
                 a.acceptance.record(len(draft), accepted)
                 self.ctx.seq_rm(slot.seq, len(slot.kv), -1)  # drop the cells of wrong guesses
         profile.sample_s += time.perf_counter() - t2
+        return 0 if prompt_tokens else batch.n
 
     def _accept(self, slot: Slot, a: Active, token: int) -> None:
         if self.model.is_eog(token):
