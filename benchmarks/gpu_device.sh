@@ -38,9 +38,10 @@ wait_build() {
   [ "$(cat "$W/build.rc")" = 0 ] || { echo "BUILD FAILED"; tail -80 "$W/build/wheel.log"; exit 1; }
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$W/site" \
     "$W"/build/wheel/llama_cpp_python-*.whl || exit 1
+  [ -f "$W/build/cublas.path" ] && export LD_LIBRARY_PATH="$(cat "$W/build/cublas.path")"
   PYTHONPATH="$W/site" python3 -c "import llama_cpp as ll; print('llama_cpp', ll.__version__, 'gpu offload:', bool(ll.llama_supports_gpu_offload()))"
   ls -la "$W"/site/llama_cpp/lib "$SERVER"
-  LD_LIBRARY_PATH="$W/site/llama_cpp/lib" "$SERVER" --version 2>&1 | tail -3
+  LD_LIBRARY_PATH="$W/site/llama_cpp/lib:${LD_LIBRARY_PATH:-}" "$SERVER" --version 2>&1 | tail -3
   # Back up what was built, so a fresh machine can skip the build: the wheel, and llama-server with
   # the libraries the wheel does not hold (files of at most 15 MiB, at most 7).
   (cd "$W/build/lcpb/bin" && tar czf "$W/server.tgz" llama-server $(ls *.so* | grep -v -e '^libllama\.so' -e '^libggml' -e '^libmtmd'))
@@ -88,6 +89,7 @@ bench)
   cat "$W/gguf.part0" "$STAGE/c2/gguf.part1" "$STAGE/c2/gguf.part2" >"$MODEL"
   sha256sum "$MODEL"
   export PYTHONPATH="$SRC:$W/site" LD_LIBRARY_PATH="$W/site/llama_cpp/lib:$W/build/lcpb/bin"
+  [ -f "$W/build/cublas.path" ] && LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$(cat "$W/build/cublas.path")"
   printf '#!/bin/sh\nexec python3 -m appliance "$@"\n' >"$W/alveare" && chmod +x "$W/alveare"
   cd "$SRC"
   echo "== smoke"
