@@ -28,12 +28,12 @@ B="$ROOT/lcpb"
 EXTRA=""
 CUDA_DIR="$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")"
 HAVE="$(ls "$CUDA_DIR"/include/cublas_v2.h /usr/local/cuda*/include/cublas_v2.h \
-  /usr/local/cuda*/targets/*/include/cublas_v2.h /usr/include/cublas_v2.h 2>/dev/null | head -1)"
+  /usr/local/cuda*/targets/*/include/cublas_v2.h /usr/include/cublas_v2.h 2>/dev/null | head -1 || true)"
 echo "   nvcc: $(command -v nvcc); toolkit cuBLAS header: ${HAVE:-none}"
 found() {  # files named like $1 anywhere on the machine (one scan, kept)
   [ -f "$ROOT/found.txt" ] || find / \( -path /proc -o -path /sys -o -path "$ROOT" \) -prune -o \( -name cublas_v2.h \
     -o -name 'libcublas.so*' -o -name 'libcublasLt.so*' -o -name 'libcuda.so*' \) -print 2>/dev/null >"$ROOT/found.txt"
-  grep -E "/$1\$" "$ROOT/found.txt" | sort | head -1
+  grep -E "/$1\$" "$ROOT/found.txt" | sort | head -1 || true
 }
 if [ -z "$HAVE" ]; then
   H="$(found 'cublas_v2\.h')"
