@@ -337,3 +337,8 @@ def readme_rows() -> list[str]:
         meaning = s.help + (("" if s.more.startswith((":", ";", ".", ",")) else " ") + s.more if s.more else "")
         rows.append(f"| {flag} | {env} | {default} | {meaning} |")
     return rows
+
+
+if __name__ == "__main__":
+    # `python -m appliance.settings` prints the README's configuration table.
+    print("\n".join(readme_rows()))

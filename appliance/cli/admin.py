@@ -103,7 +103,9 @@ class AdminCommand(Command):
         p.add_argument("--rpm", type=int, help="requests per minute per key")
         p.add_argument("--monthly", type=int, help="requests per month per account")
         p.add_argument("--tpm", type=int, help="tokens per minute per key")
-        p.add_argument("--specialists", dest="plan_specialists", type=int, metavar="N", help="specialists an account may use")
+        p.add_argument(
+            "--specialists", dest="plan_specialists", type=int, metavar="N", help="specialists an account may use"
+        )
         p.add_argument(
             "--custom-prompts", choices=["yes", "no"], help="whether accounts may set their own system prompts"
         )

@@ -196,6 +196,20 @@ def test_plans_accounts_and_usage_commands(tmp_path, capsys) -> None:
     assert code == 1 and "requests_per_minute" in err
 
 
+def test_plans_set_specialists_on_the_data_dir(tmp_path, capsys) -> None:
+    """--specialists here is the plan's number, never serve's specialists file."""
+    d = str(tmp_path)
+    code, out, err = run(capsys, "--data-dir", d, "admin", "plans", "set", "tiny", "--specialists", "2", "--json")
+    assert code == 0, err
+    assert json.loads(out)["specialists_allowed"] == 2
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "plans", "set", "solo", "--specialists", "4")
+    assert code == 0 and "Updated plan solo" in out and "4 specialists" in out
+    code, _, err = run(capsys, "--data-dir", d, "admin", "plans", "set", "solo", "--specialists", "-1")
+    assert code == 1 and "specialists_allowed" in err and err.count("\n") == 1
+    code, _, err = run(capsys, "--data-dir", d, "admin", "plans", "set", "new", "--base", "gold")
+    assert code == 1 and "gold" in err
+
+
 def test_a_command_whose_extra_is_not_installed_names_the_extra(monkeypatch, capsys) -> None:
     """`pip install alveare` alone has no server: `alveare serve` says which extra, not a traceback."""
     from appliance.cli import serve
