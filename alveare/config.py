@@ -1,6 +1,6 @@
 """Where the SDK finds its API key and server: arguments, then the environment, then the config file.
 
-The config file is the one the user CLI's `alveare auth login` will write:
+The config file is the one `alveare auth login` writes (mode 0600, see write_config_file):
 
     $ALVEARE_CONFIG, else $XDG_CONFIG_HOME/alveare/config.toml, else ~/.config/alveare/config.toml
 

@@ -73,5 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from alveare import AlveareError as SDKError
 
         if isinstance(exc, SDKError):
-            return fail(error_line(exc))
+            hint = " Or run `alveare auth login`." if exc.status is None and "No API key" in exc.message else ""
+            return fail(error_line(exc) + hint)
         raise
