@@ -159,7 +159,8 @@ async def test_server_stopping_is_shown_and_management_goes_on(tmp_path_factory:
             await wait_for(pilot, lambda: "Server up" in text_of(app, "#hive-state"), 30)
             live.stop()
             await wait_for(pilot, lambda: "Server down" in text_of(app, "#hive-state"), 30)
-            assert not app.backend.online
+            # The poll shows "Server down" first, then switches to the data dir in the same worker.
+            await wait_for(pilot, lambda: not app.backend.online, 30)
             assert app.sub_title == "server down · working on the data dir"
             # Accounts are still managed, now on the data dir.
             await press(pilot, "2", "n")
