@@ -72,7 +72,7 @@ def status(args: argparse.Namespace) -> int:
         source = API_KEY_ENV if os.environ.get(API_KEY_ENV) else "the config file"
         print(f"Key:         {key_prefix(c.api_key)} (from {source})")
         health = c.health()
-        print(f"Server:      {health.status}, version {health.version}, model {health.model or '-'}")
+        print(f"Health:      {health.status}, version {health.version}, model {health.model or '-'}")
         c.models()  # an authenticated request: a refused key is the one-line error
         print("The server accepts the key.")
     if stored.get("api_key") and os.environ.get(API_KEY_ENV):
