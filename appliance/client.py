@@ -196,12 +196,16 @@ class AdminClient:
     def set_spending_cap(self, name: str, cap: float | None) -> Account:
         return self._call("PATCH", f"/v1/admin/accounts/{_seg(name)}", Account, json={"spending_cap": cap})
 
+    def set_account_specialists(self, name: str, specialists: list[str] | None) -> Account:
+        return self._call("PATCH", f"/v1/admin/accounts/{_seg(name)}", Account, json={"specialists": specialists})
+
     # keys -------------------------------------------------------------------
     def keys(self, account: str | None = None) -> list[KeyInfo]:
         return self._call("GET", "/v1/admin/keys", list[KeyInfo], params={"account": account})
 
-    def create_key(self, account: str, *, test: bool = False) -> CreatedKey:
-        return self._call("POST", "/v1/admin/keys", CreatedKey, json={"account": account, "test": test})
+    def create_key(self, account: str, *, test: bool = False, admin: bool = False) -> CreatedKey:
+        body = {"account": account, "test": test, **({"admin": True} if admin else {})}
+        return self._call("POST", "/v1/admin/keys", CreatedKey, json=body)
 
     def revoke_key(self, prefix: str) -> KeyInfo:
         return self._call("DELETE", f"/v1/admin/keys/{_seg(prefix)}", KeyInfo)

@@ -69,13 +69,17 @@ class AdminController(Controller):
     async def update_account(self, request: Request) -> Response[bytes]:
         name = request.path_params["name"]
         body = decode_body(await request.body(), p.AdminAccountUpdate)
-        if body.plan is None and body.spending_cap is msgspec.UNSET:
-            raise InvalidRequest("Give plan and/or spending_cap (null clears the cap).")
+        if body.plan is None and body.spending_cap is msgspec.UNSET and body.specialists is msgspec.UNSET:
+            raise InvalidRequest(
+                "Give plan, spending_cap (null clears the cap) and/or specialists (null: the plan's default set)."
+            )
 
         def update(a: LocalAdmin):
             account = a.set_account_plan(name, body.plan) if body.plan is not None else None
             if body.spending_cap is not msgspec.UNSET:
                 account = a.set_spending_cap(name, body.spending_cap)
+            if body.specialists is not msgspec.UNSET:
+                account = a.set_account_specialists(name, body.specialists)
             return account
 
         return _json(await _run(request, update))
@@ -108,7 +112,7 @@ class AdminController(Controller):
     @post("/keys", status_code=201)
     async def create_key(self, request: Request) -> Response[bytes]:
         body = decode_body(await request.body(), p.AdminKeyCreate)
-        return _json(await _run(request, lambda a: a.create_key(body.account, test=body.test)), 201)
+        return _json(await _run(request, lambda a: a.create_key(body.account, test=body.test, admin=body.admin)), 201)
 
     @delete("/keys/{prefix:str}", status_code=200)
     async def revoke_key(self, request: Request) -> Response[bytes]:
