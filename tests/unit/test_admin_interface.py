@@ -29,4 +29,4 @@ def test_online_is_a_property(impl) -> None:
 
 
 def test_every_operation_is_listed() -> None:
-    assert len(METHODS) == 19 and "try_it" in METHODS and "hive_status" in METHODS
+    assert len(METHODS) == 20 and "backup" in METHODS and "try_it" in METHODS and "hive_status" in METHODS
