@@ -13,42 +13,88 @@ __all__ = [
     "ChatChoice",
     "ChatCompletion",
     "ChatCompletionChunk",
+    "ChoiceLogprobs",
     "ChunkChoice",
     "Completion",
     "CompletionChoice",
     "Delta",
     "ErrorBody",
     "ErrorEnvelope",
+    "FunctionCall",
+    "FunctionCallDelta",
     "Health",
     "HiveSample",
     "HiveStatus",
     "InferResponse",
+    "LegacyLogprobs",
     "Model",
     "ModelList",
+    "PromptTokensDetails",
     "SpecialistList",
     "SpecialistView",
+    "TokenLogprob",
+    "ToolCall",
+    "ToolCallDelta",
+    "TopLogprob",
     "Usage",
     "UsageReport",
 ]
+
+
+class PromptTokensDetails(Struct):
+    # Prompt tokens served from the prefix cache instead of being decoded again.
+    cached_tokens: int = 0
 
 
 class Usage(Struct):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
+
+
+class FunctionCall(Struct):
+    name: str
+    # A JSON string, as OpenAI sends it (generated under a grammar, so it always parses).
+    arguments: str
+
+
+class ToolCall(Struct):
+    id: str
+    function: FunctionCall
+    type: str = "function"
 
 
 class AssistantMessage(Struct):
     content: str | None
     role: str = "assistant"
     refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+class TopLogprob(Struct):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprob(Struct):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(Struct):
+    content: list[TokenLogprob] | None
+    refusal: list[TokenLogprob] | None = None
 
 
 class ChatChoice(Struct):
     index: int
     message: AssistantMessage
     finish_reason: str
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(Struct):
@@ -61,16 +107,31 @@ class ChatCompletion(Struct):
     system_fingerprint: str | None = None
 
 
+class FunctionCallDelta(Struct, omit_defaults=True):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(Struct, omit_defaults=True):
+    """A streamed tool call: id, type and name once per index, then arguments in fragments."""
+
+    index: int
+    id: str | None = None
+    type: str | None = None
+    function: FunctionCallDelta | None = None
+
+
 class Delta(Struct, omit_defaults=True):
     role: str | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChunkChoice(Struct):
     index: int
     delta: Delta
     finish_reason: str | None = None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(Struct):
@@ -83,11 +144,20 @@ class ChatCompletionChunk(Struct):
     usage: Usage | None = None
 
 
+class LegacyLogprobs(Struct):
+    """The legacy completions endpoint's logprobs shape."""
+
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float]] | None
+    text_offset: list[int]
+
+
 class CompletionChoice(Struct):
     index: int
     text: str
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: LegacyLogprobs | None = None
 
 
 class Completion(Struct):

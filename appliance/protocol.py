@@ -17,20 +17,29 @@ from alveare.types import (  # noqa: F401
     ChatChoice,
     ChatCompletion,
     ChatCompletionChunk,
+    ChoiceLogprobs,
     ChunkChoice,
     Completion,
     CompletionChoice,
     Delta,
     ErrorBody,
     ErrorEnvelope,
+    FunctionCall,
+    FunctionCallDelta,
     Health,
     HiveSample,
     HiveStatus,
     InferResponse,
+    LegacyLogprobs,
     Model,
     ModelList,
+    PromptTokensDetails,
     SpecialistList,
     SpecialistView,
+    TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
+    TopLogprob,
     Usage,
     UsageReport,
 )
@@ -88,11 +97,16 @@ class ChatCompletionRequest(Struct):
     logprobs: bool | None = None
     top_logprobs: int | None = None
     logit_bias: dict[str, float] | None = None
+    parallel_tool_calls: bool | None = None
+    # Alveare's extension (extra_body with the OpenAI SDKs): the answer is exactly one of these.
+    labels: list[str] | None = None
 
 
 class CompletionRequest(Struct):
     model: Annotated[str, Meta(min_length=1)]
-    prompt: str | Annotated[list[str], Meta(min_length=1, max_length=1)]
+    # A string, or several: one choice (n choices) per prompt, indexed prompt by prompt.
+    prompt: str | Annotated[list[str], Meta(min_length=1, max_length=16)]
+    logit_bias: dict[str, float] | None = None
     # OpenAI's legacy endpoint defaults to 16 tokens.
     max_tokens: MaxTokens | None = 16
     temperature: Temperature | None = None
@@ -116,6 +130,8 @@ class InferRequest(Struct):
     prompt: Annotated[str, Meta(min_length=1)]
     max_tokens: MaxTokens | None = None
     temperature: Temperature | None = None
+    # The answer is exactly one of these (classify's are in its profile).
+    labels: list[str] | None = None
 
 
 # ---------------------------------------------------------------- responses
@@ -147,7 +163,8 @@ class ModelInfo(Struct):
 MAX_SYSTEM_PROMPT = 8000
 
 
-class SystemPromptUpdate(Struct):
+class SystemPromptUpdate(Struct, forbid_unknown_fields=True):
+    # Refused, not ignored: `{"system_prompt": ..., "temperature": 0}` would otherwise look accepted.
     system_prompt: str
 
 

@@ -15,6 +15,9 @@ from appliance.errors import ConfigError, ModelNotFound
 MODEL_PREFIX = "alveare-"
 ECHO_CHARS = 100
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+# OpenAI's pinned snapshots: gpt-4o-2024-08-06, gpt-3.5-turbo-0125, gpt-4-1106-preview. Migrated code
+# pins them; they resolve through the alias of their base name.
+_SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{4})(?:-preview)?$")
 
 
 class Example(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -40,6 +43,14 @@ class Specialist(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # the caller's after it (task specialists); "replace" uses the caller's instead, so the prompt is
     # only a default (a general assistant, where OpenAI models have no persona of their own).
     caller_system: Literal["append", "replace"] = "append"
+    # What shape the answer must have, enforced by a grammar while sampling (at most one of these):
+    # `labels`: exactly one of them (a request may narrow them with its own `labels`);
+    # `json_schema`: one JSON object valid against it; `output = "json"`: any JSON object;
+    # `grammar`: a GBNF grammar of your own (root rule `root`). A request's response_format wins.
+    labels: list[str] = []
+    json_schema: dict | None = None
+    output: Literal["text", "json"] = "text"
+    grammar: str | None = None
 
     @property
     def model_id(self) -> str:
@@ -60,11 +71,15 @@ class Specialists:
     def __len__(self) -> int:
         return len(self.by_name)
 
+    def alias_target(self, model: str) -> str | None:
+        """The specialist an OpenAI model name maps to: the name itself, or a dated snapshot's base name."""
+        return self.aliases.get(model) or self.aliases.get(_SNAPSHOT.sub("", model))
+
     def resolve(self, model: str, *, param: str = "model") -> Specialist:
-        """`summarise`, `alveare-summarise` or a mapped OpenAI name; anything else is 404."""
+        """`summarise`, `alveare-summarise` or a mapped OpenAI name (dated or not); anything else is 404."""
         key = model.strip()
         name = key.removeprefix(MODEL_PREFIX)
-        found = self.by_name.get(name) or self.by_name.get(self.aliases.get(key, ""))
+        found = self.by_name.get(name) or self.by_name.get(self.alias_target(key) or "")
         if found is None:
             # Echo at most ECHO_CHARS of what the client sent: a 10,000-character name is not repeated back.
             shown = model if len(model) <= ECHO_CHARS else model[:ECHO_CHARS] + "…"
@@ -142,6 +157,13 @@ def load_specialists(path: Path | None = None) -> Specialists:
             raise fail(where, key, message) from None
         if not spec.system_prompt.strip():
             raise fail(where, "system_prompt", "system_prompt must not be empty")
+        shapes = [k for k in ("labels", "json_schema", "grammar") if getattr(spec, k)]
+        shapes += ["output"] if spec.output != "text" else []
+        if len(shapes) > 1:
+            raise fail(where, shapes[1], f"give at most one of labels, json_schema, output and grammar, not {shapes}")
+        labels = spec.labels
+        if len(set(labels)) != len(labels) or any(not label.strip() or len(label) > 100 for label in labels):
+            raise fail(where, "labels", "labels must be distinct, non-empty and at most 100 characters each")
         specialists[name] = spec
     aliases = data.get("aliases", {})
     if not isinstance(aliases, dict):

@@ -6,19 +6,19 @@ from litestar import Request, Response, get
 
 from appliance import protocol as p
 from appliance.api.auth import admin_only
-from appliance.service import Service
+from appliance.serving import Serving
 
 
 @get("/v1/hive/status", guards=[admin_only])
 async def hive_status(request: Request) -> Response[bytes]:
-    service: Service = request.app.state.service
-    return Response(content=p.encode(service.hive_status()), media_type="application/json")
+    serving: Serving = request.app.state.serving
+    return Response(content=p.encode(serving.status.hive_status()), media_type="application/json")
 
 
 @get("/metrics", guards=[admin_only])
 async def metrics(request: Request) -> Response[str]:
-    service: Service = request.app.state.service
-    return Response(content=service.metrics_text(), media_type="text/plain; version=0.0.4")
+    serving: Serving = request.app.state.serving
+    return Response(content=serving.status.metrics_text(), media_type="text/plain; version=0.0.4")
 
 
 ROUTES = [hive_status, metrics]

@@ -22,7 +22,7 @@ from appliance.api.errors import EXCEPTION_HANDLERS, add_request_id
 from appliance.api.openai_routes import CALL
 from appliance.hive.types import Engine
 from appliance.limits import FailedKeyLimiter
-from appliance.service import Service
+from appliance.serving import Serving
 from appliance.settings import Settings
 from appliance.specialists import Specialists
 from appliance.store import Principal, Store
@@ -40,7 +40,7 @@ def create_app(
 ) -> Litestar:
     """The app; `on_load_failure(reason)` is called (on the event loop) if the model fails to load,
     so `serve` can stop rather than answer 503 forever."""
-    service = Service(settings, engine, specialists, store)
+    serving = Serving(settings, engine, specialists, store)
 
     async def add_rate_limit_headers(message: Message, scope: Scope) -> None:
         """before_send hook: every authenticated response, errors included, carries x-ratelimit-*.
@@ -54,7 +54,7 @@ def create_app(
         if not isinstance(principal, Principal):
             return
         call = scope.get("state", {}).get(CALL)
-        state = call.rate if call is not None and call.rate is not None else service.rate_state(principal)
+        state = call.rate if call is not None and call.rate is not None else serving.metering.rate_state(principal)
         headers = list(message.get("headers", []))
         headers += [(k.encode(), v.encode()) for k, v in state.headers().items()]
         message["headers"] = headers
@@ -93,7 +93,7 @@ def create_app(
         lifespan=[engine_lifespan],
         state=State(
             {
-                "service": service,
+                "serving": serving,
                 "store": store,
                 "settings": settings,
                 # Refused API keys per source address (auth middleware): 429 past a burst.

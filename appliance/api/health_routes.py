@@ -5,13 +5,13 @@ from __future__ import annotations
 from litestar import Request, Response, get, head
 
 from appliance import protocol as p
-from appliance.service import Service
+from appliance.serving import Serving
 
 
 @get("/health", exclude_from_auth=True)
 async def health(request: Request) -> Response[bytes]:
-    service: Service = request.app.state.service
-    return Response(content=p.encode(service.health()), media_type="application/json")
+    serving: Serving = request.app.state.serving
+    return Response(content=p.encode(serving.status.health()), media_type="application/json")
 
 
 @head("/health", exclude_from_auth=True)

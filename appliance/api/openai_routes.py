@@ -10,7 +10,7 @@ from litestar.response import Stream
 
 from appliance import protocol as p
 from appliance.api.errors import decode_body, request_id
-from appliance.service import Call, Service
+from appliance.serving import Call, Serving
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 CALL = "alveare_call"
@@ -21,6 +21,10 @@ def metered_call(request: Request, endpoint: str) -> Call:
     call = Call(request.user, endpoint, request_id=request_id(request.scope))
     request.scope.setdefault("state", {})[CALL] = call
     return call
+
+
+def _serving(request: Request) -> Serving:
+    return request.app.state.serving
 
 
 def _json(value: Any) -> Response[bytes]:
@@ -48,34 +52,32 @@ async def _streamed(events: AsyncIterator[bytes]) -> Stream:
 
 @post("/v1/chat/completions", status_code=200)
 async def chat_completions(request: Request) -> Response[bytes] | Stream:
-    service: Service = request.app.state.service
+    chat = _serving(request).chat
     call = metered_call(request, "chat.completions")
     req = decode_body(await request.body(), p.ChatCompletionRequest)
     if req.stream:
-        return await _streamed(service.stream_chat(call, req))
-    return _json(await service.chat_completion(call, req))
+        return await _streamed(chat.stream(call, req))
+    return _json(await chat.complete(call, req))
 
 
 @post("/v1/completions", status_code=200)
 async def completions(request: Request) -> Response[bytes] | Stream:
-    service: Service = request.app.state.service
+    completions = _serving(request).completions
     call = metered_call(request, "completions")
     req = decode_body(await request.body(), p.CompletionRequest)
     if req.stream:
-        return await _streamed(service.stream_completion(call, req))
-    return _json(await service.completion(call, req))
+        return await _streamed(completions.stream(call, req))
+    return _json(await completions.complete(call, req))
 
 
 @get("/v1/models")
 async def list_models(request: Request) -> Response[bytes]:
-    service: Service = request.app.state.service
-    return _json(p.ModelList(data=service.models(request.user)))
+    return _json(_serving(request).catalogue.models(request.user))
 
 
 @get("/v1/models/{model_id:str}")
 async def get_model(request: Request) -> Response[bytes]:
-    service: Service = request.app.state.service
-    return _json(service.model(request.user, request.path_params["model_id"]))
+    return _json(_serving(request).catalogue.model(request.user, request.path_params["model_id"]))
 
 
 ROUTES = [chat_completions, completions, list_models, get_model]

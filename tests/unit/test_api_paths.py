@@ -101,12 +101,49 @@ def test_fake_round_trip(make_client) -> None:
     assert r.json()["result"] == "hello there"
 
 
-def test_tools_and_json_mode_are_refused_clearly(make_client) -> None:
+def test_tools_are_refused_clearly(make_client) -> None:
     client = make_client(FakeEngine())
     tool = {"type": "function", "function": {"name": "f", "parameters": {}}}
     assert client.post("/v1/chat/completions", json={**CHAT, "tools": [tool]}).json()["error"]["param"] == "tools"
-    r = client.post("/v1/chat/completions", json={**CHAT, "response_format": {"type": "json_object"}})
-    assert r.status_code == 400 and r.json()["error"]["param"] == "response_format"
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}},
+            "response_format.json_schema.name",
+        ),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"logit_bias": {"abc": 1}}, "logit_bias"),
+        ({"logit_bias": {"99999": 1}}, "logit_bias"),
+        ({"logit_bias": {"5": 101}}, "logit_bias"),
+        ({"labels": []}, "labels"),
+        ({"labels": ["a", "a"]}, "labels"),
+    ],
+)
+def test_bad_shapes_and_sampling_options_are_400s_before_metering(make_client, extra: dict, param: str) -> None:
+    client = make_client(FakeEngine())
+    r = client.post("/v1/chat/completions", json={**CHAT, **extra})
+    assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"suffix": "x"}, "suffix"),
+        ({"best_of": 2}, "best_of"),
+        ({"echo": True, "logprobs": 1}, "logprobs"),
+        ({"logprobs": 6}, "logprobs"),
+        ({"prompt": ["ok", ""]}, "prompt[1]"),
+    ],
+)
+def test_bad_legacy_completion_options_are_400s(make_client, extra: dict, param: str) -> None:
+    client = make_client(FakeEngine())
+    r = client.post("/v1/completions", json={"model": "chat", "prompt": "hi", **extra})
+    assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
 
 
 def test_caller_system_message_follows_a_task_specialist_but_replaces_the_chat_persona(make_client) -> None:

@@ -15,7 +15,20 @@ def test_builtin_specialists() -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("summarise", "summarise"), ("alveare-summarise", "summarise"), ("gpt-3.5-turbo", "chat"), ("gpt-4o", "chat")],
+    [
+        ("summarise", "summarise"),
+        ("alveare-summarise", "summarise"),
+        ("gpt-3.5-turbo", "chat"),
+        ("gpt-4o", "chat"),
+        # pinned snapshots resolve by their base name
+        ("gpt-4o-2024-08-06", "chat"),
+        ("gpt-4o-mini-2024-07-18", "chat"),
+        ("gpt-3.5-turbo-0125", "chat"),
+        ("gpt-4-1106-preview", "chat"),
+        ("gpt-4.1-2025-04-14", "chat"),
+        ("o3-mini-2025-01-31", "chat"),
+        ("gpt-5-2025-08-07", "chat"),
+    ],
 )
 def test_resolve(name: str, expected: str) -> None:
     assert load_specialists().resolve(name).name == expected
@@ -58,3 +71,40 @@ def test_unknown_key_and_bad_alias(tmp_path) -> None:
 def test_missing_prompt(tmp_path) -> None:
     with pytest.raises(ConfigError, match="system_prompt"):
         load_specialists(write(tmp_path, "[specialists.chat]\ntemperature = 1\n"))
+
+
+def test_dates_only_strip_from_known_names() -> None:
+    specs = load_specialists()
+    for unknown in ("llama-2024-08-06", "gpt-4o-2024-13", "gpt-4o-latest-0125x"):
+        with pytest.raises(ModelNotFound):
+            specs.resolve(unknown)
+
+
+def test_an_alias_can_point_at_any_specialist(tmp_path) -> None:
+    path = write(
+        tmp_path,
+        '[specialists.classify]\nsystem_prompt = "Label it."\nlabels = ["a", "b"]\n'
+        '[specialists.chat]\nsystem_prompt = "hi"\n[aliases]\n"gpt-4o" = "classify"\n"my-tagger" = "classify"\n',
+    )
+    specs = load_specialists(path)
+    assert specs.resolve("gpt-4o-2024-08-06").name == "classify"
+    assert specs.resolve("my-tagger").labels == ["a", "b"]
+
+
+def test_builtin_shapes() -> None:
+    specs = load_specialists()
+    assert "billing" in specs.resolve("classify").labels
+    assert specs.resolve("extract").output == "json"
+
+
+def test_answer_shapes_are_validated(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="at most one of"):
+        load_specialists(write(tmp_path, '[specialists.x]\nsystem_prompt = "hi"\nlabels = ["a"]\noutput = "json"\n'))
+    with pytest.raises(ConfigError, match="labels must be distinct"):
+        load_specialists(write(tmp_path, '[specialists.x]\nsystem_prompt = "hi"\nlabels = ["a", "a"]\n'))
+    with pytest.raises(ConfigError, match="output"):
+        load_specialists(write(tmp_path, '[specialists.x]\nsystem_prompt = "hi"\noutput = "xml"\n'))
+    spec = load_specialists(
+        write(tmp_path, '[specialists.x]\nsystem_prompt = "hi"\njson_schema = { type = "object" }\n')
+    ).resolve("x")
+    assert spec.json_schema == {"type": "object"}

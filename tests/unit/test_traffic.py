@@ -1,10 +1,10 @@
-"""The service's traffic ring: 10-second buckets over ten minutes, the last minute, errors by status."""
+"""The traffic ring: 10-second buckets over ten minutes, the last minute, errors by status."""
 
 from __future__ import annotations
 
 import itertools
 
-from appliance.service import HISTORY_BUCKETS, Traffic
+from appliance.serving.traffic import HISTORY_BUCKETS, Traffic
 
 
 class Clock:

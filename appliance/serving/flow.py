@@ -1,0 +1,135 @@
+"""One metered request, from preparation to its usage record, answered whole or streamed.
+
+Everything that can fail before the first token (validation, limits, a full queue) raises before
+a stream starts, so it reaches the client as a real HTTP error. A stream's events are rendered by
+the endpoint's StreamRenderer; the flow drives it and meters what was generated.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+from appliance import protocol as p
+from appliance.errors import GenerationTimeout, ServerError
+from appliance.hive.types import Chunk, Finished, Generation
+from appliance.serving.metering import Call, Meter, Metering
+from appliance.serving.prompting import Plan
+from appliance.serving.runner import Outcome, Runner, cancel, merge
+
+log = logging.getLogger("alveare.service")
+DONE = b"data: [DONE]\n\n"
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+def sse(value: object) -> bytes:
+    return b"data: " + p.encode(value) + b"\n\n"
+
+
+def sse_error(exc: GenerationTimeout | ServerError, request_id: str | None) -> bytes:
+    body = p.ErrorEnvelope(
+        p.ErrorBody(message=exc.message, type=exc.type, param=exc.param, code=exc.code, request_id=request_id)
+    )
+    return sse(body)
+
+
+def usage(plan: Plan, finished: list[Finished]) -> p.Usage:
+    """Prompt tokens once per prompt (its n choices share one prefill), as OpenAI counts them; the
+    cached part is what the prefix cache served, as OpenAI and llama-server report it."""
+    completion = sum(f.completion_tokens for f in finished)
+    cached = sum(f.cached_tokens for f in finished[:: plan.n])
+    return p.Usage(
+        prompt_tokens=plan.prompt_tokens,
+        completion_tokens=completion,
+        total_tokens=plan.prompt_tokens + completion,
+        prompt_tokens_details=p.PromptTokensDetails(cached_tokens=cached),
+    )
+
+
+class StreamRenderer(Protocol):
+    """One API flavour's SSE events for a stream of one or more choices."""
+
+    def start(self, index: int) -> bytes | None:
+        """The event that opens a choice (the role, an echoed prompt), if the flavour sends one."""
+
+    def content(self, index: int, chunk: Chunk) -> bytes | None:
+        """A piece of a choice's text (with its tokens' log-probabilities when asked for), if any."""
+
+    def finish(self, index: int, finished: Finished) -> bytes:
+        """The event that closes a choice, with its finish reason."""
+
+    def usage(self, usage: p.Usage) -> bytes | None:
+        """The usage event after every choice has finished, if the client asked for one."""
+
+
+class Flow:
+    def __init__(self, metering: Metering, runner: Runner) -> None:
+        self.metering = metering
+        self.runner = runner
+
+    def _admit(self, meter: Meter, plan: Plan) -> None:
+        self.metering.admit(meter, plan.specialist.name, plan.token_estimate)
+
+    async def generate(self, call: Call, prepare: Callable[[], Plan]) -> tuple[Plan, list[Outcome], p.Usage]:
+        """Prepare, admit, run and meter one non-streaming request."""
+        meter = Meter(call)
+        with self.metering.metered(meter):
+            plan = prepare()
+            self._admit(meter, plan)
+            outcomes = await self.runner.run(plan.requests, plan.n)
+            used = usage(plan, [o.finished for o in outcomes])
+            meter.prompt_tokens, meter.completion_tokens = used.prompt_tokens, used.completion_tokens
+        await self.metering.succeeded(meter)
+        return plan, outcomes, used
+
+    def stream(
+        self, call: Call, prepare: Callable[[], Plan], renderer: Callable[[Plan], StreamRenderer]
+    ) -> AsyncIterator[bytes]:
+        """Prepare, admit and start now (raising here, before the response starts); the events later."""
+        meter = Meter(call)
+        with self.metering.metered(meter):
+            plan = prepare()
+            self._admit(meter, plan)
+            generations = self.runner.start(plan.requests, plan.n)
+        return self._events(meter, plan, generations, renderer(plan))
+
+    async def _events(
+        self, meter: Meter, plan: Plan, generations: list[Generation], render: StreamRenderer
+    ) -> AsyncIterator[bytes]:
+        status = 200
+        try:
+            for i in range(len(generations)):
+                head = render.start(i)
+                if head:
+                    yield head
+            async for i, item in merge(generations):
+                if isinstance(item, Finished):
+                    if item.finish_reason in ("timeout", "error"):
+                        try:
+                            self.runner.raise_for(item)
+                        except (GenerationTimeout, ServerError) as exc:
+                            status = exc.status
+                            rid = meter.call.request_id
+                            log.warning(
+                                "%s (stream, %s) -> %s %s: %s", meter.call.endpoint, rid, status, exc.code, exc.message
+                            )
+                            yield sse_error(exc, rid)
+                            return
+                    yield render.finish(i, item)
+                elif event := render.content(i, item):
+                    yield event
+            tail = render.usage(usage(plan, [g.finished for g in generations if g.finished is not None]))
+            if tail:
+                yield tail
+            yield DONE
+        finally:
+            # Client gone or stream done: either way free the slots now, and meter what was generated.
+            cancel(generations)
+            meter.prompt_tokens = plan.prompt_tokens
+            meter.completion_tokens = sum(g.finished.completion_tokens for g in generations if g.finished)
+            self.metering.finish(meter, status)

@@ -1,0 +1,53 @@
+"""POST /v1/infer, Alveare's native endpoint: a specialist and a prompt to one plain answer."""
+
+from __future__ import annotations
+
+import time
+
+from appliance import protocol as p
+from appliance.serving.catalogue import Catalogue
+from appliance.serving.flow import Flow, new_id
+from appliance.serving.metering import Call
+from appliance.serving.prompting import Plan, Prompter
+from appliance.serving.shapes import Shapes
+from appliance.store import Principal
+
+
+class Infer:
+    def __init__(self, catalogue: Catalogue, prompter: Prompter, flow: Flow, shapes: Shapes) -> None:
+        self.catalogue = catalogue
+        self.prompter = prompter
+        self.flow = flow
+        self.shapes = shapes
+
+    def prepare(self, principal: Principal, req: p.InferRequest) -> Plan:
+        specialist = self.catalogue.resolve(principal, req.specialist, param="specialist")
+        prompter = self.prompter
+        prompter.check_loaded()
+        # The specialist's answer shape (classify's labels, extract's JSON), or the request's labels.
+        grammar, labels = self.shapes.grammar(specialist, None, req.labels)
+        system = prompter.with_labels(self.catalogue.system_prompt(principal, specialist), req.labels)
+        preamble = prompter.preamble(specialist, system)
+        prompt, shared = prompter.tokenize_chat(preamble, [("user", req.prompt)])
+        default = prompter.label_budget(labels, specialist.max_tokens) if labels else specialist.max_tokens
+        max_tokens = prompter.fit(prompt, req.max_tokens, default, "prompt")
+        sampling = prompter.sampling(specialist, req.temperature, None, grammar=grammar)
+        stop = [] if grammar else list(specialist.stop)
+        request = prompter.request(
+            prompt, max_tokens, stop, sampling, cache_prefix=shared, lookup=specialist.prompt_lookup
+        )
+        return Plan(specialist, specialist.name, [request], len(prompt))
+
+    async def complete(self, call: Call, req: p.InferRequest) -> p.InferResponse:
+        t0 = time.perf_counter()
+        plan, (outcome,), usage = await self.flow.generate(call, lambda: self.prepare(call.principal, req))
+        return p.InferResponse(
+            id=new_id("inf"),
+            specialist=plan.specialist.name,
+            result=outcome.text.strip(),
+            tokens_used=usage.total_tokens,
+            latency_ms=round((time.perf_counter() - t0) * 1000),
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            finish_reason=outcome.finished.finish_reason,
+        )

@@ -1,0 +1,227 @@
+"""Metering: rate limits and the spending cap on the way in; on the way out the token settlement,
+the quota count, its alerts (log, store, webhook), the usage record and the traffic counters.
+Also the caller's usage report, read from the same records."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import httpx
+
+from appliance import protocol as p
+from appliance.errors import AlveareError
+from appliance.limits import Admission, QuotaBook, QuotaHold, RateLimiter, RateState, key_limits
+from appliance.serving.traffic import Traffic
+from appliance.store import Principal, Store, UsageRecord, current_period, now_iso
+
+log = logging.getLogger("alveare.service")
+WEBHOOK_TIMEOUT_S = 5.0
+
+
+@dataclass
+class Call:
+    """One API call as the API layer sees it: who calls, and the rate-limit state to report."""
+
+    principal: Principal
+    endpoint: str
+    rate: RateState | None = None
+    # The request's id, for errors the service reports itself (an error event inside a stream).
+    request_id: str | None = None
+
+
+@dataclass
+class Meter:
+    """A metered request, from admission to its usage record."""
+
+    call: Call
+    t0: float = field(default_factory=time.perf_counter)
+    created_at: str = field(default_factory=now_iso)
+    period: str = field(default_factory=current_period)
+    specialist: str | None = None
+    admission: Admission | None = None
+    hold: QuotaHold | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    done: bool = False
+
+
+def status_of(exc: BaseException) -> int:
+    if isinstance(exc, AlveareError):
+        return exc.status
+    if isinstance(exc, asyncio.CancelledError):
+        return 499  # the client went away
+    return 500
+
+
+class Metering:
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        quota: QuotaBook,
+        store: Store,
+        traffic: Traffic,
+        *,
+        webhook_url: str | None = None,
+    ) -> None:
+        self.limiter = limiter
+        self.quota = quota
+        self.store = store
+        self.traffic = traffic
+        self.webhook_url = webhook_url
+
+    def rate_state(self, principal: Principal) -> RateState:
+        """The key's rate-limit state now, for the headers of a response that was not admitted."""
+        rpm, tpm = key_limits(principal.plan.requests_per_minute, principal.plan.tokens_per_minute, principal.test)
+        return self.limiter.peek(principal.key_id, rpm, tpm)
+
+    @contextlib.contextmanager
+    def metered(self, meter: Meter) -> Iterator[Meter]:
+        """Any failure inside is recorded with its status, then raised."""
+        try:
+            yield meter
+        except BaseException as exc:
+            self.finish(meter, status_of(exc))
+            raise
+
+    def admit(self, meter: Meter, specialist: str, tokens: int) -> None:
+        """Spending cap, then rate limits for `tokens` (prompt plus the completion budget): check and
+        take both at once, or take nothing (no await here)."""
+        principal = meter.call.principal
+        meter.specialist = specialist
+        plan = principal.plan
+        hold = None
+        if not principal.test:
+            account_id, period = principal.account_id, meter.period
+            hold = self.quota.reserve(
+                account_id,
+                period,
+                lambda: (
+                    self.store.billable_requests(account_id, period),
+                    self.store.alert_thresholds(account_id, period),
+                ),
+                monthly_limit=plan.requests_per_month,
+                overage_per_1k=plan.overage_per_1k_requests,
+                cap=principal.spending_cap,
+            )
+        rpm, tpm = key_limits(plan.requests_per_minute, plan.tokens_per_minute, principal.test)
+        try:
+            meter.admission = self.limiter.admit(principal.key_id, rpm, tpm, tokens)
+        except BaseException:
+            if hold is not None:
+                self.quota.release(hold)
+            raise
+        meter.hold = hold
+        meter.call.rate = meter.admission.state
+
+    def finish(self, meter: Meter, status: int) -> Future[None] | None:
+        """Settle the token estimate, count the request (or not), record it. Once per request."""
+        if meter.done:
+            return None
+        meter.done = True
+        principal = meter.call.principal
+        if status >= 400:
+            meter.prompt_tokens = meter.completion_tokens = 0
+        if meter.admission is not None:
+            self.limiter.settle(meter.admission, meter.prompt_tokens + meter.completion_tokens)
+        overage = False
+        if meter.hold is not None:
+            if status < 400:
+                result = self.quota.commit(meter.hold, principal.plan.requests_per_month)
+                overage = result.overage
+                for threshold in result.new_alerts:
+                    self._alert(principal, meter.period, threshold, result.requests_used)
+            else:
+                self.quota.release(meter.hold)
+        record = UsageRecord(
+            key_id=principal.key_id,
+            account_id=principal.account_id,
+            endpoint=meter.call.endpoint,
+            specialist=meter.specialist,
+            prompt_tokens=meter.prompt_tokens,
+            completion_tokens=meter.completion_tokens,
+            latency_ms=round((time.perf_counter() - meter.t0) * 1000),
+            status=status,
+            created_at=meter.created_at,
+            period=meter.period,
+            test=principal.test,
+            overage=overage,
+        )
+        self.traffic.record(status, meter.prompt_tokens + meter.completion_tokens)
+        future = self.store.record_usage(record)
+        future.add_done_callback(_log_failed_write)
+        return future
+
+    async def succeeded(self, meter: Meter) -> None:
+        """Record a success and wait for its commit, so an answered request is a durable one."""
+        future = self.finish(meter, 200)
+        if future is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(future)
+
+    def _alert(self, principal: Principal, period: str, threshold: int, used: int) -> None:
+        limit = principal.plan.requests_per_month
+        log.warning(
+            "usage alert: account %s reached %d%% of its monthly requests (%d of %d, period %s)",
+            principal.account,
+            threshold,
+            used,
+            limit,
+            period,
+        )
+        self.store.record_alert(principal.account_id, period, threshold, used, limit).add_done_callback(
+            _log_failed_write
+        )
+        if self.webhook_url:
+            payload = {
+                "type": "usage_alert",
+                "account": principal.account,
+                "plan": principal.plan.name,
+                "period": period,
+                "threshold_percent": threshold,
+                "requests_used": used,
+                "requests_limit": limit,
+                "created_at": now_iso(),
+            }
+            threading.Thread(
+                target=_post_webhook, args=(self.webhook_url, payload), name="alveare-webhook", daemon=True
+            ).start()
+
+    async def usage_report(self, principal: Principal) -> p.UsageReport:
+        """The caller's account, current period, from the records committed so far."""
+        await asyncio.wrap_future(self.store.flush())
+        s = await asyncio.to_thread(self.store.usage_summary, principal.account)
+        return p.UsageReport(
+            period_start=s.period_start,
+            period_end=s.period_end,
+            requests_used=s.requests_used,
+            requests_limit=s.requests_limit,
+            tokens_used=s.tokens_used,
+            by_specialist=s.by_specialist,
+            plan=s.plan,
+            overage_requests=s.overage_requests,
+            spending=s.spending,
+            spending_cap=s.spending_cap,
+            test_requests=s.test_requests,
+        )
+
+
+def _log_failed_write(future: Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("usage could not be written: %s", future.exception())
+
+
+def _post_webhook(url: str, payload: dict) -> None:
+    """Fire and forget, in its own thread: a failing webhook is logged, never raised."""
+    try:
+        r = httpx.post(url, json=payload, timeout=WEBHOOK_TIMEOUT_S)
+        if r.status_code >= 400:
+            log.warning("webhook %s answered %s", url, r.status_code)
+    except httpx.HTTPError as exc:
+        log.warning("webhook %s failed: %s", url, exc)

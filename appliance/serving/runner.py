@@ -1,0 +1,106 @@
+"""Running generations on the engine: submit a plan's requests, collect or merge their events,
+cancel them, and turn an engine failure into the error the client gets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from appliance.errors import GenerationTimeout, ServerError
+from appliance.hive.types import Chunk, Engine, Finished, Generation, GenerationRequest, TokenInfo
+
+
+@dataclass
+class Outcome:
+    text: str
+    finished: Finished
+    # The generated tokens with their log-probabilities, when the request asked for them.
+    tokens: list[TokenInfo] = field(default_factory=list)
+
+
+class Runner:
+    def __init__(self, engine: Engine, *, timeout_s: float) -> None:
+        self.engine = engine
+        self.timeout_s = timeout_s
+
+    def start(self, requests: list[GenerationRequest], n: int = 1) -> list[Generation]:
+        """Submit every request (n choices each, from one prefill), or none: a refusal (queue full)
+        cancels those already submitted. Choice j of request i is generation i * n + j."""
+        generations: list[Generation] = []
+        try:
+            for r in requests:
+                generations.extend(self.engine.submit_many(r, n))
+        except BaseException:
+            cancel(generations)
+            raise
+        return generations
+
+    async def run(self, requests: list[GenerationRequest], n: int = 1) -> list[Outcome]:
+        """Run to the end and collect each generation's whole text and tokens."""
+        generations = self.start(requests, n)
+        try:
+            collected = await asyncio.gather(*(_collect(g) for g in generations))
+        finally:
+            cancel(generations)
+        outcomes = []
+        for g, (text, tokens) in zip(generations, collected, strict=True):
+            assert g.finished is not None
+            self.raise_for(g.finished)
+            outcomes.append(Outcome(text, g.finished, tokens))
+        return outcomes
+
+    def raise_for(self, finished: Finished) -> None:
+        """The client's error for a generation the engine stopped (timeout) or lost (error)."""
+        if finished.finish_reason == "timeout":
+            raise GenerationTimeout(
+                f"The request did not finish within the server's {self.timeout_s:g} s limit. "
+                "Lower max_tokens or retry later.",
+            )
+        if finished.finish_reason == "error":
+            raise ServerError("The engine failed while generating. Retry the request.")
+
+
+def cancel(generations: list[Generation]) -> None:
+    """Free the slots at the engine's next step (a no-op for finished generations)."""
+    for g in generations:
+        g.cancel()
+
+
+async def _collect(g: Generation) -> tuple[str, list[TokenInfo]]:
+    texts: list[str] = []
+    tokens: list[TokenInfo] = []
+    async for chunk in g.chunks():
+        texts.append(chunk.text)
+        tokens.extend(chunk.tokens)
+    return "".join(texts), tokens
+
+
+async def merge(generations: list[Generation]) -> AsyncIterator[tuple[int, Chunk | Finished]]:
+    """Interleave several generations' events, tagging each with its choice index."""
+    if len(generations) == 1:
+        g = generations[0]
+        async for chunk in g.chunks():
+            yield 0, chunk
+        assert g.finished is not None
+        yield 0, g.finished
+        return
+    queue: asyncio.Queue[tuple[int, Chunk | Finished]] = asyncio.Queue()
+
+    async def pump(i: int, g: Generation) -> None:
+        async for chunk in g.chunks():
+            await queue.put((i, chunk))
+        assert g.finished is not None
+        await queue.put((i, g.finished))
+
+    tasks = [asyncio.create_task(pump(i, g)) for i, g in enumerate(generations)]
+    try:
+        remaining = len(generations)
+        while remaining:
+            i, item = await queue.get()
+            if isinstance(item, Finished):
+                remaining -= 1
+            yield i, item
+    finally:
+        for t in tasks:
+            t.cancel()

@@ -1,0 +1,107 @@
+"""Health, the hive status and its Prometheus text: the engine's state plus the metered traffic."""
+
+from __future__ import annotations
+
+import time
+
+from appliance import __version__
+from appliance import protocol as p
+from appliance.hive.types import Engine
+from appliance.serving.traffic import Traffic
+from appliance.specialists import Specialists
+
+
+class Status:
+    def __init__(self, engine: Engine, specialists: Specialists, traffic: Traffic) -> None:
+        self.engine = engine
+        self.specialists = specialists
+        self.traffic = traffic
+        self._started_mono = time.monotonic()
+
+    def _uptime(self) -> int:
+        return int(time.monotonic() - self._started_mono)
+
+    def health(self) -> p.Health:
+        status = self.engine.status()
+        state = "ok" if status.loaded else ("error" if status.load_error else "loading")
+        return p.Health(
+            status=state,
+            version=__version__,
+            uptime_seconds=self._uptime(),
+            model_loaded=status.loaded,
+            model=status.model or None,
+        )
+
+    def hive_status(self) -> p.HiveStatus:
+        s = self.engine.status()
+        return p.HiveStatus(
+            version=__version__,
+            uptime_seconds=self._uptime(),
+            model=s.model,
+            model_size_bytes=s.model_size_bytes,
+            n_params=s.n_params,
+            device=s.device,
+            gpu_layers=s.gpu_layers,
+            context_length=s.context_length,
+            kv_cells=s.n_ctx,
+            slots_total=s.slots_total,
+            slots_busy=s.slots_busy,
+            queue_depth=s.queue_depth,
+            queue_limit=s.queue_limit,
+            tokens_per_second=s.tokens_per_second,
+            prompt_tokens_per_second=s.prompt_tokens_per_second,
+            requests_served=s.requests_served,
+            prefix_cache_hits=s.prefix_cache_hits,
+            prefix_cache_lookups=s.prefix_cache_lookups,
+            prefix_cache_hit_rate=round(s.prefix_cache_hits / s.prefix_cache_lookups, 4)
+            if s.prefix_cache_lookups
+            else 0.0,
+            prefix_cache_tokens_reused=s.prefix_cache_tokens,
+            draft_tokens=s.draft_tokens,
+            draft_tokens_accepted=s.draft_tokens_accepted,
+            specialists=[sp.name for sp in self.specialists],
+            loaded=s.loaded,
+            load_error=s.load_error,
+            cpu_kernels=s.cpu_kernels,
+            cpu_kernels_source=s.cpu_kernels_source,
+            cpu_kernels_reason=s.cpu_kernels_reason,
+            requests_per_minute=self.traffic.requests_per_minute(),
+            errors_by_status=self.traffic.errors_by_status(),
+            history=self.traffic.history(),
+        )
+
+    def metrics_text(self) -> str:
+        """Prometheus text exposition of the hive status."""
+        s = self.hive_status()
+        gauges = [
+            ("alveare_up", "1 once the model is loaded", int(s.loaded)),
+            ("alveare_uptime_seconds", "seconds since the server started", s.uptime_seconds),
+            ("alveare_slots_total", "sequences decoded together", s.slots_total),
+            ("alveare_slots_busy", "slots running a request", s.slots_busy),
+            ("alveare_queue_depth", "requests waiting for a slot", s.queue_depth),
+            ("alveare_tokens_per_second", "generated tokens per second, last minute", s.tokens_per_second),
+            (
+                "alveare_prompt_tokens_per_second",
+                "prompt tokens decoded per second, last minute",
+                s.prompt_tokens_per_second,
+            ),
+            ("alveare_model_size_bytes", "size of the model weights", s.model_size_bytes),
+            ("alveare_requests_per_minute", "metered API requests finished in the last minute", s.requests_per_minute),
+        ]
+        counters = [
+            ("alveare_requests_served_total", "generations finished", s.requests_served),
+            ("alveare_prefix_cache_lookups_total", "requests placed in a slot", s.prefix_cache_lookups),
+            ("alveare_prefix_cache_hits_total", "requests that reused cached prompt tokens", s.prefix_cache_hits),
+            ("alveare_prefix_cache_tokens_total", "prompt tokens reused from the cache", s.prefix_cache_tokens_reused),
+            ("alveare_draft_tokens_total", "tokens proposed by prompt lookup", s.draft_tokens),
+            ("alveare_draft_tokens_accepted_total", "proposed tokens the model confirmed", s.draft_tokens_accepted),
+            ("alveare_api_requests_total", "metered API requests finished, any status", self.traffic.requests_total),
+        ]
+        lines = []
+        for kind, rows in (("gauge", gauges), ("counter", counters)):
+            for name, help_text, value in rows:
+                lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}"]
+        name = "alveare_api_errors_total"
+        lines += [f"# HELP {name} metered API requests that failed, by HTTP status", f"# TYPE {name} counter"]
+        lines += [f'{name}{{status="{status}"}} {n}' for status, n in s.errors_by_status.items()]
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,40 @@
+"""The official openai Node SDK (npm) against the live server: the migration guide's promise for
+JavaScript apps (tests/sdk/openai_node/parity.mjs)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from live import LiveServer
+
+pytestmark = pytest.mark.slow
+
+HERE = Path(__file__).resolve().parent / "openai_node"
+# The check() calls in parity.mjs: a check that silently stopped running would be a lost test.
+CHECKS = 5
+
+
+@pytest.fixture(scope="module")
+def installed() -> Path:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("the openai Node SDK check needs node and npm on PATH; not found")
+    marker = HERE / "node_modules" / ".package-lock.json"
+    if not marker.exists() or marker.stat().st_mtime < (HERE / "package-lock.json").stat().st_mtime:
+        result = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=HERE, capture_output=True, text=True, timeout=600
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    return HERE
+
+
+def test_the_openai_node_sdk_against_the_live_server(installed: Path, server: LiveServer, api_key: str) -> None:
+    env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": api_key}
+    result = subprocess.run(["node", "parity.mjs"], cwd=installed, env=env, capture_output=True, text=True, timeout=600)
+    report = result.stdout + result.stderr
+    assert result.returncode == 0 and "FAILED" not in report, report
+    passed = [line for line in report.splitlines() if line.startswith("ok ")]
+    assert len(passed) == CHECKS, report
