@@ -29,6 +29,7 @@ from appliance.store import (
     Account,
     AccountOverview,
     AlertEvent,
+    BackupInfo,
     CreatedKey,
     CustomPrompt,
     KeyInfo,
@@ -132,6 +133,13 @@ class AdminOps(Protocol):
     def custom_prompts(self, account: str) -> list[CustomPrompt]: ...
     def set_custom_prompt(self, account: str, specialist: str, prompt: str) -> CustomPrompt: ...
     def reset_custom_prompt(self, account: str, specialist: str) -> bool: ...
+
+    # the database
+    def backup(self, path: str) -> BackupInfo:
+        """A consistent copy of the database, taken while the server runs, checked (PRAGMA
+        integrity_check) and written to `path` on this machine: a new file, or a time-stamped one
+        when `path` is a folder. Never overwrites a file."""
+        ...
 
     # live server only (LocalAdmin raises ServerUnavailable)
     def hive_status(self) -> HiveStatus: ...
@@ -394,6 +402,10 @@ class LocalAdmin:
         acct = self.store.account(account)
         s = self._specialist(specialist)
         return self.store.delete_custom_prompt(acct.id, s.name).result()
+
+    # the database
+    def backup(self, path: str) -> BackupInfo:
+        return self.store.backup(path)
 
     # live server only
     def _offline(self, what: str) -> ServerUnavailable:

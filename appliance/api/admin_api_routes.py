@@ -9,11 +9,14 @@ envelope; `appliance.client.AdminClient` turns them back into the same exception
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar.background_tasks import BackgroundTask
+from litestar.response import File
 
 from appliance import protocol as p
 from appliance.admin import LocalAdmin
@@ -158,6 +161,25 @@ class AdminController(Controller):
     async def reset_specialist(self, request: Request) -> Response[bytes]:
         name = request.path_params["name"]
         return _json(await _run(request, lambda a: a.reset_specialist(name)))
+
+    # the database -----------------------------------------------------------
+    @get("/backup")
+    async def backup(self, request: Request) -> File:
+        """A consistent copy of the database (SQLite's backup API, checked), streamed as one file.
+        The copy is made in the data dir, the one place a hardened server may write, and removed
+        once it is sent; the client checks it again and names it on its own machine."""
+        path = request.app.state.store.path.with_name(f".backup-{secrets.token_hex(8)}.db")
+        try:
+            await _run(request, lambda a: a.backup(str(path)))
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return File(
+            path=path,
+            filename="alveare.db",
+            media_type="application/vnd.sqlite3",
+            background=BackgroundTask(path.unlink, missing_ok=True),
+        )
 
 
 ROUTES = [AdminController]
