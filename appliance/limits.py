@@ -184,6 +184,10 @@ class QuotaBook:
     def __init__(self) -> None:
         self._ledgers: dict[tuple[int, str], _Ledger] = {}
 
+    def knows(self, account_id: int, period: str) -> bool:
+        """Whether the period's count is in memory (safe to ask from another thread)."""
+        return (account_id, period) in self._ledgers
+
     def _ledger(self, account_id: int, period: str, load: Callable[[], tuple[int, set[int]]]) -> _Ledger:
         ledger = self._ledgers.get((account_id, period))
         if ledger is None:

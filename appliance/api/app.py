@@ -19,6 +19,7 @@ from appliance.admin import LocalAdmin
 from appliance.api import admin_api_routes, admin_routes, health_routes, native_routes, openai_routes
 from appliance.api.auth import BearerKeyAuth
 from appliance.api.errors import EXCEPTION_HANDLERS, add_request_id
+from appliance.api.keycache import KeyCache
 from appliance.api.openai_routes import CALL
 from appliance.hive.types import Engine
 from appliance.limits import FailedKeyLimiter
@@ -95,6 +96,7 @@ def create_app(
             {
                 "serving": serving,
                 "store": store,
+                "keys": KeyCache(store),
                 "settings": settings,
                 # Refused API keys per source address (auth middleware): 429 past a burst.
                 "failed_keys": FailedKeyLimiter(),

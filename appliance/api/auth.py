@@ -3,7 +3,8 @@
 A key is checked in three steps, cheapest first: the source address's refused-key allowance
 (`FailedKeyLimiter`: past it, 429 before the key is even read, so guessing learns nothing), the
 key's shape and checksum (a mistyped key never reaches the database), then its keyed hash in the
-store (compared in constant time). Refusals are logged with the address, never the key.
+store (compared in constant time), through the in-memory `KeyCache`, off the event loop.
+Refusals are logged with the address, never the key.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
 from appliance import security
+from appliance.api.keycache import KeyCache
 from appliance.errors import AuthenticationFailed, PermissionDenied
 from appliance.limits import FailedKeyLimiter
-from appliance.store import Principal, Store
+from appliance.store import Principal
 
 log = logging.getLogger("alveare.auth")
 
@@ -43,10 +45,10 @@ class BearerKeyAuth(AbstractAuthenticationMiddleware):
         key = key.strip()
         if not header or scheme.lower() != "bearer" or not key:
             raise AuthenticationFailed(MISSING)
-        store: Store = connection.app.state.store
+        keys: KeyCache = connection.app.state.keys
         # Shape and checksum first: a mistyped key never reaches the database.
         well_formed = security.is_well_formed(key)
-        principal = store.authenticate(key) if well_formed else None
+        principal = await keys.authenticate(key) if well_formed else None
         if principal is None:
             failures = limiter.failed(address)
             # The address and what was wrong, never the key: a near-miss of a real key is a secret too.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from litestar import Request, Response, delete, get, post, put
 
 from appliance import protocol as p
@@ -32,7 +34,8 @@ async def model_info(request: Request) -> Response[bytes]:
     model = request.query_params.get("model")
     if not model:
         raise InvalidRequest("Name the specialist: /v1/model/info?model=alveare-chat.", param="model")
-    return _json(_serving(request).catalogue.model_info(request.user, model))
+    # The store reads (the override, the account's prompt) run in a worker thread, off the event loop.
+    return _json(await asyncio.to_thread(_serving(request).catalogue.model_info, request.user, model))
 
 
 @get("/v1/usage")
@@ -42,7 +45,7 @@ async def usage(request: Request) -> Response[bytes]:
 
 @get("/v1/specialists")
 async def list_specialists(request: Request) -> Response[bytes]:
-    return _json(_serving(request).catalogue.specialist_list(request.user))
+    return _json(await asyncio.to_thread(_serving(request).catalogue.specialist_list, request.user))
 
 
 @put("/v1/specialists/{name:str}", status_code=200, guards=[live_key_only])

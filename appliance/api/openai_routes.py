@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -77,7 +78,9 @@ async def list_models(request: Request) -> Response[bytes]:
 
 @get("/v1/models/{model_id:str}")
 async def get_model(request: Request) -> Response[bytes]:
-    return _json(_serving(request).catalogue.model(request.user, request.path_params["model_id"]))
+    return _json(
+        await asyncio.to_thread(_serving(request).catalogue.model, request.user, request.path_params["model_id"])
+    )
 
 
 ROUTES = [chat_completions, completions, list_models, get_model]

@@ -111,9 +111,9 @@ class Catalogue:
             )
         prompt = check_prompt(update.system_prompt)
         await asyncio.wrap_future(self.store.set_custom_prompt(principal.account_id, specialist.name, prompt))
-        return self._view(principal, specialist, self.enabled(principal))
+        return await asyncio.to_thread(self._view, principal, specialist, self.enabled(principal))
 
     async def reset_system_prompt(self, principal: Principal, name: str) -> p.SpecialistView:
         specialist = self.specialists.resolve(name, param="name")
         await asyncio.wrap_future(self.store.delete_custom_prompt(principal.account_id, specialist.name))
-        return self._view(principal, specialist, self.enabled(principal))
+        return await asyncio.to_thread(self._view, principal, specialist, self.enabled(principal))

@@ -7,6 +7,7 @@ the endpoint's StreamRenderer; the flow drives it and meters what was generated.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -75,11 +76,18 @@ class Flow:
     def _admit(self, meter: Meter, plan: Plan) -> None:
         self.metering.admit(meter, plan.specialist.name, plan.token_estimate)
 
+    async def _prepare(self, meter: Meter, prepare: Callable[[], Plan]) -> Plan:
+        """Run `prepare` in a worker thread, with the account's quota ledger loaded there too: its store
+        reads (the specialist's override, the account's prompt, the period's count) and the tokenising
+        of a long prompt stay off the event loop. Admission stays on the loop, with no await inside."""
+        self.metering.use_quota(meter, await asyncio.to_thread(self.metering.read_quota, meter))
+        return await asyncio.to_thread(prepare)
+
     async def generate(self, call: Call, prepare: Callable[[], Plan]) -> tuple[Plan, list[Outcome], p.Usage]:
         """Prepare, admit, run and meter one non-streaming request."""
         meter = Meter(call)
         with self.metering.metered(meter):
-            plan = prepare()
+            plan = await self._prepare(meter, prepare)
             self._admit(meter, plan)
             outcomes = await self.runner.run(plan.requests, plan.n)
             used = usage(plan, [o.finished for o in outcomes])
@@ -87,16 +95,18 @@ class Flow:
         await self.metering.succeeded(meter)
         return plan, outcomes, used
 
-    def stream(
+    async def stream(
         self, call: Call, prepare: Callable[[], Plan], renderer: Callable[[Plan], StreamRenderer]
     ) -> AsyncIterator[bytes]:
-        """Prepare, admit and start now (raising here, before the response starts); the events later."""
+        """Prepare, admit and start, then the events. The API pulls the first event before it answers,
+        so a failure up to the start (validation, limits, a full queue) is still a real HTTP error."""
         meter = Meter(call)
         with self.metering.metered(meter):
-            plan = prepare()
+            plan = await self._prepare(meter, prepare)
             self._admit(meter, plan)
             generations = self.runner.start(plan.requests, plan.n)
-        return self._events(meter, plan, generations, renderer(plan))
+        async for event in self._events(meter, plan, generations, renderer(plan)):
+            yield event
 
     async def _events(
         self, meter: Meter, plan: Plan, generations: list[Generation], render: StreamRenderer

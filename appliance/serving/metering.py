@@ -9,7 +9,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -90,6 +90,26 @@ class Metering:
             self.finish(meter, status_of(exc))
             raise
 
+    def _quota_loader(self, account_id: int, period: str) -> Callable[[], tuple[int, set[int]]]:
+        return lambda: (
+            self.store.billable_requests(account_id, period),
+            self.store.alert_thresholds(account_id, period),
+        )
+
+    def read_quota(self, meter: Meter) -> tuple[int, set[int]] | None:
+        """The account's count for the period from the store, unless it is in memory already. Called in a
+        worker thread before admission (see `use_quota`); None when there is nothing to read."""
+        principal = meter.call.principal
+        if principal.test or self.quota.knows(principal.account_id, meter.period):
+            return None
+        return self._quota_loader(principal.account_id, meter.period)()
+
+    def use_quota(self, meter: Meter, loaded: tuple[int, set[int]] | None) -> None:
+        """On the event loop: adopt what `read_quota` read, unless another request did first."""
+        principal = meter.call.principal
+        if loaded is not None:
+            self.quota.used(principal.account_id, meter.period, lambda: loaded)
+
     def admit(self, meter: Meter, specialist: str, tokens: int) -> None:
         """Spending cap, then rate limits for `tokens` (prompt plus the completion budget): check and
         take both at once, or take nothing (no await here)."""
@@ -98,14 +118,10 @@ class Metering:
         plan = principal.plan
         hold = None
         if not principal.test:
-            account_id, period = principal.account_id, meter.period
             hold = self.quota.reserve(
-                account_id,
-                period,
-                lambda: (
-                    self.store.billable_requests(account_id, period),
-                    self.store.alert_thresholds(account_id, period),
-                ),
+                principal.account_id,
+                meter.period,
+                self._quota_loader(principal.account_id, meter.period),
                 monthly_limit=plan.requests_per_month,
                 overage_per_1k=plan.overage_per_1k_requests,
                 cap=principal.spending_cap,

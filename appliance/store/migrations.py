@@ -149,5 +149,24 @@ def m003_specialist_overrides(db: Database) -> None:
     db["usage"].create_index(["period"])
 
 
+@migrations()
+def m004_auth_version(db: Database) -> None:
+    # A counter that every change to what a key authenticates as bumps, whichever process makes it
+    # (the server, the CLI or the TUI on the data dir): the server's in-memory key cache compares it
+    # per request and starts again when it moved. Usage writes (a key's last use) leave it alone.
+    db.execute("CREATE TABLE auth_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)")
+    db.execute("INSERT INTO auth_version (id, version) VALUES (1, 0)")
+    bump = "BEGIN UPDATE auth_version SET version = version + 1 WHERE id = 1; END"
+    for name, event in [
+        ("keys_changed", "UPDATE OF revoked_at, hash, account_id, admin, test ON api_keys"),
+        ("keys_deleted", "DELETE ON api_keys"),
+        ("accounts_changed", "UPDATE ON accounts"),
+        ("accounts_deleted", "DELETE ON accounts"),
+        ("plans_changed", "UPDATE ON plans"),
+        ("plans_deleted", "DELETE ON plans"),
+    ]:
+        db.execute(f"CREATE TRIGGER auth_{name} AFTER {event} {bump}")
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)

@@ -433,7 +433,19 @@ class Store:
         The look-up is by keyed hash: equality on a hash of the secret, so timing reveals
         nothing about the key itself.
         """
-        digest = security.hash_key(self._secret, key)
+        return self.principal_for(self.key_digest(key))
+
+    def key_digest(self, key: str) -> str:
+        """The keyed hash a key is stored and looked up by (no I/O)."""
+        return security.hash_key(self._secret, key)
+
+    def auth_version(self) -> int:
+        """Moves whenever what some key authenticates as may have changed (a revocation, an account's or
+        a plan's change), by any process: triggers on those tables bump it."""
+        return self._rows("SELECT version FROM auth_version WHERE id = 1")[0][0]
+
+    def principal_for(self, digest: str) -> Principal | None:
+        """The principal for a key's digest (`key_digest`), or None for an unknown or revoked key."""
         rows = self._rows(
             "SELECT k.id, k.prefix, k.test, k.admin, a.id, a.name, a.spending_cap, a.specialists, k.hash,"
             " p.name, p.requests_per_minute, p.requests_per_month, p.tokens_per_minute, p.specialists_allowed,"
