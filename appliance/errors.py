@@ -108,6 +108,17 @@ class ModelLoading(AlveareError):
     code = "model_loading"
 
 
+class ShuttingDown(AlveareError):
+    """The server is stopping: a request it would not start, or one it stopped at the end of the grace period."""
+
+    status = 503
+    type = "server_error"
+    code = "server_shutting_down"
+
+    def __init__(self, message: str = "The server is shutting down; retry the request shortly.") -> None:
+        super().__init__(message, headers={"retry-after": "1"})
+
+
 class GenerationTimeout(AlveareError):
     status = 504
     type = "server_error"

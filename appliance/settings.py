@@ -213,6 +213,20 @@ SETTINGS: tuple[Setting, ...] = (
         label="queue size",
     ),
     Setting(
+        "shutdown_grace_s",
+        float,
+        5.0,
+        "on SIGTERM, seconds that requests in flight may still run",
+        flag="--shutdown-grace",
+        env="ALVEARE_SHUTDOWN_GRACE",
+        minimum=0,
+        label="shutdown grace period",
+        default_text="5",
+        metavar="S",
+        more="; the server stops accepting at once and starts no new generation, then stops the rest (a 503 "
+        "`server_shutting_down`, an error event in a stream) and records their usage before it exits",
+    ),
+    Setting(
         "prefix_cache_mb",
         int,
         128,

@@ -79,6 +79,9 @@ def create_app(
             if not loading.done():
                 loading.cancel()
             await engine.stop()
+            # Every request has been answered or stopped by now (uvicorn waits for them): commit their
+            # usage before the process can end (uvicorn re-raises SIGTERM after this, which ends it at once).
+            await asyncio.wrap_future(store.flush())
 
     return Litestar(
         route_handlers=[
@@ -96,7 +99,7 @@ def create_app(
             {
                 "serving": serving,
                 "store": store,
-                "keys": KeyCache(store),
+                "key_cache": KeyCache(store),
                 "settings": settings,
                 # Refused API keys per source address (auth middleware): 429 past a burst.
                 "failed_keys": FailedKeyLimiter(),

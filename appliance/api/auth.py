@@ -45,7 +45,7 @@ class BearerKeyAuth(AbstractAuthenticationMiddleware):
         key = key.strip()
         if not header or scheme.lower() != "bearer" or not key:
             raise AuthenticationFailed(MISSING)
-        keys: KeyCache = connection.app.state.keys
+        keys: KeyCache = connection.app.state.key_cache
         # Shape and checksum first: a mistyped key never reaches the database.
         well_formed = security.is_well_formed(key)
         principal = await keys.authenticate(key) if well_formed else None

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from pathlib import Path
 
 from appliance import __version__
 from appliance.cli.base import Command, add_setting_flags, load_settings
 from appliance.errors import ConfigError
+
+STOPPED_RESPONSES_S = 3
 
 
 class ServeCommand(Command):
@@ -82,9 +85,18 @@ def serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=5,
+        # The grace period, then time for the stopped requests' error responses to go out.
+        timeout_graceful_shutdown=settings.shutdown_grace_s + STOPPED_RESPONSES_S,
     )
-    server = uvicorn.Server(config)
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # SIGTERM or SIGINT: uvicorn stops accepting and waits for the requests in flight; the
+            # app starts nothing new and stops what still runs after the grace period.
+            app.state.serving.shut_down(settings.shutdown_grace_s)
+            await super().shutdown(sockets)
+
+    server = Server(config)
     server.run(sockets=[sock])
     store.close()
     if load_failure:

@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from appliance import protocol as p
-from appliance.errors import GenerationTimeout, ServerError
+from appliance.errors import AlveareError
 from appliance.hive.types import Chunk, Finished, Generation
 from appliance.serving.metering import Call, Meter, Metering
 from appliance.serving.prompting import Plan
-from appliance.serving.runner import Outcome, Runner, cancel, merge
+from appliance.serving.runner import Outcome, Runner, merge
 
 log = logging.getLogger("alveare.service")
 DONE = b"data: [DONE]\n\n"
@@ -32,7 +32,7 @@ def sse(value: object) -> bytes:
     return b"data: " + p.encode(value) + b"\n\n"
 
 
-def sse_error(exc: GenerationTimeout | ServerError, request_id: str | None) -> bytes:
+def sse_error(exc: AlveareError, request_id: str | None) -> bytes:
     body = p.ErrorEnvelope(
         p.ErrorBody(message=exc.message, type=exc.type, param=exc.param, code=exc.code, request_id=request_id)
     )
@@ -119,10 +119,10 @@ class Flow:
                     yield head
             async for i, item in merge(generations):
                 if isinstance(item, Finished):
-                    if item.finish_reason in ("timeout", "error"):
+                    if item.finish_reason in ("timeout", "error", "cancelled"):
                         try:
                             self.runner.raise_for(item)
-                        except (GenerationTimeout, ServerError) as exc:
+                        except AlveareError as exc:
                             status = exc.status
                             rid = meter.call.request_id
                             log.warning(
@@ -139,7 +139,7 @@ class Flow:
             yield DONE
         finally:
             # Client gone or stream done: either way free the slots now, and meter what was generated.
-            cancel(generations)
+            self.runner.release(generations)
             meter.prompt_tokens = plan.prompt_tokens
             meter.completion_tokens = sum(g.finished.completion_tokens for g in generations if g.finished)
             self.metering.finish(meter, status)

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from appliance.errors import GenerationTimeout, ServerError
+from appliance.errors import GenerationTimeout, ServerError, ShuttingDown
 from appliance.hive.types import Chunk, Engine, Finished, Generation, GenerationRequest, TokenInfo
 
 
@@ -23,10 +23,16 @@ class Runner:
     def __init__(self, engine: Engine, *, timeout_s: float) -> None:
         self.engine = engine
         self.timeout_s = timeout_s
+        # The generations started and not yet released, for a shutdown to stop.
+        self._live: set[Generation] = set()
+        self._draining = False
+        self._aborted = False
 
     def start(self, requests: list[GenerationRequest], n: int = 1) -> list[Generation]:
         """Submit every request (n choices each, from one prefill), or none: a refusal (queue full)
         cancels those already submitted. Choice j of request i is generation i * n + j."""
+        if self._draining:
+            raise ShuttingDown()
         generations: list[Generation] = []
         try:
             for r in requests:
@@ -34,7 +40,25 @@ class Runner:
         except BaseException:
             cancel(generations)
             raise
+        self._live.update(generations)
         return generations
+
+    def release(self, generations: list[Generation]) -> None:
+        """Done with these (finished, failed or the client gone): free their slots."""
+        cancel(generations)
+        self._live.difference_update(generations)
+
+    def drain(self) -> None:
+        """Shutdown, first step: start nothing new; what runs may finish."""
+        self._draining = True
+
+    def abort(self) -> int:
+        """Shutdown, at the end of the grace period: stop every generation still running. Each ends with
+        finish reason "cancelled", which `raise_for` turns into ShuttingDown for its client. Returns how many."""
+        self._draining = self._aborted = True
+        live = list(self._live)
+        cancel(live)
+        return len(live)
 
     async def run(self, requests: list[GenerationRequest], n: int = 1) -> list[Outcome]:
         """Run to the end and collect each generation's whole text and tokens."""
@@ -42,7 +66,7 @@ class Runner:
         try:
             collected = await asyncio.gather(*(_collect(g) for g in generations))
         finally:
-            cancel(generations)
+            self.release(generations)
         outcomes = []
         for g, (text, tokens) in zip(generations, collected, strict=True):
             assert g.finished is not None
@@ -51,7 +75,8 @@ class Runner:
         return outcomes
 
     def raise_for(self, finished: Finished) -> None:
-        """The client's error for a generation the engine stopped (timeout) or lost (error)."""
+        """The client's error for a generation the engine stopped (timeout), lost (error) or that a
+        shutdown stopped (cancelled after `abort`)."""
         if finished.finish_reason == "timeout":
             raise GenerationTimeout(
                 f"The request did not finish within the server's {self.timeout_s:g} s limit. "
@@ -59,6 +84,8 @@ class Runner:
             )
         if finished.finish_reason == "error":
             raise ServerError("The engine failed while generating. Retry the request.")
+        if finished.finish_reason == "cancelled" and self._aborted:
+            raise ShuttingDown("The server shut down before the request finished; retry it shortly.")
 
 
 def cancel(generations: list[Generation]) -> None:

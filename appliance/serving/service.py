@@ -1,7 +1,10 @@
-"""Serving: the job objects wired together once, for the API to hold. It adds no behaviour of its own."""
+"""Serving: the job objects wired together once, for the API to hold. It adds no behaviour of its own
+but the timing of a shutdown."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
 from appliance.hive.types import Engine
@@ -21,6 +24,8 @@ from appliance.settings import Settings
 from appliance.specialists import Specialists
 from appliance.store import Store
 
+log = logging.getLogger("alveare.service")
+
 
 class Serving:
     def __init__(self, settings: Settings, engine: Engine, specialists: Specialists, store: Store) -> None:
@@ -30,8 +35,22 @@ class Serving:
         self.metering = Metering(RateLimiter(), QuotaBook(), store, traffic, webhook_url=settings.webhook_url)
         self.status = Status(engine, specialists, traffic)
         prompter = Prompter(engine, timeout_s=timeout_s)
-        flow = Flow(self.metering, Runner(engine, timeout_s=timeout_s))
+        self.runner = Runner(engine, timeout_s=timeout_s)
+        flow = Flow(self.metering, self.runner)
         shapes = Shapes(engine)
         self.chat = ChatCompletions(self.catalogue, prompter, flow, shapes)
         self.completions = Completions(self.catalogue, prompter, flow, shapes)
         self.infer = Infer(self.catalogue, prompter, flow, shapes)
+
+    def shut_down(self, grace_s: float) -> None:
+        """The server is stopping (SIGTERM): start no new generation (503 server_shutting_down), let those
+        running finish for `grace_s` seconds, then stop the rest. Their clients get the same error (an
+        error event for a stream) and their usage is recorded as for any failed request."""
+        self.runner.drain()
+
+        def abort() -> None:
+            stopped = self.runner.abort()
+            if stopped:
+                log.warning("shutdown: stopped %d generation(s) still running after %g s", stopped, grace_s)
+
+        asyncio.get_running_loop().call_later(grace_s, abort)

@@ -30,6 +30,7 @@ SAMPLES = {
     "cpu_kernels": ("safe", "safe"),
     "request_timeout_s": ("12.5", 12.5),
     "queue_size": ("3", 3),
+    "shutdown_grace_s": ("2.5", 2.5),
     "prefix_cache_mb": ("0", 0),
     "max_body_bytes": ("4096", 4096),
     "webhook_url": ("http://hooks.local/a", "http://hooks.local/a"),
