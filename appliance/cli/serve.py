@@ -27,6 +27,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from appliance.api import create_app
+    from appliance.cli.connections import GuardedHttpToolsProtocol
     from appliance.hive.engine import HiveEngine, embedded_model_path
     from appliance.hive.types import EngineConfig
     from appliance.preflight import bind, check_model
@@ -85,6 +86,8 @@ def serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level="warning",
         access_log=False,
+        # Time limits and an idle cap for clients that connect and stall (see connections.py).
+        http=GuardedHttpToolsProtocol,
         # The grace period, then time for the stopped requests' error responses to go out.
         timeout_graceful_shutdown=settings.shutdown_grace_s + STOPPED_RESPONSES_S,
     )

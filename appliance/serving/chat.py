@@ -56,6 +56,7 @@ class ChatCompletions:
     def prepare(self, principal: Principal, req: p.ChatCompletionRequest) -> Plan:
         specialist = self.catalogue.resolve(principal, req.model)
         self.prompter.check_loaded()
+        self.prompter.check_turns(len(req.messages), "messages")
         if req.tools and req.tool_choice != "none":
             raise InvalidRequest("Function calling (tools) is not available yet on this appliance.", param="tools")
         # Everything that can be refused is checked before the prompt is built or anything metered.

@@ -13,7 +13,7 @@ from appliance.serving.catalogue import Catalogue
 from appliance.serving.flow import Flow, new_id, sse
 from appliance.serving.logprobs import legacy as legacy_logprobs_of
 from appliance.serving.metering import Call
-from appliance.serving.prompting import Plan, Prompter
+from appliance.serving.prompting import Plan, Prompter, checked_text
 from appliance.serving.shapes import Shapes, legacy_logprobs
 from appliance.store import Principal
 
@@ -97,7 +97,7 @@ class Completions:
         prompt_tokens = 0
         for i, text in enumerate(_prompts(req)):
             param = "prompt" if isinstance(req.prompt, str) else f"prompt[{i}]"
-            prompt = prompter.tokenize(text)
+            prompt = prompter.tokenize(checked_text(text, param))
             if not prompt:
                 raise InvalidRequest(f"{param} must not be empty.", param=param)
             max_tokens = prompter.fit(prompt, req.max_tokens, DEFAULT_MAX_TOKENS, param)

@@ -8,7 +8,7 @@ from appliance import protocol as p
 from appliance.serving.catalogue import Catalogue
 from appliance.serving.flow import Flow, new_id
 from appliance.serving.metering import Call
-from appliance.serving.prompting import Plan, Prompter
+from appliance.serving.prompting import Plan, Prompter, checked_text
 from appliance.serving.shapes import Shapes
 from appliance.store import Principal
 
@@ -28,7 +28,7 @@ class Infer:
         grammar, labels = self.shapes.grammar(specialist, None, req.labels)
         system = prompter.with_labels(self.catalogue.system_prompt(principal, specialist), req.labels)
         preamble = prompter.preamble(specialist, system)
-        prompt, shared = prompter.tokenize_chat(preamble, [("user", req.prompt)])
+        prompt, shared = prompter.tokenize_chat(preamble, [("user", checked_text(req.prompt, "prompt"))])
         default = prompter.label_budget(labels, specialist.max_tokens) if labels else specialist.max_tokens
         max_tokens = prompter.fit(prompt, req.max_tokens, default, "prompt")
         sampling = prompter.sampling(specialist, req.temperature, None, grammar=grammar)

@@ -15,6 +15,9 @@ PREAMBLE_MEMO = 256
 
 Turns = list[tuple[str, str]]
 
+# The least a chat template adds per message (a role marker and an end-of-turn token).
+MIN_TOKENS_PER_TURN = 2
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -61,7 +64,7 @@ class Prompter:
                 param=f"messages[{index}].content",
             )
         if isinstance(content, str):
-            return content
+            return checked_text(content, f"messages[{index}].content")
         texts = []
         for j, part in enumerate(content):
             if part.type != "text" or part.text is None:
@@ -69,7 +72,7 @@ class Prompter:
                     f"Only text content parts are supported; messages[{index}].content[{j}] has type '{part.type}'.",
                     param=f"messages[{index}].content[{j}].type",
                 )
-            texts.append(part.text)
+            texts.append(checked_text(part.text, f"messages[{index}].content[{j}].text"))
         return "".join(texts)
 
     def chat_turns(self, specialist: Specialist, prompt: str, messages: list[p.ChatMessage]) -> tuple[Turns, Turns]:
@@ -115,6 +118,17 @@ class Prompter:
                 break
             shared += 1
         return prompt, shared
+
+    def check_turns(self, turns: int, param: str) -> None:
+        """Refuse a conversation that cannot fit before rendering and tokenising it (seconds of CPU for
+        tens of thousands of messages): every turn costs at least MIN_TOKENS_PER_TURN template tokens."""
+        window = self.engine.context_length
+        if turns * MIN_TOKENS_PER_TURN > window:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {window} tokens. However, your {turns} messages take "
+                f"at least {turns * MIN_TOKENS_PER_TURN} tokens. Please shorten the conversation.",
+                param=param,
+            )
 
     # ------------------------------------------------------------ parameters
     def fit(self, prompt: list[int], max_tokens: int | None, default: int, param: str) -> int:
@@ -202,3 +216,11 @@ class Prompter:
             lookup=lookup,
             stream=stream,
         )
+
+
+def checked_text(text: str, param: str) -> str:
+    """Prompt text as sent, refused if it holds a NUL character: no prompt needs one, and it is the
+    classic smuggling byte for anything downstream that reads text as C strings."""
+    if "\x00" in text:
+        raise InvalidRequest(f"{param} contains a NUL character (\\u0000); send text without it.", param=param)
+    return text
