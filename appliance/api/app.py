@@ -16,7 +16,7 @@ from litestar.types import Message, Scope
 
 from appliance import __version__
 from appliance.admin import LocalAdmin
-from appliance.api import admin_api_routes, admin_routes, health_routes, native_routes, openai_routes
+from appliance.api import admin_api_routes, admin_routes, health_routes, native_routes, openai_routes, openapi
 from appliance.api.auth import BearerKeyAuth
 from appliance.api.errors import EXCEPTION_HANDLERS, add_request_id
 from appliance.api.keycache import KeyCache
@@ -83,7 +83,7 @@ def create_app(
             # usage before the process can end (uvicorn re-raises SIGTERM after this, which ends it at once).
             await asyncio.wrap_future(store.flush())
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             *health_routes.ROUTES,
             *openai_routes.ROUTES,
@@ -93,7 +93,7 @@ def create_app(
         ],
         middleware=[DefineMiddleware(BearerKeyAuth, exclude=["^/health$", "^/schema"])],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        before_send=[add_request_id, add_rate_limit_headers],
+        before_send=[add_request_id, add_rate_limit_headers, openapi.complete_allow],
         lifespan=[engine_lifespan],
         state=State(
             {
@@ -113,6 +113,8 @@ def create_app(
         debug=False,
         logging_config=None,
     )
+    openapi.document(app)
+    return app
 
 
 def _cors(settings: Settings) -> CORSConfig | None:

@@ -66,7 +66,15 @@ class BearerKeyAuth(AbstractAuthenticationMiddleware):
         return AuthenticationResult(user=principal, auth=principal.key_prefix)
 
 
+def _preflight(connection: ASGIConnection) -> bool:
+    """An OPTIONS request (a CORS preflight, or asking what a URL allows) is not authenticated: it
+    says which methods the URL has, whoever asks. A controller's guards still run on it."""
+    return connection.scope.get("method") == "OPTIONS"
+
+
 def admin_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    if _preflight(connection):
+        return
     principal: Principal = connection.user
     if not principal.admin:
         raise PermissionDenied("This endpoint needs an admin key.", code="admin_required")
@@ -74,6 +82,8 @@ def admin_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
 
 def live_key_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     """Sandbox keys may read the account's settings but not change what its live keys get."""
+    if _preflight(connection):
+        return
     principal: Principal = connection.user
     if principal.test:
         raise PermissionDenied(

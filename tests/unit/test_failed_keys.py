@@ -112,8 +112,9 @@ def bearer(key: str) -> dict[str, str]:
 def test_a_malformed_key_never_reaches_the_database(api, monkeypatch) -> None:
     client, store, key = api
     looked_up = []
-    real = store.authenticate
-    monkeypatch.setattr(store, "authenticate", lambda k: looked_up.append(k) or real(k))
+    # Every look-up (the key cache's, on a miss or a hit) starts from the key's digest.
+    real = store.key_digest
+    monkeypatch.setattr(store, "key_digest", lambda k: looked_up.append(k) or real(k))
     typo = key[:-1] + ("x" if key[-1] != "x" else "y")
     assert client.get("/v1/models", headers=bearer(typo)).status_code == 401
     assert client.get("/v1/models", headers=bearer("sk-" + key[3:])).status_code == 401
