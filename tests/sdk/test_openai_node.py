@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).resolve().parent / "openai_node"
 # The check() calls in parity.mjs: a check that silently stopped running would be a lost test.
-CHECKS = 5
+CHECKS = 13
 
 
 @pytest.fixture(scope="module")
