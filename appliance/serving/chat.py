@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import msgspec
 
 from appliance import protocol as p
 from appliance.errors import InvalidRequest
 from appliance.hive.types import Chunk, Finished
+from appliance.serving import tools
 from appliance.serving.catalogue import Catalogue
 from appliance.serving.flow import Flow, new_id, sse
 from appliance.serving.metering import Call
@@ -16,14 +20,22 @@ from appliance.serving.prompting import Plan, Prompter
 from appliance.store import Principal
 
 
+@dataclass(frozen=True)
+class ChatPlan(Plan):
+    # The request's tools when it may call them (None: plain text).
+    tools: tools.ToolPlan | None = None
+
+
 class ChatStream:
     """chat.completion.chunk events: the role first, then content deltas, a finish chunk per
     choice, and the usage chunk when the client asked for it."""
 
-    def __init__(self, model: str, *, include_usage: bool) -> None:
+    def __init__(self, model: str, *, include_usage: bool, tool_plan: tools.ToolPlan | None = None) -> None:
         self.id, self.created = new_id("chatcmpl"), int(time.time())
         self.model = model
         self.include_usage = include_usage
+        self.tool_plan = tool_plan
+        self.calls: dict[int, tools.CallStream] = {}
 
     def _chunk(self, choices: list[p.ChunkChoice], usage: p.Usage | None = None) -> bytes:
         return sse(
@@ -34,10 +46,19 @@ class ChatStream:
         return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(role="assistant", content=""))])
 
     def content(self, index: int, chunk: Chunk) -> bytes | None:
+        if self.tool_plan is not None:
+            calls = self.calls.setdefault(index, tools.CallStream(self.tool_plan.mode))
+            text, deltas = calls.feed(chunk.text)
+            if text is None and not deltas:
+                return None
+            return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(content=text, tool_calls=deltas or None))])
         return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(content=chunk.text))])
 
     def finish(self, index: int, finished: Finished) -> bytes:
-        return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(), finish_reason=finished.finish_reason)])
+        reason = finished.finish_reason
+        if index in self.calls:
+            reason = self.calls[index].finish_reason(reason)
+        return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(), finish_reason=reason)])
 
     def usage(self, usage: p.Usage) -> bytes | None:
         return self._chunk([], usage) if self.include_usage else None
@@ -48,12 +69,19 @@ class ChatCompletions:
         self.catalogue = catalogue
         self.prompter = prompter
         self.flow = flow
+        self._native_tools: bool | None = None
 
-    def prepare(self, principal: Principal, req: p.ChatCompletionRequest) -> Plan:
+    def native_tools(self) -> bool:
+        """Whether the model's template renders tools itself (asked once, the model being fixed)."""
+        if self._native_tools is None:
+            self._native_tools = tools.native_template(self.prompter.engine)
+        return self._native_tools
+
+    def prepare(self, principal: Principal, req: p.ChatCompletionRequest) -> ChatPlan:
         specialist = self.catalogue.resolve(principal, req.model)
         self.prompter.check_loaded()
-        if req.tools and req.tool_choice != "none":
-            raise InvalidRequest("Function calling (tools) is not available yet on this appliance.", param="tools")
+        native = self.native_tools()
+        tool_plan = tools.plan(self.prompter.engine, req, native=native)
         if req.response_format is not None and req.response_format.type != "text":
             raise InvalidRequest(
                 f"response_format '{req.response_format.type}' is not available yet on this appliance.",
@@ -63,22 +91,34 @@ class ChatCompletions:
             raise InvalidRequest("logprobs are not available yet on this appliance.", param="logprobs")
         prompter = self.prompter
         preamble, conversation = prompter.chat_turns(
-            specialist, self.catalogue.system_prompt(principal, specialist), req.messages
+            specialist,
+            self.catalogue.system_prompt(principal, specialist),
+            req.messages,
+            lambda m, text, i: tools.history_turn(m, text, i, native=native),
         )
-        prompt, shared = prompter.tokenize_chat(preamble, conversation)
+        if tool_plan is not None and not native:
+            preamble[0] = ("system", f"{preamble[0][1]}\n\n{tool_plan.system_text()}")
+        template_tools = tool_plan.template_tools if tool_plan else None
+        prompt, shared = prompter.tokenize_chat(preamble, conversation, template_tools)
         explicit = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
         param = "max_completion_tokens" if req.max_completion_tokens is not None else "messages"
         max_tokens = prompter.fit(prompt, explicit, specialist.max_tokens, param)
+        sampling = prompter.sampling(specialist, req.temperature, req.top_p, req)
+        stop = prompter.stop_list(req.stop, specialist.stop)
+        if tool_plan is not None:
+            # Calls are made under the tool grammar, which the specialist's own stops (a newline) would cut.
+            sampling = msgspec.structs.replace(sampling, grammar=tool_plan.grammar)
+            stop = prompter.stop_list(req.stop, [])
         request = prompter.request(
             prompt,
             max_tokens,
-            prompter.stop_list(req.stop, specialist.stop),
-            prompter.sampling(specialist, req.temperature, req.top_p, req),
+            stop,
+            sampling,
             cache_prefix=shared,
             lookup=specialist.prompt_lookup,
             stream=bool(req.stream),
         )
-        return Plan(specialist, req.model, [request], len(prompt), n=req.n or 1)
+        return ChatPlan(specialist, req.model, [request], len(prompt), n=req.n or 1, tools=tool_plan)
 
     async def complete(self, call: Call, req: p.ChatCompletionRequest) -> p.ChatCompletion:
         plan, outcomes, usage = await self.flow.generate(call, lambda: self.prepare(call.principal, req))
@@ -86,14 +126,17 @@ class ChatCompletions:
             id=new_id("chatcmpl"),
             created=int(time.time()),
             model=plan.model,
-            choices=[
-                p.ChatChoice(
-                    index=i, message=p.AssistantMessage(content=o.text), finish_reason=o.finished.finish_reason
-                )
-                for i, o in enumerate(outcomes)
-            ],
+            choices=[self.choice(plan, i, o.text, o.finished.finish_reason) for i, o in enumerate(outcomes)],
             usage=usage,
         )
+
+    @staticmethod
+    def choice(plan: Plan, index: int, text: str, finish_reason: str) -> p.ChatChoice:
+        tool_plan = plan.tools if isinstance(plan, ChatPlan) else None
+        if tool_plan is None:
+            return p.ChatChoice(index=index, message=p.AssistantMessage(content=text), finish_reason=finish_reason)
+        message, reason = tools.answer(tool_plan, text, finish_reason)
+        return p.ChatChoice(index=index, message=message, finish_reason=reason)
 
     def stream(self, call: Call, req: p.ChatCompletionRequest) -> AsyncIterator[bytes]:
         """SSE events exactly as OpenAI sends them; what fails before the first token raises here."""
@@ -101,5 +144,9 @@ class ChatCompletions:
         return self.flow.stream(
             call,
             lambda: self.prepare(call.principal, req),
-            lambda plan: ChatStream(plan.model, include_usage=include_usage),
+            lambda plan: ChatStream(
+                plan.model,
+                include_usage=include_usage,
+                tool_plan=plan.tools if isinstance(plan, ChatPlan) else None,
+            ),
         )
