@@ -98,11 +98,16 @@ class ChatCompletionRequest(Struct):
     logprobs: bool | None = None
     top_logprobs: int | None = None
     logit_bias: dict[str, float] | None = None
+    parallel_tool_calls: bool | None = None
+    # Alveare's extension (extra_body with the OpenAI SDKs): the answer is exactly one of these.
+    labels: list[str] | None = None
 
 
 class CompletionRequest(Struct):
     model: Annotated[str, Meta(min_length=1)]
-    prompt: str | Annotated[list[str], Meta(min_length=1, max_length=1)]
+    # A string, or several: one choice (n choices) per prompt, indexed prompt by prompt.
+    prompt: str | Annotated[list[str], Meta(min_length=1, max_length=16)]
+    logit_bias: dict[str, float] | None = None
     # OpenAI's legacy endpoint defaults to 16 tokens.
     max_tokens: MaxTokens | None = 16
     temperature: Temperature | None = None
@@ -126,6 +131,8 @@ class InferRequest(Struct):
     prompt: Annotated[str, Meta(min_length=1)]
     max_tokens: MaxTokens | None = None
     temperature: Temperature | None = None
+    # The answer is exactly one of these (classify's are in its profile).
+    labels: list[str] | None = None
 
 
 # ---------------------------------------------------------------- responses

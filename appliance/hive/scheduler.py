@@ -153,9 +153,12 @@ class Scheduler:
                 self._admit()
                 self._reap()
                 if any(s.active for s in self.slots):
-                    self._step()
+                    size = self._step()
                     self._flush()
-                    self.stats.profile.busy_s += time.perf_counter() - started
+                    elapsed = time.perf_counter() - started
+                    self.stats.profile.busy_s += elapsed
+                    if size:
+                        self.stats.profile.by_size[size][2] += elapsed
                 else:
                     self._flush()
                     with self._cond:
@@ -298,7 +301,8 @@ class Scheduler:
             elif a.request.deadline is not None and now >= a.request.deadline:
                 self._finish(slot, "timeout")
 
-    def _step(self) -> None:
+    def _step(self) -> int:
+        """One llama_decode over every active slot; returns the batch size if it decoded no prompt, else 0."""
         batch = self.batch
         batch.clear()
         # (slot, batch index of the first logits row, draft tokens verified at the following rows)
@@ -357,7 +361,7 @@ class Scheduler:
         profile.generated += generated
         profile.prompt += prompt_tokens
         if not prompt_tokens:
-            row = profile.by_size.setdefault(batch.n, [0, 0.0])
+            row = profile.by_size.setdefault(batch.n, [0, 0.0, 0.0])
             row[0] += 1
             row[1] += t1 - t0
             self.step_costs.observe(batch.n, t1 - t0)
@@ -394,6 +398,7 @@ class Scheduler:
                 a.acceptance.record(len(draft), accepted)
                 self.ctx.seq_rm(slot.seq, len(slot.kv), -1)  # drop the cells of wrong guesses
         profile.sample_s += time.perf_counter() - t2
+        return 0 if prompt_tokens else batch.n
 
     def _fork(self, slot: Slot, a: Active, idx: int) -> None:
         """The prompt is in `slot` now: give each sibling choice its cells and its first token,

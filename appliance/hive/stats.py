@@ -26,7 +26,8 @@ class Profile:
     restore_s: float = 0.0
     saves: int = 0
     save_s: float = 0.0
-    # Steps that decode only new tokens, no prompt, by batch size: [count, seconds in llama_decode].
+    # Steps that decode only new tokens, no prompt, by batch size:
+    # [count, seconds in llama_decode, seconds for the whole step (admit, batch, decode, sample, hand out)].
     by_size: dict[int, list[float]] = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -42,8 +43,11 @@ class Profile:
             f"({(self.generated + self.prompt) / self.steps:.1f} per step), {self.busy_s:.2f} s busy: "
             f"decode {share(self.decode_s)}, sampling {share(self.sample_s)}, "
             f"{self.restores} prefix restores {share(self.restore_s)}, {self.saves} prefix saves {share(self.save_s)}, "
-            f"other {share(other)}; decode-only steps by batch size: "
-            + ", ".join(f"{n}: {int(c)} x {1000 * t / c:.2f} ms" for n, (c, t) in sorted(self.by_size.items()))
+            f"other {share(other)}; decode-only steps by batch size (llama_decode + the host's Python around it): "
+            + ", ".join(
+                f"{n}: {int(c)} x {1000 * t / c:.2f} + {1000 * (w - t) / c:.2f} ms"
+                for n, (c, t, w) in sorted(self.by_size.items())
+            )
         )
 
 

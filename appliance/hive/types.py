@@ -234,6 +234,9 @@ class Engine(Protocol):
     @property
     def context_length(self) -> int: ...
 
+    @property
+    def vocab_size(self) -> int: ...
+
     def tokenize(self, text: str, *, special: bool = True) -> list[int]: ...
 
     def render_chat(

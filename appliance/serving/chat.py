@@ -7,16 +7,15 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import msgspec
-
 from appliance import protocol as p
-from appliance.errors import InvalidRequest
-from appliance.hive.types import Chunk, Finished
+from appliance.hive.types import Chunk, Finished, TokenInfo
 from appliance.serving import tools
 from appliance.serving.catalogue import Catalogue
 from appliance.serving.flow import Flow, new_id, sse
+from appliance.serving.logprobs import chat as chat_logprob_content
 from appliance.serving.metering import Call
 from appliance.serving.prompting import Plan, Prompter
+from appliance.serving.shapes import Shapes, chat_logprobs
 from appliance.store import Principal
 
 
@@ -46,13 +45,16 @@ class ChatStream:
         return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(role="assistant", content=""))])
 
     def content(self, index: int, chunk: Chunk) -> bytes | None:
+        logprobs = chat_logprob_content(chunk.tokens) if chunk.tokens else None
         if self.tool_plan is not None:
             calls = self.calls.setdefault(index, tools.CallStream(self.tool_plan.mode))
             text, deltas = calls.feed(chunk.text)
             if text is None and not deltas:
                 return None
-            return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(content=text, tool_calls=deltas or None))])
-        return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(content=chunk.text))])
+            delta = p.Delta(content=text, tool_calls=deltas or None)
+            # Log-probabilities come with text only (OpenAI sends none for tool calls).
+            return self._chunk([p.ChunkChoice(index=index, delta=delta, logprobs=logprobs if text else None)])
+        return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(content=chunk.text), logprobs=logprobs)])
 
     def finish(self, index: int, finished: Finished) -> bytes:
         reason = finished.finish_reason
@@ -65,10 +67,11 @@ class ChatStream:
 
 
 class ChatCompletions:
-    def __init__(self, catalogue: Catalogue, prompter: Prompter, flow: Flow) -> None:
+    def __init__(self, catalogue: Catalogue, prompter: Prompter, flow: Flow, shapes: Shapes) -> None:
         self.catalogue = catalogue
         self.prompter = prompter
         self.flow = flow
+        self.shapes = shapes
         self._native_tools: bool | None = None
 
     def native_tools(self) -> bool:
@@ -80,21 +83,26 @@ class ChatCompletions:
     def prepare(self, principal: Principal, req: p.ChatCompletionRequest) -> ChatPlan:
         specialist = self.catalogue.resolve(principal, req.model)
         self.prompter.check_loaded()
+        # Everything that can be refused is checked before the prompt is built or anything metered.
+        grammar, labels = self.shapes.grammar(specialist, req.response_format, req.labels)
         native = self.native_tools()
-        tool_plan = tools.plan(self.prompter.engine, req, native=native)
-        if req.response_format is not None and req.response_format.type != "text":
-            raise InvalidRequest(
-                f"response_format '{req.response_format.type}' is not available yet on this appliance.",
-                param="response_format",
-            )
-        if req.logprobs:
-            raise InvalidRequest("logprobs are not available yet on this appliance.", param="logprobs")
-        prompter = self.prompter
-        preamble, conversation = prompter.chat_turns(
+        # Tools over the answer's shape: a forced call replaces it, with "auto" it shapes the text branch.
+        tool_plan = tools.plan(self.prompter.engine, req, native=native, text_grammar=grammar)
+        if tool_plan is not None:
+            grammar = tool_plan.grammar
+        sampling = self.prompter.sampling(
             specialist,
-            self.catalogue.system_prompt(principal, specialist),
-            req.messages,
-            lambda m, text, i: tools.history_turn(m, text, i, native=native),
+            req.temperature,
+            req.top_p,
+            req,
+            grammar=grammar,
+            logprobs=chat_logprobs(req.logprobs, req.top_logprobs),
+            logit_bias=self.shapes.logit_bias(req.logit_bias),
+        )
+        prompter = self.prompter
+        system = prompter.with_labels(self.catalogue.system_prompt(principal, specialist), req.labels)
+        preamble, conversation = prompter.chat_turns(
+            specialist, system, req.messages, lambda m, text, i: tools.history_turn(m, text, i, native=native)
         )
         if tool_plan is not None and not native:
             preamble[0] = ("system", f"{preamble[0][1]}\n\n{tool_plan.system_text()}")
@@ -102,17 +110,13 @@ class ChatCompletions:
         prompt, shared = prompter.tokenize_chat(preamble, conversation, template_tools)
         explicit = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
         param = "max_completion_tokens" if req.max_completion_tokens is not None else "messages"
-        max_tokens = prompter.fit(prompt, explicit, specialist.max_tokens, param)
-        sampling = prompter.sampling(specialist, req.temperature, req.top_p, req)
-        stop = prompter.stop_list(req.stop, specialist.stop)
-        if tool_plan is not None:
-            # Calls are made under the tool grammar, which the specialist's own stops (a newline) would cut.
-            sampling = msgspec.structs.replace(sampling, grammar=tool_plan.grammar)
-            stop = prompter.stop_list(req.stop, [])
+        default = prompter.label_budget(labels, specialist.max_tokens) if labels else specialist.max_tokens
+        max_tokens = prompter.fit(prompt, explicit, default, param)
         request = prompter.request(
             prompt,
             max_tokens,
-            stop,
+            # A label, JSON or a tool call ends where its grammar does; the profile's stop strings could cut it.
+            prompter.stop_list(req.stop, [] if grammar else specialist.stop),
             sampling,
             cache_prefix=shared,
             lookup=specialist.prompt_lookup,
@@ -122,21 +126,27 @@ class ChatCompletions:
 
     async def complete(self, call: Call, req: p.ChatCompletionRequest) -> p.ChatCompletion:
         plan, outcomes, usage = await self.flow.generate(call, lambda: self.prepare(call.principal, req))
+        wants_logprobs = bool(req.logprobs)
         return p.ChatCompletion(
             id=new_id("chatcmpl"),
             created=int(time.time()),
             model=plan.model,
-            choices=[self.choice(plan, i, o.text, o.finished.finish_reason) for i, o in enumerate(outcomes)],
+            choices=[
+                self.choice(plan, i, o.text, o.finished.finish_reason, o.tokens if wants_logprobs else None)
+                for i, o in enumerate(outcomes)
+            ],
             usage=usage,
         )
 
     @staticmethod
-    def choice(plan: Plan, index: int, text: str, finish_reason: str) -> p.ChatChoice:
+    def choice(plan: Plan, index: int, text: str, finish_reason: str, tokens: list[TokenInfo] | None) -> p.ChatChoice:
         tool_plan = plan.tools if isinstance(plan, ChatPlan) else None
-        if tool_plan is None:
-            return p.ChatChoice(index=index, message=p.AssistantMessage(content=text), finish_reason=finish_reason)
-        message, reason = tools.answer(tool_plan, text, finish_reason)
-        return p.ChatChoice(index=index, message=message, finish_reason=reason)
+        message, reason = p.AssistantMessage(content=text), finish_reason
+        if tool_plan is not None:
+            message, reason = tools.answer(tool_plan, text, finish_reason)
+        # Log-probabilities come with text only (OpenAI sends none for tool calls).
+        logprobs = chat_logprob_content(tokens) if tokens is not None and not message.tool_calls else None
+        return p.ChatChoice(index=index, message=message, finish_reason=reason, logprobs=logprobs)
 
     def stream(self, call: Call, req: p.ChatCompletionRequest) -> AsyncIterator[bytes]:
         """SSE events exactly as OpenAI sends them; what fails before the first token raises here."""

@@ -5,33 +5,36 @@ from __future__ import annotations
 import time
 
 from appliance import protocol as p
-from appliance.hive.types import SamplingParams
 from appliance.serving.catalogue import Catalogue
 from appliance.serving.flow import Flow, new_id
 from appliance.serving.metering import Call
 from appliance.serving.prompting import Plan, Prompter
+from appliance.serving.shapes import Shapes
 from appliance.store import Principal
 
 
 class Infer:
-    def __init__(self, catalogue: Catalogue, prompter: Prompter, flow: Flow) -> None:
+    def __init__(self, catalogue: Catalogue, prompter: Prompter, flow: Flow, shapes: Shapes) -> None:
         self.catalogue = catalogue
         self.prompter = prompter
         self.flow = flow
+        self.shapes = shapes
 
     def prepare(self, principal: Principal, req: p.InferRequest) -> Plan:
         specialist = self.catalogue.resolve(principal, req.specialist, param="specialist")
         prompter = self.prompter
         prompter.check_loaded()
-        preamble = prompter.preamble(specialist, self.catalogue.system_prompt(principal, specialist))
+        # The specialist's answer shape (classify's labels, extract's JSON), or the request's labels.
+        grammar, labels = self.shapes.grammar(specialist, None, req.labels)
+        system = prompter.with_labels(self.catalogue.system_prompt(principal, specialist), req.labels)
+        preamble = prompter.preamble(specialist, system)
         prompt, shared = prompter.tokenize_chat(preamble, [("user", req.prompt)])
-        max_tokens = prompter.fit(prompt, req.max_tokens, specialist.max_tokens, "prompt")
-        sampling = SamplingParams(
-            temperature=specialist.temperature if req.temperature is None else req.temperature,
-            top_p=specialist.top_p,
-        )
+        default = prompter.label_budget(labels, specialist.max_tokens) if labels else specialist.max_tokens
+        max_tokens = prompter.fit(prompt, req.max_tokens, default, "prompt")
+        sampling = prompter.sampling(specialist, req.temperature, None, grammar=grammar)
+        stop = [] if grammar else list(specialist.stop)
         request = prompter.request(
-            prompt, max_tokens, list(specialist.stop), sampling, cache_prefix=shared, lookup=specialist.prompt_lookup
+            prompt, max_tokens, stop, sampling, cache_prefix=shared, lookup=specialist.prompt_lookup
         )
         return Plan(specialist, specialist.name, [request], len(prompt))
 

@@ -161,16 +161,35 @@ class Prompter:
         specialist: Specialist,
         temperature: float | None,
         top_p: float | None,
-        req: p.ChatCompletionRequest | p.CompletionRequest,
+        req: p.ChatCompletionRequest | p.CompletionRequest | None = None,
+        *,
+        grammar: str | None = None,
+        logprobs: int | None = None,
+        logit_bias: dict[int, float] | None = None,
     ) -> SamplingParams:
         """The request's parameters over the specialist's defaults."""
         return SamplingParams(
             temperature=specialist.temperature if temperature is None else temperature,
             top_p=specialist.top_p if top_p is None else max(top_p, 1e-6),
-            presence_penalty=req.presence_penalty or 0.0,
-            frequency_penalty=req.frequency_penalty or 0.0,
-            seed=req.seed,
+            presence_penalty=(req.presence_penalty if req else None) or 0.0,
+            frequency_penalty=(req.frequency_penalty if req else None) or 0.0,
+            seed=req.seed if req else None,
+            grammar=grammar,
+            logprobs=logprobs,
+            logit_bias=logit_bias or {},
         )
+
+    def label_budget(self, labels: list[str], default: int) -> int:
+        """Room for the longest label and the end-of-turn token, so a label is never cut short."""
+        longest = max((len(self.engine.tokenize(label, special=False)) for label in labels), default=0)
+        return max(default, longest + 1)
+
+    @staticmethod
+    def with_labels(system: str, labels: list[str] | None) -> str:
+        """A request's own labels are told to the model too (the grammar only enforces them)."""
+        if not labels:
+            return system
+        return f"{system}\n\nAnswer with exactly one of these labels: {', '.join(labels)}."
 
     def request(
         self,

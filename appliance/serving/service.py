@@ -14,6 +14,7 @@ from appliance.serving.infer import Infer
 from appliance.serving.metering import Metering
 from appliance.serving.prompting import Prompter
 from appliance.serving.runner import Runner
+from appliance.serving.shapes import Shapes
 from appliance.serving.status import Status
 from appliance.serving.traffic import Traffic
 from appliance.settings import Settings
@@ -30,6 +31,7 @@ class Serving:
         self.status = Status(engine, specialists, traffic)
         prompter = Prompter(engine, timeout_s=timeout_s)
         flow = Flow(self.metering, Runner(engine, timeout_s=timeout_s))
-        self.chat = ChatCompletions(self.catalogue, prompter, flow)
-        self.completions = Completions(self.catalogue, prompter, flow)
-        self.infer = Infer(self.catalogue, prompter, flow)
+        shapes = Shapes(engine)
+        self.chat = ChatCompletions(self.catalogue, prompter, flow, shapes)
+        self.completions = Completions(self.catalogue, prompter, flow, shapes)
+        self.infer = Infer(self.catalogue, prompter, flow, shapes)

@@ -35,6 +35,10 @@ class FakeEngine:
     def context_length(self) -> int:
         return 2048
 
+    @property
+    def vocab_size(self) -> int:
+        return 256
+
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         return [ord(c) for c in text]
 

@@ -101,12 +101,56 @@ def test_fake_round_trip(make_client) -> None:
     assert r.json()["result"] == "hello there"
 
 
-def test_tools_and_json_mode_are_refused_clearly(make_client) -> None:
-    client = make_client(FakeEngine())
+def test_tool_calls_reach_the_wire(make_client) -> None:
+    """The fake model writes one call in the fallback form; the API answers with it (the real model's
+    calls are tested in tests/api/test_tools.py)."""
+    client = make_client(FakeEngine(reply='<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call>'))
     tool = {"type": "function", "function": {"name": "f", "parameters": {}}}
-    assert client.post("/v1/chat/completions", json={**CHAT, "tools": [tool]}).json()["error"]["param"] == "tools"
-    r = client.post("/v1/chat/completions", json={**CHAT, "response_format": {"type": "json_object"}})
-    assert r.status_code == 400 and r.json()["error"]["param"] == "response_format"
+    body = {**CHAT, "tools": [tool], "tool_choice": "required"}
+    choice = client.post("/v1/chat/completions", json=body).json()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
+    [call] = choice["message"]["tool_calls"]
+    assert call["type"] == "function" and call["function"] == {"name": "f", "arguments": '{"x": 1}'}
+    assert client.post("/v1/chat/completions", json={**CHAT, "tools": []}).json()["error"]["param"] == "tools"
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}},
+            "response_format.json_schema.name",
+        ),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"logit_bias": {"abc": 1}}, "logit_bias"),
+        ({"logit_bias": {"99999": 1}}, "logit_bias"),
+        ({"logit_bias": {"5": 101}}, "logit_bias"),
+        ({"labels": []}, "labels"),
+        ({"labels": ["a", "a"]}, "labels"),
+    ],
+)
+def test_bad_shapes_and_sampling_options_are_400s_before_metering(make_client, extra: dict, param: str) -> None:
+    client = make_client(FakeEngine())
+    r = client.post("/v1/chat/completions", json={**CHAT, **extra})
+    assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"suffix": "x"}, "suffix"),
+        ({"best_of": 2}, "best_of"),
+        ({"echo": True, "logprobs": 1}, "logprobs"),
+        ({"logprobs": 6}, "logprobs"),
+        ({"prompt": ["ok", ""]}, "prompt[1]"),
+    ],
+)
+def test_bad_legacy_completion_options_are_400s(make_client, extra: dict, param: str) -> None:
+    client = make_client(FakeEngine())
+    r = client.post("/v1/completions", json={"model": "chat", "prompt": "hi", **extra})
+    assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
 
 
 def test_caller_system_message_follows_a_task_specialist_but_replaces_the_chat_persona(make_client) -> None:

