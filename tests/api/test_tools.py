@@ -208,3 +208,23 @@ def test_bad_tools_are_400s_naming_the_param(client: openai.OpenAI, kwargs: dict
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model="chat", messages=ASK, max_tokens=4, **kwargs)
     assert err.value.status_code == 400 and err.value.param == param, err.value.body
+
+
+def test_auto_with_response_format_gives_json_or_calls(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(
+        model="chat",
+        messages=ASK,
+        tools=TOOLS,
+        parallel_tool_calls=False,
+        response_format={"type": "json_object"},
+        max_tokens=60,
+        seed=3,
+    )
+    choice = r.choices[0]
+    if choice.message.tool_calls:
+        for c in choice.message.tool_calls:
+            check_call(c.function.name, c.function.arguments, set(SCHEMAS))
+    else:
+        assert choice.message.content and choice.message.content.startswith("{")
+        if choice.finish_reason == "stop":
+            assert isinstance(json.loads(choice.message.content), dict)

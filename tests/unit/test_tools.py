@@ -145,3 +145,11 @@ def test_history_goes_to_the_template_natively_or_in_the_fallback_form() -> None
     with pytest.raises(InvalidRequest) as err:
         tools.history_turn(bad, "", 3, native=False)
     assert err.value.param == "messages[3].tool_calls[0].function"
+
+
+def test_a_shape_becomes_the_text_branch_of_auto() -> None:
+    engine = FakeEngine()
+    auto = tools.plan(engine, request(tools=[WEATHER]), native=False, text_grammar='root ::= "{}"')
+    assert auto is not None and "text ::= t-root" in auto.grammar and 't-root ::= "{}"' in auto.grammar
+    forced = tools.plan(engine, request(tools=[WEATHER], tool_choice="required"), native=False, text_grammar="x")
+    assert forced is not None and "text" not in forced.grammar
