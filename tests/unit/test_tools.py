@@ -153,3 +153,8 @@ def test_a_shape_becomes_the_text_branch_of_auto() -> None:
     assert auto is not None and "text ::= t-root" in auto.grammar and 't-root ::= "{}"' in auto.grammar
     forced = tools.plan(engine, request(tools=[WEATHER], tool_choice="required"), native=False, text_grammar="x")
     assert forced is not None and "text" not in forced.grammar
+
+
+def test_argument_strings_keep_control_characters_escaped() -> None:
+    converted = 'char ::= [^"\\\\] | "\\\\" (["\\\\/bfnrt])\nstring ::= "\\"" char* "\\""'
+    assert tools.strict_strings(converted).startswith('char ::= [^"\\\\\\x7F\\x00-\\x1F] | ')
