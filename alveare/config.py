@@ -1,6 +1,6 @@
 """Where the SDK finds its API key and server: arguments, then the environment, then the config file.
 
-The config file is the one the user CLI's `alveare auth login` will write:
+The config file is the one `alveare auth login` writes (mode 0600, see write_config_file):
 
     $ALVEARE_CONFIG, else $XDG_CONFIG_HOME/alveare/config.toml, else ~/.config/alveare/config.toml
 
@@ -13,6 +13,7 @@ server or no key would be worse).
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -80,3 +81,26 @@ def server_root(url: str) -> str:
     if not url.startswith(("http://", "https://")):
         raise AlveareError(f"The base URL must start with http:// or https://, not {url!r}.")
     return url.removesuffix("/v1")
+
+
+def _toml_string(value: str) -> str:
+    # A TOML basic string: JSON's escaping is a subset TOML accepts for these characters.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def write_config_file(path: Path, values: Mapping[str, str | None]) -> None:
+    """Write api_key and base_url (None leaves a key out) to the config file, mode 0600 from the start
+    (never briefly readable by others), replacing it atomically; its directory is created 0700."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lines = [f"{name} = {_toml_string(value)}\n" for name, value in values.items() if value is not None]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("# Written by `alveare auth login`.\n")
+            f.writelines(lines)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,6 +1,6 @@
 """Admin operations: one interface, two ways to reach it.
 
-`AdminOps` is what the admin TUI (and, later, the CLI) programs against. Two things
+`AdminOps` is what the admin TUI and the `alveare admin` commands program against. Two things
 implement it with the same method names and return types:
 
 - `LocalAdmin` (this module): works directly on the data dir's store and the specialists
@@ -25,9 +25,11 @@ from appliance.errors import InvalidRequest, NotFound, PermissionDenied, ServerU
 from appliance.protocol import MAX_SYSTEM_PROMPT, MAX_TOKENS_LIMIT, HiveStatus
 from appliance.specialists import Specialist, Specialists, with_overrides
 from appliance.store import (
+    ADMIN_ACCOUNT,
     Account,
     AccountOverview,
     AlertEvent,
+    BackupInfo,
     CreatedKey,
     CustomPrompt,
     KeyInfo,
@@ -93,10 +95,17 @@ class AdminOps(Protocol):
     def create_account(self, name: str, plan: str = "starter") -> Account: ...
     def set_account_plan(self, name: str, plan: str) -> Account: ...
     def set_spending_cap(self, name: str, cap: float | None) -> Account: ...
+    def set_account_specialists(self, name: str, specialists: list[str] | None) -> Account:
+        """Choose the specialists an account may use (any name the catalogue resolves, at most the
+        plan's number), or None for the plan's default set."""
+        ...
 
     # keys
     def keys(self, account: str | None = None) -> list[KeyInfo]: ...
-    def create_key(self, account: str, *, test: bool = False) -> CreatedKey: ...
+    def create_key(self, account: str, *, test: bool = False, admin: bool = False) -> CreatedKey:
+        """A new key, shown this once. admin=True: an admin key, on the admin account (a live key)."""
+        ...
+
     def revoke_key(self, prefix: str) -> KeyInfo: ...
 
     # usage
@@ -124,6 +133,13 @@ class AdminOps(Protocol):
     def custom_prompts(self, account: str) -> list[CustomPrompt]: ...
     def set_custom_prompt(self, account: str, specialist: str, prompt: str) -> CustomPrompt: ...
     def reset_custom_prompt(self, account: str, specialist: str) -> bool: ...
+
+    # the database
+    def backup(self, path: str) -> BackupInfo:
+        """A consistent copy of the database, taken while the server runs, checked (PRAGMA
+        integrity_check) and written to `path` on this machine: a new file, or a time-stamped one
+        when `path` is a folder. Never overwrites a file."""
+        ...
 
     # live server only (LocalAdmin raises ServerUnavailable)
     def hive_status(self) -> HiveStatus: ...
@@ -278,12 +294,39 @@ class LocalAdmin:
                 "spending_cap must be an amount of 0 or more, or null for none.", param="spending_cap"
             ) from exc
 
+    def set_account_specialists(self, name: str, specialists: list[str] | None) -> Account:
+        if specialists is None:
+            return self.store.set_specialists(name, None)
+        if not isinstance(specialists, list) or not all(isinstance(n, str) for n in specialists):
+            raise InvalidRequest("specialists must be a list of specialist names, or null.", param="specialists")
+        self.store.account(name)  # an unknown account is named before a bad specialist
+        chosen: list[str] = []
+        for raw in specialists:
+            if raw.strip():
+                resolved = self.catalogue.resolve(raw.strip(), param="specialists").name
+                if resolved not in chosen:
+                    chosen.append(resolved)
+        if not chosen:
+            raise InvalidRequest(
+                "Name at least one specialist, or null for the plan's default set.", param="specialists"
+            )
+        return self.store.set_specialists(name, chosen)
+
     # keys
     def keys(self, account: str | None = None) -> list[KeyInfo]:
         return self.store.keys(account)
 
-    def create_key(self, account: str, *, test: bool = False) -> CreatedKey:
-        return self.store.create_key(account, test=test)
+    def create_key(self, account: str, *, test: bool = False, admin: bool = False) -> CreatedKey:
+        if admin:
+            if test:
+                raise InvalidRequest("An admin key is a live key; leave out test.", param="test")
+            if account != ADMIN_ACCOUNT:
+                raise InvalidRequest(f"Admin keys belong to the {ADMIN_ACCOUNT} account.", param="account")
+            try:
+                self.store.account(ADMIN_ACCOUNT)
+            except NotFound:
+                self.store.create_account(ADMIN_ACCOUNT, "scale")
+        return self.store.create_key(account, test=test, admin=admin)
 
     def revoke_key(self, prefix: str) -> KeyInfo:
         return self.store.revoke_key(prefix)
@@ -359,6 +402,10 @@ class LocalAdmin:
         acct = self.store.account(account)
         s = self._specialist(specialist)
         return self.store.delete_custom_prompt(acct.id, s.name).result()
+
+    # the database
+    def backup(self, path: str) -> BackupInfo:
+        return self.store.backup(path)
 
     # live server only
     def _offline(self, what: str) -> ServerUnavailable:

@@ -28,6 +28,7 @@ from appliance.store import (
     Account,
     AccountOverview,
     AlertEvent,
+    BackupInfo,
     CreatedKey,
     CustomPrompt,
     KeyInfo,
@@ -35,6 +36,7 @@ from appliance.store import (
     Store,
     UsageBreakdown,
 )
+from appliance.store import backup as backups
 from appliance.store.store import DB_FILE
 
 T = TypeVar("T")
@@ -196,12 +198,16 @@ class AdminClient:
     def set_spending_cap(self, name: str, cap: float | None) -> Account:
         return self._call("PATCH", f"/v1/admin/accounts/{_seg(name)}", Account, json={"spending_cap": cap})
 
+    def set_account_specialists(self, name: str, specialists: list[str] | None) -> Account:
+        return self._call("PATCH", f"/v1/admin/accounts/{_seg(name)}", Account, json={"specialists": specialists})
+
     # keys -------------------------------------------------------------------
     def keys(self, account: str | None = None) -> list[KeyInfo]:
         return self._call("GET", "/v1/admin/keys", list[KeyInfo], params={"account": account})
 
-    def create_key(self, account: str, *, test: bool = False) -> CreatedKey:
-        return self._call("POST", "/v1/admin/keys", CreatedKey, json={"account": account, "test": test})
+    def create_key(self, account: str, *, test: bool = False, admin: bool = False) -> CreatedKey:
+        body = {"account": account, "test": test, **({"admin": True} if admin else {})}
+        return self._call("POST", "/v1/admin/keys", CreatedKey, json=body)
 
     def revoke_key(self, prefix: str) -> KeyInfo:
         return self._call("DELETE", f"/v1/admin/keys/{_seg(prefix)}", KeyInfo)
@@ -243,6 +249,28 @@ class AdminClient:
     def reset_custom_prompt(self, account: str, specialist: str) -> bool:
         path = f"/v1/admin/accounts/{_seg(account)}/prompts/{_seg(specialist)}"
         return self._call("DELETE", path, AdminDeleted).deleted
+
+    # the database -----------------------------------------------------------
+    def backup(self, path: str) -> BackupInfo:
+        """The server takes the copy (SQLite's backup API) and streams it; it is checked and named here,
+        so `path` is on this machine and written as this user."""
+        dest = backups.destination(path)
+        tmp = backups.scratch_file(dest)
+        try:
+            with self._http.stream("GET", "/v1/admin/backup") as r:
+                if r.status_code >= 400:
+                    r.read()
+                    raise error_from_response(r)
+                with tmp.open("wb") as f:
+                    for chunk in r.iter_bytes(1 << 20):
+                        f.write(chunk)
+            return backups.finish(tmp, dest)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        except OSError as exc:
+            raise backups.unwritable(dest, exc) from None
+        finally:
+            tmp.unlink(missing_ok=True)
 
     # live server ------------------------------------------------------------
     def hive_status(self) -> HiveStatus:

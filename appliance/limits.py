@@ -6,6 +6,9 @@ continuously at limit/60 per second, as OpenAI's limits do. Requests and tokens 
 together and consumed together; nothing here awaits, so on the event loop a check and its
 consumption are atomic and N parallel requests at a limit of L admit exactly L.
 
+`FailedKeyLimiter` bounds refused API keys per source address, so guessing keys is useless even
+beyond the keys' 196 random bits.
+
 The quota book counts each account's billable requests for the period (seeded from the store's
 records when an account is first seen) plus the requests admitted but not yet finished, so a
 spending cap holds under concurrency too.
@@ -13,8 +16,10 @@ spending cap holds under concurrency too.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -235,3 +240,80 @@ class QuotaBook:
         crossed = [t for t in ALERT_THRESHOLDS if t not in ledger.alerted and ledger.used * 100 >= t * monthly_limit]
         ledger.alerted.update(crossed)
         return QuotaResult(ledger.used > monthly_limit, ledger.used, crossed)
+
+
+# Failed API-key attempts per source address: a burst of this many, refilled over the window.
+FAILED_KEY_BURST = 20
+FAILED_KEY_WINDOW_S = 60.0
+# Addresses remembered at most; past it the least recently refused one is forgotten.
+FAILED_KEY_ADDRESSES = 4096
+
+
+def address_bucket(address: str) -> str:
+    """The unit a client is limited by: an IPv4 address, or an IPv6 address's /64 (one host's share)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+class FailedKeyLimiter:
+    """Refused API keys per source address, as GCRA: `burst` failures at once, then one more every
+    window/burst seconds. Once an address is over, its requests are refused before any key is
+    checked, so guessing keys from it learns nothing. Memory is bounded: at most `max_addresses`
+    entries, and an entry whose allowance is full again is dropped.
+    """
+
+    def __init__(
+        self,
+        burst: int = FAILED_KEY_BURST,
+        window_s: float = FAILED_KEY_WINDOW_S,
+        max_addresses: int = FAILED_KEY_ADDRESSES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst = burst
+        self._interval = window_s / burst
+        self._max = max_addresses
+        self._clock = clock
+        # bucket -> theoretical arrival time; ordered by last failure, oldest first.
+        self._tat: OrderedDict[str, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._tat)
+
+    def retry_after(self, address: str) -> float:
+        """Seconds until `address` may try a key again; 0 when it may now."""
+        bucket = address_bucket(address)
+        tat = self._tat.get(bucket)
+        if tat is None:
+            return 0.0
+        now = self._clock()
+        if tat <= now:
+            del self._tat[bucket]
+            return 0.0
+        return max(0.0, tat - now - (self.burst - 1) * self._interval)
+
+    def failed(self, address: str) -> int:
+        """Record one refused key; returns the failures now counted against the address."""
+        bucket = address_bucket(address)
+        now = self._clock()
+        tat = max(self._tat.pop(bucket, now), now) + self._interval
+        self._tat[bucket] = tat
+        while len(self._tat) > self._max:
+            self._tat.popitem(last=False)
+        return math.ceil((tat - now) / self._interval - _EPS)
+
+    def blocked_error(self, wait: float) -> RateLimited:
+        return RateLimited(
+            "Too many requests with an invalid API key from your address. "
+            f"Please try again in {duration(wait)}, with a valid key.",
+            headers={
+                "Retry-After": str(max(1, math.ceil(wait - _EPS))),
+                "retry-after-ms": str(max(1, math.ceil(wait * 1000 - _EPS))),
+            },
+        )

@@ -181,6 +181,8 @@ class AdminAccountUpdate(Struct, forbid_unknown_fields=True):
     plan: str | None = None
     # null clears the cap; leaving the field out keeps it.
     spending_cap: float | msgspec.UnsetType | None = msgspec.UNSET
+    # The specialists the account may use; null goes back to the plan's default set.
+    specialists: list[str] | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class AdminPlanUpdate(Struct, forbid_unknown_fields=True):
@@ -196,6 +198,8 @@ class AdminPlanUpdate(Struct, forbid_unknown_fields=True):
 class AdminKeyCreate(Struct, forbid_unknown_fields=True):
     account: str
     test: bool = False
+    # An admin key (on the admin account): admin API, hive status, every specialist.
+    admin: bool = False
 
 
 class AdminSpecialistUpdate(Struct, forbid_unknown_fields=True):

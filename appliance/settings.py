@@ -1,9 +1,14 @@
-"""Settings: one frozen Struct, built once from defaults, environment and flags, then passed down."""
+"""Settings: one table declares them; the Settings Struct, the environment reader, the `serve` flags
+and the README's configuration table (checked by a test) all come from it.
+
+A new setting is one `Setting(...)` row in SETTINGS and nothing else.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,63 +18,267 @@ from appliance.errors import ConfigError
 
 DEFAULT_DATA_DIR = "~/.local/share/alveare"
 
-# Environment variables that map onto settings fields, documented in the README.
-ENV_VARS: dict[str, str] = {
-    "ALVEARE_DATA_DIR": "data_dir",
-    "ALVEARE_MODEL": "model_path",
-    "ALVEARE_HOST": "host",
-    "ALVEARE_PORT": "port",
-    "ALVEARE_SPECIALISTS": "specialists_path",
-    "ALVEARE_CTX": "n_ctx",
-    "ALVEARE_SLOTS": "slots",
-    "ALVEARE_THREADS": "threads",
-    "ALVEARE_GPU": "gpu",
-    "ALVEARE_FLASH_ATTN": "flash_attn",
-    "ALVEARE_CPU_KERNELS": "cpu_kernels",
-    "ALVEARE_TIMEOUT": "request_timeout_s",
-    "ALVEARE_QUEUE": "queue_size",
-    "ALVEARE_PREFIX_CACHE_MB": "prefix_cache_mb",
-    "ALVEARE_MAX_BODY": "max_body_bytes",
-    "ALVEARE_WEBHOOK_URL": "webhook_url",
-    "ALVEARE_CORS_ORIGINS": "cors_origins",
-}
+
+def _http_url(value: str) -> str | None:
+    if value.startswith(("http://", "https://")):
+        return None
+    return f"must start with http:// or https://, not {value!r}"
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    data_dir: str = DEFAULT_DATA_DIR
-    host: str = "127.0.0.1"
-    port: int = 8080
-    # None serves the embedded SmolLM2-135M-Instruct model.
-    model_path: str | None = None
-    # None uses the specialists.toml shipped with the package.
-    specialists_path: str | None = None
-    # KV-cache cells shared by all slots; one request may use up to this many tokens.
-    n_ctx: int = 8192
-    # Sequences decoded together in one batch.
-    slots: int = 8
-    # 0 = let llama.cpp choose (all physical cores).
-    threads: int = 0
-    # "auto" offloads every layer when the llama.cpp build supports a GPU; "off" stays on the CPU.
-    gpu: str = "auto"
-    # Flash attention: "auto" lets llama.cpp decide per backend (on for CUDA and CPU), or "on"/"off".
-    flash_attn: str = "auto"
-    # llama.cpp's fast CPU kernels (weight repacking, AMX): "auto" checks once per model, build and CPU
-    # in a child process and falls back to the safe ones if they crash; "fast" or "safe" forces it.
-    cpu_kernels: str = "auto"
-    request_timeout_s: float = 30.0
-    # Requests waiting for a slot beyond this get 503.
-    queue_size: int = 64
-    # Host memory for saved shared prompt prefixes (specialist and system prompts); 0 turns it off.
-    prefix_cache_mb: int = 128
-    max_body_bytes: int = 1_048_576
-    # Usage alerts (75%, 90%, 100% of an account's monthly requests) are POSTed here as JSON.
-    webhook_url: str | None = None
-    # Browser origins allowed to call the API (CORS), comma-separated, or "*"; none by default.
-    cors_origins: str | None = None
+def _origins(value: str) -> str | None:
+    for origin in _split_origins(value):
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            return f"a CORS origin must be '*' or start with http:// or https://, not {origin!r}"
+    return None
+
+
+def _split_origins(value: str | None) -> list[str]:
+    return [o.strip().rstrip("/") for o in (value or "").split(",") if o.strip()]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its field on Settings, flag, environment variable, default, checks and help."""
+
+    field: str
+    type: Any
+    default: Any
+    help: str
+    # `serve`'s flag; None for a setting only the environment sets. --data-dir is global (see the CLI).
+    flag: str | None = None
+    env: str | None = None
+    # The default as the README and --help show it, when the value itself says too little.
+    default_text: str | None = None
+    # The README's longer explanation, after `help`.
+    more: str = ""
+    metavar: str | None = None
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    # The name errors use ("flash attention", not "flash_attn").
+    label: str | None = None
+    # A further check on a set value: None, or the problem after the label.
+    check: Callable[[Any], str | None] | None = None
 
     @property
+    def shown_default(self) -> str:
+        if self.default_text is not None:
+            return self.default_text
+        return "none" if self.default is None else str(self.default)
+
+    @property
+    def name(self) -> str:
+        return self.label or self.field.replace("_", " ")
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with a converted value, or None."""
+        if value is None:
+            return None
+        if self.choices and value not in self.choices:
+            options = ", ".join(repr(c) for c in self.choices[:-1]) + f" or {self.choices[-1]!r}"
+            return f"{self.name} must be {options}, not {value!r}"
+        if self.minimum is not None and value < self.minimum:
+            bound = f" and {self.maximum:g}" if self.maximum is not None else ""
+            at_least = f"between {self.minimum:g}{bound}" if bound else f"at least {self.minimum:g}"
+            return f"{self.name} must be {at_least}, not {value!r}"
+        if self.maximum is not None and value > self.maximum:
+            return f"{self.name} must be at most {self.maximum:g}, not {value!r}"
+        if self.check is not None:
+            found = self.check(value)
+            if found:
+                return f"{self.name} {found}" if not found.startswith("a ") else found
+        return None
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "data_dir",
+        str,
+        DEFAULT_DATA_DIR,
+        "data directory: the SQLite database and the key-hashing secret",
+        flag="--data-dir",
+        env="ALVEARE_DATA_DIR",
+        metavar="DIR",
+        more="(every command uses it; only `serve` creates it; mode 0700, its files 0600)",
+    ),
+    Setting("host", str, "127.0.0.1", "address to listen on", flag="--host", env="ALVEARE_HOST"),
+    Setting("port", int, 8080, "port", flag="--port", env="ALVEARE_PORT", minimum=1, maximum=65535),
+    Setting(
+        "model_path",
+        str | None,
+        None,
+        "any GGUF model file (checked before the server listens)",
+        flag="--model",
+        env="ALVEARE_MODEL",
+        metavar="PATH",
+        default_text="embedded SmolLM2-135M",
+        label="model",
+    ),
+    Setting(
+        "specialists_path",
+        str | None,
+        None,
+        "specialist profiles (a specialists.toml)",
+        flag="--specialists",
+        env="ALVEARE_SPECIALISTS",
+        metavar="FILE",
+        default_text="the built-in `specialists.toml`",
+        label="specialists file",
+    ),
+    Setting(
+        "slots",
+        int,
+        8,
+        "requests decoded together in one batch",
+        flag="--slots",
+        env="ALVEARE_SLOTS",
+        minimum=1,
+        maximum=256,
+    ),
+    Setting(
+        "n_ctx",
+        int,
+        8192,
+        "KV-cache tokens shared by all slots; one request may use up to this",
+        flag="--ctx",
+        env="ALVEARE_CTX",
+        minimum=256,
+        label="context size",
+        more="(capped at the model's training context)",
+    ),
+    Setting(
+        "threads",
+        int,
+        0,
+        "CPU threads for llama.cpp (0: all available cores)",
+        flag="--threads",
+        env="ALVEARE_THREADS",
+        minimum=0,
+        default_text="all available cores",
+    ),
+    Setting(
+        "gpu",
+        str,
+        "auto",
+        "`auto` offloads all layers when the build supports a GPU; `off` stays on the CPU",
+        flag="--gpu",
+        env="ALVEARE_GPU",
+        choices=("auto", "off"),
+    ),
+    Setting(
+        "flash_attn",
+        str,
+        "auto",
+        "flash attention: `auto` lets llama.cpp decide per backend, or `on`/`off`",
+        flag="--flash-attn",
+        env="ALVEARE_FLASH_ATTN",
+        choices=("auto", "on", "off"),
+        label="flash attention",
+        more="(on for CUDA and for CPUs). On this 2-core CPU it is about 20% faster with 8 slots busy and a few % "
+        "slower with one",
+    ),
+    Setting(
+        "cpu_kernels",
+        str,
+        "auto",
+        "llama.cpp's fast CPU kernels (weight repacking, AMX on Xeons)",
+        flag="--cpu-kernels",
+        env="ALVEARE_CPU_KERNELS",
+        choices=("auto", "fast", "safe"),
+        label="cpu kernels",
+        more=": `auto` checks them once per model, llama.cpp build and CPU in a child process and falls back to "
+        "`safe` if they crash or disagree (remembered in `cpu-kernels.json` in the data dir); `fast` or `safe` "
+        "skips the check",
+    ),
+    Setting(
+        "request_timeout_s",
+        float,
+        30.0,
+        "server-side generation timeout in seconds (504 after it)",
+        flag="--timeout",
+        env="ALVEARE_TIMEOUT",
+        label="request timeout",
+        check=lambda v: None if v > 0 else "must be positive",
+        default_text="30",
+        metavar="S",
+    ),
+    Setting(
+        "queue_size",
+        int,
+        64,
+        "requests that may wait for a free slot (503 beyond it)",
+        flag="--queue",
+        env="ALVEARE_QUEUE",
+        minimum=0,
+        label="queue size",
+    ),
+    Setting(
+        "prefix_cache_mb",
+        int,
+        128,
+        "host memory for saved shared prompt prefixes (specialist and system prompts)",
+        flag="--prefix-cache-mb",
+        env="ALVEARE_PREFIX_CACHE_MB",
+        minimum=0,
+        label="prefix cache size",
+        metavar="MB",
+        more=", restored instead of prefilled again; `0` turns it off",
+    ),
+    Setting(
+        "max_body_bytes",
+        int,
+        1_048_576,
+        "largest request body in bytes (413 beyond it)",
+        env="ALVEARE_MAX_BODY",
+        minimum=1024,
+        label="largest body size",
+    ),
+    Setting(
+        "webhook_url",
+        str | None,
+        None,
+        "usage alerts are POSTed here as JSON (see Plans, limits and usage)",
+        flag="--webhook-url",
+        env="ALVEARE_WEBHOOK_URL",
+        metavar="URL",
+        label="webhook URL",
+        check=_http_url,
+    ),
+    Setting(
+        "cors_origins",
+        str | None,
+        None,
+        "browser origins allowed to call the API, comma-separated (`https://app.example.com,http://localhost:5173`)"
+        " or `*`",
+        flag="--cors-origins",
+        env="ALVEARE_CORS_ORIGINS",
+        metavar="ORIGINS",
+        default_text="none (CORS off)",
+        label="CORS origins",
+        check=_origins,
+        more="; preflights are answered and `x-request-id`, `retry-after`, `retry-after-ms`, `x-should-retry` and "
+        "`x-ratelimit-*` are exposed to the page",
+    ),
+    Setting(
+        "verbose",
+        bool,
+        False,
+        "show llama.cpp's own log lines",
+        flag="--verbose",
+        env="ALVEARE_VERBOSE",
+        default_text="off",
+    ),
+)
+
+BY_FIELD: dict[str, Setting] = {s.field: s for s in SETTINGS}
+# Environment variables that map onto settings fields.
+ENV_VARS: dict[str, str] = {s.env: s.field for s in SETTINGS if s.env}
+
+
+class _SettingsBase(msgspec.Struct, frozen=True, kw_only=True):
+    @property
     def data_path(self) -> Path:
-        return Path(self.data_dir).expanduser()
+        return Path(self.data_dir).expanduser()  # type: ignore[attr-defined]
 
     @property
     def kernel_cache_path(self) -> Path:
@@ -78,36 +287,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def cors_origin_list(self) -> list[str]:
-        return [o.strip().rstrip("/") for o in (self.cors_origins or "").split(",") if o.strip()]
+        return _split_origins(self.cors_origins)  # type: ignore[attr-defined]
 
     def validate(self) -> Settings:
-        problems = []
-        if not 0 < self.port < 65536:
-            problems.append(f"port {self.port} is not between 1 and 65535")
-        if self.slots < 1 or self.slots > 256:
-            problems.append(f"slots must be 1..256, not {self.slots}")
-        if self.n_ctx < 256:
-            problems.append(f"n_ctx must be at least 256, not {self.n_ctx}")
-        if self.gpu not in ("auto", "off"):
-            problems.append(f"gpu must be 'auto' or 'off', not {self.gpu!r}")
-        if self.flash_attn not in ("auto", "on", "off"):
-            problems.append(f"flash attention must be 'auto', 'on' or 'off', not {self.flash_attn!r}")
-        if self.cpu_kernels not in ("auto", "fast", "safe"):
-            problems.append(f"cpu kernels must be 'auto', 'fast' or 'safe', not {self.cpu_kernels!r}")
-        if self.request_timeout_s <= 0:
-            problems.append("request timeout must be positive")
-        if self.prefix_cache_mb < 0:
-            problems.append("prefix cache size must not be negative")
-        if self.queue_size < 0:
-            problems.append("queue size must not be negative")
-        if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
-            problems.append(f"webhook URL must start with http:// or https://, not {self.webhook_url!r}")
-        for origin in self.cors_origin_list:
-            if origin != "*" and not origin.startswith(("http://", "https://")):
-                problems.append(f"a CORS origin must be '*' or start with http:// or https://, not {origin!r}")
+        problems = [p for s in SETTINGS if (p := s.problem(getattr(self, s.field)))]
         if problems:
             raise ConfigError("; ".join(problems))
-        return self
+        return self  # type: ignore[return-value]
+
+
+# The frozen Struct passed down from the CLI; its fields are the table's rows.
+Settings = msgspec.defstruct(
+    "Settings",
+    [(s.field, s.type, s.default) for s in SETTINGS],
+    bases=(_SettingsBase,),
+    module=__name__,
+    frozen=True,
+    kw_only=True,
+)
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -122,4 +319,26 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
         # strict=False lets "8080" from the environment become an int.
         return msgspec.convert(raw, Settings, strict=False).validate()
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"bad setting: {exc}") from None
+        field = str(exc).rsplit("$.", 1)[-1].rstrip("`") if "$." in str(exc) else ""
+        setting = BY_FIELD.get(field)
+        where = f" ({setting.env or setting.flag})" if setting else ""
+        raise ConfigError(f"bad setting{where}: {exc}") from None
+
+
+def readme_rows() -> list[str]:
+    """The README's configuration table, row by row (tests/unit/test_settings.py checks the README has them)."""
+    rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        flag = f"`{s.flag}`" if s.flag else ""
+        env = f"`{s.env}`" if s.env else ""
+        default = s.shown_default
+        if not default.startswith(("the ", "none", "all ", "embedded")):
+            default = f"`{default}`"
+        meaning = s.help + (("" if s.more.startswith((":", ";", ".", ",")) else " ") + s.more if s.more else "")
+        rows.append(f"| {flag} | {env} | {default} | {meaning} |")
+    return rows
+
+
+if __name__ == "__main__":
+    # `python -m appliance.settings` prints the README's configuration table.
+    print("\n".join(readme_rows()))

@@ -9,11 +9,14 @@ envelope; `appliance.client.AdminClient` turns them back into the same exception
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar.background_tasks import BackgroundTask
+from litestar.response import File
 
 from appliance import protocol as p
 from appliance.admin import LocalAdmin
@@ -69,13 +72,17 @@ class AdminController(Controller):
     async def update_account(self, request: Request) -> Response[bytes]:
         name = request.path_params["name"]
         body = decode_body(await request.body(), p.AdminAccountUpdate)
-        if body.plan is None and body.spending_cap is msgspec.UNSET:
-            raise InvalidRequest("Give plan and/or spending_cap (null clears the cap).")
+        if body.plan is None and body.spending_cap is msgspec.UNSET and body.specialists is msgspec.UNSET:
+            raise InvalidRequest(
+                "Give plan, spending_cap (null clears the cap) and/or specialists (null: the plan's default set)."
+            )
 
         def update(a: LocalAdmin):
             account = a.set_account_plan(name, body.plan) if body.plan is not None else None
             if body.spending_cap is not msgspec.UNSET:
                 account = a.set_spending_cap(name, body.spending_cap)
+            if body.specialists is not msgspec.UNSET:
+                account = a.set_account_specialists(name, body.specialists)
             return account
 
         return _json(await _run(request, update))
@@ -108,7 +115,7 @@ class AdminController(Controller):
     @post("/keys", status_code=201)
     async def create_key(self, request: Request) -> Response[bytes]:
         body = decode_body(await request.body(), p.AdminKeyCreate)
-        return _json(await _run(request, lambda a: a.create_key(body.account, test=body.test)), 201)
+        return _json(await _run(request, lambda a: a.create_key(body.account, test=body.test, admin=body.admin)), 201)
 
     @delete("/keys/{prefix:str}", status_code=200)
     async def revoke_key(self, request: Request) -> Response[bytes]:
@@ -154,6 +161,25 @@ class AdminController(Controller):
     async def reset_specialist(self, request: Request) -> Response[bytes]:
         name = request.path_params["name"]
         return _json(await _run(request, lambda a: a.reset_specialist(name)))
+
+    # the database -----------------------------------------------------------
+    @get("/backup")
+    async def backup(self, request: Request) -> File:
+        """A consistent copy of the database (SQLite's backup API, checked), streamed as one file.
+        The copy is made in the data dir, the one place a hardened server may write, and removed
+        once it is sent; the client checks it again and names it on its own machine."""
+        path = request.app.state.store.path.with_name(f".backup-{secrets.token_hex(8)}.db")
+        try:
+            await _run(request, lambda a: a.backup(str(path)))
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return File(
+            path=path,
+            filename="alveare.db",
+            media_type="application/vnd.sqlite3",
+            background=BackgroundTask(path.unlink, missing_ok=True),
+        )
 
 
 ROUTES = [AdminController]

@@ -21,6 +21,7 @@ from appliance.api.auth import BearerKeyAuth
 from appliance.api.errors import EXCEPTION_HANDLERS, add_request_id
 from appliance.api.openai_routes import CALL
 from appliance.hive.types import Engine
+from appliance.limits import FailedKeyLimiter
 from appliance.serving import Serving
 from appliance.settings import Settings
 from appliance.specialists import Specialists
@@ -95,6 +96,8 @@ def create_app(
                 "serving": serving,
                 "store": store,
                 "settings": settings,
+                # Refused API keys per source address (auth middleware): 429 past a burst.
+                "failed_keys": FailedKeyLimiter(),
                 # The admin API's operations: the same code the TUI runs on the data dir when no server is up.
                 "admin": LocalAdmin(store, specialists, url=f"http://{settings.host}:{settings.port}"),
             }

@@ -1,6 +1,14 @@
-"""Bearer-key authentication as Litestar middleware; guards for admin-only routes."""
+"""Bearer-key authentication as Litestar middleware; guards for admin-only routes.
+
+A key is checked in three steps, cheapest first: the source address's refused-key allowance
+(`FailedKeyLimiter`: past it, 429 before the key is even read, so guessing learns nothing), the
+key's shape and checksum (a mistyped key never reaches the database), then its keyed hash in the
+store (compared in constant time). Refusals are logged with the address, never the key.
+"""
 
 from __future__ import annotations
+
+import logging
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
@@ -8,7 +16,10 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 
 from appliance import security
 from appliance.errors import AuthenticationFailed, PermissionDenied
+from appliance.limits import FailedKeyLimiter
 from appliance.store import Principal, Store
+
+log = logging.getLogger("alveare.auth")
 
 MISSING = (
     "You didn't provide an API key. You need to provide your API key in an Authorization header "
@@ -22,6 +33,11 @@ def _masked(key: str) -> str:
 
 class BearerKeyAuth(AbstractAuthenticationMiddleware):
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
+        limiter: FailedKeyLimiter = connection.app.state.failed_keys
+        address = connection.client.host if connection.client else "unknown"
+        wait = limiter.retry_after(address)
+        if wait > 0:
+            raise limiter.blocked_error(wait)
         header = connection.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
         key = key.strip()
@@ -29,8 +45,19 @@ class BearerKeyAuth(AbstractAuthenticationMiddleware):
             raise AuthenticationFailed(MISSING)
         store: Store = connection.app.state.store
         # Shape and checksum first: a mistyped key never reaches the database.
-        principal = store.authenticate(key) if security.is_well_formed(key) else None
+        well_formed = security.is_well_formed(key)
+        principal = store.authenticate(key) if well_formed else None
         if principal is None:
+            failures = limiter.failed(address)
+            # The address and what was wrong, never the key: a near-miss of a real key is a secret too.
+            log.warning(
+                "refused an API key from %s (%s); %d of %d allowed failures in use%s",
+                address,
+                "unknown or revoked" if well_formed else "malformed",
+                min(failures, limiter.burst),
+                limiter.burst,
+                ": further attempts get 429" if failures >= limiter.burst else "",
+            )
             raise AuthenticationFailed(
                 f"Incorrect API key provided: {_masked(key)}. Check the key, or ask your Alveare admin for one."
             )

@@ -160,3 +160,16 @@ class SpecialistOverride(msgspec.Struct, frozen=True):
     top_p: float | None
     max_tokens: int | None
     updated_at: str
+
+
+class BackupInfo(msgspec.Struct, frozen=True):
+    """A finished backup: where it is, and what the copy was checked to hold."""
+
+    path: str
+    bytes: int
+    created_at: str
+    # PRAGMA integrity_check of the copy: always "ok" (a copy that fails it is not kept).
+    integrity: str
+    accounts: int
+    keys: int
+    usage_records: int

@@ -24,11 +24,12 @@ from sqlite_utils import Database
 
 from appliance import security
 from appliance.errors import Conflict, InvalidRequest, NotFound
-from appliance.store import migrations
+from appliance.store import backup, migrations
 from appliance.store.records import (
     Account,
     AccountOverview,
     AlertEvent,
+    BackupInfo,
     CreatedKey,
     CustomPrompt,
     DailyUsage,
@@ -207,6 +208,13 @@ class Store:
 
     def submit(self, job: Callable[[Database], T]) -> Future[T]:
         return self._writer.submit(job)
+
+    def backup(self, path: str | Path) -> BackupInfo:
+        """A consistent copy of the database, taken while it is in use (SQLite's backup API), checked
+        with PRAGMA integrity_check, at `path` (a new file, or a time-stamped one in a folder).
+        Writes already queued (usage records) are committed first, so the copy includes them."""
+        self.flush().result()
+        return backup.backup(self.path, path)
 
     def flush(self) -> Future[None]:
         """Resolves once every write submitted before it is committed."""

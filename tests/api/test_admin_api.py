@@ -181,3 +181,25 @@ def test_open_admin_finds_the_server_or_falls_back(server: LiveServer, tmp_path)
             offline.hive_status()
     finally:
         offline.close()
+
+
+def test_account_specialists_through_the_api(server: LiveServer, admin: AdminClient) -> None:
+    key = server.new_key("adm-chosen", plan="solo")
+    headers = {"Authorization": f"Bearer {server.admin_key}"}
+    r = httpx.patch(
+        server.base_url + "/admin/accounts/adm-chosen", json={"specialists": ["qa", "alveare-chat"]}, headers=headers
+    )
+    assert r.status_code == 200 and r.json()["specialists"] == ["qa", "chat"]
+    assert chat(server, key, "qa").status_code == 200
+    refused = chat(server, key, "classify")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "specialist_not_enabled"
+    # The same checks as on the data dir: the plan's number, known names, a list or null.
+    for body, param in (
+        ({"specialists": ["qa", "chat", "code", "classify"]}, "specialists"),
+        ({"specialists": ["poetry"]}, "specialists"),
+        ({"specialists": "qa"}, "specialists"),
+    ):
+        r = httpx.patch(server.base_url + "/admin/accounts/adm-chosen", json=body, headers=headers)
+        assert r.status_code in (400, 404) and r.json()["error"]["param"] == param, r.text
+    assert admin.set_account_specialists("adm-chosen", None).specialists is None
+    assert chat(server, key, "classify", max_tokens=1).status_code == 200

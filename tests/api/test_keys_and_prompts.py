@@ -1,17 +1,13 @@
-"""Keys (format, hashing, the 5-key limit, rotation by prefix), custom system prompts, kill -9 durability."""
+"""Keys (format, hashing, the 5-key limit, rotation by prefix), custom system prompts. (kill -9: test_durability.py)"""
 
 from __future__ import annotations
 
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
-from live import LiveServer, cli, start_server
-
-from appliance.store import Store
+from live import LiveServer, cli
 
 CHAT = {"model": "summarise", "messages": [{"role": "user", "content": "Sales rose."}], "max_tokens": 1}
 
@@ -124,40 +120,3 @@ def test_unknown_fields_in_a_prompt_update_are_named(server: LiveServer) -> None
     assert "temperature" in r.json()["error"]["message"]
     listed = call(server, key, "GET", "/specialists").json()["data"]
     assert not next(s for s in listed if s["name"] == "qa")["custom"]  # refused, so nothing was set
-
-
-def test_kill_9_loses_at_most_the_requests_in_flight(tmp_path_factory: pytest.TempPathFactory) -> None:
-    data = tmp_path_factory.mktemp("kill9")
-    live = start_server(data)
-    try:
-        key = live.new_key("kill-co", plan="scale")
-        answered: list[int] = []
-        lock = threading.Lock()
-
-        def one(_: int) -> None:
-            try:
-                r = call(live, key)
-            except httpx.HTTPError:
-                return
-            if r.status_code == 200:
-                with lock:
-                    answered.append(1)
-
-        pool = ThreadPoolExecutor(12)
-        for i in range(12):
-            pool.submit(one, i)
-        deadline = time.monotonic() + 60
-        while len(answered) < 4 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        live.kill()
-        pool.shutdown(wait=True)
-        seen = len(answered)
-    finally:
-        live.stop()
-    store = Store(data)
-    try:
-        recorded = store.usage_count("kill-co")
-    finally:
-        store.close()
-    # every answered request was recorded; only those still in flight may be missing
-    assert seen >= 4 and seen <= recorded <= 12

@@ -143,12 +143,13 @@ def test_json_object_grammar_always_gives_json(engine: HiveEngine) -> None:
 
 
 def test_schema_grammar_output_validates(engine: HiveEngine) -> None:
+    # Bounded strings and arrays: the grammar also keeps the answer short enough to finish.
     schema = {
         "type": "object",
         "properties": {
-            "name": {"type": "string"},
+            "name": {"type": "string", "maxLength": 20},
             "age": {"type": "integer"},
-            "tags": {"type": "array", "items": {"type": "string"}},
+            "tags": {"type": "array", "items": {"type": "string", "maxLength": 10}, "maxItems": 3},
         },
         "required": ["name", "age", "tags"],
         "additionalProperties": False,
@@ -158,11 +159,13 @@ def test_schema_grammar_output_validates(engine: HiveEngine) -> None:
     request = GenerationRequest(
         prompt_tokens=tokens, max_tokens=200, sampling=SamplingParams(temperature=0.7, seed=3, grammar=grammar)
     )
-    for text, _ in run(engine, collect(engine, request, n=2)):
-        value = json.loads(text)
+    generations = engine.submit_many(request, 2)
+    for g in generations:
+        value = json.loads(run(engine, collect_one(g)))
+        assert g.finished.finish_reason == "stop"
         assert set(value) == {"name", "age", "tags"}
-        assert isinstance(value["name"], str) and isinstance(value["age"], int)
-        assert all(isinstance(t, str) for t in value["tags"])
+        assert isinstance(value["name"], str) and len(value["name"]) <= 20 and isinstance(value["age"], int)
+        assert len(value["tags"]) <= 3 and all(isinstance(t, str) and len(t) <= 10 for t in value["tags"])
 
 
 def test_unenforceable_schemas_and_bad_grammars_are_400s(engine: HiveEngine) -> None:

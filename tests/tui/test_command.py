@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.__main__ import main
+from appliance.cli import main
 from appliance.store import Store
 from tui.app import AlveareApp
 

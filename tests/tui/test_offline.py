@@ -356,3 +356,44 @@ async def test_help_lists_every_binding_and_the_palette_every_action(admin: Loca
         await press(pilot, "enter")
         assert app.query_one("#tabs").active == "keys"
         assert any("Create an account first" in m for m in notifications(app)), notifications(app)
+
+
+async def test_enter_saves_the_new_key_dialog(admin: LocalAdmin) -> None:
+    """The dialog has only the account to choose (already chosen): Enter creates the key."""
+    admin.create_account("acme")
+    app = make_app(admin)
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, "3", "n")
+        assert isinstance(app.screen, FormModal)
+        await press(pilot, "enter")
+        assert isinstance(app.screen, NewKeyModal)
+        assert len(admin.keys("acme")) == 1
+
+
+async def test_choose_an_accounts_specialists(admin: LocalAdmin) -> None:
+    admin.create_account("acme", "solo")
+    app = make_app(admin)
+    async with app.run_test(size=(130, 30)) as pilot:
+        await press(pilot, "2", "s")
+        assert isinstance(app.screen, FormModal)
+        app.screen.query_one("#field-specialists", Input).value = "qa, alveare-chat"
+        await press(pilot, "enter")
+        [acme] = [o.account for o in admin.accounts() if o.account.name == "acme"]
+        assert acme.specialists == ["qa", "chat"]
+        assert any("qa, chat" in n for n in notifications(app))
+        assert "qa,chat" in [cell for row in table_rows(app, "#accounts-table") for cell in row]
+        # Over the plan's number, or an unknown name: a message, nothing changed.
+        await press(pilot, "s")
+        app.screen.query_one("#field-specialists", Input).value = "qa,chat,code,classify"
+        await press(pilot, "enter")
+        assert any("solo plan allows 3" in n for n in notifications(app))
+        await press(pilot, "s")
+        app.screen.query_one("#field-specialists", Input).value = "poetry"
+        await press(pilot, "enter")
+        assert any("poetry" in n for n in notifications(app))
+        # Empty goes back to the plan's default set.
+        await press(pilot, "s")
+        app.screen.query_one("#field-specialists", Input).value = ""
+        await press(pilot, "enter")
+        [acme] = [o.account for o in admin.accounts() if o.account.name == "acme"]
+        assert acme.specialists is None

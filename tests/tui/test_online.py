@@ -159,7 +159,8 @@ async def test_server_stopping_is_shown_and_management_goes_on(tmp_path_factory:
             await wait_for(pilot, lambda: "Server up" in text_of(app, "#hive-state"), 30)
             live.stop()
             await wait_for(pilot, lambda: "Server down" in text_of(app, "#hive-state"), 30)
-            assert not app.backend.online
+            # The poll shows "Server down" first, then switches to the data dir in the same worker.
+            await wait_for(pilot, lambda: not app.backend.online, 30)
             assert app.sub_title == "server down · working on the data dir"
             # Accounts are still managed, now on the data dir.
             await press(pilot, "2", "n")
@@ -169,3 +170,24 @@ async def test_server_stopping_is_shown_and_management_goes_on(tmp_path_factory:
         app.backend.close()  # type: ignore[attr-defined]
     finally:
         live.stop()
+
+
+async def test_account_specialists_chosen_in_the_tui_apply_to_the_next_request(
+    server: LiveServer, online: AdminClient
+) -> None:
+    key = server.new_key("tui-chosen", plan="solo")
+    client = openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0, timeout=120)
+    assert "alveare-classify" in [m.id for m in client.models.list().data]
+    app = AlveareApp(online, poll_interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await press(pilot, "2")
+        names = [r[0] for r in table_rows(app, "#accounts-table")]
+        app.query_one("#accounts-table", DataTable).move_cursor(row=names.index("tui-chosen"))
+        await press(pilot, "s")
+        app.screen.query_one("#field-specialists", Input).value = "qa,chat"
+        await press(pilot, "enter")
+    assert sorted(m.id for m in client.models.list().data) == ["alveare-chat", "alveare-qa"]
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        client.chat.completions.create(model="classify", messages=[{"role": "user", "content": "hi"}], max_tokens=1)
+    assert info.value.code == "specialist_not_enabled"

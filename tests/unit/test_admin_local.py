@@ -148,3 +148,31 @@ def test_overrides_are_pure() -> None:
     assert (hot.temperature, hot.system_prompt, hot.top_p) == (1.5, "New.", chat.top_p)
     assert chat.temperature != 1.5 or chat.system_prompt != "New."
     assert apply_override(chat, None) is chat
+
+
+def test_account_specialists(admin: LocalAdmin) -> None:
+    admin.create_account("acme", "solo")
+    assert admin.set_account_specialists("acme", ["qa", " alveare-chat", "qa", ""]).specialists == ["qa", "chat"]
+    with pytest.raises(InvalidRequest, match="solo plan allows 3") as info:
+        admin.set_account_specialists("acme", ["qa", "chat", "code", "classify"])
+    assert info.value.param == "specialists"
+    with pytest.raises(NotFound, match="poetry"):
+        admin.set_account_specialists("acme", ["poetry"])
+    with pytest.raises(InvalidRequest, match="at least one"):
+        admin.set_account_specialists("acme", [" "])
+    with pytest.raises(InvalidRequest, match="list"):
+        admin.set_account_specialists("acme", "qa")  # type: ignore[arg-type]
+    with pytest.raises(NotFound, match="ghost"):
+        admin.set_account_specialists("ghost", ["qa"])
+    assert admin.set_account_specialists("acme", None).specialists is None
+
+
+def test_admin_keys(admin: LocalAdmin) -> None:
+    created = admin.create_key("admin", admin=True)  # the admin account is made when missing
+    assert created.account == "admin" and created.key.startswith("alv_live_")
+    assert [k.admin for k in admin.keys("admin")] == [True]
+    admin.create_account("acme")
+    with pytest.raises(InvalidRequest, match="admin account"):
+        admin.create_key("acme", admin=True)
+    with pytest.raises(InvalidRequest, match="live key"):
+        admin.create_key("admin", admin=True, test=True)

@@ -35,6 +35,7 @@ ROUTES = [
     ("GET", "/v1/admin/specialists", None),
     ("PUT", "/v1/admin/specialists/chat", {"temperature": 0}),
     ("DELETE", "/v1/admin/specialists/chat", None),
+    ("GET", "/v1/admin/backup", None),
 ]
 CHAT = {"model": "summarise", "messages": [{"role": "user", "content": "hi"}]}
 

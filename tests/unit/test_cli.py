@@ -7,8 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from appliance.__main__ import main
+from appliance.cli import main
 from appliance.store import Store
+
+
+@pytest.fixture(autouse=True)
+def no_server_here(monkeypatch) -> None:
+    """The admin commands use a server when one answers on the configured port: make sure none does."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("ALVEARE_PORT", str(port))
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -109,8 +118,9 @@ def test_data_dir_is_private(tmp_path: Path, capsys) -> None:
         (data / name).chmod(0o644)
     assert run(capsys, "--data-dir", str(data), "admin", "plans", "list")[0] == 0
     assert data.stat().st_mode & 0o777 == 0o700
-    for name in ("alveare.db", "alveare.db-wal", "alveare.db-shm"):
-        assert (data / name).stat().st_mode & 0o777 == 0o600, name
+    assert (data / "alveare.db").stat().st_mode & 0o777 == 0o600
+    for name in ("alveare.db-wal", "alveare.db-shm"):  # a clean close removes these
+        assert not (data / name).exists() or (data / name).stat().st_mode & 0o777 == 0o600, name
 
 
 @pytest.mark.parametrize("kind", ["missing", "directory", "not-gguf", "unreadable"])
@@ -186,14 +196,28 @@ def test_plans_accounts_and_usage_commands(tmp_path, capsys) -> None:
     assert code == 1 and "requests_per_minute" in err
 
 
+def test_plans_set_specialists_on_the_data_dir(tmp_path, capsys) -> None:
+    """--specialists here is the plan's number, never serve's specialists file."""
+    d = str(tmp_path)
+    code, out, err = run(capsys, "--data-dir", d, "admin", "plans", "set", "tiny", "--specialists", "2", "--json")
+    assert code == 0, err
+    assert json.loads(out)["specialists_allowed"] == 2
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "plans", "set", "solo", "--specialists", "4")
+    assert code == 0 and "Updated plan solo" in out and "4 specialists" in out
+    code, _, err = run(capsys, "--data-dir", d, "admin", "plans", "set", "solo", "--specialists", "-1")
+    assert code == 1 and "specialists_allowed" in err and err.count("\n") == 1
+    code, _, err = run(capsys, "--data-dir", d, "admin", "plans", "set", "new", "--base", "gold")
+    assert code == 1 and "gold" in err
+
+
 def test_a_command_whose_extra_is_not_installed_names_the_extra(monkeypatch, capsys) -> None:
     """`pip install alveare` alone has no server: `alveare serve` says which extra, not a traceback."""
-    from appliance import __main__ as cli
+    from appliance.cli import serve
 
-    def missing(settings, args):
+    def missing(args):
         raise ModuleNotFoundError("No module named 'litestar'", name="litestar")
 
-    monkeypatch.setattr(cli, "_serve", missing)
-    code = cli.main(["serve"])
+    monkeypatch.setattr(serve, "serve", missing)
+    code = main(["serve"])
     err = capsys.readouterr().err
     assert code == 2 and err == "alveare: error: this command needs pip install 'alveare[all]' (litestar is missing)\n"

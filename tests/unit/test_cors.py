@@ -83,6 +83,7 @@ def test_setting_from_the_environment_and_checked() -> None:
 
 
 def test_serve_flag() -> None:
-    from appliance.__main__ import build_parser
+    from appliance.cli import build_parser
+    from appliance.cli.base import load_settings
 
-    assert build_parser().parse_args(["serve", "--cors-origins", "*"]).cors_origins == "*"
+    assert load_settings(build_parser().parse_args(["serve", "--cors-origins", "*"])).cors_origins == "*"

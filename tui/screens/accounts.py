@@ -36,6 +36,8 @@ class AccountsView(View):
         Binding("c", "set_cap", "Set cap"),
         Binding("x", "clear_cap", "Clear cap"),
         Binding("e", "edit_plan", "Edit plan"),
+        # Last of the shown ones: at 80 columns the footer cuts it, and F1 and Ctrl+P still list it.
+        Binding("s", "set_specialists", "Specialists"),
         Binding("P", "new_plan", "New plan", show=False),
     ]
 
@@ -83,7 +85,7 @@ class AccountsView(View):
         columns = ["Account", "Plan", "Requests", "Used", "Alert", "Cap", "Keys"]
         if wide:
             columns[5:5] = ["Tokens", "Overage", "Spent"]
-            columns.append("Created")
+            columns += ["Specialists", "Created"]
         reset_table(table, columns)
         for o in self.overviews:
             u = o.usage
@@ -100,6 +102,7 @@ class AccountsView(View):
                     "none" if o.account.spending_cap is None else money(o.account.spending_cap), justify="right"
                 ),
                 "Keys": Text(str(o.active_keys), justify="right"),
+                "Specialists": ",".join(o.account.specialists) if o.account.specialists else "default",
                 "Created": when(o.account.created_at),
             }
             table.add_row(*(cells[c] for c in columns), key=o.account.name)
@@ -232,6 +235,44 @@ class AccountsView(View):
             ),
             set_cap,
         )
+
+    def action_set_specialists(self) -> None:
+        o = self.selected()
+        if o is None:
+            return
+        name = o.account.name
+        plan = next((p for p in self.plans if p.name == o.account.plan), None)
+        allowed = f"at most {plan.specialists_allowed}, " if plan else ""
+
+        def choose(values: dict | None) -> None:
+            if values is None:
+                return
+            text = values["specialists"].strip()
+            names = None if text.lower() in ("", "default") else [n.strip() for n in text.split(",") if n.strip()]
+            self.call("set_account_specialists", name, names, done=self._specialists_changed)
+
+        self.app.push_screen(
+            FormModal(
+                f"Specialists for {name}",
+                [
+                    Field(
+                        "specialists",
+                        "Specialists",
+                        ",".join(o.account.specialists or []),
+                        kind="optional_text",
+                        placeholder="default: the plan's first ones",
+                        help=f"Comma-separated names ({allowed}e.g. classify,summarise,qa); empty: the plan's "
+                        "default set.",
+                    )
+                ],
+                submit="Save",
+            ),
+            choose,
+        )
+
+    def _specialists_changed(self, account) -> None:
+        chosen = ", ".join(account.specialists) if account.specialists else "the plan's default set"
+        self._changed(f"Account {account.name} may use: {chosen}.")
 
     def _cap_changed(self, account) -> None:
         if account.spending_cap is None:

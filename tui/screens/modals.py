@@ -14,7 +14,7 @@ from textual.widgets import Button, Input, Label, Select, Static, Switch, TextAr
 
 from appliance.store import CreatedKey
 
-Kind = Literal["text", "int", "float", "optional_float", "bool", "select", "textarea"]
+Kind = Literal["text", "int", "float", "optional_float", "bool", "select", "textarea", "optional_text"]
 
 
 @dataclass
@@ -91,7 +91,9 @@ class FormModal(ModalScreen[dict[str, Any] | None]):
     @staticmethod
     def _inline_help(f: Field) -> bool:
         """Short hints sit to the right of their input; longer ones get a line of their own."""
-        return bool(f.help) and len(f.help) <= 40 and f.kind in ("text", "int", "float", "optional_float")
+        return (
+            bool(f.help) and len(f.help) <= 40 and f.kind in ("text", "optional_text", "int", "float", "optional_float")
+        )
 
     def on_mount(self) -> None:
         # A prompt editor as tall as the terminal allows, leaving room for the rest of the form.
@@ -100,6 +102,10 @@ class FormModal(ModalScreen[dict[str, Any] | None]):
             area.styles.height = max(4, min(14, self.app.size.height - 12 - 2 * others))
         self.query_one("#form-error").display = False
         first = self.query("Input, TextArea, Select, Switch").first()
+        if all(f.kind == "select" and f.value in f.options for f in self.fields):
+            # Only choices, already made (the new-key dialog's account): Enter on a Select would open its
+            # list, so the button has the focus and Enter saves, as in every other dialog.
+            first = self.query_one("#submit", Button)
         first.focus()
 
     def _parse(self) -> dict[str, Any]:
@@ -131,7 +137,7 @@ class FormModal(ModalScreen[dict[str, Any] | None]):
                     except ValueError:
                         raise ValueError(f"{f.label} must be a number.") from None
                 else:
-                    if not text:
+                    if not text and f.kind != "optional_text":
                         raise ValueError(f"{f.label} must not be empty.")
                     values[f.name] = text
         return values

@@ -1,0 +1,53 @@
+"""`alveare hives status`: the server's health and, with an admin key, the hive's live status."""
+
+from __future__ import annotations
+
+import argparse
+
+from appliance.cli.base import Command, action, actions
+from appliance.cli.output import print_json
+from appliance.cli.user import add_server_flag, client
+
+
+class HivesCommand(Command):
+    name = "hives"
+    help = "the hive: health, model, device, slots, queue, throughput"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        group = actions(parser)
+        p = action(group, "status", "health, and the hive status when the key is an admin key", status, json=True)
+        add_server_flag(p)
+
+
+def status(args: argparse.Namespace) -> int:
+    from alveare import PermissionDeniedError
+
+    with client(args) as c:
+        health = c.health()
+        hive = None
+        note = ""
+        if c.api_key:
+            try:
+                hive = c.hive_status()
+            except PermissionDeniedError:
+                note = "(The hive's details need an admin key; health is all a user key sees.)"
+        else:
+            note = "(Log in with an admin key for the hive's details.)"
+    if args.json:
+        print_json({"health": health, "hive": hive})
+        return 0
+    up = f"{health.uptime_seconds // 3600}h {health.uptime_seconds % 3600 // 60}m"
+    print(f"Health      {health.status} (version {health.version}, up {up}, model {health.model or '-'})")
+    if hive is None:
+        print(note)
+        return 0 if health.status == "ok" else 1
+    print(f"Device      {hive.device}" + (f", {hive.gpu_layers} layers offloaded" if hive.gpu_layers else ""))
+    print(f"Slots       {hive.slots_busy} of {hive.slots_total} busy, queue {hive.queue_depth} of {hive.queue_limit}")
+    print(f"Throughput  {hive.tokens_per_second:.1f} tokens/s, {hive.requests_per_minute} requests/min")
+    print(f"Served      {hive.requests_served:,} requests; prefix cache hit rate {hive.prefix_cache_hit_rate:.0%}")
+    print(f"Specialists {', '.join(hive.specialists)}")
+    if hive.errors_by_status:
+        print("Errors      " + ", ".join(f"{k}: {v}" for k, v in sorted(hive.errors_by_status.items())))
+    if hive.load_error:
+        print(f"Load error  {hive.load_error}")
+    return 0 if health.status == "ok" else 1

@@ -1,0 +1,63 @@
+"""`alveare specialists ...`: the account's specialists and its own system prompts."""
+
+from __future__ import annotations
+
+import argparse
+
+from appliance.cli.base import Command, action, actions
+from appliance.cli.output import cut, print_json, table
+from appliance.cli.user import add_server_flag, client, read_text
+
+
+class SpecialistsCommand(Command):
+    name = "specialists"
+    help = "list the specialists, set or reset your account's system prompt for one"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        group = actions(parser)
+        p = action(group, "list", "the specialists, with the system prompt in force for your account", list_, json=True)
+        add_server_flag(p)
+        p = action(group, "update", "set your account's system prompt for a specialist", update, json=True)
+        add_server_flag(p)
+        p.add_argument("name")
+        p.add_argument("--system-prompt", required=True, help="the prompt (1 to 8,000 characters); '-' reads stdin")
+        p = action(group, "reset", "go back to the specialist's default system prompt", reset, json=True)
+        add_server_flag(p)
+        p.add_argument("name")
+
+
+def list_(args: argparse.Namespace) -> int:
+    with client(args) as c:
+        found = c.specialists.list()
+    if args.json:
+        print_json(found)
+        return 0
+    rows = [
+        [s.name, "yes" if s.enabled else "no", "custom" if s.custom else "default", cut(s.system_prompt, 60)]
+        for s in found.data
+    ]
+    table(["NAME", "ENABLED", "PROMPT", "SYSTEM PROMPT"], rows)
+    if not found.custom_prompts_allowed:
+        print("(Your plan has no custom system prompts: professional and scale plans do.)")
+    return 0
+
+
+def update(args: argparse.Namespace) -> int:
+    prompt = read_text(args.system_prompt, "system prompt")
+    with client(args) as c:
+        view = c.specialists.update(args.name, system_prompt=prompt)
+    if args.json:
+        print_json(view)
+    else:
+        print(f"Your system prompt for {view.name} is set; it applies from the next request.")
+    return 0
+
+
+def reset(args: argparse.Namespace) -> int:
+    with client(args) as c:
+        view = c.specialists.reset(args.name)
+    if args.json:
+        print_json(view)
+    else:
+        print(f"{view.name} uses its default system prompt again.")
+    return 0

@@ -1,0 +1,190 @@
+"""packaging/: the systemd unit (systemd-analyze verify), the shell scripts (shellcheck), the
+Containerfiles (hadolint, and the build options that make them safe on any host), and that the
+README's install section uses all of them. The images themselves are not built here (no
+container daemon); these checks are static."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGING = ROOT / "packaging"
+SCRIPTS = [
+    PACKAGING / "run.sh",
+    PACKAGING / "install.sh",
+    ROOT / ".ci" / "run",
+    ROOT / "benchmarks" / "build_llama_server.sh",
+]
+UNIT = PACKAGING / "alveare.service"
+CONTAINERFILES = {"cpu": PACKAGING / "Containerfile", "cuda": PACKAGING / "Containerfile.cuda"}
+
+
+def tool(name: str) -> str:
+    """A linter from the test extra (its wheel puts the binary beside this Python), else from PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.is_file() else shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed (pip install -e '.[test]' brings it, or the system package)")
+    return found
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=120)
+
+
+# ---------------------------------------------------------------- shell scripts
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_shellcheck(script: Path) -> None:
+    result = run(tool("shellcheck"), "--severity=style", str(script))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_install_script_usage_and_refusals() -> None:
+    script = str(PACKAGING / "install.sh")
+    shown = run("bash", script, "--help")
+    assert shown.returncode == 0 and "--cuda" in shown.stdout and "--data-dir" in shown.stdout
+    wrong = run("bash", script, "--frobnicate")
+    assert wrong.returncode == 2 and "unknown option --frobnicate" in wrong.stderr
+    relative = run("bash", script, "--prefix", "opt/alveare")
+    assert relative.returncode == 1 and "absolute path" in relative.stderr
+    assert (PACKAGING / "install.sh").stat().st_mode & 0o111
+
+
+# ---------------------------------------------------------------- systemd unit
+def unit_settings(text: str) -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def test_the_unit_is_hardened() -> None:
+    s = unit_settings(UNIT.read_text())
+    assert s["User"] == ["alveare"] and s["Group"] == ["alveare"]
+    assert s["ProtectSystem"] == ["strict"] and s["NoNewPrivileges"] == ["yes"]
+    assert s["Restart"] == ["on-failure"]
+    # The one writable path is the data dir, which is also where the app is told to keep its data.
+    assert s["StateDirectory"] == ["alveare"] and "ReadWritePaths" not in s
+    assert "ALVEARE_DATA_DIR=/var/lib/alveare" in s["Environment"]
+    assert s["ProtectHome"] == ["yes"] and s["PrivateTmp"] == ["yes"] and s["CapabilityBoundingSet"] == [""]
+    assert s["ExecStart"] == ["/opt/alveare/venv/bin/alveare serve"]
+
+
+def cuda_dropin() -> str:
+    text = (PACKAGING / "install.sh").read_text()
+    match = re.search(r'cat > "\$dropin/cuda.conf" <<\'CONF\'\n(.*?)\nCONF\n', text, re.S)
+    assert match, "install.sh writes the CUDA drop-in"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("with_cuda", [False, True], ids=["unit", "unit+cuda-drop-in"])
+def test_systemd_analyze_verify(tmp_path: Path, with_cuda: bool) -> None:
+    analyze = tool("systemd-analyze")
+    # As install.sh installs it: paths under a prefix (verify checks that ExecStart is executable).
+    prefix = tmp_path / "opt"
+    (prefix / "venv" / "bin").mkdir(parents=True)
+    stub = prefix / "venv" / "bin" / "alveare"
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
+    text = UNIT.read_text().replace("/opt/alveare", str(prefix))
+    if with_cuda:
+        text = text.replace("\n[Install]", "\n" + cuda_dropin().replace("[Service]\n", "") + "\n\n[Install]")
+    unit = tmp_path / "alveare.service"
+    unit.write_text(text)
+    result = run(analyze, "verify", "--man=no", str(unit))
+    problems = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if re.search(r"unknown|invalid|failed|not executable|ignoring|deprecated|error", line, re.I)
+    ]
+    assert result.returncode == 0 and not problems, result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------- containers
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        pending += line[:-1] + " " if line.endswith("\\") else line
+        if not line.endswith("\\"):
+            word, _, rest = pending.partition(" ")
+            out.append((word.upper(), rest.strip()))
+            pending = ""
+    return out
+
+
+def final_stage(path: Path) -> list[tuple[str, str]]:
+    steps = instructions(path)
+    last_from = max(i for i, (word, _) in enumerate(steps) if word == "FROM")
+    return steps[last_from:]
+
+
+@pytest.mark.parametrize("kind", CONTAINERFILES)
+def test_containerfiles_pass_hadolint(kind: str) -> None:
+    result = run(
+        tool("hadolint"), "--no-color", "--config", str(PACKAGING / "hadolint.yaml"), str(CONTAINERFILES[kind])
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("kind", CONTAINERFILES)
+def test_llama_cpp_is_built_to_run_on_any_x86_64(kind: str) -> None:
+    text = CONTAINERFILES[kind].read_text()
+    env = " ".join(args for word, args in instructions(CONTAINERFILES[kind]) if word == "ENV")
+    cmake = re.search(r'CMAKE_ARGS="([^"]*)"', env)
+    assert cmake, "CMAKE_ARGS is set for the llama-cpp-python build"
+    flags = cmake.group(1).split()
+    # Runtime CPU dispatch, never the build machine's -march=native.
+    assert {"-DGGML_NATIVE=OFF", "-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON"} <= set(flags)
+    assert any(f.startswith("-DGGML_BACKEND_DIR=") for f in flags)
+    assert "GGML_NATIVE=ON" not in text
+    if kind == "cuda":
+        assert "-DGGML_CUDA=ON" in flags and any(f.startswith("-DCMAKE_CUDA_ARCHITECTURES=") for f in flags)
+    # Built from source with those flags, not a wheel from elsewhere.
+    assert "--no-binary llama-cpp-python" in text
+
+
+@pytest.mark.parametrize("kind", CONTAINERFILES)
+def test_the_image_runs_the_server_unprivileged_on_a_volume(kind: str) -> None:
+    steps = final_stage(CONTAINERFILES[kind])
+    words = [w for w, _ in steps]
+    user = [a for w, a in steps if w == "USER"]
+    assert user and user[-1].split(":")[0] not in ("0", "root")
+    env = " ".join(a for w, a in steps if w == "ENV")
+    assert "ALVEARE_DATA_DIR=/var/lib/alveare" in env and "ALVEARE_HOST=0.0.0.0" in env
+    assert ("VOLUME", '["/var/lib/alveare"]') in steps and ("EXPOSE", "8080") in steps
+    assert "HEALTHCHECK" in words and "/health" in dict(steps)["HEALTHCHECK"]
+    assert dict(steps)["ENTRYPOINT"] == '["alveare"]' and dict(steps)["CMD"] == '["serve"]'
+
+
+@pytest.mark.parametrize("kind", CONTAINERFILES)
+def test_what_the_containerfiles_copy_and_install_exists(kind: str) -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for word, args in instructions(CONTAINERFILES[kind]):
+        if word == "COPY" and not args.startswith("--from"):
+            for source in args.split()[:-1]:
+                assert (ROOT / source).exists(), f"{CONTAINERFILES[kind].name} copies {source}, which is gone"
+        for extra in re.findall(r'"\.\[([a-z,]+)\]"', args):
+            assert set(extra.split(",")) <= set(extras)
+
+
+# ---------------------------------------------------------------- README
+def test_the_readme_install_section_uses_every_piece() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Install", 1)[1].split("\n## ", 1)[0]
+    for piece in ("packaging/install.sh", "packaging/alveare.service", "packaging/Containerfile", "Containerfile.cuda"):
+        assert piece in section, piece
+    assert "not built" in section  # said plainly: the images were not built in this repository's CI
