@@ -178,7 +178,7 @@ def call_grammar(engine: Engine, tool_plan: ToolPlan, text_grammar: str | None =
     index = {f.name: i for i, f in enumerate(tool_plan.offered)}
     for f in tool_plan.callable:
         i = index[f.name]
-        args = strict_strings(engine.json_schema_grammar(f.parameters, param=f"tools[{i}].function.parameters"))
+        args = engine.json_schema_grammar(f.parameters, param=f"tools[{i}].function.parameters")
         rules.append(namespace(args, f"f{i}-"))
         branches.append(f"{gbnf_literal(f.name + MID)} f{i}-root")
     calls = f'call ("\\n" call){{0,{MAX_CALLS - 1}}}' if tool_plan.parallel else "call"
@@ -196,12 +196,6 @@ def call_grammar(engine: Engine, tool_plan: ToolPlan, text_grammar: str | None =
     else:
         head.insert(0, "root ::= calls")
     return "\n".join(head + rules) + "\n"
-
-
-def strict_strings(grammar: str) -> str:
-    """llama.cpp's converter lets raw control characters into strings, which strict JSON parsers
-    (Python's, JavaScript's) refuse; keep them to their escapes, as the JSON object grammar does."""
-    return grammar.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x7F\\x00-\\x1F]')
 
 
 def gbnf_literal(text: str) -> str:

@@ -11,6 +11,7 @@ from fake_engine import FakeEngine
 
 from appliance import protocol as p
 from appliance.errors import InvalidRequest
+from appliance.hive.grammars import strict_strings
 from appliance.hive.types import Turn
 from appliance.serving import tools
 
@@ -157,4 +158,4 @@ def test_a_shape_becomes_the_text_branch_of_auto() -> None:
 
 def test_argument_strings_keep_control_characters_escaped() -> None:
     converted = 'char ::= [^"\\\\] | "\\\\" (["\\\\/bfnrt])\nstring ::= "\\"" char* "\\""'
-    assert tools.strict_strings(converted).startswith('char ::= [^"\\\\\\x7F\\x00-\\x1F] | ')
+    assert strict_strings(converted).startswith('char ::= [^"\\\\\\x7F\\x00-\\x1F] | ')
