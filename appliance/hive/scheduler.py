@@ -62,6 +62,8 @@ class Active:
     children: list[tuple[Slot, Active]] = field(default_factory=list)
     # Set on such a sibling: the slot whose prefilled prompt it will share; it prefills nothing.
     fork_from: Slot | None = None
+    # When the generation is stopped: its first token's time plus the request's timeout_s.
+    stop_at: float | None = None
 
     @property
     def prefilling(self) -> bool:
@@ -298,7 +300,7 @@ class Scheduler:
                 continue
             if a.generation.cancelled:
                 self._finish(slot, "cancelled")
-            elif a.request.deadline is not None and now >= a.request.deadline:
+            elif a.stop_at is not None and now >= a.stop_at:
                 self._finish(slot, "timeout")
 
     def _step(self) -> int:
@@ -421,6 +423,8 @@ class Scheduler:
         return TokenInfo(token, piece, logprob, [(t, self.model.piece(t), lp) for t, lp in best])
 
     def _accept(self, slot: Slot, a: Active, token: int, row: int) -> None:
+        if a.stop_at is None and a.request.timeout_s is not None:
+            a.stop_at = time.monotonic() + a.request.timeout_s
         if self.model.is_eog(token):
             self._finish(slot, "stop")
             return

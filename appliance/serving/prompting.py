@@ -209,7 +209,10 @@ class Prompter:
             max_tokens=max_tokens,
             sampling=sampling,
             stop=stop,
+            # The timeout bounds the wait for a slot and the generation after the first token, not
+            # the prompt's prefill: a long prompt that fits the context can always be answered.
             deadline=time.monotonic() + self.timeout_s,
+            timeout_s=self.timeout_s,
             cache_prefix=cache_prefix,
             lookup=lookup,
             stream=stream,
