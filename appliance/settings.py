@@ -95,14 +95,48 @@ SETTINGS: tuple[Setting, ...] = (
         "data_dir",
         str,
         DEFAULT_DATA_DIR,
-        "data directory: the SQLite database and the key-hashing secret",
+        "data directory: the SQLite database, the key-hashing secret and the TLS certificate",
         flag="--data-dir",
         env="ALVEARE_DATA_DIR",
         metavar="DIR",
-        more="(every command uses it; only `serve` creates it; mode 0700, its files 0600)",
+        more="(every command uses it; `alveare init` or the first `serve` creates it; mode 0700, its files 0600)",
     ),
     Setting("host", str, "127.0.0.1", "address to listen on", flag="--host", env="ALVEARE_HOST"),
     Setting("port", int, 8080, "port", flag="--port", env="ALVEARE_PORT", minimum=1, maximum=65535),
+    Setting(
+        "tls_cert",
+        str | None,
+        None,
+        "the admin's own TLS certificate (PEM, full chain) to serve HTTPS with; needs `--tls-key`",
+        flag="--tls-cert",
+        env="ALVEARE_TLS_CERT",
+        metavar="PEM",
+        default_text="none: the data dir's `tls-cert.pem`, made by `alveare init`",
+        label="TLS certificate",
+        more="(checked against the key before the server listens)",
+    ),
+    Setting(
+        "tls_key",
+        str | None,
+        None,
+        "the private key of `--tls-cert` (PEM, unencrypted)",
+        flag="--tls-key",
+        env="ALVEARE_TLS_KEY",
+        metavar="PEM",
+        default_text="none: the data dir's `tls-key.pem`",
+        label="TLS key",
+    ),
+    Setting(
+        "insecure_http",
+        bool,
+        False,
+        "serve plain HTTP on an address beyond loopback (logs a warning)",
+        flag="--insecure-http",
+        env="ALVEARE_INSECURE_HTTP",
+        default_text="off",
+        more="; without it `serve` speaks HTTPS whenever `--host` is not 127.0.0.0/8, `::1` or `localhost`, and "
+        "plain HTTP on loopback unless `--tls-cert` is given",
+    ),
     Setting(
         "model_path",
         str | None,
@@ -291,6 +325,8 @@ class _SettingsBase(msgspec.Struct, frozen=True, kw_only=True):
 
     def validate(self) -> Settings:
         problems = [p for s in SETTINGS if (p := s.problem(getattr(self, s.field)))]
+        if (self.tls_cert is None) != (self.tls_key is None):  # type: ignore[attr-defined]
+            problems.append("--tls-cert and --tls-key go together: give both or neither")
         if problems:
             raise ConfigError("; ".join(problems))
         return self  # type: ignore[return-value]
