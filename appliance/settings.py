@@ -325,8 +325,6 @@ class _SettingsBase(msgspec.Struct, frozen=True, kw_only=True):
 
     def validate(self) -> Settings:
         problems = [p for s in SETTINGS if (p := s.problem(getattr(self, s.field)))]
-        if (self.tls_cert is None) != (self.tls_key is None):  # type: ignore[attr-defined]
-            problems.append("--tls-cert and --tls-key go together: give both or neither")
         if problems:
             raise ConfigError("; ".join(problems))
         return self  # type: ignore[return-value]

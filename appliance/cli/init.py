@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from appliance.cli.base import Command, add_setting_flags, load_settings
+from appliance.errors import ConfigError
 
 if TYPE_CHECKING:
     from appliance.settings import Settings
@@ -30,6 +31,10 @@ def own_cert_paths(settings: Settings) -> tuple[Path, Path]:
     """The certificate and key HTTPS uses: the admin's (--tls-cert/--tls-key), else the data dir's own."""
     from appliance import tls
 
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise ConfigError(
+            "--tls-cert and --tls-key (ALVEARE_TLS_CERT, ALVEARE_TLS_KEY) go together: give both or neither"
+        )
     if settings.tls_cert and settings.tls_key:
         return Path(settings.tls_cert).expanduser(), Path(settings.tls_key).expanduser()
     return settings.data_path / tls.CERT_FILE, settings.data_path / tls.KEY_FILE
@@ -39,17 +44,17 @@ def initialize(settings: Settings) -> Initialized:
     from appliance import tls
     from appliance.store import Store
 
+    cert, key = own_cert_paths(settings)
+    if settings.tls_cert:  # before anything is made: a bad pair leaves no half-made data dir
+        tls.check_pair(cert, key)
     created = not settings.data_path.exists()
     store = Store(settings.data_path)  # the dir (0700) and the secret (0600)
     try:
         admin = store.ensure_admin()
     finally:
         store.close()
-    cert, key = own_cert_paths(settings)
     made = False
-    if settings.tls_cert:
-        tls.check_pair(cert, key)
-    elif not (cert.exists() and key.exists()):
+    if not settings.tls_cert and not (cert.exists() and key.exists()):
         tls.make_certificate(cert, key)
         made = True
     return Initialized(settings.data_path, created, admin.key if admin else None, cert, tls.fingerprint(cert), made)

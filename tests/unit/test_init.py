@@ -88,13 +88,19 @@ def test_an_admin_certificate_is_checked_and_used_instead_of_making_one(tmp_path
     data = tmp_path / "data"
     done = initialize(load_settings({"data_dir": str(data), "tls_cert": str(cert), "tls_key": str(key)}, environ={}))
     assert done.cert_path == cert and not done.made_cert and not (data / "tls-cert.pem").exists()
+    fresh = tmp_path / "fresh"
     with pytest.raises(ConfigError, match="cannot be used"):
-        initialize(load_settings({"data_dir": str(data), "tls_cert": str(cert), "tls_key": str(other_key)}, environ={}))
+        initialize(
+            load_settings({"data_dir": str(fresh), "tls_cert": str(cert), "tls_key": str(other_key)}, environ={})
+        )
+    assert not fresh.exists()
 
 
 def test_tls_cert_and_key_go_together(tmp_path: Path, capsys) -> None:
-    code, _, err = run(capsys, "--data-dir", str(tmp_path), "init", "--tls-cert", str(tmp_path / "x.pem"))
-    assert code == 2 and "--tls-cert and --tls-key go together" in err and err.count("\n") == 1
+    data = tmp_path / "data"
+    code, _, err = run(capsys, "--data-dir", str(data), "init", "--tls-cert", str(tmp_path / "x.pem"))
+    assert code == 2 and "--tls-cert and --tls-key" in err and "go together" in err and err.count("\n") == 1
+    assert not data.exists()
 
 
 def test_the_sdk_finds_the_ca_cert_in_args_env_and_config_file(tmp_path: Path) -> None:
