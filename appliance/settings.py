@@ -228,7 +228,8 @@ SETTINGS: tuple[Setting, ...] = (
         "request_timeout_s",
         float,
         30.0,
-        "server-side generation timeout in seconds (504 after it)",
+        "seconds a request may wait for a slot, and then generate after its first token (504 after it); "
+        "a long prompt's prefill is not counted",
         flag="--timeout",
         env="ALVEARE_TIMEOUT",
         label="request timeout",
