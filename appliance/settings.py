@@ -184,7 +184,8 @@ SETTINGS: tuple[Setting, ...] = (
         "threads",
         int,
         0,
-        "CPU threads for llama.cpp (0: all available cores)",
+        "CPU threads for llama.cpp. 0: all available cores, and fewer while another process keeps a core "
+        "busy (measured step by step; /v1/hive/status shows the count in use); a number fixes the count",
         flag="--threads",
         env="ALVEARE_THREADS",
         minimum=0,

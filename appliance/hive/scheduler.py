@@ -27,6 +27,7 @@ from appliance.hive.lookup import NgramIndex
 from appliance.hive.prefix_cache import PrefixCache, common_prefix
 from appliance.hive.stats import Stats
 from appliance.hive.text import TextStream
+from appliance.hive.threads import ThreadPolicy
 from appliance.hive.types import Chunk, Finished, Generation, GenerationRequest, TokenInfo, deliver
 
 log = logging.getLogger("alveare.hive")
@@ -90,6 +91,7 @@ class Scheduler:
         cache_bytes: int,
         queue_size: int,
         context_length: int,
+        threads: ThreadPolicy,
     ) -> None:
         self.model = model
         self.ctx = ctx
@@ -98,6 +100,9 @@ class Scheduler:
         self.context_length = context_length
         self.batch = Batch(ctx.n_batch)
         self.stats = Stats()
+        self.threads = threads
+        self._threads_now = threads.current
+        self._decode_s = 0.0
         # Shared preambles saved to host memory; the extra sequence (number `slots`) is its scratch.
         self.prefixes = PrefixCache(
             ctx, scratch=slots, entries=cache_entries, max_bytes=cache_bytes, profile=self.stats.profile
@@ -155,12 +160,17 @@ class Scheduler:
                 self._admit()
                 self._reap()
                 if any(s.active for s in self.slots):
+                    n = self.threads.choose()
+                    if n != self._threads_now:
+                        self.ctx.set_threads(n)
+                        self._threads_now = n
                     size = self._step()
                     self._flush()
                     elapsed = time.perf_counter() - started
                     self.stats.profile.busy_s += elapsed
                     if size:
                         self.stats.profile.by_size[size][2] += elapsed
+                        self.threads.observe(n, self._decode_s, size)
                 else:
                     self._flush()
                     with self._cond:
@@ -358,6 +368,7 @@ class Scheduler:
         if rc == 1 and self._free_idle_cells():
             rc = self.ctx.decode(batch)
         t1 = time.perf_counter()
+        self._decode_s = t1 - t0
         profile.decode_s += t1 - t0
         profile.steps += 1
         profile.generated += generated

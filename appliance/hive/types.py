@@ -154,6 +154,8 @@ class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):
     cpu_kernels: str = ""
     cpu_kernels_source: str = ""
     cpu_kernels_reason: str = ""
+    # CPU threads the decode steps use now (fewer than the cores while another process takes one).
+    threads: int = 0
 
 
 class Generation:
