@@ -55,10 +55,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(port: int, data: str) -> tuple[subprocess.Popen, str]:
+def start(port: int, data: str, extra: list[str] | None = None) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "ALVEARE_DATA_DIR": data, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "serve", "--port", str(port), "--timeout", "300"],
+        [sys.executable, "-m", "appliance", "serve", "--port", str(port), "--timeout", "300", *(extra or [])],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
