@@ -5,7 +5,9 @@ Only the I/O differs between the two clients; everything that decides anything l
 
 from __future__ import annotations
 
+import os
 import random
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -49,6 +51,18 @@ def default_headers(api_key: str | None) -> dict[str, str]:
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     return headers
+
+
+def trust(ca_cert: str | None) -> ssl.SSLContext | bool:
+    """httpx's `verify`: the appliance's own certificate when given (a PEM path), else the system's
+    certificate authorities."""
+    if not ca_cert:
+        return True
+    path = os.path.expanduser(ca_cert)
+    try:
+        return ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as exc:
+        raise AlveareError(f"Cannot use {path} as the Alveare server's certificate: {exc}") from None
 
 
 def missing_key() -> AuthenticationError:
@@ -142,6 +156,11 @@ def transport_error(exc: httpx.TransportError, url: str, timeout: float | httpx.
     if isinstance(exc, httpx.TimeoutException):
         seconds = timeout.read if isinstance(timeout, httpx.Timeout) else timeout
         return APITimeoutError(f"The Alveare server at {url} did not answer within {seconds or 0:g} s.")
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):  # not retried: it fails the same way every time
+        return AlveareError(
+            f"The Alveare server at {url} offered a certificate this client does not trust; pass the "
+            "appliance's certificate as ca_cert=... (ALVEARE_CA_CERT, or ca_cert in the config file)."
+        )
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
         return AlveareError(f"Bad request URL for the Alveare server at {url}: {exc}")
     return APIConnectionError(f"Could not reach the Alveare server at {url} ({type(exc).__name__}: {exc}).")

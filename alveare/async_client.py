@@ -56,14 +56,16 @@ class AsyncClient:
         max_retries: int = s.DEFAULT_MAX_RETRIES,
         *,
         http_client: httpx.AsyncClient | None = None,
+        ca_cert: str | None = None,
     ) -> None:
-        config = resolve(api_key, base_url)
+        config = resolve(api_key, base_url, ca_cert=ca_cert)
         self.api_key = config.api_key
         self.base_url = config.base_url
+        self.ca_cert = config.ca_cert
         self.timeout = timeout
         self.max_retries = max_retries
         self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(timeout=timeout)
+        self._http = http_client or httpx.AsyncClient(timeout=timeout, verify=s.trust(config.ca_cert))
         self.specialists = AsyncSpecialists(self)
 
     # lifecycle --------------------------------------------------------------

@@ -51,6 +51,8 @@ class Client:
     api_key and base_url default to ALVEARE_API_KEY and ALVEARE_BASE_URL, then to the config file
     (see alveare.config), then base_url to http://127.0.0.1:8080. Failed requests are retried up to
     `max_retries` times (see alveare._shared.retry_wait); errors are alveare.errors exceptions.
+    Over HTTPS, ca_cert (else ALVEARE_CA_CERT, else the config file's ca_cert) is the appliance's own
+    certificate to trust (the PEM `alveare init` made); without it the system's authorities are used.
     """
 
     def __init__(
@@ -61,14 +63,16 @@ class Client:
         max_retries: int = s.DEFAULT_MAX_RETRIES,
         *,
         http_client: httpx.Client | None = None,
+        ca_cert: str | None = None,
     ) -> None:
-        config = resolve(api_key, base_url)
+        config = resolve(api_key, base_url, ca_cert=ca_cert)
         self.api_key = config.api_key
         self.base_url = config.base_url
+        self.ca_cert = config.ca_cert
         self.timeout = timeout
         self.max_retries = max_retries
         self._owns_http = http_client is None
-        self._http = http_client or httpx.Client(timeout=timeout)
+        self._http = http_client or httpx.Client(timeout=timeout, verify=s.trust(config.ca_cert))
         self.specialists = Specialists(self)
 
     # lifecycle --------------------------------------------------------------

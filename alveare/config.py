@@ -5,9 +5,10 @@ The config file is the one `alveare auth login` writes (mode 0600, see write_con
     $ALVEARE_CONFIG, else $XDG_CONFIG_HOME/alveare/config.toml, else ~/.config/alveare/config.toml
 
     api_key = "alv_live_..."
-    base_url = "http://127.0.0.1:8080"
+    base_url = "https://alveare.example.internal:8080"
+    ca_cert = "/home/you/.config/alveare/alveare-cert.pem"   # the appliance's own certificate
 
-Both keys are optional; a missing file is no error, a malformed one is (silently using another
+All keys are optional; a missing file is no error, a malformed one is (silently using another
 server or no key would be worse).
 """
 
@@ -26,12 +27,15 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 API_KEY_ENV = "ALVEARE_API_KEY"
 BASE_URL_ENV = "ALVEARE_BASE_URL"
 CONFIG_ENV = "ALVEARE_CONFIG"
+CA_CERT_ENV = "ALVEARE_CA_CERT"
 
 
 @dataclass(frozen=True)
 class Config:
     api_key: str | None
     base_url: str
+    # The appliance's own certificate (a PEM path) to trust over HTTPS; None: the system's authorities.
+    ca_cert: str | None = None
 
 
 def config_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -45,7 +49,7 @@ def config_path(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def read_config_file(path: Path) -> dict[str, str]:
-    """api_key and base_url from the file, when it exists and has them."""
+    """api_key, base_url and ca_cert from the file, when it exists and has them."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -53,7 +57,7 @@ def read_config_file(path: Path) -> dict[str, str]:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise AlveareError(f"Could not read the Alveare config file {path}: {exc}") from None
     found = {}
-    for name in ("api_key", "base_url"):
+    for name in ("api_key", "base_url", "ca_cert"):
         value = data.get(name)
         if value is None:
             continue
@@ -63,16 +67,25 @@ def read_config_file(path: Path) -> dict[str, str]:
     return found
 
 
-def resolve(api_key: str | None, base_url: str | None, environ: Mapping[str, str] | None = None) -> Config:
-    """Arguments win, then ALVEARE_API_KEY / ALVEARE_BASE_URL, then the config file, then the local server."""
+def resolve(
+    api_key: str | None,
+    base_url: str | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    ca_cert: str | None = None,
+) -> Config:
+    """Arguments win, then ALVEARE_API_KEY / ALVEARE_BASE_URL / ALVEARE_CA_CERT, then the config file,
+    then the local server."""
     environ = os.environ if environ is None else environ
     api_key = api_key or environ.get(API_KEY_ENV) or None
     base_url = base_url or environ.get(BASE_URL_ENV) or None
-    if api_key is None or base_url is None:
+    ca_cert = ca_cert or environ.get(CA_CERT_ENV) or None
+    if api_key is None or base_url is None or ca_cert is None:
         stored = read_config_file(config_path(environ))
         api_key = api_key or stored.get("api_key")
         base_url = base_url or stored.get("base_url")
-    return Config(api_key=api_key, base_url=server_root(base_url or DEFAULT_BASE_URL))
+        ca_cert = ca_cert or stored.get("ca_cert")
+    return Config(api_key=api_key, base_url=server_root(base_url or DEFAULT_BASE_URL), ca_cert=ca_cert)
 
 
 def server_root(url: str) -> str:
@@ -89,7 +102,7 @@ def _toml_string(value: str) -> str:
 
 
 def write_config_file(path: Path, values: Mapping[str, str | None]) -> None:
-    """Write api_key and base_url (None leaves a key out) to the config file, mode 0600 from the start
+    """Write api_key, base_url and ca_cert (None leaves a key out) to the config file, mode 0600 from the start
     (never briefly readable by others), replacing it atomically; its directory is created 0700."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     lines = [f"{name} = {_toml_string(value)}\n" for name, value in values.items() if value is not None]

@@ -247,6 +247,9 @@ class HiveStatus(Struct):
     cpu_kernels: str = ""
     cpu_kernels_source: str = ""
     cpu_kernels_reason: str = ""
+    # CPU threads decode steps use now: fewer than the cores while another process takes one
+    # (unless --threads fixes the count).
+    threads: int = 0
 
 
 class UsageReport(Struct):

@@ -10,6 +10,7 @@ is `ServerUnavailable`.
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,14 @@ import msgspec
 
 from appliance import errors
 from appliance.admin import DEFAULT_URL, AdminOps, LocalAdmin, SpecialistProfile, TryItEvent
-from appliance.errors import AlveareError, AuthenticationFailed, InvalidRequest, NotFound, ServerUnavailable
+from appliance.errors import (
+    AlveareError,
+    AuthenticationFailed,
+    ConfigError,
+    InvalidRequest,
+    NotFound,
+    ServerUnavailable,
+)
 from appliance.protocol import AdminDeleted, HiveStatus
 from appliance.store import (
     ADMIN_ACCOUNT,
@@ -125,6 +133,7 @@ class AdminClient:
         timeout: float = DEFAULT_TIMEOUT_S,
         *,
         transport: httpx.BaseTransport | None = None,
+        ca_cert: Path | str | None = None,
     ) -> None:
         self.url = _root(base_url)
         self.timeout = timeout
@@ -133,6 +142,7 @@ class AdminClient:
             headers={"Authorization": f"Bearer {admin_key}"},
             timeout=timeout,
             transport=transport,
+            verify=trust(ca_cert),
         )
 
     @property
@@ -152,6 +162,11 @@ class AdminClient:
     def _unreachable(self, exc: httpx.HTTPError) -> ServerUnavailable:
         if isinstance(exc, httpx.TimeoutException):
             return ServerUnavailable(f"The Alveare server at {self.url} did not answer within {self.timeout:g} s.")
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return ServerUnavailable(
+                f"The server at {self.url} offered a certificate this client does not trust; pass the "
+                "appliance's certificate (--ca-cert, ALVEARE_CA_CERT)."
+            )
         return ServerUnavailable(
             f"Could not reach the Alveare server at {self.url} ({type(exc).__name__}); "
             "is it running? Start it with `alveare serve`."
@@ -334,10 +349,22 @@ class AdminClient:
 
 
 # ---------------------------------------------------------------- choosing one
-def server_answers(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+def trust(ca_cert: Path | str | None) -> ssl.SSLContext | bool:
+    """What HTTPS trusts: the appliance's own certificate when given (a path to its PEM), else the
+    system's certificate authorities."""
+    if not ca_cert:
+        return True
+    path = Path(ca_cert).expanduser()
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot use {path} as the appliance's certificate: {exc}") from None
+
+
+def server_answers(url: str, timeout: float = PROBE_TIMEOUT_S, *, ca_cert: Path | str | None = None) -> bool:
     """True when an Alveare server answers GET {url}/health."""
     try:
-        r = httpx.get(_root(url) + "/health", timeout=timeout)
+        r = httpx.get(_root(url) + "/health", timeout=timeout, verify=trust(ca_cert))
         return r.status_code == 200 and "status" in r.json()
     except (httpx.HTTPError, ValueError):
         return False
@@ -379,25 +406,27 @@ def open_admin(
     *,
     specialists_path: Path | str | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
+    ca_cert: Path | str | None = None,
 ) -> AdminOps:
     """An AdminClient when a server answers at `url` (default http://127.0.0.1:8080), else a
     LocalAdmin on the data dir (with the catalogue from `specialists_path`, default the built-in one).
 
     The admin key: `admin_key` when given (ALVEARE_ADMIN_KEY is the caller's to pass), else the
-    TUI's own key from the data dir, renewed once if the server no longer accepts it.
+    TUI's own key from the data dir, renewed once if the server no longer accepts it. `ca_cert`: the
+    appliance's certificate to trust over HTTPS (default: the system's authorities).
     """
     data_dir = Path(data_dir).expanduser()
     url = _root(url or DEFAULT_URL)
-    if server_answers(url):
+    if server_answers(url, ca_cert=ca_cert):
         if admin_key:
-            return AdminClient(url, admin_key, timeout)
-        client = AdminClient(url, tui_admin_key(data_dir), timeout)
+            return AdminClient(url, admin_key, timeout, ca_cert=ca_cert)
+        client = AdminClient(url, tui_admin_key(data_dir), timeout, ca_cert=ca_cert)
         try:
             client.plans()
             return client
         except AuthenticationFailed:
             client.close()
-        client = AdminClient(url, tui_admin_key(data_dir, renew=True), timeout)
+        client = AdminClient(url, tui_admin_key(data_dir, renew=True), timeout, ca_cert=ca_cert)
         try:
             client.plans()
         except AuthenticationFailed:

@@ -32,7 +32,34 @@ def machine_names() -> tuple[list[str], list[str]]:
             addresses.add(str(sockaddr[0]).split("%")[0])
     except OSError:  # no resolvable host name: the loopback names still work
         pass
+    addresses.update(_route_addresses())
     return sorted(names), sorted(addresses)
+
+
+def _route_addresses() -> set[str]:
+    """The addresses this machine would send from (a host name often resolves to loopback only).
+    Connecting a UDP socket sends nothing; it only picks the route."""
+    found = set()
+    for family, probe in ((socket.AF_INET, "198.51.100.1"), (socket.AF_INET6, "2001:db8::1")):
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
+                s.connect((probe, 9))
+                address = s.getsockname()[0]
+        except OSError:  # no route of this family
+            continue
+        if not ipaddress.ip_address(address).is_unspecified:
+            found.add(address)
+    return found
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: where plain HTTP never leaves the machine."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
 
 
 def make_certificate(

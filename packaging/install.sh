@@ -99,20 +99,11 @@ install -m 0644 "$SRC/README.md" "$PREFIX/README.md"
 
 echo "==> data dir $DATA_DIR"
 install -d -o "$SERVICE_USER" -g "$SERVICE_USER" -m 0700 "$DATA_DIR"
-if [ ! -f "$DATA_DIR/alveare.db" ]; then
-    # Create the store and its first admin key here, so the key is shown once on this terminal
-    # rather than in the service's journal.
-    echo "Admin API key (shown once; store it safely):"
-    cd /  # not the checkout: python -c puts the working directory first on sys.path
-    runuser -u "$SERVICE_USER" -- env ALVEARE_DATA_DIR="$DATA_DIR" "$PREFIX/venv/bin/python" -c '
-import os, pathlib
-from appliance.store import Store
-store = Store(pathlib.Path(os.environ["ALVEARE_DATA_DIR"]))
-created = store.ensure_admin()
-store.close()
-print("  " + created.key if created else "  (an admin key exists already)")
-'
-fi
+# `alveare init` here, not in the service: the first admin key is shown once on this terminal rather
+# than in the journal, with the TLS certificate's fingerprint. Run again it makes nothing and shows
+# the fingerprint again.
+cd /  # not the checkout: python puts the working directory first on sys.path
+runuser -u "$SERVICE_USER" -- env ALVEARE_DATA_DIR="$DATA_DIR" "$PREFIX/venv/bin/alveare" init
 
 echo "==> settings $ENV_FILE"
 install -d -m 0755 /etc/alveare

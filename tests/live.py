@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -39,10 +40,16 @@ class LiveServer:
     port: int
     admin_key: str
     output: list[str]
+    # "https" when the server said it listens on HTTPS (beyond loopback); its own certificate is then trusted.
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_cert(self) -> Path | None:
+        return self.data_dir / "tls-cert.pem" if self.scheme == "https" else None
 
     @property
     def base_url(self) -> str:
@@ -89,6 +96,7 @@ def start_server(
     )
     output: list[str] = []
     admin_key = ""
+    scheme = "http"
     assert process.stdout is not None
     deadline = time.monotonic() + ready_timeout
     # The admin key is printed once, before "Listening on".
@@ -97,10 +105,11 @@ def start_server(
         if line.strip().startswith("alv_"):
             admin_key = line.strip()
         if line.startswith("Listening on"):
+            scheme = "https" if line.startswith("Listening on https://") else "http"
             break
         if time.monotonic() > deadline:
             break
-    server = LiveServer(process, data_dir, port, admin_key, output)
+    server = LiveServer(process, data_dir, port, admin_key, output, scheme)
 
     def drain() -> None:
         # Keep reading the server's output (so its logs can be checked and the pipe never fills).
@@ -114,7 +123,8 @@ def start_server(
             time.sleep(0.2)
             raise AssertionError("alveare serve exited:\n" + "".join(output))
         try:
-            health = httpx.get(server.url + "/health", timeout=2).json()
+            verify = ssl.create_default_context(cafile=server.ca_cert) if server.ca_cert else True
+            health = httpx.get(server.url + "/health", timeout=2, verify=verify).json()
             if health["model_loaded"]:
                 return server
         except httpx.HTTPError:

@@ -15,6 +15,7 @@ from appliance.cli.base import Command, add_setting_flags
 from appliance.cli.chat import ChatCommand
 from appliance.cli.hives import HivesCommand
 from appliance.cli.infer import InferCommand
+from appliance.cli.init import InitCommand
 from appliance.cli.output import error_line, fail
 from appliance.cli.serve import ServeCommand
 from appliance.cli.specialists import SpecialistsCommand
@@ -30,6 +31,7 @@ COMMANDS: tuple[Command, ...] = (
     SpecialistsCommand(),
     UsageCommand(),
     HivesCommand(),
+    InitCommand(),
     ServeCommand(),
     AdminCommand(),
     TuiCommand(),

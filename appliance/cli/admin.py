@@ -21,19 +21,43 @@ if TYPE_CHECKING:
     from appliance.settings import Settings
 
 ADMIN_KEY_ENV = "ALVEARE_ADMIN_KEY"
+CA_CERT_ENV = "ALVEARE_CA_CERT"
 
 
 def server_url(settings: Settings, url: str | None) -> str:
-    """The server to manage: --url, else the local one on the configured port."""
+    """The server to manage: --url, else the local one on the configured port, over HTTPS when the
+    settings make `serve` speak it."""
+    from appliance.cli.serve import listen_plan
+
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    return url or f"http://{host}:{settings.port}"
+    scheme = "https" if listen_plan(settings).cert is not None else "http"
+    return url or f"{scheme}://{host}:{settings.port}"
+
+
+def server_ca_cert(settings: Settings, args: argparse.Namespace) -> str | None:
+    """The certificate to trust: --ca-cert or ALVEARE_CA_CERT, else the data dir's own one when the
+    server uses it (an admin-supplied certificate is trusted through the system's authorities)."""
+    from appliance.tls import CERT_FILE
+
+    given = getattr(args, "ca_cert", None) or os.environ.get(CA_CERT_ENV) or None
+    if given or settings.tls_cert:
+        return given
+    own = settings.data_path / CERT_FILE
+    return str(own) if own.exists() else None
 
 
 def add_target_flags(parser: argparse.ArgumentParser) -> None:
     add_setting_flags(parser, only=("data_dir",))
-    parser.add_argument("--url", help="the server to manage (default http://127.0.0.1:PORT, from the settings)")
+    parser.add_argument("--url", help="the server to manage (default http(s)://127.0.0.1:PORT, from the settings)")
     parser.add_argument(
-        "--admin-key", help=f"an admin API key (env {ADMIN_KEY_ENV}; default: the TUI's own key in the data dir)"
+        "--admin-key",
+        help=f"an admin API key; prefer env {ADMIN_KEY_ENV}, as a flag it shows in the process list "
+        "(default: the TUI's own key in the data dir)",
+    )
+    parser.add_argument(
+        "--ca-cert",
+        metavar="PEM",
+        help=f"the appliance's certificate to trust over HTTPS (env {CA_CERT_ENV}; default: the data dir's own)",
     )
 
 
@@ -48,6 +72,7 @@ def admin_ops(args: argparse.Namespace) -> Iterator[AdminOps]:
         server_url(settings, getattr(args, "url", None)),
         key,
         specialists_path=settings.specialists_path,
+        ca_cert=server_ca_cert(settings, args),
     )
     try:
         yield ops
@@ -112,6 +137,15 @@ class AdminCommand(Command):
         p.add_argument("--overage", type=float, help="price per 1,000 requests beyond the monthly requests")
         p.add_argument("--price", type=float, help="monthly price")
         p.add_argument("--base", default="starter", help="a new plan starts from this plan's values (default starter)")
+
+        p = action(
+            areas,
+            "backup",
+            "a consistent, checked copy of the database (a new file, or a time-stamped one in a folder)",
+            backup,
+            json=True,
+        )
+        p.add_argument("path", help="the file to write, or a folder for alveare-<UTC time>.db")
 
         p = action(areas, "usage", "requests, tokens, overage and alerts for the period", usage, json=True)
         p.add_argument("--account", help="one account (default: all)")
@@ -335,5 +369,19 @@ def usage(args: argparse.Namespace) -> int:
         print(
             f"alert: {a.account} reached {a.threshold}% ({a.requests_used} of {a.requests_limit} requests) "
             f"at {a.created_at[:19]}"
+        )
+    return 0
+
+
+# backup ---------------------------------------------------------------------
+def backup(args: argparse.Namespace) -> int:
+    with admin_ops(args) as ops:
+        info = ops.backup(args.path)
+    if args.json:
+        print_json(info)
+    else:
+        print(
+            f"Backed up to {info.path}: {info.bytes:,} bytes, integrity {info.integrity}, "
+            f"{info.accounts} accounts, {info.keys} keys, {info.usage_records} usage records."
         )
     return 0

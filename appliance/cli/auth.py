@@ -6,6 +6,7 @@ import argparse
 import getpass
 import os
 import sys
+from pathlib import Path
 
 from appliance.cli.base import Command, action, actions
 from appliance.cli.output import fail, progress
@@ -48,11 +49,15 @@ def login(args: argparse.Namespace) -> int:
     if not key:
         return fail("no API key given.")
     base_url = resolve(key, args.base_url).base_url
+    # The certificate is stored as an absolute path: the config file is read from any directory.
+    ca_cert = str(Path(args.ca_cert).expanduser().resolve()) if args.ca_cert else None
     with client(args, key, max_retries=0) as c, progress(f"Checking the key with {c.base_url}"):
         models = c.models()
     path = _config_path()
     stored = read_config_file(path)
-    write_config_file(path, {**stored, "api_key": key, "base_url": base_url})
+    write_config_file(
+        path, {**stored, "api_key": key, "base_url": base_url, **({"ca_cert": ca_cert} if ca_cert else {})}
+    )
     names = ", ".join(m.id.removeprefix("alveare-") for m in models.data)
     print(f"Logged in to {base_url} with {key_prefix(key)} (specialists: {names or 'none'}).")
     print(f"Stored in {path} (mode 0600).")
@@ -67,6 +72,8 @@ def status(args: argparse.Namespace) -> int:
     with client(args, max_retries=0) as c:
         print(f"Server:      {c.base_url}")
         print(f"Config file: {path}{'' if path.exists() else ' (none)'}")
+        if c.ca_cert:
+            print(f"Trusts:      {c.ca_cert}")
         if not c.api_key:
             return fail("not logged in: run `alveare auth login` (or set ALVEARE_API_KEY).")
         source = API_KEY_ENV if os.environ.get(API_KEY_ENV) else "the config file"

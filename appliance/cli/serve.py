@@ -3,14 +3,50 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance import __version__
 from appliance.cli.base import Command, add_setting_flags, load_settings
+from appliance.cli.init import initialize, own_cert_paths, report
 from appliance.errors import ConfigError
 
+if TYPE_CHECKING:
+    from appliance.settings import Settings
+
+log = logging.getLogger("appliance.serve")
+
+
+@dataclass(frozen=True)
+class ListenPlan:
+    """How `serve` listens: HTTPS with this certificate and key, or plain HTTP (cert None)."""
+
+    cert: Path | None
+    key: Path | None
+    base_url: str  # the server's root URL as a client on the network would write it
+    insecure: bool  # plain HTTP beyond loopback, asked for with --insecure-http
+
+
+def listen_plan(settings: Settings) -> ListenPlan:
+    """HTTPS whenever the server listens beyond loopback (or the admin supplied a certificate);
+    plain HTTP on loopback, or anywhere with --insecure-http."""
+    from appliance.tls import is_loopback
+
+    loopback = is_loopback(settings.host)
+    https = settings.tls_cert is not None or not (loopback or settings.insecure_http)
+    cert, key = own_cert_paths(settings) if https else (None, None)
+    # A wildcard address is no URL: name the machine, which the certificate covers.
+    host = socket.gethostname() if settings.host in ("0.0.0.0", "::", "") else settings.host
+    host = f"[{host}]" if ":" in host else host
+    url = f"{'https' if https else 'http'}://{host}:{settings.port}"
+    return ListenPlan(cert, key, url, insecure=not https and not loopback)
+
+
+# After the shutdown grace period, time for the stopped requests' error responses to go out.
 STOPPED_RESPONSES_S = 3
 
 
@@ -43,10 +79,11 @@ def serve(args: argparse.Namespace) -> int:
     # Everything that can be checked before listening is: a bad model file or a busy port is one
     # line and a non-zero exit, not a server that answers 503 forever or a traceback.
     check_model(model_path)
+    plan = listen_plan(settings)
     sock = bind(settings.host, settings.port)
-    first_run = not settings.data_path.exists()
+    # The first serve is `alveare init`: the data dir, the secret, the first admin key, the certificate.
+    done = initialize(settings)
     store = Store(settings.data_path)
-    admin = store.ensure_admin()
     engine = HiveEngine(
         EngineConfig(
             model_path=model_path,
@@ -70,16 +107,17 @@ def serve(args: argparse.Namespace) -> int:
         server.should_exit = True
 
     app = create_app(settings, engine=engine, store=store, specialists=specialists, on_load_failure=load_failed)
-    if first_run:
-        print(f"Created the data dir {settings.data_path}")
-    if admin is not None:
-        print("Admin API key (shown once; store it safely):")
-        print(f"  {admin.key}")
+    report(done)
     print(f"Alveare {__version__} serving {len(specialists)} specialists on {model_path}")
-    print(
-        f"Listening on http://{settings.host}:{settings.port}  (OpenAI base URL: http://{settings.host}:{settings.port}/v1)"
-    )
+    print(f"Listening on {plan.base_url}  (OpenAI base URL: {plan.base_url}/v1)")
+    if plan.cert is not None:
+        print(f"TLS certificate {plan.cert} (SHA-256 {done.fingerprint})")
     sys.stdout.flush()
+    if plan.insecure:
+        log.warning(
+            "serving plain HTTP on %s (--insecure-http): API keys and prompts cross the network unencrypted",
+            settings.host,
+        )
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -88,8 +126,10 @@ def serve(args: argparse.Namespace) -> int:
         access_log=False,
         # Time limits and an idle cap for clients that connect and stall (see connections.py).
         http=GuardedHttpToolsProtocol,
-        # The grace period, then time for the stopped requests' error responses to go out.
         timeout_graceful_shutdown=settings.shutdown_grace_s + STOPPED_RESPONSES_S,
+        # uvicorn wraps the pre-bound socket too: create_server(sock=..., ssl=config.ssl).
+        ssl_certfile=plan.cert,
+        ssl_keyfile=plan.key,
     )
 
     class Server(uvicorn.Server):

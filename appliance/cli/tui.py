@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 
-from appliance.cli.admin import ADMIN_KEY_ENV, add_target_flags, server_url
+from appliance.cli.admin import ADMIN_KEY_ENV, add_target_flags, server_ca_cert, server_url
 from appliance.cli.base import Command, load_settings
 from appliance.errors import AlveareError
 
@@ -32,9 +32,10 @@ def tui(args: argparse.Namespace) -> int:
     url = server_url(settings, args.url)
     admin_key = args.admin_key or os.environ.get(ADMIN_KEY_ENV) or None
     data_dir = settings.data_path
+    ca_cert = server_ca_cert(settings, args)
 
     def reopen():
-        return open_admin(data_dir, url, admin_key, specialists_path=settings.specialists_path)
+        return open_admin(data_dir, url, admin_key, specialists_path=settings.specialists_path, ca_cert=ca_cert)
 
     backend = reopen()
     if backend.online:
@@ -46,7 +47,7 @@ def tui(args: argparse.Namespace) -> int:
             if close is not None:
                 close()
             raise
-    app = AlveareApp(backend, reopen=reopen, probe=lambda: server_answers(url))
+    app = AlveareApp(backend, reopen=reopen, probe=lambda: server_answers(url, ca_cert=ca_cert))
     try:
         app.run()
     finally:

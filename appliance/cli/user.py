@@ -15,13 +15,23 @@ def add_server_flag(parser: argparse.ArgumentParser) -> None:
         "--base-url",
         help="the server (default: ALVEARE_BASE_URL, then the config file, then http://127.0.0.1:8080)",
     )
+    parser.add_argument(
+        "--ca-cert",
+        metavar="PEM",
+        help="the appliance's certificate to trust over HTTPS (default: ALVEARE_CA_CERT, then the config file)",
+    )
 
 
 def client(args: argparse.Namespace, api_key: str | None = None, *, max_retries: int = 2) -> alveare.Client:
     """An SDK client; the key from `api_key`, else ALVEARE_API_KEY, else the config file."""
     import alveare
 
-    return alveare.Client(api_key=api_key, base_url=getattr(args, "base_url", None), max_retries=max_retries)
+    return alveare.Client(
+        api_key=api_key,
+        base_url=getattr(args, "base_url", None),
+        max_retries=max_retries,
+        ca_cert=getattr(args, "ca_cert", None),
+    )
 
 
 def read_text(value: str, what: str) -> str:

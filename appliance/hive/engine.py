@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from appliance.errors import InvalidRequest, ModelLoading
 from appliance.hive.grammars import json_schema_grammar
 from appliance.hive.kernels import KernelCache, KernelChoice, choose_kernels
+from appliance.hive.threads import ThreadPolicy
 from appliance.hive.types import EngineConfig, EngineStatus, Generation, GenerationRequest, Turn
 
 if TYPE_CHECKING:
@@ -96,6 +97,8 @@ class HiveEngine:
         gpu = model.gpu_layers > 0
         self._device = f"gpu ({model.gpu_layers}/{model.n_layers} layers offloaded)" if gpu else "cpu"
         threads = cfg.threads or default_threads()
+        # An explicit --threads is kept; the default adapts to CPU contention (hive/threads.py).
+        policy = ThreadPolicy(threads, fixed=bool(cfg.threads))
         ctx = Context(
             model,
             n_ctx=cfg.n_ctx,
@@ -120,6 +123,7 @@ class HiveEngine:
             cache_bytes=cfg.cache_bytes,
             queue_size=cfg.queue_size,
             context_length=self._context_length,
+            threads=policy,
         )
         scheduler.start()
         self._model, self._ctx, self._scheduler = model, ctx, scheduler
@@ -260,4 +264,5 @@ class HiveEngine:
             cpu_kernels=self._kernels.mode if self._kernels else "",
             cpu_kernels_source=self._kernels.source if self._kernels else "",
             cpu_kernels_reason=self._kernels.reason if self._kernels else "",
+            threads=s.threads.current if s else 0,
         )

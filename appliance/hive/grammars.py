@@ -85,10 +85,16 @@ def json_schema_grammar(schema: dict, *, param: str) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     try:
-        return json_schema_to_gbnf(json.dumps(schema))
+        return strict_strings(json_schema_to_gbnf(json.dumps(schema)))
     except (ValueError, AssertionError, KeyError, TypeError, RecursionError) as exc:
         detail = str(exc).strip() or type(exc).__name__
         raise InvalidRequest(f"The JSON schema cannot be turned into a grammar: {detail[:300]}", param=param) from None
+
+
+def strict_strings(grammar: str) -> str:
+    """llama.cpp's converter lets raw control characters into strings, which strict JSON parsers
+    (Python's, JavaScript's) refuse; keep them to their escapes, as the JSON object grammar does."""
+    return grammar.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x7F\\x00-\\x1F]')
 
 
 def choice_grammar(options: list[str]) -> str:

@@ -140,6 +140,9 @@ class Context:
     def decode(self, batch: Batch) -> int:
         return int(ll.llama_decode(self.ptr, batch.raw))
 
+    def set_threads(self, n: int) -> None:
+        ll.llama_set_n_threads(self.ptr, n, n)
+
     def logits(self, index: int, n_vocab: int) -> list[float]:
         """A copy of the logits row at batch `index` (for checks; the sampler reads them in place)."""
         ptr = ll.llama_get_logits_ith(self.ptr, index)

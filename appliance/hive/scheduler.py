@@ -27,6 +27,7 @@ from appliance.hive.lookup import NgramIndex
 from appliance.hive.prefix_cache import PrefixCache, common_prefix
 from appliance.hive.stats import Stats
 from appliance.hive.text import TextStream
+from appliance.hive.threads import ThreadPolicy
 from appliance.hive.types import Chunk, Finished, Generation, GenerationRequest, TokenInfo, deliver
 
 log = logging.getLogger("alveare.hive")
@@ -62,6 +63,8 @@ class Active:
     children: list[tuple[Slot, Active]] = field(default_factory=list)
     # Set on such a sibling: the slot whose prefilled prompt it will share; it prefills nothing.
     fork_from: Slot | None = None
+    # When the generation is stopped: its first token's time plus the request's timeout_s.
+    stop_at: float | None = None
 
     @property
     def prefilling(self) -> bool:
@@ -88,6 +91,7 @@ class Scheduler:
         cache_bytes: int,
         queue_size: int,
         context_length: int,
+        threads: ThreadPolicy,
     ) -> None:
         self.model = model
         self.ctx = ctx
@@ -96,6 +100,9 @@ class Scheduler:
         self.context_length = context_length
         self.batch = Batch(ctx.n_batch)
         self.stats = Stats()
+        self.threads = threads
+        self._threads_now = threads.current
+        self._decode_s = 0.0
         # Shared preambles saved to host memory; the extra sequence (number `slots`) is its scratch.
         self.prefixes = PrefixCache(
             ctx, scratch=slots, entries=cache_entries, max_bytes=cache_bytes, profile=self.stats.profile
@@ -153,12 +160,17 @@ class Scheduler:
                 self._admit()
                 self._reap()
                 if any(s.active for s in self.slots):
+                    n = self.threads.choose()
+                    if n != self._threads_now:
+                        self.ctx.set_threads(n)
+                        self._threads_now = n
                     size = self._step()
                     self._flush()
                     elapsed = time.perf_counter() - started
                     self.stats.profile.busy_s += elapsed
                     if size:
                         self.stats.profile.by_size[size][2] += elapsed
+                        self.threads.observe(n, self._decode_s, size)
                 else:
                     self._flush()
                     with self._cond:
@@ -298,7 +310,7 @@ class Scheduler:
                 continue
             if a.generation.cancelled:
                 self._finish(slot, "cancelled")
-            elif a.request.deadline is not None and now >= a.request.deadline:
+            elif a.stop_at is not None and now >= a.stop_at:
                 self._finish(slot, "timeout")
 
     def _step(self) -> int:
@@ -356,6 +368,7 @@ class Scheduler:
         if rc == 1 and self._free_idle_cells():
             rc = self.ctx.decode(batch)
         t1 = time.perf_counter()
+        self._decode_s = t1 - t0
         profile.decode_s += t1 - t0
         profile.steps += 1
         profile.generated += generated
@@ -421,6 +434,8 @@ class Scheduler:
         return TokenInfo(token, piece, logprob, [(t, self.model.piece(t), lp) for t, lp in best])
 
     def _accept(self, slot: Slot, a: Active, token: int, row: int) -> None:
+        if a.stop_at is None and a.request.timeout_s is not None:
+            a.stop_at = time.monotonic() + a.request.timeout_s
         if self.model.is_eog(token):
             self._finish(slot, "stop")
             return

@@ -56,8 +56,11 @@ class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
     max_tokens: int
     sampling: SamplingParams = SamplingParams()
     stop: list[str] = []
-    # time.monotonic() after which the engine stops the generation (finish_reason "timeout").
+    # time.monotonic() by which the request must have a slot; still waiting then: finish_reason "timeout".
     deadline: float | None = None
+    # Seconds the generation may run after its first token (then "timeout"). The prompt's prefill is
+    # not counted: a long prompt that fits the context always gets its answer started.
+    timeout_s: float | None = None
     # How many leading prompt tokens are a shared preamble (system prompt, examples) worth keeping
     # in the prefix cache for other requests; 0 for none.
     cache_prefix: int = 0
@@ -151,6 +154,8 @@ class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):
     cpu_kernels: str = ""
     cpu_kernels_source: str = ""
     cpu_kernels_reason: str = ""
+    # CPU threads the decode steps use now (fewer than the cores while another process takes one).
+    threads: int = 0
 
 
 class Generation:

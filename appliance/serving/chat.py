@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from appliance import protocol as p
-from appliance.errors import InvalidRequest
-from appliance.hive.types import Chunk, Finished
+from appliance.hive.types import Chunk, Finished, TokenInfo
+from appliance.serving import tools
 from appliance.serving.catalogue import Catalogue
 from appliance.serving.flow import Flow, new_id, sse
 from appliance.serving.logprobs import chat as chat_logprob_content
@@ -18,14 +19,22 @@ from appliance.serving.shapes import Shapes, chat_logprobs
 from appliance.store import Principal
 
 
+@dataclass(frozen=True)
+class ChatPlan(Plan):
+    # The request's tools when it may call them (None: plain text).
+    tools: tools.ToolPlan | None = None
+
+
 class ChatStream:
     """chat.completion.chunk events: the role first, then content deltas, a finish chunk per
     choice, and the usage chunk when the client asked for it."""
 
-    def __init__(self, model: str, *, include_usage: bool) -> None:
+    def __init__(self, model: str, *, include_usage: bool, tool_plan: tools.ToolPlan | None = None) -> None:
         self.id, self.created = new_id("chatcmpl"), int(time.time())
         self.model = model
         self.include_usage = include_usage
+        self.tool_plan = tool_plan
+        self.calls: dict[int, tools.CallStream] = {}
 
     def _chunk(self, choices: list[p.ChunkChoice], usage: p.Usage | None = None) -> bytes:
         return sse(
@@ -37,10 +46,21 @@ class ChatStream:
 
     def content(self, index: int, chunk: Chunk) -> bytes | None:
         logprobs = chat_logprob_content(chunk.tokens) if chunk.tokens else None
+        if self.tool_plan is not None:
+            calls = self.calls.setdefault(index, tools.CallStream(self.tool_plan.mode))
+            text, deltas = calls.feed(chunk.text)
+            if text is None and not deltas:
+                return None
+            delta = p.Delta(content=text, tool_calls=deltas or None)
+            # Log-probabilities come with text only (OpenAI sends none for tool calls).
+            return self._chunk([p.ChunkChoice(index=index, delta=delta, logprobs=logprobs if text else None)])
         return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(content=chunk.text), logprobs=logprobs)])
 
     def finish(self, index: int, finished: Finished) -> bytes:
-        return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(), finish_reason=finished.finish_reason)])
+        reason = finished.finish_reason
+        if index in self.calls:
+            reason = self.calls[index].finish_reason(reason)
+        return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(), finish_reason=reason)])
 
     def usage(self, usage: p.Usage) -> bytes | None:
         return self._chunk([], usage) if self.include_usage else None
@@ -52,15 +72,25 @@ class ChatCompletions:
         self.prompter = prompter
         self.flow = flow
         self.shapes = shapes
+        self._native_tools: bool | None = None
 
-    def prepare(self, principal: Principal, req: p.ChatCompletionRequest) -> Plan:
+    def native_tools(self) -> bool:
+        """Whether the model's template renders tools itself (asked once, the model being fixed)."""
+        if self._native_tools is None:
+            self._native_tools = tools.native_template(self.prompter.engine)
+        return self._native_tools
+
+    def prepare(self, principal: Principal, req: p.ChatCompletionRequest) -> ChatPlan:
         specialist = self.catalogue.resolve(principal, req.model)
         self.prompter.check_loaded()
         self.prompter.check_turns(len(req.messages), "messages")
-        if req.tools and req.tool_choice != "none":
-            raise InvalidRequest("Function calling (tools) is not available yet on this appliance.", param="tools")
         # Everything that can be refused is checked before the prompt is built or anything metered.
         grammar, labels = self.shapes.grammar(specialist, req.response_format, req.labels)
+        native = self.native_tools()
+        # Tools over the answer's shape: a forced call replaces it, with "auto" it shapes the text branch.
+        tool_plan = tools.plan(self.prompter.engine, req, native=native, text_grammar=grammar)
+        if tool_plan is not None:
+            grammar = tool_plan.grammar
         sampling = self.prompter.sampling(
             specialist,
             req.temperature,
@@ -72,8 +102,13 @@ class ChatCompletions:
         )
         prompter = self.prompter
         system = prompter.with_labels(self.catalogue.system_prompt(principal, specialist), req.labels)
-        preamble, conversation = prompter.chat_turns(specialist, system, req.messages)
-        prompt, shared = prompter.tokenize_chat(preamble, conversation)
+        preamble, conversation = prompter.chat_turns(
+            specialist, system, req.messages, lambda m, text, i: tools.history_turn(m, text, i, native=native)
+        )
+        if tool_plan is not None and not native:
+            preamble[0] = ("system", f"{preamble[0][1]}\n\n{tool_plan.system_text()}")
+        template_tools = tool_plan.template_tools if tool_plan else None
+        prompt, shared = prompter.tokenize_chat(preamble, conversation, template_tools)
         explicit = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
         param = "max_completion_tokens" if req.max_completion_tokens is not None else "messages"
         default = prompter.label_budget(labels, specialist.max_tokens) if labels else specialist.max_tokens
@@ -81,14 +116,14 @@ class ChatCompletions:
         request = prompter.request(
             prompt,
             max_tokens,
-            # A label or JSON ends where its grammar does; the profile's stop strings could cut it.
+            # A label, JSON or a tool call ends where its grammar does; the profile's stop strings could cut it.
             prompter.stop_list(req.stop, [] if grammar else specialist.stop),
             sampling,
             cache_prefix=shared,
             lookup=specialist.prompt_lookup,
             stream=bool(req.stream),
         )
-        return Plan(specialist, req.model, [request], len(prompt), n=req.n or 1)
+        return ChatPlan(specialist, req.model, [request], len(prompt), n=req.n or 1, tools=tool_plan)
 
     async def complete(self, call: Call, req: p.ChatCompletionRequest) -> p.ChatCompletion:
         plan, outcomes, usage = await self.flow.generate(call, lambda: self.prepare(call.principal, req))
@@ -98,16 +133,21 @@ class ChatCompletions:
             created=int(time.time()),
             model=plan.model,
             choices=[
-                p.ChatChoice(
-                    index=i,
-                    message=p.AssistantMessage(content=o.text),
-                    finish_reason=o.finished.finish_reason,
-                    logprobs=chat_logprob_content(o.tokens) if wants_logprobs else None,
-                )
+                self.choice(plan, i, o.text, o.finished.finish_reason, o.tokens if wants_logprobs else None)
                 for i, o in enumerate(outcomes)
             ],
             usage=usage,
         )
+
+    @staticmethod
+    def choice(plan: Plan, index: int, text: str, finish_reason: str, tokens: list[TokenInfo] | None) -> p.ChatChoice:
+        tool_plan = plan.tools if isinstance(plan, ChatPlan) else None
+        message, reason = p.AssistantMessage(content=text), finish_reason
+        if tool_plan is not None:
+            message, reason = tools.answer(tool_plan, text, finish_reason)
+        # Log-probabilities come with text only (OpenAI sends none for tool calls).
+        logprobs = chat_logprob_content(tokens) if tokens is not None and not message.tool_calls else None
+        return p.ChatChoice(index=index, message=message, finish_reason=reason, logprobs=logprobs)
 
     def stream(self, call: Call, req: p.ChatCompletionRequest) -> AsyncIterator[bytes]:
         """SSE events exactly as OpenAI sends them; what fails before the first token raises here."""
@@ -115,5 +155,9 @@ class ChatCompletions:
         return self.flow.stream(
             call,
             lambda: self.prepare(call.principal, req),
-            lambda plan: ChatStream(plan.model, include_usage=include_usage),
+            lambda plan: ChatStream(
+                plan.model,
+                include_usage=include_usage,
+                tool_plan=plan.tools if isinstance(plan, ChatPlan) else None,
+            ),
         )

@@ -4,16 +4,21 @@ engine's requests (prompt tokens, shared-prefix length, budget, sampling, stops)
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance import protocol as p
 from appliance.errors import ContextLengthExceeded, InvalidRequest, ModelLoading
-from appliance.hive.types import Engine, GenerationRequest, SamplingParams
+from appliance.hive.types import Engine, GenerationRequest, SamplingParams, Turn
 from appliance.specialists import Specialist
 
 PREAMBLE_MEMO = 256
 
 Turns = list[tuple[str, str]]
+# A conversation may hold Turns: assistant tool calls and tool results, for templates that render them.
+Conversation = list[tuple[str, str] | Turn]
+# How one non-system message (with its text and index) goes to the template.
+TurnOf = Callable[[p.ChatMessage, str, int], tuple[str, str] | Turn]
 
 # The least a chat template adds per message (a role marker and an end-of-turn token).
 MIN_TOKENS_PER_TURN = 2
@@ -75,17 +80,21 @@ class Prompter:
             texts.append(checked_text(part.text, f"messages[{index}].content[{j}].text"))
         return "".join(texts)
 
-    def chat_turns(self, specialist: Specialist, prompt: str, messages: list[p.ChatMessage]) -> tuple[Turns, Turns]:
+    def chat_turns(
+        self, specialist: Specialist, prompt: str, messages: list[p.ChatMessage], turn: TurnOf | None = None
+    ) -> tuple[Turns, Conversation]:
         """(preamble, conversation): the specialist's prompt (the account's own, if set) first and the
         client's system messages after it, in the same system turn; or, for a specialist whose prompt
         is only a default (`caller_system = "replace"`), the client's system messages when it sends any."""
         system: list[str] = []
-        rest: Turns = []
+        rest: Conversation = []
         for i, m in enumerate(messages):
             text = self.message_text(m, i)
             if m.role in ("system", "developer"):
                 if text.strip():
                     system.append(text)
+            elif turn is not None:
+                rest.append(turn(m, text, i))
             else:
                 rest.append(("tool" if m.role == "function" else m.role, text))
         if not rest:
@@ -102,9 +111,12 @@ class Prompter:
             turns += [("user", ex.user), ("assistant", ex.assistant)]
         return turns
 
-    def tokenize_chat(self, preamble: Turns, conversation: Turns) -> tuple[list[int], int]:
-        """The prompt's tokens, and how many of them are the shared preamble (for the prefix cache)."""
-        prompt = self.engine.tokenize(self.engine.render_chat([*preamble, *conversation]))
+    def tokenize_chat(
+        self, preamble: Turns, conversation: Conversation, tools: list[dict] | None = None
+    ) -> tuple[list[int], int]:
+        """The prompt's tokens, and how many of them are the shared preamble (for the prefix cache);
+        `tools` for a template that renders tool definitions itself."""
+        prompt = self.engine.tokenize(self.engine.render_chat([*preamble, *conversation], tools=tools))
         key = tuple(preamble)
         head = self._preamble_tokens.get(key)
         if head is None:
@@ -211,7 +223,10 @@ class Prompter:
             max_tokens=max_tokens,
             sampling=sampling,
             stop=stop,
+            # The timeout bounds the wait for a slot and the generation after the first token, not
+            # the prompt's prefill: a long prompt that fits the context can always be answered.
             deadline=time.monotonic() + self.timeout_s,
+            timeout_s=self.timeout_s,
             cache_prefix=cache_prefix,
             lookup=lookup,
             stream=stream,

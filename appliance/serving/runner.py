@@ -77,10 +77,16 @@ class Runner:
     def raise_for(self, finished: Finished) -> None:
         """The client's error for a generation the engine stopped (timeout), lost (error) or that a
         shutdown stopped (cancelled after `abort`)."""
+        # No token yet means it never got a slot: the engine's timeout runs from the first token.
+        if finished.finish_reason == "timeout" and finished.completion_tokens == 0:
+            raise GenerationTimeout(
+                f"The request waited more than the server's {self.timeout_s:g} s limit for a free slot. "
+                "The appliance is busy: retry later.",
+            )
         if finished.finish_reason == "timeout":
             raise GenerationTimeout(
-                f"The request did not finish within the server's {self.timeout_s:g} s limit. "
-                "Lower max_tokens or retry later.",
+                f"The answer did not finish within the server's {self.timeout_s:g} s limit after its first "
+                "token. Lower max_tokens, or raise the server's --timeout.",
             )
         if finished.finish_reason == "error":
             raise ServerError("The engine failed while generating. Retry the request.")

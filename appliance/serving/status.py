@@ -65,6 +65,7 @@ class Status:
             cpu_kernels=s.cpu_kernels,
             cpu_kernels_source=s.cpu_kernels_source,
             cpu_kernels_reason=s.cpu_kernels_reason,
+            threads=s.threads,
             requests_per_minute=self.traffic.requests_per_minute(),
             errors_by_status=self.traffic.errors_by_status(),
             history=self.traffic.history(),

@@ -19,9 +19,9 @@ ASK = [{"role": "user", "content": "Describe a cat."}]
 PERSON = {
     "type": "object",
     "properties": {
-        "name": {"type": "string"},
+        "name": {"type": "string", "maxLength": 24},
         "age": {"type": "integer"},
-        "pets": {"type": "array", "items": {"type": "string", "enum": ["cat", "dog", "fish"]}},
+        "pets": {"type": "array", "items": {"type": "string", "enum": ["cat", "dog", "fish"]}, "maxItems": 3},
     },
     "required": ["name", "age", "pets"],
     "additionalProperties": False,
@@ -63,7 +63,7 @@ def test_json_schema_strict_validates_for_several_choices(client: openai.OpenAI)
         n=3,
         temperature=0.9,
         seed=11,
-        max_tokens=200,
+        max_tokens=120,
     )
     assert len(r.choices) == 3 and [c.index for c in r.choices] == [0, 1, 2]
     for choice in r.choices:

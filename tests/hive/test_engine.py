@@ -147,21 +147,36 @@ def test_max_tokens_and_utf8(engine: HiveEngine) -> None:
     assert "\ufffd" not in text
 
 
-def test_deadline_gives_timeout(engine: HiveEngine) -> None:
-    import time
-
-    tokens = prompt(engine, "You are a storyteller.", "Tell a very long story.")
+def test_timeout_runs_from_the_first_token_not_through_the_prefill(engine: HiveEngine) -> None:
+    """A long prompt whose prefill alone takes longer than the timeout still gets its answer started;
+    the generation after the first token is what the timeout stops."""
+    long_user = " ".join(f"{TOPICS[i % len(TOPICS)]} {i}" for i in range(700))
+    tokens = prompt(engine, "You are a storyteller.", f"Here are some notes: {long_user}. Tell a very long story.")
+    assert len(tokens) > 1500
 
     async def late():
-        g = engine.submit(
-            GenerationRequest(prompt_tokens=tokens, max_tokens=4000, sampling=GREEDY, deadline=time.monotonic() + 0.3)
-        )
+        g = engine.submit(GenerationRequest(prompt_tokens=tokens, max_tokens=4000, sampling=GREEDY, timeout_s=0.3))
         async for _ in g:
             pass
         return g.finished
 
     finished = run(engine, late())
-    assert finished is not None and finished.finish_reason == "timeout"
+    assert finished is not None and finished.finish_reason == "timeout" and finished.completion_tokens >= 1
+
+
+def test_a_request_still_waiting_at_its_deadline_times_out_unstarted(engine: HiveEngine) -> None:
+    import time
+
+    tokens = prompt(engine, "You are a storyteller.", "Tell a story.")
+
+    async def expired():
+        g = engine.submit(GenerationRequest(prompt_tokens=tokens, max_tokens=8, deadline=time.monotonic() - 1))
+        async for _ in g:
+            pass
+        return g.finished
+
+    finished = run(engine, expired())
+    assert finished is not None and finished.finish_reason == "timeout" and finished.completion_tokens == 0
 
 
 def test_prompt_lookup_gives_the_same_text(engine: HiveEngine) -> None:

@@ -14,8 +14,9 @@ from live import LiveServer
 pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).resolve().parent / "openai_node"
-# The check() calls in parity.mjs: a check that silently stopped running would be a lost test.
-CHECKS = 5
+# The check() calls in parity.mjs and tools.mjs: a check that silently stopped running would be a lost test.
+CHECKS = 13
+TOOL_CHECKS = 8
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +32,21 @@ def installed() -> Path:
     return HERE
 
 
-def test_the_openai_node_sdk_against_the_live_server(installed: Path, server: LiveServer, api_key: str) -> None:
+def run_script(installed: Path, server: LiveServer, api_key: str, script: str) -> list[str]:
+    """The script's passed checks, after asserting none failed."""
     env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": api_key}
-    result = subprocess.run(["node", "parity.mjs"], cwd=installed, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(["node", script], cwd=installed, env=env, capture_output=True, text=True, timeout=600)
     report = result.stdout + result.stderr
     assert result.returncode == 0 and "FAILED" not in report, report
-    passed = [line for line in report.splitlines() if line.startswith("ok ")]
-    assert len(passed) == CHECKS, report
+    return [line for line in report.splitlines() if line.startswith("ok ")]
+
+
+def test_the_openai_node_sdk_against_the_live_server(installed: Path, server: LiveServer, api_key: str) -> None:
+    passed = run_script(installed, server, api_key, "parity.mjs")
+    assert len(passed) == CHECKS, passed
+
+
+def test_function_calling_with_the_openai_node_sdk(installed: Path, server: LiveServer, api_key: str) -> None:
+    """tools, tool_choice (auto, none, required, named), streamed and not, history, and the 400s."""
+    passed = run_script(installed, server, api_key, "tools.mjs")
+    assert len(passed) == TOOL_CHECKS, passed

@@ -101,10 +101,17 @@ def test_fake_round_trip(make_client) -> None:
     assert r.json()["result"] == "hello there"
 
 
-def test_tools_are_refused_clearly(make_client) -> None:
-    client = make_client(FakeEngine())
+def test_tool_calls_reach_the_wire(make_client) -> None:
+    """The fake model writes one call in the fallback form; the API answers with it (the real model's
+    calls are tested in tests/api/test_tools.py)."""
+    client = make_client(FakeEngine(reply='<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call>'))
     tool = {"type": "function", "function": {"name": "f", "parameters": {}}}
-    assert client.post("/v1/chat/completions", json={**CHAT, "tools": [tool]}).json()["error"]["param"] == "tools"
+    body = {**CHAT, "tools": [tool], "tool_choice": "required"}
+    choice = client.post("/v1/chat/completions", json=body).json()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
+    [call] = choice["message"]["tool_calls"]
+    assert call["type"] == "function" and call["function"] == {"name": "f", "arguments": '{"x": 1}'}
+    assert client.post("/v1/chat/completions", json={**CHAT, "tools": []}).json()["error"]["param"] == "tools"
 
 
 @pytest.mark.parametrize(

@@ -17,3 +17,11 @@ def test_import_contracts() -> None:
     lint_imports = Path(sys.executable).parent / "lint-imports"
     result = subprocess.run([str(lint_imports)], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_test_files_have_unique_basenames() -> None:
+    """The test folders are not packages, so pytest over all of tests/ (the README's test command)
+    stops with 'import file mismatch' when two test files share a name."""
+    tests = Path(__file__).parents[1]
+    names = [p.name for p in tests.rglob("test_*.py") if "node_modules" not in p.parts]
+    assert sorted({n for n in names if names.count(n) > 1}) == []

@@ -36,6 +36,9 @@ SAMPLES = {
     "webhook_url": ("http://hooks.local/a", "http://hooks.local/a"),
     "cors_origins": ("https://app.example", "https://app.example"),
     "verbose": ("true", True),
+    "tls_cert": ("/etc/alveare/cert.pem", "/etc/alveare/cert.pem"),
+    "tls_key": ("/etc/alveare/key.pem", "/etc/alveare/key.pem"),
+    "insecure_http": ("1", True),
 }
 
 

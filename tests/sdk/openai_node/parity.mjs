@@ -73,4 +73,105 @@ await check("a bad key is an AuthenticationError", async () => {
   }
 });
 
+await check("cached_tokens in usage", async () => {
+  const messages = [{ role: "system", content: "You answer briefly. ".repeat(10) }, ...ask];
+  await client.chat.completions.create({ model: "chat", messages, max_tokens: 4 });
+  const r = await client.chat.completions.create({ model: "chat", messages, max_tokens: 4 });
+  assert(r.usage.prompt_tokens_details.cached_tokens > 0, JSON.stringify(r.usage));
+});
+
+await check("json_object mode parses", async () => {
+  const r = await client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "A JSON object describing a dog." }],
+    response_format: { type: "json_object" },
+    max_tokens: 300,
+    temperature: 0,
+  });
+  const text = r.choices[0].message.content;
+  assert(text.trimStart().startsWith("{"), text);
+  if (r.choices[0].finish_reason === "stop") assert(typeof JSON.parse(text) === "object", text);
+});
+
+await check("json_schema streamed validates", async () => {
+  const schema = {
+    type: "object",
+    properties: { city: { type: "string" }, population: { type: "integer" } },
+    required: ["city", "population"],
+    additionalProperties: false,
+  };
+  const stream = await client.chat.completions.create({
+    model: "gpt-4o-mini",
+    messages: [{ role: "user", content: "Name a city and its population." }],
+    response_format: { type: "json_schema", json_schema: { name: "city", schema, strict: true } },
+    max_tokens: 100,
+    stream: true,
+  });
+  let text = "";
+  let finish = null;
+  for await (const chunk of stream) {
+    text += chunk.choices[0]?.delta?.content ?? "";
+    finish = chunk.choices[0]?.finish_reason ?? finish;
+  }
+  assert(finish === "stop", `finish ${finish}: ${text}`);
+  const value = JSON.parse(text);
+  assert(typeof value.city === "string" && Number.isInteger(value.population), text);
+  assert(Object.keys(value).sort().join() === "city,population", text);
+});
+
+await check("a schema without a name is a BadRequestError naming it", async () => {
+  try {
+    await client.chat.completions.create({
+      model: "chat",
+      messages: ask,
+      response_format: { type: "json_schema", json_schema: { schema: { type: "object" } } },
+    });
+    throw new Error("no error");
+  } catch (err) {
+    assert(err instanceof OpenAI.BadRequestError && err.param === "response_format.json_schema.name", `${err}`);
+  }
+});
+
+await check("logprobs, streamed", async () => {
+  const stream = await client.chat.completions.create({
+    model: "chat",
+    messages: ask,
+    max_tokens: 5,
+    temperature: 0,
+    logprobs: true,
+    top_logprobs: 2,
+    stream: true,
+  });
+  const content = [];
+  for await (const chunk of stream) content.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+  assert(content.length >= 1 && content.every((t) => t.logprob <= 0 && t.top_logprobs.length === 2), JSON.stringify(content));
+});
+
+await check("n choices, streamed, by index", async () => {
+  const stream = await client.chat.completions.create({ model: "chat", messages: ask, n: 3, max_tokens: 8, stream: true });
+  const done = new Set();
+  for await (const chunk of stream) for (const c of chunk.choices) if (c.finish_reason) done.add(c.index);
+  assert([...done].sort().join() === "0,1,2", [...done].join());
+});
+
+await check("seed repeats the text", async () => {
+  const body = { model: "chat", messages: ask, max_tokens: 12, temperature: 1, seed: 99 };
+  await client.chat.completions.create(body);
+  const a = await client.chat.completions.create(body);
+  const b = await client.chat.completions.create(body);
+  assert(a.choices[0].message.content === b.choices[0].message.content, "seeded answers differ");
+});
+
+await check("legacy completions: prompt list with logprobs", async () => {
+  const r = await client.completions.create({
+    model: "gpt-3.5-turbo-instruct",
+    prompt: ["Roses are", "Violets are"],
+    max_tokens: 4,
+    logprobs: 1,
+    temperature: 0,
+  });
+  assert(r.choices.map((c) => c.index).join() === "0,1", JSON.stringify(r.choices));
+  assert(r.choices.every((c) => c.logprobs.tokens.join("") === c.text), JSON.stringify(r.choices));
+});
+
 process.exitCode = failed ? 1 : 0;

@@ -1,0 +1,84 @@
+"""How many CPU threads a decode step uses, chosen from measured step costs.
+
+llama.cpp splits every matmul across its threads and waits at a barrier after each op. When
+another process takes a core, the thread on that core is descheduled and every barrier waits for
+it: measured here, a one-token step went from 10 ms to 573 ms with a second llama.cpp busy on the
+same 2 cores, while one thread ran at about 1.2x its quiet speed. So the policy keeps a running
+cost per generated row for each thread count it tries, uses the cheapest, and now and then runs a
+few steps with another count so it notices when the contention comes or goes.
+
+Pure: the scheduler reports timings and asks which count to use next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Every this many steps, a few steps try another thread count.
+EXPLORE_EVERY = 64
+EXPLORE_STEPS = 3
+# Weight of the newest observation in a running cost.
+ALPHA = 0.3
+
+
+@dataclass
+class ThreadPolicy:
+    """Thread counts from 1 to `most`; `fixed` (an explicit --threads) turns adaptation off."""
+
+    most: int
+    fixed: bool = False
+    current: int = 0
+    # Running seconds per generated row, by thread count.
+    cost: dict[int, float] = field(default_factory=dict)
+    _steps: int = 0
+    _exploring: int = 0
+    _explore_with: int = 0
+    # A count whose running cost is stale (last measured an exploration ago): its next
+    # observation replaces it rather than blending in, so a change in contention shows at once.
+    _stale: int = 0
+
+    def __post_init__(self) -> None:
+        self.most = max(1, self.most)
+        self.current = self.most
+
+    def choose(self) -> int:
+        """The thread count for the next step."""
+        if self.fixed or self.most == 1:
+            return self.most
+        self._steps += 1
+        if self._exploring:
+            self._exploring -= 1
+            return self._explore_with
+        if self._steps % EXPLORE_EVERY == 0:
+            # Try the count whose cost is oldest news: the other one when there are two.
+            others = [n for n in self.candidates() if n != self.current]
+            self._explore_with = min(others, key=lambda n: self.cost.get(n, 0.0)) if others else self.current
+            self._exploring = EXPLORE_STEPS - 1
+            self._stale = self._explore_with
+            return self._explore_with
+        return self.current
+
+    def candidates(self) -> list[int]:
+        # All counts up to 4, then halvings: enough to step around a busy core without trying them all.
+        counts = set(range(1, min(self.most, 4) + 1))
+        n = self.most
+        while n > 4:
+            counts.add(n)
+            n //= 2
+        return sorted(counts)
+
+    def observe(self, threads: int, seconds: float, rows: int) -> None:
+        """A decode-only step of `rows` rows took `seconds` with `threads` threads."""
+        if self.fixed or rows <= 0:
+            return
+        per_row = seconds / rows
+        old = self.cost.get(threads)
+        if old is None or threads == self._stale:
+            self.cost[threads] = per_row
+            self._stale = 0
+        else:
+            self.cost[threads] = (1 - ALPHA) * old + ALPHA * per_row
+        best = min(self.cost, key=self.cost.__getitem__)
+        # Switch only for a clear win, so noise does not flip the count back and forth.
+        if best != self.current and self.cost[best] < 0.8 * self.cost.get(self.current, float("inf")):
+            self.current = best

@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Does a grammar-constrained request slow down the plain requests decoding beside it?
+
+One `alveare serve` on the embedded model (fresh data dir, loopback). Two scenarios, alternated
+A, B, A, B, ... so machine noise falls on both: A = 8 plain streaming clients; B = 1 client in JSON
+mode (response_format json_object, so every token goes through the grammar) beside 7 plain ones.
+Each client sends --requests requests one after another (max_tokens 48, temperature 0). Reported
+for the plain clients only: tokens/s per client and the median gap between streamed tokens, as
+medians over repeats, with the B/A ratios from the same run.
+
+  .venv/bin/python benchmarks/grammar_beside.py --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+PLAIN = [{"role": "user", "content": "Tell me about the history of tea in a few sentences."}]
+JSON_ASK = [{"role": "user", "content": "Describe a tea in a JSON object with several fields."}]
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                flags = ""
+                for f in Path("/proc/cpuinfo").read_text().splitlines():
+                    if f.startswith("flags"):
+                        keep = ("avx2", "avx512f", "amx_tile", "avx512_vnni")
+                        flags = " ".join(x for x in f.split(":", 1)[1].split() if x in keep)
+                        break
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores; {flags})"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(port: int, data: str, extra: list[str] | None = None) -> tuple[subprocess.Popen, str]:
+    env = {**os.environ, "ALVEARE_DATA_DIR": data, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "serve", "--port", str(port), "--timeout", "300", *(extra or [])],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    key = ""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.strip().startswith("alv_"):
+            key = line.strip()
+        if line.startswith("Listening on"):
+            break
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json().get("model_loaded"):
+                return proc, key
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise SystemExit("the server did not become ready")
+
+
+def client(url: str, key: str, constrained: bool, requests: int, out: list) -> None:
+    body = {"model": "chat", "max_tokens": 48, "temperature": 0, "stream": True}
+    body["messages"] = JSON_ASK if constrained else PLAIN
+    if constrained:
+        body["response_format"] = {"type": "json_object"}
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(timeout=300) as http:
+        for _ in range(requests):
+            t0 = time.perf_counter()
+            stamps = []
+            with http.stream("POST", url + "/v1/chat/completions", json=body, headers=headers) as r:
+                r.raise_for_status()
+                for line in r.iter_lines():
+                    if line.startswith("data: {"):
+                        chunk = json.loads(line[6:])
+                        if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                            stamps.append(time.perf_counter())
+            out.append((constrained, t0, time.perf_counter(), stamps))
+
+
+def scenario(url: str, key: str, constrained: int, requests: int) -> dict:
+    results: list = []
+    threads = [threading.Thread(target=client, args=(url, key, i < constrained, requests, results)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    plain = [r for r in results if not r[0]]
+    rates = [len(s) / (end - t0) for _, t0, end, s in plain if s]
+    gaps = [b - a for *_, s in plain for a, b in itertools.pairwise(s)]
+    return {"plain_tok_s_per_client": statistics.median(rates), "plain_gap_ms_p50": 1000 * statistics.median(gaps)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--requests", type=int, default=3, help="requests per client per scenario")
+    args = ap.parse_args()
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data:
+        proc, key = start(port, data)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            scenario(url, key, 1, 1)  # warm-up: prefix cache and grammar memo
+            runs: dict[str, list[dict]] = {"A": [], "B": []}
+            for _ in range(args.repeats):
+                runs["A"].append(scenario(url, key, 0, args.requests))
+                runs["B"].append(scenario(url, key, 1, args.requests))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    med = {k: {m: statistics.median(r[m] for r in v) for m in v[0]} for k, v in runs.items()}
+    print(f"CPU: {cpu_name()}")
+    print(f"{args.repeats} alternated repeats, 8 clients x {args.requests} streamed requests, max_tokens 48\n")
+    print("| scenario | plain clients' tok/s per client | plain clients' token gap p50 |")
+    print("|---|---|---|")
+    print(f"| A: 8 plain | {med['A']['plain_tok_s_per_client']:.2f} | {med['A']['plain_gap_ms_p50']:.0f} ms |")
+    b = med["B"]
+    print(f"| B: 1 JSON mode + 7 plain | {b['plain_tok_s_per_client']:.2f} | {b['plain_gap_ms_p50']:.0f} ms |")
+    ratio_rate = med["B"]["plain_tok_s_per_client"] / med["A"]["plain_tok_s_per_client"]
+    ratio_gap = med["B"]["plain_gap_ms_p50"] / med["A"]["plain_gap_ms_p50"]
+    print(f"| B / A | {ratio_rate:.2f}x | {ratio_gap:.2f}x |")
+    print("\nper repeat:", json.dumps(runs))
+
+
+if __name__ == "__main__":
+    main()

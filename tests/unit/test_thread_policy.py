@@ -1,0 +1,48 @@
+"""The thread policy under CPU contention, with made-up step timings: a busy core makes the full
+thread count 30 times slower (as measured with another llama.cpp on the same 2 cores), one thread
+only a little slower."""
+
+from __future__ import annotations
+
+from appliance.hive.threads import EXPLORE_EVERY, ThreadPolicy
+
+
+def run(policy: ThreadPolicy, steps: int, cost_ms: dict[int, float]) -> list[int]:
+    used = []
+    for _ in range(steps):
+        n = policy.choose()
+        used.append(n)
+        policy.observe(n, cost_ms[n] / 1000 * 4, rows=4)
+    return used
+
+
+QUIET = {1: 18.0, 2: 10.0}
+BUSY = {1: 21.0, 2: 570.0}
+
+
+def test_quiet_machine_keeps_every_thread() -> None:
+    policy = ThreadPolicy(most=2)
+    used = run(policy, 500, QUIET)
+    assert policy.current == 2 and used.count(2) > 0.9 * len(used)
+
+
+def test_contention_moves_to_fewer_threads_and_back() -> None:
+    policy = ThreadPolicy(most=2)
+    run(policy, 200, QUIET)
+    used = run(policy, 300, BUSY)
+    assert policy.current == 1
+    # After the first exploration round found one thread cheaper, nearly every step uses it.
+    assert used[-200:].count(1) > 190
+    run(policy, 4 * EXPLORE_EVERY, QUIET)
+    assert policy.current == 2
+
+
+def test_an_explicit_thread_count_is_never_changed() -> None:
+    policy = ThreadPolicy(most=2, fixed=True)
+    used = run(policy, 300, BUSY)
+    assert set(used) == {2} and policy.current == 2
+
+
+def test_candidates_stay_few_on_big_machines() -> None:
+    assert ThreadPolicy(most=2).candidates() == [1, 2]
+    assert ThreadPolicy(most=64).candidates() == [1, 2, 3, 4, 8, 16, 32, 64]
