@@ -136,6 +136,11 @@ class Flow:
             tail = render.usage(usage(plan, [g.finished for g in generations if g.finished is not None]))
             if tail:
                 yield tail
+            # The usage record is committed before the client is told the stream is complete, so a
+            # stream that ended with [DONE] survives a kill -9 as a non-streamed answer does.
+            meter.prompt_tokens = plan.prompt_tokens
+            meter.completion_tokens = sum(g.finished.completion_tokens for g in generations if g.finished)
+            await self.metering.succeeded(meter)
             yield DONE
         finally:
             # Client gone or stream done: either way free the slots now, and meter what was generated.
