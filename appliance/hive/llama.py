@@ -215,6 +215,9 @@ class Batch:
         ll.llama_batch_free(self.raw)
 
 
+# Candidates a greedy pick refused by the grammar tries one by one before the grammar goes over
+# the whole vocabulary.
+GREEDY_TRIES = 32
 # llama_token_data as numpy sees it, to fill a candidates array from a logits row without a Python loop.
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 
@@ -241,6 +244,21 @@ class Candidates:
 
     def selected(self) -> int:
         return int(self.data[self.array.selected].id)
+
+    def best_allowed(self, grammar: ctypes.c_void_p, k: int) -> int | None:
+        """For greedy sampling: the most likely of the chain's top `k` candidates that the grammar
+        accepts (exactly the greedy pick under the grammar when one is there), or None."""
+        size = self.array.size
+        logits = self.view["logit"][:size]
+        k = min(k, size)
+        top = np.argpartition(-logits, k - 1)[:k]
+        for i in top[np.argsort(-logits[top])]:
+            if logits[i] == -np.inf:
+                return None
+            token = int(self.view["id"][i])
+            if self.allows(grammar, token):
+                return token
+        return None
 
     def allows(self, grammar: ctypes.c_void_p, token: int) -> bool:
         """Whether the grammar accepts `token` next (it sets a forbidden token's logit to -inf)."""
@@ -296,6 +314,7 @@ class Sampler:
                 self.ptr,
                 ll.llama_sampler_init_penalties(model.n_vocab, 64, repeat_penalty, frequency_penalty, presence_penalty),
             )
+        self.greedy = temperature <= 0
         if temperature <= 0:
             add(self.ptr, ll.llama_sampler_init_greedy())
             return
@@ -317,10 +336,16 @@ class Sampler:
         ll.llama_sampler_apply(self.ptr, cand.fill(ctx, index))
         token = cand.selected()
         if not cand.allows(self.grammar, token):
-            cur = cand.fill(ctx, index)
-            ll.llama_sampler_apply(self.grammar, cur)
-            ll.llama_sampler_apply(self.ptr, cur)
-            token = cand.selected()
+            # Greedy: the best allowed token is usually among the next few (checked one by one);
+            # otherwise, or when sampling, the grammar goes over the whole vocabulary.
+            best = cand.best_allowed(self.grammar, GREEDY_TRIES) if self.greedy else None
+            if best is not None:
+                token = best
+            else:
+                cur = cand.fill(ctx, index)
+                ll.llama_sampler_apply(self.grammar, cur)
+                ll.llama_sampler_apply(self.ptr, cur)
+                token = cand.selected()
         ll.llama_sampler_accept(self.grammar, token)
         ll.llama_sampler_accept(self.ptr, token)
         return token
