@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Does a grammar-constrained request slow down the plain requests decoding beside it?
 
-One `alveare serve` on the embedded model (fresh data dir, loopback). Two scenarios, alternated
-A, B, A, B, ... so machine noise falls on both: A = 8 plain streaming clients; B = 1 client in JSON
-mode (response_format json_object, so every token goes through the grammar) beside 7 plain ones.
+One `alveare serve` on the embedded model (fresh data dir, loopback). Three scenarios, alternated
+A, B, C, A, B, C, ... so machine noise falls on all: A = 8 plain streaming clients; B = 1 client in
+JSON mode (response_format json_object, so every token goes through the grammar) beside 7 plain
+ones; C = B's question without the grammar beside 7 plain ones, so B / C isolates the grammar from
+the different workload of the odd client.
 Each client sends --requests requests one after another (max_tokens 48, temperature 0). Reported
 for the plain clients only: tokens/s per client and the median gap between streamed tokens, as
 medians over repeats, with the B/A ratios from the same run.
@@ -84,11 +86,13 @@ def start(port: int, data: str, extra: list[str] | None = None) -> tuple[subproc
     raise SystemExit("the server did not become ready")
 
 
-def client(url: str, key: str, constrained: bool, requests: int, out: list) -> None:
+def client(url: str, key: str, kind: str, requests: int, out: list) -> None:
+    """kind: "plain"; "json" (the JSON question in JSON mode); "ask" (the same question, no grammar)."""
     body = {"model": "chat", "max_tokens": 48, "temperature": 0, "stream": True}
-    body["messages"] = JSON_ASK if constrained else PLAIN
-    if constrained:
+    body["messages"] = PLAIN if kind == "plain" else JSON_ASK
+    if kind == "json":
         body["response_format"] = {"type": "json_object"}
+    constrained = kind != "plain"
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(timeout=300) as http:
         for _ in range(requests):
@@ -104,9 +108,11 @@ def client(url: str, key: str, constrained: bool, requests: int, out: list) -> N
             out.append((constrained, t0, time.perf_counter(), stamps))
 
 
-def scenario(url: str, key: str, constrained: int, requests: int) -> dict:
+def scenario(url: str, key: str, odd: str | None, requests: int) -> dict:
+    """8 clients: all plain, or one of kind `odd` beside 7 plain ones."""
     results: list = []
-    threads = [threading.Thread(target=client, args=(url, key, i < constrained, requests, results)) for i in range(8)]
+    kinds = [odd if (odd and i == 0) else "plain" for i in range(8)]
+    threads = [threading.Thread(target=client, args=(url, key, kinds[i], requests, results)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
@@ -127,11 +133,13 @@ def main() -> None:
         proc, key = start(port, data)
         url = f"http://127.0.0.1:{port}"
         try:
-            scenario(url, key, 1, 1)  # warm-up: prefix cache and grammar memo
-            runs: dict[str, list[dict]] = {"A": [], "B": []}
+            scenario(url, key, "json", 1)  # warm-up: prefix cache and grammar memo
+            scenario(url, key, "ask", 1)
+            runs: dict[str, list[dict]] = {"A": [], "B": [], "C": []}
             for _ in range(args.repeats):
-                runs["A"].append(scenario(url, key, 0, args.requests))
-                runs["B"].append(scenario(url, key, 1, args.requests))
+                runs["A"].append(scenario(url, key, None, args.requests))
+                runs["B"].append(scenario(url, key, "json", args.requests))
+                runs["C"].append(scenario(url, key, "ask", args.requests))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -143,9 +151,14 @@ def main() -> None:
     print(f"| A: 8 plain | {med['A']['plain_tok_s_per_client']:.2f} | {med['A']['plain_gap_ms_p50']:.0f} ms |")
     b = med["B"]
     print(f"| B: 1 JSON mode + 7 plain | {b['plain_tok_s_per_client']:.2f} | {b['plain_gap_ms_p50']:.0f} ms |")
-    ratio_rate = med["B"]["plain_tok_s_per_client"] / med["A"]["plain_tok_s_per_client"]
-    ratio_gap = med["B"]["plain_gap_ms_p50"] / med["A"]["plain_gap_ms_p50"]
-    print(f"| B / A | {ratio_rate:.2f}x | {ratio_gap:.2f}x |")
+    c = med["C"]
+    print(
+        f"| C: B's question, no grammar + 7 plain | {c['plain_tok_s_per_client']:.2f} | {c['plain_gap_ms_p50']:.0f} ms |"
+    )
+    for name, top, bottom in (("B / A", "B", "A"), ("B / C (the grammar alone)", "B", "C")):
+        rate = med[top]["plain_tok_s_per_client"] / med[bottom]["plain_tok_s_per_client"]
+        gap = med[top]["plain_gap_ms_p50"] / med[bottom]["plain_gap_ms_p50"]
+        print(f"| {name} | {rate:.2f}x | {gap:.2f}x |")
     print("\nper repeat:", json.dumps(runs))
 
 
