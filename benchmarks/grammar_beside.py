@@ -152,9 +152,8 @@ def main() -> None:
     b = med["B"]
     print(f"| B: 1 JSON mode + 7 plain | {b['plain_tok_s_per_client']:.2f} | {b['plain_gap_ms_p50']:.0f} ms |")
     c = med["C"]
-    print(
-        f"| C: B's question, no grammar + 7 plain | {c['plain_tok_s_per_client']:.2f} | {c['plain_gap_ms_p50']:.0f} ms |"
-    )
+    label = "C: B's question, no grammar + 7 plain"
+    print(f"| {label} | {c['plain_tok_s_per_client']:.2f} | {c['plain_gap_ms_p50']:.0f} ms |")
     for name, top, bottom in (("B / A", "B", "A"), ("B / C (the grammar alone)", "B", "C")):
         rate = med[top]["plain_tok_s_per_client"] / med[bottom]["plain_tok_s_per_client"]
         gap = med[top]["plain_gap_ms_p50"] / med[bottom]["plain_gap_ms_p50"]
