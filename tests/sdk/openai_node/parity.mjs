@@ -174,4 +174,38 @@ await check("legacy completions: prompt list with logprobs", async () => {
   assert(r.choices.every((c) => c.logprobs.tokens.join("") === c.text), JSON.stringify(r.choices));
 });
 
+await check("logit_bias forces a token", async () => {
+  const body = { model: "chat", messages: ask, max_tokens: 3, temperature: 0, logprobs: true };
+  const forced = async (id) =>
+    (await client.chat.completions.create({ ...body, logit_bias: { [id]: 100 } })).choices[0].logprobs.content.map(
+      (t) => t.token,
+    );
+  const a = await forced(1000);
+  const b = await forced(2000);
+  assert(a.length === 3 && new Set(a).size === 1 && new Set(b).size === 1 && a[0] !== b[0], `${a} / ${b}`);
+});
+
+await check("stop, penalties, max_completion_tokens, user and unknown fields", async () => {
+  const r = await client.chat.completions.create({
+    model: "chat",
+    messages: [{ role: "user", content: "Count from one to ten in words, separated by commas." }],
+    max_completion_tokens: 30,
+    stop: ["five"],
+    presence_penalty: 0.5,
+    frequency_penalty: 0.5,
+    temperature: 0,
+    user: "user-123",
+    // @ts-ignore an unknown field a newer SDK might send
+    some_future_field: { x: 1 },
+  });
+  assert(!r.choices[0].message.content.includes("five") && r.usage.completion_tokens <= 30, JSON.stringify(r));
+});
+
+await check("legacy completions: echo, streamed", async () => {
+  const stream = await client.completions.create({ model: "chat", prompt: "The sky is", max_tokens: 3, echo: true, stream: true });
+  let text = "";
+  for await (const chunk of stream) text += chunk.choices[0]?.text ?? "";
+  assert(text.startsWith("The sky is") && text.length > "The sky is".length, text);
+});
+
 process.exitCode = failed ? 1 : 0;
