@@ -1,23 +1,9 @@
 // The official openai Node SDK against a live Alveare: what an app migrated from OpenAI does.
 // Env: OPENAI_BASE_URL, OPENAI_API_KEY. Prints "ok NAME" per check, "FAILED NAME: why" on failure.
 import OpenAI from "openai";
+import { assert, check, finish } from "./harness.mjs";
 
 const client = new OpenAI({ maxRetries: 0, timeout: 120_000 });
-let failed = 0;
-
-async function check(name, fn) {
-  try {
-    await fn();
-    console.log(`ok ${name}`);
-  } catch (err) {
-    failed += 1;
-    console.log(`FAILED ${name}: ${err?.stack ?? err}`);
-  }
-}
-
-function assert(cond, message) {
-  if (!cond) throw new Error(message);
-}
 
 const ask = [{ role: "user", content: "Say hello in three words." }];
 
@@ -208,4 +194,4 @@ await check("legacy completions: echo, streamed", async () => {
   assert(text.startsWith("The sky is") && text.length > "The sky is".length, text);
 });
 
-process.exitCode = failed ? 1 : 0;
+finish();

@@ -2,23 +2,9 @@
 // template has no tool format: the documented fallback). Calls may be silly; their shape never is.
 // Env: OPENAI_BASE_URL, OPENAI_API_KEY. Prints "ok NAME" per check, "FAILED NAME: why" on failure.
 import OpenAI from "openai";
+import { assert, check, finish } from "./harness.mjs";
 
 const client = new OpenAI({ maxRetries: 0, timeout: 180_000 });
-let failed = 0;
-
-async function check(name, fn) {
-  try {
-    await fn();
-    console.log(`ok ${name}`);
-  } catch (err) {
-    failed += 1;
-    console.log(`FAILED ${name}: ${err?.stack ?? err}`);
-  }
-}
-
-function assert(cond, message) {
-  if (!cond) throw new Error(message);
-}
 
 const schemas = {
   get_weather: {
@@ -193,4 +179,4 @@ await check("tool_choice naming an unknown function is a BadRequestError", async
   await badRequest({ tools, tool_choice: { type: "function", function: { name: "nope" } } }, "tool_choice");
 });
 
-process.exitCode = failed ? 1 : 0;
+finish();
