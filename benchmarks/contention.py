@@ -15,15 +15,11 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).parent))
-from grammar_beside import cpu_name, free_port, start
+from machine import cpu_name, free_port, start
 
 ASK = [{"role": "user", "content": "Tell me about the history of tea in a few sentences."}]
 

@@ -18,72 +18,16 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import platform
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import httpx
+from machine import cpu_name, free_port, start
 
 PLAIN = [{"role": "user", "content": "Tell me about the history of tea in a few sentences."}]
 JSON_ASK = [{"role": "user", "content": "Describe a tea in a JSON object with several fields."}]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                flags = ""
-                for f in Path("/proc/cpuinfo").read_text().splitlines():
-                    if f.startswith("flags"):
-                        keep = ("avx2", "avx512f", "amx_tile", "avx512_vnni")
-                        flags = " ".join(x for x in f.split(":", 1)[1].split() if x in keep)
-                        break
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores; {flags})"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(port: int, data: str, extra: list[str] | None = None) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "ALVEARE_DATA_DIR": data, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "serve", "--port", str(port), "--timeout", "300", *(extra or [])],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    key = ""
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.strip().startswith("alv_"):
-            key = line.strip()
-        if line.startswith("Listening on"):
-            break
-    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json().get("model_loaded"):
-                return proc, key
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise SystemExit("the server did not become ready")
 
 
 def client(url: str, key: str, kind: str, requests: int, out: list) -> None:
