@@ -138,13 +138,17 @@ class Flow:
                 yield tail
             # The usage record is committed before the client is told the stream is complete, so a
             # stream that ended with [DONE] survives a kill -9 as a non-streamed answer does.
-            meter.prompt_tokens = plan.prompt_tokens
-            meter.completion_tokens = sum(g.finished.completion_tokens for g in generations if g.finished)
+            _count(meter, plan, generations)
             await self.metering.succeeded(meter)
             yield DONE
         finally:
             # Client gone or stream done: either way free the slots now, and meter what was generated.
             self.runner.release(generations)
-            meter.prompt_tokens = plan.prompt_tokens
-            meter.completion_tokens = sum(g.finished.completion_tokens for g in generations if g.finished)
+            _count(meter, plan, generations)
             self.metering.finish(meter, status)
+
+
+def _count(meter: Meter, plan: Plan, generations: list[Generation]) -> None:
+    """What a stream generated so far, for its usage record."""
+    meter.prompt_tokens = plan.prompt_tokens
+    meter.completion_tokens = sum(g.finished.completion_tokens for g in generations if g.finished)
