@@ -14,6 +14,7 @@ No llama_cpp import here: this runs before the model is loaded, and tests drive 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import logging
@@ -84,8 +85,11 @@ def build_signature() -> str:
     for lib in sorted((package / "lib").glob("*")) if (package / "lib").is_dir() else []:
         st = lib.stat()
         parts.append(f"{lib.name}:{st.st_size}:{int(st.st_mtime)}")
-    version = (package / "__init__.py").read_text(errors="replace").split("__version__", 1)[-1][:40]
-    return f"{version.strip()} {' '.join(parts)}"
+    try:
+        version = importlib.metadata.version("llama_cpp_python")
+    except importlib.metadata.PackageNotFoundError:  # a source checkout on sys.path
+        version = "unknown"
+    return f"{version} {' '.join(parts)}"
 
 
 def check_key(model_path: str, cpu: str, build: str) -> str:

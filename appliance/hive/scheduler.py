@@ -427,10 +427,9 @@ class Scheduler:
             self._accept(child_slot, child, child.sampler.sample(self.ctx, idx), idx)
         a.children = []
 
-    def _token_info(self, a: Active, token: int, row: int) -> TokenInfo:
+    def _token_info(self, a: Active, token: int, piece: bytes, row: int) -> TokenInfo:
         top = a.request.sampling.logprobs or 0
         logprob, best = self.ctx.logprobs(row, self.model.n_vocab, token, top)
-        piece = self.model.piece(token)
         return TokenInfo(token, piece, logprob, [(t, self.model.piece(t), lp) for t, lp in best])
 
     def _accept(self, slot: Slot, a: Active, token: int, row: int) -> None:
@@ -443,9 +442,10 @@ class Scheduler:
         a.tokens.append(token)
         if a.lookup is not None:
             a.lookup.append(token)
+        piece = self.model.piece(token)
         if a.request.sampling.logprobs is not None:
-            a.pending.append(self._token_info(a, token, row))
-        text = a.text.feed(self.model.piece(token))
+            a.pending.append(self._token_info(a, token, piece, row))
+        text = a.text.feed(piece)
         if text and not a.generation.cancelled:
             if a.request.stream:
                 self._emit(a.generation, Chunk(text, a.pending))
