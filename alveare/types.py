@@ -250,6 +250,9 @@ class HiveStatus(Struct):
     # CPU threads decode steps use now: fewer than the cores while another process takes one
     # (unless --threads fixes the count).
     threads: int = 0
+    # "unified" (all slots share kv_cells; one request may use them all) or "split" (each slot has
+    # kv_cells / slots_total of its own).
+    kv_cache: str = ""
 
 
 class UsageReport(Struct):

@@ -173,12 +173,24 @@ SETTINGS: tuple[Setting, ...] = (
         "n_ctx",
         int,
         8192,
-        "KV-cache tokens shared by all slots; one request may use up to this",
+        "KV-cache cells: shared by all slots (one request may use them all) or split among them, per `--kv-cache`",
         flag="--ctx",
         env="ALVEARE_CTX",
         minimum=256,
         label="context size",
-        more="(capped at the model's training context)",
+        more="(a request's share is capped at the model's training context)",
+    ),
+    Setting(
+        "kv_cache",
+        str,
+        "unified",
+        "`unified`: all slots share the context's cells, and one request may use all of them; `split`: each "
+        "slot gets its own ctx / slots cells, which attention alone reads (faster with many slots busy, "
+        "but a request must fit its slot's share)",
+        flag="--kv-cache",
+        env="ALVEARE_KV_CACHE",
+        choices=("unified", "split"),
+        label="KV cache layout",
     ),
     Setting(
         "threads",

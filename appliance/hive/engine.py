@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from appliance.errors import InvalidRequest, ModelLoading
+from appliance.errors import ContextLengthExceeded, InvalidRequest, ModelLoading
 from appliance.hive.grammars import json_schema_grammar
 from appliance.hive.kernels import KernelCache, KernelChoice, choose_kernels
 from appliance.hive.threads import ThreadPolicy
@@ -102,12 +102,14 @@ class HiveEngine:
         ctx = Context(
             model,
             n_ctx=cfg.n_ctx,
-            n_seq=cfg.slots + 1,  # the slots, and a scratch sequence for saving prefixes
+            n_seq=cfg.slots,
             n_batch=cfg.n_batch,
             threads=threads,
             flash=cfg.flash_attn,
+            unified=cfg.kv_cache == "unified",
         )
-        self._context_length = min(ctx.n_ctx, model.n_ctx_train or ctx.n_ctx)
+        # Split, a request fits in its slot's own stream (n_ctx / slots cells).
+        self._context_length = min(ctx.n_ctx_seq, model.n_ctx_train or ctx.n_ctx_seq)
         template = model.meta("tokenizer.chat_template") or CHATML
         bos = model.piece(model.bos, special=True).decode("utf-8", "replace") if model.bos >= 0 else ""
         eos = model.piece(model.eos, special=True).decode("utf-8", "replace") if model.eos >= 0 else ""
@@ -128,8 +130,8 @@ class HiveEngine:
         scheduler.start()
         self._model, self._ctx, self._scheduler = model, ctx, scheduler
         log.info(
-            "model %s loaded in %.1f s on %s (gpu offload %s; CPU kernels: %s, by %s); %d slots, %d context cells, "
-            "%d threads",
+            "model %s loaded in %.1f s on %s (gpu offload %s; CPU kernels: %s, by %s); %d slots, %d context cells "
+            "(%s KV cache, up to %d per request), %d threads",
             Path(cfg.model_path).name,
             time.monotonic() - t0,
             self._device,
@@ -138,6 +140,8 @@ class HiveEngine:
             kernels.source,
             cfg.slots,
             ctx.n_ctx,
+            cfg.kv_cache,
+            self._context_length,
             threads,
         )
 
@@ -215,6 +219,11 @@ class HiveEngine:
             raise InvalidRequest(
                 f"n must be between 1 and {self.config.slots} on this appliance (one slot per choice).", param="n"
             )
+        if len(request.prompt_tokens) >= self._context_length:  # serving checks first; never a failed step
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self._context_length} tokens. However, your prompt is "
+                f"{len(request.prompt_tokens)} tokens. Please shorten the prompt."
+            )
         generations = [Generation(self._loop) for _ in range(n)]
         self._scheduler.submit(request, generations)
         return generations
@@ -265,4 +274,5 @@ class HiveEngine:
             cpu_kernels_source=self._kernels.source if self._kernels else "",
             cpu_kernels_reason=self._kernels.reason if self._kernels else "",
             threads=s.threads.current if s else 0,
+            kv_cache=self.config.kv_cache,
         )

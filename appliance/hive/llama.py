@@ -116,15 +116,28 @@ def grammar_error(model: Model, grammar: str) -> str | None:
 
 
 class Context:
-    """One context, many sequences, one unified KV cache so prefixes can be shared by tagging."""
+    """One context, many sequences. With a unified KV cache all sequences share one pool of cells,
+    so a prefix is shared by tagging cells and one request may use every cell; split, each sequence
+    has its own stream of n_ctx / n_seq cells, so attention never walks other sequences' cells, and
+    a copy between sequences copies a whole stream."""
 
-    def __init__(self, model: Model, *, n_ctx: int, n_seq: int, n_batch: int, threads: int, flash: str) -> None:
+    def __init__(
+        self,
+        model: Model,
+        *,
+        n_ctx: int,
+        n_seq: int,
+        n_batch: int,
+        threads: int,
+        flash: str,
+        unified: bool = True,
+    ) -> None:
         params = ll.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_batch = n_batch
         params.n_ubatch = n_batch
         params.n_seq_max = n_seq
-        params.kv_unified = True
+        params.kv_unified = unified
         params.n_threads = threads
         params.n_threads_batch = threads
         params.no_perf = True
@@ -135,6 +148,9 @@ class Context:
             raise RuntimeError("llama.cpp could not create a context (out of memory?)")
         self.mem = ll.llama_get_memory(self.ptr)
         self.n_ctx = ll.llama_n_ctx(self.ptr)
+        # Cells one sequence may use: all of them when unified, its own stream's when split.
+        self.n_ctx_seq = ll.llama_n_ctx_seq(self.ptr)
+        self.unified = unified
         self.n_batch = n_batch
 
     def decode(self, batch: Batch) -> int:
@@ -166,6 +182,17 @@ class Context:
 
     def seq_cp(self, src: int, dst: int, p0: int, p1: int) -> None:
         ll.llama_memory_seq_cp(self.mem, src, dst, p0, p1)
+
+    def copy_prefix(self, src: int, dst: int, n: int) -> None:
+        """`dst` becomes the first `n` tokens of `src`. Unified: cells tagged, nothing moves. Split:
+        llama.cpp copies only whole streams (a partial copy aborts), queued until the next decode, and
+        the copy is then cut back to `n`."""
+        self.seq_rm(dst)
+        if self.unified:
+            self.seq_cp(src, dst, 0, n)
+        else:
+            self.seq_cp(src, dst, -1, -1)
+            self.seq_rm(dst, n, -1)
 
     def clear(self) -> None:
         ll.llama_memory_clear(self.mem, True)

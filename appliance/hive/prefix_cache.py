@@ -4,6 +4,10 @@ llama-server's prompt cache, and restored into a slot instead of being prefilled
 Why host memory rather than extra resident sequences: every cell in the KV cache costs every later
 decode step some attention work, so dozens of resident preambles slowed every token down, while a
 saved one costs nothing until it is restored (about 1 ms for 250 tokens of the embedded model).
+
+A preamble is saved from the slot that prefills it, at the step where that slot's sequence holds
+exactly the preamble (the scheduler ends a prefill chunk there). So no sequence is ever copied
+in part, which a split KV cache could not do.
 """
 
 from __future__ import annotations
@@ -43,10 +47,8 @@ class Saved:
 class PrefixCache:
     """At most `entries` preambles in at most `max_bytes`, least recently used dropped first."""
 
-    def __init__(self, ctx: Context, *, scratch: int, entries: int, max_bytes: int, profile: Profile) -> None:
+    def __init__(self, ctx: Context, *, entries: int, max_bytes: int, profile: Profile) -> None:
         self.ctx = ctx
-        # A KV sequence no slot uses: a preamble is cut out of a slot into it, then saved.
-        self.scratch = scratch
         self.entries = entries
         self.max_bytes = max_bytes
         self.profile = profile
@@ -80,25 +82,29 @@ class PrefixCache:
         self.profile.restore_s += time.perf_counter() - t0
         return ok
 
-    def remember(self, seq: int, kv: list[int], length: int) -> None:
-        """Save the first `length` tokens of sequence `seq` (holding `kv`) to host memory, once."""
-        if length < MIN_CACHE or length > len(kv) or self.entries <= 0:
-            return
-        prefix = kv[:length]
+    def wants(self, preamble: list[int]) -> bool:
+        """Whether this preamble should be saved: long enough, and not saved already (as itself or
+        as the start of a longer entry)."""
+        if len(preamble) < MIN_CACHE or self.entries <= 0:
+            return False
+        n = len(preamble)
         for entry in self.saved:
-            if len(entry.tokens) >= length and entry.tokens[:length] == prefix:
+            if len(entry.tokens) >= n and entry.tokens[:n] == preamble:
                 self._touch(entry)
-                return
+                return False
+        return True
+
+    def remember(self, seq: int, kv: list[int]) -> None:
+        """Save sequence `seq`, which holds exactly the tokens `kv`, to host memory."""
+        if not self.wants(kv):
+            return
         t0 = time.perf_counter()
-        self.ctx.seq_rm(self.scratch)
-        self.ctx.seq_cp(seq, self.scratch, 0, length)
-        state = self.ctx.seq_save(self.scratch)
-        self.ctx.seq_rm(self.scratch)
+        state = self.ctx.seq_save(seq)
         self.profile.saves += 1
         self.profile.save_s += time.perf_counter() - t0
         if state is None:
             return
-        entry = Saved(prefix, state)
+        entry = Saved(list(kv), state)
         self._touch(entry)
         self.saved.append(entry)
         while self.saved and (len(self.saved) > self.entries or sum(e.nbytes for e in self.saved) > self.max_bytes):

@@ -2,11 +2,12 @@
 
 Every step is one `llama_decode` over a batch holding one new token for each generating
 request plus chunks of prompt for requests still prefilling, so requests join and leave
-between steps. Each slot is one KV sequence. Finished slots keep their prompt in the
-unified KV cache, and shared preambles (specialist and system prompts) are also saved to
-host memory. A new request starts from the longest token prefix found in any slot (copied
-by tagging cells, no data moves) or among the saved preambles (restored, a memory copy),
-and prefills only the rest.
+between steps. Each slot is one KV sequence: in one unified KV cache, or each in its own
+stream when the cache is split. Finished slots keep their prompt in the KV cache, and shared
+preambles (specialist and system prompts) are also saved to host memory. A new request starts
+from the longest token prefix found in any slot (copied: by tagging cells when unified, as a
+stream copy when split) or among the saved preambles (restored, a memory copy), and prefills
+only the rest.
 
 (prefix_cache.py says why saved preambles live in host memory.)
 """
@@ -65,6 +66,8 @@ class Active:
     fork_from: Slot | None = None
     # When the generation is stopped: its first token's time plus the request's timeout_s.
     stop_at: float | None = None
+    # Prompt length at which this slot holds exactly a preamble to save to host memory (None: none).
+    save_at: int | None = None
 
     @property
     def prefilling(self) -> bool:
@@ -103,10 +106,11 @@ class Scheduler:
         self.threads = threads
         self._threads_now = threads.current
         self._decode_s = 0.0
-        # Shared preambles saved to host memory; the extra sequence (number `slots`) is its scratch.
-        self.prefixes = PrefixCache(
-            ctx, scratch=slots, entries=cache_entries, max_bytes=cache_bytes, profile=self.stats.profile
-        )
+        # Shared preambles saved to host memory.
+        self.prefixes = PrefixCache(ctx, entries=cache_entries, max_bytes=cache_bytes, profile=self.stats.profile)
+        # Sequences a split cache's stream copy reads or writes at the next decode: nothing may be
+        # restored into them before then, or the copy would overwrite it (or carry it off).
+        self._copying: set[int] = set()
         self.step_costs = StepCosts()
         self._waiting: deque[tuple[GenerationRequest, list[Generation]]] = deque()
         self._cond = threading.Condition()
@@ -222,9 +226,10 @@ class Scheduler:
                     continue
                 if len(free) < len(gens):
                     return
-                # Siblings share the prompt's cells (tagged, not copied); each needs room to answer.
+                # Unified: siblings share the prompt's cells (tagged, not copied); each needs room to
+                # answer. Split: every slot has its own stream, which always fits a request.
                 need = len(req.prompt_tokens) + req.max_tokens * len(gens)
-                if self._reserved() + need > self.ctx.n_ctx and len(free) < len(self.slots):
+                if self.ctx.unified and self._reserved() + need > self.ctx.n_ctx and len(free) < len(self.slots):
                     return  # wait for KV room; requests run in arrival order
                 self._waiting.popleft()
             self._place(req, gens, free, need)
@@ -250,17 +255,23 @@ class Scheduler:
     def _place(self, req: GenerationRequest, gens: list[Generation], free: list[Slot], need: int) -> None:
         prompt = req.prompt_tokens
         limit = len(prompt) - 1  # the last prompt token is always decoded, for its logits
+        # A preamble not saved yet is saved when the slot holds exactly it, so prefill must cross it.
+        save_at = req.cache_prefix if 0 < req.cache_prefix <= limit else None
+        if save_at is not None and self.prefixes.wants(prompt[:save_at]):
+            limit = save_at - 1
+        else:
+            save_at = None
         own = {s.seq: min(common_prefix(s.kv, prompt), limit) for s in self.slots}
         dest = max(free, key=lambda s: (own[s.seq], -len(s.kv)))
         src = max(self.slots, key=lambda s: own[s.seq])
         saved, saved_len = self.prefixes.best(prompt, limit)
         reuse = own[dest.seq]
-        if saved is not None and saved_len >= max(reuse, own[src.seq]) + MIN_COPY:
+        can_restore = saved is not None and dest.seq not in self._copying
+        if can_restore and saved_len >= max(reuse, own[src.seq]) + MIN_COPY:
             reuse = saved_len if self.prefixes.restore(saved, dest.seq, saved_len) else 0
         elif src is not dest and own[src.seq] >= reuse + MIN_COPY:
             reuse = own[src.seq]
-            self.ctx.seq_rm(dest.seq)
-            self.ctx.seq_cp(src.seq, dest.seq, 0, reuse)
+            self._copy(src, dest, reuse)
         else:
             self.ctx.seq_rm(dest.seq, reuse, -1)
         dest.kv = prompt[:reuse]
@@ -283,6 +294,7 @@ class Scheduler:
             done=reuse,
             cached=reuse,
             reserved=len(prompt) + req.max_tokens,
+            save_at=save_at,
         )
         dest.active = parent
         others = [slot for slot in free if slot is not dest]
@@ -351,7 +363,10 @@ class Scheduler:
             if a is None or not a.prefilling or a.fork_from is not None or budget <= 0:
                 continue
             prompt = a.request.prompt_tokens
-            chunk = prompt[a.done : a.done + budget]
+            end = a.done + budget
+            if a.save_at is not None:
+                end = min(end, a.save_at)  # stop at the preamble, to save it after this step
+            chunk = prompt[a.done : end]
             pos = len(slot.kv)
             for j, tok in enumerate(chunk):
                 last = a.done + j == len(prompt) - 1
@@ -380,11 +395,13 @@ class Scheduler:
             self.step_costs.observe(batch.n, t1 - t0)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
+        self._copying.clear()  # llama_decode did the queued stream copies first
         for slot, tokens in added:
             slot.kv.extend(tokens)
             a = slot.active
-            if a is not None and a.request.cache_prefix and len(tokens) > 1 and not a.prefilling:
-                self.prefixes.remember(slot.seq, slot.kv, a.request.cache_prefix)
+            if a is not None and a.save_at is not None and len(slot.kv) == a.save_at:
+                self.prefixes.remember(slot.seq, slot.kv)
+                a.save_at = None
         self.stats.record_step(generated, prompt_tokens)
         t2 = time.perf_counter()
         for slot, idx, draft in to_sample:
@@ -420,12 +437,17 @@ class Scheduler:
         for child_slot, child in a.children:
             if child_slot.active is not child:
                 continue  # cancelled while the prompt was prefilling
-            self.ctx.seq_rm(child_slot.seq)
-            self.ctx.seq_cp(slot.seq, child_slot.seq, 0, n)
+            self._copy(slot, child_slot, n)
             child_slot.kv = list(a.request.prompt_tokens)
             child.done, child.fork_from = n, None
             self._accept(child_slot, child, child.sampler.sample(self.ctx, idx), idx)
         a.children = []
+
+    def _copy(self, src: Slot, dst: Slot, n: int) -> None:
+        """`dst`'s sequence becomes the first `n` tokens of `src`'s."""
+        self.ctx.copy_prefix(src.seq, dst.seq, n)
+        if not self.ctx.unified:
+            self._copying.update((src.seq, dst.seq))
 
     def _token_info(self, a: Active, token: int, piece: bytes, row: int) -> TokenInfo:
         top = a.request.sampling.logprobs or 0

@@ -5,7 +5,9 @@ another process takes a core, the thread on that core is descheduled and every b
 it: measured here, a one-token step went from 10 ms to 573 ms with a second llama.cpp busy on the
 same 2 cores, while one thread ran at about 1.2x its quiet speed. So the policy keeps a running
 cost per generated row for each thread count it tries, uses the cheapest, and now and then runs a
-few steps with another count so it notices when the contention comes or goes.
+few steps with another count so it notices when the contention comes or goes: every EXPLORE_EVERY
+steps, sooner when that many steps would take long (contention from the start made 64 steps
+take minutes), and at once when a step costs several times its count's running cost.
 
 Pure: the scheduler reports timings and asks which count to use next.
 """
@@ -14,9 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Every this many steps, a few steps try another thread count.
+# Every this many steps, or this many seconds of steps, a few steps try another thread count.
 EXPLORE_EVERY = 64
+EXPLORE_AFTER_S = 5.0
 EXPLORE_STEPS = 3
+# A step this many times dearer per row than its count's running cost: contention just came.
+SURPRISE = 4.0
 # Weight of the newest observation in a running cost.
 ALPHA = 0.3
 
@@ -36,6 +41,9 @@ class ThreadPolicy:
     # A count whose running cost is stale (last measured an exploration ago): its next
     # observation replaces it rather than blending in, so a change in contention shows at once.
     _stale: int = 0
+    # Seconds of observed steps since the last exploration, and whether the next step should explore.
+    _since_s: float = 0.0
+    _explore_now: bool = False
 
     def __post_init__(self) -> None:
         self.most = max(1, self.most)
@@ -49,7 +57,8 @@ class ThreadPolicy:
         if self._exploring:
             self._exploring -= 1
             return self._explore_with
-        if self._steps % EXPLORE_EVERY == 0:
+        if self._steps >= EXPLORE_EVERY or self._since_s >= EXPLORE_AFTER_S or self._explore_now:
+            self._steps, self._since_s, self._explore_now = 0, 0.0, False
             # Try the count whose cost is oldest news: the other one when there are two.
             others = [n for n in self.candidates() if n != self.current]
             self._explore_with = min(others, key=lambda n: self.cost.get(n, 0.0)) if others else self.current
@@ -73,6 +82,10 @@ class ThreadPolicy:
             return
         per_row = seconds / rows
         old = self.cost.get(threads)
+        if threads == self.current and not self._exploring:  # exploration steps don't bring the next one closer
+            self._since_s += seconds
+            if old is not None and per_row > SURPRISE * old:
+                self._explore_now = True
         if old is None or threads == self._stale:
             self.cost[threads] = per_row
             self._stale = 0
@@ -82,3 +95,4 @@ class ThreadPolicy:
         # Switch only for a clear win, so noise does not flip the count back and forth.
         if best != self.current and self.cost[best] < 0.8 * self.cost.get(self.current, float("inf")):
             self.current = best
+            self._explore_now = False  # the switch was the answer

@@ -22,6 +22,9 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     cache_entries: int = 32
     cache_bytes: int = 128 * 1024 * 1024
     n_batch: int = 512
+    # "unified": one pool of n_ctx cells for all slots (one request may use all of it); "split": each
+    # slot its own stream of n_ctx / slots cells (attention reads only its own cells).
+    kv_cache: Literal["unified", "split"] = "unified"
     # "auto" (llama.cpp decides per backend), "on" or "off".
     flash_attn: Literal["auto", "on", "off"] = "auto"
     # Pass llama.cpp's own log lines through (model loading details and so on).
@@ -156,6 +159,7 @@ class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):
     cpu_kernels_reason: str = ""
     # CPU threads the decode steps use now (fewer than the cores while another process takes one).
     threads: int = 0
+    kv_cache: str = ""
 
 
 class Generation:

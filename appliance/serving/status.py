@@ -66,6 +66,7 @@ class Status:
             cpu_kernels_source=s.cpu_kernels_source,
             cpu_kernels_reason=s.cpu_kernels_reason,
             threads=s.threads,
+            kv_cache=s.kv_cache,
             requests_per_minute=self.traffic.requests_per_minute(),
             errors_by_status=self.traffic.errors_by_status(),
             history=self.traffic.history(),

@@ -34,10 +34,18 @@ TOPICS = [
 NEAR_TIE = 0.5
 
 
-@pytest.fixture(scope="module")
-def engine() -> AsyncIterator[HiveEngine]:
+# Split, each of the 8 slots gets n_ctx / 8 cells: 4096, room for the long-prompt test.
+KV_LAYOUTS = {"unified": 8192, "split": 32768}
+
+
+@pytest.fixture(scope="module", params=list(KV_LAYOUTS))
+def engine(request) -> AsyncIterator[HiveEngine]:
     loop = asyncio.new_event_loop()
-    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=8, n_ctx=8192, queue_size=64))
+    layout = request.param
+    config = EngineConfig(
+        model_path=embedded_model_path(), slots=8, n_ctx=KV_LAYOUTS[layout], queue_size=64, kv_cache=layout
+    )
+    eng = HiveEngine(config)
     loop.run_until_complete(eng.start())
     assert eng.loaded, eng.status().load_error
     eng.test_loop = loop  # type: ignore[attr-defined]
@@ -112,6 +120,49 @@ def test_prefix_hit_matches_miss(engine: HiveEngine) -> None:
     assert shared.cached_tokens >= len(engine.tokenize(engine.render_chat([("system", system)]))) - 4
     status = engine.status()
     assert status.prefix_cache_hits >= 2 and status.prefix_cache_tokens > 0
+
+
+def test_a_prefix_copied_from_a_busy_slot_gives_the_same_answer(engine: HiveEngine) -> None:
+    """A request sharing a long prefix with a slot that is still generating starts from a copy of
+    that slot's cells (split: a copy of its whole stream, cut back to the prefix)."""
+    system = "You are a patient teacher. Explain with one example and keep the words plain. " * 4
+    busy = prompt(engine, system, "Tell a very long story about a teacher.")
+    asked = prompt(engine, system, "What is a river?")
+    shared = len(engine.tokenize(engine.render_chat([("system", system)], add_generation_prompt=False)))
+    run(engine, generate(engine, busy, max_tokens=2))  # a slot now holds the prefix
+
+    async def beside_a_busy_slot():
+        long = engine.submit(GenerationRequest(prompt_tokens=busy, max_tokens=200, sampling=GREEDY))
+        pieces = long.__aiter__()
+        first = await pieces.__anext__()  # the long request is generating in the slot with the prefix
+        copied = await generate(engine, asked)
+        long.cancel()
+        async for _ in pieces:
+            pass
+        return first, copied
+
+    _, (_, copied) = run(engine, beside_a_busy_slot())
+    assert copied.cached_tokens >= shared - 4
+    _, again = run(engine, generate(engine, asked))  # from its own slot this time
+    assert_same_or_near_tie(engine, asked, copied, again)
+
+
+def test_n_choices_share_one_prefill(engine: HiveEngine) -> None:
+    """n greedy choices fork from one prefill (split: each gets a copy of the prompt's stream) and
+    all say the same as one greedy request."""
+    tokens = prompt(engine, "You answer in one sentence.", "Why is the sea salty?")
+    _, alone = run(engine, generate(engine, tokens, max_tokens=16))
+
+    async def three():
+        gens = engine.submit_many(GenerationRequest(prompt_tokens=tokens, max_tokens=16, sampling=GREEDY), 3)
+        for g in gens:
+            async for _ in g:
+                pass
+        return [g.finished for g in gens]
+
+    for choice in run(engine, three()):
+        assert choice is not None
+        assert_same_or_near_tie(engine, tokens, alone, choice)
 
 
 def test_cancel_frees_the_slot(engine: HiveEngine) -> None:
@@ -193,6 +244,10 @@ def test_prompt_lookup_gives_the_same_text(engine: HiveEngine) -> None:
         assert g.finished is not None
         return g.finished
 
+    # A fresh scheduler: the draft policy drafts until it has measured what bigger steps cost, and
+    # the other tests' steps would have measured that already.
+    run(engine, engine.stop())
+    run(engine, engine.start())
     plain = run(engine, once(False))
     before = engine.status().draft_tokens_accepted
     drafted = run(engine, once(True))
@@ -200,11 +255,13 @@ def test_prompt_lookup_gives_the_same_text(engine: HiveEngine) -> None:
     assert_same_or_near_tie(engine, tokens, plain, drafted)
 
 
-def test_saved_prefix_is_restored_after_its_slot_moved_on() -> None:
+@pytest.mark.parametrize("layout", list(KV_LAYOUTS))
+def test_saved_prefix_is_restored_after_its_slot_moved_on(layout: str) -> None:
     """One slot: a second system prompt evicts the first from the KV cache, and the first comes
-    back from host memory, giving the same text as when it was prefilled."""
+    back from host memory, giving the same text as when it was prefilled. The preamble is saved
+    from the slot at the step where it holds exactly the preamble."""
     loop = asyncio.new_event_loop()
-    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=1, n_ctx=2048))
+    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=1, n_ctx=2048, kv_cache=layout))
     loop.run_until_complete(eng.start())
     try:
         systems = [

@@ -27,6 +27,7 @@ SAMPLES = {
     "threads": ("2", 2),
     "gpu": ("off", "off"),
     "flash_attn": ("on", "on"),
+    "kv_cache": ("split", "split"),
     "cpu_kernels": ("safe", "safe"),
     "request_timeout_s": ("12.5", 12.5),
     "queue_size": ("3", 3),

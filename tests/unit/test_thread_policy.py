@@ -37,6 +37,20 @@ def test_contention_moves_to_fewer_threads_and_back() -> None:
     assert policy.current == 2
 
 
+def test_contention_from_the_first_step_is_left_within_a_few_steps() -> None:
+    """Before, the first exploration came after 64 steps: minutes at half a second a step."""
+    policy = ThreadPolicy(most=2)
+    used = run(policy, 12, BUSY)
+    assert policy.current == 1 and used[-3:] == [1, 1, 1]
+
+
+def test_contention_arriving_is_explored_at_the_next_step() -> None:
+    policy = ThreadPolicy(most=2)
+    run(policy, 30, QUIET)
+    used = run(policy, 4, BUSY)
+    assert used[1] == 1  # one slow step, then the other count is tried at once
+
+
 def test_an_explicit_thread_count_is_never_changed() -> None:
     policy = ThreadPolicy(most=2, fixed=True)
     used = run(policy, 300, BUSY)
