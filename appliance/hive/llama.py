@@ -342,6 +342,15 @@ class Sampler:
                 ll.llama_sampler_init_penalties(model.n_vocab, 64, repeat_penalty, frequency_penalty, presence_penalty),
             )
         self.greedy = temperature <= 0
+        # Greedy with nothing else in the chain: an argmax over the logits row in place (about 10 us),
+        # where llama_sampler_sample first copies the whole vocabulary into candidates (about 60 us).
+        self.n_vocab = model.n_vocab
+        self.argmax_only = (
+            self.greedy
+            and not grammar
+            and not logit_bias
+            and not (presence_penalty or frequency_penalty or repeat_penalty != 1.0)
+        )
         if temperature <= 0:
             add(self.ptr, ll.llama_sampler_init_greedy())
             return
@@ -356,6 +365,8 @@ class Sampler:
 
     def sample(self, ctx: Context, index: int) -> int:
         """Sample from the logits at batch `index`; the chain (and grammar) also accept the token."""
+        if self.argmax_only:  # the first highest logit, as llama.cpp's greedy sampler picks it
+            return int(np.ctypeslib.as_array(ll.llama_get_logits_ith(ctx.ptr, index), shape=(self.n_vocab,)).argmax())
         if self.grammar is None:
             return int(ll.llama_sampler_sample(self.ptr, ctx.ptr, index))
         cand = self.candidates

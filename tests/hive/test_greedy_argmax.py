@@ -1,0 +1,44 @@
+"""Plain greedy sampling reads the argmax of the logits row in place instead of going through
+llama.cpp's sampler chain; it must pick exactly what the chain's greedy sampler picks, in both KV
+cache layouts (split streams change how llama.cpp orders work, never which row is which)."""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.hive import llama
+from appliance.hive.engine import embedded_model_path
+
+GREEDY = dict(temperature=0.0, top_p=1.0, top_k=0, min_p=0.0, presence_penalty=0.0, frequency_penalty=0.0, seed=1)
+
+
+@pytest.mark.parametrize("unified", [True, False])
+def test_argmax_picks_what_the_greedy_chain_picks(unified: bool) -> None:
+    model = llama.Model(embedded_model_path(), gpu=False)
+    ctx = llama.Context(model, n_ctx=1024, n_seq=4, n_batch=256, threads=2, flash="auto", unified=unified)
+    batch = llama.Batch(256)
+    try:
+        texts = ["The capital of France is", "def fibonacci(n):", "Bees make honey because", "1, 2, 3, 4,"]
+        rows = []
+        for seq, text in enumerate(texts):
+            tokens = model.tokenize(text, add_special=True, parse_special=False)
+            for pos, tok in enumerate(tokens):
+                idx = batch.add(tok, pos, seq, True)  # every position's row: many different choices
+                rows.append(idx)
+        assert ctx.decode(batch) == 0
+        fast = llama.Sampler(model, repeat_penalty=1.0, grammar=None, **GREEDY)
+        chain = llama.Sampler(model, repeat_penalty=1.0, grammar=None, **GREEDY)
+        chain.argmax_only = False  # through llama_sampler_sample, as before the shortcut
+        assert fast.argmax_only
+        picks = [(fast.sample(ctx, i), chain.sample(ctx, i)) for i in rows]
+        assert all(a == b for a, b in picks), picks
+        assert len({a for a, _ in picks}) > 5
+        # Anything else in the chain (here a repeat penalty) takes the chain's path.
+        penalised = llama.Sampler(model, repeat_penalty=1.1, grammar=None, **GREEDY)
+        assert not penalised.argmax_only
+        for sampler in (fast, chain, penalised):
+            sampler.close()
+    finally:
+        batch.close()
+        ctx.close()
+        model.close()
