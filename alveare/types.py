@@ -253,6 +253,9 @@ class HiveStatus(Struct):
     # "unified" (all slots share kv_cells; one request may use them all) or "split" (each slot has
     # kv_cells / slots_total of its own).
     kv_cache: str = ""
+    # The GGUF file loaded, and when it is the copy `alveare model optimize` kept, the file asked for.
+    model_file: str = ""
+    optimized_from: str = ""
 
 
 class UsageReport(Struct):

@@ -238,6 +238,17 @@ SETTINGS: tuple[Setting, ...] = (
         "skips the check",
     ),
     Setting(
+        "optimized_model",
+        str,
+        "auto",
+        "`auto` serves the copy `alveare model optimize` kept for the model (see The hive engine), `off` the original",
+        flag="--optimized-model",
+        env="ALVEARE_OPTIMIZED_MODEL",
+        choices=("auto", "off"),
+        label="optimized model",
+        more="; a copy is used only while the original's path, size and mtime are those it was made from",
+    ),
+    Setting(
         "request_timeout_s",
         float,
         30.0,
@@ -346,6 +357,11 @@ class _SettingsBase(msgspec.Struct, frozen=True, kw_only=True):
     def kernel_cache_path(self) -> Path:
         """Where the CPU kernel check's verdicts are remembered."""
         return self.data_path / "cpu-kernels.json"
+
+    @property
+    def models_path(self) -> Path:
+        """Where `alveare model optimize` keeps its copies and reports."""
+        return self.data_path / "models"
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -16,6 +16,7 @@ from appliance.cli.chat import ChatCommand
 from appliance.cli.hives import HivesCommand
 from appliance.cli.infer import InferCommand
 from appliance.cli.init import InitCommand
+from appliance.cli.model import ModelCommand
 from appliance.cli.output import error_line, fail
 from appliance.cli.serve import ServeCommand
 from appliance.cli.specialists import SpecialistsCommand
@@ -33,6 +34,7 @@ COMMANDS: tuple[Command, ...] = (
     HivesCommand(),
     InitCommand(),
     ServeCommand(),
+    ModelCommand(),
     AdminCommand(),
     TuiCommand(),
 )

@@ -59,6 +59,26 @@ class ServeCommand(Command):
         parser.set_defaults(run=serve)
 
 
+def served_model(settings: Settings, model_path: str) -> str:
+    """The file to load for `model_path`: the copy `alveare model optimize` kept for it while that is
+    still valid (and --optimized-model is auto), else the file itself."""
+    from appliance.hive.optimize import optimized_copy
+
+    if settings.optimized_model == "off":
+        return model_path
+    report = optimized_copy(model_path, settings.models_path)
+    if report is None or report.copy_path is None:
+        return model_path
+    log.info(
+        "serving the optimised %s copy %s of %s (%s); --optimized-model off serves the original",
+        report.kept,
+        report.copy_path,
+        model_path,
+        report.verdict.removeprefix(f"kept the {report.kept} copy: "),
+    )
+    return report.copy_path
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -79,6 +99,7 @@ def serve(args: argparse.Namespace) -> int:
     # Everything that can be checked before listening is: a bad model file or a busy port is one
     # line and a non-zero exit, not a server that answers 503 forever or a traceback.
     check_model(model_path)
+    served_path = served_model(settings, model_path)
     plan = listen_plan(settings)
     sock = bind(settings.host, settings.port)
     # The first serve is `alveare init`: the data dir, the secret, the first admin key, the certificate.
@@ -86,7 +107,8 @@ def serve(args: argparse.Namespace) -> int:
     store = Store(settings.data_path)
     engine = HiveEngine(
         EngineConfig(
-            model_path=model_path,
+            model_path=served_path,
+            source_model_path=model_path if served_path != model_path else None,
             n_ctx=settings.n_ctx,
             slots=settings.slots,
             threads=settings.threads,

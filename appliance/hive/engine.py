@@ -47,6 +47,27 @@ def embedded_model_path() -> str:
     raise FileNotFoundError(f"no .gguf file inside the {EMBEDDED_PACKAGE} package")
 
 
+def chat_templates(model: Model) -> dict[bool, Any]:
+    """The GGUF's own chat template (ChatML if it has none), with and without the generation prompt."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = model.meta("tokenizer.chat_template") or CHATML
+    bos = model.piece(model.bos, special=True).decode("utf-8", "replace") if model.bos >= 0 else ""
+    eos = model.piece(model.eos, special=True).decode("utf-8", "replace") if model.eos >= 0 else ""
+    return {
+        flag: Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos, add_generation_prompt=flag)
+        for flag in (True, False)
+    }
+
+
+def without_bos(prompt: str, template: Any, model: Model | None) -> str:
+    """tokenize() adds BOS itself where the model wants one; don't double it."""
+    bos = template.bos_token
+    if bos and model is not None and model.add_bos and prompt.startswith(bos):
+        return prompt[len(bos) :]
+    return prompt
+
+
 class HiveEngine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
@@ -75,8 +96,6 @@ class HiveEngine:
         self._load()
 
     def _load(self) -> None:
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
         from appliance.hive.llama import Context, Model, default_threads, quiet_native_logs, supports_gpu_offload
         from appliance.hive.scheduler import Scheduler
 
@@ -110,13 +129,7 @@ class HiveEngine:
         )
         # Split, a request fits in its slot's own stream (n_ctx / slots cells).
         self._context_length = min(ctx.n_ctx_seq, model.n_ctx_train or ctx.n_ctx_seq)
-        template = model.meta("tokenizer.chat_template") or CHATML
-        bos = model.piece(model.bos, special=True).decode("utf-8", "replace") if model.bos >= 0 else ""
-        eos = model.piece(model.eos, special=True).decode("utf-8", "replace") if model.eos >= 0 else ""
-        self._templates = {
-            flag: Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos, add_generation_prompt=flag)
-            for flag in (True, False)
-        }
+        self._templates = chat_templates(model)
         scheduler = Scheduler(
             model,
             ctx,
@@ -163,7 +176,8 @@ class HiveEngine:
 
     @property
     def model_name(self) -> str:
-        return Path(self.config.model_path).stem
+        # An optimised copy serves under the original's name: clients see the same model.
+        return Path(self.config.source_model_path or self.config.model_path).stem
 
     @property
     def context_length(self) -> int:
@@ -200,12 +214,7 @@ class HiveEngine:
             raise InvalidRequest(
                 f"The model's chat template cannot render these messages: {exc}", param="messages"
             ) from None
-        prompt: str = rendered.prompt
-        bos = template.bos_token
-        # tokenize() adds BOS itself where the model wants one; don't double it.
-        if bos and self._model is not None and self._model.add_bos and prompt.startswith(bos):
-            prompt = prompt[len(bos) :]
-        return prompt
+        return without_bos(rendered.prompt, template, self._model)
 
     def submit(self, request: GenerationRequest) -> Generation:
         return self.submit_many(request, 1)[0]
@@ -275,4 +284,5 @@ class HiveEngine:
             cpu_kernels_reason=self._kernels.reason if self._kernels else "",
             threads=s.threads.current if s else 0,
             kv_cache=self.config.kv_cache,
+            source_model_path=self.config.source_model_path or "",
         )

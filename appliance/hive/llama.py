@@ -32,6 +32,22 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# Types a model can be requantised to (hive/optimize.py): those with batched CPU kernels in ggml.
+QUANT_TYPES = {"q4_0": ll.LLAMA_FTYPE_MOSTLY_Q4_0, "q8_0": ll.LLAMA_FTYPE_MOSTLY_Q8_0}
+
+
+def quantize(source: str, target: str, *, kind: str, threads: int) -> None:
+    """Write `source` requantised to `kind` (a QUANT_TYPES key) as `target`, with llama.cpp's
+    quantize API; already quantised tensors are requantised (allow_requantize)."""
+    ll.llama_backend_init()
+    params = ll.llama_model_quantize_default_params()
+    params.ftype = QUANT_TYPES[kind]
+    params.allow_requantize = True
+    params.nthread = threads
+    if ll.llama_model_quantize(source.encode(), target.encode(), ctypes.byref(params)) != 0:
+        raise RuntimeError(f"llama.cpp could not requantise {source} to {kind}")
+
+
 class Model:
     def __init__(self, path: str, *, gpu: bool, extra_bufts: bool = True) -> None:
         ll.llama_backend_init()  # idempotent; needed before the first model load
@@ -56,6 +72,7 @@ class Model:
         if self.gpu_layers == -1:
             self.gpu_layers = self.n_layers
         self.size_bytes = int(ll.llama_model_size(self.ptr))
+        self.ftype = int(ll.llama_model_ftype(self.ptr))
         self.n_params = int(ll.llama_model_n_params(self.ptr))
         buf = ctypes.create_string_buffer(256)
         ll.llama_model_desc(self.ptr, buf, ctypes.sizeof(buf))
@@ -163,6 +180,10 @@ class Context:
         """A copy of the logits row at batch `index` (for checks; the sampler reads them in place)."""
         ptr = ll.llama_get_logits_ith(self.ptr, index)
         return list(ptr[:n_vocab])
+
+    def output_logits(self, n: int, n_vocab: int) -> np.ndarray:
+        """A copy of the logits rows of the last decode's `n` outputs, in batch order."""
+        return np.ctypeslib.as_array(ll.llama_get_logits(self.ptr), shape=(n, n_vocab)).copy()
 
     def logprobs(self, index: int, n_vocab: int, token: int, top: int) -> tuple[float, list[tuple[int, float]]]:
         """`token`'s log-probability at batch `index` and the `top` most likely (id, logprob) pairs,

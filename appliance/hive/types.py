@@ -34,6 +34,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     cpu_kernels: Literal["auto", "fast", "safe"] = "auto"
     # Where the check's verdict is remembered (a file in the data dir); None checks on every start.
     kernel_cache_path: str | None = None
+    # The model file asked for, when model_path is the optimised copy of it (hive/optimize.py).
+    source_model_path: str | None = None
 
 
 class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -160,6 +162,8 @@ class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):
     # CPU threads the decode steps use now (fewer than the cores while another process takes one).
     threads: int = 0
     kv_cache: str = ""
+    # The model file asked for, when model_path is its optimised copy; else empty.
+    source_model_path: str = ""
 
 
 class Generation:

@@ -67,6 +67,8 @@ class Status:
             cpu_kernels_reason=s.cpu_kernels_reason,
             threads=s.threads,
             kv_cache=s.kv_cache,
+            model_file=s.model_path,
+            optimized_from=s.source_model_path,
             requests_per_minute=self.traffic.requests_per_minute(),
             errors_by_status=self.traffic.errors_by_status(),
             history=self.traffic.history(),

@@ -29,6 +29,7 @@ SAMPLES = {
     "flash_attn": ("on", "on"),
     "kv_cache": ("split", "split"),
     "cpu_kernels": ("safe", "safe"),
+    "optimized_model": ("off", "off"),
     "request_timeout_s": ("12.5", 12.5),
     "queue_size": ("3", 3),
     "shutdown_grace_s": ("2.5", 2.5),

@@ -1,0 +1,142 @@
+"""`alveare model optimize` and `alveare model show`: a kernel-friendly copy of the model, kept only
+if it passes the quality gate (appliance/hive/optimize.py), and what is recorded about it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from appliance.cli.base import Command, action, actions, add_setting_flags, load_settings
+from appliance.cli.output import print_json, table
+from appliance.errors import ConfigError
+
+if TYPE_CHECKING:
+    from appliance.hive.optimize import Report
+    from appliance.settings import Settings
+
+
+class ModelCommand(Command):
+    name = "model"
+    help = "a faster copy of the model, kept only if it passes a quality gate"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        group = actions(parser)
+        p = action(
+            group,
+            "optimize",
+            "requantise the model to types with batched CPU kernels, measure quality and speed against the "
+            "original, and keep the fastest copy that passes the gate (serve then loads it)",
+            optimize,
+            json=True,
+        )
+        add_setting_flags(p, only=("data_dir", "model_path", "threads", "cpu_kernels"))
+        p.add_argument(
+            "--type",
+            dest="quant_type",
+            choices=("auto", "q4_0", "q8_0"),
+            default="auto",
+            help="the type to try; auto tries q4_0 and q8_0 (default auto)",
+        )
+        p = action(group, "show", "the optimisation reports and which copy serve loads", show, json=True)
+        add_setting_flags(p, only=("data_dir", "model_path"))
+
+
+def _model_path(settings: Settings) -> str:
+    from appliance.hive.engine import embedded_model_path
+    from appliance.preflight import check_model
+
+    try:
+        path = settings.model_path or embedded_model_path()
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
+    check_model(path)
+    return path
+
+
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def optimize(args: argparse.Namespace) -> int:
+    from appliance.hive.optimize import CANDIDATES, optimize
+
+    settings = load_settings(args)
+    path = _model_path(settings)
+    if not settings.data_path.is_dir():
+        raise ConfigError(f"no data dir at {settings.data_path}: run `alveare init` first, or pass --data-dir")
+    from appliance.hive.llama import default_threads
+
+    report = optimize(
+        path,
+        settings.models_path,
+        kinds=CANDIDATES if args.quant_type == "auto" else (args.quant_type,),
+        threads=settings.threads or default_threads(),
+        cpu_kernels=settings.cpu_kernels,  # type: ignore[arg-type]
+        kernel_cache=settings.kernel_cache_path,
+        progress=_progress,
+    )
+    if args.json:
+        print_json(report)
+        return 0
+    print_report(report)
+    return 0
+
+
+def show(args: argparse.Namespace) -> int:
+    from appliance.hive.optimize import copy_state, reports
+
+    settings = load_settings(args)
+    found = reports(settings.models_path)
+    if args.json:
+        print_json([{"state": copy_state(r), "report": r} for r in found])
+        return 0
+    if not found:
+        print(f"No optimisation reports in {settings.models_path}; `alveare model optimize` makes one.")
+        return 0
+    for i, report in enumerate(found):
+        if i:
+            print()
+        print_report(report)
+        state = copy_state(report)
+        if report.kept and settings.optimized_model == "off" and state == "in use":
+            state = "not used: --optimized-model off"
+        print(f"State:   {state}")
+    return 0
+
+
+def print_report(r: Report) -> None:
+    print(f"Model:   {r.source.path} ({r.source.description}, {r.source.size / 1e6:.1f} MB)")
+    print(f"Machine: {r.cpu}, {r.threads} threads, llama-cpp-python {r.llama_cpp_python}, {r.created_at}")
+    print(
+        f"Gate:    perplexity on {r.text_tokens} tokens at most {r.gate.max_perplexity_increase:+.0%}, greedy "
+        f"agreement on {r.prompts} prompts x {r.answer_tokens} tokens at least {r.gate.min_agreement:.0%}, "
+        f"speed at least {r.gate.min_speedup:.2f}x"
+    )
+    print()
+    headers = ["model", "MB", "kernels", "perplexity", "agreement", "same answers", "prefill", "decode x8", "decode x1"]
+    headers += ["speed", "kept"]
+    rows = []
+    for c in [r.original, *r.candidates]:
+        ppl = f"{c.perplexity:.2f}" + (f" ({c.perplexity_increase:+.1%})" if c.perplexity_increase is not None else "")
+        rows.append(
+            [
+                c.type,
+                f"{c.size_bytes / 1e6:.1f}",
+                c.kernels,
+                ppl,
+                f"{c.agreement:.0%}" if c.agreement is not None else "-",
+                f"{c.exact_answers}/{r.prompts}" if c.exact_answers is not None else "-",
+                f"{c.speed.prefill:.0f}",
+                f"{c.speed.decode_batch:.0f}",
+                f"{c.speed.decode_one:.0f}",
+                f"{c.speedup:.2f}x" if c.speedup is not None else "1.00x",
+                "yes" if r.kept == c.type else "-",
+            ]
+        )
+    table(headers, rows, right=("MB", "prefill", "decode x8", "decode x1", "speed"))
+    print("(speeds in tokens/s; agreement: the original's greedy answer tokens the copy also picks)")
+    print()
+    print(f"Verdict: {r.verdict}")
+    if r.copy_path:
+        print(f"Copy:    {r.copy_path}")

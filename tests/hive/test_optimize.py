@@ -1,0 +1,135 @@
+"""`alveare model optimize` on the real embedded model: a real requantisation to Q4_0 into a data dir,
+measured against the original; the default gate rejects it (requantising Q4_1 weights to Q4_0 costs
+about +17% perplexity) and deletes it, a loosened gate keeps it, and `serve` then loads the copy and
+says so in /v1/hive/status. Short text and few prompts keep it quick; no speed is asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from live import start_server
+
+from appliance.cli import main
+from appliance.cli.serve import served_model
+from appliance.hive.engine import embedded_model_path
+from appliance.hive.optimize import Gate, Report, judge, optimize, optimized_copy, read_report, report_path, source_of
+from appliance.settings import load_settings
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = ("What is the capital of France?", "Write one sentence about the sea.")
+# Only quality counts here: any speed passes, so the test never depends on this machine's timing.
+QUALITY_ONLY = Gate(max_perplexity_increase=1.0, min_agreement=0.0, min_speedup=0.0)
+
+
+def run_optimize(data: Path, source: Path, gate: Gate) -> Report:
+    return optimize(
+        str(source),
+        data / "models",
+        kinds=("q4_0",),
+        threads=1,
+        kernel_cache=data / "cpu-kernels.json",
+        gate=gate,
+        text_limit=200,
+        prompts=PROMPTS,
+        answer_tokens=12,
+        repeats=1,
+    )
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> tuple[Path, Path, Report, Report]:
+    """A data dir and a model file of its own (so the test may change it), optimised twice: with the
+    default gate, then with one that only asks for a working copy."""
+    root = tmp_path_factory.mktemp("optimize")
+    source = root / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    shutil.copy2(embedded_model_path(), source)
+    data = root / "data"
+    data.mkdir(mode=0o700)
+    rejected = run_optimize(data, source, Gate())
+    kept = run_optimize(data, source, QUALITY_ONLY)
+    return data, source, rejected, kept
+
+
+def test_the_default_gate_rejects_the_q4_0_copy_and_deletes_it(made) -> None:
+    _, _, rejected, _ = made
+    (q4,) = rejected.candidates
+    assert q4.type == "q4_0" and "Q4_0" in q4.description and "Q4_1" in rejected.source.description
+    # Perplexity on the same tokens, the copy worse by more than the 5% margin.
+    assert rejected.original.perplexity > 1 and q4.perplexity_increase is not None and q4.perplexity_increase > 0.05
+    assert not q4.passed and any(r.startswith("perplexity +") for r in q4.reasons)
+    assert rejected.kept is None and rejected.copy_path is None and "kept no copy" in rejected.verdict
+    assert not Path(q4.path).exists()
+
+
+def test_the_report_records_what_was_measured(made) -> None:
+    data, source, _, kept = made
+    (q4,) = kept.candidates
+    assert kept.kept == "q4_0" and kept.copy_path == q4.path and Path(q4.path).is_file()
+    assert Path(q4.path).parent == data / "models" and kept.copy_size == os.path.getsize(q4.path)
+    st = source.stat()
+    assert (kept.source.path, kept.source.size, kept.source.mtime) == (str(source), st.st_size, int(st.st_mtime))
+    assert kept.cpu and kept.llama_cpp_python and kept.threads == 1 and kept.prompts == 2
+    assert 100 < kept.text_tokens <= 200
+    assert q4.agreement is not None and 0 <= q4.agreement <= 1 and q4.exact_answers is not None
+    assert 0 <= q4.exact_answers <= 2 and q4.shared_prefix_mean is not None
+    for r in (kept.original, q4):
+        assert r.speed.prefill > 0 and r.speed.decode_batch > 0 and r.speed.decode_one > 0
+        assert r.kernels in ("fast", "safe")
+    assert set(q4.ratios) == {"prefill", "decode_batch", "decode_one"} and q4.speedup and q4.speedup > 0
+    # The file on disk is the report returned, next to the copy, private like the data dir.
+    path = report_path(data / "models", source_of(str(source)))
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert read_report(path) == kept and json.loads(path.read_text())["kept"] == "q4_0"
+    # The same measurements under the default gate: rejected, for its perplexity.
+    passed, _, _, reasons = judge(
+        original_perplexity=kept.original.perplexity,
+        perplexity=q4.perplexity,
+        agreement=q4.agreement,
+        ratios=q4.ratios,
+        gate=Gate(),
+    )
+    assert not passed and "perplexity" in reasons[0]
+
+
+def test_serve_loads_the_copy_while_the_original_is_unchanged(made) -> None:
+    data, source, _, kept = made
+    auto = load_settings({"data_dir": str(data)}, environ={})
+    off = load_settings({"data_dir": str(data), "optimized_model": "off"}, environ={})
+    assert served_model(auto, str(source)) == kept.copy_path
+    assert served_model(off, str(source)) == str(source)
+    assert optimized_copy(embedded_model_path(), data / "models") is None  # another file: no copy
+
+    server = start_server(data, "--model", str(source), "--slots", "2", "--ctx", "1024")
+    try:
+        headers = {"Authorization": f"Bearer {server.admin_key}"}
+        status = httpx.get(server.base_url + "/hive/status", headers=headers).json()
+        health = httpx.get(server.url + "/health").json()
+    finally:
+        server.stop()
+    assert status["model_file"] == kept.copy_path and status["optimized_from"] == str(source)
+    assert status["model"] == health["model"] == source.stem  # clients see the same model name
+    lines = [line for line in server.log_text().splitlines() if "optimised q4_0 copy" in line]
+    assert len(lines) == 1 and "--optimized-model off" in lines[0]
+
+
+def test_model_show_prints_the_report(made, capsys) -> None:
+    data, source, _, kept = made
+    assert main(["--data-dir", str(data), "model", "show", "--model", str(source)]) == 0
+    out = capsys.readouterr().out
+    assert "q4_0" in out and "Verdict: kept the q4_0 copy" in out and "State:   in use" in out
+    assert main(["--data-dir", str(data), "model", "show", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [s["state"] for s in shown] == ["in use"] and shown[0]["report"]["copy_path"] == kept.copy_path
+
+
+def test_a_changed_original_goes_back_to_serving_itself(made) -> None:
+    data, source, _, _ = made
+    settings = load_settings({"data_dir": str(data)}, environ={})
+    os.utime(source, (1, 1))  # the same path, another file as far as the report knows
+    assert served_model(settings, str(source)) == str(source)

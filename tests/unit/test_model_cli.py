@@ -1,0 +1,57 @@
+"""`alveare model optimize|show`: a bad model file or a missing data dir is one line on stderr and a
+non-zero exit, before anything is loaded or written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appliance.cli import main
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ("missing", "model file not found"),
+        ("directory", "is a directory"),
+        ("not-gguf", "is not a GGUF model file"),
+    ],
+)
+def test_a_bad_model_file_is_one_line(tmp_path: Path, capsys, kind, words) -> None:
+    model = tmp_path / "model.gguf"
+    if kind == "directory":
+        model.mkdir()
+    elif kind == "not-gguf":
+        model.write_bytes(b"<html>not a model</html>")
+    code, out, err = run(capsys, "--data-dir", str(tmp_path), "model", "optimize", "--model", str(model))
+    assert code == 2 and out == "" and err.count("\n") == 1 and words in err and str(model) in err
+    assert not (tmp_path / "models").exists()
+
+
+def test_no_data_dir_is_one_line(tmp_path: Path, capsys) -> None:
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF" + bytes(60))
+    missing = tmp_path / "nowhere"
+    code, _, err = run(capsys, "--data-dir", str(missing), "model", "optimize", "--model", str(model))
+    assert code == 2 and err.count("\n") == 1 and "no data dir" in err and "alveare init" in err
+    assert not missing.exists()
+
+
+def test_a_bad_type_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--data-dir", str(tmp_path), "model", "optimize", "--type", "q2_k"])
+    assert exc.value.code == 2 and "q2_k" in capsys.readouterr().err
+
+
+def test_show_with_nothing_recorded(tmp_path: Path, capsys) -> None:
+    code, out, _ = run(capsys, "--data-dir", str(tmp_path), "model", "show")
+    assert code == 0 and "No optimisation reports" in out
+    code, out, _ = run(capsys, "--data-dir", str(tmp_path), "model", "show", "--json")
+    assert code == 0 and out.strip() == "[]"
