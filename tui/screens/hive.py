@@ -137,6 +137,8 @@ class HiveView(View, can_focus=True):
             head.append(f"\n{s.load_error}", style="red")
         if s.cpu_kernels == "safe" and s.cpu_kernels_source == "check":
             head.append(f"\nSafe CPU kernels: {s.cpu_kernels_reason}", style="yellow")
+        if s.optimized_from:
+            head.append(f"\nServing the optimised copy {s.model_file} (alveare model optimize)", style="dim")
         state.update(head)
         self.query_one("#hive-live").display = True
 
