@@ -4,11 +4,12 @@ if it passes the quality gate (appliance/hive/optimize.py), and what is recorded
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING
 
 from appliance.cli.base import Command, action, actions, add_setting_flags, load_settings
-from appliance.cli.output import print_json, table
+from appliance.cli.output import fail, print_json, table
 from appliance.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -38,7 +39,9 @@ class ModelCommand(Command):
             default="auto",
             help="the type to try; auto tries q4_0 and q8_0 (default auto)",
         )
-        p = action(group, "show", "the optimisation reports and which copy serve loads", show, json=True)
+        p = action(
+            group, "show", "the optimisation reports (--model: of that file) and the copy serve loads", show, json=True
+        )
         add_setting_flags(p, only=("data_dir", "model_path"))
 
 
@@ -59,7 +62,8 @@ def _progress(line: str) -> None:
 
 
 def optimize(args: argparse.Namespace) -> int:
-    from appliance.hive.optimize import CANDIDATES, optimize
+    from appliance.hive.optimize import CANDIDATES
+    from appliance.hive.optimize import optimize as run
 
     settings = load_settings(args)
     path = _model_path(settings)
@@ -67,15 +71,18 @@ def optimize(args: argparse.Namespace) -> int:
         raise ConfigError(f"no data dir at {settings.data_path}: run `alveare init` first, or pass --data-dir")
     from appliance.hive.llama import default_threads
 
-    report = optimize(
-        path,
-        settings.models_path,
-        kinds=CANDIDATES if args.quant_type == "auto" else (args.quant_type,),
-        threads=settings.threads or default_threads(),
-        cpu_kernels=settings.cpu_kernels,  # type: ignore[arg-type]
-        kernel_cache=settings.kernel_cache_path,
-        progress=_progress,
-    )
+    try:
+        report = run(
+            path,
+            settings.models_path,
+            kinds=CANDIDATES if args.quant_type == "auto" else (args.quant_type,),
+            threads=settings.threads or default_threads(),
+            cpu_kernels=settings.cpu_kernels,  # type: ignore[arg-type]
+            kernel_cache=settings.kernel_cache_path,
+            progress=_progress,
+        )
+    except (RuntimeError, OSError) as exc:  # llama.cpp refused the file, or the disk is full
+        return fail(f"could not optimise {path}: {exc}")
     if args.json:
         print_json(report)
         return 0
@@ -88,6 +95,8 @@ def show(args: argparse.Namespace) -> int:
 
     settings = load_settings(args)
     found = reports(settings.models_path)
+    if settings.model_path:  # only the reports on this file
+        found = [r for r in found if r.source.path == os.path.realpath(settings.model_path)]
     if args.json:
         print_json([{"state": copy_state(r), "report": r} for r in found])
         return 0

@@ -282,6 +282,7 @@ def optimize(
         speed=Speed(prefill=0, decode_batch=0, decode_one=0),
     )
     candidates: list[Result] = []
+    made: list[Path] = []
     try:
         for kind in kinds:
             if QUANT_TYPES[kind] == base.ftype:
@@ -294,6 +295,7 @@ def optimize(
             try:
                 quantize(model_path, str(tmp), kind=kind, threads=threads)
                 os.replace(tmp, target)
+                made.append(target)
             finally:
                 tmp.unlink(missing_ok=True)
             mode, m = measured(str(target), base.answers)
@@ -335,9 +337,9 @@ def optimize(
                 c.speedup = round(speedup, 3)
                 progress(f"  {c.type}: {_speed_line(speed)} ({c.speedup:.2f}x)")
         kept = choose(candidates)
-    except BaseException:
-        for c in candidates:
-            Path(c.path).unlink(missing_ok=True)
+    except BaseException:  # an error or Ctrl-C: no half-measured copy stays behind
+        for path in made:
+            path.unlink(missing_ok=True)
         raise
     for c in candidates:
         if c is not kept:

@@ -24,6 +24,8 @@ def test_hive_status(server: LiveServer, api_key: str) -> None:
     assert r.status_code == 200, r.text
     s = r.json()
     assert s["loaded"] and s["model"].startswith("SmolLM2") and s["device"] == "cpu"
+    # No optimised copy in a fresh data dir: the file loaded is the embedded model itself.
+    assert s["model_file"].endswith(".gguf") and s["model"] in s["model_file"] and s["optimized_from"] == ""
     assert s["slots_total"] == 8 and 0 <= s["slots_busy"] <= 8 and s["queue_depth"] >= 0
     assert s["requests_served"] >= 1 and s["prefix_cache_lookups"] >= 1
     assert s["specialists"] == ["classify", "summarise", "extract", "qa", "chat", "code"]

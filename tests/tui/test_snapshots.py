@@ -7,8 +7,9 @@ Update after a deliberate change with `pytest tests/tui/test_snapshots.py --snap
 
 from __future__ import annotations
 
+import msgspec
 import pytest
-from pilot_helpers import press, settle
+from pilot_helpers import press, settle, text_of
 
 from appliance.admin import LocalAdmin, TryItEvent
 from appliance.protocol import HiveSample, HiveStatus
@@ -158,3 +159,17 @@ def test_help(snap_compare, seeded: LocalAdmin) -> None:
 def test_specialist_form(snap_compare, seeded: LocalAdmin) -> None:
     """The prompt editor with its parameters and buttons fits in 80x24."""
     assert snap_compare(app_for(seeded), terminal_size=SMALL, run_before=steps("4", "down", "e"))
+
+
+@pytest.mark.anyio
+async def test_hive_names_the_optimised_copy_when_it_is_served(seeded: LocalAdmin) -> None:
+    app = app_for(seeded)
+    async with app.run_test(size=LARGE) as pilot:
+        await settle(pilot)
+        view = app.query_one("#view-hive")
+        view.show_status(STATUS)
+        assert "optimised copy" not in text_of(app, "#hive-state")
+        copy = "/data/models/SmolLM2-135M-Instruct.Q4_1-0123456789ab.q8_0.gguf"
+        view.show_status(msgspec.structs.replace(STATUS, model_file=copy, optimized_from="/m/SmolLM2.gguf"))
+        await settle(pilot)
+        assert f"Serving the optimised copy {copy}" in text_of(app, "#hive-state")
