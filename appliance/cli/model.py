@@ -116,7 +116,8 @@ def show(args: argparse.Namespace) -> int:
 
 def print_report(r: Report) -> None:
     print(f"Model:   {r.source.path} ({r.source.description}, {r.source.size / 1e6:.1f} MB)")
-    print(f"Machine: {r.cpu}, {r.threads} threads, llama-cpp-python {r.llama_cpp_python}, {r.created_at}")
+    threads = f"{r.threads} thread" + ("s" if r.threads != 1 else "")
+    print(f"Machine: {r.cpu}, {threads}, llama-cpp-python {r.llama_cpp_python}, {r.created_at}")
     print(
         f"Gate:    perplexity on {r.text_tokens} tokens at most {r.gate.max_perplexity_increase:+.0%}, greedy "
         f"agreement on {r.prompts} prompts x {r.answer_tokens} tokens at least {r.gate.min_agreement:.0%}, "

@@ -294,6 +294,7 @@ def optimize(
             tmp = target.with_name(f".{target.name}.partial")
             try:
                 quantize(model_path, str(tmp), kind=kind, threads=threads)
+                tmp.chmod(0o600)  # like every file in the data dir
                 os.replace(tmp, target)
                 made.append(target)
             finally:

@@ -73,6 +73,7 @@ def test_the_report_records_what_was_measured(made) -> None:
     (q4,) = kept.candidates
     assert kept.kept == "q4_0" and kept.copy_path == q4.path and Path(q4.path).is_file()
     assert Path(q4.path).parent == data / "models" and kept.copy_size == os.path.getsize(q4.path)
+    assert Path(q4.path).stat().st_mode & 0o777 == 0o600
     st = source.stat()
     assert (kept.source.path, kept.source.size, kept.source.mtime) == (str(source), st.st_size, int(st.st_mtime))
     assert kept.cpu and kept.llama_cpp_python and kept.threads == 1 and kept.prompts == 2

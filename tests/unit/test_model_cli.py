@@ -61,6 +61,6 @@ def test_a_gguf_that_llama_cpp_cannot_load_is_one_line(tmp_path: Path, capsys) -
     model = tmp_path / "corrupt.gguf"
     model.write_bytes(b"GGUF" + bytes(256))  # passes the signature check, not llama.cpp's loader
     code, out, err = run(capsys, "--data-dir", str(tmp_path), "model", "optimize", "--model", str(model))
-    assert code == 1 and err.splitlines()[-1].startswith("alveare: error: could not optimise")
+    assert code == 1 and out == "" and err.splitlines()[-1].startswith("alveare: error: could not optimise")
     assert "Traceback" not in err and str(model) in err.splitlines()[-1]
     assert not list((tmp_path / "models").glob("*"))
