@@ -69,6 +69,12 @@ def served_model(settings: Settings, model_path: str) -> str:
     report = optimized_copy(model_path, settings.models_path)
     if report is None or report.copy_path is None:
         return model_path
+    from appliance.hive.llama import supports_gpu_offload
+
+    if settings.gpu == "auto" and supports_gpu_offload():
+        # The copy won on this CPU's kernels; on a GPU every layer runs elsewhere, where it was never measured.
+        log.info("serving %s, not its optimised copy: that was measured on the CPU, and the GPU runs this", model_path)
+        return model_path
     log.info(
         "serving the optimised %s copy %s of %s (%s); --optimized-model off serves the original",
         report.kept,

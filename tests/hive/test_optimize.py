@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import httpx
+import llama_cpp
 import pytest
 from live import start_server
 
@@ -105,6 +106,11 @@ def test_serve_loads_the_copy_while_the_original_is_unchanged(made) -> None:
     off = load_settings({"data_dir": str(data), "optimized_model": "off"}, environ={})
     assert served_model(auto, str(source)) == kept.copy_path
     assert served_model(off, str(source)) == str(source)
+    with pytest.MonkeyPatch.context() as mp:  # a CUDA build offloads every layer: the CPU's winner is not used
+        mp.setattr(llama_cpp, "llama_supports_gpu_offload", lambda: True)
+        assert served_model(auto, str(source)) == str(source)
+        no_gpu = load_settings({"data_dir": str(data), "gpu": "off"}, environ={})
+        assert served_model(no_gpu, str(source)) == kept.copy_path
     assert optimized_copy(embedded_model_path(), data / "models") is None  # another file: no copy
 
     server = start_server(data, "--model", str(source), "--slots", "2", "--ctx", "1024")
