@@ -28,10 +28,9 @@ def _stop(_signum, _frame) -> None:
 
 
 def spin(threads: int) -> None:
-    for _ in range(threads - 1):
-        if os.fork() == 0:
-            break
-    print("ready", flush=True)
+    child = any(os.fork() == 0 for _ in range(threads - 1))  # any() stops at the first fork in a child
+    if not child:
+        print("ready", flush=True)
     while True:
         pass
 
@@ -46,12 +45,15 @@ def decode(model: str, threads: int) -> dict:
     decoded, t0 = 0, time.perf_counter()
     try:
         while True:
-            for n, token in enumerate(llm.generate(prompt, top_k=1, temp=0.0, reset=True)):
+            # from an empty cache each round: generate() would otherwise reuse the cached prompt
+            # and, after an end-of-generation token, sample the stale logits again without a decode
+            llm.reset()
+            for n, _token in enumerate(llm.generate(prompt, top_k=1, temp=0.0, reset=True)):
                 decoded += 1
                 if decoded == 1:
                     t0 = time.perf_counter()
                     print("ready", flush=True)
-                if n >= 255 or token == llm.token_eos():
+                if n >= 255:  # end-of-generation tokens too: every round is 256 decodes
                     break
     except SystemExit:
         return {"tokens": decoded, "seconds": round(time.perf_counter() - t0, 2)}
