@@ -17,6 +17,7 @@ METRICS = [  # (key in summary, source, label, higher is better)
 ]
 # llama-server's KV modes, either of which may be the anchor (on a tie the first)
 ANCHOR_MODES = ("llama-server", "llama-server-split")
+FEW_REPEATS = " (fewer than 3: a smoke run, not for quoting against the targets)"
 MODE_LABEL = {"llama-server": "unified (-kvu)", "llama-server-split": "split"}
 
 
@@ -204,7 +205,7 @@ def markdown(meta: dict, scs: list[dict], summary: list[dict], rows: list[dict])
         f"- Load: loadbench.py, {m['requests']} requests/scenario (+1 warm-up), max_tokens "
         f"{m['max_tokens']}, temperature 0, system prompt sent in the messages (model `chat`), "
         f"{m['variants']} system-prompt variants when concurrency > 1 (1 otherwise)",
-        f"- Repeats: {m['repeats']} (servers alternated round-robin; "
+        f"- Repeats: {m['repeats']}{FEW_REPEATS if m['repeats'] < 3 else ''} (servers alternated round-robin; "
         f"{'one server process per repeat' if m.get('reuse_server') else 'fresh server process per scenario'}"
         "); values are medians over repeats",
         "- Anchor: (Nx) = ratio to the better of llama-server's two KV modes in the same scenario of this "
