@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import select
 import subprocess
 import sys
 import threading
@@ -133,32 +132,32 @@ class Hog:
         self.cpu0 = 0.0
         self.reader: threading.Thread | None = None
         self.lines: list[str] = []
+        self.busy = threading.Event()
 
     def _drain(self, stream) -> None:
-        self.lines.extend(line.strip() for line in stream if line.strip())
+        """Read its output for as long as it runs (a full pipe would block it)."""
+        for line in stream:
+            if line.strip() == "ready":
+                self.busy.set()
+            elif line.strip():
+                self.lines.append(line.strip())
 
     def __enter__(self) -> Hog:
         self.proc = subprocess.Popen(
             self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
         )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + self.timeout
-        seen: list[str] = []
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 1.0)
-            line = self.proc.stdout.readline() if ready else ""
-            if line.strip() == "ready":
-                self.cpu0 = tree_cpu_s(self.proc.pid)
-                # keep its output drained, so that a full pipe never blocks it
-                self.reader = threading.Thread(target=self._drain, args=(self.proc.stdout,), daemon=True)
-                self.reader.start()
-                return self
-            if line:
-                seen.append(line.strip())
-            if self.proc.poll() is not None:
-                break
-        self.stop()
-        raise ServerFailed(f"the hog did not get busy: {' / '.join(seen[-3:]) or 'no output'}")
+        self.reader = threading.Thread(target=self._drain, args=(self.proc.stdout,), daemon=True)
+        self.reader.start()
+        try:
+            deadline = time.monotonic() + self.timeout
+            while not self.busy.wait(0.5):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise ServerFailed(f"the hog did not get busy: {' / '.join(self.lines[-3:]) or 'no output'}")
+            self.cpu0 = tree_cpu_s(self.proc.pid)
+        except BaseException:  # not busy, or interrupted while waiting: no hog outlives this
+            self.stop()
+            raise
+        return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
