@@ -50,6 +50,7 @@ def _entry(rows: list[dict], name: str, scenario: str) -> dict:
         "foreign_cpu_pct": median([r.get("foreign_cpu_pct") for r in ok]),
         "hog_cpu_pct": median([r.get("hog_cpu_pct") for r in ok]),
         "hog_tokens_per_s": median([r.get("hog_tokens_per_s") for r in ok]),
+        "threads_when_busy": median([r.get("threads_when_busy") for r in ok]),
     }
     for key, src, _, _ in METRICS:
         entry[key] = median([r["result"].get(src) for r in ok] if src else [r["peak_rss_mb"] for r in ok])
@@ -99,6 +100,7 @@ def contention(summary: list[dict], scs: list[dict]) -> list[dict]:
                     "busy_latency_p50_s": busy["latency_p50_s"],
                     "hog_cpu_pct": busy["hog_cpu_pct"],
                     "hog_tokens_per_s": busy["hog_tokens_per_s"],
+                    "threads_when_busy": busy["threads_when_busy"],
                     "failure": busy["failure"] or quiet["failure"],
                 }
             )
@@ -170,19 +172,23 @@ def _contention_table(meta: dict, table: list[dict]) -> list[str]:
         f"The hog: {what}, {hog['threads']} threads, {pinned}; started before and stopped after each "
         "busy scenario. Every server runs at the thread setting a user would leave it at: "
         f"{meta['user_threads']}. busy / quiet compares the same server's medians; (Nx) in the busy "
-        "column is the ratio to the anchor's busy tokens/s.",
+        "column is the ratio to the anchor's busy tokens/s; threads when busy is the thread count Alveare's "
+        "hive status reported at the end of the busy run (the others do not say).",
         "",
         *hardware_lines(meta),
-        "| server | scenario | quiet tok/s | busy tok/s | busy / quiet | busy lat p50 s | hog CPU % | hog tok/s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| server | scenario | quiet tok/s | busy tok/s | busy / quiet | busy lat p50 s | threads when busy "
+        "| hog CPU % | hog tok/s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in table:
         own_anchor = c["busy_anchor"] == c["server"]
+        threads = "-" if c["threads_when_busy"] is None else round(c["threads_when_busy"])
         lines.append(
             f"| {c['server']} | {c['scenario']} | {fmt(c['quiet_tokens_per_s'])} | "
             f"{fmt(c['busy_tokens_per_s'], None if own_anchor else c['busy_ratio_to_anchor'])} | "
             f"{'-' if c['busy_over_quiet'] is None else format(c['busy_over_quiet'], '.2f') + 'x'} | "
-            f"{fmt(c['busy_latency_p50_s'])} | {fmt(c['hog_cpu_pct'])} | {fmt(c['hog_tokens_per_s'])} |"
+            f"{fmt(c['busy_latency_p50_s'])} | {threads} | {fmt(c['hog_cpu_pct'])} | "
+            f"{fmt(c['hog_tokens_per_s'])} |"
         )
     return lines
 

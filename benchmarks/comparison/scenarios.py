@@ -190,6 +190,7 @@ def measure(args, server: Server, sc: dict, model: Path, sampler: RssSampler) ->
         hog_cpu0 = hog.cpu_s() if hog else 0.0
         res = run_loadbench(args, server, sc)
         hog_cpu = (hog.cpu_s() - hog_cpu0) if hog else 0.0
+        threads = server.threads_in_use() if hog else None
         cpu1 = (machine_busy_s(), tree_cpu_s(server.proc.pid), children_cpu_s())
         wall = time.perf_counter() - t0
         hog_out = hog.stop() if hog else {}
@@ -206,6 +207,7 @@ def measure(args, server: Server, sc: dict, model: Path, sampler: RssSampler) ->
     }
     if hog:
         row["hog_cpu_pct"] = round(hog_cpu / (wall * cpu_count()) * 100, 1)
+        row["threads_when_busy"] = threads
         if hog_out.get("seconds"):
             row["hog_tokens_per_s"] = round(hog_out["tokens"] / hog_out["seconds"], 1)
     return row

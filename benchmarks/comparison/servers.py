@@ -84,6 +84,10 @@ class Server:
     def extra_env(self) -> dict[str, str]:
         return {}
 
+    def threads_in_use(self) -> int | None:
+        """The threads the server decodes with right now, where it says (None otherwise)."""
+        return None
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -220,6 +224,16 @@ class Alveare(Server):
             return r.status_code == 200 and bool(r.json().get("model_loaded", True))
         except ValueError:
             return False
+
+    def threads_in_use(self) -> int | None:
+        # the adaptive thread count, as the hive status reports it
+        try:
+            r = httpx.get(
+                self.base_url + "/v1/hive/status", headers={"Authorization": f"Bearer {self.key}"}, timeout=10
+            )
+            return r.json().get("threads")
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
 
     def after_ready(self) -> None:
         # the admin key is printed once, on the line after "Admin API key"
