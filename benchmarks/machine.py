@@ -1,10 +1,11 @@
-"""What the benchmark scripts share: the CPU line every table starts with, a free loopback port,
-and an `alveare serve` on a fresh data dir."""
+"""What the benchmark scripts share: the CPU line every table starts with (and the GPU when there
+is one), a free loopback port, and an `alveare serve` on a fresh data dir."""
 
 from __future__ import annotations
 
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,8 +15,30 @@ from pathlib import Path
 
 import httpx
 
-# CPU flags that decide which llama.cpp kernels run (and whether AMX is in play).
-KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "amx_tile")
+# CPU flags that decide which llama.cpp kernels run (and whether AMX is in play), in the order a
+# table lists them.
+KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_int8", "amx_bf16", "f16c", "fma")
+
+
+def cpu_count() -> int:
+    """The cores this process may run on (its affinity), which is what the servers get."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def cpu_line(cpuinfo: str, cores: int) -> str:
+    """'<model name> (<cores> cores; <kernel flags>)' from the text of /proc/cpuinfo: the flags
+    llama.cpp's kernels depend on, in KERNEL_FLAGS order, or 'none of ...' when it has none."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:  # the first processor's entry
+            fields[key.strip()] = value.strip()
+    present = set(fields.get("flags", "").split())
+    flags = " ".join(f for f in KERNEL_FLAGS if f in present) or "none of " + " ".join(KERNEL_FLAGS)
+    return f"{fields.get('model name') or platform.machine()} ({cores} cores; {flags})"
 
 
 def cpu_name() -> str:
@@ -24,11 +47,36 @@ def cpu_name() -> str:
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return platform.processor() or platform.machine()
-    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    flags = " ".join(f for f in fields.get("flags", "").split() if f in KERNEL_FLAGS)
-    return f"{fields.get('model name', platform.machine())} ({os.cpu_count()} cores; {flags})"
+        return f"{platform.processor() or platform.machine()} ({cpu_count()} cores)"
+    return cpu_line(info, cpu_count())
+
+
+def gpu_name() -> str | None:
+    """The GPUs nvidia-smi sees (name, memory, driver), or None without one."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    gpus = [line.strip() for line in out.splitlines() if line.strip()]
+    return "; ".join(f"{g.split(',')[0]} ({', '.join(x.strip() for x in g.split(',')[1:])})" for g in gpus) or None
+
+
+def mem_total_mb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024, 0)
+    except OSError:
+        pass
+    return None
 
 
 def free_port() -> int:

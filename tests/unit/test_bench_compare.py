@@ -1,0 +1,174 @@
+"""benchmarks/compare.py's pure parts: the CPU line every table opens with, the anchor (the better
+of llama-server's two KV modes, per scenario and metric), the default and --contention scenarios,
+the contention table, and the quant type read from a GGUF header. No server is started."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+import compare
+from comparison.gguf_info import quant_summary
+from comparison.report import choose_anchor, contention, hardware_lines, markdown, summarise
+from comparison.scenarios import rounds, scenarios
+from machine import cpu_line
+
+XEON = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+flags\t\t: fpu sse avx512_vnni fma amx_bf16 avx2 f16c amx_tile avx512f amx_int8 avx512bw
+processor\t: 1
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+flags\t\t: fpu sse avx512_vnni fma amx_bf16 avx2 f16c amx_tile avx512f amx_int8 avx512bw
+"""
+EPYC = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx fma f16c avx2 bmi2\n"
+
+
+def test_cpu_line_names_the_model_cores_and_kernel_flags_in_a_fixed_order() -> None:
+    assert (
+        cpu_line(XEON, 16)
+        == "Intel(R) Xeon(R) Platinum 8480+ (16 cores; avx2 avx512f avx512_vnni amx_tile amx_int8 amx_bf16 f16c fma)"
+    )
+    assert cpu_line(EPYC, 2) == "AMD EPYC (2 cores; avx2 f16c fma)"
+
+
+def test_cpu_line_says_when_none_of_the_flags_is_there() -> None:
+    line = cpu_line("model name\t: Old CPU\nflags\t\t: fpu sse2\n", 1)
+    assert line.startswith("Old CPU (1 cores; none of avx2 avx512f")
+
+
+def test_every_table_opens_with_the_cpu_and_the_gpu_when_offloading() -> None:
+    assert hardware_lines({"cpu": "AMD EPYC (2 cores; avx2)"}) == ["CPU: AMD EPYC (2 cores; avx2)", ""]
+    lines = hardware_lines({"cpu": "Xeon", "gpu": True, "gpu_model": "NVIDIA H100 80GB HBM3 (81559 MiB, 580)"})
+    assert lines[:2] == ["CPU: Xeon", "GPU: NVIDIA H100 80GB HBM3 (81559 MiB, 580)"]
+
+
+def entry(server: str, tok: float | None, lat: float | None) -> dict:
+    return {"server": server, "tokens_per_s": tok, "latency_p50_s": lat}
+
+
+def test_the_anchor_is_the_better_mode_for_each_metric_direction() -> None:
+    block = [entry("alveare", 99.0, 0.1), entry("llama-server", 40.0, 0.5), entry("llama-server-split", 50.0, 0.6)]
+    assert choose_anchor(block, "tokens_per_s", higher=True) == "llama-server-split"
+    assert choose_anchor(block, "latency_p50_s", higher=False) == "llama-server"
+
+
+def test_the_anchor_on_a_tie_missing_mode_or_no_mode() -> None:
+    tie = [entry("llama-server-split", 50.0, None), entry("llama-server", 50.0, None)]
+    assert choose_anchor(tie, "tokens_per_s", higher=True) == "llama-server"
+    assert choose_anchor(tie, "latency_p50_s", higher=False) is None
+    only_split = [entry("alveare", 10.0, 1.0), entry("llama-server-split", 5.0, 2.0)]
+    assert choose_anchor(only_split, "tokens_per_s", higher=True) == "llama-server-split"
+    assert choose_anchor([entry("alveare", 10.0, 1.0)], "tokens_per_s", higher=True) is None
+
+
+def run_row(server: str, scenario: str, tok: float, lat: float, rss: float = 400.0, **extra) -> dict:
+    result = {
+        "tokens_per_s": tok,
+        "latency_p50_s": lat,
+        "latency_p95_s": lat * 2,
+        "ttft_p50_s": None,
+        "ttft_p95_s": None,
+        "ok": 4,
+        "errors": 0,
+    }
+    return {"server": server, "scenario": scenario, "repeat": 1, "peak_rss_mb": rss, "result": result, **extra}
+
+
+SERVERS = ["alveare", "llama-server", "llama-server-split"]
+
+
+def test_ratios_are_to_each_metrics_anchor_and_the_anchors_table_names_it() -> None:
+    rows = [
+        run_row("alveare", "c8-nostream", 60.0, 4.0, 450.0),
+        run_row("llama-server", "c8-nostream", 40.0, 5.0, 400.0),
+        run_row("llama-server-split", "c8-nostream", 50.0, 6.0, 420.0),
+    ]
+    scs = [{"name": "c8-nostream"}]
+    summary = summarise(rows, SERVERS, scs)
+    alveare = summary[0]
+    assert alveare["anchor"]["tokens_per_s"] == "llama-server-split"
+    assert alveare["ratio_to_anchor"]["tokens_per_s"] == 1.2
+    assert alveare["anchor"]["latency_p50_s"] == "llama-server"
+    assert alveare["ratio_to_anchor"]["latency_p50_s"] == 0.8
+    assert alveare["anchor"]["ttft_p50_s"] is None and alveare["ratio_to_anchor"]["ttft_p50_s"] is None
+    meta = {
+        "date": "d",
+        "cpu": "AMD EPYC (2 cores; avx2 f16c fma)",
+        "mem_total_mb": 1024.0,
+        "platform": "Linux",
+        "model": "/m/model.gguf",
+        "model_mb": 100.0,
+        "model_quant": "Q4_1",
+        "threads": 2,
+        "requests": 4,
+        "max_tokens": 48,
+        "variants": 4,
+        "repeats": 1,
+        "wall_s": 60.0,
+    }
+    md = markdown(meta, scs, summary, rows)
+    assert "| alveare | c8-nostream | 60.0 (1.20x) | 4.0 (0.80x) |" in md
+    assert "| llama-server-split | c8-nostream | 50.0 | 6.0 (1.20x) |" in md  # its own anchor cell: no ratio
+    assert "| c8-nostream | split | unified (-kvu) | unified (-kvu) | - | - | unified (-kvu) |" in md
+    assert md.count("CPU: AMD EPYC (2 cores; avx2 f16c fma)") == 2  # the main and the Anchors table
+
+
+def test_default_scenarios_are_one_and_eight_clients_streamed_and_not() -> None:
+    args = compare.parse_args([])
+    assert args.servers == ["alveare", "llama-server", "llama-server-split"]
+    assert [sc["name"] for sc in scenarios(args)] == ["c1-nostream", "c1-stream", "c8-nostream", "c8-stream"]
+
+
+def test_contention_adds_quiet_and_busy_one_client_runs_at_user_threads() -> None:
+    args = compare.parse_args(["--contention", "--hog", "spin", "--concurrency", "8"])
+    extra = [sc for sc in scenarios(args) if sc.get("pair")]
+    assert [(sc["name"], sc["hog"]) for sc in extra] == [
+        ("c1-nostream-quiet", None),
+        ("c1-nostream-busy", "spin"),
+        ("c1-stream-quiet", None),
+        ("c1-stream-busy", "spin"),
+    ]
+    assert all(sc["user_threads"] and sc["concurrency"] == 1 for sc in extra)
+    # one server process per thread setting when reusing servers
+    assert [len(b) for b in rounds(scenarios(args), reuse_server=True)] == [2, 4]
+
+
+def test_the_contention_table_divides_busy_by_quiet() -> None:
+    rows = [
+        run_row("alveare", "c1-stream-quiet", 90.0, 0.5, user_threads=True),
+        run_row("alveare", "c1-stream-busy", 45.0, 1.0, user_threads=True, hog_cpu_pct=50.0),
+        run_row("llama-server", "c1-stream-quiet", 95.0, 0.5, user_threads=True),
+        run_row("llama-server", "c1-stream-busy", 3.0, 15.0, user_threads=True, hog_cpu_pct=50.0),
+    ]
+    scs = [{"name": "c1-stream-quiet", "pair": "c1-stream"}, {"name": "c1-stream-busy", "pair": "c1-stream"}]
+    table = contention(summarise(rows, ["alveare", "llama-server"], scs), scs)
+    assert [(c["server"], c["busy_over_quiet"], c["busy_ratio_to_anchor"]) for c in table] == [
+        ("alveare", 0.5, 15.0),
+        ("llama-server", 0.032, 1.0),
+    ]
+
+
+def test_optimised_servers_need_the_optimised_model(tmp_path) -> None:
+    with pytest.raises(SystemExit):
+        compare.parse_args(["--servers", "alveare,alveare-optimized"])
+    gguf = tmp_path / "model-q4_0.gguf"
+    gguf.write_bytes(b"GGUF")
+    args = compare.parse_args(["--optimized-model", str(gguf)])
+    assert args.servers[-2:] == ["alveare-optimized", "llama-server-optimized"]
+
+
+def test_the_quant_type_comes_from_the_gguf_header() -> None:
+    q = quant_summary(compare.find_model())
+    assert q["file_type"] == "Q4_1" and q["tensor_types"]["Q4_1"] > 0
+
+
+def test_a_file_that_is_not_gguf_is_refused(tmp_path) -> None:
+    bad = tmp_path / "x.gguf"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a GGUF"):
+        quant_summary(bad)
