@@ -323,6 +323,16 @@ class LlamaServerSplit(LlamaServer):
         return self.base_command()
 
 
+class AlveareSplit(Alveare):
+    """Alveare with a split KV cache (`--kv-cache split`): each of the 8 slots its own 1024-cell
+    stream, the same layout and memory as llama-server-split."""
+
+    name = "alveare-split"
+
+    def build_command(self) -> list[str]:
+        return [*super().build_command(), "--kv-cache", "split"]
+
+
 def require_optimized_model(args) -> None:
     if not args.optimized_model or not Path(args.optimized_model).is_file():
         raise ServerFailed("needs --optimized-model PATH (a GGUF file)")
@@ -443,6 +453,7 @@ SERVER_CLASSES: dict[str, type[Server]] = {
     c.name: c
     for c in (
         Alveare,
+        AlveareSplit,
         LlamaServer,
         LlamaServerSplit,
         AlveareOptimized,
