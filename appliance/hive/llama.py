@@ -363,14 +363,16 @@ class Sampler:
                 ll.llama_sampler_init_penalties(model.n_vocab, 64, repeat_penalty, frequency_penalty, presence_penalty),
             )
         self.greedy = temperature <= 0
-        # Greedy with nothing else in the chain: an argmax over the logits row in place (about 10 us),
-        # where llama_sampler_sample first copies the whole vocabulary into candidates (about 60 us).
+        # The logit bias for the argmax below: token ids, sorted, and what is added to their logits.
+        biased = sorted((logit_bias or {}).items())
+        self.bias_ids = np.array([t for t, _ in biased], dtype=np.int64)
+        self.bias = np.array([-math.inf if b <= -100 else b for _, b in biased], dtype=np.float32)
+        # Greedy with nothing but a logit bias in the chain: an argmax over the logits row in place
+        # (about 10 us), where llama_sampler_sample first copies the whole vocabulary into candidates
+        # (about 60 us).
         self.n_vocab = model.n_vocab
         self.argmax_only = (
-            self.greedy
-            and not grammar
-            and not logit_bias
-            and not (presence_penalty or frequency_penalty or repeat_penalty != 1.0)
+            self.greedy and not grammar and not (presence_penalty or frequency_penalty or repeat_penalty != 1.0)
         )
         if temperature <= 0:
             add(self.ptr, ll.llama_sampler_init_greedy())
@@ -386,8 +388,8 @@ class Sampler:
 
     def sample(self, ctx: Context, index: int) -> int:
         """Sample from the logits at batch `index`; the chain (and grammar) also accept the token."""
-        if self.argmax_only:  # the first highest logit, as llama.cpp's greedy sampler picks it
-            return int(np.ctypeslib.as_array(ll.llama_get_logits_ith(ctx.ptr, index), shape=(self.n_vocab,)).argmax())
+        if self.argmax_only:
+            return self._argmax(np.ctypeslib.as_array(ll.llama_get_logits_ith(ctx.ptr, index), shape=(self.n_vocab,)))
         if self.grammar is None:
             return int(ll.llama_sampler_sample(self.ptr, ctx.ptr, index))
         cand = self.candidates
@@ -408,6 +410,23 @@ class Sampler:
         ll.llama_sampler_accept(self.grammar, token)
         ll.llama_sampler_accept(self.ptr, token)
         return token
+
+    def _argmax(self, row: np.ndarray) -> int:
+        """The first highest logit after the logit bias, as llama.cpp's greedy sampler picks it. The
+        row is llama.cpp's own buffer, which log-probabilities read later: the biased entries are
+        masked for the argmax and put back."""
+        ids = self.bias_ids
+        if not len(ids):
+            return int(row.argmax())
+        raw = row[ids]  # a copy (fancy indexing)
+        row[ids] = -math.inf
+        best = int(row.argmax())
+        row[ids] = raw
+        biased = raw + self.bias
+        j = int(biased.argmax())  # ids are sorted, so the first of equals is the lowest id
+        if biased[j] > row[best] or (biased[j] == row[best] and ids[j] < best):
+            return int(ids[j])
+        return best
 
     def close(self) -> None:
         if self.ptr:

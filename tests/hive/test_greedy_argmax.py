@@ -33,6 +33,19 @@ def test_argmax_picks_what_the_greedy_chain_picks(unified: bool) -> None:
         picks = [(fast.sample(ctx, i), chain.sample(ctx, i)) for i in rows]
         assert all(a == b for a, b in picks), picks
         assert len({a for a, _ in picks}) > 5
+        # With a logit bias: the favourite banned, and a token pushed up from the middle of the pack.
+        row = ctx.logits(rows[3], model.n_vocab)
+        order = sorted(range(model.n_vocab), key=lambda t: -row[t])
+        for bias in ({order[0]: -100.0}, {order[0]: -100.0, order[40]: row[order[0]] - row[order[40]] + 1.0}):
+            fast_b = llama.Sampler(model, repeat_penalty=1.0, grammar=None, logit_bias=bias, **GREEDY)
+            chain_b = llama.Sampler(model, repeat_penalty=1.0, grammar=None, logit_bias=bias, **GREEDY)
+            chain_b.argmax_only = False
+            assert fast_b.argmax_only
+            for i in rows:
+                assert fast_b.sample(ctx, i) == chain_b.sample(ctx, i)
+            assert ctx.logits(rows[3], model.n_vocab) == row  # llama.cpp's buffer is left as it was
+            fast_b.close()
+            chain_b.close()
         # Anything else in the chain (here a repeat penalty) takes the chain's path.
         penalised = llama.Sampler(model, repeat_penalty=1.1, grammar=None, **GREEDY)
         assert not penalised.argmax_only
