@@ -98,6 +98,7 @@ class Runner:
             self.model.close()
             raise
         self.batch = Batch(WINDOW + 1)
+        self.template = chat_templates(self.model)[True]
 
     def close(self) -> None:
         self.batch.close()
@@ -111,6 +112,12 @@ class Runner:
             self.batch.add(token, pos, seq, logits)
         if self.ctx.decode(self.batch) != 0:
             raise RuntimeError("llama_decode failed while measuring the model")
+
+    def chat_tokens(self, question: str) -> list[int]:
+        """A question as a user message, through the model's chat template, tokenised as the engine does."""
+        m, template = self.model, self.template
+        prompt = without_bos(template(messages=[{"role": "user", "content": question}]).prompt, template, m)
+        return m.tokenize(prompt, add_special=m.add_bos, parse_special=True)[:WINDOW]
 
     def text_tokens(self, text: str, limit: int | None) -> list[int]:
         tokens = self.model.tokenize(text, add_special=False, parse_special=False)
@@ -136,11 +143,9 @@ class Runner:
     def answers(self, prompts: Sequence[str], max_tokens: int) -> list[list[int]]:
         """Greedy answers to each prompt as a user message, rendered with the model's chat template."""
         m = self.model
-        template = chat_templates(m)[True]
         out = []
         for question in prompts:
-            prompt = without_bos(template(messages=[{"role": "user", "content": question}]).prompt, template, m)
-            tokens = m.tokenize(prompt, add_special=m.add_bos, parse_special=True)[:WINDOW]
+            tokens = self.chat_tokens(question)
             self.ctx.clear()
             self._decode([(t, i, 0, i == len(tokens) - 1) for i, t in enumerate(tokens)])
             answer: list[int] = []
@@ -158,13 +163,11 @@ class Runner:
         count the answer tokens that are this model's greedy pick at their position. Unlike comparing
         free-running answers, one near-tie early on does not make every later token count as a miss."""
         m = self.model
-        template = chat_templates(m)[True]
         matches = total = 0
         for question, answer in zip(prompts, reference, strict=True):
             if not answer:
                 continue
-            prompt = without_bos(template(messages=[{"role": "user", "content": question}]).prompt, template, m)
-            tokens = m.tokenize(prompt, add_special=m.add_bos, parse_special=True)[:WINDOW]
+            tokens = self.chat_tokens(question)
             feed = (tokens + answer)[: WINDOW + 1]
             first = len(tokens) - 1  # this row predicts answer[0]
             self.ctx.clear()

@@ -188,7 +188,7 @@ class Scheduler:
                 if self.ctx.unified and self._reserved() + need > self.ctx.n_ctx and len(free) < len(self.slots):
                     return  # wait for KV room; requests run in arrival order
                 self._waiting.popleft()
-            self._place(req, gens, free, need)
+            self._place(req, gens, free)
 
     def _sampler(self, req: GenerationRequest, choice: int) -> Sampler:
         s = req.sampling
@@ -208,7 +208,7 @@ class Scheduler:
             logit_bias=s.logit_bias,
         )
 
-    def _place(self, req: GenerationRequest, gens: list[Generation], free: list[Slot], need: int) -> None:
+    def _place(self, req: GenerationRequest, gens: list[Generation], free: list[Slot]) -> None:
         prompt = req.prompt_tokens
         limit = len(prompt) - 1  # the last prompt token is always decoded, for its logits
         # A preamble not saved yet is saved when the slot holds exactly it, so prefill must cross it.
