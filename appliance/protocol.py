@@ -98,9 +98,11 @@ class ChatCompletionRequest(Struct):
     logprobs: bool | None = None
     top_logprobs: int | None = None
     logit_bias: dict[str, float] | None = None
-    parallel_tool_calls: bool | None = None
     # Alveare's extension (extra_body with the OpenAI SDKs): the answer is exactly one of these.
     labels: list[str] | None = None
+    # Extension, as vLLM and llama-server have it: never end on the model's end-of-generation
+    # tokens, so the answer runs to max_tokens (or a stop string). Load tests use it for equal work.
+    ignore_eos: bool | None = None
 
 
 class CompletionRequest(Struct):
@@ -124,6 +126,7 @@ class CompletionRequest(Struct):
     suffix: str | None = None
     logprobs: int | None = None
     best_of: int | None = None
+    ignore_eos: bool | None = None  # as on chat completions
 
 
 class InferRequest(Struct):

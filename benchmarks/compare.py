@@ -99,6 +99,12 @@ def parse_args(argv=None):
     p.add_argument("--requests", type=int, default=32, help="requests per scenario (default 32)")
     p.add_argument("--max-tokens", type=int, default=48)
     p.add_argument(
+        "--natural-length",
+        action="store_true",
+        help="let answers end where each server's model ends them (default: every request sends ignore_eos, "
+        "so every answer runs to max_tokens and the servers do the same work)",
+    )
+    p.add_argument(
         "--lookup",
         action="store_true",
         help="add 1-client runs of the summarise, extract and qa specialists (prompt-lookup decoding in Alveare)",
@@ -209,6 +215,7 @@ def main(argv=None) -> int:
         "stream_modes": args.stream_modes,
         "requests": args.requests,
         "max_tokens": args.max_tokens,
+        "equal_work": not args.natural_length,
         "variants": args.variants,
         "alveare_timeout": args.alveare_timeout,
         "reuse_server": args.reuse_server,

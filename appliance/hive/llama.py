@@ -80,6 +80,8 @@ class Model:
         self.bos = ll.llama_vocab_bos(self.vocab)
         self.eos = ll.llama_vocab_eos(self.vocab)
         self.add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab))
+        # Every end-of-generation token (end of turn, end of text, ...), for ignore_eos.
+        self.eog_ids = [t for t in range(self.n_vocab) if ll.llama_vocab_is_eog(self.vocab, t)]
 
     def meta(self, key: str) -> str | None:
         size = 1 << 16

@@ -194,6 +194,7 @@ class Scheduler:
         s = req.sampling
         # With a seed, sibling choices get seed, seed+1, ... so they differ yet repeat run to run.
         seed = s.seed + choice if s.seed is not None else random.getrandbits(32)
+        bias = {**s.logit_bias, **dict.fromkeys(self.model.eog_ids, -100.0)} if s.ignore_eos else s.logit_bias
         return Sampler(
             self.model,
             temperature=s.temperature,
@@ -205,7 +206,7 @@ class Scheduler:
             repeat_penalty=s.repeat_penalty,
             seed=seed,
             grammar=s.grammar,
-            logit_bias=s.logit_bias,
+            logit_bias=bias,
         )
 
     def _place(self, req: GenerationRequest, gens: list[Generation], free: list[Slot]) -> None:

@@ -54,6 +54,8 @@ class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
     # None: no log-probabilities. 0..20: each generated token's log-probability and that many
     # most likely alternatives, from the model's own distribution (before sampling settings).
     logprobs: int | None = None
+    # Never end on an end-of-generation token (they are banned): the answer runs to max_tokens.
+    ignore_eos: bool = False
 
 
 class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -46,7 +46,7 @@ class Prompter:
         self.engine = engine
         self.timeout_s = timeout_s
         # Tokens of recently seen preambles, so the shared-prefix length costs no second tokenisation.
-        self._preamble_tokens: dict[tuple[tuple[str, str], ...], list[int]] = {}
+        self._preamble_tokens: dict[tuple[tuple[str, str], ...], list[int]] = {}  # preamble + next role
 
     def check_loaded(self) -> None:
         if not self.engine.loaded:
@@ -117,10 +117,15 @@ class Prompter:
         """The prompt's tokens, and how many of them are the shared preamble (for the prefix cache);
         `tools` for a template that renders tool definitions itself."""
         prompt = self.engine.tokenize(self.engine.render_chat([*preamble, *conversation], tools=tools))
-        key = tuple(preamble)
+        # The preamble rendered with an empty next turn: what every conversation after it shares
+        # includes that turn's header (`<|im_start|>user\n`), a few more tokens no request prefills.
+        first = conversation[0] if conversation else None
+        role = (first.role if isinstance(first, Turn) else first[0]) if first is not None else ""
+        key = (*preamble, ("next", role))
         head = self._preamble_tokens.get(key)
         if head is None:
-            head = self.engine.tokenize(self.engine.render_chat(preamble, add_generation_prompt=False))
+            turns = [*preamble, (role, "")] if role else preamble
+            head = self.engine.tokenize(self.engine.render_chat(turns, add_generation_prompt=False))
             if len(self._preamble_tokens) >= PREAMBLE_MEMO:
                 self._preamble_tokens.pop(next(iter(self._preamble_tokens)))
             self._preamble_tokens[key] = head
@@ -182,6 +187,13 @@ class Prompter:
         logit_bias: dict[int, float] | None = None,
     ) -> SamplingParams:
         """The request's parameters over the specialist's defaults."""
+        ignore_eos = bool(req.ignore_eos) if req else False
+        if ignore_eos and grammar:
+            raise InvalidRequest(
+                "ignore_eos cannot be combined with response_format, tools or labels (nor a specialist that "
+                "shapes its answer): a shaped answer ends on the model's end-of-generation token.",
+                param="ignore_eos",
+            )
         return SamplingParams(
             temperature=specialist.temperature if temperature is None else temperature,
             top_p=specialist.top_p if top_p is None else max(top_p, 1e-6),
@@ -191,6 +203,7 @@ class Prompter:
             grammar=grammar,
             logprobs=logprobs,
             logit_bias=logit_bias or {},
+            ignore_eos=ignore_eos,
         )
 
     def label_budget(self, labels: list[str], default: int) -> int:

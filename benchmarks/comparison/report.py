@@ -47,6 +47,7 @@ def _entry(rows: list[dict], name: str, scenario: str) -> dict:
         "errors": sum(r["result"].get("errors", 0) for r in ok),
         "requests_ok": sum(r["result"].get("ok", 0) for r in ok),
         "failure": fails[0]["failed"].splitlines()[0] if fails else None,
+        "completion_tokens": median([r["result"].get("completion_tokens") for r in ok]),
         "foreign_cpu_pct": median([r.get("foreign_cpu_pct") for r in ok]),
         "hog_cpu_pct": median([r.get("hog_cpu_pct") for r in ok]),
         "hog_tokens_per_s": median([r.get("hog_tokens_per_s") for r in ok]),
@@ -128,12 +129,12 @@ def _main_table(meta: dict, summary: list[dict]) -> list[str]:
     lines = [
         *hardware_lines(meta),
         "| server | scenario | tok/s | lat p50 s | lat p95 s | TTFT p50 s | TTFT p95 s "
-        "| peak RSS MB | ok/err | other CPU % |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| peak RSS MB | tokens | ok/err | other CPU % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in summary:
         if e["repeats_ok"] == 0:
-            lines.append(f"| {e['server']} | {e['scenario']} | FAILED: {e['failure'] or 'no data'} | | | | | | | |")
+            lines.append(f"| {e['server']} | {e['scenario']} | FAILED: {e['failure'] or 'no data'} | | | | | | | | |")
             continue
         # the anchor's own cell carries no ratio
         cells = [
@@ -142,7 +143,7 @@ def _main_table(meta: dict, summary: list[dict]) -> list[str]:
         lines.append(
             f"| {e['server']} | {e['scenario']} | "
             + " | ".join(cells)
-            + f" | {e['requests_ok']}/{e['errors']} | {fmt(e['foreign_cpu_pct'])} |"
+            + f" | {e['completion_tokens'] or '-'} | {e['requests_ok']}/{e['errors']} | {fmt(e['foreign_cpu_pct'])} |"
         )
     return lines
 
@@ -211,6 +212,15 @@ def markdown(meta: dict, scs: list[dict], summary: list[dict], rows: list[dict])
         f"- Load: loadbench.py, {m['requests']} requests/scenario (+1 warm-up), max_tokens "
         f"{m['max_tokens']}, temperature 0, system prompt sent in the messages (model `chat`), "
         f"{m['variants']} system-prompt variants when concurrency > 1 (1 otherwise)",
+        (
+            "- Equal work: every request sends `ignore_eos` (llama-server, vLLM and Alveare accept it), so "
+            "every answer runs to max_tokens and every server generates the same tokens (the tokens column: "
+            "completion tokens of one run, median); greedy answers otherwise differ in length from server to "
+            "server (benchmarks/comparison/equal_work.py)"
+            if m.get("equal_work")
+            else "- Natural length: answers end where each server's model ends them, so servers may generate "
+            "different numbers of tokens (the tokens column)"
+        ),
         f"- Repeats: {m['repeats']}{FEW_REPEATS if m['repeats'] < 3 else ''} (servers alternated round-robin; "
         f"{'one server process per repeat' if m.get('reuse_server') else 'fresh server process per scenario'}"
         "); values are medians over repeats",

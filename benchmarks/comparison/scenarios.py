@@ -17,6 +17,7 @@ from comparison.procs import RssSampler, children_cpu_s, kill_group, log, machin
 from comparison.servers import LOOKUP_SPECIALISTS, MODEL_NAME, SERVER_CLASSES, Server, ServerFailed
 
 HOG_SCRIPT = Path(__file__).resolve().parent / "hog.py"
+EQUAL_WORK_SCRIPT = Path(__file__).resolve().parent / "equal_work.py"
 
 
 def scenarios(args) -> list[dict]:
@@ -79,8 +80,11 @@ def rounds(scs: list[dict], reuse_server: bool) -> list[list[dict]]:
 
 def run_loadbench(args, server: Server, sc: dict) -> dict:
     own = "specialist" in sc and server.owns_specialists
+    # Equal work (the default): every answer runs to max_tokens (equal_work.py says why).
+    wrapper = [] if args.natural_length else [str(EQUAL_WORK_SCRIPT)]
     cmd = [
         sys.executable,
+        *wrapper,
         str(args.loadbench),
         "--base-url",
         server.base_url,

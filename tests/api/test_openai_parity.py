@@ -131,6 +131,34 @@ def test_logit_bias_bans_a_token(client: openai.OpenAI) -> None:
     assert first.token not in [t.token for t in again.choices[0].logprobs.content[:1]]
 
 
+def test_ignore_eos_runs_to_max_tokens(client: openai.OpenAI) -> None:
+    # A one-word answer ends on the end-of-turn token after a few tokens; with ignore_eos (as vLLM
+    # and llama-server have it) the same request runs to max_tokens, plain and on the legacy endpoint.
+    ask = [{"role": "user", "content": "Answer with one word: what colour is the sky?"}]
+    short = client.chat.completions.create(model="chat", messages=ask, max_tokens=40, temperature=0)
+    assert short.choices[0].finish_reason == "stop" and short.usage.completion_tokens < 40
+    full = client.chat.completions.create(
+        model="chat", messages=ask, max_tokens=40, temperature=0, extra_body={"ignore_eos": True}
+    )
+    assert full.choices[0].finish_reason == "length" and full.usage.completion_tokens == 40
+    legacy = client.completions.create(
+        model="chat", prompt="The end.", max_tokens=24, temperature=0, extra_body={"ignore_eos": True}
+    )
+    assert legacy.choices[0].finish_reason == "length" and legacy.usage.completion_tokens == 24
+
+
+def test_ignore_eos_with_a_shape_is_refused(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model="chat",
+            messages=ASK,
+            max_tokens=8,
+            response_format={"type": "json_object"},
+            extra_body={"ignore_eos": True},
+        )
+    assert err.value.body["param"] == "ignore_eos"
+
+
 def _token_id(client: openai.OpenAI, token: str) -> int:
     """The token's id, found by banning candidates: the legacy endpoint echoes nothing of ids, so ask
     the model for the token alone with a bias that forces it."""

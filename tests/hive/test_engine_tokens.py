@@ -203,3 +203,17 @@ def test_tool_turns_reach_the_chat_template(engine: HiveEngine) -> None:
         ]
     )
     assert "Weather in Oslo?" in prompt and '{"temp": 3}' in prompt
+
+
+def test_the_shared_preamble_runs_to_the_next_turns_header(engine: HiveEngine) -> None:
+    # What conversations after one system prompt share includes the user turn's header, so the
+    # prefix cache saves it too and no request prefills those tokens again.
+    from appliance.serving.prompting import Prompter
+
+    prompter = Prompter(engine, timeout_s=30)
+    preamble = [("system", "You are terse.")]
+    a, shared_a = prompter.tokenize_chat(preamble, [("user", "Hello there")])
+    b, shared_b = prompter.tokenize_chat(preamble, [Turn(role="user", content="Something else entirely")])
+    common = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+    system_only = len(engine.tokenize(engine.render_chat(preamble, add_generation_prompt=False)))
+    assert shared_a == shared_b == common > system_only

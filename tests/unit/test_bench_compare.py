@@ -172,3 +172,26 @@ def test_a_file_that_is_not_gguf_is_refused(tmp_path) -> None:
     bad.write_bytes(b"not a model")
     with pytest.raises(ValueError, match="not a GGUF"):
         quant_summary(bad)
+
+
+def test_equal_work_client_adds_ignore_eos_to_every_body() -> None:
+    import asyncio
+    import json
+
+    import httpx
+    from comparison.equal_work import EqualWorkClient
+
+    seen: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, json={})
+
+    async def send() -> None:
+        async with EqualWorkClient(base_url="http://bench", transport=httpx.MockTransport(handler)) as client:
+            await client.post("/v1/chat/completions", json={"model": "chat"})
+            async with client.stream("POST", "/v1/chat/completions", json={"model": "chat", "stream": True}) as r:
+                await r.aread()
+
+    asyncio.run(send())
+    assert seen == [{"model": "chat", "ignore_eos": True}, {"model": "chat", "stream": True, "ignore_eos": True}]
