@@ -104,6 +104,40 @@ def test_no_cross_talk_between_slots(engine: HiveEngine) -> None:
     assert len({text for text, _ in batched}) > len(TOPICS) // 2
 
 
+def test_every_step_lists_its_rows_in_sequence_order(engine: HiveEngine) -> None:
+    # A split cache puts only consecutive sequence ids into one ubatch (one pass over the weights):
+    # rows in arrival order would cost a step several passes.
+    ctx = engine._ctx
+    assert ctx is not None
+    orders: list[list[int]] = []
+    decode = ctx.decode
+
+    def spy(batch):
+        orders.append([batch.raw.seq_id[i][0] for i in range(batch.n)])
+        return decode(batch)
+
+    ctx.decode = spy  # type: ignore[method-assign]
+    try:
+        system = "You are a helpful assistant."
+
+        async def staggered():
+            # different prompt lengths and answer lengths, started one after another, so slots
+            # are admitted and finish in an order that is not their sequence order
+            tasks = []
+            for i, topic in enumerate(TOPICS):
+                tasks.append(
+                    asyncio.ensure_future(generate(engine, prompt(engine, system, topic * (i + 1)), 8 + 6 * i))
+                )
+                await asyncio.sleep(0.05)
+            return await asyncio.gather(*tasks)
+
+        run(engine, staggered())
+    finally:
+        del ctx.decode
+    assert any(len(set(seqs)) > 2 for seqs in orders)
+    assert all(seqs == sorted(seqs) for seqs in orders)
+
+
 def test_prefix_hit_matches_miss(engine: HiveEngine) -> None:
     system = "You are a careful summariser. Keep every number and name that matters. " * 3
     tokens = prompt(engine, system, "Summarise: the bridge opened in 1932 and carries 160,000 cars a day.")
