@@ -41,9 +41,12 @@ def action(group: Any, name: str, help: str, run: Runner, json: bool = False) ->
 SETTING_DEST = "setting__"
 
 
-def add_setting_flags(parser: argparse.ArgumentParser, *, only: tuple[str, ...] | None = None) -> None:
-    """The settings table's flags (all of them, or those fields in `only`). Unset flags stay out of the
-    namespace (SUPPRESS), so a flag given before the command is not overwritten by this parser's default."""
+def add_setting_flags(
+    parser: argparse.ArgumentParser, *, only: tuple[str, ...] | None = None, helps: dict[str, str] | None = None
+) -> None:
+    """The settings table's flags (all of them, or those fields in `only`; `helps` replaces a field's help
+    where a command uses the setting differently). Unset flags stay out of the namespace (SUPPRESS), so
+    a flag given before the command is not overwritten by this parser's default."""
     from appliance.settings import SETTINGS
 
     for s in SETTINGS:
@@ -53,7 +56,7 @@ def add_setting_flags(parser: argparse.ArgumentParser, *, only: tuple[str, ...] 
         kwargs: dict[str, Any] = {
             "dest": SETTING_DEST + s.field,
             "default": argparse.SUPPRESS,
-            "help": f"{s.help.replace('`', '')} (default {s.shown_default.replace('`', '')}{env})".replace("%", "%%"),
+            "help": f"{(helps or {}).get(s.field, s.help).replace('`', '')} (default {s.shown_default.replace('`', '')}{env})".replace("%", "%%"),
         }
         if s.type is bool:
             kwargs["action"] = "store_true"

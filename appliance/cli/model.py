@@ -31,7 +31,12 @@ class ModelCommand(Command):
             optimize,
             json=True,
         )
-        add_setting_flags(p, only=("data_dir", "model_path", "threads", "cpu_kernels"))
+        add_setting_flags(
+            p,
+            only=("data_dir", "model_path", "threads", "cpu_kernels"),
+            # The speed gate measures at one fixed count (no adapting to contention, unlike serve).
+            helps={"threads": "CPU threads for the quality and speed measurements. 0: all available cores"},
+        )
         p.add_argument(
             "--type",
             dest="quant_type",
