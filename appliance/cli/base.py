@@ -53,10 +53,11 @@ def add_setting_flags(
         if s.flag is None or (only is not None and s.field not in only):
             continue
         env = f"; env {s.env}" if s.env else ""
+        text = (helps or {}).get(s.field, s.help).replace("`", "")
         kwargs: dict[str, Any] = {
             "dest": SETTING_DEST + s.field,
             "default": argparse.SUPPRESS,
-            "help": f"{(helps or {}).get(s.field, s.help).replace('`', '')} (default {s.shown_default.replace('`', '')}{env})".replace("%", "%%"),
+            "help": f"{text} (default {s.shown_default.replace('`', '')}{env})".replace("%", "%%"),
         }
         if s.type is bool:
             kwargs["action"] = "store_true"
