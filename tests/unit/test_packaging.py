@@ -181,6 +181,39 @@ def test_what_the_containerfiles_copy_and_install_exists(kind: str) -> None:
             assert set(extra.split(",")) <= set(extras)
 
 
+@pytest.mark.parametrize("kind", CONTAINERFILES)
+def test_the_containerfiles_copy_what_the_package_links_to(kind: str) -> None:
+    # appliance/specialists.toml is a link to the repository's specialists.toml: an image that copies
+    # appliance/ without it ships a package with no built-in specialists (found building the image).
+    copied = [
+        source
+        for word, args in instructions(CONTAINERFILES[kind])
+        if word == "COPY" and not args.startswith("--from")
+        for source in args.split()[:-1]
+    ]
+    for source in copied:
+        for path in [ROOT / source, *(ROOT / source).rglob("*")]:
+            if path.is_symlink() and "node_modules" not in path.parts:
+                target = path.resolve().relative_to(ROOT)
+                assert target.parts[0] in copied, f"{path.relative_to(ROOT)} links to {target}, not copied"
+
+
+@pytest.mark.parametrize("kind", CONTAINERFILES)
+def test_llama_cpp_is_compiled_in_a_layer_before_the_code(kind: str) -> None:
+    # A code change must not recompile llama.cpp (an hour for every CPU variant), and the layer
+    # builds the version pyproject.toml pins.
+    steps = instructions(CONTAINERFILES[kind])
+    pin = next(
+        d
+        for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["server"]
+        if d.startswith("llama-cpp-python")
+    )
+    assert ("ARG", "LLAMA_CPP_PYTHON=" + pin.split("==")[1]) in steps
+    build = next(i for i, (w, a) in enumerate(steps) if w == "RUN" and "llama-cpp-python==" in a)
+    first_copy = next(i for i, (w, a) in enumerate(steps) if w == "COPY" and not a.startswith("--from"))
+    assert build < first_copy
+
+
 # ---------------------------------------------------------------- README
 def test_the_readme_install_section_uses_every_piece() -> None:
     readme = (ROOT / "README.md").read_text()
