@@ -321,7 +321,7 @@ class Scheduler:
             budget -= len(chunk)
         # Rows go in sequence order: with a split KV cache llama.cpp puts only consecutive sequence
         # ids in one ubatch (one pass over the weights), so rows in arrival order cost a batch of 8
-        # several passes (measured: 75 ms against 55-68 ms for 8 rows in one unified pass).
+        # several passes (measured here: 63.8 ms for 8 rows in arrival order, 44.6 ms sorted).
         generated = prompt_tokens = 0
         for slot in sorted([*generating, *prefilling], key=lambda s: s.seq):
             a = slot.active
