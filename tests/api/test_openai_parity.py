@@ -73,14 +73,20 @@ def test_json_schema_strict_validates_for_several_choices(client: openai.OpenAI)
 
 
 class Pet(pydantic.BaseModel):
-    name: str
-    species: str
+    # Bounded strings (maxLength in the schema, so in the grammar): an unbounded one sampled at the
+    # default temperature ran past max_tokens now and then (LengthFinishReasonError).
+    name: str = pydantic.Field(max_length=24)
+    species: str = pydantic.Field(max_length=24)
     legs: int
 
 
 def test_parse_with_a_pydantic_model(client: openai.OpenAI) -> None:
     r = client.chat.completions.parse(
-        model="gpt-4o", messages=[{"role": "user", "content": "Invent a pet."}], response_format=Pet, max_tokens=120
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "Invent a pet."}],
+        response_format=Pet,
+        max_tokens=120,
+        temperature=0,
     )
     pet = r.choices[0].message.parsed
     assert isinstance(pet, Pet) and isinstance(pet.legs, int)
