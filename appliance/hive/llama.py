@@ -8,6 +8,7 @@ sequences sharing a unified KV cache, a batch, and a sampler chain per request.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import math
 import os
@@ -80,8 +81,12 @@ class Model:
         self.bos = ll.llama_vocab_bos(self.vocab)
         self.eos = ll.llama_vocab_eos(self.vocab)
         self.add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab))
-        # Every end-of-generation token (end of turn, end of text, ...), for ignore_eos.
-        self.eog_ids = [t for t in range(self.n_vocab) if ll.llama_vocab_is_eog(self.vocab, t)]
+
+    @functools.cached_property
+    def eog_ids(self) -> list[int]:
+        """Every end-of-generation token (end of turn, end of text, ...), for ignore_eos: a pass over the
+        vocabulary (tens of ms), made by the first request that asks, not by every model load."""
+        return [t for t in range(self.n_vocab) if ll.llama_vocab_is_eog(self.vocab, t)]
 
     def meta(self, key: str) -> str | None:
         size = 1 << 16
