@@ -5,9 +5,8 @@ request plus chunks of prompt for requests still prefilling, so requests join an
 between steps. Each slot is one KV sequence: in one unified KV cache, or each in its own
 stream when the cache is split. Finished slots keep their prompt in the KV cache, and shared
 preambles (specialist and system prompts) are also saved to host memory. A new request starts
-from the longest token prefix found in any slot (copied: by tagging cells when unified, as a
-stream copy when split) or among the saved preambles (restored, a memory copy), and prefills
-only the rest.
+from the longest token prefix found in any slot or among the saved preambles, and prefills only
+the rest; requests arriving together with one new preamble prefill it once (reuse.py).
 
 (prefix_cache.py says why saved preambles live in host memory.)
 """
@@ -24,7 +23,8 @@ from appliance.errors import Overloaded
 from appliance.hive.drafting import StepCosts, choose
 from appliance.hive.llama import Batch, Context, Model, Sampler
 from appliance.hive.lookup import NgramIndex
-from appliance.hive.prefix_cache import PrefixCache, common_prefix
+from appliance.hive.prefix_cache import PrefixCache
+from appliance.hive.reuse import PromptReuse
 from appliance.hive.slots import Active, Slot
 from appliance.hive.stats import Stats
 from appliance.hive.text import TextStream
@@ -33,8 +33,6 @@ from appliance.hive.types import Chunk, Finished, Generation, GenerationRequest,
 
 log = logging.getLogger("alveare.hive")
 
-# A copied prefix must save at least this many tokens of prefill to be worth a copy.
-MIN_COPY = 8
 # Most draft tokens a request's lookup proposes per step; the draft policy decides how many are used.
 MAX_DRAFT = 8
 
@@ -64,9 +62,7 @@ class Scheduler:
         self._decode_s = 0.0
         # Shared preambles saved to host memory.
         self.prefixes = PrefixCache(ctx, entries=cache_entries, max_bytes=cache_bytes, profile=self.stats.profile)
-        # Sequences a split cache's stream copy reads or writes at the next decode: nothing may be
-        # restored into them before then, or the copy would overwrite it (or carry it off).
-        self._copying: set[int] = set()
+        self.reuse = PromptReuse(ctx, self.slots, self.prefixes, self.stats)
         self.step_costs = StepCosts()
         self._waiting: deque[tuple[GenerationRequest, list[Generation]]] = deque()
         self._cond = threading.Condition()
@@ -211,27 +207,8 @@ class Scheduler:
 
     def _place(self, req: GenerationRequest, gens: list[Generation], free: list[Slot]) -> None:
         prompt = req.prompt_tokens
-        limit = len(prompt) - 1  # the last prompt token is always decoded, for its logits
-        # A preamble not saved yet is saved when the slot holds exactly it, so prefill must cross it.
-        save_at = req.cache_prefix if 0 < req.cache_prefix <= limit else None
-        if save_at is not None and self.prefixes.wants(prompt[:save_at]):
-            limit = save_at - 1
-        else:
-            save_at = None
-        own = {s.seq: min(common_prefix(s.kv, prompt), limit) for s in self.slots}
-        dest = max(free, key=lambda s: (own[s.seq], -len(s.kv)))
-        src = max(self.slots, key=lambda s: own[s.seq])
-        saved, saved_len = self.prefixes.best(prompt, limit)
-        reuse = own[dest.seq]
-        can_restore = saved is not None and dest.seq not in self._copying
-        if can_restore and saved_len >= max(reuse, own[src.seq]) + MIN_COPY:
-            reuse = saved_len if self.prefixes.restore(saved, dest.seq, saved_len) else 0
-        elif src is not dest and own[src.seq] >= reuse + MIN_COPY:
-            reuse = own[src.seq]
-            self._copy(src, dest, reuse)
-        else:
-            self.ctx.seq_rm(dest.seq, reuse, -1)
-        dest.kv = prompt[:reuse]
+        save_at = self.reuse.save_point(prompt, req.cache_prefix)
+        dest, reuse = self.reuse.start(prompt, free, save_at)
         s = req.sampling
         samplers: list[Sampler] = []
         try:
@@ -253,6 +230,10 @@ class Scheduler:
             reserved=len(prompt) + req.max_tokens,
             save_at=save_at,
         )
+        if save_at is not None and reuse < save_at:
+            # A burst sharing a new preamble (a specialist's or an account's system prompt, just
+            # after a start or an edit): one request prefills it, the others restore it once saved.
+            parent.waits_for = self.reuse.prefilling(prompt[:save_at])
         dest.active = parent
         others = [slot for slot in free if slot is not dest]
         for gen, sampler, slot in zip(gens[1:], samplers[1:], others, strict=False):
@@ -303,13 +284,14 @@ class Scheduler:
                     proposals.append((slot.seq, len(guess), a.acceptance.rate))
         use = choose(self.step_costs, len(generating), proposals, batch.capacity - len(generating)) if proposals else {}
         drafts = {slot.seq: proposed.get(slot.seq, [])[: use.get(slot.seq, 0)] for slot in generating}
+        self.reuse.resolve_waits(self._admitted_order)
         # Prompt chunks share what is left of the batch in arrival order.
         budget = batch.capacity - sum(1 + len(d) for d in drafts.values())
         chunks: dict[int, tuple[int, list[int]]] = {}  # seq -> (first prompt index, tokens)
         prefilling: list[Slot] = []
         for slot in self._admitted_order:
             a = slot.active
-            if a is None or not a.prefilling or a.fork_from is not None or budget <= 0:
+            if a is None or not a.prefilling or a.fork_from is not None or a.waits_for is not None or budget <= 0:
                 continue
             end = a.done + budget
             if a.save_at is not None:
@@ -345,6 +327,8 @@ class Scheduler:
                     to_sample.append((slot, idx, []))
             added.append((slot, chunk))
             prompt_tokens += len(chunk)
+        if not batch.n:
+            return 0  # every active request is waiting for another's preamble (and none generates)
         profile = self.stats.profile
         t0 = time.perf_counter()
         rc = self.ctx.decode(batch)
@@ -363,7 +347,7 @@ class Scheduler:
             self.step_costs.observe(batch.n, t1 - t0)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
-        self._copying.clear()  # llama_decode did the queued stream copies first
+        self.reuse.decoded()
         for slot, tokens in added:
             slot.kv.extend(tokens)
             a = slot.active
@@ -405,17 +389,11 @@ class Scheduler:
         for child_slot, child in a.children:
             if child_slot.active is not child:
                 continue  # cancelled while the prompt was prefilling
-            self._copy(slot, child_slot, n)
+            self.reuse.copy(slot, child_slot, n)
             child_slot.kv = list(a.request.prompt_tokens)
             child.done, child.fork_from = n, None
             self._accept(child_slot, child, child.sampler.sample(self.ctx, idx), idx)
         a.children = []
-
-    def _copy(self, src: Slot, dst: Slot, n: int) -> None:
-        """`dst`'s sequence becomes the first `n` tokens of `src`'s."""
-        self.ctx.copy_prefix(src.seq, dst.seq, n)
-        if not self.ctx.unified:
-            self._copying.update((src.seq, dst.seq))
 
     def _token_info(self, a: Active, token: int, piece: bytes, row: int) -> TokenInfo:
         top = a.request.sampling.logprobs or 0

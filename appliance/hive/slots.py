@@ -41,6 +41,9 @@ class Active:
     stop_at: float | None = None
     # Prompt length at which this slot holds exactly a preamble to save to host memory (None: none).
     save_at: int | None = None
+    # Set while another request (this one) prefills the same unsaved preamble: this request
+    # prefills nothing until that preamble is saved, then restores it instead of decoding it again.
+    waits_for: Active | None = None
 
     @property
     def prefilling(self) -> bool:

@@ -324,3 +324,55 @@ def test_saved_prefix_is_restored_after_its_slot_moved_on(layout: str) -> None:
     finally:
         loop.run_until_complete(eng.stop())
         loop.close()
+
+
+def burst(engine: HiveEngine, prompts: list[list[int]], preamble: int) -> list[Finished]:
+    """The prompts submitted together: the scheduler admits them all in one pass, before any step."""
+    scheduler = engine._scheduler
+    assert scheduler is not None
+
+    async def together() -> list[Finished]:
+        with scheduler._cond:  # reentrant: submit() takes it too
+            gens = [
+                engine.submit(GenerationRequest(prompt_tokens=p, max_tokens=12, sampling=GREEDY, cache_prefix=preamble))
+                for p in prompts
+            ]
+        for g in gens:
+            async for _ in g:
+                pass
+        return [g.finished for g in gens if g.finished is not None]
+
+    return run(engine, together())
+
+
+def test_a_burst_sharing_a_new_preamble_prefills_it_once(engine: HiveEngine) -> None:
+    """Requests arriving together with the same preamble, not saved yet (a specialist's prompt
+    just after a start): one prefills it, the others wait for it to be saved and restore it, and
+    each says what it says alone."""
+    system = "You are a meticulous archivist. Answer plainly, in one sentence, and name a source. " * 3
+    prompts = [prompt(engine, system, f"Tell me one fact about {t}.") for t in TOPICS[:4]]
+    preamble = next(i for i, (a, b) in enumerate(zip(prompts[0], prompts[1], strict=False)) if a != b)
+    run(engine, engine.stop())  # a fresh engine: nothing cached
+    run(engine, engine.start())
+    profile = engine._scheduler.stats.profile  # type: ignore[union-attr]
+    together = burst(engine, prompts, preamble)
+    assert sorted(f.cached_tokens for f in together) == [0, preamble, preamble, preamble]
+    assert profile.prompt == sum(len(p) for p in prompts) - 3 * preamble  # the preamble once, not 4 times
+    for p, both in zip(prompts, together, strict=True):
+        _, alone = run(engine, generate(engine, p, max_tokens=12))
+        assert_same_or_near_tie(engine, p, alone, both)
+
+
+def test_a_burst_whose_preamble_is_not_kept_prefills_it_each(engine: HiveEngine) -> None:
+    """When the cache does not keep the preamble, the waiting requests prefill it themselves."""
+    system = "You are a strict copy editor. Fix grammar only and keep the author's voice. " * 3
+    prompts = [prompt(engine, system, f"Edit: {t} is a nice things.") for t in TOPICS[4:7]]
+    preamble = next(i for i, (a, b) in enumerate(zip(prompts[0], prompts[1], strict=False)) if a != b)
+    run(engine, engine.stop())
+    run(engine, engine.start())
+    scheduler = engine._scheduler
+    assert scheduler is not None
+    scheduler.prefixes.remember = lambda seq, kv: None  # type: ignore[method-assign]
+    together = burst(engine, prompts, preamble)
+    assert all(f.finish_reason in ("stop", "length") and f.completion_tokens for f in together)
+    assert scheduler.stats.profile.prompt == sum(len(p) for p in prompts)
