@@ -111,6 +111,12 @@ def parse_args(argv=None):
     )
     p.add_argument("--lookup-max-tokens", type=int, default=96, help="max_tokens of the --lookup runs (default 96)")
     p.add_argument(
+        "--shared-prompt",
+        action="store_true",
+        help="add runs at each concurrency > 1 where every request carries the same system prompt "
+        "(one specialist's traffic: the chat prompt, 1 variant), streamed and not",
+    )
+    p.add_argument(
         "--variants", type=int, default=4, help="system-prompt variants for runs with concurrency > 1 (default 4)"
     )
     p.add_argument("--threads", type=int, default=cpu_count(), help="server threads (default: cores)")

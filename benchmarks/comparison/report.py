@@ -211,7 +211,13 @@ def markdown(meta: dict, scs: list[dict], summary: list[dict], rows: list[dict])
         f"- Model: `{Path(m['model']).name}` ({m['model_mb']:.0f} MB, {m['model_quant']}), threads {m['threads']}",
         f"- Load: loadbench.py, {m['requests']} requests/scenario (+1 warm-up), max_tokens "
         f"{m['max_tokens']}, temperature 0, system prompt sent in the messages (model `chat`), "
-        f"{m['variants']} system-prompt variants when concurrency > 1 (1 otherwise)",
+        f"{m['variants']} system-prompt variants when concurrency > 1 (1 otherwise)"
+        + (
+            "; in the `-shared-` runs every request carries the same system prompt (loadbench's chat "
+            "prompt, one specialist's traffic) and only the user text differs"
+            if any("-shared-" in e["scenario"] for e in summary)
+            else ""
+        ),
         (
             "- Equal work: every request sends `ignore_eos` (llama-server, vLLM and Alveare accept it), so "
             "every answer runs to max_tokens and every server generates the same tokens (the tokens column: "

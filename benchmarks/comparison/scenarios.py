@@ -35,6 +35,20 @@ def scenarios(args) -> list[dict]:
                     "variants": args.variants if c > 1 else 1,
                 }
             )
+    if args.shared_prompt:
+        # One specialist's traffic: every request the same system prompt (loadbench's chat prompt),
+        # sent in the messages to every server; only the user text differs.
+        for c in (c for c in args.concurrency if c > 1):
+            for stream in args.stream_modes:
+                out.append(
+                    {
+                        "name": f"c{c}-shared-{'stream' if stream else 'nostream'}",
+                        "concurrency": c,
+                        "stream": stream,
+                        "variants": 1,
+                        "specialists": "chat",
+                    }
+                )
     if args.lookup:
         # One client, specialist traffic whose answers copy the input: Alveare serves it as the
         # specialist itself (model = its name), so prompt-lookup drafting is on; the others get
@@ -103,6 +117,8 @@ def run_loadbench(args, server: Server, sc: dict) -> dict:
         "--label",
         f"{server.name}/{sc['name']}",
     ]
+    if "specialists" in sc:
+        cmd += ["--specialists", sc["specialists"]]
     if "specialist" in sc:
         cmd += ["--specialists", sc["specialist"]]
         if own:

@@ -124,6 +124,27 @@ def test_default_scenarios_are_one_and_eight_clients_streamed_and_not() -> None:
     assert [sc["name"] for sc in scenarios(args)] == ["c1-nostream", "c1-stream", "c8-nostream", "c8-stream"]
 
 
+def test_shared_prompt_adds_one_specialists_traffic_with_the_prompt_in_the_messages(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from comparison import scenarios as scenarios_module
+
+    args = compare.parse_args(["--shared-prompt"])
+    shared = [sc for sc in scenarios(args) if "shared" in sc["name"]]
+    assert [sc["name"] for sc in shared] == ["c8-shared-nostream", "c8-shared-stream"]
+    assert all(sc["variants"] == 1 and sc["concurrency"] == 8 for sc in shared)
+    sent: list[list[str]] = []
+    done = SimpleNamespace(returncode=0, stdout='{"ok": 1}', stderr="")
+    monkeypatch.setattr(scenarios_module.subprocess, "run", lambda cmd, **kw: sent.append(cmd) or done)
+    alveare = SimpleNamespace(owns_specialists=True, base_url="http://x", key="k", name="alveare")
+    assert scenarios_module.run_loadbench(args, alveare, shared[1]) == {"ok": 1}
+    cmd = sent[0]
+    # every server gets the system prompt in the messages (no --specialist-mode), the same one each time
+    assert cmd[cmd.index("--specialists") + 1] == "chat" and "--specialist-mode" not in cmd
+    assert cmd[cmd.index("--variants") + 1] == "1" and cmd[cmd.index("--model") + 1] == "chat"
+    assert "--stream" in cmd
+
+
 def test_contention_adds_quiet_and_busy_one_client_runs_at_user_threads() -> None:
     args = compare.parse_args(["--contention", "--hog", "spin", "--concurrency", "8"])
     extra = [sc for sc in scenarios(args) if sc.get("pair")]
