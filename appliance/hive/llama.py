@@ -248,10 +248,13 @@ class Batch:
         self.capacity = capacity
         self.raw = ll.llama_batch_init(capacity, 0, 1)
         self.n = 0
+        # Batch index -> row among the decode's outputs (llama.cpp keeps outputs in batch order).
+        self.output_row: dict[int, int] = {}
 
     def clear(self) -> None:
         self.n = 0
         self.raw.n_tokens = 0
+        self.output_row = {}
 
     def add(self, token: int, pos: int, seq: int, logits: bool) -> int:
         """Append one token; returns its index in the batch (where its logits will be)."""
@@ -262,12 +265,44 @@ class Batch:
         raw.n_seq_id[i] = 1
         raw.seq_id[i][0] = seq
         raw.logits[i] = logits
+        if logits:
+            self.output_row[i] = len(self.output_row)
         self.n = i + 1
         raw.n_tokens = self.n
         return i
 
     def close(self) -> None:
         ll.llama_batch_free(self.raw)
+
+
+class StepLogits:
+    """The logits rows of the last decode's outputs, read in place, with the argmax of every row
+    found in one numpy call the first time a greedy pick asks: a ctypes call and a numpy wrapper
+    per row were most of a greedy step's sampling time. Valid until the next decode."""
+
+    def __init__(self, ctx: Context, batch: Batch, n_vocab: int) -> None:
+        self.ctx = ctx
+        self.rows = batch.output_row
+        self.n_vocab = n_vocab
+        self._view: np.ndarray | None = None
+        self._best: np.ndarray | None = None
+
+    @property
+    def view(self) -> np.ndarray:
+        if self._view is None:
+            shape = (len(self.rows), self.n_vocab)
+            self._view = np.ctypeslib.as_array(ll.llama_get_logits(self.ctx.ptr), shape=shape)
+        return self._view
+
+    def row(self, index: int) -> np.ndarray:
+        """The logits row of batch `index` (llama.cpp's own buffer)."""
+        return self.view[self.rows[index]]
+
+    def best(self, index: int) -> int:
+        """The first highest logit of batch `index`'s row, before any logit bias."""
+        if self._best is None:
+            self._best = self.view.argmax(axis=1)
+        return int(self._best[self.rows[index]])
 
 
 # Candidates a greedy pick refused by the grammar tries one by one before the grammar goes over
@@ -374,6 +409,7 @@ class Sampler:
         biased = sorted((logit_bias or {}).items())
         self.bias_ids = np.array([t for t, _ in biased], dtype=np.int64)
         self.bias = np.array([-math.inf if b <= -100 else b for _, b in biased], dtype=np.float32)
+        self.bias_set = frozenset(t for t, _ in biased)
         # Greedy with nothing but a logit bias in the chain: an argmax over the logits row in place
         # (about 10 us), where llama_sampler_sample first copies the whole vocabulary into candidates
         # (about 60 us).
@@ -393,9 +429,12 @@ class Sampler:
         add(self.ptr, ll.llama_sampler_init_temp(temperature))
         add(self.ptr, ll.llama_sampler_init_dist(seed & 0xFFFFFFFF))
 
-    def sample(self, ctx: Context, index: int) -> int:
-        """Sample from the logits at batch `index`; the chain (and grammar) also accept the token."""
+    def sample(self, ctx: Context, index: int, logits: StepLogits | None = None) -> int:
+        """Sample from the logits at batch `index`; the chain (and grammar) also accept the token.
+        `logits`: the step's rows, whose argmaxes a greedy pick reads (found for all rows at once)."""
         if self.argmax_only:
+            if logits is not None:
+                return self._argmax(logits.row(index), logits.best(index))
             return self._argmax(np.ctypeslib.as_array(ll.llama_get_logits_ith(ctx.ptr, index), shape=(self.n_vocab,)))
         if self.grammar is None:
             return int(ll.llama_sampler_sample(self.ptr, ctx.ptr, index))
@@ -418,18 +457,21 @@ class Sampler:
         ll.llama_sampler_accept(self.ptr, token)
         return token
 
-    def _argmax(self, row: np.ndarray) -> int:
-        """The first highest logit after the logit bias, as llama.cpp's greedy sampler picks it. The
-        row is llama.cpp's own buffer, which log-probabilities read later: the biased entries are
-        masked for the argmax and put back."""
+    def _argmax(self, row: np.ndarray, best: int | None = None) -> int:
+        """The first highest logit after the logit bias, as llama.cpp's greedy sampler picks it.
+        `best`: the row's plain argmax, when the step found it for every row at once. The row is
+        llama.cpp's own buffer, which log-probabilities read later: when the biased entries must
+        be masked for the argmax, they are put back."""
         ids = self.bias_ids
         if not len(ids):
-            return int(row.argmax())
-        raw = row[ids]  # a copy (fancy indexing)
-        row[ids] = -math.inf
-        best = int(row.argmax())
-        row[ids] = raw
-        biased = raw + self.bias
+            return int(row.argmax()) if best is None else best
+        if best is None or best in self.bias_set:
+            raw = row[ids]  # a copy (fancy indexing)
+            row[ids] = -math.inf
+            best = int(row.argmax())
+            row[ids] = raw
+        # (Otherwise the row's first highest logit is unbiased, so it is the first highest unbiased one.)
+        biased = row[ids] + self.bias
         j = int(biased.argmax())  # ids are sorted, so the first of equals is the lowest id
         if biased[j] > row[best] or (biased[j] == row[best] and ids[j] < best):
             return int(ids[j])

@@ -21,7 +21,7 @@ from collections import deque
 
 from appliance.errors import Overloaded
 from appliance.hive.drafting import StepCosts, choose
-from appliance.hive.llama import Batch, Context, Model, Sampler
+from appliance.hive.llama import Batch, Context, Model, Sampler, StepLogits
 from appliance.hive.lookup import NgramIndex
 from appliance.hive.prefix_cache import PrefixCache
 from appliance.hive.reuse import PromptReuse
@@ -356,12 +356,13 @@ class Scheduler:
                 a.save_at = None
         self.stats.record_step(generated, prompt_tokens)
         t2 = time.perf_counter()
+        logits = StepLogits(self.ctx, batch, self.model.n_vocab)
         for slot, idx, draft in to_sample:
             a = slot.active
             assert a is not None
             if a.children:
-                self._fork(slot, a, idx)
-            token = a.sampler.sample(self.ctx, idx)
+                self._fork(slot, a, idx, logits)
+            token = a.sampler.sample(self.ctx, idx, logits)
             accepted = 0
             while accepted < len(draft) and token == draft[accepted]:
                 # A right guess is already in the KV cache at the next position: keep it, and read
@@ -371,7 +372,7 @@ class Scheduler:
                 if slot.active is not a:
                     break
                 accepted += 1
-                token = a.sampler.sample(self.ctx, idx + accepted)
+                token = a.sampler.sample(self.ctx, idx + accepted, logits)
             if slot.active is a:
                 self._accept(slot, a, token, idx + accepted)
             if draft:
@@ -382,7 +383,7 @@ class Scheduler:
         profile.sample_s += time.perf_counter() - t2
         return 0 if prompt_tokens else batch.n
 
-    def _fork(self, slot: Slot, a: Active, idx: int) -> None:
+    def _fork(self, slot: Slot, a: Active, idx: int, logits: StepLogits) -> None:
         """The prompt is in `slot` now: give each sibling choice its cells and its first token,
         sampled from the same logits row."""
         n = len(a.request.prompt_tokens)
@@ -392,7 +393,7 @@ class Scheduler:
             self.reuse.copy(slot, child_slot, n)
             child_slot.kv = list(a.request.prompt_tokens)
             child.done, child.fork_from = n, None
-            self._accept(child_slot, child, child.sampler.sample(self.ctx, idx), idx)
+            self._accept(child_slot, child, child.sampler.sample(self.ctx, idx, logits), idx)
         a.children = []
 
     def _token_info(self, a: Active, token: int, piece: bytes, row: int) -> TokenInfo:
