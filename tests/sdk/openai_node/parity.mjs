@@ -82,7 +82,8 @@ await check("json_object mode parses", async () => {
 await check("json_schema streamed validates", async () => {
   const schema = {
     type: "object",
-    properties: { city: { type: "string" }, population: { type: "integer" } },
+    // Bounded and greedy: a 135M model sampled with an unbounded string can run past max_tokens.
+    properties: { city: { type: "string", maxLength: 40 }, population: { type: "integer" } },
     required: ["city", "population"],
     additionalProperties: false,
   };
@@ -91,6 +92,7 @@ await check("json_schema streamed validates", async () => {
     messages: [{ role: "user", content: "Name a city and its population." }],
     response_format: { type: "json_schema", json_schema: { name: "city", schema, strict: true } },
     max_tokens: 100,
+    temperature: 0,
     stream: true,
   });
   let text = "";
