@@ -91,6 +91,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    import uvloop
-
-    uvloop.run(main())
+    try:  # the event loop `alveare serve` runs on (uvicorn picks uvloop where it is installed)
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())

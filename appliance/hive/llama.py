@@ -429,13 +429,11 @@ class Sampler:
         add(self.ptr, ll.llama_sampler_init_temp(temperature))
         add(self.ptr, ll.llama_sampler_init_dist(seed & 0xFFFFFFFF))
 
-    def sample(self, ctx: Context, index: int, logits: StepLogits | None = None) -> int:
+    def sample(self, ctx: Context, index: int, logits: StepLogits) -> int:
         """Sample from the logits at batch `index`; the chain (and grammar) also accept the token.
         `logits`: the step's rows, whose argmaxes a greedy pick reads (found for all rows at once)."""
         if self.argmax_only:
-            if logits is not None:
-                return self._argmax(logits.row(index), logits.best(index))
-            return self._argmax(np.ctypeslib.as_array(ll.llama_get_logits_ith(ctx.ptr, index), shape=(self.n_vocab,)))
+            return self._argmax(logits.row(index), logits.best(index))
         if self.grammar is None:
             return int(ll.llama_sampler_sample(self.ptr, ctx.ptr, index))
         cand = self.candidates
@@ -457,21 +455,21 @@ class Sampler:
         ll.llama_sampler_accept(self.ptr, token)
         return token
 
-    def _argmax(self, row: np.ndarray, best: int | None = None) -> int:
-        """The first highest logit after the logit bias, as llama.cpp's greedy sampler picks it.
-        `best`: the row's plain argmax, when the step found it for every row at once. The row is
-        llama.cpp's own buffer, which log-probabilities read later: when the biased entries must
-        be masked for the argmax, they are put back."""
+    def _argmax(self, row: np.ndarray, best: int) -> int:
+        """The first highest logit after the logit bias, as llama.cpp's greedy sampler picks it, given
+        `best`, the row's plain argmax (the step finds it for every row at once). The row is
+        llama.cpp's own buffer, which log-probabilities read later: when the biased entries must be
+        masked for the argmax, they are put back."""
         ids = self.bias_ids
         if not len(ids):
-            return int(row.argmax()) if best is None else best
-        if best is None or best in self.bias_set:
-            raw = row[ids]  # a copy (fancy indexing)
+            return best
+        raw = row[ids]  # a copy (fancy indexing)
+        if best in self.bias_set:
             row[ids] = -math.inf
             best = int(row.argmax())
             row[ids] = raw
         # (Otherwise the row's first highest logit is unbiased, so it is the first highest unbiased one.)
-        biased = row[ids] + self.bias
+        biased = raw + self.bias
         j = int(biased.argmax())  # ids are sorted, so the first of equals is the lowest id
         if biased[j] > row[best] or (biased[j] == row[best] and ids[j] < best):
             return int(ids[j])

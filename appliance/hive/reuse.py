@@ -76,13 +76,12 @@ class PromptReuse:
     def resolve_waits(self, order: list[Slot]) -> None:
         """Requests waiting for a preamble another slot was prefilling: restore it once it is saved;
         prefill it themselves if that request ended first or the cache did not keep it."""
-        alive = {id(s.active) for s in self.slots if s.active is not None}
         for slot in order:
             a = slot.active
             if a is None or a.waits_for is None:
                 continue
             source = a.waits_for
-            if id(source) in alive and source.save_at is not None:
+            if source.save_at is not None and any(s.active is source for s in self.slots):
                 continue  # still on its way to the preamble
             if slot.seq in self.copying:
                 continue  # a stream copy into this sequence is queued for the next decode
