@@ -116,7 +116,8 @@ class Scheduler:
                 self._admit()
                 self._reap()
                 if any(s.active for s in self.slots):
-                    n = self.threads.choose()
+                    prefill = any(s.active is not None and s.active.prefilling for s in self.slots)
+                    n = self.threads.choose(prefill)
                     if n != self._threads_now:
                         self.ctx.set_threads(n)
                         self._threads_now = n

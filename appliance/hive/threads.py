@@ -9,6 +9,13 @@ few steps with another count so it notices when the contention comes or goes: ev
 steps, sooner when that many steps would take long (contention from the start made 64 steps
 take minutes), and at once when a step costs several times its count's running cost.
 
+Exploring is paid for out of a budget: under that contention a 2-thread step took ~3 s against
+~14 ms for one thread, so three such steps every 64 took two thirds of the time (measured: 8 of
+188 steps, 14.9 s of a 21.4 s run). A round now ends after its first step when that step is
+clearly dearer than the current count, and the time a round costs over the current count puts the
+next round off until the current count has run EXPLORE_BUDGET's inverse times as long. Prompt
+steps never explore: they are not measured, and one run with the wrong count costs many steps.
+
 Pure: the scheduler reports timings and asks which count to use next.
 """
 
@@ -22,6 +29,10 @@ EXPLORE_AFTER_S = 5.0
 EXPLORE_STEPS = 3
 # A step this many times dearer per row than its count's running cost: contention just came.
 SURPRISE = 4.0
+# Share of decode time that exploring may cost over what the current count would have taken.
+EXPLORE_BUDGET = 0.05
+# An exploring step this many times dearer per row than the current count ends its round.
+ABANDON = 2.0
 # Weight of the newest observation in a running cost.
 ALPHA = 0.3
 
@@ -44,21 +55,26 @@ class ThreadPolicy:
     # Seconds of observed steps since the last exploration, and whether the next step should explore.
     _since_s: float = 0.0
     _explore_now: bool = False
+    # Seconds the last exploration round cost over the current count's running cost.
+    _debt_s: float = 0.0
 
     def __post_init__(self) -> None:
         self.most = max(1, self.most)
         self.current = self.most
 
-    def choose(self) -> int:
-        """The thread count for the next step."""
+    def choose(self, prefill: bool = False) -> int:
+        """The thread count for the next step (`prefill`: it decodes prompt tokens)."""
         if self.fixed or self.most == 1:
             return self.most
+        if prefill:
+            return self.current
         self._steps += 1
         if self._exploring:
             self._exploring -= 1
             return self._explore_with
-        if self._steps >= EXPLORE_EVERY or self._since_s >= EXPLORE_AFTER_S or self._explore_now:
-            self._steps, self._since_s, self._explore_now = 0, 0.0, False
+        due = self._steps >= EXPLORE_EVERY or self._since_s >= EXPLORE_AFTER_S or self._explore_now
+        if due and self._since_s >= self._debt_s / EXPLORE_BUDGET:
+            self._steps, self._since_s, self._explore_now, self._debt_s = 0, 0.0, False, 0.0
             # Try the count whose cost is oldest news: the other one when there are two.
             others = [n for n in self.candidates() if n != self.current]
             self._explore_with = min(others, key=lambda n: self.cost.get(n, 0.0)) if others else self.current
@@ -82,7 +98,12 @@ class ThreadPolicy:
             return
         per_row = seconds / rows
         old = self.cost.get(threads)
-        if threads == self.current and not self._exploring:  # exploration steps don't bring the next one closer
+        now = self.cost.get(self.current)
+        if threads != self.current and now is not None:  # an exploring step
+            self._debt_s += max(0.0, seconds - rows * now)
+            if per_row > ABANDON * now:
+                self._exploring = 0  # the round's answer is clear; its other steps would cost as much
+        elif threads == self.current and not self._exploring:  # exploration steps don't bring the next one closer
             self._since_s += seconds
             if old is not None and per_row > SURPRISE * old:
                 self._explore_now = True

@@ -4,7 +4,7 @@ only a little slower."""
 
 from __future__ import annotations
 
-from appliance.hive.threads import EXPLORE_EVERY, ThreadPolicy
+from appliance.hive.threads import EXPLORE_BUDGET, EXPLORE_EVERY, ThreadPolicy
 
 
 def run(policy: ThreadPolicy, steps: int, cost_ms: dict[int, float]) -> list[int]:
@@ -14,6 +14,10 @@ def run(policy: ThreadPolicy, steps: int, cost_ms: dict[int, float]) -> list[int
         used.append(n)
         policy.observe(n, cost_ms[n] / 1000 * 4, rows=4)
     return used
+
+
+def seconds(used: list[int], cost_ms: dict[int, float]) -> float:
+    return sum(cost_ms[n] / 1000 * 4 for n in used)
 
 
 QUIET = {1: 18.0, 2: 10.0}
@@ -33,8 +37,36 @@ def test_contention_moves_to_fewer_threads_and_back() -> None:
     assert policy.current == 1
     # After the first exploration round found one thread cheaper, nearly every step uses it.
     assert used[-200:].count(1) > 190
-    run(policy, 4 * EXPLORE_EVERY, QUIET)
+    # Back to both threads once quiet, within the time that pays for the last costly round
+    # (one 2.3 s step at 2 threads: 2.2 s over one thread's step, so 44 s) and one more round.
+    used = run(policy, 1000, QUIET)
     assert policy.current == 2
+    assert seconds(used[: used.index(2)], QUIET) < 2.3 / EXPLORE_BUDGET + EXPLORE_EVERY * 4 * QUIET[1] / 1000
+
+
+def test_exploring_under_contention_costs_a_small_share_of_the_time() -> None:
+    """Measured before: 3 steps of ~3 s at 2 threads every 64 one-thread steps of 14 ms, two thirds of the time."""
+    policy = ThreadPolicy(most=2)
+    run(policy, 12, BUSY)
+    used = run(policy, 5000, BUSY)
+    spent, ideal = seconds(used, BUSY), len(used) * 4 * BUSY[1] / 1000
+    assert used.count(2) >= 1  # it still looks
+    assert spent < (1 + 2 * EXPLORE_BUDGET) * ideal
+
+
+def test_a_clearly_dearer_count_is_tried_for_one_step_only() -> None:
+    policy = ThreadPolicy(most=2)
+    run(policy, 12, BUSY)
+    used = run(policy, 2 * EXPLORE_EVERY, BUSY)
+    assert "22" not in "".join(map(str, used))
+
+
+def test_prompt_steps_use_the_current_count_and_never_explore() -> None:
+    policy = ThreadPolicy(most=2)
+    run(policy, 30, QUIET)
+    before = (policy._steps, policy._since_s)
+    assert {policy.choose(prefill=True) for _ in range(10 * EXPLORE_EVERY)} == {2}
+    assert (policy._steps, policy._since_s) == before
 
 
 def test_contention_from_the_first_step_is_left_within_a_few_steps() -> None:
