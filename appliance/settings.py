@@ -193,6 +193,21 @@ SETTINGS: tuple[Setting, ...] = (
         label="KV cache layout",
     ),
     Setting(
+        "prefill_chunk",
+        int,
+        0,
+        "most batch rows a step gives prompts (0: 128 on the CPU, 512 with the model on a GPU). Prompts are "
+        "prefilled in arrival order, so a smaller chunk gives the first of a burst its first token sooner",
+        flag="--prefill-chunk",
+        env="ALVEARE_PREFILL_CHUNK",
+        minimum=0,
+        maximum=512,
+        default_text="auto",
+        label="prefill chunk",
+        more=". On a CPU a step's cost grows about in step with its rows, so chunks of 128 cost about as much per "
+        "token as one big step; on a GPU rows are nearly free up to the batch size",
+    ),
+    Setting(
         "threads",
         int,
         0,

@@ -121,6 +121,7 @@ def serve(args: argparse.Namespace) -> int:
             gpu=settings.gpu == "auto",
             flash_attn=settings.flash_attn,
             kv_cache=settings.kv_cache,
+            prefill_chunk=settings.prefill_chunk,
             cpu_kernels=settings.cpu_kernels,
             kernel_cache_path=str(settings.kernel_cache_path),
             queue_size=settings.queue_size,

@@ -376,3 +376,49 @@ def test_a_burst_whose_preamble_is_not_kept_prefills_it_each(engine: HiveEngine)
     together = burst(engine, prompts, preamble)
     assert all(f.finish_reason in ("stop", "length") and f.completion_tokens for f in together)
     assert scheduler.stats.profile.prompt == sum(len(p) for p in prompts)
+
+
+def test_a_burst_is_prefilled_in_arrival_order_in_chunks(engine: HiveEngine) -> None:
+    """No step gives prompts more than prefill_chunk rows, so the first requests of a burst get
+    their first token steps before the last; each still says what it says alone."""
+    scheduler = engine._scheduler
+    ctx = engine._ctx
+    assert scheduler is not None and ctx is not None
+    chunk = scheduler.prefill_chunk
+    assert chunk == 128  # the CPU default (the engine here runs on the CPU)
+    system = "You are a patient museum guide. Describe one exhibit in a sentence or two, plainly. " * 3
+    prompts = [prompt(engine, f"Room {i}. " + system, f"Tell me about {t}.") for i, t in enumerate(TOPICS[8:12])]
+    assert sum(len(p) for p in prompts) > 2 * chunk
+    first_step: dict[int, int] = {}  # sequence -> step of its last prompt token (its first token)
+    steps: list[int] = []  # rows per step
+    decode = ctx.decode
+
+    def spy(batch):
+        raw = batch.raw
+        steps.append(batch.n)
+        for i in range(batch.n):
+            if raw.logits[i]:
+                first_step.setdefault(raw.seq_id[i][0], len(steps))
+        return decode(batch)
+
+    async def together() -> list[Finished]:
+        with scheduler._cond:  # admitted together, before any step
+            gens = [
+                engine.submit(GenerationRequest(prompt_tokens=p, max_tokens=8, sampling=GREEDY, cache_prefix=0))
+                for p in prompts
+            ]
+        for g in gens:
+            async for _ in g:
+                pass
+        return [g.finished for g in gens if g.finished is not None]
+
+    ctx.decode = spy  # type: ignore[method-assign]
+    try:
+        burst_answers = run(engine, together())
+    finally:
+        del ctx.decode
+    assert max(steps) <= chunk  # prompt rows and the few decode rows beside them
+    assert min(first_step.values()) < max(first_step.values())
+    for p, both in zip(prompts, burst_answers, strict=True):
+        _, alone = run(engine, generate(engine, p, max_tokens=8))
+        assert_same_or_near_tie(engine, p, alone, both)

@@ -28,6 +28,7 @@ SAMPLES = {
     "gpu": ("off", "off"),
     "flash_attn": ("on", "on"),
     "kv_cache": ("split", "split"),
+    "prefill_chunk": ("64", 64),
     "cpu_kernels": ("safe", "safe"),
     "optimized_model": ("off", "off"),
     "request_timeout_s": ("12.5", 12.5),
