@@ -295,7 +295,8 @@ class Scheduler:
         # (3.7-4.3 -> 1.8-2.3 s) but cost ~10% of tokens/s and raised p95 latency ~50%, as requests that
         # start early come back sooner and their prompts slow the others' decode steps.
         decoding = sum(1 + len(d) for d in drafts.values())
-        budget = min(batch.capacity - decoding, max(self.prefill_chunk - decoding, self.prefill_chunk // 4))
+        # Prompts keep at least a quarter of the chunk however many rows decode (and a row at least).
+        budget = min(batch.capacity - decoding, max(self.prefill_chunk - decoding, 1 + self.prefill_chunk // 4))
         chunks: dict[int, tuple[int, list[int]]] = {}  # seq -> (first prompt index, tokens)
         prefilling: list[Slot] = []
         for slot in self._admitted_order:

@@ -98,10 +98,10 @@ class ThreadPolicy:
             return
         per_row = seconds / rows
         old = self.cost.get(threads)
-        now = self.cost.get(self.current)
-        if threads != self.current and now is not None:  # an exploring step
-            self._debt_s += max(0.0, seconds - rows * now)
-            if per_row > ABANDON * now:
+        usual = self.cost.get(self.current)
+        if threads != self.current and usual is not None:  # an exploring step
+            self._debt_s += max(0.0, seconds - rows * usual)
+            if per_row > ABANDON * usual:
                 self._exploring = 0  # the round's answer is clear; its other steps would cost as much
         elif threads == self.current and not self._exploring:  # exploration steps don't bring the next one closer
             self._since_s += seconds
