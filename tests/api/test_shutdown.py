@@ -99,7 +99,10 @@ def test_sigterm_lets_a_request_finish_within_the_grace_period(tmp_path: Path) -
     server = start_server(tmp_path, "--shutdown-grace", "60")
     try:
         key = server.new_key("graceful", plan="scale")
-        body = {**long_request(True), "max_tokens": 40}
+        # Long enough to outlast the moment uvicorn closes its socket after the signal, even on a
+        # loaded machine (40 tokens once finished first: the check then saw the process gone, not
+        # a refused connection), and short enough to end well inside the 60 s grace.
+        body = {**long_request(True), "max_tokens": 400}
         with httpx.stream(
             "POST", server.base_url + "/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
         ) as streamed:
