@@ -183,13 +183,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "kv_cache",
         str,
-        "unified",
+        "auto",
         "`unified`: all slots share the context's cells, and one request may use all of them; `split`: each "
         "slot gets its own ctx / slots cells, which attention alone reads (faster with many slots busy, "
-        "but a request must fit its slot's share)",
+        "but a request must fit its slot's share); `auto`: split when a slot's share holds the model's whole "
+        "training context (e.g. `--ctx` 65536 for 8 slots of the embedded model), else unified",
         flag="--kv-cache",
         env="ALVEARE_KV_CACHE",
-        choices=("unified", "split"),
+        choices=("auto", "unified", "split"),
         label="KV cache layout",
     ),
     Setting(

@@ -25,8 +25,9 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     # Most batch rows a step gives prompt tokens; 0: n_batch (scheduler._step says why).
     prefill_chunk: int = 0
     # "unified": one pool of n_ctx cells for all slots (one request may use all of it); "split": each
-    # slot its own stream of n_ctx / slots cells (attention reads only its own cells).
-    kv_cache: Literal["unified", "split"] = "unified"
+    # slot its own stream of n_ctx / slots cells (attention reads only its own cells); "auto": split
+    # when a slot's share holds the model's whole training context, so it limits no request.
+    kv_cache: Literal["auto", "unified", "split"] = "auto"
     # "auto" (llama.cpp decides per backend), "on" or "off".
     flash_attn: Literal["auto", "on", "off"] = "auto"
     # Pass llama.cpp's own log lines through (model loading details and so on).

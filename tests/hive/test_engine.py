@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from appliance.hive.engine import HiveEngine, embedded_model_path
+from appliance.hive.engine import HiveEngine, embedded_model_path, kv_layout
 from appliance.hive.types import EngineConfig, Finished, GenerationRequest, SamplingParams
 
 GREEDY = SamplingParams(temperature=0.0)
@@ -423,3 +423,29 @@ def test_a_burst_is_prefilled_in_arrival_order_in_chunks(engine: HiveEngine) -> 
     for p, both in zip(prompts, burst_answers, strict=True):
         _, alone = run(engine, generate(engine, p, max_tokens=8))
         assert_same_or_near_tie(engine, p, alone, both)
+
+
+@pytest.mark.parametrize(("n_ctx", "layout", "per_request"), [(2 * 8192, "split", 8192), (8192, "unified", 8192)])
+def test_auto_kv_layout_splits_only_when_no_request_loses_context(n_ctx: int, layout: str, per_request: int) -> None:
+    """`auto` builds split streams when each slot's share holds the embedded model's whole training
+    context (8192), and one unified pool otherwise, so a request's limit is the same either way."""
+    assert kv_layout("auto", n_ctx, 2, 8192) == layout
+    assert kv_layout("unified", 2 * 8192, 2, 8192) == "unified" and kv_layout("split", 8192, 2, 8192) == "split"
+    loop = asyncio.new_event_loop()
+    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=2, n_ctx=n_ctx, kv_cache="auto"))
+    loop.run_until_complete(eng.start())
+    try:
+        status = eng.status()
+        assert (status.kv_cache, status.context_length) == (layout, per_request)
+        tokens = eng.tokenize(eng.render_chat([("user", "Name a colour.")]))
+        g = eng.submit(GenerationRequest(prompt_tokens=tokens, max_tokens=4, sampling=GREEDY))
+
+        async def drain() -> None:
+            async for _ in g:
+                pass
+
+        loop.run_until_complete(drain())
+        assert g.finished is not None and g.finished.completion_tokens > 0
+    finally:
+        loop.run_until_complete(eng.stop())
+        loop.close()
