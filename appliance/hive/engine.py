@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from appliance.errors import ContextLengthExceeded, InvalidRequest, ModelLoading
 from appliance.hive.grammars import json_schema_grammar
+from appliance.hive.idle_cpu import IdleCpu
 from appliance.hive.kernels import KernelCache, KernelChoice, choose_kernels
 from appliance.hive.threads import ThreadPolicy
 from appliance.hive.types import EngineConfig, EngineStatus, Generation, GenerationRequest, Turn
@@ -127,7 +128,7 @@ class HiveEngine:
         self._device = f"gpu ({model.gpu_layers}/{model.n_layers} layers offloaded)" if gpu else "cpu"
         threads = cfg.threads or default_threads()
         # An explicit --threads is kept; the default adapts to CPU contention (hive/threads.py).
-        policy = ThreadPolicy(threads, fixed=bool(cfg.threads))
+        policy = ThreadPolicy(threads, fixed=bool(cfg.threads), idle=IdleCpu().cores)
         self._kv_cache = kv_layout(cfg.kv_cache, cfg.n_ctx, cfg.slots, model.n_ctx_train)
         ctx = Context(
             model,

@@ -16,11 +16,19 @@ clearly dearer than the current count, and the time a round costs over the curre
 next round off until the current count has run EXPLORE_BUDGET's inverse times as long. Prompt
 steps never explore: they are not measured, and one run with the wrong count costs many steps.
 
-Pure: the scheduler reports timings and asks which count to use next.
+Where the kernel's counters are readable (hive/idle_cpu.py), the policy also asks how many cores
+sat idle before it tries more threads: a try with fewer idle cores than the threads it adds is put
+off (it would only measure the stall), and when the idle cores come back, as when a busy
+neighbour stops, a try runs at once instead of after the budget's wait. A try put off for
+FALLBACK_S still runs, under the budget, in case the counters mislead (a CPU quota, say).
+
+Pure but for that probe, which the engine passes in: the scheduler reports timings and asks which
+count to use next.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # Every this many steps, or this many seconds of steps, a few steps try another thread count.
@@ -35,6 +43,11 @@ EXPLORE_BUDGET = 0.05
 ABANDON = 2.0
 # Weight of the newest observation in a running cost.
 ALPHA = 0.3
+# Idle cores a try needs for each thread it adds, how often (seconds of steps) the idle cores are
+# read while below the most threads, and how long a try may be put off for want of them.
+IDLE_PER_THREAD = 0.5
+PROBE_EVERY_S = 0.5
+FALLBACK_S = 60.0
 
 
 @dataclass
@@ -43,6 +56,8 @@ class ThreadPolicy:
 
     most: int
     fixed: bool = False
+    # Idle cores since its last call (None when unknown): hive/idle_cpu.py, or a test's stand-in.
+    idle: Callable[[], float | None] | None = None
     current: int = 0
     # Running seconds per generated row, by thread count.
     cost: dict[int, float] = field(default_factory=dict)
@@ -57,6 +72,12 @@ class ThreadPolicy:
     _explore_now: bool = False
     # Seconds the last exploration round cost over the current count's running cost.
     _debt_s: float = 0.0
+    # Seconds of steps since the idle cores were last read, their last reading, whether a reading
+    # since the last try was too low for more threads, and seconds a try up has been put off.
+    _since_probe_s: float = 0.0
+    _free: float | None = None
+    _was_busy: bool = False
+    _put_off_s: float = 0.0
 
     def __post_init__(self) -> None:
         self.most = max(1, self.most)
@@ -72,16 +93,42 @@ class ThreadPolicy:
         if self._exploring:
             self._exploring -= 1
             return self._explore_with
+        # Try the count whose cost is oldest news: the other one when there are two.
+        others = [n for n in self.candidates() if n != self.current]
+        pick = min(others, key=lambda n: self.cost.get(n, 0.0)) if others else self.current
+        freed = self._read_idle(pick)
         due = self._steps >= EXPLORE_EVERY or self._since_s >= EXPLORE_AFTER_S or self._explore_now
-        if due and self._since_s >= self._debt_s / EXPLORE_BUDGET:
-            self._steps, self._since_s, self._explore_now, self._debt_s = 0, 0.0, False, 0.0
-            # Try the count whose cost is oldest news: the other one when there are two.
-            others = [n for n in self.candidates() if n != self.current]
-            self._explore_with = min(others, key=lambda n: self.cost.get(n, 0.0)) if others else self.current
+        if pick > self.current and self._free is not None and not self._room_for(pick):
+            if due and self._put_off_s < FALLBACK_S:  # no idle cores to add threads on: not now
+                self._put_off_s += self._since_s
+                self._steps, self._since_s, self._explore_now = 0, 0.0, False
+            due = due and self._put_off_s >= FALLBACK_S
+        if freed or (due and self._since_s >= self._debt_s / EXPLORE_BUDGET):
+            self._steps, self._since_s, self._explore_now, self._debt_s, self._put_off_s = 0, 0.0, False, 0.0, 0.0
+            self._explore_with = pick
             self._exploring = EXPLORE_STEPS - 1
             self._stale = self._explore_with
             return self._explore_with
         return self.current
+
+    def _room_for(self, threads: int) -> bool:
+        assert self._free is not None
+        return self._free >= IDLE_PER_THREAD * (threads - self.current)
+
+    def _read_idle(self, pick: int) -> bool:
+        """Read the idle cores now and then while below the most threads; True when they have just
+        come back for `pick` (a reading since the last try was too low), so a try should run now."""
+        if self.idle is None or self.current >= self.most or self._since_probe_s < PROBE_EVERY_S:
+            return False
+        self._since_probe_s = 0.0
+        self._free = self.idle()
+        if self._free is None or pick <= self.current:
+            return False
+        if not self._room_for(pick):
+            self._was_busy = True
+            return False
+        freed, self._was_busy = self._was_busy, False
+        return freed
 
     def candidates(self) -> list[int]:
         # All counts up to 4, then halvings: enough to step around a busy core without trying them all.
@@ -105,6 +152,7 @@ class ThreadPolicy:
                 self._exploring = 0  # the round's answer is clear; its other steps would cost as much
         elif threads == self.current and not self._exploring:  # exploration steps don't bring the next one closer
             self._since_s += seconds
+            self._since_probe_s += seconds
             if old is not None and per_row > SURPRISE * old:
                 self._explore_now = True
         if old is None or threads == self._stale:

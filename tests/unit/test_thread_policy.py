@@ -4,7 +4,7 @@ only a little slower."""
 
 from __future__ import annotations
 
-from appliance.hive.threads import EXPLORE_BUDGET, EXPLORE_EVERY, ThreadPolicy
+from appliance.hive.threads import EXPLORE_BUDGET, EXPLORE_EVERY, FALLBACK_S, PROBE_EVERY_S, ThreadPolicy
 
 
 def run(policy: ThreadPolicy, steps: int, cost_ms: dict[int, float]) -> list[int]:
@@ -92,3 +92,75 @@ def test_an_explicit_thread_count_is_never_changed() -> None:
 def test_candidates_stay_few_on_big_machines() -> None:
     assert ThreadPolicy(most=2).candidates() == [1, 2]
     assert ThreadPolicy(most=64).candidates() == [1, 2, 3, 4, 8, 16, 32, 64]
+
+
+class Cores:
+    """A stand-in for hive/idle_cpu.py: the idle cores the test says there are."""
+
+    def __init__(self, free: float) -> None:
+        self.free = free
+
+    def __call__(self) -> float:
+        return self.free
+
+
+def test_no_idle_core_means_no_try_with_more_threads() -> None:
+    """With the idle cores read, a busy neighbour costs no 2-thread steps at all until the
+    fallback, where the budget alone let one through every so often."""
+    cores = Cores(2.0)
+    policy = ThreadPolicy(most=2, idle=cores)
+    run(policy, 200, QUIET)
+    cores.free = 0.0  # a neighbour takes both cores
+    run(policy, 12, BUSY)
+    assert policy.current == 1
+    steps = int(0.9 * FALLBACK_S / (BUSY[1] * 4 / 1000))  # most of the fallback's time at one thread
+    assert run(policy, steps, BUSY).count(2) == 0
+    # The fallback still tries, in case the counters mislead (a CPU quota, say).
+    assert 2 in run(policy, steps, BUSY)
+
+
+def test_idle_cores_coming_back_bring_every_thread_back_at_once() -> None:
+    cores = Cores(0.0)
+    policy = ThreadPolicy(most=2, idle=cores)
+    run(policy, 12, BUSY)
+    run(policy, 2000, BUSY)  # long enough for a costly round to have put the next one far off
+    assert policy.current == 1
+    cores.free = 1.0  # the neighbour stopped: the core we leave free is idle again
+    used = run(policy, 500, QUIET)
+    assert policy.current == 2
+    # Within a reading of the idle cores and a round, not the budget's wait of up to a minute.
+    assert seconds(used[: used.index(2)], QUIET) <= PROBE_EVERY_S + 0.1
+
+
+def test_a_quiet_machine_with_the_probe_behaves_as_without() -> None:
+    policy = ThreadPolicy(most=2, idle=Cores(1.0))
+    used = run(policy, 500, QUIET)
+    assert policy.current == 2 and used.count(2) > 0.9 * len(used)
+
+
+def test_idle_cores_come_from_the_allowed_cpus_counters(tmp_path, monkeypatch) -> None:
+    """idle + iowait of the CPUs this process may use, per second, between two readings."""
+    import os
+
+    from appliance.hive import idle_cpu
+
+    stat = tmp_path / "stat"
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def write(idle0: int, idle1: int, other: int) -> None:
+        stat.write_text(
+            f"cpu  1 2 3 {idle0 + idle1 + other} 0 0 0 0 0 0\n"
+            f"cpu0 1 2 3 {idle0} 0 0 0 0 0 0\ncpu1 1 2 3 {idle1} 0 0 0 0 0 0\ncpu2 1 2 3 {other} 0 0 0 0 0 0\n"
+            "intr 12345\n"
+        )
+
+    clock = iter([100.0, 101.0, 102.0])
+    monkeypatch.setattr(idle_cpu.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(idle_cpu.os, "sched_getaffinity", lambda pid: {0, 1})
+    probe = idle_cpu.IdleCpu(stat)
+    write(0, 0, 0)
+    assert probe.cores() is None  # one reading is no rate yet
+    write(ticks // 2, ticks, 10 * ticks)  # cpu2 is not ours: its idle time does not count
+    assert probe.cores() == 1.5
+    stat.unlink()
+    assert probe.cores() is None
