@@ -103,8 +103,14 @@ def test_sigterm_lets_a_request_finish_within_the_grace_period(tmp_path: Path) -
         # loaded machine (40 tokens once finished first: the check then saw the process gone, not
         # a refused connection), and short enough to end well inside the 60 s grace.
         body = {**long_request(True), "max_tokens": 400}
+        # httpx's default 5 s read timeout is not the check: on a loaded machine (reproduced beside
+        # two busy loops) a step can take seconds, and the read timed out in the middle of the stream.
         with httpx.stream(
-            "POST", server.base_url + "/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
+            "POST",
+            server.base_url + "/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
         ) as streamed:
             lines = streamed.iter_lines()
             next(line for line in lines if line.startswith("data: "))
