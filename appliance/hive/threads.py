@@ -43,11 +43,16 @@ EXPLORE_BUDGET = 0.05
 ABANDON = 2.0
 # Weight of the newest observation in a running cost.
 ALPHA = 0.3
-# Idle cores a try needs for each thread it adds, how often (seconds of steps) the idle cores are
-# read while below the most threads, and how long a try may be put off for want of them.
+# Idle cores a try needs for each thread it adds, and (higher, so a neighbour that comes and goes
+# does not set off try after try) the idle cores that count as a core coming free; how often
+# (seconds of steps) they are read while below the most threads, how long a try may be put off
+# for want of them, and the share of decode time a try on a core coming free may cost: five times
+# EXPLORE_BUDGET, so after a 3 s round the next such try waits 12 s of steps, not a minute.
 IDLE_PER_THREAD = 0.5
+FREED_PER_THREAD = 0.8
 PROBE_EVERY_S = 0.5
 FALLBACK_S = 60.0
+FREED_BUDGET = 0.25
 
 
 @dataclass
@@ -103,21 +108,23 @@ class ThreadPolicy:
                 self._put_off_s += self._since_s
                 self._steps, self._since_s, self._explore_now = 0, 0.0, False
             due = due and self._put_off_s >= FALLBACK_S
+        freed = freed and self._since_s >= self._debt_s / FREED_BUDGET
         if freed or (due and self._since_s >= self._debt_s / EXPLORE_BUDGET):
             self._steps, self._since_s, self._explore_now, self._debt_s, self._put_off_s = 0, 0.0, False, 0.0, 0.0
+            self._was_busy = False
             self._explore_with = pick
             self._exploring = EXPLORE_STEPS - 1
             self._stale = self._explore_with
             return self._explore_with
         return self.current
 
-    def _room_for(self, threads: int) -> bool:
+    def _room_for(self, threads: int, per_thread: float = IDLE_PER_THREAD) -> bool:
         assert self._free is not None
-        return self._free >= IDLE_PER_THREAD * (threads - self.current)
+        return self._free >= per_thread * (threads - self.current)
 
     def _read_idle(self, pick: int) -> bool:
-        """Read the idle cores now and then while below the most threads; True when they have just
-        come back for `pick` (a reading since the last try was too low), so a try should run now."""
+        """Read the idle cores now and then while below the most threads; True when they are clearly
+        back for `pick` after a reading since the last try was too low, so a try should run soon."""
         if self.idle is None or self.current >= self.most or self._since_probe_s < PROBE_EVERY_S:
             return False
         self._since_probe_s = 0.0
@@ -127,8 +134,7 @@ class ThreadPolicy:
         if not self._room_for(pick):
             self._was_busy = True
             return False
-        freed, self._was_busy = self._was_busy, False
-        return freed
+        return self._was_busy and self._room_for(pick, FREED_PER_THREAD)
 
     def candidates(self) -> list[int]:
         # All counts up to 4, then halvings: enough to step around a busy core without trying them all.

@@ -4,7 +4,14 @@ only a little slower."""
 
 from __future__ import annotations
 
-from appliance.hive.threads import EXPLORE_BUDGET, EXPLORE_EVERY, FALLBACK_S, PROBE_EVERY_S, ThreadPolicy
+from appliance.hive.threads import (
+    EXPLORE_BUDGET,
+    EXPLORE_EVERY,
+    FALLBACK_S,
+    FREED_BUDGET,
+    PROBE_EVERY_S,
+    ThreadPolicy,
+)
 
 
 def run(policy: ThreadPolicy, steps: int, cost_ms: dict[int, float]) -> list[int]:
@@ -125,11 +132,26 @@ def test_idle_cores_coming_back_bring_every_thread_back_at_once() -> None:
     run(policy, 12, BUSY)
     run(policy, 2000, BUSY)  # long enough for a costly round to have put the next one far off
     assert policy.current == 1
-    cores.free = 1.0  # the neighbour stopped: the core we leave free is idle again
-    used = run(policy, 500, QUIET)
+    cores.free = 0.9  # the neighbour stopped: the core we leave free is idle again
+    used = run(policy, 2000, QUIET)
     assert policy.current == 2
-    # Within a reading of the idle cores and a round, not the budget's wait of up to a minute.
-    assert seconds(used[: used.index(2)], QUIET) <= PROBE_EVERY_S + 0.1
+    # The last round (the fallback's, one 2.3 s step) put the next off by 2.2 / FREED_BUDGET s, not
+    # 2.2 / EXPLORE_BUDGET (44 s) as without the probe.
+    assert seconds(used[: used.index(2)], QUIET) <= 2.3 / FREED_BUDGET + PROBE_EVERY_S
+
+
+def test_a_neighbour_that_comes_and_goes_sets_off_few_tries() -> None:
+    """Idle readings that swing between busy and free every half second: tries with more threads
+    stay within the budget for a core coming free."""
+    cores = Cores(0.0)
+    policy = ThreadPolicy(most=2, idle=cores)
+    run(policy, 12, BUSY)
+    used: list[int] = []
+    for i in range(400):  # 400 x 6 steps of 84 ms: about half a second each
+        cores.free = 0.0 if i % 2 else 1.0
+        used += run(policy, 6, BUSY)
+    spent, ideal = seconds(used, BUSY), seconds([1] * len(used), BUSY)
+    assert spent < (1 + 2 * FREED_BUDGET) * ideal
 
 
 def test_a_quiet_machine_with_the_probe_behaves_as_without() -> None:
