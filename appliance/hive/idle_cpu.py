@@ -24,13 +24,13 @@ class IdleCpu:
         except (AttributeError, OSError):  # no affinity call: every CPU the kernel lists
             self._cpus = None
         self._last: tuple[float, float] | None = None  # (monotonic s, idle s summed over the CPUs)
+        self._hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
     def _idle_seconds(self) -> float | None:
         try:
             lines = self._stat.read_text().splitlines()
         except OSError:
             return None
-        hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         total = 0
         seen = False
         for line in lines:
@@ -42,7 +42,7 @@ class IdleCpu:
                 continue
             total += int(fields[3]) + int(fields[4])  # idle + iowait
             seen = True
-        return total / hz if seen else None
+        return total / self._hz if seen else None
 
     def cores(self) -> float | None:
         """Idle cores since the previous call; None on the first call or without /proc/stat."""

@@ -98,11 +98,14 @@ class ThreadPolicy:
         if self._exploring:
             self._exploring -= 1
             return self._explore_with
+        due = self._steps >= EXPLORE_EVERY or self._since_s >= EXPLORE_AFTER_S or self._explore_now
+        probe = self.idle is not None and self.current < self.most and self._since_probe_s >= PROBE_EVERY_S
+        if not (due or probe):  # most steps: nothing to decide
+            return self.current
         # Try the count whose cost is oldest news: the other one when there are two.
         others = [n for n in self.candidates() if n != self.current]
         pick = min(others, key=lambda n: self.cost.get(n, 0.0)) if others else self.current
-        freed = self._read_idle(pick)
-        due = self._steps >= EXPLORE_EVERY or self._since_s >= EXPLORE_AFTER_S or self._explore_now
+        freed = probe and self._read_idle(pick)
         if pick > self.current and self._free is not None and not self._room_for(pick):
             if due and self._put_off_s < FALLBACK_S:  # no idle cores to add threads on: not now
                 self._put_off_s += self._since_s
@@ -123,10 +126,10 @@ class ThreadPolicy:
         return self._free >= per_thread * (threads - self.current)
 
     def _read_idle(self, pick: int) -> bool:
-        """Read the idle cores now and then while below the most threads; True when they are clearly
-        back for `pick` after a reading since the last try was too low, so a try should run soon."""
-        if self.idle is None or self.current >= self.most or self._since_probe_s < PROBE_EVERY_S:
-            return False
+        """Read the idle cores (every PROBE_EVERY_S of steps while below the most threads); True when
+        they are clearly back for `pick` after a reading since the last try was too low, so a try
+        should run soon."""
+        assert self.idle is not None
         self._since_probe_s = 0.0
         self._free = self.idle()
         if self._free is None or pick <= self.current:
