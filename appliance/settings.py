@@ -172,13 +172,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "n_ctx",
         int,
-        8192,
-        "KV-cache cells: shared by all slots (one request may use them all) or split among them, per `--kv-cache`",
+        0,
+        "KV-cache cells: shared by all slots (one request may use them all) or split among them, per `--kv-cache`. "
+        "0: on a CPU, slots x the model's training context when that cache, full, would take at most a quarter "
+        "of the free memory (its pages are committed only as requests fill cells), else 8192; 8192 on a GPU",
         flag="--ctx",
         env="ALVEARE_CTX",
-        minimum=256,
+        default_text="0 (auto)",
+        minimum=0,
         label="context size",
         more="(a request's share is capped at the model's training context)",
+        check=lambda v: None if v == 0 or v >= 256 else "must be 0 (auto) or at least 256",
     ),
     Setting(
         "kv_cache",
@@ -187,7 +191,7 @@ SETTINGS: tuple[Setting, ...] = (
         "`unified`: all slots share the context's cells, and one request may use all of them; `split`: each "
         "slot gets its own ctx / slots cells, which attention alone reads (faster with many slots busy, "
         "but a request must fit its slot's share); `auto`: split when a slot's share holds the model's whole "
-        "training context (e.g. `--ctx` 65536 for 8 slots of the embedded model), else unified",
+        "training context (as `--ctx` 0 gives on a CPU with the memory for it), else unified",
         flag="--kv-cache",
         env="ALVEARE_KV_CACHE",
         choices=("auto", "unified", "split"),

@@ -11,7 +11,11 @@ benchmarks/results/latest.md (medians over repeats, with ratios to the anchor:
 the better of llama-server's two KV modes in each scenario, for each metric).
 
 Servers (default: alveare, llama-server, llama-server-split):
-  alveare                 `alveare serve` on a fresh temporary data dir (admin key)
+  alveare                 `alveare serve --slots 8` on a fresh temporary data dir (admin key),
+                          context and KV layout left to it (on a CPU: --ctx 0, split streams
+                          of the model's whole context, committed as cells fill)
+  alveare-unified         the same at --ctx 8192: one unified pool, llama-server's -c 8192
+  alveare-split           --ctx 8192 --kv-cache split: 1024-cell streams, as llama-server-split
   llama-server            llama.cpp's C++ server built from the llama.cpp vendored in
                           the llama-cpp-python sdist (benchmarks/.work/llama-build), 8 slots
                           sharing one unified KV cache (-kvu)

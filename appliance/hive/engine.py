@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appliance.errors import ContextLengthExceeded, InvalidRequest, ModelLoading
+from appliance.hive.context_size import auto_context, memory_limit
 from appliance.hive.grammars import json_schema_grammar
+from appliance.hive.host_pages import HostPages
 from appliance.hive.idle_cpu import IdleCpu
 from appliance.hive.kernels import KernelCache, KernelChoice, choose_kernels
 from appliance.hive.threads import ThreadPolicy
@@ -129,16 +131,31 @@ class HiveEngine:
         threads = cfg.threads or default_threads()
         # An explicit --threads is kept; the default adapts to CPU contention (hive/threads.py).
         policy = ThreadPolicy(threads, fixed=bool(cfg.threads), idle=IdleCpu().cores)
-        self._kv_cache = kv_layout(cfg.kv_cache, cfg.n_ctx, cfg.slots, model.n_ctx_train)
+        # A GPU holds the KV cache in its own memory, allocated up front (and pinned host memory must
+        # not be touched), so only a CPU context gets the lazily committed cache (host_pages.py).
+        kv_on_host = model.gpu_layers == 0
+        n_ctx = cfg.n_ctx or auto_context(
+            slots=cfg.slots,
+            n_ctx_train=model.n_ctx_train,
+            cell_bytes=model.kv_cell_bytes,
+            memory=memory_limit(),
+            gpu=not kv_on_host,
+        )
+        self._kv_cache = kv_layout(cfg.kv_cache, n_ctx, cfg.slots, model.n_ctx_train)
+        pages = HostPages()
+        if kv_on_host:
+            pages.snapshot()
         ctx = Context(
             model,
-            n_ctx=cfg.n_ctx,
+            n_ctx=n_ctx,
             n_seq=cfg.slots,
             n_batch=cfg.n_batch,
             threads=threads,
             flash=cfg.flash_attn,
             unified=self._kv_cache == "unified",
         )
+        kv_bytes = model.kv_cell_bytes * ctx.n_ctx
+        lazy = kv_on_host and pages.release_zero_run(kv_bytes) > 0
         # Split, a request fits in its slot's own stream (n_ctx / slots cells).
         self._context_length = min(ctx.n_ctx_seq, model.n_ctx_train or ctx.n_ctx_seq)
         self._templates = chat_templates(model)
@@ -157,7 +174,7 @@ class HiveEngine:
         self._model, self._ctx, self._scheduler = model, ctx, scheduler
         log.info(
             "model %s loaded in %.1f s on %s (gpu offload %s; CPU kernels: %s, by %s); %d slots, %d context cells "
-            "(%s KV cache, up to %d per request), %d threads, prompts in chunks of %d rows",
+            "(%s KV cache of %d MB%s, up to %d per request), %d threads, prompts in chunks of %d rows",
             Path(cfg.model_path).name,
             time.monotonic() - t0,
             self._device,
@@ -167,6 +184,8 @@ class HiveEngine:
             cfg.slots,
             ctx.n_ctx,
             self._kv_cache,
+            kv_bytes >> 20,
+            ", committed as cells fill" if lazy else "",
             self._context_length,
             threads,
             scheduler.prefill_chunk,

@@ -70,6 +70,11 @@ class Model:
         self.n_vocab = ll.llama_vocab_n_tokens(self.vocab)
         self.n_ctx_train = ll.llama_model_n_ctx_train(self.ptr)
         self.n_layers = ll.llama_model_n_layer(self.ptr)
+        # Bytes of one KV cell (a K and a V row per layer, f16, llama.cpp's default type), for a model
+        # whose layers all attend alike; for others it is an estimate (context_size.py, host_pages.py).
+        n_head = ll.llama_model_n_head(self.ptr)
+        head_dim = ll.llama_model_n_embd(self.ptr) // n_head if n_head > 0 else 0
+        self.kv_cell_bytes = 2 * 2 * self.n_layers * head_dim * ll.llama_model_n_head_kv(self.ptr)
         if self.gpu_layers == -1:
             self.gpu_layers = self.n_layers
         self.size_bytes = int(ll.llama_model_size(self.ptr))
@@ -211,19 +216,26 @@ class Context:
     def seq_cp(self, src: int, dst: int, p0: int, p1: int) -> None:
         ll.llama_memory_seq_cp(self.mem, src, dst, p0, p1)
 
-    def copy_prefix(self, src: int, dst: int, n: int) -> None:
-        """`dst` becomes the first `n` tokens of `src`. Unified: cells tagged, nothing moves. Split:
-        llama.cpp copies only whole streams (a partial copy aborts), queued until the next decode, and
-        the copy is then cut back to `n`."""
+    def copy_prefix(self, src: int, dst: int, n: int) -> bool:
+        """`dst` becomes the first `n` tokens of `src`; False leaves `dst` empty. Unified: cells
+        tagged, nothing moves. Split: through host memory, src's cells only (llama.cpp's own copy
+        between streams copies whole streams, every cell of a stream that may be the model's whole
+        context, and commits all of the destination's memory), then cut back to `n`."""
         self.seq_rm(dst)
         if self.unified:
             self.seq_cp(src, dst, 0, n)
-        else:
-            self.seq_cp(src, dst, -1, -1)
-            self.seq_rm(dst, n, -1)
+            return True
+        state = self.seq_save(src)
+        if state is None or not self.seq_restore(state, dst):
+            self.seq_rm(dst)
+            return False
+        self.seq_rm(dst, n, -1)
+        return True
 
     def clear(self) -> None:
-        ll.llama_memory_clear(self.mem, True)
+        # Cells freed, data left: a freed cell is never read, and clearing the data would commit
+        # the whole KV cache's memory again (host_pages.py).
+        ll.llama_memory_clear(self.mem, False)
 
     def seq_save(self, seq: int) -> ctypes.Array | None:
         """A copy of one sequence's KV cells in host memory (None if llama.cpp could not write it)."""

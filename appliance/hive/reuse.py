@@ -1,5 +1,5 @@
 """Where a new request's prompt starts from: the longest prefix already in a slot's KV cells
-(copied: by tagging cells when unified, as a stream copy when split) or among the preambles saved
+(copied: by tagging cells when unified, through host memory when split) or among the preambles saved
 to host memory (restored, a memory copy), so only the rest is prefilled. Also the requests of a
 burst that share a preamble nobody has saved yet: one prefills it, the others wait for it to be
 saved and restore it.
@@ -22,9 +22,6 @@ class PromptReuse:
         self.slots = slots
         self.prefixes = prefixes
         self.stats = stats
-        # Sequences a split cache's stream copy reads or writes at the next decode: nothing may be
-        # restored into them before then, or the copy would overwrite it (or carry it off).
-        self.copying: set[int] = set()
 
     def save_point(self, prompt: list[int], cache_prefix: int) -> int | None:
         """Where the slot will hold exactly a preamble worth saving (its prefill stops there once, to
@@ -42,26 +39,14 @@ class PromptReuse:
         src = max(self.slots, key=lambda s: own[s.seq])
         saved, saved_len = self.prefixes.best(prompt, limit)
         reuse = own[dest.seq]
-        can_restore = saved is not None and dest.seq not in self.copying
-        if can_restore and saved_len >= max(reuse, own[src.seq]) + MIN_COPY:
+        if saved is not None and saved_len >= max(reuse, own[src.seq]) + MIN_COPY:
             reuse = saved_len if self.prefixes.restore(saved, dest.seq, saved_len) else 0
         elif src is not dest and own[src.seq] >= reuse + MIN_COPY:
-            reuse = own[src.seq]
-            self.copy(src, dest, reuse)
+            reuse = own[src.seq] if self.ctx.copy_prefix(src.seq, dest.seq, own[src.seq]) else 0
         else:
             self.ctx.seq_rm(dest.seq, reuse, -1)
         dest.kv = prompt[:reuse]
         return dest, reuse
-
-    def copy(self, src: Slot, dst: Slot, n: int) -> None:
-        """`dst`'s sequence becomes the first `n` tokens of `src`'s."""
-        self.ctx.copy_prefix(src.seq, dst.seq, n)
-        if not self.ctx.unified:
-            self.copying.update((src.seq, dst.seq))
-
-    def decoded(self) -> None:
-        """llama_decode did the queued stream copies first."""
-        self.copying.clear()
 
     def prefilling(self, preamble: list[int]) -> Active | None:
         """The request now prefilling `preamble` to save it, if any: a request of the same burst
@@ -83,8 +68,6 @@ class PromptReuse:
             source = a.waits_for
             if source.save_at is not None and any(s.active is source for s in self.slots):
                 continue  # still on its way to the preamble
-            if slot.seq in self.copying:
-                continue  # a stream copy into this sequence is queued for the next decode
             a.waits_for = None
             prompt = a.request.prompt_tokens
             saved, saved_len = self.prefixes.best(prompt, len(prompt) - 1)

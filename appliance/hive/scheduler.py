@@ -357,7 +357,6 @@ class Scheduler:
             self.step_costs.observe(batch.n, t1 - t0)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
-        self.reuse.decoded()
         for slot, tokens in added:
             slot.kv.extend(tokens)
             a = slot.active
@@ -400,7 +399,10 @@ class Scheduler:
         for child_slot, child in a.children:
             if child_slot.active is not child:
                 continue  # cancelled while the prompt was prefilling
-            self.reuse.copy(slot, child_slot, n)
+            if not self.ctx.copy_prefix(slot.seq, child_slot.seq, n):
+                child_slot.kv = []
+                self._finish(child_slot, "error", error="no room in the KV cache for this choice")
+                continue
             child_slot.kv = list(a.request.prompt_tokens)
             child.done, child.fork_from = n, None
             self._accept(child_slot, child, child.sampler.sample(self.ctx, idx, logits), idx)

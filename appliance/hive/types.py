@@ -12,7 +12,8 @@ import msgspec
 
 class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     model_path: str
-    n_ctx: int = 8192
+    # 0: chosen at load (context_size.py).
+    n_ctx: int = 0
     slots: int = 8
     threads: int = 0
     gpu: bool = True

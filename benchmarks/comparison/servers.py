@@ -183,8 +183,13 @@ def write_bench_specialists(loadbench: str, path: Path) -> Path:
 
 
 class Alveare(Server):
+    """Alveare as a user starts it: 8 slots, the context and KV layout left to it (`--ctx 0`: on a
+    CPU with the memory, every slot the model's whole context in its own stream)."""
+
     name = "alveare"
     owns_specialists = True
+    # Flags that pin the KV cache, for the variants below.
+    kv_flags: tuple[str, ...] = ()
 
     def check(self) -> None:
         if not Path(self.args.alveare).exists():
@@ -207,8 +212,7 @@ class Alveare(Server):
             *threads,
             "--slots",
             "8",
-            "--ctx",
-            "8192",
+            *self.kv_flags,
             "--timeout",
             str(self.args.alveare_timeout),
             "--specialists",
@@ -323,14 +327,20 @@ class LlamaServerSplit(LlamaServer):
         return self.base_command()
 
 
+class AlveareUnified(Alveare):
+    """Alveare at `--ctx 8192`: one unified pool of 8192 cells, llama-server's `-c 8192` in
+    memory, and any request may use all of it."""
+
+    name = "alveare-unified"
+    kv_flags = ("--ctx", "8192")
+
+
 class AlveareSplit(Alveare):
-    """Alveare with a split KV cache (`--kv-cache split`): each of the 8 slots its own 1024-cell
-    stream, the same layout and memory as llama-server-split."""
+    """Alveare at `--ctx 8192 --kv-cache split`: each of the 8 slots its own 1024-cell stream, the
+    same layout, memory and per-request limit as llama-server-split."""
 
     name = "alveare-split"
-
-    def build_command(self) -> list[str]:
-        return [*super().build_command(), "--kv-cache", "split"]
+    kv_flags = ("--ctx", "8192", "--kv-cache", "split")
 
 
 def require_optimized_model(args) -> None:
@@ -453,6 +463,7 @@ SERVER_CLASSES: dict[str, type[Server]] = {
     c.name: c
     for c in (
         Alveare,
+        AlveareUnified,
         AlveareSplit,
         LlamaServer,
         LlamaServerSplit,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
+from appliance.hive.context_size import auto_context, memory_limit
 from appliance.hive.engine import HiveEngine, embedded_model_path, kv_layout
 from appliance.hive.types import EngineConfig, Finished, GenerationRequest, SamplingParams
 
@@ -446,6 +448,54 @@ def test_auto_kv_layout_splits_only_when_no_request_loses_context(n_ctx: int, la
 
         loop.run_until_complete(drain())
         assert g.finished is not None and g.finished.completion_tokens > 0
+    finally:
+        loop.run_until_complete(eng.stop())
+        loop.close()
+
+
+def resident_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_the_default_context_gives_each_slot_the_training_context_and_commits_memory_as_cells_fill() -> None:
+    """`--ctx 0` (the default) on a CPU: every slot the model's whole context in its own stream, the
+    KV cache's memory given back after llama.cpp zero-fills it, and taken again only as cells fill."""
+    loop = asyncio.new_event_loop()
+    before = resident_kb()
+    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=8))
+    loop.run_until_complete(eng.start())
+    try:
+        assert eng.loaded, eng.status().load_error
+        model = eng._model
+        assert model is not None
+        status = eng.status()
+        expected = auto_context(
+            slots=8, n_ctx_train=model.n_ctx_train, cell_bytes=model.kv_cell_bytes, memory=memory_limit(), gpu=False
+        )
+        assert status.n_ctx == expected
+        if expected != 8 * 8192:
+            pytest.skip(f"this machine has too little free memory for the full default ({expected} cells)")
+        assert (status.kv_cache, status.context_length) == ("split", 8192)
+        kv_kb = model.kv_cell_bytes * status.n_ctx // 1024
+        loaded = resident_kb()
+        assert loaded - before < kv_kb // 4, (before, loaded, kv_kb)
+        # A prompt longer than the 1,024 cells a slot would get from 8192 split 8 ways.
+        text = " ".join(f"{TOPICS[i % len(TOPICS)]} number {i}." for i in range(300))
+        tokens = eng.tokenize(eng.render_chat([("user", f"{text} Which topic came first?")]))
+        assert len(tokens) > 1500
+        g = eng.submit(GenerationRequest(prompt_tokens=tokens, max_tokens=4, sampling=GREEDY))
+
+        async def drain() -> None:
+            async for _ in g:
+                pass
+
+        loop.run_until_complete(drain())
+        assert g.finished is not None and g.finished.finish_reason == "length", g.finished
+        # The cells that prompt filled are committed: about 35 MB, far from the 1.4 GB cache.
+        assert resident_kb() - loaded < kv_kb // 4
     finally:
         loop.run_until_complete(eng.stop())
         loop.close()

@@ -1,0 +1,48 @@
+"""How many KV cells a context gets when `--ctx` is left to the engine (0).
+
+On a CPU the KV cache's memory is committed only as requests fill cells (host_pages.py), so every
+slot can be given the model's whole training context: a request may use all of it, and with one
+stream per slot (`--kv-cache auto` then builds split streams) attention reads only its own cells.
+That is taken when the cache, full, would need no more than a quarter of the memory free for this
+process (the machine's available memory, or what its cgroup's limit leaves if less), so that slots
+filled to the brim cannot crowd out the rest of the machine. Otherwise, and on a GPU, whose memory
+is allocated up front, the context is 8192 cells shared by all slots.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+FALLBACK_CTX = 8192
+MEMORY_SHARE = 0.25
+
+
+def memory_limit(meminfo: str = "/proc/meminfo", cgroup: str = "/sys/fs/cgroup") -> int:
+    """Bytes of memory free for this process now: the machine's available memory, or what its
+    cgroup's limit leaves if less; 0 when neither can be read. Available rather than total because
+    llama.cpp writes the whole cache once while creating it (host_pages.py gives it back after)."""
+    free = 0
+    try:
+        for line in Path(meminfo).read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                free = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError, IndexError):
+        free = 0
+    try:
+        limit = Path(cgroup, "memory.max").read_text().strip()
+        used = Path(cgroup, "memory.current").read_text().strip()
+        if limit.isdigit() and used.isdigit():
+            left = max(int(limit) - int(used), 0)
+            free = left if free == 0 else min(free, left)
+    except OSError:
+        pass
+    return free
+
+
+def auto_context(*, slots: int, n_ctx_train: int, cell_bytes: int, memory: int, gpu: bool) -> int:
+    """The context size for `--ctx 0`: slots x the training context where that fits (see above)."""
+    if gpu or n_ctx_train <= 0 or cell_bytes <= 0 or memory <= 0:
+        return FALLBACK_CTX
+    full = slots * n_ctx_train
+    return full if full * cell_bytes <= memory * MEMORY_SHARE else FALLBACK_CTX

@@ -1,0 +1,123 @@
+"""Giving back the host memory llama.cpp clears but no request has used yet.
+
+llama.cpp allocates a context's KV cache and zero-fills all of it at once, so every cell is
+resident from the start, used or not. Anonymous memory reads back as zeros after
+madvise(MADV_DONTNEED), so handing back pages that hold only zeros changes nothing the process can
+see and frees them until something writes there: the KV cache then costs memory as requests fill
+cells, not as configured. That is what lets a CPU context give every slot the model's whole context
+(see context_size.py) without committing it up front. Its pages are committed again as cells are
+written; the ceiling stays the configured size.
+
+Linux only (elsewhere this does nothing), and never on memory a GPU driver may have pinned: the
+device would keep the old pages while the process got new ones.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+import numpy as np
+
+PAGE = 4096
+MADV_DONTNEED = 4
+# A smaller KV cache is not worth a scan.
+MIN_RANGE = 16 << 20
+
+Ranges = list[tuple[int, int]]
+
+
+def anonymous_ranges(maps: str) -> Ranges:
+    """The private, writable, anonymous address ranges in a /proc/<pid>/maps text."""
+    out: Ranges = []
+    for line in maps.splitlines():
+        fields = line.split()
+        # address perms offset dev inode [path]: no path means anonymous (heap and stack are named).
+        if len(fields) == 5 and fields[1].startswith("rw") and fields[1].endswith("p"):
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            out.append((start, end))
+    return out
+
+
+def new_ranges(before: Ranges, after: Ranges) -> Ranges:
+    """The parts of `after` that `before` did not cover. A new mapping may have merged with an old
+    neighbour into one line of the maps file, so this subtracts address ranges, not lines."""
+    out: Ranges = []
+    for start, end in after:
+        parts = [(start, end)]
+        for old_start, old_end in before:
+            if old_end <= start or old_start >= end:
+                continue
+            kept: Ranges = []
+            for a, b in parts:
+                if old_end <= a or old_start >= b:
+                    kept.append((a, b))
+                    continue
+                if a < old_start:
+                    kept.append((a, old_start))
+                if old_end < b:
+                    kept.append((old_end, b))
+            parts = kept
+        out.extend(parts)
+    return out
+
+
+def zero_page_runs(words: np.ndarray) -> list[tuple[int, int]]:
+    """(first page, page count) of each run of all-zero pages, `words` being uint64 words, a
+    page's worth per row."""
+    zero = ~words.any(axis=1)
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], zero.view(np.int8), [0]))))
+    return [(int(s), int(e - s)) for s, e in zip(edges[::2], edges[1::2], strict=True)]
+
+
+class HostPages:
+    """Takes a snapshot of the process's anonymous memory before llama.cpp creates a context, and
+    afterwards gives back the KV cache's pages: the run of zero pages, among the address ranges
+    mapped since, whose length is the KV cache's size. A zero run of another length may be
+    something else's fresh memory (another thread's, which it may write at any moment), so only
+    the run that size pins down is touched; where none matches, nothing is."""
+
+    def __init__(self, maps_path: str = "/proc/self/maps") -> None:
+        self.maps_path = maps_path
+        self.enabled = sys.platform.startswith("linux")
+        self._before: Ranges = []
+        self._madvise = None
+        if self.enabled:
+            libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+            self._madvise = libc.madvise
+            self._madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+            self._madvise.restype = ctypes.c_int
+
+    def _read(self) -> Ranges:
+        try:
+            with open(self.maps_path, encoding="ascii") as f:
+                return anonymous_ranges(f.read())
+        except OSError:
+            return []
+
+    def snapshot(self) -> None:
+        if self.enabled:
+            self._before = self._read()
+
+    def release_zero_run(self, size: int) -> int:
+        """Bytes given back: the pages of the one zero run of `size` bytes (give or take the page
+        its start or end shares with a neighbour) mapped since `snapshot`, or 0."""
+        if not self.enabled or self._madvise is None or size < MIN_RANGE:
+            return 0
+        pages = size // PAGE
+        found: list[tuple[int, int]] = []
+        for start, end in new_ranges(self._before, self._read()):
+            start = -(-start // PAGE) * PAGE
+            end = end // PAGE * PAGE
+            if end - start < size - PAGE:
+                continue
+            words = np.ctypeslib.as_array((ctypes.c_uint64 * ((end - start) // 8)).from_address(start))
+            for first, count in zero_page_runs(words.reshape(-1, PAGE // 8)):
+                if pages - 1 <= count <= pages + 1:
+                    found.append((start + first * PAGE, count * PAGE))
+        self._before = []
+        if len(found) != 1:
+            return 0  # none, or more than one that size: not sure which is the cache
+        address, length = found[0]
+        return length if self._madvise(address, length, MADV_DONTNEED) == 0 else 0

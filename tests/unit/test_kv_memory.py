@@ -1,0 +1,125 @@
+"""The KV cache's memory: the context size `--ctx 0` picks (context_size.py) and giving back the
+pages llama.cpp zero-fills (host_pages.py): the maps arithmetic with made-up text, and the release
+itself on a real anonymous mapping of this process."""
+
+from __future__ import annotations
+
+import mmap
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from appliance.hive.context_size import FALLBACK_CTX, MEMORY_SHARE, auto_context, memory_limit
+from appliance.hive.host_pages import PAGE, HostPages, anonymous_ranges, new_ranges, zero_page_runs
+
+
+def rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+CELL = 23_040  # the embedded model's bytes per KV cell
+GB = 1 << 30
+
+
+def test_every_slot_gets_the_training_context_where_a_full_cache_fits_a_quarter_of_free_memory() -> None:
+    assert auto_context(slots=8, n_ctx_train=8192, cell_bytes=CELL, memory=20 * GB, gpu=False) == 65536
+    full = 8 * 8192 * CELL
+    assert auto_context(slots=8, n_ctx_train=8192, cell_bytes=CELL, memory=int(full / MEMORY_SHARE), gpu=False) == 65536
+    assert auto_context(slots=8, n_ctx_train=8192, cell_bytes=CELL, memory=int(full / MEMORY_SHARE) - 1, gpu=False) == (
+        FALLBACK_CTX
+    )
+    # A model with a short training context gets exactly slots x that, smaller than the fallback.
+    assert auto_context(slots=4, n_ctx_train=512, cell_bytes=CELL, memory=20 * GB, gpu=False) == 2048
+
+
+@pytest.mark.parametrize(
+    ("n_ctx_train", "cell_bytes", "memory", "gpu"),
+    [(8192, CELL, 20 * GB, True), (0, CELL, 20 * GB, False), (8192, 0, 20 * GB, False), (8192, CELL, 0, False)],
+)
+def test_the_fallback_on_a_gpu_or_when_a_figure_is_unknown(
+    n_ctx_train: int, cell_bytes: int, memory: int, gpu: bool
+) -> None:
+    got = auto_context(slots=8, n_ctx_train=n_ctx_train, cell_bytes=cell_bytes, memory=memory, gpu=gpu)
+    assert got == FALLBACK_CTX
+
+
+def test_free_memory_is_the_lower_of_the_machines_and_the_cgroups(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemFree:  1 kB\nMemAvailable:   20000000 kB\n")
+    cgroup = tmp_path / "cg"
+    cgroup.mkdir()
+    assert memory_limit(str(meminfo), str(cgroup)) == 20_000_000 * 1024  # no cgroup files: the machine's
+    (cgroup / "memory.max").write_text("max\n")
+    (cgroup / "memory.current").write_text("1000\n")
+    assert memory_limit(str(meminfo), str(cgroup)) == 20_000_000 * 1024  # no limit set
+    (cgroup / "memory.max").write_text(f"{4 * GB}\n")
+    (cgroup / "memory.current").write_text(f"{GB}\n")
+    assert memory_limit(str(meminfo), str(cgroup)) == 3 * GB
+    assert memory_limit(str(tmp_path / "none"), str(tmp_path / "none")) == 0
+
+
+MAPS = """\
+55d0c0000000-55d0c0021000 rw-p 00000000 00:00 0                          [heap]
+7f0000000000-7f0000100000 rw-p 00000000 00:00 0
+7f0000100000-7f0000200000 r--p 00000000 08:01 1234                       /usr/lib/libc.so.6
+7f0000200000-7f0000300000 ---p 00000000 00:00 0
+7f0000300000-7f0000400000 rw-s 00000000 00:01 99                         /dev/zero (deleted)
+7f0000400000-7f0000500000 rw-p 00000000 00:00 0
+"""
+
+
+def test_only_private_writable_anonymous_ranges_count() -> None:
+    assert anonymous_ranges(MAPS) == [(0x7F0000000000, 0x7F0000100000), (0x7F0000400000, 0x7F0000500000)]
+
+
+def test_new_ranges_subtract_addresses_so_a_merged_neighbour_is_not_new() -> None:
+    before = [(100, 200), (400, 500)]
+    # A new mapping just below an old one merges with it into one line of the maps file.
+    after = [(50, 200), (300, 350), (400, 600)]
+    assert new_ranges(before, after) == [(50, 100), (300, 350), (500, 600)]
+    assert new_ranges(before, before) == []
+
+
+def test_zero_page_runs() -> None:
+    pages = np.zeros((8, PAGE // 8), dtype=np.uint64)
+    pages[0, 5] = pages[3, 0] = pages[7, 511] = 1
+    assert zero_page_runs(pages) == [(1, 2), (4, 3)]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise(MADV_DONTNEED) is Linux's")
+def test_the_zero_run_of_the_caches_size_is_given_back_and_reads_as_zeros() -> None:
+    pages = HostPages()
+    pages.snapshot()
+    size = 32 << 20
+    # A stand-in for llama.cpp's allocation: a header page, the cache zero-filled by writing (so it is
+    # resident, as after llama.cpp's memset), then data of something else right after it.
+    region = mmap.mmap(-1, size + 2 * PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    view = np.frombuffer(region, dtype=np.uint8)
+    view[:] = 0
+    view[0] = 7
+    view[-1] = 9
+    resident = rss_kb()
+    assert pages.release_zero_run(size) == size
+    assert resident - rss_kb() > size // 1024 * 0.9
+    assert view[0] == 7 and view[-1] == 9 and not view[PAGE:-PAGE].any()
+    view[PAGE + 100] = 3  # written again, as a cell that fills: an ordinary page
+    assert view[PAGE + 100] == 3
+    del view
+    region.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise(MADV_DONTNEED) is Linux's")
+def test_nothing_is_given_back_when_no_zero_run_has_the_caches_size() -> None:
+    pages = HostPages()
+    pages.snapshot()
+    region = mmap.mmap(-1, 64 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    view = np.frombuffer(region, dtype=np.uint8)
+    view[:] = 0  # a fresh zero run twice the size asked for: perhaps someone else's memory
+    assert pages.release_zero_run(32 << 20) == 0
+    del view
+    region.close()
