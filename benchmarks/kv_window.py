@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""How many KV cells attention walks per step, unified against split, with 8 clients.
+"""How many KV cells attention walks per step, unified against split (and the default), with 8 clients.
 
 The engine runs in this process on the embedded model. 8 clients send the 8-client cold workload
 of compare.py (loadbench's 6 specialists' system prompts x 4 account variants, 24 requests, 48
@@ -8,7 +8,7 @@ cells in use and the end of the used range (`used_max_p1`), which sets the atten
 (`n_kv`, padded to 256): with one unified pool every row walks every resident cell, split each
 walks its own stream. Printed per layout: the window's median and maximum, and tokens/s.
 
-  .venv/bin/python benchmarks/kv_window.py [--loadbench ../shared/bench/loadbench.py]
+  .venv/bin/python benchmarks/kv_window.py [--loadbench ../shared/bench/loadbench.py] [--layouts unified,split,default]
 """
 
 from __future__ import annotations
@@ -39,8 +39,16 @@ LOADBENCH = Path(__file__).resolve().parents[2] / "shared" / "bench" / "loadbenc
 FIND_SLOT = re.compile(rb"stream\[(\d+)\], n = +(\d+), used = +(\d+)")
 
 
+# name -> (--ctx, --kv-cache): the two layouts at 8192 cells, and the default (--ctx 0: on a CPU
+# with the memory, 8 streams of the model's whole context).
+LAYOUTS = {"unified": (8192, "unified"), "split": (8192, "split"), "default": (0, "auto")}
+
+
 async def one_layout(layout: str, lb: object, seen: list[tuple[int, int, int]]) -> tuple[float, list[int]]:
-    engine = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=8, n_ctx=8192, threads=0, kv_cache=layout))
+    n_ctx, kv_cache = LAYOUTS[layout]
+    engine = HiveEngine(
+        EngineConfig(model_path=embedded_model_path(), slots=8, n_ctx=n_ctx, threads=0, kv_cache=kv_cache)
+    )
     await engine.start()
     if not engine.loaded:
         raise SystemExit(f"the model did not load: {engine.status().load_error}")
@@ -74,6 +82,7 @@ async def one_layout(layout: str, lb: object, seen: list[tuple[int, int, int]]) 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--loadbench", default=str(LOADBENCH))
+    ap.add_argument("--layouts", default=",".join(LAYOUTS), help=f"comma-separated subset of {','.join(LAYOUTS)}")
     args = ap.parse_args()
     spec = importlib.util.spec_from_file_location("loadbench", args.loadbench)
     if spec is None or spec.loader is None:
@@ -89,11 +98,12 @@ async def main() -> None:
 
     llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
     rows = []
-    for layout in ("unified", "split"):
+    for layout in args.layouts.split(","):
         rate, window = await one_layout(layout, lb, seen)
-        rows.append(f"| {layout} | {statistics.median(window):.0f} | {max(window)} | {rate:.1f} |")
+        cells = "8192" if LAYOUTS[layout][0] else "--ctx 0"
+        rows.append(f"| {layout} ({cells}) | {statistics.median(window):.0f} | {max(window)} | {rate:.1f} |")
     print(f"CPU: {cpu_name()}")
-    print("8 clients, 24 cold prompts (6 system prompts x 4 variants), 48 tokens each, 8 slots, 8192 cells")
+    print("8 clients, 24 cold prompts (6 system prompts x 4 variants), 48 tokens each, 8 slots")
     print()
     print("| KV layout | cells attention walks per step (used_max_p1), median | max | tok/s |")
     print("|---|---|---|---|")

@@ -22,6 +22,7 @@ import numpy as np
 
 PAGE = 4096
 MADV_DONTNEED = 4
+MADV_NOHUGEPAGE = 15
 # A smaller KV cache is not worth a scan.
 MIN_RANGE = 16 << 20
 
@@ -120,4 +121,9 @@ class HostPages:
         if len(found) != 1:
             return 0  # none, or more than one that size: not sure which is the cache
         address, length = found[0]
-        return length if self._madvise(address, length, MADV_DONTNEED) == 0 else 0
+        if self._madvise(address, length, MADV_DONTNEED) != 0:
+            return 0
+        # Where transparent huge pages are always on, one cell written would commit 2 MB around it:
+        # the cache's tensors are laid out stream by stream, so every stream of every layer would.
+        self._madvise(address, length, MADV_NOHUGEPAGE)
+        return length

@@ -160,7 +160,7 @@ def test_prefix_hit_matches_miss(engine: HiveEngine) -> None:
 
 def test_a_prefix_copied_from_a_busy_slot_gives_the_same_answer(engine: HiveEngine) -> None:
     """A request sharing a long prefix with a slot that is still generating starts from a copy of
-    that slot's cells (split: a copy of its whole stream, cut back to the prefix)."""
+    that slot's cells (split: its cells copied through host memory, cut back to the prefix)."""
     system = "You are a patient teacher. Explain with one example and keep the words plain. " * 4
     busy = prompt(engine, system, "Tell a very long story about a teacher.")
     asked = prompt(engine, system, "What is a river?")
@@ -184,7 +184,7 @@ def test_a_prefix_copied_from_a_busy_slot_gives_the_same_answer(engine: HiveEngi
 
 
 def test_n_choices_share_one_prefill(engine: HiveEngine) -> None:
-    """n greedy choices fork from one prefill (split: each gets a copy of the prompt's stream) and
+    """n greedy choices fork from one prefill (split: each gets a copy of the prompt's cells) and
     all say the same as one greedy request."""
     tokens = prompt(engine, "You answer in one sentence.", "Why is the sea salty?")
     _, alone = run(engine, generate(engine, tokens, max_tokens=16))
