@@ -17,10 +17,13 @@ FALLBACK_CTX = 8192
 MEMORY_SHARE = 0.25
 
 
-def memory_limit(meminfo: str = "/proc/meminfo", cgroup: str = "/sys/fs/cgroup") -> int:
-    """Bytes of memory free for this process now: the machine's available memory, or what its
-    cgroup's limit leaves if less; 0 when neither can be read. Available rather than total because
-    llama.cpp writes the whole cache once while creating it (host_pages.py gives it back after)."""
+def memory_limit(
+    meminfo: str = "/proc/meminfo", cgroup_root: str = "/sys/fs/cgroup", own_cgroup: str = "/proc/self/cgroup"
+) -> int:
+    """Bytes of memory free for this process now: the machine's available memory, or what the
+    limits of its cgroup and the cgroups above it leave if less; 0 when none can be read.
+    Available rather than total because llama.cpp writes the whole cache once while creating it
+    (host_pages.py gives it back after)."""
     free = 0
     try:
         for line in Path(meminfo).read_text().splitlines():
@@ -29,15 +32,46 @@ def memory_limit(meminfo: str = "/proc/meminfo", cgroup: str = "/sys/fs/cgroup")
                 break
     except (OSError, ValueError, IndexError):
         free = 0
-    try:
-        limit = Path(cgroup, "memory.max").read_text().strip()
-        used = Path(cgroup, "memory.current").read_text().strip()
-        if limit.isdigit() and used.isdigit():
-            left = max(int(limit) - int(used), 0)
-            free = left if free == 0 else min(free, left)
-    except OSError:
-        pass
+    left = cgroup_room(Path(cgroup_root), own_cgroup)
+    if left is not None:
+        free = left if free == 0 else min(free, left)
     return free
+
+
+def cgroup_room(root: Path, own_cgroup: str) -> int | None:
+    """The least room any memory limit leaves, from this process's cgroup up to the root; None if
+    none is set. v2: the "0::" line of /proc/self/cgroup, memory.max and memory.current; v1: the
+    "memory" controller's line, memory.limit_in_bytes and memory.usage_in_bytes under
+    <root>/memory. A container sees its own cgroup as the root (or a path it cannot find there,
+    and then the root is its own)."""
+    try:
+        lines = Path(own_cgroup).read_text().splitlines()
+    except OSError:
+        lines = []
+    v1 = next((line.split(":", 2)[2] for line in lines if ":memory:" in line), None)
+    if v1 is not None:
+        top, files = root / "memory", ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        own = v1
+    else:
+        top, files = root, ("memory.max", "memory.current")
+        own = next((line[3:] for line in lines if line.startswith("0::")), "/")
+    top = top.resolve()
+    here = (top / own.lstrip("/")).resolve()
+    if not here.is_dir() or top not in (here, *here.parents):
+        here = top
+    room: int | None = None
+    while True:
+        try:
+            limit = (here / files[0]).read_text().strip()
+            used = (here / files[1]).read_text().strip()
+            if limit.isdigit() and used.isdigit():
+                left = max(int(limit) - int(used), 0)
+                room = left if room is None else min(room, left)
+        except OSError:
+            pass
+        if here == top:
+            return room
+        here = here.parent
 
 
 def auto_context(*, slots: int, n_ctx_train: int, cell_bytes: int, memory: int, gpu: bool) -> int:

@@ -48,19 +48,50 @@ def test_the_fallback_on_a_gpu_or_when_a_figure_is_unknown(
     assert got == FALLBACK_CTX
 
 
-def test_free_memory_is_the_lower_of_the_machines_and_the_cgroups(tmp_path: Path) -> None:
+def test_free_memory_is_the_lower_of_the_machines_and_every_cgroup_limit_above_this_process(tmp_path: Path) -> None:
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:       24000000 kB\nMemFree:  1 kB\nMemAvailable:   20000000 kB\n")
-    cgroup = tmp_path / "cg"
-    cgroup.mkdir()
-    assert memory_limit(str(meminfo), str(cgroup)) == 20_000_000 * 1024  # no cgroup files: the machine's
-    (cgroup / "memory.max").write_text("max\n")
-    (cgroup / "memory.current").write_text("1000\n")
-    assert memory_limit(str(meminfo), str(cgroup)) == 20_000_000 * 1024  # no limit set
-    (cgroup / "memory.max").write_text(f"{4 * GB}\n")
-    (cgroup / "memory.current").write_text(f"{GB}\n")
-    assert memory_limit(str(meminfo), str(cgroup)) == 3 * GB
-    assert memory_limit(str(tmp_path / "none"), str(tmp_path / "none")) == 0
+    root = tmp_path / "cg"
+    service = root / "system.slice" / "alveare.service"
+    service.mkdir(parents=True)
+    own = tmp_path / "self-cgroup"
+    own.write_text("0::/system.slice/alveare.service\n")
+
+    def free() -> int:
+        return memory_limit(str(meminfo), str(root), str(own))
+
+    assert free() == 20_000_000 * 1024  # no limits: the machine's available memory
+    (service / "memory.max").write_text("max\n")
+    (service / "memory.current").write_text("1000\n")
+    assert free() == 20_000_000 * 1024  # a cgroup without a limit
+    (service / "memory.max").write_text(f"{4 * GB}\n")
+    (service / "memory.current").write_text(f"{GB}\n")
+    assert free() == 3 * GB  # the service's own limit (a systemd MemoryMax=)
+    (root / "system.slice" / "memory.max").write_text(f"{2 * GB}\n")
+    (root / "system.slice" / "memory.current").write_text(f"{GB}\n")
+    assert free() == GB  # a tighter limit further up
+    own.write_text("0::/\n")  # a container: its cgroup is the root it sees
+    (root / "memory.max").write_text(f"{8 * GB}\n")
+    (root / "memory.current").write_text(f"{2 * GB}\n")
+    assert free() == 6 * GB
+    assert memory_limit(str(tmp_path / "none"), str(tmp_path / "none"), str(tmp_path / "none")) == 0
+
+
+def test_cgroup_v1_limits_count_too_and_an_unknown_path_falls_back_to_the_root(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemAvailable:   20000000 kB\n")
+    root = tmp_path / "cg"
+    job = root / "memory" / "jobs" / "one"
+    job.mkdir(parents=True)
+    own = tmp_path / "self-cgroup"
+    own.write_text("5:devices:/\n4:memory:/jobs/one\n0::/\n")
+    (job / "memory.limit_in_bytes").write_text(f"{4 * GB}\n")
+    (job / "memory.usage_in_bytes").write_text(f"{GB}\n")
+    (root / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1's "no limit"
+    (root / "memory" / "memory.usage_in_bytes").write_text(f"{5 * GB}\n")
+    assert memory_limit(str(meminfo), str(root), str(own)) == 3 * GB
+    own.write_text("4:memory:/somewhere/on/the/host\n")  # a container's view: not under its root
+    assert memory_limit(str(meminfo), str(root), str(own)) == 20_000_000 * 1024
 
 
 MAPS = """\
