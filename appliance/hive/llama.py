@@ -221,16 +221,23 @@ class Context:
         tagged, nothing moves. Split: through host memory, src's cells only (llama.cpp's own copy
         between streams copies whole streams, every cell of a stream that may be the model's whole
         context, and commits all of the destination's memory), then cut back to `n`."""
-        self.seq_rm(dst)
-        if self.unified:
-            self.seq_cp(src, dst, 0, n)
-            return True
-        state = self.seq_save(src)
-        if state is None or not self.seq_restore(state, dst):
+        return self.copy_prefix_to(src, [dst], n)[0]
+
+    def copy_prefix_to(self, src: int, dsts: list[int], n: int) -> list[bool]:
+        """copy_prefix into several sequences, reading `src` once."""
+        for dst in dsts:
             self.seq_rm(dst)
-            return False
-        self.seq_rm(dst, n, -1)
-        return True
+        if self.unified:
+            for dst in dsts:
+                self.seq_cp(src, dst, 0, n)
+            return [True] * len(dsts)
+        state = self.seq_save(src)
+        done = []
+        for dst in dsts:
+            ok = state is not None and self.seq_restore(state, dst)
+            self.seq_rm(dst, n if ok else 0, -1)
+            done.append(ok)
+        return done
 
     def clear(self) -> None:
         # Cells freed, data left: a freed cell is never read, and clearing the data would commit

@@ -396,10 +396,11 @@ class Scheduler:
         """The prompt is in `slot` now: give each sibling choice its cells and its first token,
         sampled from the same logits row."""
         n = len(a.request.prompt_tokens)
-        for child_slot, child in a.children:
-            if child_slot.active is not child:
-                continue  # cancelled while the prompt was prefilling
-            if not self.ctx.copy_prefix(slot.seq, child_slot.seq, n):
+        # Not those cancelled while the prompt was prefilling.
+        children = [(s, c) for s, c in a.children if s.active is c]
+        copied = self.ctx.copy_prefix_to(slot.seq, [s.seq for s, _ in children], n)
+        for (child_slot, child), ok in zip(children, copied, strict=True):
+            if not ok:
                 child_slot.kv = []
                 self._finish(child_slot, "error", error="no room in the KV cache for this choice")
                 continue
