@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from machine import cpu_name
+from machine import print_table
 
 from appliance.hive.engine import HiveEngine, embedded_model_path
 from appliance.hive.types import EngineConfig, GenerationRequest, SamplingParams
@@ -76,16 +76,17 @@ async def main() -> None:
             rows[n].append(await one_size(engine, n, args.tokens))
     await engine.stop()
     one = statistics.median(d for d, _ in rows[sizes[0]]) if sizes[0] == 1 else None
-    print(f"CPU: {cpu_name()}")
-    print(f"Model: {Path(embedded_model_path()).name}; KV cache {args.kv_cache}; {args.repeats} repeats, medians")
-    print()
-    print("| batch | llama_decode ms/step | host ms/step | host per slot ms | host / one-token step |")
-    print("|---|---|---|---|---|")
+    lines = []
     for n in sizes:
         decode = statistics.median(d for d, _ in rows[n])
         host = statistics.median(h for _, h in rows[n])
         share = f"{100 * host / one:.1f}%" if one else "-"
-        print(f"| {n} | {decode:.2f} | {host:.3f} | {host / n:.3f} | {share} |")
+        lines.append(f"| {n} | {decode:.2f} | {host:.3f} | {host / n:.3f} | {share} |")
+    print_table(
+        f"Model: {Path(embedded_model_path()).name}; KV cache {args.kv_cache}; {args.repeats} repeats, medians",
+        ["batch", "llama_decode ms/step", "host ms/step", "host per slot ms", "host / one-token step"],
+        lines,
+    )
     if one:
         print(f"\nBudget: host time at most 5% of a one-token step = {0.05 * one:.3f} ms.")
 

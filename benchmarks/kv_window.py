@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import llama_cpp
-from machine import cpu_name
+from machine import print_table
 
 from appliance.hive.engine import HiveEngine, embedded_model_path
 from appliance.hive.types import EngineConfig, GenerationRequest, SamplingParams
@@ -102,12 +102,11 @@ async def main() -> None:
         rate, window = await one_layout(layout, lb, seen)
         cells = "8192" if LAYOUTS[layout][0] else "--ctx 0"
         rows.append(f"| {layout} ({cells}) | {statistics.median(window):.0f} | {max(window)} | {rate:.1f} |")
-    print(f"CPU: {cpu_name()}")
-    print("8 clients, 24 cold prompts (6 system prompts x 4 variants), 48 tokens each, 8 slots")
-    print()
-    print("| KV layout | cells attention walks per step (used_max_p1), median | max | tok/s |")
-    print("|---|---|---|---|")
-    print("\n".join(rows))
+    print_table(
+        "8 clients, 24 cold prompts (6 system prompts x 4 variants), 48 tokens each, 8 slots",
+        ["KV layout", "cells attention walks per step (used_max_p1), median", "max", "tok/s"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

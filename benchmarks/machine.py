@@ -51,6 +51,17 @@ def cpu_name() -> str:
     return cpu_line(info, cpu_count())
 
 
+def print_table(conditions: str, columns: list[str], rows: list[str]) -> None:
+    """An in-process probe's report: the CPU line, what was run, and a Markdown table of `rows`
+    (each already "| a | b |")."""
+    print(f"CPU: {cpu_name()}")
+    print(conditions)
+    print()
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    print("\n".join(rows))
+
+
 def gpu_name() -> str | None:
     """The GPUs nvidia-smi sees (name, memory, driver), or None without one."""
     exe = shutil.which("nvidia-smi")

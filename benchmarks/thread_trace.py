@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from machine import cpu_count, cpu_name
+from machine import cpu_count, print_table
 
 from appliance.hive.engine import HiveEngine, embedded_model_path
 from appliance.hive.types import EngineConfig, GenerationRequest, SamplingParams
@@ -87,12 +87,11 @@ async def main() -> None:
     back = next((s[0] - stopped for s in steps if s[0] >= stopped and s[1] == policy.most), None)
     phase("after it stopped", stopped, rate, "never" if back is None else f"{back:.2f} s")
     await engine.stop()
-    print(f"CPU: {cpu_name()}")
-    print(f"Model: {Path(model_path).name}; adaptive threads, up to {policy.most}; 1 client, 48-token requests")
-    print()
-    print("| phase | tok/s | decode steps | steps at all threads | slowest step ms/row | all threads again after |")
-    print("|---|---|---|---|---|---|")
-    print("\n".join(rows))
+    print_table(
+        f"Model: {Path(model_path).name}; adaptive threads, up to {policy.most}; 1 client, 48-token requests",
+        ["phase", "tok/s", "decode steps", "steps at all threads", "slowest step ms/row", "all threads again after"],
+        rows,
+    )
 
 
 if __name__ == "__main__":
