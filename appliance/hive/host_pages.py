@@ -15,7 +15,6 @@ device would keep the old pages while the process got new ones.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 import numpy as np
@@ -85,7 +84,8 @@ class HostPages:
         self._before: Ranges = []
         self._madvise = None
         if self.enabled:
-            libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+            # The process's own symbols, libc's among them (find_library would run ldconfig).
+            libc = ctypes.CDLL(None, use_errno=True)
             self._madvise = libc.madvise
             self._madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
             self._madvise.restype = ctypes.c_int
