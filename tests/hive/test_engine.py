@@ -440,14 +440,8 @@ def test_auto_kv_layout_splits_only_when_no_request_loses_context(n_ctx: int, la
         status = eng.status()
         assert (status.kv_cache, status.context_length) == (layout, per_request)
         tokens = eng.tokenize(eng.render_chat([("user", "Name a colour.")]))
-        g = eng.submit(GenerationRequest(prompt_tokens=tokens, max_tokens=4, sampling=GREEDY))
-
-        async def drain() -> None:
-            async for _ in g:
-                pass
-
-        loop.run_until_complete(drain())
-        assert g.finished is not None and g.finished.completion_tokens > 0
+        _, finished = loop.run_until_complete(generate(eng, tokens, max_tokens=4))
+        assert finished.completion_tokens > 0
     finally:
         loop.run_until_complete(eng.stop())
         loop.close()
@@ -486,14 +480,8 @@ def test_the_default_context_gives_each_slot_the_training_context_and_commits_me
         text = " ".join(f"{TOPICS[i % len(TOPICS)]} number {i}." for i in range(300))
         tokens = eng.tokenize(eng.render_chat([("user", f"{text} Which topic came first?")]))
         assert len(tokens) > 1500
-        g = eng.submit(GenerationRequest(prompt_tokens=tokens, max_tokens=4, sampling=GREEDY))
-
-        async def drain() -> None:
-            async for _ in g:
-                pass
-
-        loop.run_until_complete(drain())
-        assert g.finished is not None and g.finished.finish_reason == "length", g.finished
+        _, finished = loop.run_until_complete(generate(eng, tokens, max_tokens=4))
+        assert finished.finish_reason == "length", finished
         # The cells that prompt filled are committed: about 35 MB, far from the 1.4 GB cache.
         assert resident_kb() - loaded < kv_kb // 4
     finally:
