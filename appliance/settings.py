@@ -262,12 +262,14 @@ SETTINGS: tuple[Setting, ...] = (
         "optimized_model",
         str,
         "auto",
-        "`auto` serves the copy `alveare model optimize` kept for the model (see The hive engine), `off` the original",
+        "`auto` serves the copy `alveare model optimize` kept for the model (see The hive engine), and on a "
+        "CPU makes that copy of the embedded model once, at the first start; `off` serves the original",
         flag="--optimized-model",
         env="ALVEARE_OPTIMIZED_MODEL",
         choices=("auto", "off"),
         label="optimized model",
-        more="; a copy is used only while the original's path, size and mtime are those it was made from",
+        more="; a copy is used only while the original's path, size and mtime are those it was made from, "
+        "on the CPU it was measured on",
     ),
     Setting(
         "request_timeout_s",

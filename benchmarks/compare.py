@@ -13,14 +13,16 @@ the better of llama-server's two KV modes in each scenario, for each metric).
 Servers (default: alveare, llama-server, llama-server-split):
   alveare                 `alveare serve --slots 8` on a fresh temporary data dir (admin key),
                           context and KV layout left to it (on a CPU: --ctx 0, split streams
-                          of the model's whole context, committed as cells fill)
+                          of the model's whole context, committed as cells fill), on the model
+                          file as it is (--optimized-model off)
   alveare-unified         the same at --ctx 8192: one unified pool, llama-server's -c 8192
   alveare-split           --ctx 8192 --kv-cache split: 1024-cell streams, as llama-server-split
   llama-server            llama.cpp's C++ server built from the llama.cpp vendored in
                           the llama-cpp-python sdist (benchmarks/.work/llama-build), 8 slots
                           sharing one unified KV cache (-kvu)
   llama-server-split      the same binary in its default KV mode: one KV stream per slot
-  alveare-optimized       alveare on --optimized-model (added by that option)
+  alveare-optimized       alveare on --optimized-model (added by that option): with the
+                          Q8_0 copy a first start makes, what the quickstart serves
   llama-server-optimized  llama-server-split on --optimized-model (added by that option)
   llama-cpp-python        `python -m llama_cpp.server` (one sequence at a time)
   sdist-batching-example  examples/server/server.py from the llama-cpp-python sdist

@@ -159,13 +159,15 @@ if [ "$START" = 1 ]; then
     systemctl restart alveare  # a fresh start, or the upgraded code on a re-run
     port=$(sed -n 's/^ALVEARE_PORT=\([0-9]*\).*/\1/p' "$ENV_FILE" | tail -n 1)
     port=${port:-8080}
-    for _ in $(seq 1 120); do
+    # A first start on a CPU also makes the embedded model's optimised copy (about a minute on 2 cores).
+    echo "    (a first start on a CPU spends about a minute making a faster copy of the embedded model)"
+    for _ in $(seq 1 600); do
         if "$PREFIX/venv/bin/python" -c "import urllib.request as u, json, sys; sys.exit(not json.load(u.urlopen('http://127.0.0.1:$port/health', timeout=2))['model_loaded'])" 2>/dev/null; then
             echo "Alveare is serving on port $port (systemctl status alveare; journalctl -u alveare)."
             exit 0
         fi
         sleep 1
     done
-    die "the service did not become ready in 120 s; see journalctl -u alveare"
+    die "the service did not become ready in 600 s; see journalctl -u alveare"
 fi
 echo "Installed. Start it with: systemctl enable --now alveare"

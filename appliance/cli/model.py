@@ -126,7 +126,7 @@ def print_report(r: Report) -> None:
     print(
         f"Gate:    perplexity on {r.text_tokens} tokens at most {r.gate.max_perplexity_increase:+.0%}, greedy "
         f"agreement on {r.prompts} prompts x {r.answer_tokens} tokens at least {r.gate.min_agreement:.0%}, "
-        f"speed at least {r.gate.min_speedup:.2f}x"
+        f"speed at least {r.gate.min_speedup:.2f}x, none of the three below {r.gate.min_each:.2f}x"
     )
     print()
     headers = ["model", "MB", "kernels", "perplexity", "agreement", "same answers", "prefill", "decode x8", "decode x1"]

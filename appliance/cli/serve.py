@@ -6,6 +6,8 @@ import argparse
 import logging
 import socket
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,6 +61,77 @@ class ServeCommand(Command):
         parser.set_defaults(run=serve)
 
 
+def runs_on_gpu(settings: Settings) -> bool:
+    from appliance.hive.llama import supports_gpu_offload
+
+    return settings.gpu == "auto" and supports_gpu_offload()
+
+
+def optimize_first(settings: Settings, model_path: str, embedded_path: str | None) -> bool:
+    """Whether serve makes the optimised copy before loading: the embedded model, on the CPU, with
+    --optimized-model auto, and no report yet on this file from this CPU (kept or not, so a copy the
+    gate rejected is not measured again at every start). A model the operator brought is optimised
+    only when asked (`alveare model optimize`): on a large model that takes long."""
+    from appliance.hive.optimize import measured_here
+
+    if settings.optimized_model != "auto" or embedded_path is None:
+        return False
+    if Path(model_path).resolve() != Path(embedded_path).resolve() or runs_on_gpu(settings):
+        return False
+    return not measured_here(model_path, settings.models_path)
+
+
+def idle_cores(wait_s: float = 1.0) -> float | None:
+    """Idle cores over the next `wait_s` seconds (None where /proc/stat cannot tell)."""
+    from appliance.hive.idle_cpu import IdleCpu
+
+    idle = IdleCpu()
+    idle.cores()
+    time.sleep(wait_s)
+    return idle.cores()
+
+
+def optimize_embedded(settings: Settings, model_path: str, idle: Callable[[], float | None] = idle_cores) -> str | None:
+    """The one-off step of a first start on a CPU (see optimize_first): requantise the embedded model
+    to Q8_0 and keep the copy only if it passes the quality gate and is faster here. Returns the
+    verdict, or None where nothing was recorded: a busy CPU (its speeds would be wrong, and a
+    contended fixed thread count can take many minutes; the next start tries again) or a failure;
+    either is logged and the original served."""
+    from appliance.hive.llama import default_threads
+    from appliance.hive.optimize import AUTO_CANDIDATES, optimize
+
+    threads = settings.threads or default_threads()
+    free = idle()
+    # A quarter of the cores busy elsewhere: 1.5 of 2 idle cores is quiet enough, 1 is not.
+    if free is not None and free < 0.75 * threads:
+        log.warning(
+            "not making the optimised copy of the embedded model on this start: the CPU is busy (%.1f of %d cores "
+            "idle), so its speed cannot be measured; serving the original. The next start tries again, or run "
+            "`alveare model optimize` when the machine is quiet",
+            free,
+            threads,
+        )
+        return None
+    log.info(
+        "first start on this CPU: making a faster copy of the embedded model, once (about a minute on 2 cores; "
+        "--optimized-model off skips it, `alveare model show` prints the result)"
+    )
+    try:
+        report = optimize(
+            model_path,
+            settings.models_path,
+            kinds=AUTO_CANDIDATES,
+            threads=threads,
+            cpu_kernels=settings.cpu_kernels,  # type: ignore[arg-type]
+            kernel_cache=settings.kernel_cache_path,
+            progress=lambda line: log.info("optimize: %s", line.strip()),
+        )
+    except Exception as exc:  # an optional step: whatever failed, the original still serves
+        log.warning("could not make an optimised copy of %s (%s); serving the original", model_path, exc)
+        return None
+    return report.verdict  # its progress lines have logged it
+
+
 def served_model(settings: Settings, model_path: str) -> str:
     """The file to load for `model_path`: the copy `alveare model optimize` kept for it while that is
     still valid (and --optimized-model is auto), else the file itself."""
@@ -69,9 +142,7 @@ def served_model(settings: Settings, model_path: str) -> str:
     report = optimized_copy(model_path, settings.models_path)
     if report is None or report.copy_path is None:
         return model_path
-    from appliance.hive.llama import supports_gpu_offload
-
-    if settings.gpu == "auto" and supports_gpu_offload():
+    if runs_on_gpu(settings):
         # The copy won on this CPU's kernels; on a GPU every layer runs elsewhere, where it was never measured.
         log.info("serving %s, not its optimised copy: that was measured on the CPU, and the GPU runs this", model_path)
         return model_path
@@ -98,18 +169,26 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = load_settings(args)
     specialists = load_specialists(settings.specialists_path and Path(settings.specialists_path).expanduser())
+    embedded: str | None = None
     try:
-        model_path = settings.model_path or embedded_model_path()
+        embedded = embedded_model_path()
     except FileNotFoundError as exc:
-        raise ConfigError(str(exc)) from None
+        if not settings.model_path:
+            raise ConfigError(str(exc)) from None
+    model_path = settings.model_path or embedded or ""
     # Everything that can be checked before listening is: a bad model file or a busy port is one
     # line and a non-zero exit, not a server that answers 503 forever or a traceback.
     check_model(model_path)
-    served_path = served_model(settings, model_path)
     plan = listen_plan(settings)
+    # Bound, not yet listening: while the first start optimises, connections are refused, not hung.
     sock = bind(settings.host, settings.port)
     # The first serve is `alveare init`: the data dir, the secret, the first admin key, the certificate.
     done = initialize(settings)
+    report(done)  # the admin key first: a first start's optimising below takes a minute
+    sys.stdout.flush()
+    if optimize_first(settings, model_path, embedded):
+        optimize_embedded(settings, model_path)
+    served_path = served_model(settings, model_path)
     store = Store(settings.data_path)
     engine = HiveEngine(
         EngineConfig(
@@ -137,7 +216,6 @@ def serve(args: argparse.Namespace) -> int:
         server.should_exit = True
 
     app = create_app(settings, engine=engine, store=store, specialists=specialists, on_load_failure=load_failed)
-    report(done)
     print(f"Alveare {__version__} serving {len(specialists)} specialists on {model_path}")
     print(f"Listening on {plan.base_url}  (OpenAI base URL: {plan.base_url}/v1)")
     if plan.cert is not None:

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from appliance.hive.quality import Measurement
 
 CANDIDATES: tuple[str, ...] = ("q4_0", "q8_0")
+# What serve tries by itself for the embedded model: Q8_0 holds Q4_1's weights almost exactly
+# (+0.2% perplexity on the embedded model), while Q4_0 rounds them again onto a coarser grid (+17%,
+# which the gate rejects), so trying it would only make the first start longer.
+AUTO_CANDIDATES: tuple[str, ...] = ("q8_0",)
 REPORT_SUFFIX = ".optimize.json"
 
 
@@ -52,6 +56,10 @@ class Gate(msgspec.Struct, frozen=True, kw_only=True):
     # Speed-up over the original (geometric mean of prefill, 8-row and 1-row decode) to count as faster;
     # the 5% is there so that noise alone does not swap the model.
     min_speedup: float = 1.05
+    # And none of the three may fall below this share of the original's: on a 2-core Xeon with
+    # AVX-512 the issue measured Q8_0 at 1.9x the prefill but 0.76x the 1-row step of Q4_1, a 1.14x
+    # mean that would make every single-user answer slower.
+    min_each: float = 0.90
 
 
 class Source(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,6 +94,9 @@ class Report(msgspec.Struct, kw_only=True):
     source: Source
     created_at: str
     cpu: str
+    # The CPU's model name and flags (kernels.cpu_signature): a copy measured faster on one CPU is
+    # not served on another. Empty in reports made before it was recorded.
+    cpu_signature: str = ""
     llama_cpp_python: str
     threads: int
     gate: Gate
@@ -101,6 +112,9 @@ class Report(msgspec.Struct, kw_only=True):
 
 
 # ---------------------------------------------------------------- the gate (pure)
+SPEED_NAMES = {"prefill": "prefill", "decode_batch": "8-row decode", "decode_one": "1-row decode"}
+
+
 def speed_ratios(original: Speed, copy: Speed) -> dict[str, float]:
     return {
         name: round(getattr(copy, name) / getattr(original, name), 3) if getattr(original, name) > 0 else 0.0
@@ -130,9 +144,12 @@ def judge(
     if agreement < gate.min_agreement:
         reasons.append(f"greedy agreement {agreement:.0%} (at least {gate.min_agreement:.0%})")
     speedup = geometric_mean(list(ratios.values()))
-    faster = speedup >= gate.min_speedup
-    if not faster:
+    slower = {name: r for name, r in ratios.items() if r < gate.min_each}
+    faster = speedup >= gate.min_speedup and not slower
+    if speedup < gate.min_speedup:
         reasons.append(f"speed {speedup:.2f}x the original's (at least {gate.min_speedup:.2f}x)")
+    for name, r in slower.items():
+        reasons.append(f"{SPEED_NAMES[name]} {r:.2f}x the original's (at least {gate.min_each:.2f}x)")
     return not any("perplexity" in r or "agreement" in r for r in reasons), faster, speedup, reasons
 
 
@@ -196,6 +213,8 @@ def copy_state(report: Report) -> str:
     """'in use' when serve would load the copy, else why not."""
     if report.kept is None or report.copy_path is None:
         return "no copy kept"
+    if not made_on_this_cpu(report):
+        return "measured on another CPU (run optimize again)"
     try:
         now = source_of(report.source.path)
     except OSError:
@@ -208,6 +227,27 @@ def copy_state(report: Report) -> str:
     except OSError:
         return "the copy is missing"
     return "in use"
+
+
+def made_on_this_cpu(report: Report) -> bool:
+    # Reports from before the full signature was recorded name the CPU model only.
+    here = cpu_signature()
+    return report.cpu_signature == here if report.cpu_signature else report.cpu == here.split(" | ")[0]
+
+
+def measured_here(model_path: str, models_dir: Path) -> bool:
+    """Whether this model file, as it is now, has a report made on this CPU, whatever it kept: a copy
+    the gate rejected here is not worth measuring again at every start."""
+    try:
+        source = source_of(model_path)
+    except OSError:
+        return False
+    report = read_report(report_path(models_dir, source))
+    return (
+        report is not None
+        and (report.source.path, report.source.size, report.source.mtime) == (source.path, source.size, source.mtime)
+        and made_on_this_cpu(report)
+    )
 
 
 def optimized_copy(model_path: str, models_dir: Path) -> Report | None:
@@ -320,7 +360,8 @@ def optimize(
             )
             candidates.append(result)
         if candidates:
-            progress(f"Measuring speed: the original and {len(candidates)} copies in turns, {repeats} rounds")
+            copies = f"{len(candidates)} cop{'y' if len(candidates) == 1 else 'ies'}"
+            progress(f"Measuring speed: the original and {copies} in turns, {repeats} rounds")
             models = [(original.path, original.kernels == "fast")] + [(c.path, c.kernels == "fast") for c in candidates]
             speeds = quality.measure_speed(models, threads=threads, repeats=repeats)
             original.speed = speeds[0]
@@ -353,6 +394,7 @@ def optimize(
         source=source,
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         cpu=cpu_signature().split(" | ")[0],
+        cpu_signature=cpu_signature(),
         llama_cpp_python=_llama_cpp_version(),
         threads=threads,
         gate=gate,

@@ -183,8 +183,10 @@ def write_bench_specialists(loadbench: str, path: Path) -> Path:
 
 
 class Alveare(Server):
-    """Alveare as a user starts it: 8 slots, the context and KV layout left to it (`--ctx 0`: on a
-    CPU with the memory, every slot the model's whole context in its own stream)."""
+    """Alveare as a user starts it, on the run's model file as it is: 8 slots, the context and KV
+    layout left to it (`--ctx 0`: on a CPU with the memory, every slot the model's whole context in
+    its own stream). `--optimized-model off`: a first start on the embedded model would otherwise
+    make its Q8_0 copy (about a minute) in every fresh data dir; the copy is `alveare-optimized`."""
 
     name = "alveare"
     owns_specialists = True
@@ -213,6 +215,8 @@ class Alveare(Server):
             "--slots",
             "8",
             *self.kv_flags,
+            "--optimized-model",
+            "off",
             "--timeout",
             str(self.args.alveare_timeout),
             "--specialists",

@@ -12,20 +12,32 @@ from pathlib import Path
 
 import httpx
 import llama_cpp
+import msgspec
 import pytest
 from live import start_server
 
 from appliance.cli import main
-from appliance.cli.serve import served_model
+from appliance.cli.serve import optimize_first, served_model
 from appliance.hive.engine import embedded_model_path
-from appliance.hive.optimize import Gate, Report, judge, optimize, optimized_copy, read_report, report_path, source_of
+from appliance.hive.optimize import (
+    Gate,
+    Report,
+    copy_state,
+    judge,
+    optimize,
+    optimized_copy,
+    read_report,
+    report_path,
+    source_of,
+    write_report,
+)
 from appliance.settings import load_settings
 
 pytestmark = pytest.mark.slow
 
 PROMPTS = ("What is the capital of France?", "Write one sentence about the sea.")
 # Only quality counts here: any speed passes, so the test never depends on this machine's timing.
-QUALITY_ONLY = Gate(max_perplexity_increase=1.0, min_agreement=0.0, min_speedup=0.0)
+QUALITY_ONLY = Gate(max_perplexity_increase=1.0, min_agreement=0.0, min_speedup=0.0, min_each=0.0)
 
 
 def run_optimize(data: Path, source: Path, gate: Gate) -> Report:
@@ -78,6 +90,7 @@ def test_the_report_records_what_was_measured(made) -> None:
     st = source.stat()
     assert (kept.source.path, kept.source.size, kept.source.mtime) == (str(source), st.st_size, int(st.st_mtime))
     assert kept.cpu and kept.llama_cpp_python and kept.threads == 1 and kept.prompts == 2
+    assert kept.cpu_signature.startswith(kept.cpu + " | ")  # the model name, then the flags
     assert 100 < kept.text_tokens <= 200
     assert q4.agreement is not None and 0 <= q4.agreement <= 1 and q4.exact_answers is not None
     assert 0 <= q4.exact_answers <= 2 and q4.shared_prefix_mean is not None
@@ -113,7 +126,9 @@ def test_serve_loads_the_copy_while_the_original_is_unchanged(made) -> None:
         assert served_model(no_gpu, str(source)) == kept.copy_path
     assert optimized_copy(embedded_model_path(), data / "models") is None  # another file: no copy
 
-    server = start_server(data, "--model", str(source), "--slots", "2", "--ctx", "1024")
+    server = start_server(
+        data, "--model", str(source), "--slots", "2", "--ctx", "1024", env={"ALVEARE_OPTIMIZED_MODEL": "auto"}
+    )
     try:
         headers = {"Authorization": f"Bearer {server.admin_key}"}
         status = httpx.get(server.base_url + "/hive/status", headers=headers).json()
@@ -126,14 +141,49 @@ def test_serve_loads_the_copy_while_the_original_is_unchanged(made) -> None:
     assert len(lines) == 1 and "--optimized-model off" in lines[0]
 
 
-def test_model_show_prints_the_report(made, capsys) -> None:
+def test_model_show_prints_the_report(made, capsys, monkeypatch) -> None:
     data, source, _, kept, _ = made
+    monkeypatch.setenv("ALVEARE_OPTIMIZED_MODEL", "auto")  # the tests' default is off (conftest.py)
     assert main(["--data-dir", str(data), "model", "show", "--model", str(source)]) == 0
     out = capsys.readouterr().out
     assert "q4_0" in out and "Verdict: kept the q4_0 copy" in out and "State:   in use" in out
     assert main(["--data-dir", str(data), "model", "show", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert [s["state"] for s in shown] == ["in use"] and shown[0]["report"]["copy_path"] == kept.copy_path
+
+
+def test_a_first_start_optimises_only_the_embedded_model_once_per_cpu(made, tmp_path) -> None:
+    """serve's one-off step (optimize_first): the embedded model (here `source` stands in for it, or
+    a fresh copy with no report yet), on a CPU, with --optimized-model auto, and only while no report
+    on that file comes from this CPU; a report from another CPU also stops its copy being served."""
+    data, source, _, kept, _ = made
+    auto = load_settings({"data_dir": str(data)}, environ={})
+    off = load_settings({"data_dir": str(data), "optimized_model": "off"}, environ={})
+    assert not optimize_first(auto, str(source), str(source))  # measured on this CPU already
+    fresh = tmp_path / "fresh.gguf"
+    shutil.copy2(source, fresh)
+    assert optimize_first(auto, str(fresh), str(fresh))
+    assert not optimize_first(auto, str(fresh), str(source))  # a model the operator brought: only when asked
+    assert not optimize_first(auto, str(fresh), None)  # no embedded model installed
+    assert not optimize_first(off, str(fresh), str(fresh))
+    with pytest.MonkeyPatch.context() as mp:  # every layer on a GPU: the CPU's kernels do not matter
+        mp.setattr(llama_cpp, "llama_supports_gpu_offload", lambda: True)
+        assert not optimize_first(auto, str(fresh), str(fresh))
+    path = report_path(data / "models", source_of(str(source)))
+    original = path.read_bytes()
+    try:
+        write_report(path, msgspec.structs.replace(kept, cpu_signature="Another CPU | avx512f"))
+        assert optimize_first(auto, str(source), str(source))
+        assert served_model(auto, str(source)) == str(source)
+        assert copy_state(read_report(path)) == "measured on another CPU (run optimize again)"
+        # A report from before the flags were recorded goes by the CPU's model name.
+        write_report(path, msgspec.structs.replace(kept, cpu_signature=""))
+        assert not optimize_first(auto, str(source), str(source))
+        write_report(path, msgspec.structs.replace(kept, cpu_signature="", cpu="Another CPU"))
+        assert optimize_first(auto, str(source), str(source))
+    finally:
+        path.write_bytes(original)
+    assert served_model(auto, str(source)) == kept.copy_path
 
 
 def test_a_changed_original_goes_back_to_serving_itself(made) -> None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from appliance.hive.kernels import cpu_signature
 from appliance.hive.optimize import (
     Gate,
     Report,
@@ -66,6 +68,17 @@ def test_a_copy_that_is_not_faster_passes_the_gate_but_is_not_kept() -> None:
     assert not judge(original_perplexity=20.0, perplexity=float("nan"), agreement=1.0, ratios={}, gate=Gate())[0]
 
 
+def test_a_copy_much_slower_at_one_measurement_is_not_kept_whatever_its_mean() -> None:
+    # The Xeon figures for Q8_0 against Q4_1: 1.9x prefill, 1.02x 8-row, 0.76x 1-row decode.
+    passed, faster, speedup, reasons = judge(
+        original_perplexity=20.0, perplexity=20.0, agreement=1.0, ratios=ratios(190, 102, 76), gate=Gate()
+    )
+    assert passed and not faster and speedup == pytest.approx(1.14, abs=0.01)
+    assert reasons == ["1-row decode 0.76x the original's (at least 0.90x)"]
+    # A little slower at one, within the floor: the mean decides.
+    assert judge(original_perplexity=20.0, perplexity=20.0, agreement=1.0, ratios=ratios(190, 140, 92), gate=Gate())[1]
+
+
 def result(kind: str, *, passed: bool, faster: bool, speedup: float) -> Result:
     return Result(
         type=kind,
@@ -101,7 +114,8 @@ def make_report(models: Path, source: Source, copy: Path | None) -> Report:
     return Report(
         source=source,
         created_at="2026-11-25T00:00:00Z",
-        cpu="cpu",
+        cpu=cpu_signature().split(" | ")[0],
+        cpu_signature=cpu_signature(),
         llama_cpp_python="0",
         threads=1,
         gate=Gate(),
@@ -136,6 +150,13 @@ def test_serve_finds_a_copy_only_while_the_original_is_unchanged(tmp_path) -> No
     copy.unlink()
     assert copy_state(found) == "the copy is missing"
     copy.write_bytes(b"GGUF copy")
+
+    # Measured on another CPU (a data dir moved to another machine): not served there.
+    elsewhere = msgspec.structs.replace(found, cpu_signature="Another CPU | avx512f")
+    write_report(report_path(models, source), elsewhere)
+    assert optimized_copy(str(original), models) is None
+    assert copy_state(elsewhere) == "measured on another CPU (run optimize again)"
+    write_report(report_path(models, source), found)
 
     # A new file at the same path (a model upgraded in place): the report no longer applies.
     os.utime(original, (1, 1))
