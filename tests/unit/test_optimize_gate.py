@@ -74,9 +74,9 @@ def test_a_copy_much_slower_at_one_measurement_is_not_kept_whatever_its_mean() -
         original_perplexity=20.0, perplexity=20.0, agreement=1.0, ratios=ratios(190, 102, 76), gate=Gate()
     )
     assert passed and not faster and speedup == pytest.approx(1.14, abs=0.01)
-    assert reasons == ["1-row decode 0.76x the original's (at least 0.90x)"]
-    # A little slower at one, within the floor: the mean decides.
-    assert judge(original_perplexity=20.0, perplexity=20.0, agreement=1.0, ratios=ratios(190, 140, 92), gate=Gate())[1]
+    assert reasons == ["1-row decode 0.76x the original's (at least 0.80x)"]
+    # A little slower at one, within the floor (AMD EPYC's Q8_0: 0.90-0.98x at 1 row): the mean decides.
+    assert judge(original_perplexity=20.0, perplexity=20.0, agreement=1.0, ratios=ratios(190, 140, 90), gate=Gate())[1]
 
 
 def result(kind: str, *, passed: bool, faster: bool, speedup: float) -> Result:
