@@ -17,7 +17,7 @@ import pytest
 from live import start_server
 
 from appliance.cli import main
-from appliance.cli.serve import optimize_first, served_model
+from appliance.cli.model_file import optimize_first, served_model
 from appliance.hive.engine import embedded_model_path
 from appliance.hive.optimize import (
     Gate,

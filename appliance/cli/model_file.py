@@ -1,0 +1,111 @@
+"""Which model file `serve` loads: the copy `alveare model optimize` kept for the model while it is
+valid for this file and CPU, else the file itself; and the one-off step of a first start on a CPU
+that makes that copy of the embedded model (appliance/hive/optimize.py does the work)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from appliance.settings import Settings
+
+log = logging.getLogger("appliance.serve")  # serve's logger: these lines are part of its start-up
+
+
+def runs_on_gpu(settings: Settings) -> bool:
+    from appliance.hive.llama import supports_gpu_offload
+
+    return settings.gpu == "auto" and supports_gpu_offload()
+
+
+def optimize_first(settings: Settings, model_path: str, embedded_path: str | None) -> bool:
+    """Whether serve makes the optimised copy before loading: the embedded model, on the CPU, with
+    --optimized-model auto, and no report yet on this file from this CPU (kept or not, so a copy the
+    gate rejected is not measured again at every start). A model the operator brought is optimised
+    only when asked (`alveare model optimize`): on a large model that takes long."""
+    from appliance.hive.optimize import measured_here
+
+    if settings.optimized_model != "auto" or embedded_path is None:
+        return False
+    if Path(model_path).resolve() != Path(embedded_path).resolve() or runs_on_gpu(settings):
+        return False
+    return not measured_here(model_path, settings.models_path)
+
+
+def idle_cores(wait_s: float = 1.0) -> float | None:
+    """Idle cores over the next `wait_s` seconds (None where /proc/stat cannot tell)."""
+    from appliance.hive.idle_cpu import IdleCpu
+
+    idle = IdleCpu()
+    idle.cores()
+    time.sleep(wait_s)
+    return idle.cores()
+
+
+def optimize_embedded(settings: Settings, model_path: str, idle: Callable[[], float | None] = idle_cores) -> str | None:
+    """The one-off step of a first start on a CPU (see optimize_first): requantise the embedded model
+    to Q8_0 and keep the copy only if it passes the quality gate and is faster here. Returns the
+    verdict, or None where nothing was recorded: a busy CPU (its speeds would be wrong, and a
+    contended fixed thread count can take many minutes; the next start tries again) or a failure;
+    either is logged and the original served."""
+    from appliance.hive.llama import default_threads
+    from appliance.hive.optimize import AUTO_CANDIDATES, optimize
+
+    threads = settings.threads or default_threads()
+    free = idle()
+    # A quarter of the cores busy elsewhere: 1.5 of 2 idle cores is quiet enough, 1 is not.
+    if free is not None and free < 0.75 * threads:
+        log.warning(
+            "not making the optimised copy of the embedded model on this start: the CPU is busy (%.1f of %d cores "
+            "idle), so its speed cannot be measured; serving the original. The next start tries again, or run "
+            "`alveare model optimize` when the machine is quiet",
+            free,
+            threads,
+        )
+        return None
+    log.info(
+        "first start on this CPU: making a faster copy of the embedded model, once (about a minute on 2 cores; "
+        "--optimized-model off skips it, `alveare model show` prints the result)"
+    )
+    try:
+        report = optimize(
+            model_path,
+            settings.models_path,
+            kinds=AUTO_CANDIDATES,
+            threads=threads,
+            cpu_kernels=settings.cpu_kernels,  # type: ignore[arg-type]
+            kernel_cache=settings.kernel_cache_path,
+            progress=lambda line: log.info("optimize: %s", line.strip()),
+        )
+    except Exception as exc:  # an optional step: whatever failed, the original still serves
+        log.warning("could not make an optimised copy of %s (%s); serving the original", model_path, exc)
+        return None
+    return report.verdict  # its progress lines have logged it
+
+
+def served_model(settings: Settings, model_path: str) -> str:
+    """The file to load for `model_path`: the copy `alveare model optimize` kept for it while that is
+    still valid (and --optimized-model is auto), else the file itself."""
+    from appliance.hive.optimize import optimized_copy
+
+    if settings.optimized_model == "off":
+        return model_path
+    report = optimized_copy(model_path, settings.models_path)
+    if report is None or report.copy_path is None:
+        return model_path
+    if runs_on_gpu(settings):
+        # The copy won on this CPU's kernels; on a GPU every layer runs elsewhere, where it was never measured.
+        log.info("serving %s, not its optimised copy: that was measured on the CPU, and the GPU runs this", model_path)
+        return model_path
+    log.info(
+        "serving the optimised %s copy %s of %s (%s); --optimized-model off serves the original",
+        report.kept,
+        report.copy_path,
+        model_path,
+        report.verdict.removeprefix(f"kept the {report.kept} copy: "),
+    )
+    return report.copy_path
