@@ -237,32 +237,30 @@ def made_on_this_cpu(report: Report) -> bool:
     return report.cpu_signature == here if report.cpu_signature else report.cpu == here.split(" | ")[0]
 
 
-def measured_here(model_path: str, models_dir: Path) -> bool:
-    """Whether this model file, as it is now, has a report made on this CPU, whatever it kept: a copy
-    the gate rejected here is not worth measuring again at every start."""
+def report_for(model_path: str, models_dir: Path) -> Report | None:
+    """The report stored for this model file as it is now (the real path, size and mtime it records
+    are the file's), whatever it kept; None if there is none."""
     try:
         source = source_of(model_path)
     except OSError:
-        return False
+        return None
     report = read_report(report_path(models_dir, source))
-    return (
-        report is not None
-        and (report.source.path, report.source.size, report.source.mtime) == (source.path, source.size, source.mtime)
-        and made_on_this_cpu(report)
-    )
+    recorded = (report.source.path, report.source.size, report.source.mtime) if report else None
+    return report if recorded == (source.path, source.size, source.mtime) else None
+
+
+def measured_here(model_path: str, models_dir: Path) -> bool:
+    """Whether this model file, as it is now, has a report made on this CPU, whatever it kept: a copy
+    the gate rejected here is not worth measuring again at every start."""
+    report = report_for(model_path, models_dir)
+    return report is not None and made_on_this_cpu(report)
 
 
 def optimized_copy(model_path: str, models_dir: Path) -> Report | None:
     """The report of a kept copy of this model file that is still valid: same real path, size and
-    mtime as when it was made, and the copy there with its size. None otherwise."""
-    try:
-        source = source_of(model_path)
-    except OSError:
-        return None
-    report = read_report(report_path(models_dir, source))
-    if report is None or report.source.path != source.path:
-        return None
-    return report if copy_state(report) == "in use" else None
+    mtime as when it was made, measured on this CPU, and the copy there with its size. None otherwise."""
+    report = report_for(model_path, models_dir)
+    return report if report is not None and copy_state(report) == "in use" else None
 
 
 # ---------------------------------------------------------------- the run
@@ -392,11 +390,12 @@ def optimize(
     for old in models_dir.glob(f"{_stem(source)}.*.gguf"):
         if kept is None or str(old) != kept.path:
             old.unlink(missing_ok=True)
+    here = cpu_signature()
     report = Report(
         source=source,
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        cpu=cpu_signature().split(" | ")[0],
-        cpu_signature=cpu_signature(),
+        cpu=here.split(" | ")[0],
+        cpu_signature=here,
         llama_cpp_python=_llama_cpp_version(),
         threads=threads,
         gate=gate,
