@@ -110,6 +110,10 @@ _PATH = re.compile(r"at `\$(?P<path>[^`]*)`")
 _FIELD = re.compile(r"field `(?P<field>[^`]+)`")
 
 
+NOT_JSON = "We could not parse the JSON body of your request. Send a valid JSON object in UTF-8."
+TOO_DEEP = "The JSON body is nested too deeply."
+
+
 def decode_body(raw: bytes, type_: type[T]) -> T:
     """Decode and validate a JSON body, naming the offending parameter on failure."""
     if not raw.strip():
@@ -117,6 +121,9 @@ def decode_body(raw: bytes, type_: type[T]) -> T:
     try:
         return msgspec.json.decode(raw, type=type_)
     except msgspec.ValidationError as exc:
+        # msgspec checks the top-level type before it reads on: bytes that open like a number or an
+        # array ("5\xff...") fail as "Expected `object`" though they are no JSON at all.
+        _require_json(raw)
         text = str(exc)
         path = _PATH.search(text)
         param = path.group("path").lstrip(".") if path else ""
@@ -126,10 +133,17 @@ def decode_body(raw: bytes, type_: type[T]) -> T:
         message = text.split(" - at `")[0]
         raise InvalidRequest(f"Invalid value for '{param or 'body'}': {message}.", param=param or None) from None
     except (msgspec.DecodeError, UnicodeDecodeError):
-        raise InvalidRequest(
-            "We could not parse the JSON body of your request. Send a valid JSON object in UTF-8.",
-            code="invalid_json",
-        ) from None
+        raise InvalidRequest(NOT_JSON, code="invalid_json") from None
     except RecursionError:
         # msgspec recurses per nesting level while decoding (or skipping) an object.
-        raise InvalidRequest("The JSON body is nested too deeply.", code="invalid_json") from None
+        raise InvalidRequest(TOO_DEEP, code="invalid_json") from None
+
+
+def _require_json(raw: bytes) -> None:
+    """Raise the parse error `raw` would give as JSON of any shape (only on a failed body's path)."""
+    try:
+        msgspec.json.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise InvalidRequest(NOT_JSON, code="invalid_json") from None
+    except RecursionError:
+        raise InvalidRequest(TOO_DEEP, code="invalid_json") from None
