@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from near_tie import assert_same_or_near_tie
 
 from appliance.hive.context_size import auto_context, memory_limit
 from appliance.hive.engine import HiveEngine, embedded_model_path, kv_layout
@@ -31,11 +32,6 @@ TOPICS = [
     "salt",
     "comets",
 ]
-# Batch composition changes llama.cpp's float rounding, so two runs may part where the top two
-# logits are this close. A clear choice (a bigger gap) must never differ.
-NEAR_TIE = 0.5
-
-
 # Split, each of the 8 slots gets n_ctx / 8 cells: 4096, room for the long-prompt test.
 KV_LAYOUTS = {"unified": 8192, "split": 32768}
 
@@ -69,26 +65,6 @@ async def generate(engine: HiveEngine, tokens: list[int], max_tokens: int = 24) 
     text = "".join([piece async for piece in g])
     assert g.finished is not None
     return text, g.finished
-
-
-def top_two_gap(model_path: str, tokens: list[int]) -> float:
-    """Gap between the two best next-token logits after `tokens`, from a plain one-sequence run."""
-    import llama_cpp
-
-    llm = llama_cpp.Llama(model_path=model_path, n_ctx=2048, n_threads=2, verbose=False)
-    llm.eval(tokens)
-    row = sorted(llm.scores[llm.n_tokens - 1], reverse=True)
-    return float(row[0] - row[1])
-
-
-def assert_same_or_near_tie(engine: HiveEngine, prompt_tokens: list[int], a: Finished, b: Finished) -> None:
-    if a.tokens == b.tokens:
-        return
-    k = next((i for i, (x, y) in enumerate(zip(a.tokens, b.tokens, strict=False)) if x != y), None)
-    if k is None:  # one is a prefix of the other: they parted on the end-of-generation token
-        k = min(len(a.tokens), len(b.tokens))
-    gap = top_two_gap(engine.config.model_path, prompt_tokens + a.tokens[:k])
-    assert gap < NEAR_TIE, f"generations parted at token {k} on a clear choice (logit gap {gap:.3f})"
 
 
 def test_no_cross_talk_between_slots(engine: HiveEngine) -> None:
