@@ -312,13 +312,14 @@ SETTINGS: tuple[Setting, ...] = (
         "prefix_cache_mb",
         int,
         128,
-        "host memory for saved shared prompt prefixes (specialist and system prompts)",
+        "host memory for saved prompt prefixes: shared ones (specialist and system prompts) and the chats "
+        "idle slots held",
         flag="--prefix-cache-mb",
         env="ALVEARE_PREFIX_CACHE_MB",
         minimum=0,
         label="prefix cache size",
         metavar="MB",
-        more=", restored instead of prefilled again; `0` turns it off",
+        more=", restored instead of prefilled again (chats are dropped first); `0` turns it off",
     ),
     Setting(
         "max_body_bytes",

@@ -244,9 +244,13 @@ class Context:
         # the whole KV cache's memory again (host_pages.py).
         ll.llama_memory_clear(self.mem, False)
 
+    def seq_bytes(self, seq: int) -> int:
+        """What seq_save would write for `seq`, without writing it."""
+        return ll.llama_state_seq_get_size(self.ptr, seq)
+
     def seq_save(self, seq: int) -> ctypes.Array | None:
         """A copy of one sequence's KV cells in host memory (None if llama.cpp could not write it)."""
-        size = ll.llama_state_seq_get_size(self.ptr, seq)
+        size = self.seq_bytes(seq)
         if size <= 0:
             return None
         buf = (ctypes.c_uint8 * size)()

@@ -1,6 +1,9 @@
 """Where a new request's prompt starts from: the longest prefix already in a slot's KV cells
-(copied: by tagging cells when unified, through host memory when split) or among the preambles saved
-to host memory (restored, a memory copy), so only the rest is prefilled. Also the requests of a
+(copied: by tagging cells when unified, through host memory when split) or among the preambles and
+conversations saved to host memory (restored, a memory copy), so only the rest is prefilled. Which
+free slot it takes: with split streams one whose history it extends or an empty one if any, so
+that idle slots keep their chats resident; otherwise the best match, whose history is saved to
+host memory first (like llama-server's prompt cache) so that its chat's next turn restores it. Also the requests of a
 burst that share a preamble nobody has saved yet: one prefills it, the others wait for it to be
 saved and restore it.
 """
@@ -8,7 +11,7 @@ saved and restore it.
 from __future__ import annotations
 
 from appliance.hive.llama import Context
-from appliance.hive.prefix_cache import PrefixCache, common_prefix
+from appliance.hive.prefix_cache import MIN_CACHE, PrefixCache, common_prefix
 from appliance.hive.slots import Active, Slot
 from appliance.hive.stats import Stats
 
@@ -35,11 +38,21 @@ class PromptReuse:
         # The last prompt token is always decoded, for its logits; a preamble to save is crossed.
         limit = save_at - 1 if save_at is not None else len(prompt) - 1
         own = {s.seq: min(common_prefix(s.kv, prompt), limit) for s in self.slots}
-        dest = max(free, key=lambda s: (own[s.seq], -len(s.kv)))
+        # Split: a free slot whose history this prompt would not cut short (the same chat's last
+        # turn, or an empty slot) keeps the other idle slots' chats resident for their next turns, at
+        # no cost to anyone's steps. Unified: the best match, cut short (its history saved below),
+        # since there every resident cell costs every slot's steps some attention work.
+        intact = [] if self.ctx.unified else [s for s in free if len(s.kv) - own[s.seq] < MIN_CACHE]
+        dest = max(intact or free, key=lambda s: (own[s.seq], -len(s.kv)))
         src = max(self.slots, key=lambda s: own[s.seq])
         saved, saved_len = self.prefixes.best(prompt, limit)
+        if len(dest.kv) - own[dest.seq] >= MIN_CACHE:
+            self.prefixes.keep_conversation(dest.seq, dest.kv)  # its next turn restores it
         reuse = own[dest.seq]
-        if saved is not None and saved_len >= max(reuse, own[src.seq]) + MIN_COPY:
+        # Unified, a copy from a slot tags cells and moves nothing; split, it goes through host
+        # memory and reads the source's whole history, so a saved entry as long is restored instead.
+        beats_copy = own[src.seq] + (MIN_COPY if self.ctx.unified else 0)
+        if saved is not None and saved_len >= max(reuse + MIN_COPY, beats_copy):
             reuse = saved_len if self.prefixes.restore(saved, dest.seq, saved_len) else 0
         elif src is not dest and own[src.seq] >= reuse + MIN_COPY:
             reuse = own[src.seq] if self.ctx.copy_prefix(src.seq, dest.seq, own[src.seq]) else 0

@@ -3,10 +3,11 @@
 Every step is one `llama_decode` over a batch holding one new token for each generating
 request plus chunks of prompt for requests still prefilling, so requests join and leave
 between steps. Each slot is one KV sequence: in one unified KV cache, or each in its own
-stream when the cache is split. Finished slots keep their prompt in the KV cache, and shared
-preambles (specialist and system prompts) are also saved to host memory. A new request starts
-from the longest token prefix found in any slot or among the saved preambles, and prefills only
-the rest; requests arriving together with one new preamble prefill it once (reuse.py).
+stream when the cache is split. Finished slots keep their prompt (split: and answer) in the KV
+cache, and shared preambles (specialist and system prompts) are also saved to host memory, as is
+an idle slot's history before a new request overwrites it. A new request starts from the longest
+token prefix found in any slot or in host memory, and prefills only the rest; requests arriving
+together with one new preamble prefill it once (reuse.py).
 
 (prefix_cache.py says why saved preambles live in host memory.)
 """
@@ -240,6 +241,7 @@ class Scheduler:
         dest.active = parent
         others = [slot for slot in free if slot is not dest]
         for gen, sampler, slot in zip(gens[1:], samplers[1:], others, strict=False):
+            self.prefixes.keep_conversation(slot.seq, slot.kv)  # what it held, for that chat's next turn
             self.ctx.seq_rm(slot.seq)
             slot.kv = []
             sibling = Active(req, gen, sampler, TextStream(req.stop), 0, reuse, req.max_tokens, fork_from=dest)
@@ -461,10 +463,11 @@ class Scheduler:
         )
         a.sampler.close()
         slot.active = None
-        # Keep the prompt for reuse, not the answer: every resident cell costs every later token a
-        # little attention work, and a follow-up turn re-tokenises the answer anyway.
+        # A split cache keeps the answer too, for the chat's next turn, which sends it back: a slot's
+        # own stream costs the other slots nothing. A unified cache keeps only the prompt, since
+        # there every resident cell costs every later token of every slot some attention work.
         keep = len(a.request.prompt_tokens)
-        if len(slot.kv) > keep:
+        if self.ctx.unified and len(slot.kv) > keep:
             self.ctx.seq_rm(slot.seq, keep, -1)
             slot.kv = slot.kv[:keep]
         if slot in self._admitted_order:

@@ -1,0 +1,105 @@
+"""A chat's next turn on the real model: it sends its history back (the earlier question and the
+answer as received), and the engine starts from the cells that history left, in its slot or saved
+to host memory when another request took the slot, prefilling only the new question. The answer
+is the one a cold prefill gives."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from near_tie import assert_same_or_near_tie
+
+from appliance.hive.engine import HiveEngine, embedded_model_path
+from appliance.hive.types import EngineConfig, Finished, GenerationRequest, SamplingParams
+
+GREEDY = SamplingParams(temperature=0.0)
+SYSTEM = "You are a concise assistant for a small bakery. Answer in two short sentences. " * 2
+OTHER_SYSTEM = "You translate the user's text into plain French and add nothing else. " * 2
+# Retokenising the answer's text may merge its last token or two differently.
+SLACK = 2
+
+
+def start(layout: str, slots: int) -> HiveEngine:
+    loop = asyncio.new_event_loop()
+    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=slots, n_ctx=4096 * slots, kv_cache=layout))
+    loop.run_until_complete(eng.start())
+    assert eng.loaded, eng.status().load_error
+    eng.test_loop = loop  # type: ignore[attr-defined]
+    return eng
+
+
+def stop(eng: HiveEngine) -> None:
+    eng.test_loop.run_until_complete(eng.stop())  # type: ignore[attr-defined]
+    eng.test_loop.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(params=["split", "unified"])
+def layout(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def one_slot(layout: str) -> Iterator[HiveEngine]:
+    eng = start(layout, slots=1)
+    yield eng
+    stop(eng)
+
+
+def generate(eng: HiveEngine, tokens: list[int], max_tokens: int = 24) -> tuple[str, Finished]:
+    async def go() -> tuple[str, Finished]:
+        g = eng.submit(GenerationRequest(prompt_tokens=tokens, max_tokens=max_tokens, sampling=GREEDY))
+        text = "".join([piece async for piece in g])
+        assert g.finished is not None
+        return text, g.finished
+
+    return eng.test_loop.run_until_complete(go())  # type: ignore[attr-defined]
+
+
+def chat(eng: HiveEngine, turns: list[tuple[str, str]]) -> list[int]:
+    return eng.tokenize(eng.render_chat(turns))
+
+
+def history_cells(eng: HiveEngine, first_prompt: list[int], first: Finished) -> int:
+    """The cells the first turn left for the second to reuse: split keeps the answer, unified the prompt."""
+    return len(first_prompt) + (len(first.tokens) if eng.status().kv_cache == "split" else 0)
+
+
+def test_the_next_turn_prefills_only_the_new_question(one_slot: HiveEngine) -> None:
+    eng = one_slot
+    question = "What bread sells best in winter?"
+    first_prompt = chat(eng, [("system", SYSTEM), ("user", question)])
+    answer, first = generate(eng, first_prompt, max_tokens=32)
+    second_prompt = chat(
+        eng, [("system", SYSTEM), ("user", question), ("assistant", answer), ("user", "And in summer?")]
+    )
+    assert second_prompt[: len(first_prompt)] == first_prompt
+    _, second = generate(eng, second_prompt)
+    reused = history_cells(eng, first_prompt, first)
+    assert reused - SLACK <= second.cached_tokens <= reused
+    fresh = start(eng.status().kv_cache, slots=1)  # the same turn with nothing cached
+    try:
+        _, cold = generate(fresh, second_prompt)
+        assert cold.cached_tokens == 0
+        assert_same_or_near_tie(fresh, second_prompt, cold, second)
+    finally:
+        stop(fresh)
+
+
+def test_a_chat_pushed_out_of_its_slot_comes_back_from_host_memory(one_slot: HiveEngine) -> None:
+    eng = one_slot
+    question = "Which cake keeps longest?"
+    first_prompt = chat(eng, [("system", SYSTEM), ("user", question)])
+    answer, first = generate(eng, first_prompt, max_tokens=32)
+    # Another caller takes the only slot: the first chat's cells go to host memory first.
+    _, other = generate(eng, chat(eng, [("system", OTHER_SYSTEM), ("user", "Good morning, how are you?")]))
+    assert other.cached_tokens < 8  # the chat template's opening at most
+    second_prompt = chat(eng, [("system", SYSTEM), ("user", question), ("assistant", answer), ("user", "Why?")])
+    _, second = generate(eng, second_prompt)
+    reused = history_cells(eng, first_prompt, first)
+    assert reused - SLACK <= second.cached_tokens <= reused
+    # And the other caller's chat was kept in turn: the same question again is decoded from its last token.
+    other_prompt = chat(eng, [("system", OTHER_SYSTEM), ("user", "Good morning, how are you?")])
+    _, again = generate(eng, other_prompt)
+    assert again.cached_tokens == len(other_prompt) - 1

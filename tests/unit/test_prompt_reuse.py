@@ -1,0 +1,137 @@
+"""Which slot a new request takes and what host memory keeps (hive/reuse.py, hive/prefix_cache.py),
+against a stand-in for the context's sequence calls: the choices and the bookkeeping, not the
+cells (tests/hive/test_chat_history.py runs the same paths on the real model)."""
+
+from __future__ import annotations
+
+from appliance.hive.prefix_cache import PrefixCache
+from appliance.hive.reuse import PromptReuse
+from appliance.hive.slots import Slot
+from appliance.hive.stats import Profile, Stats
+
+BYTES_PER_TOKEN = 100
+
+
+class Sequences:
+    """What each sequence holds, by token; a saved state is BYTES_PER_TOKEN bytes a token."""
+
+    unified = False
+
+    def __init__(self, slots: list[Slot]) -> None:
+        self.slots = {s.seq: s for s in slots}
+        self.copies: list[tuple[int, int, int]] = []
+        self.restored: list[int] = []
+
+    def seq_bytes(self, seq: int) -> int:
+        return len(self.slots[seq].kv) * BYTES_PER_TOKEN
+
+    def seq_save(self, seq: int) -> bytearray:
+        return bytearray(self.seq_bytes(seq))
+
+    def seq_restore(self, state: bytearray, seq: int) -> bool:
+        self.restored.append(seq)
+        return True
+
+    def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
+        return True
+
+    def copy_prefix(self, src: int, dst: int, n: int) -> bool:
+        self.copies.append((src, dst, n))
+        return True
+
+
+def setup(slots: int, *, entries: int = 4, max_bytes: int = 100_000) -> tuple[list[Slot], Sequences, PrefixCache]:
+    held = [Slot(seq=i) for i in range(slots)]
+    ctx = Sequences(held)
+    return held, ctx, PrefixCache(ctx, entries=entries, max_bytes=max_bytes, profile=Profile())  # type: ignore[arg-type]
+
+
+def keep(cache: PrefixCache, slot: Slot, tokens: list[int]) -> None:
+    slot.kv = tokens
+    cache.keep_conversation(slot.seq, tokens)
+
+
+def kinds(cache: PrefixCache) -> list[tuple[bool, int]]:
+    return [(e.conversation, len(e.tokens)) for e in cache.saved]
+
+
+SYSTEM = list(range(1000, 1020))  # a 20-token preamble
+
+
+def test_conversations_make_room_only_among_themselves() -> None:
+    (slot,), _, cache = setup(1, max_bytes=8000)
+    slot.kv = SYSTEM
+    cache.remember(0, SYSTEM)
+    keep(cache, slot, SYSTEM + list(range(20)))  # 4000 bytes beside the preamble's 2000
+    keep(cache, slot, SYSTEM + list(range(100, 110)))  # 3000 more: over 8000, the older chat goes
+    assert kinds(cache) == [(False, 20), (True, 30)]
+    keep(cache, slot, SYSTEM + list(range(200, 270)))  # 9000: more than all but the preamble leaves
+    assert kinds(cache) == [(False, 20), (True, 30)]
+
+
+def test_each_kind_keeps_at_most_entries() -> None:
+    (slot,), _, cache = setup(1, entries=2)
+    for i in range(3):
+        slot.kv = [i] * 20
+        cache.remember(0, slot.kv)
+        keep(cache, slot, [50 + i] * 20)
+    assert sorted(e.tokens[0] for e in cache.saved) == [1, 2, 51, 52]
+
+
+def test_a_later_turn_replaces_the_earlier_one() -> None:
+    (slot,), _, cache = setup(1)
+    turn_one = SYSTEM + list(range(30))
+    keep(cache, slot, turn_one)
+    keep(cache, slot, turn_one + list(range(40, 60)))
+    assert kinds(cache) == [(True, 70)]
+    keep(cache, slot, turn_one)  # a prefix of what is kept already: nothing new
+    assert kinds(cache) == [(True, 70)]
+
+
+def test_of_entries_sharing_as_much_the_shortest_is_restored() -> None:
+    (slot,), _, cache = setup(1)
+    keep(cache, slot, SYSTEM + list(range(60)))
+    slot.kv = SYSTEM
+    cache.remember(0, SYSTEM)
+    entry, length = cache.best([*SYSTEM, 7, 7, 7], limit=22)
+    assert length == 20 and entry is not None and len(entry.tokens) == 20
+
+
+def test_a_new_request_takes_a_slot_it_leaves_no_chat_short_in() -> None:
+    slots, ctx, cache = setup(3)
+    reuse = PromptReuse(ctx, slots, cache, Stats())  # type: ignore[arg-type]
+    chat = SYSTEM + list(range(40))
+    slots[0].kv = list(chat)  # an idle slot holding one caller's chat
+    slots[1].kv = SYSTEM[:5]  # a slot cut short by 5 tokens only
+    prompt = SYSTEM + [9] * 10
+    dest, reused = reuse.start(prompt, slots, None)
+    # Not slot 0, whose chat it would cut short: slot 1 (closer than the empty slot 2), and the
+    # preamble copied from slot 0.
+    assert dest is slots[1] and reused == 20 and ctx.copies == [(0, 1, 20)]
+    assert slots[0].kv == chat and cache.saved == []
+
+
+def test_a_chat_cut_short_is_saved_first() -> None:
+    slots, ctx, cache = setup(2)
+    reuse = PromptReuse(ctx, slots, cache, Stats())  # type: ignore[arg-type]
+    slots[0].kv = SYSTEM + list(range(40))
+    slots[1].kv = [5] * 30
+    dest, reused = reuse.start(SYSTEM + [9] * 10, slots, None)
+    assert dest is slots[0] and reused == 20
+    assert kinds(cache) == [(True, 60)]
+    # Its next turn restores it from host memory into whichever slot is free.
+    slots[0].kv = SYSTEM + [9] * 10
+    slots[1].kv = [5] * 30
+    chat_turn_two = SYSTEM + list(range(40)) + [3] * 8
+    dest, reused = reuse.start(chat_turn_two, [slots[1]], None)
+    assert dest is slots[1] and reused == 60 and ctx.restored == [1]
+
+
+def test_unified_takes_the_best_match_and_saves_what_it_cuts() -> None:
+    slots, ctx, cache = setup(2)
+    ctx.unified = True  # every resident cell costs every step: no history kept resident for later
+    reuse = PromptReuse(ctx, slots, cache, Stats())  # type: ignore[arg-type]
+    slots[0].kv = SYSTEM + list(range(40))
+    dest, reused = reuse.start(SYSTEM + [9] * 10, slots, None)
+    assert dest is slots[0] and reused == 20 and ctx.copies == []
+    assert kinds(cache) == [(True, 60)]
