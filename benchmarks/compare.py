@@ -29,6 +29,8 @@ Servers (default: alveare, llama-server, llama-server-split):
                           (batched scheduler, n_seq_max 8, kv_unified)
 
 --contention adds 1-client scenarios run quiet and beside a CPU hog (comparison/hog.py).
+--chat-turns N adds chat scenarios: each client holds a conversation of N turns and sends its
+whole history every turn (comparison/chat_turns.py).
 The parts live in benchmarks/comparison/ (servers, procs, hog, scenarios, report).
 
   .venv/bin/python benchmarks/compare.py --repeats 1 --requests 16
@@ -121,6 +123,13 @@ def parse_args(argv=None):
         action="store_true",
         help="add runs at each concurrency > 1 where every request carries the same system prompt "
         "(one specialist's traffic: the chat prompt, 1 variant), streamed and not",
+    )
+    p.add_argument(
+        "--chat-turns",
+        type=int,
+        default=0,
+        help="add chat runs at each concurrency: every client holds one conversation of this many turns "
+        "and sends its whole history each turn (default 0: none)",
     )
     p.add_argument(
         "--variants", type=int, default=4, help="system-prompt variants for runs with concurrency > 1 (default 4)"
@@ -229,6 +238,7 @@ def main(argv=None) -> int:
         "max_tokens": args.max_tokens,
         "equal_work": not args.natural_length,
         "variants": args.variants,
+        "chat_turns": args.chat_turns,
         "alveare_timeout": args.alveare_timeout,
         "reuse_server": args.reuse_server,
         "llama_server": args.llama_server,

@@ -217,6 +217,12 @@ def markdown(meta: dict, scs: list[dict], summary: list[dict], rows: list[dict])
             "prompt, one specialist's traffic) and only the user text differs"
             if any("-shared-" in e["scenario"] for e in summary)
             else ""
+        )
+        + (
+            f"; the `-chat-` runs are comparison/chat_turns.py instead: each client one conversation of "
+            f"{m.get('chat_turns')} turns with loadbench's chat prompt, sending its whole history every turn"
+            if any("-chat-" in e["scenario"] for e in summary)
+            else ""
         ),
         (
             "- Equal work: every request sends `ignore_eos` (llama-server, vLLM and Alveare accept it), so "

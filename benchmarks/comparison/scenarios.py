@@ -18,6 +18,7 @@ from comparison.servers import LOOKUP_SPECIALISTS, MODEL_NAME, SERVER_CLASSES, S
 
 HOG_SCRIPT = Path(__file__).resolve().parent / "hog.py"
 EQUAL_WORK_SCRIPT = Path(__file__).resolve().parent / "equal_work.py"
+CHAT_TURNS_SCRIPT = Path(__file__).resolve().parent / "chat_turns.py"
 
 
 def scenarios(args) -> list[dict]:
@@ -47,6 +48,21 @@ def scenarios(args) -> list[dict]:
                         "stream": stream,
                         "variants": 1,
                         "specialists": "chat",
+                    }
+                )
+    if args.chat_turns:
+        # Chat traffic: each client holds one conversation and sends its whole history every turn
+        # (comparison/chat_turns.py); a server that keeps a conversation's cells prefills only the
+        # new question.
+        for c in args.concurrency:
+            for stream in args.stream_modes:
+                out.append(
+                    {
+                        "name": f"c{c}-chat-{'stream' if stream else 'nostream'}",
+                        "concurrency": c,
+                        "stream": stream,
+                        "variants": 1,
+                        "turns": args.chat_turns,
                     }
                 )
     if args.lookup:
@@ -92,7 +108,39 @@ def rounds(scs: list[dict], reuse_server: bool) -> list[list[dict]]:
     return [b for b in batches if b]
 
 
+def chat_turns_command(args, server: Server, sc: dict) -> list[str]:
+    cmd = [
+        sys.executable,
+        str(CHAT_TURNS_SCRIPT),
+        "--loadbench",
+        str(args.loadbench),
+        "--base-url",
+        server.base_url,
+        "--model",
+        MODEL_NAME,
+        "--users",
+        str(sc["concurrency"]),
+        "--turns",
+        str(sc["turns"]),
+        "--max-tokens",
+        str(args.max_tokens),
+        "--timeout",
+        str(args.request_timeout),
+        "--label",
+        f"{server.name}/{sc['name']}",
+    ]
+    if server.key:
+        cmd += ["--key", server.key]
+    if sc["stream"]:
+        cmd.append("--stream")
+    if not args.natural_length:
+        cmd.append("--equal-work")
+    return cmd
+
+
 def run_loadbench(args, server: Server, sc: dict) -> dict:
+    if "turns" in sc:
+        return run_load(args, chat_turns_command(args, server, sc))
     own = "specialist" in sc and server.owns_specialists
     # Equal work (the default): every answer runs to max_tokens (equal_work.py says why).
     wrapper = [] if args.natural_length else [str(EQUAL_WORK_SCRIPT)]
@@ -127,13 +175,18 @@ def run_loadbench(args, server: Server, sc: dict) -> dict:
         cmd += ["--key", server.key]
     if sc["stream"]:
         cmd.append("--stream")
+    return run_load(args, cmd)
+
+
+def run_load(args, cmd: list[str]) -> dict:
+    """Run a load generator; its last JSON line."""
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.run_timeout)
     except subprocess.TimeoutExpired:
-        return {"failed": f"loadbench timed out after {args.run_timeout} s"}
+        return {"failed": f"the load generator timed out after {args.run_timeout} s"}
     lines = [ln for ln in p.stdout.splitlines() if ln.strip().startswith("{")]
     if p.returncode != 0 or not lines:
-        return {"failed": f"loadbench exit {p.returncode}: {(p.stderr or p.stdout)[-400:]}"}
+        return {"failed": f"load generator exit {p.returncode}: {(p.stderr or p.stdout)[-400:]}"}
     return json.loads(lines[-1])
 
 

@@ -216,3 +216,62 @@ def test_equal_work_client_adds_ignore_eos_to_every_body() -> None:
 
     asyncio.run(send())
     assert seen == [{"model": "chat", "ignore_eos": True}, {"model": "chat", "stream": True, "ignore_eos": True}]
+
+
+def test_chat_turns_adds_a_conversation_per_client_at_each_concurrency(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from comparison import scenarios as scenarios_module
+
+    args = compare.parse_args(["--chat-turns", "5", "--stream"])
+    chats = [sc for sc in scenarios(args) if "turns" in sc]
+    assert [(sc["name"], sc["concurrency"], sc["turns"]) for sc in chats] == [
+        ("c1-chat-stream", 1, 5),
+        ("c8-chat-stream", 8, 5),
+    ]
+    sent: list[list[str]] = []
+    done = SimpleNamespace(returncode=0, stdout='{"ok": 40}', stderr="")
+    monkeypatch.setattr(scenarios_module.subprocess, "run", lambda cmd, **kw: sent.append(cmd) or done)
+    server = SimpleNamespace(owns_specialists=True, base_url="http://x", key="k", name="alveare")
+    assert scenarios_module.run_loadbench(args, server, chats[1]) == {"ok": 40}
+    cmd = sent[0]
+    assert cmd[1].endswith("chat_turns.py") and cmd[cmd.index("--users") + 1] == "8"
+    assert cmd[cmd.index("--turns") + 1] == "5" and "--equal-work" in cmd and "--stream" in cmd
+
+
+def test_chat_turns_sends_each_conversations_whole_history_every_turn(monkeypatch) -> None:
+    import asyncio
+    import json
+    from types import SimpleNamespace
+
+    import httpx
+    from comparison import chat_turns
+
+    bodies: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        bodies.append(body)
+        answer = f"answer {len(body['messages'])}"
+        return httpx.Response(
+            200, json={"choices": [{"message": {"content": answer}}], "usage": {"completion_tokens": 3}}
+        )
+
+    class Mocked(httpx.AsyncClient):
+        def __init__(self, **kw) -> None:
+            super().__init__(transport=httpx.MockTransport(handler), **kw)
+
+    monkeypatch.setattr(chat_turns.httpx, "AsyncClient", Mocked)
+    loadbench = Path(compare.DEFAULT_LOADBENCH)
+    args = SimpleNamespace(
+        loadbench=str(loadbench), base_url="http://bench", key="", model="chat", users=2, turns=3,
+        max_tokens=8, stream=False, equal_work=True, tag="t1", timeout=5, label="x",
+    )  # fmt: skip
+    if not loadbench.exists():
+        pytest.skip("loadbench.py is not beside the checkout")
+    result = asyncio.run(chat_turns.main_async(args))
+    assert result["ok"] == 6 and result["completion_tokens"] == 18 and result["errors"] == 0
+    turns = [b for b in bodies[1:] if "caller 0 " in b["messages"][1]["content"]]  # after the warm-up
+    assert [len(b["messages"]) for b in turns] == [2, 4, 6]
+    assert turns[2]["messages"][:5] == turns[1]["messages"] + [{"role": "assistant", "content": "answer 4"}]
+    assert all(b["ignore_eos"] and b["temperature"] == 0.0 for b in bodies)
