@@ -23,48 +23,28 @@ CHAT_TURNS_SCRIPT = Path(__file__).resolve().parent / "chat_turns.py"
 
 def scenarios(args) -> list[dict]:
     """The base scenarios (every --concurrency x stream mode, so c1 and c8 streamed and not by
-    default), the --lookup specialists, then the --contention pairs: the 1-client scenarios
-    again with every server at its user-default threads, once quiet and once beside the hog."""
-    out = []
-    for c in args.concurrency:
-        for stream in args.stream_modes:
-            out.append(
-                {
-                    "name": f"c{c}-{'stream' if stream else 'nostream'}",
-                    "concurrency": c,
-                    "stream": stream,
-                    "variants": args.variants if c > 1 else 1,
-                }
-            )
+    default), the --shared-prompt and --chat-turns ones, the --lookup specialists, then the
+    --contention pairs: the 1-client scenarios again with every server at its user-default
+    threads, once quiet and once beside the hog."""
+
+    def each(kind: str, clients: list[int], **extra) -> list[dict]:
+        """One scenario per client count and stream mode: c{C}-{kind}stream / nostream."""
+        return [
+            {"name": f"c{c}-{kind}{'stream' if stream else 'nostream'}", "concurrency": c, "stream": stream, **extra}
+            for c in clients
+            for stream in args.stream_modes
+        ]
+
+    out = [sc | {"variants": args.variants if sc["concurrency"] > 1 else 1} for sc in each("", args.concurrency)]
     if args.shared_prompt:
         # One specialist's traffic: every request the same system prompt (loadbench's chat prompt),
         # sent in the messages to every server; only the user text differs.
-        for c in (c for c in args.concurrency if c > 1):
-            for stream in args.stream_modes:
-                out.append(
-                    {
-                        "name": f"c{c}-shared-{'stream' if stream else 'nostream'}",
-                        "concurrency": c,
-                        "stream": stream,
-                        "variants": 1,
-                        "specialists": "chat",
-                    }
-                )
+        out += each("shared-", [c for c in args.concurrency if c > 1], variants=1, specialists="chat")
     if args.chat_turns:
         # Chat traffic: each client holds one conversation and sends its whole history every turn
         # (comparison/chat_turns.py); a server that keeps a conversation's cells prefills only the
         # new question.
-        for c in args.concurrency:
-            for stream in args.stream_modes:
-                out.append(
-                    {
-                        "name": f"c{c}-chat-{'stream' if stream else 'nostream'}",
-                        "concurrency": c,
-                        "stream": stream,
-                        "variants": 1,
-                        "turns": args.chat_turns,
-                    }
-                )
+        out += each("chat-", args.concurrency, variants=1, turns=args.chat_turns)
     if args.lookup:
         # One client, specialist traffic whose answers copy the input: Alveare serves it as the
         # specialist itself (model = its name), so prompt-lookup drafting is on; the others get
