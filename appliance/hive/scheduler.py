@@ -22,10 +22,11 @@ from collections import deque
 
 from appliance.errors import Overloaded
 from appliance.hive.drafting import StepCosts, choose
-from appliance.hive.llama import Batch, Context, Model, Sampler, StepLogits
+from appliance.hive.llama import Batch, Context, Model, StepLogits
 from appliance.hive.lookup import NgramIndex
 from appliance.hive.prefix_cache import PrefixCache
 from appliance.hive.reuse import PromptReuse
+from appliance.hive.sampling import Sampler
 from appliance.hive.slots import Active, Slot
 from appliance.hive.stats import Stats
 from appliance.hive.text import TextStream

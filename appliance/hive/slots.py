@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from appliance.hive.drafting import Acceptance
-from appliance.hive.llama import Sampler
 from appliance.hive.lookup import NgramIndex
+from appliance.hive.sampling import Sampler
 from appliance.hive.text import TextStream
 from appliance.hive.types import Generation, GenerationRequest, TokenInfo
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.hive import llama
+from appliance.hive import llama, sampling
 from appliance.hive.engine import embedded_model_path
 
 GREEDY = dict(temperature=0.0, top_p=1.0, top_k=0, min_p=0.0, presence_penalty=0.0, frequency_penalty=0.0, seed=1)
@@ -26,8 +26,8 @@ def test_argmax_picks_what_the_greedy_chain_picks(unified: bool) -> None:
                 idx = batch.add(tok, pos, seq, True)  # every position's row: many different choices
                 rows.append(idx)
         assert ctx.decode(batch) == 0
-        fast = llama.Sampler(model, repeat_penalty=1.0, grammar=None, **GREEDY)
-        chain = llama.Sampler(model, repeat_penalty=1.0, grammar=None, **GREEDY)
+        fast = sampling.Sampler(model, repeat_penalty=1.0, grammar=None, **GREEDY)
+        chain = sampling.Sampler(model, repeat_penalty=1.0, grammar=None, **GREEDY)
         chain.argmax_only = False  # through llama_sampler_sample, as before the shortcut
         assert fast.argmax_only
         # The step's rows read at once (every row's argmax in one call), as the scheduler reads them.
@@ -39,8 +39,8 @@ def test_argmax_picks_what_the_greedy_chain_picks(unified: bool) -> None:
         row = ctx.logits(rows[3], model.n_vocab)
         order = sorted(range(model.n_vocab), key=lambda t: -row[t])
         for bias in ({order[0]: -100.0}, {order[0]: -100.0, order[40]: row[order[0]] - row[order[40]] + 1.0}):
-            fast_b = llama.Sampler(model, repeat_penalty=1.0, grammar=None, logit_bias=bias, **GREEDY)
-            chain_b = llama.Sampler(model, repeat_penalty=1.0, grammar=None, logit_bias=bias, **GREEDY)
+            fast_b = sampling.Sampler(model, repeat_penalty=1.0, grammar=None, logit_bias=bias, **GREEDY)
+            chain_b = sampling.Sampler(model, repeat_penalty=1.0, grammar=None, logit_bias=bias, **GREEDY)
             chain_b.argmax_only = False
             assert fast_b.argmax_only
             for i in rows:
@@ -49,7 +49,7 @@ def test_argmax_picks_what_the_greedy_chain_picks(unified: bool) -> None:
             fast_b.close()
             chain_b.close()
         # Anything else in the chain (here a repeat penalty) takes the chain's path.
-        penalised = llama.Sampler(model, repeat_penalty=1.1, grammar=None, **GREEDY)
+        penalised = sampling.Sampler(model, repeat_penalty=1.1, grammar=None, **GREEDY)
         assert not penalised.argmax_only
         for sampler in (fast, chain, penalised):
             sampler.close()
