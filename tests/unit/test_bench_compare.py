@@ -239,7 +239,7 @@ def test_chat_turns_adds_a_conversation_per_client_at_each_concurrency(monkeypat
     assert cmd[cmd.index("--turns") + 1] == "5" and "--equal-work" in cmd and "--stream" in cmd
 
 
-def test_chat_turns_sends_each_conversations_whole_history_every_turn(monkeypatch) -> None:
+def test_chat_turns_sends_each_conversations_whole_history_every_turn(monkeypatch, tmp_path) -> None:
     import asyncio
     import json
     from types import SimpleNamespace
@@ -262,13 +262,18 @@ def test_chat_turns_sends_each_conversations_whole_history_every_turn(monkeypatc
             super().__init__(transport=httpx.MockTransport(handler), **kw)
 
     monkeypatch.setattr(chat_turns.httpx, "AsyncClient", Mocked)
-    loadbench = Path(compare.DEFAULT_LOADBENCH)
+    # What chat_turns takes from loadbench: its chat system prompt and its percentile.
+    loadbench = tmp_path / "loadbench.py"
+    loadbench.write_text(
+        'SYSTEM_PROMPTS = {"chat": "Be brief."}\n'
+        "def percentile(values, q):\n"
+        "    values = sorted(values)\n"
+        "    return values[min(len(values) - 1, round(q * (len(values) - 1)))] if values else None\n"
+    )
     args = SimpleNamespace(
         loadbench=str(loadbench), base_url="http://bench", key="", model="chat", users=2, turns=3,
         max_tokens=8, stream=False, equal_work=True, tag="t1", timeout=5, label="x",
     )  # fmt: skip
-    if not loadbench.exists():
-        pytest.skip("loadbench.py is not beside the checkout")
     result = asyncio.run(chat_turns.main_async(args))
     assert result["ok"] == 6 and result["completion_tokens"] == 18 and result["errors"] == 0
     turns = [b for b in bodies[1:] if "caller 0 " in b["messages"][1]["content"]]  # after the warm-up
