@@ -3,9 +3,9 @@
 conversations saved to host memory (restored, a memory copy), so only the rest is prefilled. Which
 free slot it takes: with split streams one whose history it extends or an empty one if any, so
 that idle slots keep their chats resident; otherwise the best match, whose history is saved to
-host memory first (like llama-server's prompt cache) so that its chat's next turn restores it. Also the requests of a
-burst that share a preamble nobody has saved yet: one prefills it, the others wait for it to be
-saved and restore it.
+host memory first (like llama-server's prompt cache) so that its chat's next turn restores it.
+Also the requests of a burst that share a preamble nobody has saved yet: one prefills it, the
+others wait for it to be saved and restore it.
 """
 
 from __future__ import annotations
@@ -42,11 +42,12 @@ class PromptReuse:
         # turn, or an empty slot) keeps the other idle slots' chats resident for their next turns, at
         # no cost to anyone's steps. Unified: the best match, cut short (its history saved below),
         # since there every resident cell costs every slot's steps some attention work.
-        intact = [] if self.ctx.unified else [s for s in free if len(s.kv) - own[s.seq] < MIN_CACHE]
+        cut = {s.seq: len(s.kv) - own[s.seq] for s in free}  # history a slot would lose
+        intact = [] if self.ctx.unified else [s for s in free if cut[s.seq] < MIN_CACHE]
         dest = max(intact or free, key=lambda s: (own[s.seq], -len(s.kv)))
         src = max(self.slots, key=lambda s: own[s.seq])
         saved, saved_len = self.prefixes.best(prompt, limit)
-        if len(dest.kv) - own[dest.seq] >= MIN_CACHE:
+        if cut[dest.seq] >= MIN_CACHE:
             self.prefixes.keep_conversation(dest.seq, dest.kv)  # its next turn restores it
         reuse = own[dest.seq]
         # Unified, a copy from a slot tags cells and moves nothing; split, it goes through host

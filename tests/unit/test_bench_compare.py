@@ -124,21 +124,27 @@ def test_default_scenarios_are_one_and_eight_clients_streamed_and_not() -> None:
     assert [sc["name"] for sc in scenarios(args)] == ["c1-nostream", "c1-stream", "c8-nostream", "c8-stream"]
 
 
-def test_shared_prompt_adds_one_specialists_traffic_with_the_prompt_in_the_messages(monkeypatch) -> None:
+def load_command(monkeypatch, args, sc: dict) -> list[str]:
+    """The command run_loadbench runs for `sc` against an Alveare server (nothing is run), after
+    checking that it returns the load generator's last JSON line."""
     from types import SimpleNamespace
 
     from comparison import scenarios as scenarios_module
 
-    args = compare.parse_args(["--shared-prompt"])
-    shared = [sc for sc in scenarios(args) if "shared" in sc["name"]]
-    assert [sc["name"] for sc in shared] == ["c8-shared-nostream", "c8-shared-stream"]
-    assert all(sc["variants"] == 1 and sc["concurrency"] == 8 for sc in shared)
     sent: list[list[str]] = []
     done = SimpleNamespace(returncode=0, stdout='{"ok": 1}', stderr="")
     monkeypatch.setattr(scenarios_module.subprocess, "run", lambda cmd, **kw: sent.append(cmd) or done)
     alveare = SimpleNamespace(owns_specialists=True, base_url="http://x", key="k", name="alveare")
-    assert scenarios_module.run_loadbench(args, alveare, shared[1]) == {"ok": 1}
-    cmd = sent[0]
+    assert scenarios_module.run_loadbench(args, alveare, sc) == {"ok": 1}
+    return sent[0]
+
+
+def test_shared_prompt_adds_one_specialists_traffic_with_the_prompt_in_the_messages(monkeypatch) -> None:
+    args = compare.parse_args(["--shared-prompt"])
+    shared = [sc for sc in scenarios(args) if "shared" in sc["name"]]
+    assert [sc["name"] for sc in shared] == ["c8-shared-nostream", "c8-shared-stream"]
+    assert all(sc["variants"] == 1 and sc["concurrency"] == 8 for sc in shared)
+    cmd = load_command(monkeypatch, args, shared[1])
     # every server gets the system prompt in the messages (no --specialist-mode), the same one each time
     assert cmd[cmd.index("--specialists") + 1] == "chat" and "--specialist-mode" not in cmd
     assert cmd[cmd.index("--variants") + 1] == "1" and cmd[cmd.index("--model") + 1] == "chat"
@@ -219,22 +225,13 @@ def test_equal_work_client_adds_ignore_eos_to_every_body() -> None:
 
 
 def test_chat_turns_adds_a_conversation_per_client_at_each_concurrency(monkeypatch) -> None:
-    from types import SimpleNamespace
-
-    from comparison import scenarios as scenarios_module
-
     args = compare.parse_args(["--chat-turns", "5", "--stream"])
     chats = [sc for sc in scenarios(args) if "turns" in sc]
     assert [(sc["name"], sc["concurrency"], sc["turns"]) for sc in chats] == [
         ("c1-chat-stream", 1, 5),
         ("c8-chat-stream", 8, 5),
     ]
-    sent: list[list[str]] = []
-    done = SimpleNamespace(returncode=0, stdout='{"ok": 40}', stderr="")
-    monkeypatch.setattr(scenarios_module.subprocess, "run", lambda cmd, **kw: sent.append(cmd) or done)
-    server = SimpleNamespace(owns_specialists=True, base_url="http://x", key="k", name="alveare")
-    assert scenarios_module.run_loadbench(args, server, chats[1]) == {"ok": 40}
-    cmd = sent[0]
+    cmd = load_command(monkeypatch, args, chats[1])
     assert cmd[1].endswith("chat_turns.py") and cmd[cmd.index("--users") + 1] == "8"
     assert cmd[cmd.index("--turns") + 1] == "5" and "--equal-work" in cmd and "--stream" in cmd
 
