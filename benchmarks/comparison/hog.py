@@ -35,10 +35,21 @@ def spin(threads: int) -> None:
         pass
 
 
-def decode(model: str, threads: int) -> dict:
+def decode(model: str, threads: int, safe_kernels: bool) -> dict:
     """Decode greedily for ever (256 tokens at a time from the same prompt); when stopped, the
     tokens decoded and the seconds since the first one."""
+    import llama_cpp.llama_cpp as llama_cpp  # the module llama_cpp.llama reads its defaults from
     from llama_cpp import Llama
+
+    if safe_kernels:  # Llama() takes no such option: it starts from these defaults
+        defaults = llama_cpp.llama_model_default_params
+
+        def without_extra_buffer_types():
+            params = defaults()
+            params.use_extra_bufts = False
+            return params
+
+        llama_cpp.llama_model_default_params = without_extra_buffer_types
 
     llm = Llama(model_path=model, n_threads=threads, n_threads_batch=threads, n_ctx=512, verbose=False)
     prompt = llm.tokenize(PROMPT)
@@ -65,6 +76,9 @@ def main() -> None:
     ap.add_argument("--model", default="", help="GGUF for --kind llama")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--cpus", default="", help="comma-separated cores to pin to (default: not pinned)")
+    ap.add_argument(
+        "--safe-kernels", action="store_true", help="no extra buffer types (repacking, AMX): llama-server's --no-repack"
+    )
     args = ap.parse_args()
     if args.cpus:
         os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
@@ -73,7 +87,7 @@ def main() -> None:
         spin(args.threads)
     if not args.model:
         sys.exit("--kind llama needs --model")
-    print(json.dumps(decode(args.model, args.threads)), flush=True)
+    print(json.dumps(decode(args.model, args.threads, args.safe_kernels)), flush=True)
 
 
 if __name__ == "__main__":

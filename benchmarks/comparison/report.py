@@ -125,6 +125,20 @@ def hardware_lines(meta: dict) -> list[str]:
     return [*lines, ""]
 
 
+def kernel_lines(meta: dict) -> list[str]:
+    """Which CPU kernels the llama.cpp processes ran with, where the run decided it."""
+    k = meta.get("cpu_kernels")
+    if not k:
+        return []
+    if k["safe"]:
+        return [
+            f"- CPU kernels: llama-server ran with `--no-repack` and the hog without extra buffer types "
+            f"({k['reason']}); Alveare "
+            + ("was told `--cpu-kernels safe`" if k["setting"] == "safe" else "chose for itself (its log says which)")
+        ]
+    return [f"- CPU kernels: llama.cpp's defaults (repacked/fast) for llama-server ({k['reason']})"]
+
+
 def _main_table(meta: dict, summary: list[dict]) -> list[str]:
     lines = [
         *hardware_lines(meta),
@@ -209,6 +223,7 @@ def markdown(meta: dict, scs: list[dict], summary: list[dict], rows: list[dict])
             else []
         ),
         f"- Model: `{Path(m['model']).name}` ({m['model_mb']:.0f} MB, {m['model_quant']}), threads {m['threads']}",
+        *kernel_lines(m),
         f"- Load: loadbench.py, {m['requests']} requests/scenario (+1 warm-up), max_tokens "
         f"{m['max_tokens']}, temperature 0, system prompt sent in the messages (model `chat`), "
         f"{m['variants']} system-prompt variants when concurrency > 1 (1 otherwise)"

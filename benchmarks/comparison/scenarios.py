@@ -180,6 +180,8 @@ class Hog:
             self.command += ["--model", str(model)]
         if args.hog_cpus:
             self.command += ["--cpus", args.hog_cpus]
+        if kind == "llama" and args.safe_kernels:
+            self.command += ["--safe-kernels"]
         self.timeout = args.start_timeout
         self.proc: subprocess.Popen | None = None
         self.cpu0 = 0.0

@@ -215,6 +215,7 @@ class Alveare(Server):
             "--slots",
             "8",
             *self.kv_flags,
+            *(["--cpu-kernels", self.args.cpu_kernels] if self.args.cpu_kernels != "auto" else []),
             "--optimized-model",
             "off",
             "--timeout",
@@ -315,6 +316,8 @@ class LlamaServer(Server):
             "--alias",
             MODEL_NAME,
             "--no-webui",
+            # where its repacked (AMX) kernels crash on this CPU (comparison/cpu_kernels.py)
+            *(["--no-repack"] if self.args.safe_kernels else []),
             *(["-ngl", "999"] if self.args.gpu else []),
         ]
 

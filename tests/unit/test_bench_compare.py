@@ -277,3 +277,74 @@ def test_chat_turns_sends_each_conversations_whole_history_every_turn(monkeypatc
     assert [len(b["messages"]) for b in turns] == [2, 4, 6]
     assert turns[2]["messages"][:5] == turns[1]["messages"] + [{"role": "assistant", "content": "answer 4"}]
     assert all(b["ignore_eos"] and b["temperature"] == 0.0 for b in bodies)
+
+
+# ------------------------------------------------------------------ CPU kernels (the AMX crash)
+STAND_IN_SERVER = """
+import http.server, json, os, signal, sys
+if sys.argv[1] == "crash":
+    os.kill(os.getpid(), signal.SIGSEGV)
+port = int(sys.argv[sys.argv.index("--port") + 1])
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"{}")
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200); self.end_headers(); self.wfile.write(json.dumps({"content": "ok"}).encode())
+
+    def log_message(self, *args):
+        pass
+
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+def stand_in_llama_server(tmp_path, behaviour: str) -> str:
+    script = tmp_path / "server.py"
+    script.write_text(STAND_IN_SERVER)
+    binary = tmp_path / f"llama-server-{behaviour}"
+    binary.write_text(f'#!/bin/sh\nexec {sys.executable} {script} {behaviour} "$@"\n')
+    binary.chmod(0o755)
+    return str(binary)
+
+
+def test_a_llama_server_killed_by_its_fast_kernels_runs_with_no_repack(tmp_path) -> None:
+    from comparison import cpu_kernels
+
+    verdict = cpu_kernels.decide("auto", stand_in_llama_server(tmp_path, "crash"), tmp_path / "m.gguf", 2, True)
+    assert verdict.safe and "SIGSEGV" in verdict.reason
+    verdict = cpu_kernels.decide("auto", stand_in_llama_server(tmp_path, "serve"), tmp_path / "m.gguf", 2, True)
+    assert not verdict.safe and "served a request" in verdict.reason
+    assert not cpu_kernels.decide("auto", "/nonexistent/llama-server", tmp_path / "m.gguf", 2, True).safe
+    assert cpu_kernels.decide("safe", "/nonexistent", tmp_path / "m.gguf", 2, False).safe
+
+
+def test_safe_kernels_reach_llama_server_the_hog_and_a_forced_alveare(tmp_path) -> None:
+    from comparison.scenarios import Hog
+    from comparison.servers import SERVER_CLASSES
+
+    model = tmp_path / "m.gguf"
+    for setting, no_repack, alveare_flags in (("auto", False, []), ("safe", True, ["--cpu-kernels", "safe"])):
+        args = compare.parse_args(["--cpu-kernels", setting, "--contention"])
+        for name in ("llama-server", "llama-server-split"):
+            server = SERVER_CLASSES[name](args, model, tmp_path)
+            server.port = 1
+            assert ("--no-repack" in server.build_command()) is no_repack
+        assert ("--safe-kernels" in Hog(args, "llama", model).command) is no_repack
+        alveare = SERVER_CLASSES["alveare"](args, model, tmp_path)
+        alveare.tmp = tmp_path
+        command = alveare.build_command()
+        at = command.index("--cpu-kernels") if "--cpu-kernels" in command else None
+        assert (command[at : at + 2] if at is not None else []) == alveare_flags
+
+
+def test_the_report_says_which_kernels_llama_server_ran_with() -> None:
+    from comparison.report import kernel_lines
+
+    crashed = {"setting": "auto", "safe": True, "reason": "llama-server ... died at start (SIGSEGV)"}
+    (line,) = kernel_lines({"cpu_kernels": crashed})
+    assert "--no-repack" in line and "SIGSEGV" in line and "chose for itself" in line
+    assert "defaults" in kernel_lines({"cpu_kernels": {"setting": "auto", "safe": False, "reason": "x"}})[0]
+    assert kernel_lines({}) == []
