@@ -45,7 +45,7 @@ from appliance.store import (
     UsageBreakdown,
 )
 from appliance.store import backup as backups
-from appliance.store.store import DB_FILE
+from appliance.store.database import DB_FILE
 
 T = TypeVar("T")
 TUI_KEY_FILE = "tui-admin.key"

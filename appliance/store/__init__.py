@@ -1,5 +1,7 @@
 """SQLite persistence behind one interface, `Store`."""
 
+from appliance.store.clock import current_period, now_iso, period_bounds
+from appliance.store.keys import ADMIN_ACCOUNT, MAX_ACTIVE_KEYS
 from appliance.store.records import (
     Account,
     AccountOverview,
@@ -17,7 +19,7 @@ from appliance.store.records import (
     UsageRow,
     UsageSummary,
 )
-from appliance.store.store import ADMIN_ACCOUNT, MAX_ACTIVE_KEYS, Store, current_period, now_iso, period_bounds
+from appliance.store.store import Store
 
 __all__ = [
     "ADMIN_ACCOUNT",

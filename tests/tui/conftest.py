@@ -13,7 +13,7 @@ from appliance import security
 from appliance.admin import LocalAdmin
 from appliance.specialists import load_specialists
 from appliance.store import Store, UsageRecord
-from appliance.store import store as store_module
+from appliance.store import clock as store_clock
 
 PERIOD = "2026-03"
 
@@ -49,7 +49,7 @@ def frozen(monkeypatch: pytest.MonkeyPatch) -> None:
         body = "".join(rng.choice(security.ALPHABET) for _ in range(security._BODY))
         return prefix + body + security._checksum(prefix + body)
 
-    monkeypatch.setattr(store_module, "now_iso", now_iso)
+    monkeypatch.setattr(store_clock, "now_iso", now_iso)
     monkeypatch.setattr(security, "generate_key", generate_key)
 
 

@@ -10,8 +10,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Label, Select, Static
 
 from appliance.admin import SpecialistProfile
-from appliance.store import AccountOverview, CustomPrompt, Plan
-from appliance.store.store import ADMIN_ACCOUNT
+from appliance.store import ADMIN_ACCOUNT, AccountOverview, CustomPrompt, Plan
 from tui.format import first_line, when
 from tui.screens.base import View
 from tui.screens.modals import ConfirmModal, Field, FormModal

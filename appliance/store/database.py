@@ -1,0 +1,145 @@
+"""The SQLite file's plumbing: the connections, the one writer thread, the files' modes, and
+`StoreBase`, what every part of `Store` reads and writes through.
+
+Every write goes through one writer thread with its own connection, fed by a queue: writes that
+arrive together run in one transaction (each in its own savepoint, so one failing job fails
+alone) and their futures resolve only after the commit, so an awaited write is durable. Reads
+use a second connection; in WAL mode they never wait for the writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlite_utils import Database
+
+DB_FILE = "alveare.db"
+# A batch of writes committed together; bounded so one commit stays short.
+MAX_BATCH = 512
+
+log = logging.getLogger("alveare.store")
+T = TypeVar("T")
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE in the writer; sqlite-utils'
+    # atomic() savepoints inside it), never opened implicitly by the sqlite3 module.
+    conn = sqlite3.connect(path, check_same_thread=False, timeout=10, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+class Writer:
+    """One thread owns the write connection; jobs are callables run on it, batched per commit."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._queue: queue.SimpleQueue[tuple[Callable[[Database], Any], Future] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="alveare-store-writer", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    def submit(self, job: Callable[[Database], T]) -> Future[T]:
+        future: Future[T] = Future()
+        if self._closed:
+            future.set_exception(RuntimeError("the store is closed"))
+            return future
+        self._queue.put((job, future))
+        return future
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+        self._db.close()
+
+    def _commit(self, batch: list[tuple[Callable[[Database], Any], Future]]) -> None:
+        outcomes: list[tuple[Future, Any, BaseException | None]] = []
+        conn = self._db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job, future in batch:
+                try:
+                    with self._db.atomic():  # a savepoint: a failing job rolls back alone
+                        outcomes.append((future, job(self._db), None))
+                except Exception as exc:
+                    outcomes.append((future, None, exc))
+            conn.execute("COMMIT")
+        except Exception as exc:
+            log.error("store: a batch of %d writes failed: %s", len(batch), exc)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            outcomes = [(future, None, exc) for _, future in batch]
+        for future, result, error in outcomes:
+            try:
+                if error is None:
+                    future.set_result(result)
+                else:
+                    future.set_exception(error)
+            except InvalidStateError:  # the waiter gave up (cancelled); the write stands
+                pass
+
+
+def make_private(data_dir: Path) -> None:
+    """The data dir 0700 and the database files 0600, new or already there: account names, usage
+    and prompts are nobody else's business. SQLite gives -wal and -shm the database file's mode."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    db = data_dir / DB_FILE
+    db.touch(mode=0o600, exist_ok=True)
+    for path in (data_dir, db, db.with_name(DB_FILE + "-wal"), db.with_name(DB_FILE + "-shm")):
+        mode = 0o700 if path == data_dir else 0o600
+        try:
+            if path.exists() and path.stat().st_mode & 0o777 != mode:
+                path.chmod(mode)
+        except OSError as exc:  # e.g. a data dir owned by another user: work, but say so
+            log.warning("could not restrict %s to mode %o: %s", path, mode, exc)
+
+
+class StoreBase:
+    """The shared ground of the store's parts (plans and accounts, keys, usage, prompts): the read
+    connection behind its lock, the writer, the key secret. `Store.__init__` sets them."""
+
+    path: Path
+    _secret: bytes
+    _writer: Writer
+    _db: Database
+    _lock: threading.Lock
+
+    # plumbing --------------------------------------------------------------
+    def _write(self, job: Callable[[Database], T]) -> T:
+        """Run a write on the writer thread and wait for its commit (the CLI's way)."""
+        return self._writer.submit(job).result()
+
+    def submit(self, job: Callable[[Database], T]) -> Future[T]:
+        return self._writer.submit(job)
+
+    def _rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()

@@ -1,0 +1,146 @@
+"""Plans (their limits and prices) and accounts (their plan, spending cap and specialists)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlite_utils import Database
+
+from appliance.errors import Conflict, InvalidRequest, NotFound
+from appliance.store import clock
+from appliance.store.database import StoreBase
+from appliance.store.records import Account, Plan
+
+PLAN_FIELDS = (
+    "requests_per_minute",
+    "requests_per_month",
+    "tokens_per_minute",
+    "specialists_allowed",
+    "custom_prompts",
+    "overage_per_1k_requests",
+    "monthly_price",
+)
+
+
+class PlansAndAccounts(StoreBase):
+    # plans -----------------------------------------------------------------
+    def plans(self) -> list[Plan]:
+        with self._lock:
+            rows = list(self._db["plans"].rows_where(order_by="requests_per_minute, name"))
+        return [self._plan(r) for r in rows]
+
+    def plan(self, name: str) -> Plan:
+        with self._lock:
+            rows = list(self._db["plans"].rows_where("name = ?", [name.lower()]))
+        if not rows:
+            known = ", ".join(p.name for p in self.plans())
+            raise NotFound(f"No plan named {name!r}. Plans: {known}.", param="plan", code="plan_not_found")
+        return self._plan(rows[0])
+
+    @staticmethod
+    def _plan(row: dict[str, Any]) -> Plan:
+        return Plan(**{**row, "custom_prompts": bool(row["custom_prompts"])})
+
+    def set_plan(self, name: str, *, base: str = "starter", **changes: Any) -> tuple[Plan, bool]:
+        """Change a plan's limits, or create the plan (from `base`'s values) when it does not exist.
+
+        Returns the plan and whether it was created.
+        """
+        name = name.strip().lower()
+        if not name or len(name) > 32 or not name.replace("-", "").replace("_", "").isalnum():
+            raise InvalidRequest("A plan name is 1 to 32 letters, digits, '-' or '_'.", param="name")
+        unknown = set(changes) - set(PLAN_FIELDS)
+        if unknown:
+            raise InvalidRequest(f"Unknown plan fields: {', '.join(sorted(unknown))}.")
+        changes = {k: v for k, v in changes.items() if v is not None}
+        for field in ("requests_per_minute", "requests_per_month", "tokens_per_minute"):
+            if field in changes and (not isinstance(changes[field], int) or changes[field] < 1):
+                raise InvalidRequest(f"{field} must be a whole number of at least 1.", param=field)
+        if "specialists_allowed" in changes and changes["specialists_allowed"] < 0:
+            raise InvalidRequest("specialists_allowed must not be negative.", param="specialists_allowed")
+        for field in ("overage_per_1k_requests", "monthly_price"):
+            if field in changes and not 0 <= changes[field] < 1e9:
+                raise InvalidRequest(f"{field} must be a price of 0 or more.", param=field)
+        try:
+            current = self.plan(name)
+            created = False
+        except NotFound:
+            current = self.plan(base)
+            created = True
+        row = {**msgspec_to_dict(current), **changes, "name": name}
+        row["custom_prompts"] = int(bool(row["custom_prompts"]))
+
+        def job(db: Database) -> None:
+            db["plans"].upsert(row, pk="name")
+
+        self._write(job)
+        return self.plan(name), created
+
+    # accounts --------------------------------------------------------------
+    def create_account(self, name: str, plan: str = "starter") -> Account:
+        name = name.strip()
+        if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise InvalidRequest("An account name is 1 to 64 letters, digits, '-', '_' or '.'.", param="name")
+        plan_row = self.plan(plan)
+
+        def job(db: Database) -> None:
+            if db["accounts"].count_where("name = ?", [name]):
+                raise Conflict(f"An account named {name!r} already exists.", param="name")
+            db["accounts"].insert(
+                {
+                    "name": name,
+                    "plan": plan_row.name,
+                    "spending_cap": None,
+                    "created_at": clock.now_iso(),
+                    "specialists": None,
+                }
+            )
+
+        self._write(job)
+        return self.account(name)
+
+    def account(self, name: str) -> Account:
+        with self._lock:
+            rows = list(self._db["accounts"].rows_where("name = ?", [name]))
+        if not rows:
+            raise NotFound(f"No account named {name!r}.", param="account", code="account_not_found")
+        return self._account(rows[0])
+
+    def accounts(self) -> list[Account]:
+        with self._lock:
+            rows = list(self._db["accounts"].rows_where(order_by="id"))
+        return [self._account(r) for r in rows]
+
+    @staticmethod
+    def _account(row: dict[str, Any]) -> Account:
+        specialists = row.get("specialists")
+        return Account(**{**row, "specialists": specialists.split(",") if specialists else None})
+
+    def _update_account(self, name: str, values: dict[str, Any]) -> Account:
+        acct = self.account(name)
+        self._write(lambda db: db["accounts"].update(acct.id, values))
+        return self.account(name)
+
+    def set_account_plan(self, name: str, plan: str) -> Account:
+        return self._update_account(name, {"plan": self.plan(plan).name})
+
+    def set_spending_cap(self, name: str, cap: float | None) -> Account:
+        if cap is not None and not 0 <= cap < 1e12:
+            raise InvalidRequest("A spending cap is an amount of 0 or more, or 'none'.", param="cap")
+        return self._update_account(name, {"spending_cap": cap})
+
+    def set_specialists(self, name: str, specialists: list[str] | None) -> Account:
+        """The specialists the account may use (None: the plan's default set). Names are checked by the caller."""
+        if specialists is not None:
+            plan = self.plan(self.account(name).plan)
+            if len(specialists) > plan.specialists_allowed:
+                raise InvalidRequest(
+                    f"The {plan.name} plan allows {plan.specialists_allowed} specialists; "
+                    f"{len(specialists)} were given.",
+                    param="specialists",
+                )
+        return self._update_account(name, {"specialists": ",".join(specialists) if specialists is not None else None})
+
+
+def msgspec_to_dict(value: Any) -> dict[str, Any]:
+    return {f: getattr(value, f) for f in value.__struct_fields__}
