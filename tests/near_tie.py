@@ -11,14 +11,25 @@ from appliance.hive.types import Finished
 NEAR_TIE = 0.5
 
 
-def top_two_gap(model_path: str, tokens: list[int]) -> float:
-    """Gap between the two best next-token logits after `tokens`, from a plain one-sequence run."""
-    import llama_cpp
+def top_two_gap(model_path: str, tokens: list[int], *, fast_kernels: bool) -> float:
+    """Gap between the two best next-token logits after `tokens`, from a plain one-sequence run
+    with the CPU kernels the engine chose (llama-cpp-python's `Llama` would take the fast ones,
+    which crash on some Xeons with AMX: SIGSEGV, the whole test run with it)."""
+    from appliance.hive.llama import Batch, Context, Model
 
-    llm = llama_cpp.Llama(model_path=model_path, n_ctx=2048, n_threads=2, verbose=False)
-    llm.eval(tokens)
-    row = sorted(llm.scores[llm.n_tokens - 1], reverse=True)
-    return float(row[0] - row[1])
+    model = Model(model_path, gpu=False, extra_bufts=fast_kernels)
+    ctx = Context(model, n_ctx=2048, n_seq=1, n_batch=2048, threads=2, flash="auto")
+    batch = Batch(len(tokens))
+    try:
+        for pos, token in enumerate(tokens):
+            batch.add(token, pos, 0, logits=pos == len(tokens) - 1)
+        assert ctx.decode(batch) == 0
+        row = sorted(ctx.logits(len(tokens) - 1, model.n_vocab), reverse=True)
+        return float(row[0] - row[1])
+    finally:
+        batch.close()
+        ctx.close()
+        model.close()
 
 
 def assert_same_or_near_tie(engine: HiveEngine, prompt_tokens: list[int], a: Finished, b: Finished) -> None:
@@ -27,5 +38,6 @@ def assert_same_or_near_tie(engine: HiveEngine, prompt_tokens: list[int], a: Fin
     k = next((i for i, (x, y) in enumerate(zip(a.tokens, b.tokens, strict=False)) if x != y), None)
     if k is None:  # one is a prefix of the other: they parted on the end-of-generation token
         k = min(len(a.tokens), len(b.tokens))
-    gap = top_two_gap(engine.config.model_path, prompt_tokens + a.tokens[:k])
+    fast = engine.status().cpu_kernels == "fast"
+    gap = top_two_gap(engine.config.model_path, prompt_tokens + a.tokens[:k], fast_kernels=fast)
     assert gap < NEAR_TIE, f"generations parted at token {k} on a clear choice (logit gap {gap:.3f})"

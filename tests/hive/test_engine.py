@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from near_tie import assert_same_or_near_tie
+from near_tie import assert_same_or_near_tie, top_two_gap
 
 from appliance.hive.context_size import auto_context, memory_limit
 from appliance.hive.engine import HiveEngine, embedded_model_path, kv_layout
@@ -80,6 +80,15 @@ def test_no_cross_talk_between_slots(engine: HiveEngine) -> None:
         assert_same_or_near_tie(engine, p, solo, both)
     # distinct prompts give distinct answers: nothing leaked between sequences
     assert len({text for text, _ in batched}) > len(TOPICS) // 2
+
+
+def test_the_near_tie_reference_decodes_with_the_engines_kernels(engine: HiveEngine) -> None:
+    # Reached only when two runs part, so on most machines never: called here so that a reference
+    # run that crashes (llama.cpp's fast kernels on a Xeon with AMX killed the whole test run)
+    # shows up every time.
+    tokens = prompt(engine, "You are a helpful assistant.", "Name a colour.")
+    fast = engine.status().cpu_kernels == "fast"
+    assert top_two_gap(engine.config.model_path, tokens, fast_kernels=fast) >= 0.0
 
 
 def test_every_step_lists_its_rows_in_sequence_order(engine: HiveEngine) -> None:
