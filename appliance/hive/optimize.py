@@ -60,7 +60,9 @@ class Gate(msgspec.Struct, frozen=True, kw_only=True):
     # AVX-512 the issue measured Q8_0 at 1.9x the prefill but 0.76x the 1-row step of Q4_1, a 1.14x
     # mean that would make every single-user answer slower. On the AMD EPYC here Q8_0's 1-row step
     # measures 0.90-0.98x (level at one client over HTTP, the prefill making up for it), so the
-    # floor sits between the two rather than where noise could reject that copy.
+    # floor sits between the two rather than where noise could reject that copy. A Xeon of the
+    # issue's class, safe kernels, measured 0.81x and kept the copy: 1.30x at 8 clients over HTTP,
+    # 0.90-0.93x at one (README, Benchmarks, On an Intel Xeon).
     min_each: float = 0.80
 
 
