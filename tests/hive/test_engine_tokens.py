@@ -19,7 +19,7 @@ from appliance.hive.types import Chunk, EngineConfig, GenerationRequest, Samplin
 @pytest.fixture(scope="module")
 def engine() -> Iterator[HiveEngine]:
     loop = asyncio.new_event_loop()
-    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=4, n_ctx=4096, cpu_kernels="fast"))
+    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=4, n_ctx=4096))
     loop.run_until_complete(eng.start())
     assert eng.loaded, eng.status().load_error
     eng.test_loop = loop  # type: ignore[attr-defined]
