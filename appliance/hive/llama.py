@@ -51,11 +51,13 @@ def quantize(source: str, target: str, *, kind: str, threads: int) -> None:
 
 
 class Model:
-    def __init__(self, path: str, *, gpu: bool, extra_bufts: bool = True) -> None:
+    def __init__(self, path: str, *, gpu: bool, extra_bufts: bool = False) -> None:
         ll.llama_backend_init()  # idempotent; needed before the first model load
         params = ll.llama_model_default_params()
         # Extra buffer types repack weights for faster CPU kernels (AMX on Xeons); off is what
-        # `llama-server --no-repack` does, for CPUs where those kernels crash (see kernels.py).
+        # `llama-server --no-repack` does, for CPUs where those kernels crash (see kernels.py). Off
+        # unless asked: only a caller that ran the kernel check may ask (a test that loaded the model
+        # with them on killed the whole test run on a Xeon with AMX).
         params.use_extra_bufts = extra_bufts
         self.gpu_layers = 0
         if gpu and supports_gpu_offload():

@@ -171,7 +171,7 @@ def _token_id(client: openai.OpenAI, token: str) -> int:
     from appliance.hive.engine import embedded_model_path
     from appliance.hive.llama import Model  # the server's own tokenizer, loaded once for the test
 
-    model = Model(embedded_model_path(), gpu=False, extra_bufts=False)  # fast kernels crash on some AMX Xeons
+    model = Model(embedded_model_path(), gpu=False)
     try:
         ids = model.tokenize(token, add_special=False, parse_special=False)
         return ids[0]

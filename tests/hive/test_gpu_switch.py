@@ -34,7 +34,7 @@ def spy(monkeypatch):
 )
 def test_offload_all_layers_only_when_supported_and_wanted(monkeypatch, spy, supported, wanted, offloaded) -> None:
     monkeypatch.setattr(ll, "llama_supports_gpu_offload", lambda: supported)
-    model = llama.Model(embedded_model_path(), gpu=wanted, extra_bufts=False)  # fast kernels crash on some AMX Xeons
+    model = llama.Model(embedded_model_path(), gpu=wanted)
     try:
         assert spy["n_gpu_layers"] == (999 if offloaded else 0)
         assert model.gpu_layers == (model.n_layers if offloaded else 0)

@@ -14,7 +14,7 @@ GREEDY = dict(temperature=0.0, top_p=1.0, top_k=0, min_p=0.0, presence_penalty=0
 
 @pytest.mark.parametrize("unified", [True, False])
 def test_argmax_picks_what_the_greedy_chain_picks(unified: bool) -> None:
-    model = llama.Model(embedded_model_path(), gpu=False, extra_bufts=False)  # fast kernels crash on some AMX Xeons
+    model = llama.Model(embedded_model_path(), gpu=False)
     ctx = llama.Context(model, n_ctx=1024, n_seq=4, n_batch=256, threads=2, flash="auto", unified=unified)
     batch = llama.Batch(256)
     try:
