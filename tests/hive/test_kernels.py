@@ -120,8 +120,16 @@ def test_an_unreadable_cache_file_means_checking_again(tmp_path) -> None:
     assert choice.source == "check" and len(calls) == 1
 
 
+def _amx_crash(reason: str) -> bool:
+    """The real fast kernels crashed, on a CPU with AMX: the virtualised Xeons the check is for."""
+    return "amx_tile" in cpu_signature() and reason == "the fast CPU kernels crashed the check (SIGSEGV)"
+
+
 def test_the_real_check_passes_on_this_machine() -> None:
     result = run_check(child_command(embedded_model_path()))
+    if _amx_crash(result.reason):  # what the check exists for: this machine is one of those
+        assert not result.ok
+        return
     assert result.ok, result.reason
     assert result.reason.startswith("ok: fast and safe kernels agree")
 
@@ -131,4 +139,6 @@ def test_the_real_check_fails_when_told_to(fault: str, monkeypatch) -> None:
     monkeypatch.setenv("ALVEARE_KERNEL_CHECK_FAULT", fault)
     result = run_check(child_command(embedded_model_path()))
     assert not result.ok
+    if fault == "wrong" and _amx_crash(result.reason):
+        return  # the real fast kernels crash before the injected disagreement is reached
     assert ("SIGSEGV" in result.reason) if fault == "crash" else ("mismatch" in result.reason)
