@@ -326,8 +326,13 @@ def test_safe_kernels_reach_llama_server_the_hog_and_a_forced_alveare(tmp_path) 
     from comparison.servers import SERVER_CLASSES
 
     model = tmp_path / "m.gguf"
+    # What Alveare's command takes from loadbench: the system prompts (the shared one sits outside the
+    # checkout, where a fresh clone elsewhere has none).
+    loadbench = tmp_path / "loadbench.py"
+    prompts = {name: "Be brief." for name in ("chat", "summarise", "extract", "qa")}
+    loadbench.write_text(f"SYSTEM_PROMPTS = {prompts!r}\n")
     for setting, no_repack, alveare_flags in (("auto", False, []), ("safe", True, ["--cpu-kernels", "safe"])):
-        args = compare.parse_args(["--cpu-kernels", setting, "--contention"])
+        args = compare.parse_args(["--cpu-kernels", setting, "--contention", "--loadbench", str(loadbench)])
         for name in ("llama-server", "llama-server-split"):
             server = SERVER_CLASSES[name](args, model, tmp_path)
             server.port = 1
