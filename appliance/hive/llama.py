@@ -13,9 +13,12 @@ import functools
 import logging
 import math
 import os
+from pathlib import Path
 
 import llama_cpp as ll
 import numpy as np
+
+from appliance.hive.native_libs import check_native_libraries
 
 
 def quiet_native_logs(verbose: bool = False) -> None:
@@ -25,6 +28,11 @@ def quiet_native_logs(verbose: bool = False) -> None:
 
 def supports_gpu_offload() -> bool:
     return bool(ll.llama_supports_gpu_offload())
+
+
+def library_dir() -> Path:
+    """The folder of the libllama that llama-cpp-python loaded (its LLAMA_CPP_LIB_PATH included)."""
+    return Path(ll.llama_cpp._lib._name).parent
 
 
 def default_threads() -> int:
@@ -52,6 +60,7 @@ def quantize(source: str, target: str, *, kind: str, threads: int) -> None:
 
 class Model:
     def __init__(self, path: str, *, gpu: bool, extra_bufts: bool = False) -> None:
+        check_native_libraries(library_dir())  # a build that would crash in the load is refused
         ll.llama_backend_init()  # idempotent; needed before the first model load
         params = ll.llama_model_default_params()
         # Extra buffer types repack weights for faster CPU kernels (AMX on Xeons); off is what

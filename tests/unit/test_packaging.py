@@ -24,6 +24,8 @@ SCRIPTS = [
 ]
 UNIT = PACKAGING / "alveare.service"
 CONTAINERFILES = {"cpu": PACKAGING / "Containerfile", "cuda": PACKAGING / "Containerfile.cuda"}
+# What every CUDA build of llama-cpp-python links with (appliance/hive/native_libs.py says why).
+LINKER = "-DCMAKE_SHARED_LINKER_FLAGS=-Wl,--exclude-libs,ALL"
 
 
 def tool(name: str) -> str:
@@ -221,3 +223,39 @@ def test_the_readme_install_section_uses_every_piece() -> None:
     for piece in ("packaging/install.sh", "packaging/alveare.service", "packaging/Containerfile", "Containerfile.cuda"):
         assert piece in section, piece
     assert "not built" in section  # said plainly: the images were not built in this repository's CI
+
+
+def test_every_cuda_build_keeps_a_static_libstdcxx_private() -> None:
+    # appliance/hive/native_libs.py: without the flag, a compiler that links libstdc++ statically
+    # makes a libggml-cuda.so that exports it, and every model load crashes.
+    from appliance.hive.native_libs import CUDA_CMAKE_ARGS
+
+    flag = next(f for f in CUDA_CMAKE_ARGS.split() if f.startswith("-DCMAKE_SHARED_LINKER_FLAGS="))
+    assert flag == LINKER
+    for path in (PACKAGING / "install.sh", CONTAINERFILES["cuda"], ROOT / "README.md", PACKAGING / "run.sh"):
+        assert flag in path.read_text(), path.name
+
+
+@pytest.mark.parametrize(
+    ("given", "built_with"),
+    [
+        ("-DGGML_CUDA=on", f"-DGGML_CUDA=on {LINKER}"),
+        ("-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90", f"-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 {LINKER}"),
+        ("-DGGML_CUDA=on -DCMAKE_SHARED_LINKER_FLAGS=-Wl,-z,now",) * 2,  # the caller's own linker flags stay
+        ("-DGGML_NATIVE=ON", "-DGGML_NATIVE=ON"),
+        ("", ""),
+    ],
+)
+def test_run_sh_adds_the_linker_flag_to_a_cuda_build_only(given: str, built_with: str) -> None:
+    # The case block run.sh runs before pip builds llama-cpp-python, run as it is.
+    text = (PACKAGING / "run.sh").read_text()
+    block = re.search(r'^\s*case "\$\{CMAKE_ARGS:-\}" in\n.*?^\s*esac\n', text, re.S | re.M)
+    assert block, "run.sh adjusts CMAKE_ARGS in one case block"
+    out = subprocess.run(
+        ["bash", "-c", block.group(0) + 'printf %s "${CMAKE_ARGS:-}"'],
+        env={"CMAKE_ARGS": given, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout == built_with
