@@ -59,14 +59,18 @@ if [ -z "$(ls "$CUDA_DIR"/lib64/stubs/libcuda.so /usr/local/cuda*/lib64/stubs/li
   EXTRA="$EXTRA -DCUDA_cuda_driver_LIBRARY=$D"
 fi
 
+# The image's CUDA host compiler (/opt/gcc/bin/g++) links libstdc++ statically; without this flag
+# libggml-cuda exports that copy and every model load crashes (appliance/hive/native_libs.py).
+LINK="-DCMAKE_SHARED_LINKER_FLAGS=-Wl,--exclude-libs,ALL"
 t0=$(date +%s)
 echo "== llama-cpp-python wheel, CUDA arch $ARCH, $JOBS jobs"
-CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$ARCH $EXTRA" CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" \
+CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$ARCH $LINK $EXTRA ${EXTRA_CMAKE_ARGS:-}" CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" \
   "$PY" -m pip wheel -v --no-deps --no-build-isolation -w "$ROOT/wheel" -C build-dir="$B" "$SRC" \
   >"$ROOT/wheel.log" 2>&1 || { tail -60 "$ROOT/wheel.log"; exit 1; }
 t1=$(date +%s)
 echo "   wheel in $((t1 - t0)) s: $(ls "$ROOT"/wheel/*.whl)"
 
+[ -n "${NO_SERVER:-}" ] && exit 0
 echo "== llama-server from the same build dir"
 cmake -S "$SRC" -B "$B" -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAVA_BUILD=OFF \
   -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF >"$ROOT/server.log" 2>&1 \

