@@ -260,9 +260,10 @@ class Context:
         """What seq_save would write for `seq`, without writing it."""
         return ll.llama_state_seq_get_size(self.ptr, seq)
 
-    def seq_save(self, seq: int) -> ctypes.Array | None:
-        """A copy of one sequence's KV cells in host memory (None if llama.cpp could not write it)."""
-        size = self.seq_bytes(seq)
+    def seq_save(self, seq: int, size: int | None = None) -> ctypes.Array | None:
+        """A copy of one sequence's KV cells in host memory (None if llama.cpp could not write it);
+        `size`: seq_bytes(seq), where the caller has it already (llama.cpp walks the cells for it)."""
+        size = self.seq_bytes(seq) if size is None else size
         if size <= 0:
             return None
         buf = (ctypes.c_uint8 * size)()

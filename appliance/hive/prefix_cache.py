@@ -115,18 +115,19 @@ class PrefixCache:
         if not self.wants(kv, conversation=True):
             return
         room = self.max_bytes - sum(e.nbytes for e in self.saved if not e.conversation)
-        if self.ctx.seq_bytes(seq) > room:
+        size = self.ctx.seq_bytes(seq)
+        if size > room:
             return  # it could only push out preambles, or itself
-        if kept := self._save(seq, kv, conversation=True):
+        if kept := self._save(seq, kv, conversation=True, size=size):
             # An earlier turn of the same conversation is part of this one now.
             self.saved = [
                 e for e in self.saved if e is kept or not (e.conversation and kv[: len(e.tokens)] == e.tokens)
             ]
             self._evict()
 
-    def _save(self, seq: int, kv: list[int], *, conversation: bool) -> Saved | None:
+    def _save(self, seq: int, kv: list[int], *, conversation: bool, size: int | None = None) -> Saved | None:
         t0 = time.perf_counter()
-        state = self.ctx.seq_save(seq)
+        state = self.ctx.seq_save(seq, size)
         self.profile.saves += 1
         self.profile.save_s += time.perf_counter() - t0
         if state is None:

@@ -21,12 +21,14 @@ class Sequences:
         self.slots = {s.seq: s for s in slots}
         self.copies: list[tuple[int, int, int]] = []
         self.restored: list[int] = []
+        self.sized = 0  # seq_bytes calls: llama.cpp walks a sequence's cells for each
 
     def seq_bytes(self, seq: int) -> int:
+        self.sized += 1
         return len(self.slots[seq].kv) * BYTES_PER_TOKEN
 
-    def seq_save(self, seq: int) -> bytearray:
-        return bytearray(self.seq_bytes(seq))
+    def seq_save(self, seq: int, size: int | None = None) -> bytearray:
+        return bytearray(self.seq_bytes(seq) if size is None else size)
 
     def seq_restore(self, state: bytearray, seq: int) -> bool:
         self.restored.append(seq)
@@ -67,6 +69,12 @@ def test_conversations_make_room_only_among_themselves() -> None:
     assert kinds(cache) == [(False, 20), (True, 30)]
     keep(cache, slot, SYSTEM + list(range(200, 270)))  # 9000: more than all but the preamble leaves
     assert kinds(cache) == [(False, 20), (True, 30)]
+
+
+def test_keeping_a_conversation_sizes_its_state_once() -> None:
+    (slot,), ctx, cache = setup(1)
+    keep(cache, slot, SYSTEM + list(range(20)))
+    assert kinds(cache) == [(True, 40)] and ctx.sized == 1
 
 
 def test_each_kind_keeps_at_most_entries() -> None:
