@@ -22,7 +22,8 @@ LIBSTDCXX_SYMBOL = "_ZTISi"
 # What `import llama_cpp` loads (libllama and what it links; libmtmd only on demand).
 LOADED_LIBRARIES = ("libllama.so", "libggml.so", "libggml-base.so", "libggml-cpu.so", "libggml-cuda.so")
 # The flags a CUDA build needs on such a compiler (README, "GPU (CUDA)"; packaging/run.sh adds them).
-CUDA_CMAKE_ARGS = "-DGGML_CUDA=on -DCMAKE_SHARED_LINKER_FLAGS=-Wl,--exclude-libs,ALL"
+LINKER_FLAGS = "-DCMAKE_SHARED_LINKER_FLAGS=-Wl,--exclude-libs,ALL"
+CUDA_CMAKE_ARGS = f"-DGGML_CUDA=on {LINKER_FLAGS}"
 
 
 class _DlInfo(ctypes.Structure):
@@ -75,6 +76,7 @@ def check_native_libraries(lib_dir: Path) -> None:
     if exporting:
         log.warning(
             "llama.cpp libraries that export their own libstdc++: %s; if loading a model crashes, rebuild "
-            "llama-cpp-python with -DCMAKE_SHARED_LINKER_FLAGS=-Wl,--exclude-libs,ALL in CMAKE_ARGS",
+            "llama-cpp-python with %s in CMAKE_ARGS",
             ", ".join(exporting),
+            LINKER_FLAGS,
         )
