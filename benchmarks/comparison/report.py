@@ -16,9 +16,13 @@ METRICS = [  # (key in summary, source, label, higher is better)
     ("peak_rss_mb", None, "peak RSS MB", False),
 ]
 # llama-server's KV modes, either of which may be the anchor (on a tie the first)
-ANCHOR_MODES = ("llama-server", "llama-server-split")
+ANCHOR_MODES = ("llama-server", "llama-server-split", "llama-server-split-nofa")
 FEW_REPEATS = " (fewer than 3: a smoke run, not for quoting against the targets)"
-MODE_LABEL = {"llama-server": "unified (-kvu)", "llama-server-split": "split"}
+MODE_LABEL = {
+    "llama-server": "unified (-kvu)",
+    "llama-server-split": "split",
+    "llama-server-split-nofa": "split, -fa off",
+}
 
 
 def median(xs):
@@ -251,10 +255,11 @@ def markdown(meta: dict, scs: list[dict], summary: list[dict], rows: list[dict])
         f"- Repeats: {m['repeats']}{FEW_REPEATS if m['repeats'] < 3 else ''} (servers alternated round-robin; "
         f"{'one server process per repeat' if m.get('reuse_server') else 'fresh server process per scenario'}"
         "); values are medians over repeats",
-        "- Anchor: (Nx) = ratio to the better of llama-server's two KV modes in the same scenario of this "
+        "- Anchor: (Nx) = ratio to the best of llama-server's KV modes in the same scenario of this "
         "run, for each metric on its own (higher tok/s; lower latency, TTFT and RSS): `llama-server` "
         "(8 slots in one unified KV cache, -kvu) or `llama-server-split` (its default, one KV stream per "
-        "slot). The anchor's own cell has no ratio; the Anchors table names the mode for each cell.",
+        "slot), and `llama-server-split-nofa` (split with `-fa off`) where it ran. The anchor's own cell "
+        "has no ratio; the Anchors table names the mode for each cell.",
         f"- Wall time of this run: {m['wall_s'] / 60:.1f} min",
         "",
         "Note: every server gets the same prompt tokens. Alveare runs with a specialists file "

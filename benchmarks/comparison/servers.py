@@ -334,6 +334,16 @@ class LlamaServerSplit(LlamaServer):
         return self.base_command()
 
 
+class LlamaServerSplitNoFlash(LlamaServerSplit):
+    """llama-server's split streams with flash attention off: what Alveare's `--flash-attn auto` picks
+    for split streams on a CPU (hive/engine.py flash_attention), given to llama-server too."""
+
+    name = "llama-server-split-nofa"
+
+    def build_command(self) -> list[str]:
+        return [*self.base_command(), "-fa", "off"]
+
+
 class AlveareUnified(Alveare):
     """Alveare at `--ctx 8192`: one unified pool of 8192 cells, llama-server's `-c 8192` in
     memory, and any request may use all of it."""
@@ -474,6 +484,7 @@ SERVER_CLASSES: dict[str, type[Server]] = {
         AlveareSplit,
         LlamaServer,
         LlamaServerSplit,
+        LlamaServerSplitNoFlash,
         AlveareOptimized,
         LlamaServerOptimized,
         LlamaCppPython,

@@ -10,7 +10,7 @@ import pytest
 from near_tie import assert_same_or_near_tie, top_two_gap
 
 from appliance.hive.context_size import auto_context, memory_limit
-from appliance.hive.engine import HiveEngine, embedded_model_path, kv_layout
+from appliance.hive.engine import HiveEngine, embedded_model_path, flash_attention, kv_layout
 from appliance.hive.types import EngineConfig, Finished, GenerationRequest, SamplingParams
 
 GREEDY = SamplingParams(temperature=0.0)
@@ -410,6 +410,25 @@ def test_a_burst_is_prefilled_in_arrival_order_in_chunks(engine: HiveEngine) -> 
     for p, both in zip(prompts, burst_answers, strict=True):
         _, alone = run(engine, generate(engine, p, max_tokens=8))
         assert_same_or_near_tie(engine, p, alone, both)
+
+
+def test_auto_flash_attention_is_off_only_for_split_streams_on_the_cpu(caplog) -> None:
+    # llama.cpp's CPU flash-attention path costs more the longer split streams are (flash_attention's
+    # docstring has the measurements); a unified pool and a GPU keep llama.cpp's choice, and a setting wins.
+    assert flash_attention("auto", kv_cache="split", on_gpu=False) == "off"
+    assert flash_attention("auto", kv_cache="unified", on_gpu=False) == "auto"
+    assert flash_attention("auto", kv_cache="split", on_gpu=True) == "auto"
+    assert flash_attention("on", kv_cache="split", on_gpu=False) == "on"
+    loop = asyncio.new_event_loop()
+    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=2, n_ctx=2 * 8192, gpu=False))
+    with caplog.at_level("INFO", logger="alveare.hive"):
+        loop.run_until_complete(eng.start())
+    try:
+        assert eng.status().kv_cache == "split"
+        assert "flash attention off" in caplog.text
+    finally:
+        loop.run_until_complete(eng.stop())
+        loop.close()
 
 
 @pytest.mark.parametrize(("n_ctx", "layout", "per_request"), [(2 * 8192, "split", 8192), (8192, "unified", 8192)])
