@@ -64,7 +64,10 @@ def flash_attention(asked: str, *, kv_cache: str, on_gpu: bool) -> str:
     on the CPU with split streams, where llama.cpp's CPU flash-attention path costs more the longer
     the streams are. Measured on a 2-core Xeon (one step of 8 sequences, history H tokens each):
     8 x 25 prompt rows at H=600 1,838 ms with it, 682 without; 8 x 1 rows 89.5 against 55.5 ms.
-    A unified cache is the other way round (898 against 1,682 ms), so it keeps llama.cpp's choice."""
+    A unified cache is the other way round (898 against 1,682 ms), so it keeps llama.cpp's choice.
+    The price is memory: without flash attention llama.cpp stores V transposed, so the first cells of
+    every stream touch a page of every V row (slots x layers x V width x 4 KB, 184 MB for the embedded
+    model with 8 slots) where a lazily committed cache would hold only the cells in use."""
     if asked != "auto" or on_gpu or kv_cache != "split":
         return asked
     return "off"
