@@ -237,8 +237,8 @@ SETTINGS: tuple[Setting, ...] = (
         "flash_attn",
         str,
         "auto",
-        "flash attention: `auto` is off for split KV streams on the CPU and llama.cpp's choice otherwise "
-        "(on, for CUDA and for CPUs), or `on`/`off`",
+        "flash attention: `auto` is off for split KV streams on the CPU (where that commits at most 256 MB "
+        "more up front) and llama.cpp's choice otherwise (on, for CUDA and for CPUs), or `on`/`off`",
         flag="--flash-attn",
         env="ALVEARE_FLASH_ATTN",
         choices=("auto", "on", "off"),

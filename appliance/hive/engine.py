@@ -59,7 +59,12 @@ def kv_layout(asked: str, n_ctx: int, slots: int, n_ctx_train: int) -> str:
     return "split" if n_ctx_train > 0 and n_ctx // slots >= n_ctx_train else "unified"
 
 
-def flash_attention(asked: str, *, kv_cache: str, on_gpu: bool) -> str:
+# Most memory flash attention off may commit up front (see flash_attention): what the measured model
+# needs with 8 slots (184 MB), not the gigabyte a 7B model would, for a speed-up measured on the former.
+FLASH_OFF_MAX_FLOOR = 256 << 20
+
+
+def flash_attention(asked: str, *, kv_cache: str, on_gpu: bool, v_floor: int = 0) -> str:
     """Flash attention for the context. "auto" is llama.cpp's choice (on for CUDA and the CPU) except
     on the CPU with split streams, where llama.cpp's CPU flash-attention path costs more the longer
     the streams are. Measured on a 2-core Xeon (one step of 8 sequences, history H tokens each):
@@ -67,8 +72,9 @@ def flash_attention(asked: str, *, kv_cache: str, on_gpu: bool) -> str:
     A unified cache is the other way round (898 against 1,682 ms), so it keeps llama.cpp's choice.
     The price is memory: without flash attention llama.cpp stores V transposed, so the first cells of
     every stream touch a page of every V row (slots x layers x V width x 4 KB, 184 MB for the embedded
-    model with 8 slots) where a lazily committed cache would hold only the cells in use."""
-    if asked != "auto" or on_gpu or kv_cache != "split":
+    model with 8 slots) where a lazily committed cache would hold only the cells in use. `v_floor` is
+    that memory; above FLASH_OFF_MAX_FLOOR (a bigger model) auto keeps llama.cpp's choice."""
+    if asked != "auto" or on_gpu or kv_cache != "split" or v_floor > FLASH_OFF_MAX_FLOOR:
         return asked
     return "off"
 
@@ -159,7 +165,9 @@ class HiveEngine:
         pages = HostPages()
         if kv_on_host:
             pages.snapshot()
-        flash = flash_attention(cfg.flash_attn, kv_cache=self._kv_cache, on_gpu=not kv_on_host)
+        # A page of every V row of every stream: layers x V width is a cell's bytes / 4 (K and V, f16).
+        v_floor = cfg.slots * model.kv_cell_bytes // 4 * 4096
+        flash = flash_attention(cfg.flash_attn, kv_cache=self._kv_cache, on_gpu=not kv_on_host, v_floor=v_floor)
         ctx = Context(
             model,
             n_ctx=n_ctx,

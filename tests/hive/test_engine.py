@@ -419,6 +419,8 @@ def test_auto_flash_attention_is_off_only_for_split_streams_on_the_cpu(caplog) -
     assert flash_attention("auto", kv_cache="unified", on_gpu=False) == "auto"
     assert flash_attention("auto", kv_cache="split", on_gpu=True) == "auto"
     assert flash_attention("on", kv_cache="split", on_gpu=False) == "on"
+    # a model whose V rows would commit more than the limit up front (a 7B: about 1 GB with 8 slots)
+    assert flash_attention("auto", kv_cache="split", on_gpu=False, v_floor=8 * 32 * 1024 * 4096) == "auto"
     loop = asyncio.new_event_loop()
     eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=2, n_ctx=2 * 8192, gpu=False))
     with caplog.at_level("INFO", logger="alveare.hive"):
