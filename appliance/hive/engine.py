@@ -60,7 +60,7 @@ def kv_layout(asked: str, n_ctx: int, slots: int, n_ctx_train: int) -> str:
 
 
 # Most memory flash attention off may commit up front (see flash_attention): what the measured model
-# needs with 8 slots (184 MB), not the gigabyte a 7B model would, for a speed-up measured on the former.
+# needs with 8 slots (180 MB), not the gigabyte a 7B model would, for a speed-up measured on the former.
 FLASH_OFF_MAX_FLOOR = 256 << 20
 
 
@@ -71,7 +71,7 @@ def flash_attention(asked: str, *, kv_cache: str, on_gpu: bool, v_floor: int = 0
     8 x 25 prompt rows at H=600 1,838 ms with it, 682 without; 8 x 1 rows 89.5 against 55.5 ms.
     A unified cache is the other way round (898 against 1,682 ms), so it keeps llama.cpp's choice.
     The price is memory: without flash attention llama.cpp stores V transposed, so the first cells of
-    every stream touch a page of every V row (slots x layers x V width x 4 KB, 184 MB for the embedded
+    every stream touch a page of every V row (slots x layers x V width x 4 KB, 180 MB for the embedded
     model with 8 slots) where a lazily committed cache would hold only the cells in use. `v_floor` is
     that memory; above FLASH_OFF_MAX_FLOOR (a bigger model) auto keeps llama.cpp's choice."""
     if asked != "auto" or on_gpu or kv_cache != "split" or v_floor > FLASH_OFF_MAX_FLOOR:
