@@ -8,7 +8,7 @@ JSON line per scenario), samples the server's resident memory (VmRSS from
 on.  Servers are alternated round-robin in each repeat so that machine noise is
 spread over all of them.  Results go to benchmarks/results/latest.json and
 benchmarks/results/latest.md (medians over repeats, with ratios to the anchor:
-the better of llama-server's two KV modes in each scenario, for each metric).
+the best of llama-server's KV modes in each scenario, for each metric).
 
 Servers (default: alveare, llama-server, llama-server-split):
   alveare                 `alveare serve --slots 8` on a fresh temporary data dir (admin key),
@@ -21,6 +21,8 @@ Servers (default: alveare, llama-server, llama-server-split):
                           the llama-cpp-python sdist (benchmarks/.work/llama-build), 8 slots
                           sharing one unified KV cache (-kvu)
   llama-server-split      the same binary in its default KV mode: one KV stream per slot
+  llama-server-split-nofa the split mode with -fa off, what alveare's --flash-attn auto picks
+                          for split streams on a CPU (an anchor mode too)
   alveare-optimized       alveare on --optimized-model (added by that option): with the
                           Q8_0 copy a first start makes, what the quickstart serves
   llama-server-optimized  llama-server-split on --optimized-model (added by that option)
