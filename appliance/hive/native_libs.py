@@ -36,15 +36,20 @@ class _DlInfo(ctypes.Structure):
 
 
 def _dladdr() -> ctypes._CFuncPtr | None:
-    for lib in (None, ctypes.util.find_library("dl")):  # glibc >= 2.34 has it in libc
+    try:
+        fn = ctypes.CDLL(None).dladdr  # the process's own symbols: libc's since glibc 2.34
+    except AttributeError:
+        # An older glibc keeps it in libdl. Only then: find_library runs ldconfig (milliseconds).
+        path = ctypes.util.find_library("dl")
         try:
-            fn = ctypes.CDLL(lib).dladdr
+            fn = ctypes.CDLL(path).dladdr if path else None
         except (AttributeError, OSError):
-            continue
-        fn.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
-        fn.restype = ctypes.c_int
-        return fn
-    return None
+            fn = None
+        if fn is None:
+            return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
+    fn.restype = ctypes.c_int
+    return fn
 
 
 def exports_libstdcxx(library: Path) -> bool:
