@@ -13,19 +13,32 @@ in part, which a split KV cache could not do.
 
 Preambles serve many requests, a conversation one caller: conversations are dropped first, and
 only they make room for each other, so a stream of one-off requests never pushes out a preamble.
+Nor does it fill host memory with histories nobody asks for again: until a caller comes back to a
+conversation (its next turn sends it back, whether it was kept or dropped), only the newest few are kept.
 """
 
 from __future__ import annotations
 
 import ctypes
 import time
+from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from appliance.hive.llama import Context
 from appliance.hive.stats import Profile
 
+if TYPE_CHECKING:
+    from appliance.hive.slots import Slot
+
 # Preambles shorter than this are not worth a cache entry.
 MIN_CACHE = 16
+# Conversations kept while none is claimed. After 48 one-off requests on 8 slots the embedded model's
+# host cache held ~110 MB of histories, none ever restored. A chat's next turn claims its
+# conversation, kept or dropped (the dropped ones' tokens are remembered, like an ARC cache's ghost
+# entries: a queue of chats comes back after more saves than the few kept), which lifts the limit to
+# `entries` until as many saves in a row go unclaimed.
+UNCLAIMED_KEEP = 4
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -45,6 +58,8 @@ class Saved:
     used: int = 0
     # A slot's whole history (one caller's), not a shared preamble: the first to be dropped.
     conversation: bool = False
+    # Where a conversation's answer starts in `tokens` (its last prompt's length).
+    reply_at: int = 0
 
     @property
     def nbytes(self) -> int:
@@ -52,8 +67,8 @@ class Saved:
 
 
 class PrefixCache:
-    """At most `entries` preambles and as many conversations in at most `max_bytes`, least recently
-    used dropped first."""
+    """At most `entries` preambles and as many conversations (UNCLAIMED_KEEP while callers do not come
+    back to them) in at most `max_bytes`, least recently used dropped first."""
 
     def __init__(self, ctx: Context, *, entries: int, max_bytes: int, profile: Profile) -> None:
         self.ctx = ctx
@@ -62,6 +77,10 @@ class PrefixCache:
         self.profile = profile
         self.saved: list[Saved] = []
         self._clock = 0
+        # Conversations saved since one was last claimed; a fresh cache starts as if none were.
+        self._unclaimed = entries
+        # Conversations dropped lately (tokens, reply_at), to notice their callers coming back.
+        self._dropped: deque[tuple[list[int], int]] = deque(maxlen=max(entries, 0))
 
     def _touch(self, entry: Saved) -> None:
         self._clock += 1
@@ -91,6 +110,17 @@ class PrefixCache:
         self.profile.restore_s += time.perf_counter() - t0
         return ok
 
+    def notice(self, prompt: list[int]) -> None:
+        """A new request's prompt: a claim if it is the next turn of a conversation kept or dropped
+        here, that is, it sends back that conversation's prompt and the start of its answer (all of
+        the answer may not match: the caller's text is tokenised again, or cut at a stop string)."""
+        kept = [(e.tokens, e.reply_at) for e in self.saved if e.conversation]
+        for tokens, reply_at in (*kept, *self._dropped):
+            n = min(len(tokens), reply_at + 1)
+            if prompt[:n] == tokens[:n]:
+                self._unclaimed = 0
+                return
+
     def wants(self, tokens: list[int], *, conversation: bool = False) -> bool:
         """Whether these tokens should be saved: long enough, and not saved already, as themselves or
         as the start of a longer entry. A preamble inside a saved conversation is still saved as a
@@ -109,9 +139,10 @@ class PrefixCache:
         if self.wants(kv) and self._save(seq, kv, conversation=False):
             self._evict()
 
-    def keep_conversation(self, seq: int, kv: list[int]) -> None:
-        """Save what idle sequence `seq` holds (the tokens `kv`: a prompt and its answer) before a new
-        request overwrites it, when it fits beside the saved preambles."""
+    def keep_conversation(self, slot: Slot) -> None:
+        """Save what an idle slot holds (a prompt and its answer) before a new request overwrites
+        it, when it fits beside the saved preambles."""
+        seq, kv = slot.seq, slot.kv
         if not self.wants(kv, conversation=True):
             return
         room = self.max_bytes - sum(e.nbytes for e in self.saved if not e.conversation)
@@ -119,6 +150,8 @@ class PrefixCache:
         if size > room:
             return  # it could only push out preambles, or itself
         if kept := self._save(seq, kv, conversation=True, size=size):
+            kept.reply_at = min(slot.reply_at, len(kv))
+            self._unclaimed += 1
             # An earlier turn of the same conversation is part of this one now.
             self.saved = [
                 e for e in self.saved if e is kept or not (e.conversation and kv[: len(e.tokens)] == e.tokens)
@@ -137,13 +170,25 @@ class PrefixCache:
         self.saved.append(entry)
         return entry
 
+    @property
+    def conversations_kept(self) -> int:
+        """How many conversations may stay: `entries` once one was claimed, until as many saves in a
+        row went unclaimed; UNCLAIMED_KEEP otherwise."""
+        return self.entries if self._unclaimed < self.entries else min(self.entries, UNCLAIMED_KEEP)
+
     def _evict(self) -> None:
-        """At most `entries` of each kind; over the bytes, conversations go before preambles. Least
-        recently used first."""
+        """At most `entries` preambles and conversations_kept conversations; over the bytes,
+        conversations go before preambles. Least recently used first."""
         for conversation in (True, False):
             kind = [e for e in self.saved if e.conversation is conversation]
-            for entry in sorted(kind, key=lambda e: e.used)[: max(0, len(kind) - self.entries)]:
-                self.saved.remove(entry)
+            cap = self.conversations_kept if conversation else self.entries
+            for entry in sorted(kind, key=lambda e: e.used)[: max(0, len(kind) - cap)]:
+                self._drop(entry)
         while self.saved and sum(e.nbytes for e in self.saved) > self.max_bytes:
             conversations = [e for e in self.saved if e.conversation]
-            self.saved.remove(min(conversations or self.saved, key=lambda e: e.used))
+            self._drop(min(conversations or self.saved, key=lambda e: e.used))
+
+    def _drop(self, entry: Saved) -> None:
+        self.saved.remove(entry)
+        if entry.conversation:
+            self._dropped.append((entry.tokens, entry.reply_at))

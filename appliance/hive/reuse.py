@@ -37,6 +37,7 @@ class PromptReuse:
         """The free slot to use and how many prompt tokens it already holds, copied or restored."""
         # The last prompt token is always decoded, for its logits; a preamble to save is crossed.
         limit = save_at - 1 if save_at is not None else len(prompt) - 1
+        self.prefixes.notice(prompt)
         own = {s.seq: min(common_prefix(s.kv, prompt), limit) for s in self.slots}
         # Split: a free slot whose history this prompt would not cut short (the same chat's last
         # turn, or an empty slot) keeps the other idle slots' chats resident for their next turns, at
@@ -48,7 +49,7 @@ class PromptReuse:
         src = max(self.slots, key=lambda s: own[s.seq])
         saved, saved_len = self.prefixes.best(prompt, limit)
         if cut[dest.seq] >= MIN_CACHE:
-            self.prefixes.keep_conversation(dest.seq, dest.kv)  # its next turn restores it
+            self.prefixes.keep_conversation(dest)  # its next turn restores it
         reuse = own[dest.seq]
         # Unified, a copy from a slot tags cells and moves nothing; split, it goes through host
         # memory and reads the source's whole history, so a saved entry as long is restored instead.

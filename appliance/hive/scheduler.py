@@ -242,7 +242,7 @@ class Scheduler:
         dest.active = parent
         others = [slot for slot in free if slot is not dest]
         for gen, sampler, slot in zip(gens[1:], samplers[1:], others, strict=False):
-            self.prefixes.keep_conversation(slot.seq, slot.kv)  # what it held, for that chat's next turn
+            self.prefixes.keep_conversation(slot)  # what it held, for that chat's next turn
             self.ctx.seq_rm(slot.seq)
             slot.kv = []
             sibling = Active(req, gen, sampler, TextStream(req.stop), 0, reuse, req.max_tokens, fork_from=dest)
@@ -467,7 +467,7 @@ class Scheduler:
         # A split cache keeps the answer too, for the chat's next turn, which sends it back: a slot's
         # own stream costs the other slots nothing. A unified cache keeps only the prompt, since
         # there every resident cell costs every later token of every slot some attention work.
-        keep = len(a.request.prompt_tokens)
+        keep = slot.reply_at = len(a.request.prompt_tokens)
         if self.ctx.unified and len(slot.kv) > keep:
             self.ctx.seq_rm(slot.seq, keep, -1)
             slot.kv = slot.kv[:keep]

@@ -57,3 +57,4 @@ class Slot:
     seq: int
     kv: list[int] = field(default_factory=list)  # tokens in this sequence's KV cells, by position
     active: Active | None = None
+    reply_at: int = 0  # where the last request's answer starts in `kv` (its prompt's length)

@@ -4,7 +4,7 @@ cells (tests/hive/test_chat_history.py runs the same paths on the real model).""
 
 from __future__ import annotations
 
-from appliance.hive.prefix_cache import PrefixCache
+from appliance.hive.prefix_cache import UNCLAIMED_KEEP, PrefixCache
 from appliance.hive.reuse import PromptReuse
 from appliance.hive.slots import Slot
 from appliance.hive.stats import Profile, Stats
@@ -48,9 +48,10 @@ def setup(slots: int, *, entries: int = 4, max_bytes: int = 100_000) -> tuple[li
     return held, ctx, PrefixCache(ctx, entries=entries, max_bytes=max_bytes, profile=Profile())  # type: ignore[arg-type]
 
 
-def keep(cache: PrefixCache, slot: Slot, tokens: list[int]) -> None:
-    slot.kv = tokens
-    cache.keep_conversation(slot.seq, tokens)
+def keep(cache: PrefixCache, slot: Slot, tokens: list[int], reply_at: int | None = None) -> None:
+    """The slot holds `tokens`, a prompt and its answer from `reply_at` (the last ten by default)."""
+    slot.kv, slot.reply_at = tokens, len(tokens) - 10 if reply_at is None else reply_at
+    cache.keep_conversation(slot)
 
 
 def kinds(cache: PrefixCache) -> list[tuple[bool, int]]:
@@ -84,6 +85,47 @@ def test_each_kind_keeps_at_most_entries() -> None:
         cache.remember(0, slot.kv)
         keep(cache, slot, [50 + i] * 20)
     assert sorted(e.tokens[0] for e in cache.saved) == [1, 2, 51, 52]
+
+
+def conversations(cache: PrefixCache) -> list[int]:
+    return [e.tokens[len(SYSTEM)] for e in cache.saved if e.conversation]
+
+
+def test_one_off_requests_keep_only_the_newest_few_conversations() -> None:
+    (slot,), _, cache = setup(1, entries=8, max_bytes=10**6)
+    for i in range(6):
+        cache.notice(SYSTEM + [100 + i] * 20)  # each a new request: no claim
+        keep(cache, slot, SYSTEM + [100 + i] * 30)
+    assert conversations(cache) == [102, 103, 104, 105]  # UNCLAIMED_KEEP, the newest
+    cache.notice(SYSTEM + [105] * 20)  # the same question again, not the chat's next turn
+    keep(cache, slot, SYSTEM + [106] * 30)
+    assert len(conversations(cache)) == UNCLAIMED_KEEP
+
+
+def test_a_chat_coming_back_lifts_the_limit_until_as_many_go_unclaimed() -> None:
+    (slot,), _, cache = setup(1, entries=8, max_bytes=10**6)
+    for i in range(6):
+        keep(cache, slot, SYSTEM + [100 + i] * 30)
+    # The next turn of a chat dropped already (a queue of chats comes back late): its history with
+    # the answer tokenised again, which parts from the sampled tokens after a few.
+    cache.notice(SYSTEM + [100] * 23 + [1, 2, 3, 4])
+    for i in range(6, 12):
+        keep(cache, slot, SYSTEM + [100 + i] * 30)
+    assert len(conversations(cache)) == 8  # claimed: up to entries
+    for i in range(12, 14):
+        keep(cache, slot, SYSTEM + [100 + i] * 30)  # eight unclaimed saves in a row
+    assert conversations(cache) == [110, 111, 112, 113]
+
+
+def test_a_unified_slot_keeps_only_the_prompt_and_a_claim_sends_all_of_it() -> None:
+    (slot,), _, cache = setup(1, entries=8, max_bytes=10**6)
+    for i in range(5):
+        keep(cache, slot, SYSTEM + [100 + i] * 10, reply_at=30)  # the prompt alone
+    assert len(conversations(cache)) == UNCLAIMED_KEEP
+    cache.notice(SYSTEM + [104] * 10 + [7] * 12)
+    for i in range(5, 9):
+        keep(cache, slot, SYSTEM + [100 + i] * 10, reply_at=30)
+    assert len(conversations(cache)) == 8
 
 
 def test_a_later_turn_replaces_the_earlier_one() -> None:
