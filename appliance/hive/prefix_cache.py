@@ -171,10 +171,14 @@ class PrefixCache:
         return entry
 
     @property
+    def chats_come_back(self) -> bool:
+        """Whether a conversation was claimed since the last `entries` saves."""
+        return self._unclaimed < self.entries
+
+    @property
     def conversations_kept(self) -> int:
-        """How many conversations may stay: `entries` once one was claimed, until as many saves in a
-        row went unclaimed; UNCLAIMED_KEEP otherwise."""
-        return self.entries if self._unclaimed < self.entries else min(self.entries, UNCLAIMED_KEEP)
+        """How many conversations may stay: `entries` while chats come back, UNCLAIMED_KEEP otherwise."""
+        return self.entries if self.chats_come_back else min(self.entries, UNCLAIMED_KEEP)
 
     def _evict(self) -> None:
         """At most `entries` preambles and conversations_kept conversations; over the bytes,

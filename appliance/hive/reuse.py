@@ -1,9 +1,10 @@
 """Where a new request's prompt starts from: the longest prefix already in a slot's KV cells
 (copied: by tagging cells when unified, through host memory when split) or among the preambles and
 conversations saved to host memory (restored, a memory copy), so only the rest is prefilled. Which
-free slot it takes: with split streams one whose history it extends or an empty one if any, so
-that idle slots keep their chats resident; otherwise the best match, whose history is saved to
-host memory first (like llama-server's prompt cache) so that its chat's next turn restores it.
+free slot it takes: with split streams, while callers come back to their chats, one whose history
+it extends or an empty one if any, so that idle slots keep their chats resident; otherwise the best
+match, whose history is saved to host memory first (like llama-server's prompt cache) so that its
+chat's next turn restores it.
 Also the requests of a burst that share a preamble nobody has saved yet: one prefills it, the
 others wait for it to be saved and restore it.
 """
@@ -39,12 +40,16 @@ class PromptReuse:
         limit = save_at - 1 if save_at is not None else len(prompt) - 1
         self.prefixes.notice(prompt)
         own = {s.seq: min(common_prefix(s.kv, prompt), limit) for s in self.slots}
-        # Split: a free slot whose history this prompt would not cut short (the same chat's last
-        # turn, or an empty slot) keeps the other idle slots' chats resident for their next turns, at
-        # no cost to anyone's steps. Unified: the best match, cut short (its history saved below),
-        # since there every resident cell costs every slot's steps some attention work.
+        # Split, while callers come back to their chats (prefix_cache.py): a free slot whose history
+        # this prompt would not cut short (the same chat's last turn, or an empty slot) keeps the
+        # other idle slots' chats resident for their next turns, at no cost to anyone's steps.
+        # Otherwise the best match, cut short (its history saved below): unified, every resident
+        # cell costs every slot's steps some attention work; split with one-off requests, an empty
+        # slot's stream would commit memory (a page of every V row without flash attention, 23 MB
+        # for the embedded model) to keep histories nobody asks for again.
         cut = {s.seq: len(s.kv) - own[s.seq] for s in free}  # history a slot would lose
-        intact = [] if self.ctx.unified else [s for s in free if cut[s.seq] < MIN_CACHE]
+        keep_chats = not self.ctx.unified and self.prefixes.chats_come_back
+        intact = [s for s in free if cut[s.seq] < MIN_CACHE] if keep_chats else []
         dest = max(intact or free, key=lambda s: (own[s.seq], -len(s.kv)))
         src = max(self.slots, key=lambda s: own[s.seq])
         saved, saved_len = self.prefixes.best(prompt, limit)

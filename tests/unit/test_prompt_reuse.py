@@ -147,8 +147,18 @@ def test_of_entries_sharing_as_much_the_shortest_is_restored() -> None:
     assert length == 20 and entry is not None and len(entry.tokens) == 20
 
 
+def callers_come_back(cache: PrefixCache, slot: Slot) -> None:
+    """A chat's next turn claims its history, saved from `slot`: chats are kept resident from now on."""
+    keep(cache, slot, [7] * 30)
+    cache.notice([7] * 30 + [8])
+    cache.saved.clear()
+    slot.kv = []
+    assert cache.chats_come_back
+
+
 def test_a_new_request_takes_a_slot_it_leaves_no_chat_short_in() -> None:
     slots, ctx, cache = setup(3)
+    callers_come_back(cache, slots[0])
     reuse = PromptReuse(ctx, slots, cache, Stats())  # type: ignore[arg-type]
     chat = SYSTEM + list(range(40))
     slots[0].kv = list(chat)  # an idle slot holding one caller's chat
@@ -159,6 +169,17 @@ def test_a_new_request_takes_a_slot_it_leaves_no_chat_short_in() -> None:
     # preamble copied from slot 0.
     assert dest is slots[1] and reused == 20 and ctx.copies == [(0, 1, 20)]
     assert slots[0].kv == chat and cache.saved == []
+
+
+def test_one_off_requests_cut_a_used_slot_rather_than_fill_an_empty_one() -> None:
+    slots, ctx, cache = setup(3)
+    reuse = PromptReuse(ctx, slots, cache, Stats())  # type: ignore[arg-type]
+    assert not cache.chats_come_back  # a fresh cache: nobody came back to a chat yet
+    slots[0].kv = SYSTEM + list(range(40))  # the last one-off request's prompt and answer
+    dest, reused = reuse.start(SYSTEM + [9] * 10, slots, None)
+    # Its preamble in place, and no empty slot's stream touched (its memory stays uncommitted).
+    assert dest is slots[0] and reused == 20 and ctx.copies == []
+    assert kinds(cache) == [(True, 60)]
 
 
 def test_a_chat_cut_short_is_saved_first() -> None:
