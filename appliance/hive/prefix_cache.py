@@ -14,7 +14,8 @@ in part, which a split KV cache could not do.
 Preambles serve many requests, a conversation one caller: conversations are dropped first, and
 only they make room for each other, so a stream of one-off requests never pushes out a preamble.
 Nor does it fill host memory with histories nobody asks for again: until a caller comes back to a
-conversation (its next turn sends it back, whether it was kept or dropped), only the newest few are kept.
+conversation (its next turn sends it back, from a slot, kept here or dropped), only the newest few
+are kept.
 """
 
 from __future__ import annotations
@@ -110,12 +111,13 @@ class PrefixCache:
         self.profile.restore_s += time.perf_counter() - t0
         return ok
 
-    def notice(self, prompt: list[int]) -> None:
+    def notice(self, prompt: list[int], resident: list[tuple[list[int], int]]) -> None:
         """A new request's prompt: a claim if it is the next turn of a conversation kept or dropped
-        here, that is, it sends back that conversation's prompt and the start of its answer (all of
-        the answer may not match: the caller's text is tokenised again, or cut at a stop string)."""
+        here or still `resident` in a slot ((tokens, reply_at) of each), that is, it sends back that
+        conversation's prompt and the start of its answer (all of the answer may not match: the
+        caller's text is tokenised again, or cut at a stop string)."""
         kept = [(e.tokens, e.reply_at) for e in self.saved if e.conversation]
-        for tokens, reply_at in (*kept, *self._dropped):
+        for tokens, reply_at in (*resident, *kept, *self._dropped):
             n = min(len(tokens), reply_at + 1)
             if prompt[:n] == tokens[:n]:
                 self._unclaimed = 0

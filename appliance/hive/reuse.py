@@ -38,7 +38,7 @@ class PromptReuse:
         """The free slot to use and how many prompt tokens it already holds, copied or restored."""
         # The last prompt token is always decoded, for its logits; a preamble to save is crossed.
         limit = save_at - 1 if save_at is not None else len(prompt) - 1
-        self.prefixes.notice(prompt)
+        self.prefixes.notice(prompt, [(s.kv, s.reply_at) for s in self.slots if s.active is None and s.reply_at])
         own = {s.seq: min(common_prefix(s.kv, prompt), limit) for s in self.slots}
         # Split, while callers come back to their chats (prefix_cache.py): a free slot whose history
         # this prompt would not cut short (the same chat's last turn, or an empty slot) keeps the

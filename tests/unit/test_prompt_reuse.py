@@ -94,10 +94,10 @@ def conversations(cache: PrefixCache) -> list[int]:
 def test_one_off_requests_keep_only_the_newest_few_conversations() -> None:
     (slot,), _, cache = setup(1, entries=8, max_bytes=10**6)
     for i in range(6):
-        cache.notice(SYSTEM + [100 + i] * 20)  # each a new request: no claim
+        cache.notice(SYSTEM + [100 + i] * 20, [])  # each a new request: no claim
         keep(cache, slot, SYSTEM + [100 + i] * 30)
     assert conversations(cache) == [102, 103, 104, 105]  # UNCLAIMED_KEEP, the newest
-    cache.notice(SYSTEM + [105] * 20)  # the same question again, not the chat's next turn
+    cache.notice(SYSTEM + [105] * 20, [])  # the same question again, not the chat's next turn
     keep(cache, slot, SYSTEM + [106] * 30)
     assert len(conversations(cache)) == UNCLAIMED_KEEP
 
@@ -108,7 +108,7 @@ def test_a_chat_coming_back_lifts_the_limit_until_as_many_go_unclaimed() -> None
         keep(cache, slot, SYSTEM + [100 + i] * 30)
     # The next turn of a chat dropped already (a queue of chats comes back late): its history with
     # the answer tokenised again, which parts from the sampled tokens after a few.
-    cache.notice(SYSTEM + [100] * 23 + [1, 2, 3, 4])
+    cache.notice(SYSTEM + [100] * 23 + [1, 2, 3, 4], [])
     for i in range(6, 12):
         keep(cache, slot, SYSTEM + [100 + i] * 30)
     assert len(conversations(cache)) == 8  # claimed: up to entries
@@ -122,7 +122,7 @@ def test_a_unified_slot_keeps_only_the_prompt_and_a_claim_sends_all_of_it() -> N
     for i in range(5):
         keep(cache, slot, SYSTEM + [100 + i] * 10, reply_at=30)  # the prompt alone
     assert len(conversations(cache)) == UNCLAIMED_KEEP
-    cache.notice(SYSTEM + [104] * 10 + [7] * 12)
+    cache.notice(SYSTEM + [104] * 10 + [7] * 12, [])
     for i in range(5, 9):
         keep(cache, slot, SYSTEM + [100 + i] * 10, reply_at=30)
     assert len(conversations(cache)) == 8
@@ -150,7 +150,7 @@ def test_of_entries_sharing_as_much_the_shortest_is_restored() -> None:
 def callers_come_back(cache: PrefixCache, slot: Slot) -> None:
     """A chat's next turn claims its history, saved from `slot`: chats are kept resident from now on."""
     keep(cache, slot, [7] * 30)
-    cache.notice([7] * 30 + [8])
+    cache.notice([7] * 30 + [8], [])
     cache.saved.clear()
     slot.kv = []
     assert cache.chats_come_back
@@ -175,11 +175,25 @@ def test_one_off_requests_cut_a_used_slot_rather_than_fill_an_empty_one() -> Non
     slots, ctx, cache = setup(3)
     reuse = PromptReuse(ctx, slots, cache, Stats())  # type: ignore[arg-type]
     assert not cache.chats_come_back  # a fresh cache: nobody came back to a chat yet
-    slots[0].kv = SYSTEM + list(range(40))  # the last one-off request's prompt and answer
+    slots[0].kv, slots[0].reply_at = SYSTEM + list(range(40)), 30  # the last one-off request's prompt and answer
     dest, reused = reuse.start(SYSTEM + [9] * 10, slots, None)
     # Its preamble in place, and no empty slot's stream touched (its memory stays uncommitted).
     assert dest is slots[0] and reused == 20 and ctx.copies == []
     assert kinds(cache) == [(True, 60)]
+
+
+def test_a_chat_continued_in_its_slot_counts_with_the_cache_off() -> None:
+    slots, ctx, cache = setup(3, max_bytes=0)  # --prefix-cache-mb 0: nothing is ever saved
+    reuse = PromptReuse(ctx, slots, cache, Stats())  # type: ignore[arg-type]
+    chat = SYSTEM + list(range(40))
+    slots[0].kv, slots[0].reply_at = list(chat), 30
+    reuse.start(chat + [3] * 8, [slots[0]], None)  # its next turn, in its own slot
+    assert cache.chats_come_back
+    # So a one-off request now leaves the other idle slots' chats alone and takes the empty slot.
+    slots[0].kv, slots[0].active = list(chat), None
+    slots[1].kv, slots[1].reply_at = SYSTEM + list(range(100, 140)), 30
+    dest, _ = reuse.start(SYSTEM + [9] * 10, slots, None)
+    assert dest is slots[2]
 
 
 def test_a_chat_cut_short_is_saved_first() -> None:
