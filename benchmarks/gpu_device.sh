@@ -99,24 +99,32 @@ bench)
   [ "${PRELOAD:-0}" = 1 ] && export LD_PRELOAD="$W/site/llama_cpp/lib/libllama.so.0"
   printf '#!/bin/sh\nexec python3 -m appliance "$@"\n' >"$W/alveare" && chmod +x "$W/alveare"
   cd "$SRC"
+  # TESTS_FIRST=1: the engine tests (TEST_FILES, at most TEST_S seconds) before the benchmark
+  engine_tests() {
+    echo "== engine tests on the GPU (${TEST_S:-240} s at most)"
+    # shellcheck disable=SC2086  # TEST_FILES is a list of paths
+    timeout "${TEST_S:-240}" python3 -m pytest ${TEST_FILES:-tests/hive} -v -p no:cacheprovider \
+      >"$OUT/pytest-hive.log" 2>&1
+    echo "pytest exit $?"
+    grep -E "FAILED|ERROR|passed|failed|Fatal|Segmentation|test_.*\.py\", line" "$OUT/pytest-hive.log" | head -30
+  }
+  [ "${TESTS_FIRST:-0}" = 1 ] && engine_tests
   echo "== smoke"
   python3 benchmarks/gpu_smoke.py --alveare "$W/alveare" --model "$MODEL" 2>&1 | tee "$OUT/smoke.log"
+  NAME="${NAME:-gpu-h100}"
   echo "== compare ($BENCH_S s at most)"
   timeout -s TERM "$BENCH_S" python3 benchmarks/compare.py --gpu --servers alveare,llama-server,llama-server-split \
-    --alveare "$W/alveare" --llama-server "$SERVER" --model "$MODEL" --loadbench "$SRC/loadbench.py" \
-    --repeats "${REPEATS:-3}" --requests "${REQUESTS:-32}" --out "$OUT/gpu-h100" >"$OUT/bench.log" 2>&1
+    --alveare "$W/alveare" --llama-server "$SERVER" --model "$MODEL" --loadbench "${LOADBENCH:-$SRC/loadbench.py}" \
+    --repeats "${REPEATS:-3}" --requests "${REQUESTS:-32}" --out "$OUT/$NAME" >"$OUT/bench.log" 2>&1
   echo "compare exit $?"
   grep -v '^|' "$OUT/bench.log" | tail -60
   grep -h -e '=====' -e 'hive profile' -e 'loaded in' benchmarks/.work/logs/alveare.log >"$OUT/alveare-profile.log"
   grep -h -e '=====' -e 'eval time' -e 'prompt eval' benchmarks/.work/logs/llama-server*.log >"$OUT/llama-server-timings.log"
   left=$((560 - ($(date +%s) - START)))
-  if [ "$left" -gt 60 ] && [ "${PYTEST:-1}" = 1 ]; then
-    echo "== engine tests on the GPU ($left s left)"
-    timeout "$((left - 15))" python3 -m pytest tests/hive -v -x -p no:cacheprovider >"$OUT/pytest-hive.log" 2>&1
-    echo "pytest exit $?"
-    grep -E "PASSED|FAILED|ERROR|passed|failed|Fatal|Segmentation|test_.*\.py\", line" "$OUT/pytest-hive.log" | head -30
+  if [ "${TESTS_FIRST:-0}" != 1 ] && [ "$left" -gt 60 ] && [ "${PYTEST:-1}" = 1 ]; then
+    TEST_S=$((left - 15)) engine_tests
   fi
-  cat "$OUT/gpu-h100.md" 2>/dev/null | grep '^|'
+  cat "$OUT/$NAME.md" 2>/dev/null | grep '^|'
   grep -o 'hive profile: .*' "$OUT/alveare-profile.log"
   ;;
 esac

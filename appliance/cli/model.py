@@ -96,14 +96,14 @@ def optimize(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
-    from appliance.hive.optimize import copy_state, reports
+    from appliance.hive.optimize import reports
 
     settings = load_settings(args)
     found = reports(settings.models_path)
     if settings.model_path:  # only the reports on this file
         found = [r for r in found if r.source.path == os.path.realpath(settings.model_path)]
     if args.json:
-        print_json([{"state": copy_state(r), "report": r} for r in found])
+        print_json([{"state": served_state(settings, r), "report": r} for r in found])
         return 0
     if not found:
         print(f"No optimisation reports in {settings.models_path}; `alveare model optimize` makes one.")
@@ -112,11 +112,22 @@ def show(args: argparse.Namespace) -> int:
         if i:
             print()
         print_report(report)
-        state = copy_state(report)
-        if report.kept and settings.optimized_model == "off" and state == "in use":
-            state = "not used: --optimized-model off"
-        print(f"State:   {state}")
+        print(f"State:   {served_state(settings, report)}")
     return 0
+
+
+def served_state(settings: Settings, report: Report) -> str:
+    """The copy's state as serve with these settings would see it (served_model's rules)."""
+    from appliance.cli.model_file import runs_on_gpu
+    from appliance.hive.optimize import copy_state
+
+    state = copy_state(report)
+    if report.kept and state == "in use":
+        if settings.optimized_model == "off":
+            return "not used: --optimized-model off"
+        if runs_on_gpu(settings):
+            return "not used: every layer runs on the GPU (--gpu off serves it on the CPU)"
+    return state
 
 
 def print_report(r: Report) -> None:

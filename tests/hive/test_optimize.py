@@ -113,7 +113,14 @@ def test_the_report_records_what_was_measured(made) -> None:
     assert not passed and "perplexity" in reasons[0]
 
 
-def test_serve_loads_the_copy_while_the_original_is_unchanged(made) -> None:
+@pytest.fixture
+def cpu_build(monkeypatch) -> None:
+    """The CPU's case on any build: a CUDA build (a GPU session runs these tests too) would offload
+    every layer and serve the original, which the GPU cases below check on their own."""
+    monkeypatch.setattr(llama_cpp, "llama_supports_gpu_offload", lambda: False)
+
+
+def test_serve_loads_the_copy_while_the_original_is_unchanged(made, cpu_build) -> None:
     data, source, _, kept, _ = made
     auto = load_settings({"data_dir": str(data)}, environ={})
     off = load_settings({"data_dir": str(data), "optimized_model": "off"}, environ={})
@@ -126,9 +133,8 @@ def test_serve_loads_the_copy_while_the_original_is_unchanged(made) -> None:
         assert served_model(no_gpu, str(source)) == kept.copy_path
     assert optimized_copy(embedded_model_path(), data / "models") is None  # another file: no copy
 
-    server = start_server(
-        data, "--model", str(source), "--slots", "2", "--ctx", "1024", env={"ALVEARE_OPTIMIZED_MODEL": "auto"}
-    )
+    env = {"ALVEARE_OPTIMIZED_MODEL": "auto", "ALVEARE_GPU": "off"}  # the CPU's case on a CUDA build too
+    server = start_server(data, "--model", str(source), "--slots", "2", "--ctx", "1024", env=env)
     try:
         headers = {"Authorization": f"Bearer {server.admin_key}"}
         status = httpx.get(server.base_url + "/hive/status", headers=headers).json()
@@ -141,7 +147,7 @@ def test_serve_loads_the_copy_while_the_original_is_unchanged(made) -> None:
     assert len(lines) == 1 and "--optimized-model off" in lines[0]
 
 
-def test_model_show_prints_the_report(made, capsys, monkeypatch) -> None:
+def test_model_show_prints_the_report(made, capsys, monkeypatch, cpu_build) -> None:
     data, source, _, kept, _ = made
     monkeypatch.setenv("ALVEARE_OPTIMIZED_MODEL", "auto")  # the tests' default is off (conftest.py)
     assert main(["--data-dir", str(data), "model", "show", "--model", str(source)]) == 0
@@ -150,9 +156,18 @@ def test_model_show_prints_the_report(made, capsys, monkeypatch) -> None:
     assert main(["--data-dir", str(data), "model", "show", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert [s["state"] for s in shown] == ["in use"] and shown[0]["report"]["copy_path"] == kept.copy_path
+    # On a CUDA build serve offloads every layer and loads the original (served_model): show says so.
+    monkeypatch.setattr(llama_cpp, "llama_supports_gpu_offload", lambda: True)
+    assert main(["--data-dir", str(data), "model", "show", "--json"]) == 0
+    assert [s["state"] for s in json.loads(capsys.readouterr().out)] == [
+        "not used: every layer runs on the GPU (--gpu off serves it on the CPU)"
+    ]
+    monkeypatch.setenv("ALVEARE_GPU", "off")
+    assert main(["--data-dir", str(data), "model", "show", "--json"]) == 0
+    assert [s["state"] for s in json.loads(capsys.readouterr().out)] == ["in use"]
 
 
-def test_a_first_start_optimises_only_the_embedded_model_once_per_cpu(made, tmp_path) -> None:
+def test_a_first_start_optimises_only_the_embedded_model_once_per_cpu(made, tmp_path, cpu_build) -> None:
     """serve's one-off step (optimize_first): the embedded model (here `source` stands in for it, or
     a fresh copy with no report yet), on a CPU, with --optimized-model auto, and only while no report
     on that file comes from this CPU; a report from another CPU also stops its copy being served."""
