@@ -129,7 +129,14 @@ class HiveEngine:
         self._load()
 
     def _load(self) -> None:
-        from appliance.hive.llama import Context, Model, default_threads, quiet_native_logs, supports_gpu_offload
+        from appliance.hive.llama import (
+            Context,
+            Model,
+            default_threads,
+            kv_cells,
+            quiet_native_logs,
+            supports_gpu_offload,
+        )
         from appliance.hive.scheduler import Scheduler
 
         cfg = self.config
@@ -168,14 +175,14 @@ class HiveEngine:
         # A page of every V row of every stream: layers x V width is a cell's bytes / 4 (K and V, f16).
         v_floor = cfg.slots * model.kv_cell_bytes // 4 * 4096
         flash = flash_attention(cfg.flash_attn, kv_cache=self._kv_cache, on_gpu=not kv_on_host, v_floor=v_floor)
-        ctx = Context(
-            model,
-            n_ctx=n_ctx,
-            n_seq=cfg.slots,
-            n_batch=cfg.n_batch,
-            threads=threads,
-            flash=flash,
-            unified=self._kv_cache == "unified",
+        unified = self._kv_cache == "unified"
+        # The cache's pages are given back while llama.cpp zero-fills it, not only after: the whole
+        # cache resident at once would be the process's peak (1.4 GB for the embedded model's default).
+        ctx = pages.while_filling(
+            model.kv_cell_bytes * kv_cells(n_ctx, cfg.slots, unified=unified),
+            lambda: Context(
+                model, n_ctx=n_ctx, n_seq=cfg.slots, n_batch=cfg.n_batch, threads=threads, flash=flash, unified=unified
+            ),
         )
         kv_bytes = model.kv_cell_bytes * ctx.n_ctx
         lazy = kv_on_host and pages.release_zero_run(kv_bytes) > 0

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
@@ -25,7 +28,12 @@ MADV_NOHUGEPAGE = 15
 # A smaller KV cache is not worth a scan.
 MIN_RANGE = 16 << 20
 
+# How often the fill is chased (HostPages.while_filling): the fill commits at most this long's
+# worth of pages (a few MB at memset's pace) before they are given back.
+CHASE_S = 0.005
+
 Ranges = list[tuple[int, int]]
+T = TypeVar("T")
 
 
 def anonymous_ranges(maps: str) -> Ranges:
@@ -82,6 +90,7 @@ class HostPages:
         self.maps_path = maps_path
         self.enabled = sys.platform.startswith("linux")
         self._before: Ranges = []
+        self._snapped = False
         self._madvise = None
         if self.enabled:
             # The process's own symbols, libc's among them (find_library would run ldconfig).
@@ -100,6 +109,7 @@ class HostPages:
     def snapshot(self) -> None:
         if self.enabled:
             self._before = self._read()
+            self._snapped = True
 
     def release_zero_run(self, size: int) -> int:
         """Bytes given back: the pages of the one zero run of `size` bytes (give or take the page
@@ -118,6 +128,7 @@ class HostPages:
                 if pages - 1 <= count <= pages + 1:
                     found.append((start + first * PAGE, count * PAGE))
         self._before = []
+        self._snapped = False
         if len(found) != 1:
             return 0  # none, or more than one that size: not sure which is the cache
         address, length = found[0]
@@ -127,3 +138,39 @@ class HostPages:
         # the cache's tensors are laid out stream by stream, so every stream of every layer would.
         self._madvise(address, length, MADV_NOHUGEPAGE)
         return length
+
+    def while_filling(self, size: int, fill: Callable[[], T]) -> T:
+        """Run `fill`, a native call that releases the GIL and allocates and zero-fills a buffer of
+        exactly `size` bytes (llama.cpp creating a context), while a thread gives the buffer's pages
+        back behind the fill: without it the whole cache is resident for the moment between the fill
+        and release_zero_run, the process's peak. Call between snapshot and release_zero_run.
+
+        Pages are given back without reading them, which is safe only because, until `fill`
+        returns, nothing but the fill writes to that buffer and the fill writes zeros: a page given
+        back reads as zeros again. So the buffer must be told apart for certain: the one new
+        mapping of exactly its size (plus the allocator's page); one merged with a neighbour, of any
+        other size, or a second candidate means nothing is touched until release_zero_run, which
+        reads what it gives back."""
+        if not self._snapped or self._madvise is None or size < MIN_RANGE:
+            return fill()  # no snapshot (a GPU's cache): nothing to tell the buffer apart by
+        done = threading.Event()
+        chaser = threading.Thread(target=self._chase, args=(size, done), name="kv-pages", daemon=True)
+        chaser.start()
+        try:
+            return fill()
+        finally:
+            done.set()
+            chaser.join()
+
+    def _chase(self, size: int, done: threading.Event) -> None:
+        assert self._madvise is not None
+        region: tuple[int, int] | None = None
+        while not done.wait(CHASE_S):
+            if region is None:
+                found = [(a, b) for a, b in new_ranges(self._before, self._read()) if size <= b - a <= size + 2 * PAGE]
+                if len(found) != 1:
+                    continue
+                # The allocator's header shares the first page, and the last may hold its slack: both left.
+                region = (found[0][0] + PAGE, found[0][1] - found[0][0] - 2 * PAGE)
+                self._madvise(region[0], region[1], MADV_NOHUGEPAGE)
+            self._madvise(region[0], region[1], MADV_DONTNEED)

@@ -156,6 +156,14 @@ def grammar_error(model: Model, grammar: str) -> str | None:
     return None
 
 
+def kv_cells(n_ctx: int, n_seq: int, *, unified: bool) -> int:
+    """The cells llama.cpp gives a context asked for `n_ctx` (llama-context.cpp pads the context,
+    and split, each sequence's stream, to 256 cells)."""
+    pad = lambda n: -(-n // 256) * 256  # noqa: E731
+    n_ctx = pad(n_ctx)
+    return n_ctx if unified else n_seq * pad(n_ctx // n_seq)
+
+
 class Context:
     """One context, many sequences. With a unified KV cache all sequences share one pool of cells,
     so a prefix is shared by tagging cells and one request may use every cell; split, each sequence

@@ -4,8 +4,10 @@ itself on a real anonymous mapping of this process."""
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ import pytest
 
 from appliance.hive.context_size import FALLBACK_CTX, MEMORY_SHARE, auto_context, memory_limit
 from appliance.hive.host_pages import PAGE, HostPages, anonymous_ranges, new_ranges, zero_page_runs
+from appliance.hive.llama import kv_cells
 
 
 def rss_kb() -> int:
@@ -154,3 +157,70 @@ def test_nothing_is_given_back_when_no_zero_run_has_the_caches_size() -> None:
     assert pages.release_zero_run(32 << 20) == 0
     del view
     region.close()
+
+
+def filled_in_steps(address: int, size: int, steps: int = 64) -> int:
+    """A stand-in for llama.cpp's memset of a new cache, slowed down (a sleep between steps) so
+    that the chasing thread runs within it; the most KB that became resident meanwhile."""
+    start = peak = rss_kb()
+    step = size // steps
+    for i in range(steps):
+        ctypes.memset(address + i * step, 0, step)
+        peak = max(peak, rss_kb())
+        time.sleep(0.01)
+    return peak - start
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise(MADV_DONTNEED) is Linux's")
+def test_pages_are_given_back_while_the_fill_runs_and_the_allocators_pages_are_left() -> None:
+    size = 256 << 20
+    pages = HostPages()
+    pages.snapshot()
+    region = mmap.mmap(-1, size + PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # + the allocator's page
+    address = ctypes.addressof(ctypes.c_char.from_buffer(region))
+    ctypes.memset(address, 7, 16)  # its header, in the first page
+
+    def fill() -> int:
+        return filled_in_steps(address + 64, size)
+
+    grown_kb = pages.while_filling(size, fill)
+    # Without the chase the whole 256 MB would be resident by now; with it, a few steps' worth.
+    assert grown_kb < size // 1024 // 4
+    assert region[:16] == b"\x07" * 16 and not any(region[64 : 64 + size : PAGE])
+    assert pages.release_zero_run(size) > 0  # the pass after the fill still finds the cache
+    region.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise(MADV_DONTNEED) is Linux's")
+def test_a_mapping_of_another_size_is_never_touched_while_the_fill_runs() -> None:
+    # A cache merged with a neighbour in the maps file (or any other new memory): what is written
+    # there during the fill must stay, so the chase gives back nothing it has not told apart.
+    size = 64 << 20
+    pages = HostPages()
+    pages.snapshot()
+    region = mmap.mmap(-1, size + (1 << 20), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(region))
+
+    def fill() -> None:
+        for i in range(32):
+            ctypes.memset(address + i * (size // 32), 0x5A, size // 32)
+            time.sleep(0.01)
+
+    pages.while_filling(size, fill)
+    assert region[:size:PAGE] == b"\x5a" * (size // PAGE)
+    region.close()
+
+
+def test_without_a_snapshot_nothing_is_chased() -> None:
+    # A GPU's cache: no snapshot is taken, so there is nothing new to tell the buffer apart from.
+    pages = HostPages()
+    assert pages.while_filling(64 << 20, lambda: "made") == "made"
+    assert pages._snapped is False
+
+
+def test_the_cells_llama_cpp_makes_of_a_context_size() -> None:
+    # llama-context.cpp pads the context, and split, each stream, to 256 cells.
+    assert kv_cells(65536, 8, unified=False) == 65536
+    assert kv_cells(8000, 8, unified=True) == 8192
+    assert kv_cells(8192, 3, unified=False) == 3 * 2816  # 2730 cells a stream, padded
+    assert kv_cells(100, 1, unified=False) == 256
