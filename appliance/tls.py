@@ -116,6 +116,24 @@ def make_certificate(
     return fingerprint(cert_path)
 
 
+def make_certificate_apart(cert_path: Path, key_path: Path) -> str:
+    """make_certificate in a child process: `cryptography` loaded into the server process would stay
+    there, about 9 MB, for as long as it serves. Returns the fingerprint."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "appliance.tls", str(cert_path), str(key_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise ConfigError(f"could not make the TLS certificate {cert_path}: {last}")
+    return fingerprint(cert_path)
+
+
 def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -124,15 +142,22 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def fingerprint(cert_path: Path) -> str:
-    """SHA-256 of the certificate, as AA:BB:... (what browsers and `openssl x509 -fingerprint` show)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
+    """SHA-256 of the certificate, as AA:BB:... (what browsers and `openssl x509 -fingerprint` show):
+    of the first certificate's DER bytes, with the standard library, because every start prints it
+    and `cryptography` costs the server process about 9 MB of memory for good."""
+    import hashlib
+    import re
+    import ssl
 
     try:
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    except (OSError, ValueError) as exc:
+        text = cert_path.read_text(encoding="ascii")
+        block = re.search(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", text, re.S)
+        if block is None:
+            raise ValueError("no BEGIN CERTIFICATE block")
+        der = ssl.PEM_cert_to_DER_cert(block.group(0))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and binascii.Error are ValueErrors
         raise ConfigError(f"{cert_path}: not a readable PEM certificate ({exc})") from None
-    return ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
+    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
 
 
 def check_pair(cert_path: Path, key_path: Path) -> None:
@@ -146,3 +171,9 @@ def check_pair(cert_path: Path, key_path: Path) -> None:
         raise ConfigError(f"TLS file not found: {exc.filename}") from None
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(f"the TLS certificate {cert_path} and key {key_path} cannot be used: {exc}") from None
+
+
+if __name__ == "__main__":  # make_certificate_apart's child
+    import sys
+
+    make_certificate(Path(sys.argv[1]), Path(sys.argv[2]))

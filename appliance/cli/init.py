@@ -55,7 +55,7 @@ def initialize(settings: Settings) -> Initialized:
         store.close()
     made = False
     if not settings.tls_cert and not (cert.exists() and key.exists()):
-        tls.make_certificate(cert, key)
+        tls.make_certificate_apart(cert, key)
         made = True
     return Initialized(settings.data_path, created, admin.key if admin else None, cert, tls.fingerprint(cert), made)
 

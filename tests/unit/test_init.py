@@ -118,3 +118,28 @@ def test_a_missing_ca_cert_is_one_clear_error(tmp_path: Path, monkeypatch) -> No
     monkeypatch.delenv("ALVEARE_CA_CERT", raising=False)
     with pytest.raises(alveare.AlveareError, match=r"Cannot use .*nope\.pem"):
         alveare.Client(api_key="alv_live_x", base_url="https://127.0.0.1:1", ca_cert=str(tmp_path / "nope.pem"))
+
+
+def test_the_certificate_is_made_in_a_child_so_the_server_never_loads_cryptography(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from appliance.cli.init import initialize\n"
+        "from appliance.settings import load_settings\n"
+        f"done = initialize(load_settings({{'data_dir': {str(tmp_path / 'data')!r}}}, environ={{}}))\n"
+        "print(done.made_cert, any(m.startswith('cryptography') for m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False"]
+    from appliance.tls import check_pair
+
+    check_pair(tmp_path / "data" / "tls-cert.pem", tmp_path / "data" / "tls-key.pem")
+
+
+def test_a_certificate_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
+    from appliance.tls import make_certificate_apart
+
+    with pytest.raises(ConfigError, match=r"could not make the TLS certificate .*: .*Error"):
+        make_certificate_apart(tmp_path / "no" / "cert.pem", tmp_path / "no" / "key.pem")

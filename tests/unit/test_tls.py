@@ -19,6 +19,15 @@ def test_a_made_certificate_is_served_and_trusted(tmp_path) -> None:
     printed = make_certificate(cert, key, names=["localhost", "hive.example"], addresses=["127.0.0.1"])
     assert key.stat().st_mode & 0o777 == 0o600
     assert printed == fingerprint(cert) and len(printed.split(":")) == 32
+    # the standard library's reading agrees with cryptography's, also on a chain (the first one)
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    parsed = x509.load_pem_x509_certificate(cert.read_bytes())
+    assert printed == ":".join(f"{b:02X}" for b in parsed.fingerprint(hashes.SHA256()))
+    chain = tmp_path / "chain.pem"
+    chain.write_text("# issued by hand\n" + cert.read_text() * 2)
+    assert fingerprint(chain) == printed
     check_pair(cert, key)
 
     class Hello(BaseHTTPRequestHandler):
