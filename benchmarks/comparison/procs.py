@@ -66,13 +66,14 @@ def children_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def tree_rss_kb(pid: int) -> int:
-    """VmRSS of pid plus all its descendants, in kB (0 when the process is gone)."""
+def tree_rss_kb(pid: int, field: str = "VmRSS") -> int:
+    """VmRSS (or another /proc status field in kB, VmHWM the peak) of pid plus all its descendants,
+    in kB (0 when the process is gone)."""
     total = 0
     for p in _tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     total += int(line.split()[1])
                     break
         except OSError:

@@ -14,6 +14,8 @@ METRICS = [  # (key in summary, source, label, higher is better)
     ("ttft_p50_s", "ttft_p50_s", "TTFT p50 s", False),
     ("ttft_p95_s", "ttft_p95_s", "TTFT p95 s", False),
     ("peak_rss_mb", None, "peak RSS MB", False),
+    # the process's own peak (VmHWM) since it started: loading the model and creating its KV cache too
+    ("hwm_mb", None, "VmHWM MB", False),
 ]
 # llama-server's KV modes, either of which may be the anchor (on a tie the first)
 ANCHOR_MODES = ("llama-server", "llama-server-split", "llama-server-split-nofa")
@@ -58,7 +60,7 @@ def _entry(rows: list[dict], name: str, scenario: str) -> dict:
         "threads_when_busy": median([r.get("threads_when_busy") for r in ok]),
     }
     for key, src, _, _ in METRICS:
-        entry[key] = median([r["result"].get(src) for r in ok] if src else [r["peak_rss_mb"] for r in ok])
+        entry[key] = median([r["result"].get(src) for r in ok] if src else [r.get(key) for r in ok])
     return entry
 
 
@@ -147,12 +149,12 @@ def _main_table(meta: dict, summary: list[dict]) -> list[str]:
     lines = [
         *hardware_lines(meta),
         "| server | scenario | tok/s | lat p50 s | lat p95 s | TTFT p50 s | TTFT p95 s "
-        "| peak RSS MB | tokens | ok/err | other CPU % |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| peak RSS MB | VmHWM MB | tokens | ok/err | other CPU % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in summary:
         if e["repeats_ok"] == 0:
-            lines.append(f"| {e['server']} | {e['scenario']} | FAILED: {e['failure'] or 'no data'} | | | | | | | | |")
+            lines.append(f"| {e['server']} | {e['scenario']} | FAILED: {e['failure'] or 'no data'} | | | | | | | | | |")
             continue
         # the anchor's own cell carries no ratio
         cells = [
@@ -267,7 +269,9 @@ def markdown(meta: dict, scs: list[dict], summary: list[dict], rows: list[dict])
         "`chat` does), and in the c1-summarise/extract/qa runs Alveare is sent no system message and "
         "its specialist (model = its name, prompt-lookup drafting on) adds loadbench's own system "
         "prompt for it, the one the other servers are sent. Peak RSS is VmRSS of the server's "
-        'process tree, sampled every 0.2 s during the scenario. "other CPU %" is the share of '
+        "process tree, sampled every 0.2 s during the scenario; VmHWM is the kernel's own peak of "
+        "that tree's live processes since they started (loading the model and creating the KV cache "
+        'included), read at the end of the scenario. "other CPU %" is the share of '
         "the machine's CPU used by processes other than the server, loadbench and the hog during the "
         "scenario: when it is high, the numbers are noisy. llama-cpp-python's server "
         "decodes one request at a time (n_ctx 2048, --interrupt_requests False so concurrent "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from machine import cpu_count
 
-from comparison.procs import RssSampler, children_cpu_s, kill_group, log, machine_busy_s, tree_cpu_s
+from comparison.procs import RssSampler, children_cpu_s, kill_group, log, machine_busy_s, tree_cpu_s, tree_rss_kb
 from comparison.servers import LOOKUP_SPECIALISTS, MODEL_NAME, SERVER_CLASSES, Server, ServerFailed
 
 HOG_SCRIPT = Path(__file__).resolve().parent / "hog.py"
@@ -322,8 +322,11 @@ def run_server(args, name: str, model: Path, repeat: int, scs: list[dict]) -> li
                     f"ttft p50 {res['ttft_p50_s']}, errors {res['errors']}, rss {row['peak_rss_mb']} MB, "
                     f"other CPU {row['foreign_cpu_pct']}%{hog}"
                 )
+        # the peak since the process started: its start and this batch of scenarios (one, by default)
+        hwm_mb = round(tree_rss_kb(server.proc.pid, "VmHWM") / 1024, 1)
         for row in rows:
             row["server_peak_rss_mb"] = round(sampler.peak_kb / 1024, 1)
+            row["hwm_mb"] = hwm_mb
     finally:
         if sampler is not None:
             sampler.stop()

@@ -84,9 +84,9 @@ SERVERS = ["alveare", "llama-server", "llama-server-split"]
 
 def test_ratios_are_to_each_metrics_anchor_and_the_anchors_table_names_it() -> None:
     rows = [
-        run_row("alveare", "c8-nostream", 60.0, 4.0, 450.0),
-        run_row("llama-server", "c8-nostream", 40.0, 5.0, 400.0),
-        run_row("llama-server-split", "c8-nostream", 50.0, 6.0, 420.0),
+        run_row("alveare", "c8-nostream", 60.0, 4.0, 450.0, hwm_mb=470.0),
+        run_row("llama-server", "c8-nostream", 40.0, 5.0, 400.0, hwm_mb=410.0),
+        run_row("llama-server-split", "c8-nostream", 50.0, 6.0, 420.0, hwm_mb=400.0),
     ]
     scs = [{"name": "c8-nostream"}]
     summary = summarise(rows, SERVERS, scs)
@@ -114,7 +114,9 @@ def test_ratios_are_to_each_metrics_anchor_and_the_anchors_table_names_it() -> N
     md = markdown(meta, scs, summary, rows)
     assert "| alveare | c8-nostream | 60.0 (1.20x) | 4.0 (0.80x) |" in md
     assert "| llama-server-split | c8-nostream | 50.0 | 6.0 (1.20x) |" in md  # its own anchor cell: no ratio
-    assert "| c8-nostream | split | unified (-kvu) | unified (-kvu) | - | - | unified (-kvu) |" in md
+    # the process's own peak since its start (VmHWM) is a metric of its own, anchored on its own
+    assert alveare["anchor"]["hwm_mb"] == "llama-server-split" and alveare["ratio_to_anchor"]["hwm_mb"] == 1.175
+    assert "| c8-nostream | split | unified (-kvu) | unified (-kvu) | - | - | unified (-kvu) | split |" in md
     assert md.count("CPU: AMD EPYC (2 cores; avx2 f16c fma)") == 2  # the main and the Anchors table
 
 
