@@ -23,7 +23,8 @@ def memory_limit(
     """Bytes of memory free for this process now: the machine's available memory, or what the
     limits of its cgroup and the cgroups above it leave if less; 0 when none can be read.
     Available rather than total because llama.cpp writes the whole cache once while creating it
-    (host_pages.py gives it back after)."""
+    (host_pages.py gives the pages back as it goes, but where it cannot tell the cache apart, only
+    after)."""
     free = 0
     try:
         for line in Path(meminfo).read_text().splitlines():
