@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from appliance import __version__
 from appliance.cli.admin import AdminCommand
 from appliance.cli.auth import AuthCommand
-from appliance.cli.base import Command, add_setting_flags
+from appliance.cli.base import LOG_FORMAT, Command, add_setting_flags
 from appliance.cli.chat import ChatCommand
 from appliance.cli.hives import HivesCommand
 from appliance.cli.infer import InferCommand
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # The server logs its life; a command's output is its answer (httpx would log every request at INFO).
     level = logging.INFO if args.command == "serve" else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format=LOG_FORMAT)
     try:
         return args.run(args)
     except ConfigError as exc:

@@ -4,7 +4,10 @@ that makes that copy of the embedded model (appliance/hive/optimize.py does the 
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,7 +56,6 @@ def optimize_embedded(settings: Settings, model_path: str, idle: Callable[[], fl
     contended fixed thread count can take many minutes; the next start tries again) or a failure;
     either is logged and the original served."""
     from appliance.hive.llama import default_threads
-    from appliance.hive.optimize import AUTO_CANDIDATES, optimize
 
     threads = settings.threads or default_threads()
     free = idle()
@@ -71,20 +73,31 @@ def optimize_embedded(settings: Settings, model_path: str, idle: Callable[[], fl
         "first start on this CPU: making a faster copy of the embedded model, once (about a minute on 2 cores; "
         "--optimized-model off skips it, `alveare model show` prints the result)"
     )
-    try:
-        report = optimize(
+    job = {
+        "model": model_path,
+        "models": str(settings.models_path),
+        "threads": threads,
+        "cpu_kernels": settings.cpu_kernels,
+        "kernel_cache": str(settings.kernel_cache_path) if settings.kernel_cache_path else None,
+    }
+    # In a child: what the measurements take stays out of the serving process (optimize_child.py).
+    done = subprocess.run(
+        [sys.executable, "-m", "appliance.cli.optimize_child", json.dumps(job)],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    verdict = done.stdout.strip().splitlines()[-1:]
+    if done.returncode == 0 and verdict:
+        return verdict[0]
+    if done.returncode != 1:  # 1: the child logged why
+        log.warning(
+            "could not make an optimised copy of %s (the optimising process exited with status %s); "
+            "serving the original",
             model_path,
-            settings.models_path,
-            kinds=AUTO_CANDIDATES,
-            threads=threads,
-            cpu_kernels=settings.cpu_kernels,  # type: ignore[arg-type]
-            kernel_cache=settings.kernel_cache_path,
-            progress=lambda line: log.info("optimize: %s", line.strip()),
+            done.returncode,
         )
-    except Exception as exc:  # an optional step: whatever failed, the original still serves
-        log.warning("could not make an optimised copy of %s (%s); serving the original", model_path, exc)
-        return None
-    return report.verdict  # its progress lines have logged it
+    return None
 
 
 def served_model(settings: Settings, model_path: str) -> str:
