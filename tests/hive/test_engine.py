@@ -476,6 +476,23 @@ def reset_peak_rss() -> bool:
     return True
 
 
+@pytest.mark.parametrize(("n_ctx", "n_seq", "unified"), [(8192, 3, False), (8000, 8, True), (5000, 3, False)])
+def test_kv_cells_is_what_llama_cpp_makes(n_ctx: int, n_seq: int, unified: bool) -> None:
+    """The KV cache's pages are given back during the fill only for a mapping of exactly the size
+    kv_cells predicts (host_pages.while_filling): llama.cpp's own padding, checked on this build."""
+    from appliance.hive.llama import Context, Model, kv_cells
+
+    model = Model(embedded_model_path(), gpu=False)
+    ctx = Context(model, n_ctx=n_ctx, n_seq=n_seq, n_batch=512, threads=2, flash="off", unified=unified)
+    try:
+        assert ctx.n_ctx == kv_cells(n_ctx, n_seq, unified=unified)
+        if not unified:
+            assert ctx.n_ctx == n_seq * ctx.n_ctx_seq
+    finally:
+        ctx.close()
+        model.close()
+
+
 def test_the_default_context_gives_each_slot_the_training_context_and_commits_memory_as_cells_fill() -> None:
     """`--ctx 0` (the default) on a CPU: every slot the model's whole context in its own stream, the
     KV cache's memory given back while llama.cpp zero-fills it, and taken again only as cells fill."""
