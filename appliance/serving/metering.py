@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-import httpx
-
 from appliance import protocol as p
 from appliance.errors import AlveareError
 from appliance.limits import Admission, QuotaBook, QuotaHold, RateLimiter, RateState, key_limits
@@ -235,6 +233,8 @@ def _log_failed_write(future: Future) -> None:
 
 def _post_webhook(url: str, payload: dict) -> None:
     """Fire and forget, in its own thread: a failing webhook is logged, never raised."""
+    import httpx  # only where a webhook is set: its import costs the server about 9 MB (alveare/__init__.py)
+
     try:
         r = httpx.post(url, json=payload, timeout=WEBHOOK_TIMEOUT_S)
         if r.status_code >= 400:

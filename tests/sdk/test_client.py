@@ -155,3 +155,25 @@ def test_configuration_environment_then_config_file(
     config.write_text("api_key = [1, 2\n", encoding="utf-8")
     with pytest.raises(alveare.AlveareError, match="config file"):
         alveare.Client(base_url=server.url)
+
+
+def test_the_package_loads_its_clients_and_httpx_only_when_asked() -> None:
+    # The server imports alveare.types for its wire types; httpx (and the rich, click and pygments its
+    # import pulls in where installed) must not come with it.
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import alveare.types, alveare.errors\n"
+        "print('httpx' in sys.modules)\n"
+        "import alveare\n"
+        "from alveare import AsyncClient, Client\n"
+        "print(alveare.Client is Client, 'Client' in dir(alveare), 'httpx' in sys.modules)\n"
+        "try:\n"
+        "    alveare.Nope\n"
+        "except AttributeError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["False", "True True True", "module 'alveare' has no attribute 'Nope'"]
