@@ -118,16 +118,12 @@ def show(args: argparse.Namespace) -> int:
 
 def served_state(settings: Settings, report: Report) -> str:
     """The copy's state as serve with these settings would see it (served_model's rules)."""
-    from appliance.cli.model_file import runs_on_gpu
+    from appliance.cli.model_file import copy_unused_because
     from appliance.hive.optimize import copy_state
 
     state = copy_state(report)
-    if report.kept and state == "in use":
-        if settings.optimized_model == "off":
-            return "not used: --optimized-model off"
-        if runs_on_gpu(settings):
-            return "not used: every layer runs on the GPU (--gpu off serves it on the CPU)"
-    return state
+    unused = copy_unused_because(settings) if report.kept and state == "in use" else None
+    return f"not used: {unused}" if unused else state
 
 
 def print_report(r: Report) -> None:

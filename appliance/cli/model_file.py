@@ -100,19 +100,30 @@ def optimize_embedded(settings: Settings, model_path: str, idle: Callable[[], fl
     return None
 
 
+def copy_unused_because(settings: Settings) -> str | None:
+    """Why serve, with these settings, loads the original even where a valid optimised copy exists
+    (served_model's rule, which `model show` reports too), or None."""
+    if settings.optimized_model == "off":
+        return "--optimized-model off"
+    if runs_on_gpu(settings):
+        # The copy won on this CPU's kernels; on a GPU every layer runs elsewhere, where it was never measured.
+        return "every layer runs on the GPU (--gpu off serves it on the CPU)"
+    return None
+
+
 def served_model(settings: Settings, model_path: str) -> str:
     """The file to load for `model_path`: the copy `alveare model optimize` kept for it while that is
     still valid (and --optimized-model is auto), else the file itself."""
     from appliance.hive.optimize import optimized_copy
 
     if settings.optimized_model == "off":
-        return model_path
+        return model_path  # not even looked for
     report = optimized_copy(model_path, settings.models_path)
     if report is None or report.copy_path is None:
         return model_path
-    if runs_on_gpu(settings):
-        # The copy won on this CPU's kernels; on a GPU every layer runs elsewhere, where it was never measured.
-        log.info("serving %s, not its optimised copy: that was measured on the CPU, and the GPU runs this", model_path)
+    unused = copy_unused_because(settings)
+    if unused is not None:
+        log.info("serving %s, not its optimised copy: %s", model_path, unused)
         return model_path
     log.info(
         "serving the optimised %s copy %s of %s (%s); --optimized-model off serves the original",
