@@ -89,8 +89,7 @@ class HostPages:
     def __init__(self, maps_path: str = "/proc/self/maps") -> None:
         self.maps_path = maps_path
         self.enabled = sys.platform.startswith("linux")
-        self._before: Ranges = []
-        self._snapped = False
+        self._before: Ranges | None = None  # the snapshot's ranges; None: none taken
         self._madvise = None
         if self.enabled:
             # The process's own symbols, libc's among them (find_library would run ldconfig).
@@ -109,7 +108,6 @@ class HostPages:
     def snapshot(self) -> None:
         if self.enabled:
             self._before = self._read()
-            self._snapped = True
 
     def release_zero_run(self, size: int) -> int:
         """Bytes given back: the pages of the one zero run of `size` bytes (give or take the page
@@ -118,7 +116,7 @@ class HostPages:
             return 0
         pages = size // PAGE
         found: list[tuple[int, int]] = []
-        for start, end in new_ranges(self._before, self._read()):
+        for start, end in new_ranges(self._before or [], self._read()):
             start = -(-start // PAGE) * PAGE
             end = end // PAGE * PAGE
             if end - start < size - PAGE:
@@ -127,8 +125,7 @@ class HostPages:
             for first, count in zero_page_runs(words.reshape(-1, PAGE // 8)):
                 if pages - 1 <= count <= pages + 1:
                     found.append((start + first * PAGE, count * PAGE))
-        self._before = []
-        self._snapped = False
+        self._before = None
         if len(found) != 1:
             return 0  # none, or more than one that size: not sure which is the cache
         address, length = found[0]
@@ -151,7 +148,7 @@ class HostPages:
         mapping of exactly its size (plus the allocator's page); one merged with a neighbour, of any
         other size, or a second candidate means nothing is touched until release_zero_run, which
         reads what it gives back."""
-        if not self._snapped or self._madvise is None or size < MIN_RANGE:
+        if self._before is None or self._madvise is None or size < MIN_RANGE:
             return fill()  # no snapshot (a GPU's cache): nothing to tell the buffer apart by
         done = threading.Event()
         chaser = threading.Thread(target=self._chase, args=(size, done), name="kv-pages", daemon=True)
@@ -167,7 +164,8 @@ class HostPages:
         region: tuple[int, int] | None = None
         while not done.wait(CHASE_S):
             if region is None:
-                found = [(a, b) for a, b in new_ranges(self._before, self._read()) if size <= b - a <= size + 2 * PAGE]
+                new = new_ranges(self._before or [], self._read())
+                found = [(a, b) for a, b in new if size <= b - a <= size + 2 * PAGE]
                 if len(found) != 1:
                     continue
                 # The allocator's header shares the first page, and the last may hold its slack: both left.

@@ -215,7 +215,7 @@ def test_without_a_snapshot_nothing_is_chased() -> None:
     # A GPU's cache: no snapshot is taken, so there is nothing new to tell the buffer apart from.
     pages = HostPages()
     assert pages.while_filling(64 << 20, lambda: "made") == "made"
-    assert pages._snapped is False
+    assert pages._before is None
 
 
 def test_the_cells_llama_cpp_makes_of_a_context_size() -> None:
