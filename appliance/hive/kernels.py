@@ -92,9 +92,14 @@ def build_signature() -> str:
     return f"{version} {' '.join(parts)}"
 
 
+# Part of every verdict's key: a check that exercises more (2: the output matrix batched, every
+# prompt row compared) makes remembered verdicts of the older one count for nothing.
+CHECK_VERSION = 2
+
+
 def check_key(model_path: str, cpu: str, build: str) -> str:
     st = os.stat(model_path)
-    text = f"{os.path.realpath(model_path)}\n{st.st_size}\n{int(st.st_mtime)}\n{build}\n{cpu}"
+    text = f"{os.path.realpath(model_path)}\n{st.st_size}\n{int(st.st_mtime)}\n{build}\n{cpu}\n{CHECK_VERSION}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

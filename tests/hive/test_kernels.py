@@ -7,6 +7,7 @@ no CPU in CI may have AMX."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -131,7 +132,28 @@ def test_the_real_check_passes_on_this_machine() -> None:
         assert not result.ok
         return
     assert result.ok, result.reason
-    assert result.reason.startswith("ok: fast and safe kernels agree")
+    # Every prompt row was compared, so the output matrix went through the batched kernels too.
+    assert re.match(r"ok: fast and safe kernels agree at all (\d+) positions", result.reason)
+    assert int(result.reason.split()[8]) > 2
+
+
+def test_a_model_with_fast_kernels_only_for_its_output_is_checked_batched(tmp_path, monkeypatch) -> None:
+    """A Q5_0 file has no AMX kernels for its layers, only for its Q8_0 output tensor; the check
+    used to multiply that with one row (one-row kernel, no crash) and pass it on a Xeon whose AMX
+    kernels then crashed the server's first step of several sequences. It must reach the same
+    verdict as for the embedded model, whose layers do use them."""
+    import llama_cpp
+
+    from appliance.hive import llama
+
+    monkeypatch.setitem(llama.QUANT_TYPES, "q5_0", llama_cpp.LLAMA_FTYPE_MOSTLY_Q5_0)
+    copy = tmp_path / "q5_0.gguf"
+    llama.quantize(embedded_model_path(), str(copy), kind="q5_0", threads=2)
+    original = run_check(child_command(embedded_model_path()))
+    result = run_check(child_command(str(copy)))
+    assert result.ok == original.ok, (original.reason, result.reason)
+    if not original.ok:
+        assert _amx_crash(original.reason) and _amx_crash(result.reason)
 
 
 @pytest.mark.parametrize("fault", ["crash", "wrong"])
