@@ -60,7 +60,18 @@ class ServeCommand(Command):
         parser.set_defaults(run=serve)
 
 
+def keep_pydantic_out() -> None:
+    """Litestar loads its pydantic plugin whenever pydantic is importable, which it is wherever the
+    openai SDK shares the venv (the test extra, a developer's venv). The server declares no pydantic
+    types, so its process makes the import fail as an absent package does (a None entry in
+    sys.modules): about 8 MB of resident memory less. Not for the in-process test apps, whose
+    clients may be the openai SDK itself."""
+    if "pydantic" not in sys.modules:
+        sys.modules["pydantic"] = None  # type: ignore[assignment]
+
+
 def serve(args: argparse.Namespace) -> int:
+    keep_pydantic_out()
     import uvicorn
 
     from appliance.api import create_app

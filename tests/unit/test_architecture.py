@@ -6,11 +6,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def test_importing_the_api_does_not_load_llama_cpp() -> None:
     code = "import sys, appliance.api, appliance.hive.engine, appliance.__main__; print('llama_cpp' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_serve_process_keeps_pydantic_out(server) -> None:
+    """The openai SDK in this venv brings pydantic, and Litestar loads its pydantic plugin wherever
+    pydantic imports (about 8 MB); `alveare serve` declares no pydantic types and blocks it."""
+    pytest.importorskip("pydantic")
+    maps = Path(f"/proc/{server.process.pid}/maps").read_text()
+    assert "pydantic" not in maps
+    assert "libllama" in maps  # the right process: the server with its engine loaded
 
 
 def test_import_contracts() -> None:
