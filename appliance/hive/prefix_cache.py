@@ -13,9 +13,9 @@ in part, which a split KV cache could not do.
 
 Preambles serve many requests, a conversation one caller: conversations are dropped first, and
 only they make room for each other, so a stream of one-off requests never pushes out a preamble.
-Nor does it fill host memory with histories nobody asks for again: until a caller comes back to a
-conversation (its next turn sends it back, from a slot, kept here or dropped), only the newest few
-are kept.
+Nor does it copy histories nobody asks for again: until a caller comes back to a conversation (its
+next turn sends it back, from a slot, kept here or dropped), a conversation cut short is remembered
+by its tokens only, neither copied nor kept.
 """
 
 from __future__ import annotations
@@ -34,12 +34,15 @@ if TYPE_CHECKING:
 
 # Preambles shorter than this are not worth a cache entry.
 MIN_CACHE = 16
-# Conversations kept while none is claimed. After 48 one-off requests on 8 slots the embedded model's
-# host cache held ~110 MB of histories, none ever restored. A chat's next turn claims its
-# conversation, kept or dropped (the dropped ones' tokens are remembered, like an ARC cache's ghost
-# entries: a queue of chats comes back after more saves than the few kept), which lifts the limit to
-# `entries` until as many saves in a row go unclaimed.
-UNCLAIMED_KEEP = 4
+# Conversations kept while none is claimed: none. Saving every one-off request's history costs a
+# copy of its cells (on a GPU, 17-20% of busy time at 8 clients: one copy to host memory per request)
+# and host memory (after 48 one-off requests on 8 slots the embedded model's cache held ~110 MB of
+# histories, none ever restored; keeping the newest 4 still held ~40 MB). So until a chat's next turn
+# claims its conversation, kept, resident or remembered (a cut conversation's tokens are kept, like
+# an ARC cache's ghost entries), conversations are remembered by their tokens only; a claim lifts the
+# limit to `entries` until as many conversations in a row go unclaimed. The price: the first chats
+# pushed out of their slots before any caller came back prefill their history again, once.
+UNCLAIMED_KEEP = 0
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -146,6 +149,10 @@ class PrefixCache:
         it, when it fits beside the saved preambles."""
         seq, kv = slot.seq, slot.kv
         if not self.wants(kv, conversation=True):
+            return
+        if self.conversations_kept == 0:  # nobody came back to a chat lately: its tokens only
+            self._dropped.append((list(kv), min(slot.reply_at, len(kv))))
+            self._unclaimed += 1
             return
         room = self.max_bytes - sum(e.nbytes for e in self.saved if not e.conversation)
         size = self.ctx.seq_bytes(seq)

@@ -89,17 +89,39 @@ def test_the_next_turn_prefills_only_the_new_question(one_slot: HiveEngine) -> N
 
 def test_a_chat_pushed_out_of_its_slot_comes_back_from_host_memory(one_slot: HiveEngine) -> None:
     eng = one_slot
+    profile = eng._scheduler.stats.profile  # type: ignore[union-attr]
     question = "Which cake keeps longest?"
     first_prompt = chat(eng, [("system", SYSTEM), ("user", question)])
-    answer, first = generate(eng, first_prompt, max_tokens=32)
-    # Another caller takes the only slot: the first chat's cells go to host memory first.
-    _, other = generate(eng, chat(eng, [("system", OTHER_SYSTEM), ("user", "Good morning, how are you?")]))
+    answer, _ = generate(eng, first_prompt, max_tokens=32)
+    # Another caller takes the only slot. Nobody has come back to a chat yet (a fresh engine, as under
+    # one-off traffic), so the first chat's cells are not copied, only its tokens remembered.
+    greeting = chat(eng, [("system", OTHER_SYSTEM), ("user", "Good morning, how are you?")])
+    other_answer, other = generate(eng, greeting)
     assert other.cached_tokens < 8  # the chat template's opening at most
+    assert profile.saves == 0
+    # Its next turn prefills its history again, once, and is noticed: from now on chats are kept,
+    # starting with the other caller's, which this turn cuts.
+    _, second = generate(
+        eng, chat(eng, [("system", SYSTEM), ("user", question), ("assistant", answer), ("user", "Why?")])
+    )
+    assert second.cached_tokens < 8
+    assert profile.saves == 1
+    # So the other caller's next turn comes back from host memory.
+    _, again = generate(
+        eng,
+        chat(
+            eng,
+            [
+                ("system", OTHER_SYSTEM),
+                ("user", "Good morning, how are you?"),
+                ("assistant", other_answer),
+                ("user", "Bien?"),
+            ],
+        ),
+    )
+    reused = history_cells(eng, greeting, other)
+    assert reused - SLACK <= again.cached_tokens <= reused
+    # And the first chat's, which that cut in turn: the same question again starts from its last token.
     second_prompt = chat(eng, [("system", SYSTEM), ("user", question), ("assistant", answer), ("user", "Why?")])
-    _, second = generate(eng, second_prompt)
-    reused = history_cells(eng, first_prompt, first)
-    assert reused - SLACK <= second.cached_tokens <= reused
-    # And the other caller's chat was kept in turn: the same question again is decoded from its last token.
-    other_prompt = chat(eng, [("system", OTHER_SYSTEM), ("user", "Good morning, how are you?")])
-    _, again = generate(eng, other_prompt)
-    assert again.cached_tokens == len(other_prompt) - 1
+    _, third = generate(eng, second_prompt)
+    assert third.cached_tokens == len(second_prompt) - 1

@@ -48,6 +48,13 @@ def setup(slots: int, *, entries: int = 4, max_bytes: int = 100_000) -> tuple[li
     return held, ctx, PrefixCache(ctx, entries=entries, max_bytes=max_bytes, profile=Profile())  # type: ignore[arg-type]
 
 
+def claimed(cache: PrefixCache) -> PrefixCache:
+    """A chat's next turn found its history still in a slot: callers come back, conversations are kept."""
+    cache.notice([1, 2, 3, 4], [([1, 2, 3], 2)])
+    assert cache.chats_come_back
+    return cache
+
+
 def keep(cache: PrefixCache, slot: Slot, tokens: list[int], reply_at: int | None = None) -> None:
     """The slot holds `tokens`, a prompt and its answer from `reply_at` (the last ten by default)."""
     slot.kv, slot.reply_at = tokens, len(tokens) - 10 if reply_at is None else reply_at
@@ -63,6 +70,7 @@ SYSTEM = list(range(1000, 1020))  # a 20-token preamble
 
 def test_conversations_make_room_only_among_themselves() -> None:
     (slot,), _, cache = setup(1, max_bytes=8000)
+    claimed(cache)
     slot.kv = SYSTEM
     cache.remember(0, SYSTEM)
     keep(cache, slot, SYSTEM + list(range(20)))  # 4000 bytes beside the preamble's 2000
@@ -74,7 +82,7 @@ def test_conversations_make_room_only_among_themselves() -> None:
 
 def test_keeping_a_conversation_sizes_its_state_once() -> None:
     (slot,), ctx, cache = setup(1)
-    keep(cache, slot, SYSTEM + list(range(20)))
+    keep(claimed(cache), slot, SYSTEM + list(range(20)))
     assert kinds(cache) == [(True, 40)] and ctx.sized == 1
 
 
@@ -83,7 +91,7 @@ def test_each_kind_keeps_at_most_entries() -> None:
     for i in range(3):
         slot.kv = [i] * 20
         cache.remember(0, slot.kv)
-        keep(cache, slot, [50 + i] * 20)
+        keep(claimed(cache), slot, [50 + i] * 20)
     assert sorted(e.tokens[0] for e in cache.saved) == [1, 2, 51, 52]
 
 
@@ -91,15 +99,21 @@ def conversations(cache: PrefixCache) -> list[int]:
     return [e.tokens[len(SYSTEM)] for e in cache.saved if e.conversation]
 
 
-def test_one_off_requests_keep_only_the_newest_few_conversations() -> None:
-    (slot,), _, cache = setup(1, entries=8, max_bytes=10**6)
+def test_one_off_requests_copy_no_conversation() -> None:
+    (slot,), ctx, cache = setup(1, entries=8, max_bytes=10**6)
     for i in range(6):
         cache.notice(SYSTEM + [100 + i] * 20, [])  # each a new request: no claim
         keep(cache, slot, SYSTEM + [100 + i] * 30)
-    assert conversations(cache) == [102, 103, 104, 105]  # UNCLAIMED_KEEP, the newest
     cache.notice(SYSTEM + [105] * 20, [])  # the same question again, not the chat's next turn
     keep(cache, slot, SYSTEM + [106] * 30)
-    assert len(conversations(cache)) == UNCLAIMED_KEEP
+    assert UNCLAIMED_KEEP == 0 and cache.saved == []
+    assert ctx.sized == 0 and cache.profile.saves == 0  # not even sized: no copy at all
+    assert not cache.chats_come_back
+    # The next turn of one of them, though not restorable, is noticed: from now on chats are kept.
+    cache.notice(SYSTEM + [104] * 21 + [1, 2], [])
+    assert cache.chats_come_back
+    keep(cache, slot, SYSTEM + [107] * 30)
+    assert conversations(cache) == [107]
 
 
 def test_a_chat_coming_back_lifts_the_limit_until_as_many_go_unclaimed() -> None:
@@ -111,10 +125,13 @@ def test_a_chat_coming_back_lifts_the_limit_until_as_many_go_unclaimed() -> None
     cache.notice(SYSTEM + [100] * 23 + [1, 2, 3, 4], [])
     for i in range(6, 12):
         keep(cache, slot, SYSTEM + [100 + i] * 30)
-    assert len(conversations(cache)) == 8  # claimed: up to entries
-    for i in range(12, 14):
-        keep(cache, slot, SYSTEM + [100 + i] * 30)  # eight unclaimed saves in a row
-    assert conversations(cache) == [110, 111, 112, 113]
+    assert len(conversations(cache)) == 6  # claimed: up to entries
+    keep(cache, slot, SYSTEM + [112] * 30)
+    assert len(conversations(cache)) == 7
+    keep(cache, slot, SYSTEM + [113] * 30)  # the eighth unclaimed conversation in a row
+    assert conversations(cache) == []  # back to tokens only
+    cache.notice(SYSTEM + [113] * 25, [])  # whose next turn is still noticed
+    assert cache.chats_come_back
 
 
 def test_a_unified_slot_keeps_only_the_prompt_and_a_claim_sends_all_of_it() -> None:
@@ -125,11 +142,12 @@ def test_a_unified_slot_keeps_only_the_prompt_and_a_claim_sends_all_of_it() -> N
     cache.notice(SYSTEM + [104] * 10 + [7] * 12, [])
     for i in range(5, 9):
         keep(cache, slot, SYSTEM + [100 + i] * 10, reply_at=30)
-    assert len(conversations(cache)) == 8
+    assert len(conversations(cache)) == 4
 
 
 def test_a_later_turn_replaces_the_earlier_one() -> None:
     (slot,), _, cache = setup(1)
+    claimed(cache)
     turn_one = SYSTEM + list(range(30))
     keep(cache, slot, turn_one)
     keep(cache, slot, turn_one + list(range(40, 60)))
@@ -179,7 +197,7 @@ def test_one_off_requests_cut_a_used_slot_rather_than_fill_an_empty_one() -> Non
     dest, reused = reuse.start(SYSTEM + [9] * 10, slots, None)
     # Its preamble in place, and no empty slot's stream touched (its memory stays uncommitted).
     assert dest is slots[0] and reused == 20 and ctx.copies == []
-    assert kinds(cache) == [(True, 60)]
+    assert kinds(cache) == [] and ctx.sized == 0  # nor is the history it cut copied
 
 
 def test_a_chat_continued_in_its_slot_counts_with_the_cache_off() -> None:
@@ -198,6 +216,7 @@ def test_a_chat_continued_in_its_slot_counts_with_the_cache_off() -> None:
 
 def test_a_chat_cut_short_is_saved_first() -> None:
     slots, ctx, cache = setup(2)
+    claimed(cache)
     reuse = PromptReuse(ctx, slots, cache, Stats())  # type: ignore[arg-type]
     slots[0].kv = SYSTEM + list(range(40))
     slots[1].kv = [5] * 30
@@ -214,6 +233,7 @@ def test_a_chat_cut_short_is_saved_first() -> None:
 
 def test_unified_takes_the_best_match_and_saves_what_it_cuts() -> None:
     slots, ctx, cache = setup(2)
+    claimed(cache)
     ctx.unified = True  # every resident cell costs every step: no history kept resident for later
     reuse = PromptReuse(ctx, slots, cache, Stats())  # type: ignore[arg-type]
     slots[0].kv = SYSTEM + list(range(40))
