@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from near_tie import NEAR_TIE, arrangement_drift, assert_same_or_near_tie, near_tie_bound, top_two_gap
+from proc_status import resident_kb
 
 from appliance.hive.context_size import auto_context, memory_limit
 from appliance.hive.engine import HiveEngine, embedded_model_path, flash_attention, kv_layout
@@ -458,13 +459,6 @@ def test_auto_kv_layout_splits_only_when_no_request_loses_context(n_ctx: int, la
     finally:
         loop.run_until_complete(eng.stop())
         loop.close()
-
-
-def resident_kb(field: str = "VmRSS") -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    return 0
 
 
 def reset_peak_rss() -> bool:

@@ -12,18 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from proc_status import resident_kb
 
 from appliance.hive.context_size import FALLBACK_CTX, MEMORY_SHARE, auto_context, memory_limit
 from appliance.hive.host_pages import PAGE, HostPages, anonymous_ranges, new_ranges, zero_page_runs
 from appliance.hive.llama import kv_cells
-
-
-def rss_kb() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
 
 CELL = 23_040  # the embedded model's bytes per KV cell
 GB = 1 << 30
@@ -137,9 +130,9 @@ def test_the_zero_run_of_the_caches_size_is_given_back_and_reads_as_zeros() -> N
     view[:] = 0
     view[0] = 7
     view[-1] = 9
-    resident = rss_kb()
+    resident = resident_kb()
     assert pages.release_zero_run(size) == size
-    assert resident - rss_kb() > size // 1024 * 0.9
+    assert resident - resident_kb() > size // 1024 * 0.9
     assert view[0] == 7 and view[-1] == 9 and not view[PAGE:-PAGE].any()
     view[PAGE + 100] = 3  # written again, as a cell that fills: an ordinary page
     assert view[PAGE + 100] == 3
@@ -162,11 +155,11 @@ def test_nothing_is_given_back_when_no_zero_run_has_the_caches_size() -> None:
 def filled_in_steps(address: int, size: int, steps: int = 64) -> int:
     """A stand-in for llama.cpp's memset of a new cache, slowed down (a sleep between steps) so
     that the chasing thread runs within it; the most KB that became resident meanwhile."""
-    start = peak = rss_kb()
+    start = peak = resident_kb()
     step = size // steps
     for i in range(steps):
         ctypes.memset(address + i * step, 0, step)
-        peak = max(peak, rss_kb())
+        peak = max(peak, resident_kb())
         time.sleep(0.01)
     return peak - start
 
