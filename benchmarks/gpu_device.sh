@@ -17,7 +17,7 @@
 set -uo pipefail
 PHASE="$1"
 STAGE="$(cd "$2" && pwd)"
-W=/tmp/alv
+W="${W:-/tmp/alv}"  # another W restores beside a build, to check its backup
 OUT="${OUT:-$W/out}"
 WAIT_S="${WAIT_S:-540}"
 BENCH_S="${BENCH_S:-420}"
@@ -37,6 +37,8 @@ pack_build() {  # -> $OUT/build.tgz.part*, or a line saying why not
     for g in *.so*; do [ "$g" != "$f" ] && [ ! -L "$g" ] && cmp -s "$f" "$g" && ln -f "$f" "$g"; done
   done)
   cp -a "$W/build/lcpb/bin/llama-server" "$t/bin/"
+  # where the image keeps the cuBLAS the build linked (the same path on a fresh machine of its kind)
+  [ -f "$W/build/cublas.path" ] && cp "$W/build/cublas.path" "$t/bin/"
   for f in "$W"/build/lcpb/bin/*.so*; do  # the libraries the wheel does not hold
     case "$(basename "$f")" in libllama.so* | libggml* | libmtmd*) ;; *) [ -e "$f" ] && cp -a "$f" "$t/bin/" ;; esac
   done
@@ -105,8 +107,11 @@ restore)
   mkdir -p "$W/build/lcpb/bin"
   cat "$STAGE"/art/build.tgz.part* | tar xzf - -C "$W" || exit 1
   cp -a "$W"/bin/. "$W/build/lcpb/bin/" && rm -rf "${W:?}/bin"
+  [ -f "$W/build/lcpb/bin/cublas.path" ] && mv "$W/build/lcpb/bin/cublas.path" "$W/build/"
   cp "$STAGE/c1/gguf.part0" "$W/"
+  [ -f "$W/build/cublas.path" ] && export LD_LIBRARY_PATH="$(cat "$W/build/cublas.path")"
   PYTHONPATH="$W/site" python3 -c "import llama_cpp as ll; print('llama_cpp', ll.__version__, 'gpu offload:', bool(ll.llama_supports_gpu_offload()))"
+  LD_LIBRARY_PATH="$W/site/llama_cpp/lib:$W/build/lcpb/bin:${LD_LIBRARY_PATH:-}" "$SERVER" --version 2>&1 | tail -2
   ;;
 bench)
   ls "$STAGE"/fix/*.whl >/dev/null 2>&1 && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
