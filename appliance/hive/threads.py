@@ -39,8 +39,11 @@ EXPLORE_STEPS = 3
 SURPRISE = 4.0
 # Share of decode time that exploring may cost over what the current count would have taken.
 EXPLORE_BUDGET = 0.05
-# An exploring step this many times dearer per row than the current count ends its round.
-ABANDON = 2.0
+# An exploring step this many times dearer per row than the current count ends its round: a count
+# that is not cheaper on its first step will not be on the next two either. On a quiet 2-core Xeon one
+# thread costs 1.6-1.7x two per row, so at 2.0 every round on a quiet machine ran all three steps:
+# 3% of the decode time (a one-token step 11.2 ms, one thread 18.5 ms; 3 of every 64 steps).
+ABANDON = 1.25
 # Weight of the newest observation in a running cost.
 ALPHA = 0.3
 # Idle cores a try needs for each thread it adds, and (higher, so a neighbour that comes and goes
@@ -55,6 +58,15 @@ FALLBACK_S = 60.0
 FREED_BUDGET = 0.25
 
 
+def rows_bucket(rows: int) -> int:
+    """Rows of a step rounded up to a power of two. Costs per row compare only within a bucket: a
+    row of an 8-row step costs about half a row of a 1-row step, so a running cost blended over
+    batch sizes made one thread at 8 rows (9.4 ms a row on a 2-core Xeon) look no dearer than two
+    threads' cost left over from 1-row steps (11.2): measured, 70 of 511 steps of an 8-row run went
+    to one thread, 1.7x dearer per row there."""
+    return 1 << (max(1, rows) - 1).bit_length()
+
+
 @dataclass
 class ThreadPolicy:
     """Thread counts from 1 to `most`; `fixed` (an explicit --threads) turns adaptation off."""
@@ -64,8 +76,10 @@ class ThreadPolicy:
     # Idle cores since its last call (None when unknown): hive/idle_cpu.py, or a test's stand-in.
     idle: Callable[[], float | None] | None = None
     current: int = 0
-    # Running seconds per generated row, by thread count.
-    cost: dict[int, float] = field(default_factory=dict)
+    # Running seconds per generated row, by (thread count, rows bucket): see rows_bucket.
+    cost: dict[tuple[int, int], float] = field(default_factory=dict)
+    # The rows bucket of the last decode-only step: the batch size the next steps most likely have.
+    rows: int = 1
     _steps: int = 0
     _exploring: int = 0
     _explore_with: int = 0
@@ -104,7 +118,7 @@ class ThreadPolicy:
             return self.current
         # Try the count whose cost is oldest news: the other one when there are two.
         others = [n for n in self.candidates() if n != self.current]
-        pick = min(others, key=lambda n: self.cost.get(n, 0.0)) if others else self.current
+        pick = min(others, key=lambda n: self.cost.get((n, self.rows), 0.0)) if others else self.current
         freed = probe and self._read_idle(pick)
         if pick > self.current and self._free is not None and not self._room_for(pick):
             if due and self._put_off_s < FALLBACK_S:  # no idle cores to add threads on: not now
@@ -153,9 +167,13 @@ class ThreadPolicy:
         if self.fixed or rows <= 0:
             return
         per_row = seconds / rows
-        old = self.cost.get(threads)
-        usual = self.cost.get(self.current)
-        if threads != self.current and usual is not None:  # an exploring step
+        self.rows = rows_bucket(rows)
+        key = (threads, self.rows)
+        old = self.cost.get(key)
+        usual = self.cost.get((self.current, self.rows))
+        if threads != self.current and usual is None:  # an exploring step at a batch size new to the current count
+            self._exploring = 0  # nothing to compare it with: the current count's next steps come first
+        elif threads != self.current:  # an exploring step
             self._debt_s += max(0.0, seconds - rows * usual)
             if per_row > ABANDON * usual:
                 self._exploring = 0  # the round's answer is clear; its other steps would cost as much
@@ -165,12 +183,14 @@ class ThreadPolicy:
             if old is not None and per_row > SURPRISE * old:
                 self._explore_now = True
         if old is None or threads == self._stale:
-            self.cost[threads] = per_row
+            self.cost[key] = per_row
             self._stale = 0
         else:
-            self.cost[threads] = (1 - ALPHA) * old + ALPHA * per_row
-        best = min(self.cost, key=self.cost.__getitem__)
-        # Switch only for a clear win, so noise does not flip the count back and forth.
-        if best != self.current and self.cost[best] < 0.8 * self.cost.get(self.current, float("inf")):
+            self.cost[key] = (1 - ALPHA) * old + ALPHA * per_row
+        here = {n: c for (n, r), c in self.cost.items() if r == self.rows}
+        best = min(here, key=here.__getitem__)
+        # Switch only for a clear win over the current count at this batch size, so noise does not
+        # flip the count back and forth.
+        if best != self.current and self.current in here and here[best] < 0.8 * here[self.current]:
             self.current = best
             self._explore_now = False  # the switch was the answer

@@ -68,6 +68,33 @@ def test_a_clearly_dearer_count_is_tried_for_one_step_only() -> None:
     assert "22" not in "".join(map(str, used))
 
 
+def test_trying_on_a_quiet_machine_costs_about_one_step_in_64() -> None:
+    """One thread costs 1.6-1.7x two on a quiet 2-core Xeon: a try of it needs one step to tell."""
+    policy = ThreadPolicy(most=2)
+    quiet = {1: 17.0, 2: 10.0}
+    run(policy, 100, quiet)
+    used = run(policy, 64 * 50, quiet)
+    assert used.count(1) <= 55
+    assert seconds(used, quiet) < 1.015 * seconds([2] * len(used), quiet)
+
+
+def test_a_batch_growing_from_one_row_to_eight_keeps_every_thread() -> None:
+    """Step times on a quiet 2-core Xeon (ms). Per row, one thread at 8 rows is cheaper than two
+    threads at one row: with costs blended over batch sizes, a try of one thread on the first
+    8-row step looked like a win and the engine ran 64 steps on one thread (measured: 70 of 511)."""
+    step_ms = {1: {1: 18.5, 2: 11.2}, 8: {1: 75.0, 2: 49.0}}
+    for offset in range(EXPLORE_EVERY):  # wherever the batch grows between two tries
+        policy = ThreadPolicy(most=2)
+        for rows, steps in ((1, 200 + offset), (8, 300), (1, 300)):
+            used = []
+            for _ in range(steps):
+                n = policy.choose()
+                used.append(n)
+                policy.observe(n, step_ms[rows][n] / 1000, rows=rows)
+            assert policy.current == 2
+            assert used.count(1) <= 6  # a one-step try every 64 steps
+
+
 def test_prompt_steps_use_the_current_count_and_never_explore() -> None:
     policy = ThreadPolicy(most=2)
     run(policy, 30, QUIET)
