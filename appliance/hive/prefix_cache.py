@@ -45,6 +45,12 @@ MIN_CACHE = 16
 UNCLAIMED_KEEP = 0
 
 
+def claim_length(tokens: list[int], reply_at: int) -> int:
+    """How much of a conversation's tokens a next turn sends back: its prompt and the start of its
+    answer (not all of it: the caller's text is tokenised again, or cut at a stop string)."""
+    return min(len(tokens), reply_at + 1)
+
+
 def common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -83,8 +89,10 @@ class PrefixCache:
         self._clock = 0
         # Conversations saved since one was last claimed; a fresh cache starts as if none were.
         self._unclaimed = entries
-        # Conversations dropped lately (tokens, reply_at), to notice their callers coming back.
-        self._dropped: deque[tuple[list[int], int]] = deque(maxlen=max(entries, 0))
+        # Conversations dropped or cut lately, to notice their callers coming back: (n, hash of the
+        # first n tokens), n = the prompt and the first answer token (`claim_length`). A digest, not
+        # the tokens: an 8k-token history held as a list costs ~300 KB, and 32 of them ~9 MB.
+        self._dropped: deque[tuple[int, int]] = deque(maxlen=max(entries, 0))
 
     def _touch(self, entry: Saved) -> None:
         self._clock += 1
@@ -120,9 +128,18 @@ class PrefixCache:
         conversation's prompt and the start of its answer (all of the answer may not match: the
         caller's text is tokenised again, or cut at a stop string)."""
         kept = [(e.tokens, e.reply_at) for e in self.saved if e.conversation]
-        for tokens, reply_at in (*resident, *kept, *self._dropped):
-            n = min(len(tokens), reply_at + 1)
+        for tokens, reply_at in (*resident, *kept):
+            n = claim_length(tokens, reply_at)
             if prompt[:n] == tokens[:n]:
+                self._unclaimed = 0
+                return
+        digests: dict[int, int] = {}  # the prompt's, by length
+        for n, digest in self._dropped:
+            if len(prompt) < n:
+                continue
+            if n not in digests:
+                digests[n] = hash(tuple(prompt[:n]))
+            if digests[n] == digest:
                 self._unclaimed = 0
                 return
 
@@ -151,7 +168,7 @@ class PrefixCache:
         if not self.wants(kv, conversation=True):
             return
         if self.conversations_kept == 0:  # nobody came back to a chat lately: its tokens only
-            self._dropped.append((list(kv), min(slot.reply_at, len(kv))))
+            self._remember_dropped(kv, slot.reply_at)
             self._unclaimed += 1
             return
         room = self.max_bytes - sum(e.nbytes for e in self.saved if not e.conversation)
@@ -204,4 +221,8 @@ class PrefixCache:
     def _drop(self, entry: Saved) -> None:
         self.saved.remove(entry)
         if entry.conversation:
-            self._dropped.append((entry.tokens, entry.reply_at))
+            self._remember_dropped(entry.tokens, entry.reply_at)
+
+    def _remember_dropped(self, tokens: list[int], reply_at: int) -> None:
+        n = claim_length(tokens, reply_at)
+        self._dropped.append((n, hash(tuple(tokens[:n]))))

@@ -105,6 +105,7 @@ def test_one_off_requests_copy_no_conversation() -> None:
         cache.notice(SYSTEM + [100 + i] * 20, [])  # each a new request: no claim
         keep(cache, slot, SYSTEM + [100 + i] * 30)
     cache.notice(SYSTEM + [105] * 20, [])  # the same question again, not the chat's next turn
+    cache.notice(SYSTEM + [105] * 19 + [7] * 30, [])  # long enough, but another answer
     keep(cache, slot, SYSTEM + [106] * 30)
     assert UNCLAIMED_KEEP == 0 and cache.saved == []
     assert ctx.sized == 0 and cache.profile.saves == 0  # not even sized: no copy at all
