@@ -15,7 +15,7 @@ Preambles serve many requests, a conversation one caller: conversations are drop
 only they make room for each other, so a stream of one-off requests never pushes out a preamble.
 Nor does it copy histories nobody asks for again: until a caller comes back to a conversation (its
 next turn sends it back, from a slot, kept here or dropped), a conversation cut short is remembered
-by its tokens only, neither copied nor kept.
+by a digest of its tokens, neither copied nor kept.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ MIN_CACHE = 16
 # copy of its cells (on a GPU, 17-20% of busy time at 8 clients: one copy to host memory per request)
 # and host memory (after 48 one-off requests on 8 slots the embedded model's cache held ~110 MB of
 # histories, none ever restored; keeping the newest 4 still held ~40 MB). So until a chat's next turn
-# claims its conversation, kept, resident or remembered (a cut conversation's tokens are kept, like
-# an ARC cache's ghost entries), conversations are remembered by their tokens only; a claim lifts the
+# claims its conversation, kept, resident or remembered (a digest of a cut conversation's tokens is
+# kept, like an ARC cache's ghost entries), conversations are remembered by that digest only; a claim lifts the
 # limit to `entries` until as many conversations in a row go unclaimed. The price: the first chats
 # pushed out of their slots before any caller came back prefill their history again, once.
 UNCLAIMED_KEEP = 0
@@ -167,7 +167,7 @@ class PrefixCache:
         seq, kv = slot.seq, slot.kv
         if not self.wants(kv, conversation=True):
             return
-        if self.conversations_kept == 0:  # nobody came back to a chat lately: its tokens only
+        if self.conversations_kept == 0:  # nobody came back to a chat lately: a digest only
             self._remember_dropped(kv, slot.reply_at)
             self._unclaimed += 1
             return
