@@ -7,7 +7,9 @@
 #                               one call goes on) and wait for it; back up the wheel and llama-server
 #   gpu_device.sh wait STAGE    keep waiting for that build
 #   gpu_device.sh restore STAGE put back a backed-up build on a fresh machine (STAGE/art: the
-#                               build.tgz.part* files a build call sent back; see pack_build)
+#                               build.tgz.part* files a build call sent back; see pack_build),
+#                               carrying STAGE/art and STAGE/c1/whl: three short calls (restore,
+#                               the first model part, bench) instead of a 5-minute build
 #   gpu_device.sh bench STAGE   join the model, smoke-test the CUDA path (gpu_smoke.py), run
 #                               compare.py --gpu against llama-server, then the engine tests on the GPU
 #
@@ -108,7 +110,9 @@ restore)
   cat "$STAGE"/art/build.tgz.part* | tar xzf - -C "$W" || exit 1
   cp -a "$W"/bin/. "$W/build/lcpb/bin/" && rm -rf "${W:?}/bin"
   [ -f "$W/build/lcpb/bin/cublas.path" ] && mv "$W/build/lcpb/bin/cublas.path" "$W/build/"
-  cp "$STAGE/c1/gguf.part0" "$W/"
+  # The pack and the wheels (63 MB) fill one call's carry, so the first model part may come in a
+  # call of its own: `mkdir -p /tmp/alv && cp .gpu/c1/gguf.part0 /tmp/alv/` (carry .gpu/c1/gguf.part0).
+  [ -f "$STAGE/c1/gguf.part0" ] && cp "$STAGE/c1/gguf.part0" "$W/"
   [ -f "$W/build/cublas.path" ] && export LD_LIBRARY_PATH="$(cat "$W/build/cublas.path")"
   PYTHONPATH="$W/site" python3 -c "import llama_cpp as ll; print('llama_cpp', ll.__version__, 'gpu offload:', bool(ll.llama_supports_gpu_offload()))"
   LD_LIBRARY_PATH="$W/site/llama_cpp/lib:$W/build/lcpb/bin:${LD_LIBRARY_PATH:-}" "$SERVER" --version 2>&1 | tail -2
