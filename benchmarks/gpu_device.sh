@@ -7,9 +7,9 @@
 #                               one call goes on) and wait for it; back up the wheel and llama-server
 #   gpu_device.sh wait STAGE    keep waiting for that build
 #   gpu_device.sh restore STAGE put back a backed-up build on a fresh machine (STAGE/art: the
-#                               build.tgz.part* files a build call sent back; see pack_build),
-#                               carrying STAGE/art and STAGE/c1/whl: three short calls (restore,
-#                               the first model part, bench) instead of a 5-minute build
+#                               build.tgz.part* files a build call sent back; see pack_build), the
+#                               wheels and the first model part: two short calls, then bench,
+#                               instead of a 5-minute build
 #   gpu_device.sh bench STAGE   join the model, smoke-test the CUDA path (gpu_smoke.py), run
 #                               compare.py --gpu against llama-server, then the engine tests on the GPU
 #
@@ -102,20 +102,29 @@ wait)
   wait_build
   ;;
 restore)
-  # a fresh machine: the packed build an earlier build call sent back, carried in STAGE/art
-  # (build.tgz.part*), and the wheels and first model part of STAGE/c1
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$W/site" \
-    "$STAGE"/c1/whl/*.whl || exit 1
-  mkdir -p "$W/build/lcpb/bin"
-  cat "$STAGE"/art/build.tgz.part* | tar xzf - -C "$W" || exit 1
-  cp -a "$W"/bin/. "$W/build/lcpb/bin/" && rm -rf "${W:?}/bin"
-  [ -f "$W/build/lcpb/bin/cublas.path" ] && mv "$W/build/lcpb/bin/cublas.path" "$W/build/"
-  # The pack and the wheels (63 MB) fill one call's carry, so the first model part may come in a
-  # call of its own: `mkdir -p /tmp/alv && cp .gpu/c1/gguf.part0 /tmp/alv/` (carry .gpu/c1/gguf.part0).
-  [ -f "$STAGE/c1/gguf.part0" ] && cp "$STAGE/c1/gguf.part0" "$W/"
+  # A fresh machine: the packed build an earlier build call sent back (STAGE/art/build.tgz.part*),
+  # the server's wheels (STAGE/c1/whl) and the first model part (STAGE/c1/gguf.part0). With the
+  # working tree, the pack and the wheels are over one call's 64 MiB, so each call does what its
+  # carried STAGE holds: carry .gpu/art, then .gpu/c1/whl and .gpu/c1/gguf.part0, then bench.
+  if ls "$STAGE"/art/build.tgz.part* >/dev/null 2>&1; then
+    mkdir -p "$W/build/lcpb/bin"
+    cat "$STAGE"/art/build.tgz.part* | tar xzf - -C "$W" || exit 1
+    cp -a "$W"/bin/. "$W/build/lcpb/bin/" && rm -rf "${W:?}/bin"
+    [ -f "$W/build/lcpb/bin/cublas.path" ] && mv "$W/build/lcpb/bin/cublas.path" "$W/build/"
+    echo "unpacked the build"
+  fi
+  if ls "$STAGE"/c1/whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$W/site" \
+      "$STAGE"/c1/whl/*.whl || exit 1
+    echo "installed the wheels"
+  fi
+  [ -f "$STAGE/c1/gguf.part0" ] && cp "$STAGE/c1/gguf.part0" "$W/" && echo "copied the first model part"
   [ -f "$W/build/cublas.path" ] && export LD_LIBRARY_PATH="$(cat "$W/build/cublas.path")"
-  PYTHONPATH="$W/site" python3 -c "import llama_cpp as ll; print('llama_cpp', ll.__version__, 'gpu offload:', bool(ll.llama_supports_gpu_offload()))"
-  LD_LIBRARY_PATH="$W/site/llama_cpp/lib:$W/build/lcpb/bin:${LD_LIBRARY_PATH:-}" "$SERVER" --version 2>&1 | tail -2
+  [ -f "$SERVER" ] && LD_LIBRARY_PATH="$W/site/llama_cpp/lib:$W/build/lcpb/bin:${LD_LIBRARY_PATH:-}" "$SERVER" --version 2>&1 | tail -2
+  if [ -d "$W/site/llama_cpp" ] && [ -d "$W/site/diskcache" ]; then  # llama_cpp imports diskcache
+    PYTHONPATH="$W/site" python3 -c "import llama_cpp as ll; print('llama_cpp', ll.__version__, 'gpu offload:', bool(ll.llama_supports_gpu_offload()))"
+  fi
+  ls "$W"
   ;;
 bench)
   ls "$STAGE"/fix/*.whl >/dev/null 2>&1 && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
