@@ -57,6 +57,17 @@ pack_build() {  # -> $OUT/build.tgz.part*, or a line saying why not
   fi
 }
 
+check_build() {  # what a run loads, where it is there yet: llama_cpp (GPU offload?) and llama-server
+  if [ -f "$W/build/cublas.path" ]; then
+    LD_LIBRARY_PATH="$(cat "$W/build/cublas.path")"
+    export LD_LIBRARY_PATH
+  fi
+  if [ -d "$W/site/llama_cpp" ] && [ -d "$W/site/diskcache" ]; then  # llama_cpp imports diskcache
+    PYTHONPATH="$W/site" python3 -c "import llama_cpp as ll; print('llama_cpp', ll.__version__, 'gpu offload:', bool(ll.llama_supports_gpu_offload()))"
+  fi
+  [ -f "$SERVER" ] && LD_LIBRARY_PATH="$W/site/llama_cpp/lib:$W/build/lcpb/bin:${LD_LIBRARY_PATH:-}" "$SERVER" --version 2>&1 | tail -2
+}
+
 wait_build() {
   while [ ! -f "$W/build.rc" ] && [ $(($(date +%s) - START)) -lt "$WAIT_S" ]; do sleep 5; done
   cat "$W/build.out"
@@ -69,13 +80,8 @@ wait_build() {
   [ "$(cat "$W/build.rc")" = 0 ] || { echo "BUILD FAILED"; tail -80 "$W/build/wheel.log"; exit 1; }
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$W/site" \
     "$W"/build/wheel/llama_cpp_python-*.whl || exit 1
-  if [ -f "$W/build/cublas.path" ]; then
-    LD_LIBRARY_PATH="$(cat "$W/build/cublas.path")"
-    export LD_LIBRARY_PATH
-  fi
-  PYTHONPATH="$W/site" python3 -c "import llama_cpp as ll; print('llama_cpp', ll.__version__, 'gpu offload:', bool(ll.llama_supports_gpu_offload()))"
+  check_build
   ls -la "$W"/site/llama_cpp/lib "$SERVER"
-  LD_LIBRARY_PATH="$W/site/llama_cpp/lib:${LD_LIBRARY_PATH:-}" "$SERVER" --version 2>&1 | tail -3
   # Back up what was built, so a fresh machine can skip the build: the installed llama_cpp package
   # with each library stored once (the wheel holds every .so three times, 270 MB) and llama-server
   # with the libraries the wheel does not hold, in 15 MiB parts (what a call sends back).
@@ -119,11 +125,7 @@ restore)
     echo "installed the wheels"
   fi
   [ -f "$STAGE/c1/gguf.part0" ] && cp "$STAGE/c1/gguf.part0" "$W/" && echo "copied the first model part"
-  [ -f "$W/build/cublas.path" ] && export LD_LIBRARY_PATH="$(cat "$W/build/cublas.path")"
-  [ -f "$SERVER" ] && LD_LIBRARY_PATH="$W/site/llama_cpp/lib:$W/build/lcpb/bin:${LD_LIBRARY_PATH:-}" "$SERVER" --version 2>&1 | tail -2
-  if [ -d "$W/site/llama_cpp" ] && [ -d "$W/site/diskcache" ]; then  # llama_cpp imports diskcache
-    PYTHONPATH="$W/site" python3 -c "import llama_cpp as ll; print('llama_cpp', ll.__version__, 'gpu offload:', bool(ll.llama_supports_gpu_offload()))"
-  fi
+  check_build
   ls "$W"
   ;;
 bench)
