@@ -51,6 +51,11 @@ def claim_length(tokens: list[int], reply_at: int) -> int:
     return min(len(tokens), reply_at + 1)
 
 
+def prefix_digest(tokens: list[int], n: int) -> int:
+    """What a dropped conversation is remembered by, and a prompt compared with: its first n tokens."""
+    return hash(tuple(tokens[:n]))
+
+
 def common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -138,7 +143,7 @@ class PrefixCache:
             if len(prompt) < n:
                 continue
             if n not in digests:
-                digests[n] = hash(tuple(prompt[:n]))
+                digests[n] = prefix_digest(prompt, n)
             if digests[n] == digest:
                 self._unclaimed = 0
                 return
@@ -225,4 +230,4 @@ class PrefixCache:
 
     def _remember_dropped(self, tokens: list[int], reply_at: int) -> None:
         n = claim_length(tokens, reply_at)
-        self._dropped.append((n, hash(tuple(tokens[:n]))))
+        self._dropped.append((n, prefix_digest(tokens, n)))
