@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -18,6 +19,14 @@ from live import LiveServer, start_server
 # would otherwise spend a minute or two making its optimised copy (tests/hive/test_optimize.py and
 # tests/api/test_first_start_optimize.py cover that step on purpose).
 os.environ["ALVEARE_OPTIMIZED_MODEL"] = "off"
+
+# Nor may they reach a server the developer has running on the default port (the README's
+# `./packaging/run.sh serve` in another terminal): the admin CLI talks to the server on the
+# configured port when one answers there, else to the data dir. This port stays bound, never
+# listening, for the whole run, so nothing answers on it.
+_NO_SERVER = socket.socket()
+_NO_SERVER.bind(("127.0.0.1", 0))
+os.environ["ALVEARE_PORT"] = str(_NO_SERVER.getsockname()[1])
 
 
 class WebhookSink:
