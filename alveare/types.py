@@ -256,6 +256,8 @@ class HiveStatus(Struct):
     # The GGUF file loaded, and when it is the copy `alveare model optimize` kept, the file asked for.
     model_file: str = ""
     optimized_from: str = ""
+    # Loaded beside the copy: the file a request running alone decodes on (the solo lane); "" if none.
+    solo_model_file: str = ""
 
 
 class UsageReport(Struct):

@@ -273,6 +273,21 @@ SETTINGS: tuple[Setting, ...] = (
         "on the CPU it was measured on",
     ),
     Setting(
+        "solo_model",
+        str,
+        "auto",
+        "a file with the served model's layers that a request running alone decodes on: `auto` the original, "
+        "where its optimised copy is served and the copy's report measured the original's one-row step "
+        "faster on this CPU; `off` none; or a GGUF PATH, beside whichever file is served",
+        flag="--solo-model",
+        env="ALVEARE_SOLO_MODEL",
+        default_text="auto",
+        metavar="auto|off|PATH",
+        label="solo model",
+        more=". The file is loaded beside the copy (its size in memory once a lone request has used it); "
+        "see The hive engine, The solo lane",
+    ),
+    Setting(
         "request_timeout_s",
         float,
         30.0,

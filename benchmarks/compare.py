@@ -24,7 +24,9 @@ Servers (default: alveare, llama-server, llama-server-split):
   llama-server-split-nofa the split mode with -fa off, what alveare's --flash-attn auto picks
                           for split streams on a CPU (an anchor mode too)
   alveare-optimized       alveare on --optimized-model (added by that option): with the
-                          Q8_0 copy a first start makes, what the quickstart serves
+                          Q8_0 copy a first start makes, what the quickstart serves, and
+                          --model as its solo model (a request running alone decodes on it)
+  alveare-optimized-copy-only  the same with --solo-model off (opt-in)
   llama-server-optimized  llama-server-split on --optimized-model (added by that option)
   llama-cpp-python        `python -m llama_cpp.server` (one sequence at a time)
   sdist-batching-example  examples/server/server.py from the llama-cpp-python sdist
@@ -201,8 +203,8 @@ def parse_args(argv=None):
         if not Path(args.optimized_model).is_file():
             p.error(f"--optimized-model {args.optimized_model} is not a file")
         args.servers += [s for s in OPTIMIZED_SERVERS if s not in args.servers]
-    elif any(s in OPTIMIZED_SERVERS for s in args.servers):
-        p.error(f"{' and '.join(OPTIMIZED_SERVERS)} need --optimized-model PATH")
+    elif any(SERVER_CLASSES[s].optimized_model for s in args.servers):
+        p.error(f"{', '.join(s for s in ALL_SERVERS if SERVER_CLASSES[s].optimized_model)} need --optimized-model PATH")
     if args.hog_threads < 1:
         p.error("--hog-threads must be at least 1")
     if args.hog_cpus and not all(c.strip().isdigit() for c in args.hog_cpus.split(",")):

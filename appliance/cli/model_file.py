@@ -133,3 +133,33 @@ def served_model(settings: Settings, model_path: str) -> str:
         report.verdict.removeprefix(f"kept the {report.kept} copy: "),
     )
     return report.copy_path
+
+
+# The copy's one-row step, as a share of the original's, under which a lone request decodes on the
+# original (solo_lane.py): below it the lane's measured gain (1.16x on a Xeon at 0.81x) pays for moving
+# a request's cells twice; a copy within 5% is left to serve alone.
+SOLO_BELOW = 0.95
+
+
+def solo_model(settings: Settings, model_path: str, served_path: str) -> str | None:
+    """The file a request running alone decodes on beside the served copy (--solo-model), or None."""
+    from appliance.hive.optimize import optimized_copy
+
+    if settings.solo_model == "off":
+        return None
+    if settings.solo_model != "auto":
+        return settings.solo_model  # beside whichever file is served
+    if served_path == model_path:
+        return None  # no copy served: the original decodes every step already
+    report = optimized_copy(model_path, settings.models_path)
+    kept = next((c for c in report.candidates if c.type == report.kept), None) if report else None
+    one_row = kept.ratios.get("decode_one") if kept else None
+    if one_row is None or one_row >= SOLO_BELOW:
+        return None
+    log.info(
+        "a request running alone decodes on %s: the copy's one-row step measured %.2fx its own here "
+        "(--solo-model off: the copy serves every step)",
+        model_path,
+        one_row,
+    )
+    return model_path

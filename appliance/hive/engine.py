@@ -8,6 +8,7 @@ import importlib.util
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from appliance.hive.types import EngineConfig, EngineStatus, Generation, Generat
 if TYPE_CHECKING:
     from appliance.hive.llama import Context, Model
     from appliance.hive.scheduler import Scheduler
+    from appliance.hive.solo_lane import SoloLane
 
 log = logging.getLogger("alveare.hive")
 
@@ -114,6 +116,7 @@ class HiveEngine:
         self._kv_cache = config.kv_cache
         self._device = "cpu"
         self._kernels: KernelChoice | None = None
+        self._lane: SoloLane | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -169,23 +172,29 @@ class HiveEngine:
             gpu=not kv_on_host,
         )
         self._kv_cache = kv_layout(cfg.kv_cache, n_ctx, cfg.slots, model.n_ctx_train)
-        pages = HostPages()
-        if kv_on_host:
-            pages.snapshot()
         # A page of every V row of every stream: layers x V width is a cell's bytes / 4 (K and V, f16).
         v_floor = cfg.slots * model.kv_cell_bytes // 4 * 4096
         flash = flash_attention(cfg.flash_attn, kv_cache=self._kv_cache, on_gpu=not kv_on_host, v_floor=v_floor)
         unified = self._kv_cache == "unified"
-        # The cache's pages are given back while llama.cpp zero-fills it, not only after: the whole
-        # cache resident at once would be the process's peak (1.4 GB for the embedded model's default).
-        ctx = pages.while_filling(
-            model.kv_cell_bytes * kv_cells(n_ctx, cfg.slots, unified=unified),
-            lambda: Context(
-                model, n_ctx=n_ctx, n_seq=cfg.slots, n_batch=cfg.n_batch, threads=threads, flash=flash, unified=unified
-            ),
-        )
+
+        def context(m: Model, n_batch: int = cfg.n_batch) -> tuple[Context, HostPages | None]:
+            """A context for `m` and, where its KV cache is committed as cells fill, the pages that do it."""
+            pages = HostPages()
+            if kv_on_host:
+                pages.snapshot()
+            # The cache's pages are given back while llama.cpp zero-fills it, not only after: the whole
+            # cache resident at once would be the process's peak (1.4 GB for the embedded model's default).
+            c = pages.while_filling(
+                m.kv_cell_bytes * kv_cells(n_ctx, cfg.slots, unified=unified),
+                lambda: Context(
+                    m, n_ctx=n_ctx, n_seq=cfg.slots, n_batch=n_batch, threads=threads, flash=flash, unified=unified
+                ),
+            )
+            return c, pages if kv_on_host and pages.release_zero_run(m.kv_cell_bytes * c.n_ctx) > 0 else None
+
+        ctx, lazy = context(model)
         kv_bytes = model.kv_cell_bytes * ctx.n_ctx
-        lazy = kv_on_host and pages.release_zero_run(kv_bytes) > 0
+        lane = self._solo_lane(model, ctx, context, cache_path) if cfg.solo_model_path and not gpu else None
         # Split, a request fits in its slot's own stream (n_ctx / slots cells).
         self._context_length = min(ctx.n_ctx_seq, model.n_ctx_train or ctx.n_ctx_seq)
         self._templates = chat_templates(model)
@@ -199,9 +208,11 @@ class HiveEngine:
             context_length=self._context_length,
             threads=policy,
             prefill_chunk=min(cfg.prefill_chunk or cfg.n_batch, cfg.n_batch),
+            lane=lane,
         )
         scheduler.start()
         self._model, self._ctx, self._scheduler = model, ctx, scheduler
+        self._lane = lane
         log.info(
             "model %s loaded in %.1f s on %s (gpu offload %s; CPU kernels: %s, by %s); %d slots, %d context cells "
             "(%s KV cache of %d MB%s, up to %d per request; flash attention %s), %d threads, "
@@ -223,10 +234,46 @@ class HiveEngine:
             scheduler.prefill_chunk,
         )
 
+    def _solo_lane(
+        self,
+        model: Model,
+        ctx: Context,
+        context: Callable[[Model, int], tuple[Context, HostPages | None]],
+        cache_path: Path | None,
+    ) -> SoloLane | None:
+        """The original model beside its optimised copy, for requests running alone (solo_lane.py); None
+        (and one log line) where it cannot be loaded: the copy then serves every step."""
+        from appliance.hive.llama import Model
+        from appliance.hive.solo_lane import SoloLane
+
+        path = self.config.solo_model_path
+        assert path
+        try:
+            cache = KernelCache(cache_path)
+            kernels = choose_kernels(self.config.cpu_kernels, path, cache=cache, gpu_offload_all=False)
+            solo = Model(path, gpu=False, extra_bufts=kernels.mode == "fast")
+            shape = lambda m: (m.n_layers, m.kv_cell_bytes, m.n_vocab)  # noqa: E731
+            if shape(solo) != shape(model):
+                solo.close()
+                raise ValueError("its layers, KV cells or vocabulary differ from the served copy's")
+            # One row a step (no prompts, no drafts there), so a small batch keeps its buffers small;
+            # llama.cpp reserves a graph with an output per sequence, so no smaller than the slots.
+            lane_ctx, lane_pages = context(solo, self.config.slots)
+        except Exception as exc:
+            log.warning("solo lane off: could not load %s beside the copy (%s)", path, exc)
+            return None
+        log.info("solo lane: %s decodes a request running alone (its one-row step is faster here)", Path(path).name)
+        lane = SoloLane(ctx, lane_ctx, solo, path, lane_pages)
+        lane.release_memory()  # mapped again by the first request running alone
+        return lane
+
     async def stop(self) -> None:
         scheduler, self._scheduler = self._scheduler, None
         if scheduler is not None:
             await asyncio.to_thread(scheduler.stop)
+        if self._lane is not None:
+            self._lane.close()
+            self._lane = None
         if self._ctx is not None:
             self._ctx.close()
             self._ctx = None
@@ -350,4 +397,5 @@ class HiveEngine:
             threads=s.threads.current if s else 0,
             kv_cache=self._kv_cache,
             source_model_path=self.config.source_model_path or "",
+            solo_model_path=self._lane.path if self._lane else "",
         )

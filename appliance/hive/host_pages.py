@@ -15,6 +15,7 @@ device would keep the old pages while the process got new ones.
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -43,6 +44,17 @@ def anonymous_ranges(maps: str) -> Ranges:
         fields = line.split()
         # address perms offset dev inode [path]: no path means anonymous (heap and stack are named).
         if len(fields) == 5 and fields[1].startswith("rw") and fields[1].endswith("p"):
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            out.append((start, end))
+    return out
+
+
+def file_ranges(maps: str, path: str) -> Ranges:
+    """The address ranges mapping the file at `path` (its real path) in a /proc/<pid>/maps text."""
+    out: Ranges = []
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5] == path:
             start, end = (int(x, 16) for x in fields[0].split("-"))
             out.append((start, end))
     return out
@@ -91,6 +103,8 @@ class HostPages:
         self.enabled = sys.platform.startswith("linux")
         self._before: Ranges | None = None  # the snapshot's ranges; None: none taken
         self._madvise = None
+        # The KV cache's pages release_zero_run gave back: (address, length), for release_again.
+        self.region: tuple[int, int] | None = None
         if self.enabled:
             # The process's own symbols, libc's among them (find_library would run ldconfig).
             libc = ctypes.CDLL(None, use_errno=True)
@@ -131,10 +145,33 @@ class HostPages:
         address, length = found[0]
         if self._madvise(address, length, MADV_DONTNEED) != 0:
             return 0
+        self.region = (address, length)
         # Where transparent huge pages are always on, one cell written would commit 2 MB around it:
         # the cache's tensors are laid out stream by stream, so every stream of every layer would.
         self._madvise(address, length, MADV_NOHUGEPAGE)
         return length
+
+    def release_again(self) -> int:
+        """Give back the region release_zero_run found once more, for a cache whose every cell is free
+        again (the solo lane's between lone requests): its pages read as the zeros llama.cpp filled it
+        with. Wrong for a cache that holds cells still in use. Bytes given back."""
+        if self.region is None or self._madvise is None:
+            return 0
+        address, length = self.region
+        return length if self._madvise(address, length, MADV_DONTNEED) == 0 else 0
+
+    def release_file(self, path: str) -> int:
+        """Drop this process's pages of a file it maps read-only (a model's weights), so they stop
+        counting as its memory; they stay in the page cache, and a later read maps them again
+        (minor faults, no disk read). Bytes of mappings released."""
+        if not self.enabled or self._madvise is None:
+            return 0
+        try:
+            with open(self.maps_path, encoding="utf-8", errors="replace") as f:
+                ranges = file_ranges(f.read(), os.path.realpath(path))
+        except OSError:
+            return 0
+        return sum(end - start for start, end in ranges if self._madvise(start, end - start, MADV_DONTNEED) == 0)
 
     def while_filling(self, size: int, fill: Callable[[], T]) -> T:
         """Run `fill`, a native call that releases the GIL and allocates and zero-fills a buffer of

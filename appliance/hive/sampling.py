@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import ctypes
 import math
+import random
 
 import llama_cpp as ll
 import numpy as np
 
 from appliance.hive.llama import Context, Model, StepLogits
+from appliance.hive.types import SamplingParams
 
 # Candidates a greedy pick refused by the grammar tries one by one before the grammar goes over
 # the whole vocabulary.
@@ -188,3 +190,23 @@ class Sampler:
         if self.grammar:
             ll.llama_sampler_free(self.grammar)
             self.grammar = None
+
+
+def request_sampler(model: Model, s: SamplingParams, choice: int) -> Sampler:
+    """The sampler for one choice of a request; ValueError for a grammar llama.cpp refuses."""
+    # With a seed, sibling choices get seed, seed+1, ... so they differ yet repeat run to run.
+    seed = s.seed + choice if s.seed is not None else random.getrandbits(32)
+    bias = {**s.logit_bias, **dict.fromkeys(model.eog_ids, -100.0)} if s.ignore_eos else s.logit_bias
+    return Sampler(
+        model,
+        temperature=s.temperature,
+        top_p=s.top_p,
+        top_k=s.top_k,
+        min_p=s.min_p,
+        presence_penalty=s.presence_penalty,
+        frequency_penalty=s.frequency_penalty,
+        repeat_penalty=s.repeat_penalty,
+        seed=seed,
+        grammar=s.grammar,
+        logit_bias=bias,
+    )

@@ -15,7 +15,6 @@ together with one new preamble prefill it once (reuse.py).
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -26,8 +25,9 @@ from appliance.hive.llama import Batch, Context, Model, StepLogits
 from appliance.hive.lookup import NgramIndex
 from appliance.hive.prefix_cache import PrefixCache
 from appliance.hive.reuse import PromptReuse
-from appliance.hive.sampling import Sampler
+from appliance.hive.sampling import Sampler, request_sampler
 from appliance.hive.slots import Active, Slot
+from appliance.hive.solo_lane import LANE_SEQ, SoloLane, lane_candidate
 from appliance.hive.stats import Stats
 from appliance.hive.text import TextStream
 from appliance.hive.threads import ThreadPolicy
@@ -52,9 +52,13 @@ class Scheduler:
         context_length: int,
         threads: ThreadPolicy,
         prefill_chunk: int,
+        lane: SoloLane | None = None,
     ) -> None:
         self.model = model
         self.ctx = ctx
+        # A second model for a request running alone, where its one-row step is faster (solo_lane.py).
+        self.lane = lane
+        self._step_ctx = ctx  # the context the current step decodes on: the main one or the lane's
         self.slots = [Slot(seq=i) for i in range(slots)]
         self.queue_size = queue_size
         self.context_length = context_length
@@ -97,6 +101,8 @@ class Scheduler:
         self._thread.join(timeout=30)
         self.batch.close()
         log.info("hive profile: %s", self.stats.profile.summary())
+        if self.lane is not None:
+            log.info("solo lane: %s", self.lane.stats.summary())
 
     @property
     def busy(self) -> int:
@@ -120,10 +126,13 @@ class Scheduler:
                 self._admit()
                 self._reap()
                 if any(s.active for s in self.slots):
+                    self._follow_lane()
                     prefill = any(s.active is not None and s.active.prefilling for s in self.slots)
                     n = self.threads.choose(prefill)
                     if n != self._threads_now:
                         self.ctx.set_threads(n)
+                        if self.lane is not None:
+                            self.lane.set_threads(n)
                         self._threads_now = n
                     size = self._step()
                     self._flush()
@@ -144,6 +153,8 @@ class Scheduler:
                 for seq in self.slots:
                     seq.kv = []
                 self.ctx.clear()
+                if self.lane is not None:
+                    self.lane.drop()
                 self._flush()
         for slot in self.slots:
             if slot.active:
@@ -162,6 +173,25 @@ class Scheduler:
         if self._outbox:
             deliver(self._outbox)
             self._outbox = []
+
+    def _follow_lane(self) -> None:
+        """Move the one request running alone into the solo lane, or the lane's request back."""
+        if self.lane is None:
+            return
+        with self._cond:
+            waiting = len(self._waiting)
+        slot = lane_candidate(self.slots, waiting, self.lane.holding)
+        if slot is self.lane.holding:
+            return
+        self.lane.leave()
+        if slot is not None and not self.lane.enter(slot):
+            assert slot.active is not None
+            slot.active.alone = False  # not tried again at every step
+
+    def _leave_lane(self) -> None:
+        """Before anything but the lane's own steps touches the main context: its cells back there."""
+        if self.lane is not None:
+            self.lane.leave()
 
     def _reserved(self) -> int:
         return sum(s.active.reserved for s in self.slots if s.active)
@@ -191,26 +221,13 @@ class Scheduler:
                 self._waiting.popleft()
             self._place(req, gens, free)
 
-    def _sampler(self, req: GenerationRequest, choice: int) -> Sampler:
-        s = req.sampling
-        # With a seed, sibling choices get seed, seed+1, ... so they differ yet repeat run to run.
-        seed = s.seed + choice if s.seed is not None else random.getrandbits(32)
-        bias = {**s.logit_bias, **dict.fromkeys(self.model.eog_ids, -100.0)} if s.ignore_eos else s.logit_bias
-        return Sampler(
-            self.model,
-            temperature=s.temperature,
-            top_p=s.top_p,
-            top_k=s.top_k,
-            min_p=s.min_p,
-            presence_penalty=s.presence_penalty,
-            frequency_penalty=s.frequency_penalty,
-            repeat_penalty=s.repeat_penalty,
-            seed=seed,
-            grammar=s.grammar,
-            logit_bias=bias,
-        )
-
     def _place(self, req: GenerationRequest, gens: list[Generation], free: list[Slot]) -> None:
+        self._leave_lane()  # the prefix search reads every slot's cells
+        running = [s.active for s in self.slots if s.active is not None]
+        for other in running:
+            other.alone = False
+        if running and self.lane is not None:
+            self.lane.release_memory()
         prompt = req.prompt_tokens
         save_at = self.reuse.save_point(prompt, req.cache_prefix)
         dest, reuse = self.reuse.start(prompt, free, save_at)
@@ -218,7 +235,7 @@ class Scheduler:
         samplers: list[Sampler] = []
         try:
             for choice in range(len(gens)):
-                samplers.append(self._sampler(req, choice))
+                samplers.append(request_sampler(self.model, req.sampling, choice))
         except ValueError as exc:  # a bad grammar fails this request only
             for sampler in samplers:
                 sampler.close()
@@ -234,6 +251,7 @@ class Scheduler:
             cached=reuse,
             reserved=len(prompt) + req.max_tokens,
             save_at=save_at,
+            alone=not running and len(gens) == 1,
         )
         if save_at is not None and reuse < save_at:
             # A burst sharing a new preamble (a specialist's or an account's system prompt, just
@@ -273,6 +291,8 @@ class Scheduler:
         """One llama_decode over every active slot; returns the batch size if it decoded no prompt, else 0."""
         batch = self.batch
         batch.clear()
+        lane_slot = self.lane.holding if self.lane is not None else None
+        ctx = self._step_ctx = self.lane.lane if lane_slot is not None and self.lane is not None else self.ctx
         # (slot, batch index of the first logits row, draft tokens verified at the following rows)
         to_sample: list[tuple[Slot, int, list[int]]] = []
         added: list[tuple[Slot, list[int]]] = []
@@ -322,11 +342,12 @@ class Scheduler:
             a = slot.active
             assert a is not None
             pos = len(slot.kv)
+            seq = LANE_SEQ if slot is lane_slot else slot.seq
             if slot.seq in drafts:
                 draft = drafts[slot.seq]
-                first = batch.add(a.last, pos, slot.seq, True)
+                first = batch.add(a.last, pos, seq, True)
                 for j, tok in enumerate(draft):
-                    batch.add(tok, pos + 1 + j, slot.seq, True)
+                    batch.add(tok, pos + 1 + j, seq, True)
                 to_sample.append((slot, first, draft))
                 added.append((slot, [a.last]))
                 generated += 1
@@ -335,7 +356,7 @@ class Scheduler:
             last_index = len(a.request.prompt_tokens) - 1
             for j, tok in enumerate(chunk):
                 last = start + j == last_index
-                idx = batch.add(tok, pos + j, slot.seq, last)
+                idx = batch.add(tok, pos + j, seq, last)
                 if last:
                     to_sample.append((slot, idx, []))
             added.append((slot, chunk))
@@ -344,11 +365,13 @@ class Scheduler:
             return 0  # every active request is waiting for another's preamble (and none generates)
         profile = self.stats.profile
         t0 = time.perf_counter()
-        rc = self.ctx.decode(batch)
-        if rc == 1 and self._free_idle_cells():
-            rc = self.ctx.decode(batch)
+        rc = ctx.decode(batch)
+        if rc == 1 and ctx is self.ctx and self._free_idle_cells():
+            rc = ctx.decode(batch)
         t1 = time.perf_counter()
         self._decode_s = t1 - t0
+        if lane_slot is not None and self.lane is not None:
+            self.lane.stats.steps += 1
         profile.decode_s += t1 - t0
         profile.steps += 1
         profile.generated += generated
@@ -357,7 +380,8 @@ class Scheduler:
             row = profile.by_size.setdefault(batch.n, [0, 0.0, 0.0])
             row[0] += 1
             row[1] += t1 - t0
-            self.step_costs.observe(batch.n, t1 - t0)
+            if lane_slot is None:  # the draft policy weighs the main model's steps against each other
+                self.step_costs.observe(batch.n, t1 - t0)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
         for slot, tokens in added:
@@ -368,13 +392,13 @@ class Scheduler:
                 a.save_at = None
         self.stats.record_step(generated, prompt_tokens)
         t2 = time.perf_counter()
-        logits = StepLogits(self.ctx, batch, self.model.n_vocab)
+        logits = StepLogits(ctx, batch, self.model.n_vocab)
         for slot, idx, draft in to_sample:
             a = slot.active
             assert a is not None
             if a.children:
                 self._fork(slot, a, idx, logits)
-            token = a.sampler.sample(self.ctx, idx, logits)
+            token = a.sampler.sample(ctx, idx, logits)
             accepted = 0
             while accepted < len(draft) and token == draft[accepted]:
                 # A right guess is already in the KV cache at the next position: keep it, and read
@@ -384,14 +408,15 @@ class Scheduler:
                 if slot.active is not a:
                     break
                 accepted += 1
-                token = a.sampler.sample(self.ctx, idx + accepted, logits)
+                token = a.sampler.sample(ctx, idx + accepted, logits)
             if slot.active is a:
                 self._accept(slot, a, token, idx + accepted)
             if draft:
                 self.stats.drafted += len(draft)
                 self.stats.draft_accepted += accepted
                 a.acceptance.record(len(draft), accepted)
-                self.ctx.seq_rm(slot.seq, len(slot.kv), -1)  # drop the cells of wrong guesses
+                # Drop the cells of wrong guesses.
+                ctx.seq_rm(LANE_SEQ if slot is lane_slot else slot.seq, len(slot.kv), -1)
         profile.sample_s += time.perf_counter() - t2
         return 0 if prompt_tokens else batch.n
 
@@ -414,7 +439,7 @@ class Scheduler:
 
     def _token_info(self, a: Active, token: int, piece: bytes, row: int) -> TokenInfo:
         top = a.request.sampling.logprobs or 0
-        logprob, best = self.ctx.logprobs(row, self.model.n_vocab, token, top)
+        logprob, best = self._step_ctx.logprobs(row, self.model.n_vocab, token, top)
         return TokenInfo(token, piece, logprob, [(t, self.model.piece(t), lp) for t, lp in best])
 
     def _accept(self, slot: Slot, a: Active, token: int, row: int) -> None:
@@ -447,6 +472,8 @@ class Scheduler:
     def _finish(self, slot: Slot, reason: str, error: str | None = None) -> None:
         a = slot.active
         assert a is not None
+        if self.lane is not None and self.lane.holding is slot:
+            self.lane.leave()  # the slot keeps its whole history in the main context, as every slot does
         for child_slot, child in a.children:  # siblings still waiting for this prompt end with it
             if child_slot.active is child:
                 self._finish(child_slot, reason, error)

@@ -44,6 +44,9 @@ class Active:
     # Set while another request (this one) prefills the same unsaved preamble: this request
     # prefills nothing until that preamble is saved, then restores it instead of decoding it again.
     waits_for: Active | None = None
+    # No other request was running when this one was admitted, nor has one been admitted since: it
+    # may decode in the solo lane (solo_lane.py).
+    alone: bool = False
 
     @property
     def prefilling(self) -> bool:

@@ -40,6 +40,9 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     kernel_cache_path: str | None = None
     # The model file asked for, when model_path is the optimised copy of it (hive/optimize.py).
     source_model_path: str | None = None
+    # A file with the served model's layers whose one-row step is faster on this CPU (the original of
+    # an optimised copy): a request running alone decodes on it (hive/solo_lane.py). None: never.
+    solo_model_path: str | None = None
 
 
 class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -170,6 +173,8 @@ class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):
     kv_cache: str = ""
     # The model file asked for, when model_path is its optimised copy; else empty.
     source_model_path: str = ""
+    # The file a request running alone decodes on (hive/solo_lane.py); empty when there is none.
+    solo_model_path: str = ""
 
 
 class Generation:

@@ -69,6 +69,7 @@ class Status:
             kv_cache=s.kv_cache,
             model_file=s.model_path,
             optimized_from=s.source_model_path,
+            solo_model_file=s.solo_model_path,
             requests_per_minute=self.traffic.requests_per_minute(),
             errors_by_status=self.traffic.errors_by_status(),
             history=self.traffic.history(),

@@ -54,6 +54,7 @@ class Server:
 
     def __init__(self, args, model: Path, logdir: Path, user_threads: bool = False):
         self.args, self.logdir = args, logdir
+        self.original_model = model
         self.model = Path(args.optimized_model) if self.optimized_model and args.optimized_model else model
         self.user_threads = user_threads
         self.port = 0
@@ -366,7 +367,9 @@ def require_optimized_model(args) -> None:
 
 
 class AlveareOptimized(Alveare):
-    """Alveare on --optimized-model (the file `alveare model optimize` writes)."""
+    """Alveare on --optimized-model (the file `alveare model optimize` writes), with the run's model
+    as its solo model (`--solo-model PATH`: a request running alone decodes on it), as a start on the
+    embedded model serves the copy where its report measured the original's one-row step faster."""
 
     name = "alveare-optimized"
     optimized_model = True
@@ -374,6 +377,18 @@ class AlveareOptimized(Alveare):
     def check(self) -> None:
         require_optimized_model(self.args)
         super().check()
+
+    solo = True
+
+    def build_command(self) -> list[str]:
+        return [*super().build_command(), "--solo-model", str(self.original_model) if self.solo else "off"]
+
+
+class AlveareOptimizedCopyOnly(AlveareOptimized):
+    """alveare-optimized with `--solo-model off`: the copy decodes every step (opt-in, for an A/B)."""
+
+    name = "alveare-optimized-copy-only"
+    solo = False
 
 
 class LlamaServerOptimized(LlamaServerSplit):
@@ -486,6 +501,7 @@ SERVER_CLASSES: dict[str, type[Server]] = {
         LlamaServerSplit,
         LlamaServerSplitNoFlash,
         AlveareOptimized,
+        AlveareOptimizedCopyOnly,
         LlamaServerOptimized,
         LlamaCppPython,
         SdistExample,

@@ -31,6 +31,7 @@ SAMPLES = {
     "prefill_chunk": ("64", 64),
     "cpu_kernels": ("safe", "safe"),
     "optimized_model": ("off", "off"),
+    "solo_model": ("/models/original.gguf", "/models/original.gguf"),
     "request_timeout_s": ("12.5", 12.5),
     "queue_size": ("3", 3),
     "shutdown_grace_s": ("2.5", 2.5),

@@ -139,6 +139,8 @@ class HiveView(View, can_focus=True):
             head.append(f"\nSafe CPU kernels: {s.cpu_kernels_reason}", style="yellow")
         if s.optimized_from:
             head.append(f"\nServing the optimised copy {s.model_file} (alveare model optimize)", style="dim")
+        if s.solo_model_file:
+            head.append(f"\nA request running alone decodes on {s.solo_model_file} (the solo lane)", style="dim")
         state.update(head)
         self.query_one("#hive-live").display = True
 
