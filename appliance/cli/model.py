@@ -67,7 +67,7 @@ def _progress(line: str) -> None:
 
 
 def optimize(args: argparse.Namespace) -> int:
-    from appliance.hive.optimize import CANDIDATES
+    from appliance.hive.optimize import CANDIDATES, gate_for
     from appliance.hive.optimize import optimize as run
 
     settings = load_settings(args)
@@ -84,6 +84,7 @@ def optimize(args: argparse.Namespace) -> int:
             threads=settings.threads or default_threads(),
             cpu_kernels=settings.cpu_kernels,  # type: ignore[arg-type]
             kernel_cache=settings.kernel_cache_path,
+            gate=gate_for(settings.solo_model != "off"),
             progress=_progress,
         )
     except (RuntimeError, OSError) as exc:  # llama.cpp refused the file, or the disk is full

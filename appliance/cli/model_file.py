@@ -79,6 +79,7 @@ def optimize_embedded(settings: Settings, model_path: str, idle: Callable[[], fl
         "threads": threads,
         "cpu_kernels": settings.cpu_kernels,
         "kernel_cache": str(settings.kernel_cache_path) if settings.kernel_cache_path else None,
+        "solo_lane": settings.solo_model != "off",
     }
     # In a child: what the measurements take stays out of the serving process (optimize_child.py).
     done = subprocess.run(
@@ -135,15 +136,9 @@ def served_model(settings: Settings, model_path: str) -> str:
     return report.copy_path
 
 
-# The copy's one-row step, as a share of the original's, under which a lone request decodes on the
-# original (solo_lane.py): below it the lane's measured gain (1.16x on a Xeon at 0.81x) pays for moving
-# a request's cells twice; a copy within 5% is left to serve alone.
-SOLO_BELOW = 0.95
-
-
 def solo_model(settings: Settings, model_path: str, served_path: str) -> str | None:
     """The file a request running alone decodes on beside the served copy (--solo-model), or None."""
-    from appliance.hive.optimize import optimized_copy
+    from appliance.hive.optimize import SOLO_BELOW, optimized_copy
 
     if settings.solo_model == "off":
         return None

@@ -22,7 +22,7 @@ log = logging.getLogger("appliance.serve")  # its lines are part of serve's star
 
 
 def run(job: dict) -> int:
-    from appliance.hive.optimize import AUTO_CANDIDATES, optimize
+    from appliance.hive.optimize import AUTO_CANDIDATES, gate_for, optimize
 
     try:
         report = optimize(
@@ -32,6 +32,7 @@ def run(job: dict) -> int:
             threads=job["threads"],
             cpu_kernels=job["cpu_kernels"],
             kernel_cache=Path(job["kernel_cache"]) if job.get("kernel_cache") else None,
+            gate=gate_for(bool(job.get("solo_lane"))),
             progress=lambda line: log.info("optimize: %s", line.strip()),
         )
     except Exception as exc:  # an optional step: whatever failed, the original still serves

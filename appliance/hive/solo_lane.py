@@ -3,7 +3,7 @@ is faster, while batches stay on the main one.
 
 Where the optimised copy is served (optimize.py), it wins every batched step (prefill, a step of
 several sequences) but may lose the one-row step: on a 2-core Xeon the Q8_0 copy's 1-row step is
-0.78-0.83x the Q4_1 original's, since a lone token reads every weight once and Q8_0's are 1.7x the
+0.78-0.83x the Q4_1 original's, since a lone token reads every weight once and Q8_0's are ~1.5x the
 bytes. A single client there waits on exactly that step. So where the report says so, the engine
 loads the original beside the copy, with a context of the same shape, and a request that was
 admitted with no other request running and still runs alone (nothing queued, no sibling choices,

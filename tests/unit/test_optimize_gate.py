@@ -12,6 +12,7 @@ import pytest
 
 from appliance.hive.kernels import cpu_signature
 from appliance.hive.optimize import (
+    SOLO_ONE_ROW_FLOOR,
     Gate,
     Report,
     Result,
@@ -20,6 +21,7 @@ from appliance.hive.optimize import (
     choose,
     copy_path,
     copy_state,
+    gate_for,
     judge,
     optimized_copy,
     report_path,
@@ -77,6 +79,25 @@ def test_a_copy_much_slower_at_one_measurement_is_not_kept_whatever_its_mean() -
     assert reasons == ["1-row decode 0.76x the original's (at least 0.80x)"]
     # A little slower at one, within the floor (AMD EPYC's Q8_0: 0.90-0.98x at 1 row): the mean decides.
     assert judge(original_perplexity=20.0, perplexity=20.0, agreement=1.0, ratios=ratios(190, 140, 90), gate=Gate())[1]
+
+
+def test_with_the_solo_lane_the_one_row_floor_is_lower() -> None:
+    """The original decodes lone requests beside the copy, so the Xeon's copy (1.95x prefill, 1.30x
+    8-row, 0.78x 1-row: kept or not by a hair at 0.80x) is kept; a far slower one still is not."""
+    xeon = ratios(195, 130, 78)
+    assert not judge(original_perplexity=20.0, perplexity=20.0, agreement=1.0, ratios=xeon, gate=gate_for(False))[1]
+    passed, faster, _, reasons = judge(
+        original_perplexity=20.0, perplexity=20.0, agreement=1.0, ratios=xeon, gate=gate_for(True)
+    )
+    assert passed and faster and reasons == []
+    _, faster, _, reasons = judge(
+        original_perplexity=20.0, perplexity=20.0, agreement=1.0, ratios=ratios(195, 130, 65), gate=gate_for(True)
+    )
+    assert not faster and reasons == [f"1-row decode 0.65x the original's (at least {SOLO_ONE_ROW_FLOOR:.2f}x)"]
+    # The other two keep the common floor.
+    assert not judge(
+        original_perplexity=20.0, perplexity=20.0, agreement=1.0, ratios=ratios(300, 75, 100), gate=gate_for(True)
+    )[1]
 
 
 def result(kind: str, *, passed: bool, faster: bool, speedup: float) -> Result:
