@@ -104,7 +104,9 @@ def show(args: argparse.Namespace) -> int:
     if settings.model_path:  # only the reports on this file
         found = [r for r in found if r.source.path == os.path.realpath(settings.model_path)]
     if args.json:
-        print_json([{"state": served_state(settings, r), "report": r} for r in found])
+        print_json(
+            [{"state": served_state(settings, r), "solo_model": served_solo(settings, r), "report": r} for r in found]
+        )
         return 0
     if not found:
         print(f"No optimisation reports in {settings.models_path}; `alveare model optimize` makes one.")
@@ -114,7 +116,19 @@ def show(args: argparse.Namespace) -> int:
             print()
         print_report(report)
         print(f"State:   {served_state(settings, report)}")
+        if solo := served_solo(settings, report):
+            print(f"Solo:    a request running alone decodes on {solo} (the solo lane; --solo-model off: never)")
     return 0
+
+
+def served_solo(settings: Settings, report: Report) -> str | None:
+    """The file serve would put beside the copy for requests running alone (solo_model's rule), or None."""
+    from appliance.cli.model_file import copy_unused_because, solo_model
+    from appliance.hive.optimize import copy_state
+
+    if not report.copy_path or copy_state(report) != "in use" or copy_unused_because(settings):
+        return None
+    return solo_model(settings, report.source.path, report.copy_path)
 
 
 def served_state(settings: Settings, report: Report) -> str:
@@ -135,6 +149,7 @@ def print_report(r: Report) -> None:
         f"Gate:    perplexity on {r.text_tokens} tokens at most {r.gate.max_perplexity_increase:+.0%}, greedy "
         f"agreement on {r.prompts} prompts x {r.answer_tokens} tokens at least {r.gate.min_agreement:.0%}, "
         f"speed at least {r.gate.min_speedup:.2f}x, none of the three below {r.gate.min_each:.2f}x"
+        + (f" (decode x1: {r.gate.one_row_floor:.2f}x, with the solo lane)" if r.gate.one_row_floor is not None else "")
     )
     print()
     headers = ["model", "MB", "kernels", "perplexity", "agreement", "same answers", "prefill", "decode x8", "decode x1"]

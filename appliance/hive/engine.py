@@ -248,19 +248,21 @@ class HiveEngine:
 
         path = self.config.solo_model_path
         assert path
+        solo: Model | None = None
         try:
             cache = KernelCache(cache_path)
             kernels = choose_kernels(self.config.cpu_kernels, path, cache=cache, gpu_offload_all=False)
             solo = Model(path, gpu=False, extra_bufts=kernels.mode == "fast")
             shape = lambda m: (m.n_layers, m.kv_cell_bytes, m.n_vocab)  # noqa: E731
             if shape(solo) != shape(model):
-                solo.close()
-                raise ValueError("its layers, KV cells or vocabulary differ from the served copy's")
+                raise ValueError("its layers, KV cells or vocabulary differ from the served model's")
             # One row a step (no prompts, no drafts there), so a small batch keeps its buffers small;
             # llama.cpp reserves a graph with an output per sequence, so no smaller than the slots.
             lane_ctx, lane_pages = context(solo, self.config.slots)
         except Exception as exc:
-            log.warning("solo lane off: could not load %s beside the copy (%s)", path, exc)
+            if solo is not None:
+                solo.close()
+            log.warning("solo lane off: could not load %s beside the served model (%s)", path, exc)
             return None
         log.info("solo lane: %s decodes a request running alone (its one-row step is faster here)", Path(path).name)
         lane = SoloLane(ctx, lane_ctx, solo, path, lane_pages)

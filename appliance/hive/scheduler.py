@@ -147,14 +147,14 @@ class Scheduler:
                         self._cond.wait(timeout=0.05)
             except Exception:
                 log.exception("engine step failed; failing the requests in flight")
+                if self.lane is not None:
+                    self.lane.drop()  # every cell is cleared below: nothing to move back
                 for slot in self.slots:
                     if slot.active:
                         self._finish(slot, "error", error="engine step failed")
                 for seq in self.slots:
                     seq.kv = []
                 self.ctx.clear()
-                if self.lane is not None:
-                    self.lane.drop()
                 self._flush()
         for slot in self.slots:
             if slot.active:
@@ -292,7 +292,7 @@ class Scheduler:
         batch = self.batch
         batch.clear()
         lane_slot = self.lane.holding if self.lane is not None else None
-        ctx = self._step_ctx = self.lane.lane if lane_slot is not None and self.lane is not None else self.ctx
+        ctx = self._step_ctx = self.lane.ctx_for_step() if self.lane is not None else self.ctx
         # (slot, batch index of the first logits row, draft tokens verified at the following rows)
         to_sample: list[tuple[Slot, int, list[int]]] = []
         added: list[tuple[Slot, list[int]]] = []

@@ -35,13 +35,12 @@ if TYPE_CHECKING:
 # commits one stream's memory, not one per slot.
 LANE_SEQ = 0
 
-# A move there and back costs about a quarter of a step for the embedded model's typical history
-# (measured above); fewer tokens to go than this are not worth it.
-MIN_TOKENS_LEFT = 8
 # Moving costs by the cell, saving by the token: on the Xeon a move there and back took ~5.8 ms for
-# ~150 cells of the embedded model, about what 19% of 48 one-row steps save (0.81x: ~2 ms a step).
-# So a request goes only with at least one token to go for every HISTORY_PER_TOKEN cells it holds.
+# ~150 cells of the embedded model, what about 3 of the lane's one-row steps save (0.81x: ~2 ms a
+# step). So a request goes only with at least one token to go for every HISTORY_PER_TOKEN cells it
+# holds, and never for its last few tokens.
 HISTORY_PER_TOKEN = 48
+MIN_TOKENS_LEFT = 8
 
 
 @dataclass

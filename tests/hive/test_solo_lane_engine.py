@@ -175,3 +175,21 @@ def test_a_solo_model_that_cannot_load_leaves_the_copy_serving(tmp_path) -> None
         assert done.finish_reason in ("length", "stop") and done.completion_tokens > 0
     finally:
         stop(eng)
+
+
+def test_a_step_that_fails_in_the_lane_fails_its_request_and_the_engine_goes_on(lane: HiveEngine) -> None:
+    lane_ctx = stats(lane).lane
+    calls: list[int] = []
+
+    def fails_once(batch):  # the third step there: llama.cpp's error code for a failed decode
+        calls.append(1)
+        return -1 if len(calls) == 3 else type(lane_ctx).decode(lane_ctx, batch)
+
+    lane_ctx.decode = fails_once  # type: ignore[method-assign]
+    try:
+        [(_, failed)] = run(lane, GenerationRequest(prompt_tokens=prompt(lane, "Hi!"), max_tokens=16, sampling=GREEDY))
+    finally:
+        del lane_ctx.decode
+    assert len(calls) >= 3 and failed.finish_reason == "error" and stats(lane).holding is None
+    [(_, ok)] = run(lane, GenerationRequest(prompt_tokens=prompt(lane, "Hello?"), max_tokens=12, sampling=GREEDY))
+    assert ok.finish_reason in ("length", "stop") and ok.completion_tokens > 0

@@ -103,3 +103,22 @@ def test_no_report_no_solo_model(monkeypatch: pytest.MonkeyPatch, tmp_path) -> N
     monkeypatch.setattr(optimize, "optimized_copy", lambda path, models: None)
     settings = Settings(data_dir=str(tmp_path))
     assert model_file.solo_model(settings, "/m/original.gguf", "/m/copy.gguf") is None
+
+
+def test_model_show_names_the_solo_file_only_where_serve_loads_one(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    import appliance.hive.optimize as optimize
+    from appliance.cli.model import served_solo
+
+    shown = SimpleNamespace(copy_path="/m/original.q8_0.gguf", source=SimpleNamespace(path="/m/original.gguf"))
+    monkeypatch.setattr(optimize, "optimized_copy", lambda path, models: report(0.81))
+    for state, setting, expected in (
+        ("in use", "auto", "/m/original.gguf"),
+        ("in use", "off", None),
+        ("stale: the original changed since", "auto", None),
+    ):
+        monkeypatch.setattr(optimize, "copy_state", lambda r, state=state: state)
+        assert served_solo(Settings(data_dir=str(tmp_path), solo_model=setting), shown) == expected  # type: ignore[arg-type]
+    # --optimized-model off serves the original: no copy, so nothing beside it.
+    monkeypatch.setattr(optimize, "copy_state", lambda r: "in use")
+    settings = Settings(data_dir=str(tmp_path), optimized_model="off")
+    assert served_solo(settings, shown) is None  # type: ignore[arg-type]
