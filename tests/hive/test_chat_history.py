@@ -5,10 +5,10 @@ is the one a cold prefill gives."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import pytest
+from engine_loop import on_loop, start_engine, stop_engine
 from near_tie import assert_same_or_near_tie
 
 from appliance.hive.engine import HiveEngine, embedded_model_path
@@ -22,17 +22,8 @@ SLACK = 2
 
 
 def start(layout: str, slots: int) -> HiveEngine:
-    loop = asyncio.new_event_loop()
-    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=slots, n_ctx=4096 * slots, kv_cache=layout))
-    loop.run_until_complete(eng.start())
-    assert eng.loaded, eng.status().load_error
-    eng.test_loop = loop  # type: ignore[attr-defined]
-    return eng
-
-
-def stop(eng: HiveEngine) -> None:
-    eng.test_loop.run_until_complete(eng.stop())  # type: ignore[attr-defined]
-    eng.test_loop.close()  # type: ignore[attr-defined]
+    config = EngineConfig(model_path=embedded_model_path(), slots=slots, n_ctx=4096 * slots, kv_cache=layout)
+    return start_engine(config)
 
 
 @pytest.fixture(params=["split", "unified"])
@@ -44,7 +35,7 @@ def layout(request) -> str:
 def one_slot(layout: str) -> Iterator[HiveEngine]:
     eng = start(layout, slots=1)
     yield eng
-    stop(eng)
+    stop_engine(eng)
 
 
 def generate(eng: HiveEngine, tokens: list[int], max_tokens: int = 24) -> tuple[str, Finished]:
@@ -54,7 +45,7 @@ def generate(eng: HiveEngine, tokens: list[int], max_tokens: int = 24) -> tuple[
         assert g.finished is not None
         return text, g.finished
 
-    return eng.test_loop.run_until_complete(go())  # type: ignore[attr-defined]
+    return on_loop(eng, go())
 
 
 def chat(eng: HiveEngine, turns: list[tuple[str, str]]) -> list[int]:
@@ -84,7 +75,7 @@ def test_the_next_turn_prefills_only_the_new_question(one_slot: HiveEngine) -> N
         assert cold.cached_tokens == 0
         assert_same_or_near_tie(fresh, second_prompt, cold, second)
     finally:
-        stop(fresh)
+        stop_engine(fresh)
 
 
 def test_a_chat_pushed_out_of_its_slot_comes_back_from_host_memory(one_slot: HiveEngine) -> None:

@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterator
 
 import pytest
+from engine_loop import on_loop, start_engine, stop_engine
 from near_tie import assert_same_or_near_tie
 
 from appliance.hive.engine import HiveEngine, embedded_model_path
@@ -22,35 +23,24 @@ SYSTEM = "You are a concise assistant for a small bakery. Answer in two short se
 
 
 def start(solo: str | None) -> HiveEngine:
-    loop = asyncio.new_event_loop()
     # Split streams, the CPU default: a finished slot keeps its answer too, for the chat's next turn.
-    config = EngineConfig(
-        model_path=embedded_model_path(), solo_model_path=solo, slots=4, n_ctx=4 * 2048, kv_cache="split"
+    return start_engine(
+        EngineConfig(model_path=embedded_model_path(), solo_model_path=solo, slots=4, n_ctx=4 * 2048, kv_cache="split")
     )
-    eng = HiveEngine(config)
-    loop.run_until_complete(eng.start())
-    assert eng.loaded, eng.status().load_error
-    eng.test_loop = loop  # type: ignore[attr-defined]
-    return eng
-
-
-def stop(eng: HiveEngine) -> None:
-    eng.test_loop.run_until_complete(eng.stop())  # type: ignore[attr-defined]
-    eng.test_loop.close()  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module")
 def lane() -> Iterator[HiveEngine]:
     eng = start(embedded_model_path())
     yield eng
-    stop(eng)
+    stop_engine(eng)
 
 
 @pytest.fixture(scope="module")
 def plain() -> Iterator[HiveEngine]:
     eng = start(None)
     yield eng
-    stop(eng)
+    stop_engine(eng)
 
 
 def prompt(eng: HiveEngine, question: str, *history: tuple[str, str]) -> list[int]:
@@ -69,7 +59,7 @@ def run(eng: HiveEngine, *requests: GenerationRequest) -> list[tuple[str, Finish
     async def go() -> list[tuple[str, Finished]]:
         return list(await asyncio.gather(*(one(r) for r in requests)))
 
-    return eng.test_loop.run_until_complete(go())  # type: ignore[attr-defined]
+    return on_loop(eng, go())
 
 
 def stats(eng: HiveEngine):
@@ -131,7 +121,7 @@ def test_a_second_request_sends_the_first_back_and_both_answer_as_alone(lane: Hi
         return [ga.finished, gb.finished]
 
     entries = stats(lane).stats.entries
-    got = lane.test_loop.run_until_complete(staggered())  # type: ignore[attr-defined]
+    got = on_loop(lane, staggered())
     assert stats(lane).stats.entries == entries + 1  # b was admitted beside a: it never moves
     for req, moved in zip((a, b), got, strict=True):
         [(_, alone)] = run(plain, req)
@@ -148,8 +138,8 @@ def test_log_probabilities_come_from_the_lane_context(lane: HiveEngine, plain: H
         g = eng.submit(req)
         return [info async for chunk in g.chunks() for info in chunk.tokens]
 
-    moved = lane.test_loop.run_until_complete(chunks(lane))  # type: ignore[attr-defined]
-    stayed = plain.test_loop.run_until_complete(chunks(plain))  # type: ignore[attr-defined]
+    moved = on_loop(lane, chunks(lane))
+    stayed = on_loop(plain, chunks(plain))
     assert [t.id for t in moved] == [t.id for t in stayed]
     for m, s in zip(moved, stayed, strict=True):
         assert math.isclose(m.logprob, s.logprob, abs_tol=1e-3)
@@ -174,7 +164,7 @@ def test_a_solo_model_that_cannot_load_leaves_the_copy_serving(tmp_path) -> None
         [(_, done)] = run(eng, GenerationRequest(prompt_tokens=prompt(eng, "Hello?"), max_tokens=4, sampling=GREEDY))
         assert done.finish_reason in ("length", "stop") and done.completion_tokens > 0
     finally:
-        stop(eng)
+        stop_engine(eng)
 
 
 def test_a_step_that_fails_in_the_lane_fails_its_request_and_the_engine_goes_on(lane: HiveEngine) -> None:

@@ -1,0 +1,31 @@
+"""A HiveEngine on the real model, driven from synchronous tests: each engine runs on an event loop
+of its own (its generations deliver to the loop that started it)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from appliance.hive.engine import HiveEngine
+from appliance.hive.types import EngineConfig
+
+T = TypeVar("T")
+
+
+def start_engine(config: EngineConfig) -> HiveEngine:
+    loop = asyncio.new_event_loop()
+    eng = HiveEngine(config)
+    loop.run_until_complete(eng.start())
+    assert eng.loaded, eng.status().load_error
+    eng.test_loop = loop  # type: ignore[attr-defined]
+    return eng
+
+
+def on_loop(eng: HiveEngine, coro: Coroutine[Any, Any, T]) -> T:
+    return eng.test_loop.run_until_complete(coro)  # type: ignore[attr-defined]
+
+
+def stop_engine(eng: HiveEngine) -> None:
+    on_loop(eng, eng.stop())
+    eng.test_loop.close()  # type: ignore[attr-defined]
