@@ -152,7 +152,7 @@ def solo_model(settings: Settings, model_path: str, served_path: str) -> str | N
     if one_row is None or one_row >= SOLO_BELOW:
         return None
     log.info(
-        "a request running alone decodes on %s: the copy's one-row step measured %.2fx its own here "
+        "a request running alone decodes on %s: the copy's one-row step measured %.2fx the original's here "
         "(--solo-model off: the copy serves every step)",
         model_path,
         one_row,
