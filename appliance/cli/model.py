@@ -123,12 +123,10 @@ def show(args: argparse.Namespace) -> int:
 
 def served_solo(settings: Settings, report: Report) -> str | None:
     """The file serve would put beside the copy for requests running alone (solo_model's rule), or None."""
-    from appliance.cli.model_file import copy_unused_because, solo_model
-    from appliance.hive.optimize import copy_state
+    from appliance.cli.model_file import solo_model
 
-    if not report.copy_path or copy_state(report) != "in use" or copy_unused_because(settings):
-        return None
-    return solo_model(settings, report.source.path, report.copy_path)
+    copy = report if report.copy_path and served_state(settings, report) == "in use" else None
+    return solo_model(settings, report.source.path, copy)
 
 
 def served_state(settings: Settings, report: Report) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from appliance.hive.optimize import Report
     from appliance.settings import Settings
 
 log = logging.getLogger("appliance.serve")  # serve's logger: these lines are part of its start-up
@@ -112,20 +113,20 @@ def copy_unused_because(settings: Settings) -> str | None:
     return None
 
 
-def served_model(settings: Settings, model_path: str) -> str:
-    """The file to load for `model_path`: the copy `alveare model optimize` kept for it while that is
-    still valid (and --optimized-model is auto), else the file itself."""
+def served_copy(settings: Settings, model_path: str) -> Report | None:
+    """The report of the copy `alveare model optimize` kept for `model_path`, where serve loads that
+    copy (it is still valid and --optimized-model is auto); None where serve loads the file itself."""
     from appliance.hive.optimize import optimized_copy
 
     if settings.optimized_model == "off":
-        return model_path  # not even looked for
+        return None  # not even looked for
     report = optimized_copy(model_path, settings.models_path)
     if report is None or report.copy_path is None:
-        return model_path
+        return None
     unused = copy_unused_because(settings)
     if unused is not None:
         log.info("serving %s, not its optimised copy: %s", model_path, unused)
-        return model_path
+        return None
     log.info(
         "serving the optimised %s copy %s of %s (%s); --optimized-model off serves the original",
         report.kept,
@@ -133,21 +134,27 @@ def served_model(settings: Settings, model_path: str) -> str:
         model_path,
         report.verdict.removeprefix(f"kept the {report.kept} copy: "),
     )
-    return report.copy_path
+    return report
 
 
-def solo_model(settings: Settings, model_path: str, served_path: str) -> str | None:
-    """The file a request running alone decodes on beside the served copy (--solo-model), or None."""
-    from appliance.hive.optimize import SOLO_BELOW, optimized_copy
+def served_model(settings: Settings, model_path: str) -> str:
+    """The file to load for `model_path`: its valid optimised copy (served_copy), else the file itself."""
+    copy = served_copy(settings, model_path)
+    return copy.copy_path if copy is not None and copy.copy_path else model_path
+
+
+def solo_model(settings: Settings, model_path: str, copy: Report | None) -> str | None:
+    """The file a request running alone decodes on (--solo-model), or None; `copy`: the report of the
+    copy serve loads for `model_path` (served_copy), None where it loads the original."""
+    from appliance.hive.optimize import SOLO_BELOW
 
     if settings.solo_model == "off":
         return None
     if settings.solo_model != "auto":
         return settings.solo_model  # beside whichever file is served
-    if served_path == model_path:
+    if copy is None:
         return None  # no copy served: the original decodes every step already
-    report = optimized_copy(model_path, settings.models_path)
-    kept = next((c for c in report.candidates if c.type == report.kept), None) if report else None
+    kept = next((c for c in copy.candidates if c.type == copy.kept), None)
     one_row = kept.ratios.get("decode_one") if kept else None
     if one_row is None or one_row >= SOLO_BELOW:
         return None

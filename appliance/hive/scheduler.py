@@ -27,7 +27,7 @@ from appliance.hive.prefix_cache import PrefixCache
 from appliance.hive.reuse import PromptReuse
 from appliance.hive.sampling import Sampler, request_sampler
 from appliance.hive.slots import Active, Slot
-from appliance.hive.solo_lane import LANE_SEQ, SoloLane, lane_candidate
+from appliance.hive.solo_lane import LANE_SEQ, SoloLane
 from appliance.hive.stats import Stats
 from appliance.hive.text import TextStream
 from appliance.hive.threads import ThreadPolicy
@@ -58,7 +58,6 @@ class Scheduler:
         self.ctx = ctx
         # A second model for a request running alone, where its one-row step is faster (solo_lane.py).
         self.lane = lane
-        self._step_ctx = ctx  # the context the current step decodes on: the main one or the lane's
         self.slots = [Slot(seq=i) for i in range(slots)]
         self.queue_size = queue_size
         self.context_length = context_length
@@ -180,13 +179,11 @@ class Scheduler:
             return
         with self._cond:
             waiting = len(self._waiting)
-        slot = lane_candidate(self.slots, waiting, self.lane.holding)
-        if slot is self.lane.holding:
-            return
-        self.lane.leave()
-        if slot is not None and not self.lane.enter(slot):
-            assert slot.active is not None
-            slot.active.alone = False  # not tried again at every step
+        self.lane.follow(self.slots, waiting)
+
+    def _step_ctx(self) -> Context:
+        """The context this step decodes on: the lane's while it holds the request, else the main one."""
+        return self.lane.ctx_for_step() if self.lane is not None else self.ctx
 
     def _leave_lane(self) -> None:
         """Before anything but the lane's own steps touches the main context: its cells back there."""
@@ -292,7 +289,7 @@ class Scheduler:
         batch = self.batch
         batch.clear()
         lane_slot = self.lane.holding if self.lane is not None else None
-        ctx = self._step_ctx = self.lane.ctx_for_step() if self.lane is not None else self.ctx
+        ctx = self._step_ctx()
         # (slot, batch index of the first logits row, draft tokens verified at the following rows)
         to_sample: list[tuple[Slot, int, list[int]]] = []
         added: list[tuple[Slot, list[int]]] = []
@@ -439,7 +436,7 @@ class Scheduler:
 
     def _token_info(self, a: Active, token: int, piece: bytes, row: int) -> TokenInfo:
         top = a.request.sampling.logprobs or 0
-        logprob, best = self._step_ctx.logprobs(row, self.model.n_vocab, token, top)
+        logprob, best = self._step_ctx().logprobs(row, self.model.n_vocab, token, top)
         return TokenInfo(token, piece, logprob, [(t, self.model.piece(t), lp) for t, lp in best])
 
     def _accept(self, slot: Slot, a: Active, token: int, row: int) -> None:

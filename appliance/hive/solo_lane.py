@@ -106,6 +106,16 @@ class SoloLane:
         self.stats.entries += 1
         return True
 
+    def follow(self, slots: list[Slot], waiting: int) -> None:
+        """Move the one request running alone here, or the held one back (lane_candidate decides)."""
+        slot = lane_candidate(slots, waiting, self.holding)
+        if slot is self.holding:
+            return
+        self.leave()
+        if slot is not None and not self.enter(slot):
+            assert slot.active is not None
+            slot.active.alone = False  # not tried again at every step
+
     def leave(self) -> None:
         """Copy the held slot's cells back into the main context (whatever the lane decoded since)."""
         slot, self.holding = self.holding, None

@@ -71,8 +71,14 @@ def test_file_ranges_reads_the_mappings_of_one_file() -> None:
 
 
 def report(one_row: float) -> SimpleNamespace:
+    """A kept Q8_0 copy's report, as far as serve and `model show` read it."""
     kept = SimpleNamespace(type="q8_0", ratios={"prefill": 1.9, "decode_batch": 1.3, "decode_one": one_row})
-    return SimpleNamespace(kept="q8_0", candidates=[kept])
+    return SimpleNamespace(
+        kept="q8_0",
+        candidates=[kept],
+        copy_path="/m/original.q8_0.gguf",
+        source=SimpleNamespace(path="/m/original.gguf"),
+    )
 
 
 @pytest.mark.parametrize(
@@ -87,30 +93,25 @@ def report(one_row: float) -> SimpleNamespace:
     ],
 )
 def test_serve_loads_the_original_beside_a_copy_slower_at_one_row(
-    monkeypatch: pytest.MonkeyPatch, tmp_path, setting: str, one_row: float, copy_served: bool, expected: str | None
+    tmp_path, setting: str, one_row: float, copy_served: bool, expected: str | None
 ) -> None:
-    import appliance.hive.optimize as optimize
-
-    monkeypatch.setattr(optimize, "optimized_copy", lambda path, models: report(one_row))
     settings = Settings(data_dir=str(tmp_path), solo_model=setting)
-    served = "/m/original.q8_0.gguf" if copy_served else "/m/original.gguf"
-    assert model_file.solo_model(settings, "/m/original.gguf", served) == expected
+    copy = report(one_row) if copy_served else None
+    assert model_file.solo_model(settings, "/m/original.gguf", copy) == expected  # type: ignore[arg-type]
 
 
-def test_no_report_no_solo_model(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    import appliance.hive.optimize as optimize
-
-    monkeypatch.setattr(optimize, "optimized_copy", lambda path, models: None)
+def test_a_report_without_the_one_row_measurement_adds_no_solo_model(tmp_path) -> None:
+    copy = report(0.81)
+    copy.candidates[0].ratios.pop("decode_one")
     settings = Settings(data_dir=str(tmp_path))
-    assert model_file.solo_model(settings, "/m/original.gguf", "/m/copy.gguf") is None
+    assert model_file.solo_model(settings, "/m/original.gguf", copy) is None  # type: ignore[arg-type]
 
 
 def test_model_show_names_the_solo_file_only_where_serve_loads_one(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     import appliance.hive.optimize as optimize
     from appliance.cli.model import served_solo
 
-    shown = SimpleNamespace(copy_path="/m/original.q8_0.gguf", source=SimpleNamespace(path="/m/original.gguf"))
-    monkeypatch.setattr(optimize, "optimized_copy", lambda path, models: report(0.81))
+    shown = report(0.81)
     for state, setting, expected in (
         ("in use", "auto", "/m/original.gguf"),
         ("in use", "off", None),
