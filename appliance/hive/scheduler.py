@@ -20,7 +20,7 @@ import time
 from collections import deque
 
 from appliance.errors import Overloaded
-from appliance.hive.drafting import StepCosts, choose
+from appliance.hive.drafting import StepCosts
 from appliance.hive.llama import Batch, Context, Model, StepLogits
 from appliance.hive.lookup import NgramIndex
 from appliance.hive.prefix_cache import PrefixCache
@@ -29,14 +29,12 @@ from appliance.hive.sampling import Sampler, request_sampler
 from appliance.hive.slots import Active, Slot
 from appliance.hive.solo_lane import LANE_SEQ, SoloLane
 from appliance.hive.stats import Stats
+from appliance.hive.step_plan import choose_drafts, fill_batch, prompt_budget, take_prompt_chunks
 from appliance.hive.text import TextStream
 from appliance.hive.threads import ThreadPolicy
 from appliance.hive.types import Chunk, Finished, Generation, GenerationRequest, TokenInfo, deliver
 
 log = logging.getLogger("alveare.hive")
-
-# Most draft tokens a request's lookup proposes per step; the draft policy decides how many are used.
-MAX_DRAFT = 8
 
 
 class Scheduler:
@@ -290,74 +288,15 @@ class Scheduler:
         batch.clear()
         lane_slot = self.lane.holding if self.lane is not None else None
         ctx = self._step_ctx()
-        # (slot, batch index of the first logits row, draft tokens verified at the following rows)
-        to_sample: list[tuple[Slot, int, list[int]]] = []
-        added: list[tuple[Slot, list[int]]] = []
         generating = [s for s in self._admitted_order if s.active is not None and not s.active.prefilling]
-        # Prompt-lookup guesses, of which the draft policy picks the ones worth a batch row.
-        proposed: dict[int, list[int]] = {}
-        proposals: list[tuple[int, int, float]] = []
-        for slot in generating:
-            a = slot.active
-            assert a is not None
-            if a.lookup is not None:
-                room = min(a.request.max_tokens - a.completion - 1, self.context_length - len(slot.kv) - 2)
-                if guess := a.lookup.draft(min(MAX_DRAFT, room)):
-                    proposed[slot.seq] = guess
-                    proposals.append((slot.seq, len(guess), a.acceptance.rate))
-        use = choose(self.step_costs, len(generating), proposals, batch.capacity - len(generating)) if proposals else {}
-        drafts = {slot.seq: proposed.get(slot.seq, [])[: use.get(slot.seq, 0)] for slot in generating}
+        drafts = choose_drafts(generating, self.step_costs, batch.capacity, self.context_length)
         self.reuse.resolve_waits(self._admitted_order)
-        # Prompt chunks share what is left of the step's rows, up to prefill_chunk, in arrival order.
-        # A small chunk gives the first requests of a burst their first token steps before the last;
-        # the whole batch (the default) keeps a burst in lockstep. Measured on a 2-core AMD EPYC
-        # (HTTP, 8 clients, 24 cold prompts, alternated): 128 rows halved time to first token p50
-        # (3.7-4.3 -> 1.8-2.3 s) but cost ~10% of tokens/s and raised p95 latency ~50%, as requests that
-        # start early come back sooner and their prompts slow the others' decode steps.
         decoding = sum(1 + len(d) for d in drafts.values())
-        # Prompts keep at least a quarter of the chunk however many rows decode (and a row at least).
-        budget = min(batch.capacity - decoding, max(self.prefill_chunk - decoding, 1 + self.prefill_chunk // 4))
-        chunks: dict[int, tuple[int, list[int]]] = {}  # seq -> (first prompt index, tokens)
-        prefilling: list[Slot] = []
-        for slot in self._admitted_order:
-            a = slot.active
-            if a is None or not a.prefilling or a.fork_from is not None or a.waits_for is not None or budget <= 0:
-                continue
-            end = a.done + budget
-            if a.save_at is not None:
-                end = min(end, a.save_at)  # stop at the preamble, to save it after this step
-            chunk = a.request.prompt_tokens[a.done : end]
-            chunks[slot.seq] = (a.done, chunk)
-            prefilling.append(slot)
-            a.done += len(chunk)
-            budget -= len(chunk)
-        # Rows go in sequence order: with a split KV cache llama.cpp puts only consecutive sequence
-        # ids in one ubatch (one pass over the weights), so rows in arrival order cost a batch of 8
-        # several passes (measured here: 63.8 ms for 8 rows in arrival order, 44.6 ms sorted).
-        generated = prompt_tokens = 0
-        for slot in sorted([*generating, *prefilling], key=lambda s: s.seq):
-            a = slot.active
-            assert a is not None
-            pos = len(slot.kv)
-            seq = LANE_SEQ if slot is lane_slot else slot.seq
-            if slot.seq in drafts:
-                draft = drafts[slot.seq]
-                first = batch.add(a.last, pos, seq, True)
-                for j, tok in enumerate(draft):
-                    batch.add(tok, pos + 1 + j, seq, True)
-                to_sample.append((slot, first, draft))
-                added.append((slot, [a.last]))
-                generated += 1
-                continue
-            start, chunk = chunks[slot.seq]
-            last_index = len(a.request.prompt_tokens) - 1
-            for j, tok in enumerate(chunk):
-                last = start + j == last_index
-                idx = batch.add(tok, pos + j, seq, last)
-                if last:
-                    to_sample.append((slot, idx, []))
-            added.append((slot, chunk))
-            prompt_tokens += len(chunk)
+        budget = prompt_budget(batch.capacity, decoding, self.prefill_chunk)
+        chunks = take_prompt_chunks(self._admitted_order, budget)
+        prefilling = [s for s in self._admitted_order if s.seq in chunks]
+        plan = fill_batch(batch, [*generating, *prefilling], drafts, chunks, lane_slot)
+        generated, prompt_tokens = plan.generated, plan.prompt_tokens
         if not batch.n:
             return 0  # every active request is waiting for another's preamble (and none generates)
         profile = self.stats.profile
@@ -381,7 +320,7 @@ class Scheduler:
                 self.step_costs.observe(batch.n, t1 - t0)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
-        for slot, tokens in added:
+        for slot, tokens in plan.added:
             slot.kv.extend(tokens)
             a = slot.active
             if a is not None and a.save_at is not None and len(slot.kv) == a.save_at:
@@ -390,7 +329,7 @@ class Scheduler:
         self.stats.record_step(generated, prompt_tokens)
         t2 = time.perf_counter()
         logits = StepLogits(ctx, batch, self.model.n_vocab)
-        for slot, idx, draft in to_sample:
+        for slot, idx, draft in plan.to_sample:
             a = slot.active
             assert a is not None
             if a.children:

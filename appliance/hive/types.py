@@ -23,7 +23,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     cache_entries: int = 32
     cache_bytes: int = 128 * 1024 * 1024
     n_batch: int = 512
-    # Most batch rows a step gives prompt tokens; 0: n_batch (scheduler._step says why).
+    # Most batch rows a step gives prompt tokens; 0: n_batch (step_plan.prompt_budget says why).
     prefill_chunk: int = 0
     # "unified": one pool of n_ctx cells for all slots (one request may use all of it); "split": each
     # slot its own stream of n_ctx / slots cells (attention reads only its own cells); "auto": split

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from engine_loop import on_loop, start_engine, stop_engine
 from near_tie import NEAR_TIE, arrangement_drift, assert_same_or_near_tie, near_tie_bound, top_two_gap
 from proc_status import resident_kb
 
@@ -39,22 +40,16 @@ KV_LAYOUTS = {"unified": 8192, "split": 32768}
 
 @pytest.fixture(scope="module", params=list(KV_LAYOUTS))
 def engine(request) -> AsyncIterator[HiveEngine]:
-    loop = asyncio.new_event_loop()
     layout = request.param
     config = EngineConfig(
         model_path=embedded_model_path(), slots=8, n_ctx=KV_LAYOUTS[layout], queue_size=64, kv_cache=layout
     )
-    eng = HiveEngine(config)
-    loop.run_until_complete(eng.start())
-    assert eng.loaded, eng.status().load_error
-    eng.test_loop = loop  # type: ignore[attr-defined]
+    eng = start_engine(config)
     yield eng
-    loop.run_until_complete(eng.stop())
-    loop.close()
+    stop_engine(eng)
 
 
-def run(engine: HiveEngine, coro):
-    return engine.test_loop.run_until_complete(coro)  # type: ignore[attr-defined]
+run = on_loop
 
 
 def prompt(engine: HiveEngine, system: str, user: str) -> list[int]:

@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterator
 
 import pytest
+from engine_loop import on_loop, start_engine, stop_engine
 
 from appliance.errors import InvalidRequest
 from appliance.hive.engine import HiveEngine, embedded_model_path
@@ -18,18 +19,12 @@ from appliance.hive.types import Chunk, EngineConfig, GenerationRequest, Samplin
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[HiveEngine]:
-    loop = asyncio.new_event_loop()
-    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=4, n_ctx=4096))
-    loop.run_until_complete(eng.start())
-    assert eng.loaded, eng.status().load_error
-    eng.test_loop = loop  # type: ignore[attr-defined]
+    eng = start_engine(EngineConfig(model_path=embedded_model_path(), slots=4, n_ctx=4096))
     yield eng
-    loop.run_until_complete(eng.stop())
-    loop.close()
+    stop_engine(eng)
 
 
-def run(engine: HiveEngine, coro):
-    return engine.test_loop.run_until_complete(coro)  # type: ignore[attr-defined]
+run = on_loop
 
 
 def chat(engine: HiveEngine, user: str, system: str = "You are a helpful assistant.") -> list[int]:
