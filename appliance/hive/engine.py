@@ -244,28 +244,35 @@ class HiveEngine:
         """The original model beside its optimised copy, for requests running alone (solo_lane.py); None
         (and one log line) where it cannot be loaded: the copy then serves every step."""
         from appliance.hive.llama import Model
-        from appliance.hive.solo_lane import SoloLane
+        from appliance.hive.solo_lane import LaneParts, SoloLane
 
         path = self.config.solo_model_path
         assert path
-        solo: Model | None = None
-        try:
-            cache = KernelCache(cache_path)
-            kernels = choose_kernels(self.config.cpu_kernels, path, cache=cache, gpu_offload_all=False)
+        cpu_kernels = self.config.cpu_kernels
+
+        def load() -> LaneParts:
+            # The first call checks the kernels (a child process) and keeps the verdict; a load again reads it.
+            kernels = choose_kernels(cpu_kernels, path, cache=KernelCache(cache_path), gpu_offload_all=False)
             solo = Model(path, gpu=False, extra_bufts=kernels.mode == "fast")
-            shape = lambda m: (m.n_layers, m.kv_cell_bytes, m.n_vocab)  # noqa: E731
-            if shape(solo) != shape(model):
-                raise ValueError("its layers, KV cells or vocabulary differ from the served model's")
-            # One row a step (no prompts, no drafts there), so a small batch keeps its buffers small;
-            # llama.cpp reserves a graph with an output per sequence, so no smaller than the slots.
-            lane_ctx, lane_pages = context(solo, self.config.slots)
-        except Exception as exc:
-            if solo is not None:
+            try:
+                shape = lambda m: (m.n_layers, m.kv_cell_bytes, m.n_vocab)  # noqa: E731
+                if shape(solo) != shape(model):
+                    raise ValueError("its layers, KV cells or vocabulary differ from the served model's")
+                # One row a step (no prompts, no drafts there), so a small batch keeps its buffers small;
+                # llama.cpp reserves a graph with an output per sequence, so no smaller than the slots.
+                lane_ctx, lane_pages = context(solo, self.config.slots)
+            except Exception:
                 solo.close()
+                raise
+            return LaneParts(lane_ctx, solo, lane_pages)
+
+        try:
+            parts = load()
+        except Exception as exc:
             log.warning("solo lane off: could not load %s beside the served model (%s)", path, exc)
             return None
         log.info("solo lane: %s decodes a request running alone (its one-row step is faster here)", Path(path).name)
-        lane = SoloLane(ctx, lane_ctx, solo, path, lane_pages)
+        lane = SoloLane(ctx, parts, path, load)
         lane.release_memory()  # mapped again by the first request running alone
         return lane
 

@@ -16,14 +16,18 @@ Both models compute the same K and V for the same tokens up to their rounding (t
 original's weights requantised; perplexity +0.2%), so a sequence continues on the other model as it
 would on either. Only a request admitted alone uses the lane, so a busy server never touches the
 second model's weights after its first lone request leaves, and a burst's last request is not moved
-for its last few tokens.
+for its last few tokens. A server that stays busy unloads the second model (UNLOAD_AFTER_S) and
+loads it again, in a thread, when a request runs alone once more.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from appliance.hive.host_pages import HostPages
 
@@ -43,47 +47,100 @@ HISTORY_PER_TOKEN = 48
 MIN_TOKENS_LEFT = 8
 
 
+# After this many seconds in which the lane's model had nothing to do because several requests ran
+# (or one waited), it is unloaded: its weights and cells are given back as soon as that starts
+# (release_memory), but its vocabulary and context, ~20 MB for the embedded model, only go with the
+# model. The next lone request loads it again in a thread (0.16-0.25 s of one core on the 2-core
+# Xeon) and decodes on the copy until it is there. Seconds, not the first such step, so that traffic
+# that goes from one client to two and back does not load it over and over.
+UNLOAD_AFTER_S = 5.0
+
+log = logging.getLogger("alveare.hive")
+
+
+class LaneParts(NamedTuple):
+    """What a load of the lane makes: its context, its model (closed after the context) and the pages
+    of its KV cache committed as cells fill (None where they are not: a GPU's, another OS)."""
+
+    ctx: Context
+    model: Model
+    kv_pages: HostPages | None
+
+    def close(self) -> None:
+        self.ctx.close()
+        self.model.close()
+
+
 @dataclass
 class LaneStats:
     entries: int = 0
     failed: int = 0
     steps: int = 0
     move_s: float = 0.0
+    loads: int = 0
+    unloads: int = 0
 
     def summary(self) -> str:
         return (
             f"{self.entries} lone requests moved there ({self.failed} could not be), {self.steps} steps decoded "
-            f"there, {1000 * self.move_s:.0f} ms moving cells"
+            f"there, {1000 * self.move_s:.0f} ms moving cells; unloaded {self.unloads} times while busy, "
+            f"loaded again {self.loads} times"
         )
 
 
 class SoloLane:
     """Moves one slot's sequence between the main context and the lane's, and says which context
-    decodes it. `holding` is the slot whose cells live in the lane now (its main cells are stale)."""
+    decodes it. `holding` is the slot whose cells live in the lane now (its main cells are stale).
+    The lane's model is unloaded while the server stays busy and loaded again, in a thread, when a
+    request runs alone once more; `parts` is None while it is not loaded."""
 
-    def __init__(self, main: Context, lane: Context, model: Model, path: str, kv_pages: HostPages | None) -> None:
+    def __init__(
+        self,
+        main: Context,
+        parts: LaneParts,
+        path: str,
+        load: Callable[[], LaneParts],
+        *,
+        unload_after_s: float = UNLOAD_AFTER_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.main = main
-        self.lane = lane
-        self.model = model  # the lane's: closed with it
+        self.parts: LaneParts | None = parts
         self.path = path
         self.holding: Slot | None = None
         self.stats = LaneStats()
+        self._load = load
+        self._unload_after_s = unload_after_s
+        self._clock = clock
         self._pages = HostPages()
-        # The lane's KV cache, committed as cells fill (None where it is not: a GPU's, another OS).
-        self._kv_pages = kv_pages
         # Weights or cells read since they were last released (llama.cpp maps the weights at load).
         self._in_memory = True
+        # Since when several requests have kept the lane idle (None: not now).
+        self._crowded_since: float | None = None
+        # A load running in a thread, and what it made (or why it failed) once done.
+        self._loading: threading.Thread | None = None
+        self._loaded: LaneParts | None = None
+        self._load_error: Exception | None = None
+        # Set when a load again fails: the copy serves every step from then on.
+        self.broken = False
+        self._threads: int | None = None
+
+    @property
+    def lane(self) -> Context:
+        """The lane's context (loaded: while it holds a request it always is)."""
+        assert self.parts is not None
+        return self.parts.ctx
 
     def release_memory(self) -> None:
         """While several requests run, the lane is idle: its model's pages stop counting as this
         process's memory (they stay in the page cache; the next lone request maps them again, in a
         few ms), and so do its KV cache's, every cell of which is free then, so a busy server's
         peak memory is about the copy's alone."""
-        if self._in_memory and self.holding is None:
+        if self._in_memory and self.holding is None and self.parts is not None:
             self._pages.release_file(self.path)
-            if self._kv_pages is not None:
-                self.lane.clear()
-                self._kv_pages.release_again()
+            if self.parts.kv_pages is not None:
+                self.parts.ctx.clear()
+                self.parts.kv_pages.release_again()
             self._in_memory = False
 
     def ctx_for_step(self) -> Context:
@@ -92,13 +149,14 @@ class SoloLane:
     def enter(self, slot: Slot) -> bool:
         """Copy `slot`'s cells into the lane; False (and nothing moved) if llama.cpp could not."""
         assert self.holding is None
+        lane = self.lane
         t0 = time.perf_counter()
-        self.lane.seq_rm(LANE_SEQ)
+        lane.seq_rm(LANE_SEQ)
         state = self.main.seq_save(slot.seq)
-        ok = state is not None and self.lane.seq_restore(state, LANE_SEQ)
+        ok = state is not None and lane.seq_restore(state, LANE_SEQ)
         self.stats.move_s += time.perf_counter() - t0
         if not ok:
-            self.lane.seq_rm(LANE_SEQ)
+            lane.seq_rm(LANE_SEQ)
             self.stats.failed += 1
             return False
         self.holding = slot
@@ -107,24 +165,76 @@ class SoloLane:
         return True
 
     def follow(self, slots: list[Slot], waiting: int) -> None:
-        """Move the one request running alone here, or the held one back (lane_candidate decides)."""
+        """Move the one request running alone here, or the held one back (lane_candidate decides);
+        unload the lane's model after a busy spell, and load it again for a lone request."""
+        self._take_load()
+        self._watch_crowd(slots, waiting)
         slot = lane_candidate(slots, waiting, self.holding)
         if slot is self.holding:
             return
         self.leave()
-        if slot is not None and not self.enter(slot):
+        if slot is None or not self._ready():
+            return
+        if not self.enter(slot):
             assert slot.active is not None
             slot.active.alone = False  # not tried again at every step
+
+    def _watch_crowd(self, slots: list[Slot], waiting: int) -> None:
+        if not (waiting or sum(1 for s in slots if s.active is not None) > 1):
+            self._crowded_since = None
+            return
+        now = self._clock()
+        if self._crowded_since is None:
+            self._crowded_since = now
+        elif now - self._crowded_since >= self._unload_after_s and self.holding is None and self.parts is not None:
+            self.parts.close()
+            self.parts = None
+            self._pages.trim_heap()
+            self.stats.unloads += 1
+            log.debug("solo lane: unloaded after %.0f s busy", now - self._crowded_since)
+
+    def _ready(self) -> bool:
+        """The lane is loaded; if not, a load starts (once) and the request stays on the copy."""
+        if self.parts is not None:
+            return True
+        if self._loading is None and not self.broken:
+            self._loading = threading.Thread(target=self._load_in_thread, name="alveare-solo-lane", daemon=True)
+            self._loading.start()
+        return False
+
+    def _load_in_thread(self) -> None:
+        try:
+            self._loaded = self._load()
+        except Exception as exc:  # reported on the scheduler's thread (_take_load)
+            self._load_error = exc
+
+    def _take_load(self) -> None:
+        """Put a finished load's parts in place (on the scheduler's thread, between steps)."""
+        if self._loading is None or self._loading.is_alive():
+            return
+        self._loading.join()
+        self._loading = None
+        parts, self._loaded, error, self._load_error = self._loaded, None, self._load_error, None
+        if parts is None:
+            self.broken = True
+            log.warning("solo lane off: could not load %s again (%s)", self.path, error)
+            return
+        if self._threads is not None:
+            parts.ctx.set_threads(self._threads)
+        self.parts = parts
+        self._in_memory = True
+        self.stats.loads += 1
 
     def leave(self) -> None:
         """Copy the held slot's cells back into the main context (whatever the lane decoded since)."""
         slot, self.holding = self.holding, None
         if slot is None:
             return
+        lane = self.lane
         t0 = time.perf_counter()
-        state = self.lane.seq_save(LANE_SEQ)
+        state = lane.seq_save(LANE_SEQ)
         ok = state is not None and self.main.seq_restore(state, slot.seq)
-        self.lane.seq_rm(LANE_SEQ)
+        lane.seq_rm(LANE_SEQ)
         self.stats.move_s += time.perf_counter() - t0
         if not ok:
             # The main context had room for these cells before they moved, so this is llama.cpp
@@ -136,14 +246,24 @@ class SoloLane:
     def drop(self) -> None:
         """Forget the held slot without copying (after a failed step, when every cell is cleared)."""
         self.holding = None
-        self.lane.clear()
+        if self.parts is not None:
+            self.parts.ctx.clear()
 
     def set_threads(self, n: int) -> None:
-        self.lane.set_threads(n)
+        self._threads = n
+        if self.parts is not None:
+            self.parts.ctx.set_threads(n)
 
     def close(self) -> None:
-        self.lane.close()
-        self.model.close()
+        if self._loading is not None:
+            self._loading.join()
+            self._loading = None
+            if self._loaded is not None:
+                self._loaded.close()
+                self._loaded = None
+        if self.parts is not None:
+            self.parts.close()
+            self.parts = None
 
 
 def lane_candidate(slots: list[Slot], waiting: int, holding: Slot | None) -> Slot | None:

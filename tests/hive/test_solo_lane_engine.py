@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from engine_loop import on_loop, start_engine, stop_engine
 from near_tie import assert_same_or_near_tie
 
 from appliance.hive.engine import HiveEngine, embedded_model_path
+from appliance.hive.host_pages import file_ranges
+from appliance.hive.solo_lane import MIN_TOKENS_LEFT, UNLOAD_AFTER_S
 from appliance.hive.types import EngineConfig, Finished, GenerationRequest, SamplingParams
 
 GREEDY = SamplingParams(temperature=0.0)
@@ -183,3 +188,35 @@ def test_a_step_that_fails_in_the_lane_fails_its_request_and_the_engine_goes_on(
     assert len(calls) >= 3 and failed.finish_reason == "error" and stats(lane).holding is None
     [(_, ok)] = run(lane, GenerationRequest(prompt_tokens=prompt(lane, "Hello?"), max_tokens=12, sampling=GREEDY))
     assert ok.finish_reason in ("length", "stop") and ok.completion_tokens > 0
+
+
+def test_a_busy_spell_unloads_the_lane_and_a_lone_request_brings_it_back(lane: HiveEngine, plain: HiveEngine) -> None:
+    solo = stats(lane)
+    path = os.path.realpath(embedded_model_path())
+
+    def mappings() -> int:  # the served model's and, while loaded, the lane's (the same file here)
+        return len(file_ranges(Path("/proc/self/maps").read_text(), path))
+
+    questions = ["Any rye today?", "Is there parking?", "Can I order a cake?"]
+    reqs = [GenerationRequest(prompt_tokens=prompt(lane, q), max_tokens=8, sampling=GREEDY) for q in questions]
+    loaded = mappings()
+    solo._unload_after_s = 0.0  # at the second busy step (5 s of them in serving)
+    try:
+        run(lane, *reqs)
+    finally:
+        solo._unload_after_s = UNLOAD_AFTER_S
+    assert solo.parts is None and mappings() < loaded
+    unloads, loads, entries = solo.stats.unloads, solo.stats.loads, solo.stats.entries
+    tokens = prompt(lane, "Which loaf keeps longest?")
+    request = GenerationRequest(prompt_tokens=tokens, max_tokens=24, sampling=GREEDY)
+    [(_, first)] = run(lane, request)  # starts the load; decodes on the main context meanwhile
+    deadline = time.monotonic() + 30
+    while solo.parts is None and time.monotonic() < deadline:
+        run(lane, GenerationRequest(prompt_tokens=prompt(lane, "Hi"), max_tokens=MIN_TOKENS_LEFT + 1, sampling=GREEDY))
+    assert solo.parts is not None and not solo.broken and mappings() == loaded
+    [(_, moved)] = run(lane, request)
+    [(_, stayed)] = run(plain, request)
+    assert solo.stats.unloads == unloads and solo.stats.loads == loads + 1
+    assert solo.stats.entries > entries
+    assert_same_or_near_tie(plain, tokens, stayed, first)
+    assert_same_or_near_tie(plain, tokens, stayed, moved)

@@ -1,9 +1,11 @@
 """The solo lane's pure parts: which request may decode on the lane's model, when `serve` loads one,
-and how the lane's weights are found in the process's mappings. The moves themselves run on the real
+how the lane's weights are found in the process's mappings, and when its model is unloaded and
+loaded again (with stand-ins for llama.cpp's contexts). The moves themselves run on the real
 model in tests/hive/test_solo_lane_engine.py."""
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from appliance.cli import model_file
 from appliance.hive.host_pages import file_ranges
 from appliance.hive.slots import Active, Slot
-from appliance.hive.solo_lane import HISTORY_PER_TOKEN, MIN_TOKENS_LEFT, lane_candidate
+from appliance.hive.solo_lane import HISTORY_PER_TOKEN, MIN_TOKENS_LEFT, LaneParts, SoloLane, lane_candidate
 from appliance.hive.types import GenerationRequest
 from appliance.settings import Settings
 
@@ -123,3 +125,137 @@ def test_model_show_names_the_solo_file_only_where_serve_loads_one(monkeypatch: 
     monkeypatch.setattr(optimize, "copy_state", lambda r: "in use")
     settings = Settings(data_dir=str(tmp_path), optimized_model="off")
     assert served_solo(settings, shown) is None  # type: ignore[arg-type]
+
+
+class FakeCtx:
+    """What the lane asks of a llama.cpp context, remembered."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.threads: int | None = None
+
+    def seq_save(self, seq: int) -> bytes:
+        return b"cells"
+
+    def seq_restore(self, state: bytes, seq: int) -> bool:
+        return True
+
+    def seq_rm(self, seq: int, *args: int) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
+
+    def set_threads(self, n: int) -> None:
+        self.threads = n
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def fake_parts() -> LaneParts:
+    return LaneParts(FakeCtx(), SimpleNamespace(close=lambda: None), None)  # type: ignore[arg-type]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fake_lane(load=fake_parts) -> tuple[SoloLane, LaneParts, Clock]:
+    clock = Clock()
+    first = fake_parts()
+    return SoloLane(FakeCtx(), first, "/m/original.gguf", load, unload_after_s=5.0, clock=clock), first, clock  # type: ignore[arg-type]
+
+
+def wait_for_load(lane: SoloLane) -> None:
+    assert lane._loading is not None
+    lane._loading.join()
+
+
+def test_a_busy_spell_unloads_the_lanes_model_and_a_lone_request_loads_it_again() -> None:
+    lane, first, clock = fake_lane()
+    lane.set_threads(1)
+    busy = [running(0, alone=False), running(1, alone=False)]
+    lane.follow(busy, 0)
+    clock.now += 4.9
+    lane.follow(busy, 0)
+    assert lane.parts is first  # a short overlap keeps it
+    clock.now += 0.1
+    lane.follow(busy, 0)
+    assert lane.parts is None and first.ctx.closed and lane.stats.unloads == 1
+    lone = running(2)
+    lane.follow([lone], 0)  # the load starts; the request decodes on the copy meanwhile
+    assert lane.holding is None and lane.ctx_for_step() is lane.main
+    wait_for_load(lane)
+    lane.follow([lone], 0)
+    assert lane.holding is lone and lane.stats.loads == 1
+    assert lane.parts is not None and lane.parts.ctx.threads == 1  # the thread count in use now
+    lane.follow([lone, running(3, alone=False)], 0)  # another arrives: the first goes back
+    assert lane.holding is None
+
+
+def test_overlaps_with_lone_requests_between_them_never_unload() -> None:
+    lane, first, clock = fake_lane()
+    for _ in range(10):
+        lane.follow([running(0, alone=False), running(1, alone=False)], 0)
+        clock.now += 3.0
+        lane.follow([running(0, alone=False)], 0)
+        clock.now += 3.0
+    assert lane.parts is first and lane.stats.unloads == 0
+
+
+def test_a_queued_request_counts_as_busy_and_a_held_one_keeps_the_lane() -> None:
+    lane, _, clock = fake_lane()
+    lone = running(0)
+    lane.follow([lone], 0)
+    assert lane.holding is lone
+    lane._watch_crowd([lone], 1)  # one waits: busy, but the lane still holds a request
+    clock.now += 10
+    lane._watch_crowd([lone], 1)
+    assert lane.parts is not None
+    lane.follow([lone], 1)  # it goes back; a further busy step may unload then
+    clock.now += 1
+    lane.follow([lone], 1)
+    assert lane.holding is None and lane.parts is None
+
+
+def test_a_load_again_that_fails_leaves_the_copy_serving_every_step() -> None:
+    calls: list[int] = []
+
+    def fails() -> LaneParts:
+        calls.append(1)
+        raise OSError("the file is gone")
+
+    lane, _, clock = fake_lane(fails)
+    busy = [running(0, alone=False), running(1, alone=False)]
+    lane.follow(busy, 0)
+    clock.now += 5
+    lane.follow(busy, 0)
+    lone = running(2)
+    lane.follow([lone], 0)
+    wait_for_load(lane)
+    lane.follow([lone], 0)
+    lane.follow([lone], 0)
+    assert lane.broken and lane.parts is None and lane.holding is None and calls == [1]
+
+
+def test_close_waits_for_a_load_and_closes_what_it_made() -> None:
+    made: list[LaneParts] = []
+
+    def slow() -> LaneParts:
+        time.sleep(0.05)
+        made.append(fake_parts())
+        return made[-1]
+
+    lane, first, clock = fake_lane(slow)
+    busy = [running(0, alone=False), running(1, alone=False)]
+    lane.follow(busy, 0)
+    clock.now += 5
+    lane.follow(busy, 0)
+    lane.follow([running(2)], 0)
+    lane.close()
+    assert first.ctx.closed and made and made[0].ctx.closed and lane.parts is None
