@@ -281,7 +281,7 @@ class HiveEngine:
         if scheduler is not None:
             await asyncio.to_thread(scheduler.stop)
         if self._lane is not None:
-            self._lane.close()
+            await asyncio.to_thread(self._lane.close)  # it may wait for a load running in its thread
             self._lane = None
         if self._ctx is not None:
             self._ctx.close()
