@@ -406,5 +406,5 @@ class HiveEngine:
             threads=s.threads.current if s else 0,
             kv_cache=self._kv_cache,
             source_model_path=self.config.source_model_path or "",
-            solo_model_path=self._lane.path if self._lane else "",
+            solo_model_path=self._lane.path if self._lane and not self._lane.broken else "",
         )
