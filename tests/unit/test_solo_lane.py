@@ -87,11 +87,12 @@ def report(one_row: float) -> SimpleNamespace:
     ("setting", "one_row", "copy_served", "expected"),
     [
         ("auto", 0.81, True, "/m/original.gguf"),  # the Xeon's Q8_0 copy
-        ("auto", 0.97, True, None),  # a copy about as fast at one row serves alone
+        ("auto", 0.94, True, "/m/original.gguf"),  # the AMD EPYC's copy, 0.90-0.98x
+        ("auto", 0.98, True, None),  # a copy about as fast at one row serves alone
         ("auto", 0.81, False, None),  # the original is served: nothing to add
         ("off", 0.81, True, None),
-        ("/m/other.gguf", 0.97, True, "/m/other.gguf"),
-        ("/m/other.gguf", 0.97, False, "/m/other.gguf"),  # given: beside whatever is served
+        ("/m/other.gguf", 0.98, True, "/m/other.gguf"),
+        ("/m/other.gguf", 0.98, False, "/m/other.gguf"),  # given: beside whatever is served
     ],
 )
 def test_serve_loads_the_original_beside_a_copy_slower_at_one_row(
