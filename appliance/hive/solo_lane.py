@@ -47,12 +47,13 @@ HISTORY_PER_TOKEN = 48
 MIN_TOKENS_LEFT = 8
 
 
-# After this many seconds in which the lane's model had nothing to do because several requests ran
-# (or one waited), it is unloaded: its weights and cells are given back as soon as that starts
-# (release_memory), but its vocabulary and context, ~20 MB for the embedded model, only go with the
-# model. The next lone request loads it again in a thread (0.16-0.25 s of one core on the 2-core
-# Xeon) and decodes on the copy until it is there. Seconds, not the first such step, so that traffic
-# that goes from one client to two and back does not load it over and over.
+# A busy server (several requests running, or one waiting) unloads the lane's model once no request
+# has decoded there for this many seconds: its weights and cells are given back as soon as requests
+# run together (release_memory), but its vocabulary and context, ~20 MB for the embedded model, only
+# go with the model. The next lone request loads it again in a thread (0.16-0.25 s of one core on
+# the 2-core Xeon) and decodes on the copy until it is there. Seconds of disuse, not the first busy
+# step, so that a client whose requests now and then overlap another's keeps it, and a load comes at
+# most once per UNLOAD_AFTER_S however the traffic alternates.
 UNLOAD_AFTER_S = 5.0
 
 log = logging.getLogger("alveare.hive")
@@ -115,8 +116,8 @@ class SoloLane:
         self._pages = HostPages()
         # Weights or cells read since they were last released (llama.cpp maps the weights at load).
         self._in_memory = True
-        # Since when several requests have kept the lane idle (None: not now).
-        self._crowded_since: float | None = None
+        # When a request last decoded there (or the lane was loaded).
+        self._last_used = clock()
         # A load running in a thread, and what it made (or why it failed) once done.
         self._loading: threading.Thread | None = None
         self._loaded: LaneParts | None = None
@@ -180,18 +181,18 @@ class SoloLane:
             slot.active.alone = False  # not tried again at every step
 
     def _watch_crowd(self, slots: list[Slot], waiting: int) -> None:
-        if not (waiting or sum(1 for s in slots if s.active is not None) > 1):
-            self._crowded_since = None
-            return
+        """Unload the lane's model when the server is busy and nothing has run there for a while."""
         now = self._clock()
-        if self._crowded_since is None:
-            self._crowded_since = now
-        elif now - self._crowded_since >= self._unload_after_s and self.holding is None and self.parts is not None:
+        if self.holding is not None:
+            self._last_used = now
+            return
+        crowded = waiting or sum(1 for s in slots if s.active is not None) > 1
+        if crowded and self.parts is not None and now - self._last_used >= self._unload_after_s:
             self.parts.close()
             self.parts = None
             self._pages.trim_heap()
             self.stats.unloads += 1
-            log.debug("solo lane: unloaded after %.0f s busy", now - self._crowded_since)
+            log.debug("solo lane: unloaded, unused for %.0f s", now - self._last_used)
 
     def _ready(self) -> bool:
         """The lane is loaded; if not, a load starts (once) and the request stays on the copy."""
@@ -223,6 +224,7 @@ class SoloLane:
             parts.ctx.set_threads(self._threads)
         self.parts = parts
         self._in_memory = True
+        self._last_used = self._clock()
         self.stats.loads += 1
 
     def leave(self) -> None:

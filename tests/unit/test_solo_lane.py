@@ -199,14 +199,28 @@ def test_a_busy_spell_unloads_the_lanes_model_and_a_lone_request_loads_it_again(
     assert lane.holding is None
 
 
-def test_overlaps_with_lone_requests_between_them_never_unload() -> None:
+def test_lone_requests_between_overlaps_keep_the_lane_loaded() -> None:
     lane, first, clock = fake_lane()
     for _ in range(10):
+        lone = running(0)
+        lane.follow([lone], 0)  # decodes there
+        clock.now += 3.0
+        lane.follow([lone, running(1, alone=False)], 0)  # overlapped by another
+        clock.now += 3.0
         lane.follow([running(0, alone=False), running(1, alone=False)], 0)
-        clock.now += 3.0
-        lane.follow([running(0, alone=False)], 0)
-        clock.now += 3.0
     assert lane.parts is first and lane.stats.unloads == 0
+
+
+def test_bursts_whose_lone_moments_move_nothing_unload_it() -> None:
+    """Clients in lockstep: between rounds one request runs alone for a moment, never long enough
+    to move (admitted beside the others, or still prefilling): the lane is unused, so it goes."""
+    lane, first, clock = fake_lane()
+    for _ in range(5):  # busy again at 0, 1.5, ... 6 s
+        lane.follow([running(0, alone=False), running(1, alone=False)], 0)
+        clock.now += 1.0
+        lane.follow([running(0, alone=False)], 0)
+        clock.now += 0.5
+    assert lane.parts is None and first.ctx.closed and lane.stats.unloads == 1
 
 
 def test_a_queued_request_counts_as_busy_and_a_held_one_keeps_the_lane() -> None:
@@ -214,14 +228,16 @@ def test_a_queued_request_counts_as_busy_and_a_held_one_keeps_the_lane() -> None
     lone = running(0)
     lane.follow([lone], 0)
     assert lane.holding is lone
-    lane._watch_crowd([lone], 1)  # one waits: busy, but the lane still holds a request
     clock.now += 10
-    lane._watch_crowd([lone], 1)
+    lane._watch_crowd([lone], 1)  # one waits: busy, but the lane still holds a request
     assert lane.parts is not None
-    lane.follow([lone], 1)  # it goes back; a further busy step may unload then
-    clock.now += 1
+    lane.follow([lone], 1)  # it goes back to the main context
+    clock.now += 4.9
     lane.follow([lone], 1)
-    assert lane.holding is None and lane.parts is None
+    assert lane.holding is None and lane.parts is not None
+    clock.now += 0.1
+    lane.follow([lone], 1)
+    assert lane.parts is None
 
 
 def test_a_load_again_that_fails_leaves_the_copy_serving_every_step() -> None:
