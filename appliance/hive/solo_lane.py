@@ -16,8 +16,8 @@ Both models compute the same K and V for the same tokens up to their rounding (t
 original's weights requantised; perplexity +0.2%), so a sequence continues on the other model as it
 would on either. Only a request admitted alone uses the lane, so a busy server never touches the
 second model's weights after its first lone request leaves, and a burst's last request is not moved
-for its last few tokens. A server that stays busy unloads the second model (UNLOAD_AFTER_S) and
-loads it again, in a thread, when a request runs alone once more.
+for its last few tokens. A busy server that has not used the second model for a while unloads it
+(UNLOAD_AFTER_S) and loads it again, in a thread, when a request runs alone once more.
 """
 
 from __future__ import annotations
@@ -92,8 +92,8 @@ class LaneStats:
 class SoloLane:
     """Moves one slot's sequence between the main context and the lane's, and says which context
     decodes it. `holding` is the slot whose cells live in the lane now (its main cells are stale).
-    The lane's model is unloaded while the server stays busy and loaded again, in a thread, when a
-    request runs alone once more; `parts` is None while it is not loaded."""
+    A busy server that has not used the lane for UNLOAD_AFTER_S unloads its model, and loads it
+    again, in a thread, when a request runs alone once more; `parts` is None while it is not loaded."""
 
     def __init__(
         self,
