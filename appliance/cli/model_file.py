@@ -137,10 +137,14 @@ def served_copy(settings: Settings, model_path: str) -> Report | None:
     return report
 
 
+def file_to_load(model_path: str, copy: Report | None) -> str:
+    """The file serve loads for `model_path`: the copy whose report served_copy gave, else the file itself."""
+    return copy.copy_path if copy is not None and copy.copy_path else model_path
+
+
 def served_model(settings: Settings, model_path: str) -> str:
     """The file to load for `model_path`: its valid optimised copy (served_copy), else the file itself."""
-    copy = served_copy(settings, model_path)
-    return copy.copy_path if copy is not None and copy.copy_path else model_path
+    return file_to_load(model_path, served_copy(settings, model_path))
 
 
 def solo_model(settings: Settings, model_path: str, copy: Report | None) -> str | None:

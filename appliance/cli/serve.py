@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from appliance import __version__
 from appliance.cli.base import Command, add_setting_flags, load_settings
 from appliance.cli.init import initialize, own_cert_paths, report
-from appliance.cli.model_file import optimize_embedded, optimize_first, served_copy, solo_model
+from appliance.cli.model_file import file_to_load, optimize_embedded, optimize_first, served_copy, solo_model
 from appliance.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def serve(args: argparse.Namespace) -> int:
     if optimize_first(settings, model_path, embedded):
         optimize_embedded(settings, model_path)
     copy = served_copy(settings, model_path)
-    served_path = copy.copy_path if copy is not None and copy.copy_path else model_path
+    served_path = file_to_load(model_path, copy)
     solo_path = solo_model(settings, model_path, copy)
     if solo_path is not None and solo_path != model_path:
         check_model(solo_path)  # a PATH given to --solo-model: one line if it is not a GGUF file
