@@ -169,7 +169,7 @@ class SoloLane:
         """Move the one request running alone here, or the held one back (lane_candidate decides);
         unload the lane's model after a busy spell, and load it again for a lone request."""
         self._take_load()
-        self._watch_crowd(slots, waiting)
+        self._unload_if_unused(slots, waiting)
         slot = lane_candidate(slots, waiting, self.holding)
         if slot is self.holding:
             return
@@ -180,7 +180,7 @@ class SoloLane:
             assert slot.active is not None
             slot.active.alone = False  # not tried again at every step
 
-    def _watch_crowd(self, slots: list[Slot], waiting: int) -> None:
+    def _unload_if_unused(self, slots: list[Slot], waiting: int) -> None:
         """Unload the lane's model when the server is busy and nothing has run there for a while."""
         now = self._clock()
         if self.holding is not None:

@@ -229,7 +229,7 @@ def test_a_queued_request_counts_as_busy_and_a_held_one_keeps_the_lane() -> None
     lane.follow([lone], 0)
     assert lane.holding is lone
     clock.now += 10
-    lane._watch_crowd([lone], 1)  # one waits: busy, but the lane still holds a request
+    lane._unload_if_unused([lone], 1)  # one waits: busy, but the lane still holds a request
     assert lane.parts is not None
     lane.follow([lone], 1)  # it goes back to the main context
     clock.now += 4.9
