@@ -241,7 +241,7 @@ class Scheduler:
             req,
             gens[0],
             samplers[0],
-            TextStream(req.stop),
+            TextStream(req.stop, req.stop_rule),
             done=reuse,
             cached=reuse,
             reserved=len(prompt) + req.max_tokens,
@@ -258,7 +258,9 @@ class Scheduler:
             self.prefixes.keep_conversation(slot)  # what it held, for that chat's next turn
             self.ctx.seq_rm(slot.seq)
             slot.kv = []
-            sibling = Active(req, gen, sampler, TextStream(req.stop), 0, reuse, req.max_tokens, fork_from=dest)
+            sibling = Active(
+                req, gen, sampler, TextStream(req.stop, req.stop_rule), 0, reuse, req.max_tokens, fork_from=dest
+            )
             slot.active = sibling
             parent.children.append((slot, sibling))
             self._admitted_order.append(slot)

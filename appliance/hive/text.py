@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import codecs
 
+from appliance.hive.types import StopRule
+
 
 class TextStream:
     """Turns token bytes into text pieces that are safe to send.
@@ -13,16 +15,27 @@ class TextStream:
     completed stop string ends the stream and is never sent.
     """
 
-    def __init__(self, stops: list[str]) -> None:
+    def __init__(self, stops: list[str], rule: StopRule | None = None) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._stops = [s for s in stops if s]
         self._held = ""
         self.stopped = False
+        # The text given out so far, kept only for a stop rule to read.
+        self._rule = rule
+        self._given = ""
 
     def feed(self, data: bytes) -> str:
-        """Text now safe to send. After a stop string is seen, sets `stopped` and returns the text before it."""
+        """Text now safe to send. After a stop string is seen, sets `stopped` and returns the text
+        before it; after the stop rule says so, sets `stopped` and returns the text up to there."""
         if self.stopped:
             return ""
+        text = self._feed(data)
+        if self._rule is not None and text:
+            self._given += text
+            self.stopped = self._rule.stop(self._given)
+        return text
+
+    def _feed(self, data: bytes) -> str:
         text = self._held + self._decoder.decode(data)
         if not self._stops:
             self._held = ""

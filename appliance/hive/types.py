@@ -65,11 +65,20 @@ class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
     ignore_eos: bool = False
 
 
+class StopRule(Protocol):
+    """A caller's own end for a generation, beyond stop strings and end-of-generation tokens."""
+
+    def stop(self, text: str) -> bool:
+        """Whether the generation ends now, given all the text it has produced so far."""
+
+
 class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
     prompt_tokens: list[int]
     max_tokens: int
     sampling: SamplingParams = SamplingParams()
     stop: list[str] = []
+    # Checked after each piece of text (finish_reason "stop" when it says so); None: none.
+    stop_rule: StopRule | None = None
     # time.monotonic() by which the request must have a slot; still waiting then: finish_reason "timeout".
     deadline: float | None = None
     # Seconds the generation may run after its first token (then "timeout"). The prompt's prefill is

@@ -122,6 +122,8 @@ class ChatCompletions:
             cache_prefix=shared,
             lookup=specialist.prompt_lookup,
             stream=bool(req.stream),
+            # Parallel calls end at the first repeat, not at max_tokens.
+            stop_rule=tools.RepeatStop() if tool_plan is not None and tool_plan.parallel else None,
         )
         return ChatPlan(specialist, req.model, [request], len(prompt), n=req.n or 1, tools=tool_plan)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from appliance import protocol as p
 from appliance.errors import ContextLengthExceeded, InvalidRequest, ModelLoading
-from appliance.hive.types import Engine, GenerationRequest, SamplingParams, Turn
+from appliance.hive.types import Engine, GenerationRequest, SamplingParams, StopRule, Turn
 from appliance.specialists import Specialist
 
 PREAMBLE_MEMO = 256
@@ -228,6 +228,7 @@ class Prompter:
         cache_prefix: int = 0,
         lookup: bool = False,
         stream: bool = False,
+        stop_rule: StopRule | None = None,
     ) -> GenerationRequest:
         """The engine request for one prompt; its n choices share one prefill (with a seed, choice i
         samples with seed + i: the engine does that)."""
@@ -236,6 +237,7 @@ class Prompter:
             max_tokens=max_tokens,
             sampling=sampling,
             stop=stop,
+            stop_rule=stop_rule,
             # The timeout bounds the wait for a slot and the generation after the first token, not
             # the prompt's prefill: a long prompt that fits the context can always be answered.
             deadline=time.monotonic() + self.timeout_s,

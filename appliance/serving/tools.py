@@ -165,7 +165,8 @@ def plan(
         raise InvalidRequest(
             f"tool_choice must be none, auto, required or a named function, not '{choice}'.", param="tool_choice"
         )
-    parallel = req.parallel_tool_calls is not False
+    # A named function is called once (as OpenAI does); otherwise parallel calls unless turned off.
+    parallel = req.parallel_tool_calls is not False and not isinstance(choice, dict)
     tool_plan = ToolPlan(offered, mode, callable_, parallel, native=native)
     grammar = call_grammar(engine, tool_plan, text_grammar)
     engine.check_grammar(grammar)
@@ -326,29 +327,85 @@ def new_call_id() -> str:
     return f"call_{secrets.token_hex(12)}"
 
 
-def answer(tool_plan: ToolPlan, text: str, finish_reason: str) -> tuple[p.AssistantMessage, str]:
-    """A whole generation as the assistant's message: text, or its complete calls (a call cut off
-    by max_tokens is left out, so every returned call's arguments parse)."""
+def call_key(name: str, arguments: str) -> tuple[str, str]:
+    """What makes two calls the same: the name and the arguments as a value (key order and spacing
+    aside), so a model that repeats a call with other whitespace still repeats it."""
+    try:
+        return name, json.dumps(json.loads(arguments), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        return name, arguments.strip()
+
+
+def _bare(text: str) -> str:
+    return "".join(text.split())
+
+
+def distinct(calls: list[Call]) -> tuple[list[Call], bool]:
+    """(the calls before the first one that repeats an earlier call, whether a whole one did). An
+    answer ends at a repeat (a small model otherwise repeats a forced call until max_tokens). An
+    unfinished last call that so far matches an earlier one is left out too: it may be a repeat,
+    and if max_tokens cuts it there, no new call was lost."""
+    seen: set[tuple[str, str]] = set()
+    for i, c in enumerate(calls):
+        if not c.done:
+            bare = _bare(c.arguments)
+            if any(e.name == c.name and _bare(e.arguments).startswith(bare) for e in calls[:i]):
+                return calls[:i], False
+            return calls, False
+        key = call_key(c.name, c.arguments)
+        if key in seen:
+            return calls[:i], True
+        seen.add(key)
+    return calls, False
+
+
+@dataclass(frozen=True)
+class RepeatStop:
+    """The engine's stop rule for parallel calls: generation ends once a call is complete that
+    repeats an earlier one (checked only when the text ends a call, so the scan stays rare)."""
+
+    def stop(self, text: str) -> bool:
+        return text.endswith(CLOSE) and distinct(scan(text))[1]
+
+
+def finish_reason(calls: list[Call], reason: str) -> str:
+    """ "tool_calls" once the answer holds whole calls, unless max_tokens really cut a new one off
+    ("length" then, as OpenAI reports a cut call)."""
+    cut = reason == "length" and bool(calls) and not calls[-1].done
+    if any(c.done for c in calls) and reason in ("stop", "length") and not cut:
+        return "tool_calls"
+    return reason
+
+
+def answer(tool_plan: ToolPlan, text: str, finish_reason_: str) -> tuple[p.AssistantMessage, str]:
+    """A whole generation as the assistant's message: text, or its complete calls up to the first
+    repeat (a call cut off by max_tokens is left out, so every returned call's arguments parse)."""
     if tool_plan.mode == "auto" and not text.startswith("<"):
-        return p.AssistantMessage(content=text), finish_reason
-    calls = [
+        return p.AssistantMessage(content=text), finish_reason_
+    calls, _ = distinct(scan(text))
+    whole = [
         p.ToolCall(id=new_call_id(), function=p.FunctionCall(name=c.name, arguments=c.arguments))
-        for c in scan(text)
+        for c in calls
         if c.done
     ]
-    reason = "tool_calls" if calls and finish_reason == "stop" else finish_reason
-    return p.AssistantMessage(content=None, tool_calls=calls or None), reason
+    return p.AssistantMessage(content=None, tool_calls=whole or None), finish_reason(calls, finish_reason_)
 
 
 @dataclass
 class CallStream:
-    """One streamed choice: text passes through, calls become tool_call deltas (id, type and name
-    once per index, then argument fragments)."""
+    """One streamed choice: text passes through, calls become tool_call deltas as OpenAI sends them:
+    at most one delta per call index in a chunk, the first with id, type, name and the first part of
+    the arguments, then argument fragments. A call that so far matches an earlier one is held back
+    until it differs (`distinct`); if it completes the same, the answer ends before it."""
 
     mode: str
     buffer: str = ""
     calling: bool | None = None
+    # Characters of arguments sent, per call index.
     sent: list[int] = field(default_factory=list)
+    # The calls so far, up to a repeat; and whether a whole repeat ended the answer.
+    calls: list[Call] = field(default_factory=list)
+    repeated: bool = False
 
     def __post_init__(self) -> None:
         if self.mode != "auto":
@@ -366,24 +423,22 @@ class CallStream:
             text = ""
         if not self.calling:
             return text or None, []
+        if self.repeated:
+            return None, []
         self.buffer += text
+        self.calls, self.repeated = distinct(scan(self.buffer))
         deltas: list[p.ToolCallDelta] = []
-        for i, call in enumerate(scan(self.buffer)):
-            if i == len(self.sent):
-                deltas.append(
-                    p.ToolCallDelta(
-                        index=i,
-                        id=new_call_id(),
-                        type="function",
-                        function=p.FunctionCallDelta(name=call.name, arguments=""),
-                    )
-                )
-                self.sent.append(0)
-            if len(call.arguments) > self.sent[i]:
-                piece = call.arguments[self.sent[i] :]
-                deltas.append(p.ToolCallDelta(index=i, function=p.FunctionCallDelta(arguments=piece)))
-                self.sent[i] = len(call.arguments)
+        for i, call in enumerate(self.calls):
+            if i < len(self.sent):
+                if len(call.arguments) > self.sent[i]:
+                    piece = call.arguments[self.sent[i] :]
+                    deltas.append(p.ToolCallDelta(index=i, function=p.FunctionCallDelta(arguments=piece)))
+                    self.sent[i] = len(call.arguments)
+            elif call.arguments or call.done:  # the first delta carries the first part of the arguments
+                head = p.FunctionCallDelta(name=call.name, arguments=call.arguments)
+                deltas.append(p.ToolCallDelta(index=i, id=new_call_id(), type="function", function=head))
+                self.sent.append(len(call.arguments))
         return None, deltas
 
     def finish_reason(self, reason: str) -> str:
-        return "tool_calls" if self.sent and reason == "stop" else reason
+        return finish_reason(self.calls, reason) if self.calling else reason

@@ -65,8 +65,9 @@ def check_call(name: str, arguments: str, allowed: set[str]) -> None:
 
 
 def stream_calls(client: openai.OpenAI, **kwargs: Any) -> tuple[str | None, list[tuple[str, str, str]], str | None]:
-    """(content, [(id, name, arguments)], finish_reason) from a stream, checking that id, type and
-    name come once per call index, before its arguments; and the SDK's own accumulator agrees."""
+    """(content, [(id, name, arguments)], finish_reason) from a stream, checking the deltas are as
+    OpenAI sends them (one per call index in a chunk; the first with id, type, name and the first
+    part of the arguments; then only arguments) and that the SDK's own accumulator agrees."""
     state = ChatCompletionStreamState()
     calls: dict[int, dict[str, str]] = {}
     content: str | None = None
@@ -77,10 +78,12 @@ def stream_calls(client: openai.OpenAI, **kwargs: Any) -> tuple[str | None, list
             finish = choice.finish_reason or finish
             if choice.delta.content:
                 content = (content or "") + choice.delta.content
+            indexes = [d.index for d in choice.delta.tool_calls or []]
+            assert len(indexes) == len(set(indexes)), chunk
             for d in choice.delta.tool_calls or []:
                 if d.index not in calls:
                     assert d.id and d.id.startswith("call_") and d.type == "function", d
-                    assert d.function and d.function.name, d
+                    assert d.function and d.function.name and d.function.arguments, d
                     calls[d.index] = {"id": d.id, "name": d.function.name, "arguments": d.function.arguments or ""}
                 else:
                     assert d.id is None and d.type is None and (d.function is None or d.function.name is None), d
@@ -101,6 +104,53 @@ def test_required_call(client: openai.OpenAI) -> None:
     [call] = choice.message.tool_calls or []
     assert call.id.startswith("call_") and call.type == "function"
     check_call(call.function.name, call.function.arguments, set(SCHEMAS))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_forced_calls_end_with_tool_calls_not_length(client: openai.OpenAI, stream: bool) -> None:
+    """A small model repeats a forced call: the answer ends at the first repeat, never at max_tokens
+    with the same call twice. A named function is one call, whatever parallel_tool_calls says."""
+    for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
+        kwargs: dict[str, Any] = dict(
+            model="chat", messages=ASK, tools=TOOLS, tool_choice=choice, max_tokens=200, temperature=0
+        )
+        if stream:
+            _, found, finish = stream_calls(client, **kwargs)
+            calls = [(name, args) for _, name, args in found]
+        else:
+            r = client.chat.completions.create(**kwargs)
+            finish = r.choices[0].finish_reason
+            calls = [(c.function.name, c.function.arguments) for c in r.choices[0].message.tool_calls or []]
+        assert finish == "tool_calls", (choice, calls)
+        keys = [(name, json.dumps(json.loads(args), sort_keys=True)) for name, args in calls]
+        assert calls and len(set(keys)) == len(keys), calls
+        if isinstance(choice, dict):
+            assert len(calls) == 1 and calls[0][0] == "get_weather"
+        for name, args in calls:
+            check_call(name, args, set(SCHEMAS))
+
+
+def test_the_sdk_stream_helper_parses_the_arguments(client: openai.OpenAI) -> None:
+    """openai-python's chat.completions.stream() with pydantic_function_tool: it accumulates the
+    deltas itself and parses the arguments into the model (a lost "{" once broke it)."""
+    from pydantic import BaseModel
+
+    class GetWeather(BaseModel):
+        city: str
+        unit: str
+
+    tool = openai.pydantic_function_tool(GetWeather, name="get_weather", description="The weather in a city.")
+    with client.chat.completions.stream(
+        model="chat", messages=ASK, tools=[tool], tool_choice="required", max_tokens=120, temperature=0
+    ) as stream:
+        events = [e.type for e in stream]
+        final = stream.get_final_completion()
+    assert "tool_calls.function.arguments.done" in events
+    choice = final.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
+    for call in choice.message.tool_calls:
+        assert isinstance(call.function.parsed_arguments, GetWeather), call
+        assert call.function.parsed_arguments == GetWeather.model_validate_json(call.function.arguments)
 
 
 def test_named_function_streamed(client: openai.OpenAI) -> None:

@@ -12,6 +12,7 @@ from fake_engine import FakeEngine
 from appliance import protocol as p
 from appliance.errors import InvalidRequest
 from appliance.hive.grammars import strict_strings
+from appliance.hive.text import TextStream
 from appliance.hive.types import Turn
 from appliance.serving import tools
 
@@ -98,20 +99,76 @@ def test_scan_never_takes_back_what_it_gave() -> None:
     ]
 
 
-def test_stream_sends_name_once_then_fragments() -> None:
-    text = tools.render_call("add", '{"a": 1, "b": 2}') + tools.SEP + tools.render_call("add", "{}")
-    stream = tools.CallStream("auto")
-    deltas: list[p.ToolCallDelta] = []
-    for ch in text:
-        content, more = stream.feed(ch)
+def stream_deltas(text: str, step: int = 1, mode: str = "auto") -> tuple[tools.CallStream, list[list[p.ToolCallDelta]]]:
+    """Feed `text` in pieces of `step` characters; the deltas of each chunk, checked as OpenAI sends them."""
+    stream = tools.CallStream(mode)
+    chunks: list[list[p.ToolCallDelta]] = []
+    for at in range(0, len(text), step):
+        content, deltas = stream.feed(text[at : at + step])
         assert content is None
-        deltas += more
-    heads = [d for d in deltas if d.id is not None]
-    assert [(d.index, d.type, d.function.name) for d in heads] == [(0, "function", "add"), (1, "function", "add")]
-    for i in (0, 1):
-        args = "".join(d.function.arguments or "" for d in deltas if d.index == i)
-        json.loads(args)
-    assert stream.finish_reason("stop") == "tool_calls" and stream.finish_reason("length") == "length"
+        indexes = [d.index for d in deltas]
+        assert len(indexes) == len(set(indexes)), deltas  # one delta per index in a chunk
+        chunks.append(deltas)
+    return stream, chunks
+
+
+def test_stream_sends_name_with_the_first_arguments_then_fragments() -> None:
+    text = tools.render_call("add", '{"a": 1, "b": 2}') + tools.SEP + tools.render_call("add", "{}")
+    for step in (1, 7, len(text)):
+        stream, chunks = stream_deltas(text, step)
+        deltas = [d for chunk in chunks for d in chunk]
+        heads = [d for d in deltas if d.id is not None]
+        assert [(d.index, d.type, d.function.name) for d in heads] == [(0, "function", "add"), (1, "function", "add")]
+        for head in heads:  # the first delta of a call already carries arguments
+            assert head.function.arguments and head.id.startswith("call_")
+        for i in (0, 1):
+            args = "".join(d.function.arguments or "" for d in deltas if d.index == i)
+            json.loads(args)
+        assert stream.finish_reason("stop") == "tool_calls" and stream.finish_reason("length") == "tool_calls"
+
+
+def test_a_repeated_call_ends_the_answer_whole_and_streamed() -> None:
+    once = tools.render_call("get_weather", '{"city": "Paris"}')
+    again = tools.render_call("get_weather", '{ "city":  "Paris" }')
+    other = tools.render_call("get_weather", '{"city": "Rome"}')
+    text = tools.SEP.join([once, other, again, other])
+    required = plan(tools=[WEATHER], tool_choice="required")
+    assert required is not None
+    message, reason = tools.answer(required, text, "stop")
+    assert reason == "tool_calls" and message.tool_calls is not None
+    assert [json.loads(c.function.arguments)["city"] for c in message.tool_calls] == ["Paris", "Rome"]
+    # max_tokens cutting a call that so far repeats an earlier one loses no call: "tool_calls"
+    message, reason = tools.answer(required, tools.SEP.join([once, again[:-12]]), "length")
+    assert reason == "tool_calls" and message.tool_calls is not None and len(message.tool_calls) == 1
+    # ... and cutting a new call is a real cut
+    message, reason = tools.answer(required, tools.SEP.join([once, other[:-12]]), "length")
+    assert reason == "length" and message.tool_calls is not None and len(message.tool_calls) == 1
+    for step in (1, 5):
+        stream, chunks = stream_deltas(text, step, "required")
+        deltas = [d for chunk in chunks for d in chunk]
+        assert sorted({d.index for d in deltas}) == [0, 1]  # the repeat never went out, not even its name
+        assert stream.repeated and stream.finish_reason("stop") == "tool_calls"
+        rome = "".join(d.function.arguments or "" for d in deltas if d.index == 1)
+        assert json.loads(rome) == {"city": "Rome"}
+    stream, _ = stream_deltas(tools.SEP.join([once, again[:-12]]), 3, "required")
+    assert stream.finish_reason("length") == "tool_calls"
+
+
+def test_the_engine_stops_at_a_repeat() -> None:
+    once = tools.render_call("add", '{"a": 1}')
+    rule = tools.RepeatStop()
+    assert not rule.stop(once) and not rule.stop(once + tools.SEP + tools.render_call("add", '{"a": 2}'))
+    assert rule.stop(once + tools.SEP + tools.render_call("add", '{"a":1}'))
+    assert not rule.stop(once + tools.SEP + tools.render_call("add", '{"a": 1}')[:-3])
+    stream = TextStream([], rule)
+    pieces = [stream.feed(ch.encode()) for ch in once + tools.SEP + once + "tail"]
+    assert stream.stopped and "".join(pieces) == once + tools.SEP + once
+
+
+def test_named_function_is_one_call_even_with_parallel_calls() -> None:
+    named = plan(tools=[WEATHER, ADD], tool_choice={"type": "function", "function": {"name": "add"}})
+    assert named is not None and not named.parallel and "calls ::= call\n" in named.grammar
+    assert plan(tools=[WEATHER, ADD], tool_choice="required").parallel
 
 
 def test_auto_text_passes_through_and_answers_are_shaped() -> None:
@@ -126,7 +183,7 @@ def test_auto_text_passes_through_and_answers_are_shaped() -> None:
     cut = (
         tools.render_call("get_weather", '{"city": "Rome"}')
         + tools.SEP
-        + '<tool_call>\n{"name": "get_weather", "arguments": {"ci'
+        + '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Mi'
     )
     message, reason = tools.answer(auto, cut, "length")
     assert reason == "length" and message.content is None and message.tool_calls is not None
