@@ -258,6 +258,8 @@ class HiveStatus(Struct):
     optimized_from: str = ""
     # Loaded beside the copy: the file a request running alone decodes on (the solo lane); "" if none.
     solo_model_file: str = ""
+    # The chat template and why: "gguf (the model file's own)", "gemma (asked for)", ...
+    chat_template: str = ""
 
 
 class UsageReport(Struct):

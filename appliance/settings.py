@@ -174,8 +174,9 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         0,
         "KV-cache cells: shared by all slots (one request may use them all) or split among them, per `--kv-cache`. "
-        "0: on a CPU, slots x the model's training context when that cache, full, would take at most a quarter "
-        "of the free memory (its pages are committed only as requests fill cells), else 8192; 8192 on a GPU",
+        "0: on a CPU, slots x the model's training context up to 8192 per slot, when that cache, full, would take "
+        "at most a quarter of the free memory (its pages are committed only as requests fill cells), else 8192; "
+        "8192 on a GPU",
         flag="--ctx",
         env="ALVEARE_CTX",
         default_text="0 (auto)",
@@ -191,7 +192,7 @@ SETTINGS: tuple[Setting, ...] = (
         "`unified`: all slots share the context's cells, and one request may use all of them; `split`: each "
         "slot gets its own ctx / slots cells, which attention alone reads (faster with many slots busy, "
         "but a request must fit its slot's share); `auto`: split when a slot's share holds the model's whole "
-        "training context (as `--ctx` 0 gives on a CPU with the memory for it), else unified",
+        "training context, or under `--ctx` 0 on a CPU what that gives a slot; else unified",
         flag="--kv-cache",
         env="ALVEARE_KV_CACHE",
         choices=("auto", "unified", "split"),
@@ -286,6 +287,20 @@ SETTINGS: tuple[Setting, ...] = (
         label="solo model",
         more=". The file is loaded beside the copy (its size in memory once a lone request has used it); "
         "see The hive engine, The solo lane",
+    ),
+    Setting(
+        "chat_template",
+        str,
+        "auto",
+        "the chat template: `auto` the model file's own, else a known family's where its vocabulary and "
+        "metadata leave no doubt (a base model or an unknown vocabulary is refused with this flag's name); a "
+        "family's NAME (chatml, gemma, llama3, mistral, phi3, deepseek-r1); or a Jinja FILE",
+        flag="--chat-template",
+        env="ALVEARE_CHAT_TEMPLATE",
+        default_text="auto",
+        metavar="auto|NAME|FILE",
+        label="chat template",
+        more=". `GET /v1/hive/status` and `alveare model show` name the one in use; see Bringing your own model",
     ),
     Setting(
         "request_timeout_s",

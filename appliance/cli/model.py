@@ -105,9 +105,20 @@ def show(args: argparse.Namespace) -> int:
         found = [r for r in found if r.source.path == os.path.realpath(settings.model_path)]
     if args.json:
         print_json(
-            [{"state": served_state(settings, r), "solo_model": served_solo(settings, r), "report": r} for r in found]
+            [
+                {
+                    "state": served_state(settings, r),
+                    "solo_model": served_solo(settings, r),
+                    "chat_template": template_label(r.source.path, settings.chat_template),
+                    "report": r,
+                }
+                for r in found
+            ]
         )
         return 0
+    served = settings.model_path or embedded_or_none()
+    if served:
+        print(f"Model:   {served}\nChat template: {template_label(served, settings.chat_template)}\n")
     if not found:
         print(f"No optimisation reports in {settings.models_path}; `alveare model optimize` makes one.")
         return 0
@@ -119,6 +130,26 @@ def show(args: argparse.Namespace) -> int:
         if solo := served_solo(settings, report):
             print(f"Solo:    a request running alone decodes on {solo} (the solo lane; --solo-model off: never)")
     return 0
+
+
+def embedded_or_none() -> str | None:
+    from appliance.hive.engine import embedded_model_path
+
+    try:
+        return embedded_model_path()
+    except FileNotFoundError:
+        return None
+
+
+def template_label(path: str, asked: str) -> str:
+    """The chat template serve would use for this file, or why it would refuse to start."""
+    from appliance.hive.chat_template import TemplateError
+    from appliance.hive.engine import check_chat_template
+
+    try:
+        return check_chat_template(path, asked) or "unknown (llama.cpp cannot read the file)"
+    except TemplateError as exc:
+        return f"none: serve refuses to start: {exc}"
 
 
 def served_solo(settings: Settings, report: Report) -> str | None:

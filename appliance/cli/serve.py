@@ -76,7 +76,8 @@ def serve(args: argparse.Namespace) -> int:
 
     from appliance.api import create_app
     from appliance.cli.connections import GuardedHttpToolsProtocol
-    from appliance.hive.engine import HiveEngine, embedded_model_path
+    from appliance.hive.chat_template import TemplateError
+    from appliance.hive.engine import HiveEngine, check_chat_template, embedded_model_path
     from appliance.hive.types import EngineConfig
     from appliance.preflight import bind, check_model
     from appliance.specialists import load_specialists
@@ -94,6 +95,10 @@ def serve(args: argparse.Namespace) -> int:
     # Everything that can be checked before listening is: a bad model file or a busy port is one
     # line and a non-zero exit, not a server that answers 503 forever or a traceback.
     check_model(model_path)
+    try:
+        check_chat_template(model_path, settings.chat_template)
+    except TemplateError as exc:
+        raise ConfigError(str(exc)) from None
     plan = listen_plan(settings)
     # Bound, not yet listening: while the first start optimises, connections are refused, not hung.
     sock = bind(settings.host, settings.port)
@@ -126,6 +131,7 @@ def serve(args: argparse.Namespace) -> int:
             queue_size=settings.queue_size,
             cache_bytes=settings.prefix_cache_mb * 1024 * 1024,
             verbose=settings.verbose,
+            chat_template=settings.chat_template,
         )
     )
     load_failure: list[str] = []

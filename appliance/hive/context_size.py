@@ -1,8 +1,12 @@
 """How many KV cells a context gets when `--ctx` is left to the engine (0).
 
 On a CPU the KV cache's memory is committed only as requests fill cells (host_pages.py), so every
-slot can be given the model's whole training context: a request may use all of it, and with one
-stream per slot (`--kv-cache auto` then builds split streams) attention reads only its own cells.
+slot can be given the model's whole training context, up to CPU_SLOT_CTX cells: a request may use
+all of it, and with one stream per slot (`--kv-cache auto` then builds split streams) attention
+reads only its own cells. Beyond CPU_SLOT_CTX a CPU cannot use the room (prefilling 8k tokens
+already takes tens of seconds on a few cores, minutes for a 7B model), while llama.cpp still writes
+the whole cache at load: a 32k-context model on 8 slots took 13 s to load and held gigabytes
+(docs/decisions/001-cpu-context-per-slot.md). Long contexts are asked for (`--ctx`, `--slots`).
 That is taken when the cache, full, would need no more than a quarter of the memory free for this
 process (the machine's available memory, or what its cgroup's limit leaves if less), so that slots
 filled to the brim cannot crowd out the rest of the machine. Otherwise, and on a GPU, whose memory
@@ -15,6 +19,8 @@ from pathlib import Path
 
 FALLBACK_CTX = 8192
 MEMORY_SHARE = 0.25
+# Most cells one slot gets on a CPU under --ctx 0 (see above).
+CPU_SLOT_CTX = 8192
 
 
 def memory_limit(
@@ -75,9 +81,14 @@ def cgroup_room(root: Path, own_cgroup: str) -> int | None:
         here = here.parent
 
 
+def slot_context(n_ctx_train: int) -> int:
+    """The cells a slot is meant to hold under --ctx 0 on a CPU: the training context, up to CPU_SLOT_CTX."""
+    return min(n_ctx_train, CPU_SLOT_CTX) if n_ctx_train > 0 else CPU_SLOT_CTX
+
+
 def auto_context(*, slots: int, n_ctx_train: int, cell_bytes: int, memory: int, gpu: bool) -> int:
-    """The context size for `--ctx 0`: slots x the training context where that fits (see above)."""
+    """The context size for `--ctx 0`: slots x slot_context where that fits (see above)."""
     if gpu or n_ctx_train <= 0 or cell_bytes <= 0 or memory <= 0:
         return FALLBACK_CTX
-    full = slots * n_ctx_train
+    full = slots * slot_context(n_ctx_train)
     return full if full * cell_bytes <= memory * MEMORY_SHARE else FALLBACK_CTX

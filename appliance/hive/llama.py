@@ -58,11 +58,17 @@ def quantize(source: str, target: str, *, kind: str, threads: int) -> None:
         raise RuntimeError(f"llama.cpp could not requantise {source} to {kind}")
 
 
+def _int(text: str | None) -> int:
+    return int(text) if text and text.isdigit() else 0
+
+
 class Model:
-    def __init__(self, path: str, *, gpu: bool, extra_bufts: bool = False) -> None:
+    def __init__(self, path: str, *, gpu: bool, extra_bufts: bool = False, vocab_only: bool = False) -> None:
         check_native_libraries(library_dir())  # a build that would crash in the load is refused
         ll.llama_backend_init()  # idempotent; needed before the first model load
         params = ll.llama_model_default_params()
+        # The metadata and vocabulary alone (no weights): a fraction of a second, for checks before a load.
+        params.vocab_only = vocab_only
         # Extra buffer types repack weights for faster CPU kernels (AMX on Xeons); off is what
         # `llama-server --no-repack` does, for CPUs where those kernels crash (see kernels.py). Off
         # unless asked: only a caller that ran the kernel check may ask (a test that loaded the model
@@ -80,13 +86,21 @@ class Model:
             raise RuntimeError(f"llama.cpp could not load the model file {path}")
         self.vocab = ll.llama_model_get_vocab(self.ptr)
         self.n_vocab = ll.llama_vocab_n_tokens(self.vocab)
+        self.bos = ll.llama_vocab_bos(self.vocab)
+        self.eos = ll.llama_vocab_eos(self.vocab)
+        self.add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab))
+        if vocab_only:  # the layers' parameters are not loaded (llama.cpp aborts if asked for them)
+            return
         self.n_ctx_train = ll.llama_model_n_ctx_train(self.ptr)
         self.n_layers = ll.llama_model_n_layer(self.ptr)
         # Bytes of one KV cell (a K and a V row per layer, f16, llama.cpp's default type), for a model
         # whose layers all attend alike; for others it is an estimate (context_size.py, host_pages.py).
         n_head = ll.llama_model_n_head(self.ptr)
         head_dim = ll.llama_model_n_embd(self.ptr) // n_head if n_head > 0 else 0
-        self.kv_cell_bytes = 2 * 2 * self.n_layers * head_dim * ll.llama_model_n_head_kv(self.ptr)
+        # A model may state its heads' widths (Gemma 3: 256, not n_embd / n_head = 160).
+        arch = self.meta("general.architecture") or ""
+        k_dim, v_dim = (_int(self.meta(f"{arch}.attention.{w}_length")) or head_dim for w in ("key", "value"))
+        self.kv_cell_bytes = 2 * self.n_layers * (k_dim + v_dim) * ll.llama_model_n_head_kv(self.ptr)
         if self.gpu_layers == -1:
             self.gpu_layers = self.n_layers
         self.size_bytes = int(ll.llama_model_size(self.ptr))
@@ -95,9 +109,6 @@ class Model:
         buf = ctypes.create_string_buffer(256)
         ll.llama_model_desc(self.ptr, buf, ctypes.sizeof(buf))
         self.description = buf.value.decode("utf-8", "replace")
-        self.bos = ll.llama_vocab_bos(self.vocab)
-        self.eos = ll.llama_vocab_eos(self.vocab)
-        self.add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab))
 
     @functools.cached_property
     def eog_ids(self) -> list[int]:

@@ -16,7 +16,7 @@ from importlib import resources
 import msgspec
 import numpy as np
 
-from appliance.hive.engine import chat_templates, without_bos
+from appliance.hive.engine import chat_formatters, measuring_template, without_bos
 from appliance.hive.llama import Batch, Context, Model
 from appliance.hive.optimize import Speed
 
@@ -98,7 +98,7 @@ class Runner:
             self.model.close()
             raise
         self.batch = Batch(WINDOW + 1)
-        self.template = chat_templates(self.model)[True]
+        self.template = chat_formatters(self.model, measuring_template(self.model, path))[True]
 
     def close(self) -> None:
         self.batch.close()

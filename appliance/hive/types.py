@@ -43,6 +43,9 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     # A file with the served model's layers whose one-row step is faster on this CPU (the original of
     # an optimised copy): a request running alone decodes on it (hive/solo_lane.py). None: never.
     solo_model_path: str | None = None
+    # "auto" (the GGUF's own, else a known family's where unambiguous: chat_template.py), a family's
+    # name or a Jinja file.
+    chat_template: str = "auto"
 
 
 class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -184,6 +187,8 @@ class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):
     source_model_path: str = ""
     # The file a request running alone decodes on (hive/solo_lane.py); empty when there is none.
     solo_model_path: str = ""
+    # The chat template served with and why ("gguf (the model file's own)", "gemma (asked for)", ...).
+    chat_template: str = ""
 
 
 class Generation:
@@ -269,6 +274,12 @@ class Engine(Protocol):
 
     @property
     def vocab_size(self) -> int: ...
+
+    @property
+    def chat_stops(self) -> list[str]:
+        """Stop strings every chat answer needs: the template's end-of-turn marker where the model's
+        vocabulary has no end-of-generation token for it."""
+        ...
 
     def tokenize(self, text: str, *, special: bool = True) -> list[int]: ...
 

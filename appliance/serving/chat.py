@@ -117,7 +117,7 @@ class ChatCompletions:
             prompt,
             max_tokens,
             # A label, JSON or a tool call ends where its grammar does; the profile's stop strings could cut it.
-            prompter.stop_list(req.stop, [] if grammar else specialist.stop),
+            prompter.chat_stop_list(req.stop, specialist.stop, shaped=bool(grammar)),
             sampling,
             cache_prefix=shared,
             lookup=specialist.prompt_lookup,

@@ -32,7 +32,7 @@ class Infer:
         default = prompter.label_budget(labels, specialist.max_tokens) if labels else specialist.max_tokens
         max_tokens = prompter.fit(prompt, req.max_tokens, default, "prompt")
         sampling = prompter.sampling(specialist, req.temperature, None, grammar=grammar)
-        stop = [] if grammar else list(specialist.stop)
+        stop = prompter.chat_stop_list(None, specialist.stop, shaped=bool(grammar))
         request = prompter.request(
             prompt, max_tokens, stop, sampling, cache_prefix=shared, lookup=specialist.prompt_lookup
         )

@@ -175,6 +175,14 @@ class Prompter:
         stops = [stop] if isinstance(stop, str) else list(stop)
         return [s for s in stops if s]
 
+    def chat_stop_list(self, stop: str | list[str] | None, default: list[str], *, shaped: bool) -> list[str]:
+        """A chat answer's stop strings: the caller's (else the specialist's), and the template's own
+        end of turn where it is text, not a token. A shaped answer (grammar) ends where its grammar does;
+        stop strings could cut it, so it gets only the caller's."""
+        if shaped:
+            return self.stop_list(stop, [])
+        return [*self.stop_list(stop, default), *self.engine.chat_stops]
+
     @staticmethod
     def sampling(
         specialist: Specialist,

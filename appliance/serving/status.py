@@ -70,6 +70,7 @@ class Status:
             model_file=s.model_path,
             optimized_from=s.source_model_path,
             solo_model_file=s.solo_model_path,
+            chat_template=s.chat_template,
             requests_per_minute=self.traffic.requests_per_minute(),
             errors_by_status=self.traffic.errors_by_status(),
             history=self.traffic.history(),

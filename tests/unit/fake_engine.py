@@ -39,6 +39,10 @@ class FakeEngine:
     def vocab_size(self) -> int:
         return 256
 
+    @property
+    def chat_stops(self) -> list[str]:
+        return []
+
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         return [ord(c) for c in text]
 

@@ -14,7 +14,15 @@ import numpy as np
 import pytest
 from proc_status import resident_kb
 
-from appliance.hive.context_size import FALLBACK_CTX, MEMORY_SHARE, auto_context, memory_limit
+from appliance.hive.context_size import (
+    CPU_SLOT_CTX,
+    FALLBACK_CTX,
+    MEMORY_SHARE,
+    auto_context,
+    memory_limit,
+    slot_context,
+)
+from appliance.hive.engine import kv_layout
 from appliance.hive.host_pages import PAGE, HostPages, anonymous_ranges, new_ranges, zero_page_runs
 from appliance.hive.llama import kv_cells
 
@@ -31,6 +39,17 @@ def test_every_slot_gets_the_training_context_where_a_full_cache_fits_a_quarter_
     )
     # A model with a short training context gets exactly slots x that, smaller than the fallback.
     assert auto_context(slots=4, n_ctx_train=512, cell_bytes=CELL, memory=20 * GB, gpu=False) == 2048
+
+
+def test_a_long_context_model_gets_cpu_slot_ctx_per_slot_not_its_training_context() -> None:
+    """Gemma 3 270M (32k, 18,432 bytes a cell) on 8 slots: 8 x 8192 cells, not 8 x 32768 (4.8 GB that
+    llama.cpp writes at load, 13 s of it); split, so each request still gets the whole 8192."""
+    assert CPU_SLOT_CTX == 8192 and slot_context(32768) == 8192 and slot_context(4096) == 4096
+    assert auto_context(slots=8, n_ctx_train=32768, cell_bytes=18_432, memory=20 * GB, gpu=False) == 8 * 8192
+    assert kv_layout("auto", 8 * 8192, 8, slot_context(32768)) == "split"
+    # A 7B model with 128k context (Llama 3.1 8B: 131,072 bytes a cell) on 8 slots: 8.6 GB full, so
+    # 20 GB free is too little for a quarter and it falls back to 8192 shared cells.
+    assert auto_context(slots=8, n_ctx_train=131072, cell_bytes=131_072, memory=20 * GB, gpu=False) == FALLBACK_CTX
 
 
 @pytest.mark.parametrize(

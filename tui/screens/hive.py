@@ -141,6 +141,8 @@ class HiveView(View, can_focus=True):
             head.append(f"\nServing the optimised copy {s.model_file} (alveare model optimize)", style="dim")
         if s.solo_model_file:
             head.append(f"\nA request running alone decodes on {s.solo_model_file} (the solo lane)", style="dim")
+        if s.chat_template:
+            head.append(f"\nChat template: {s.chat_template}", style="dim")
         state.update(head)
         self.query_one("#hive-live").display = True
 
