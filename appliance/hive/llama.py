@@ -62,6 +62,19 @@ def _int(text: str | None) -> int:
     return int(text) if text and text.isdigit() else 0
 
 
+def row_logprobs(row: np.ndarray, token: int, top: int) -> tuple[float, list[tuple[int, float]]]:
+    """`token`'s log-probability under the logits `row` and the `top` most likely (id, logprob)
+    pairs; a logit of -inf (a token a grammar forbids) has no probability and is never listed."""
+    peak = float(row.max())
+    log_total = peak + math.log(float(np.exp(row - peak).sum()))
+    best: list[tuple[int, float]] = []
+    if top > 0:
+        ids = np.argpartition(row, -top)[-top:]
+        ids = ids[np.argsort(row[ids])[::-1]]
+        best = [(int(i), float(row[i]) - log_total) for i in ids if row[i] != -math.inf]
+    return float(row[token]) - log_total, best
+
+
 class Model:
     def __init__(self, path: str, *, gpu: bool, extra_bufts: bool = False, vocab_only: bool = False) -> None:
         check_native_libraries(library_dir())  # a build that would crash in the load is refused
@@ -231,15 +244,9 @@ class Context:
     def logprobs(self, index: int, n_vocab: int, token: int, top: int) -> tuple[float, list[tuple[int, float]]]:
         """`token`'s log-probability at batch `index` and the `top` most likely (id, logprob) pairs,
         from the raw logits (the model's own distribution), read in place with numpy."""
-        row = np.ctypeslib.as_array(ll.llama_get_logits_ith(self.ptr, index), shape=(n_vocab,))
-        peak = float(row.max())
-        log_total = peak + math.log(float(np.exp(row - peak).sum()))
-        best: list[tuple[int, float]] = []
-        if top > 0:
-            ids = np.argpartition(row, -top)[-top:]
-            ids = ids[np.argsort(row[ids])[::-1]]
-            best = [(int(i), float(row[i]) - log_total) for i in ids]
-        return float(row[token]) - log_total, best
+        return row_logprobs(
+            np.ctypeslib.as_array(ll.llama_get_logits_ith(self.ptr, index), shape=(n_vocab,)), token, top
+        )
 
     def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
         return bool(ll.llama_memory_seq_rm(self.mem, seq, p0, p1))

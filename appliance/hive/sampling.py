@@ -87,8 +87,13 @@ class Sampler:
         seed: int,
         grammar: str | None,
         logit_bias: dict[int, float] | None = None,
+        logprobs: bool = False,
     ) -> None:
         self.ptr = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+        # With a grammar and log-probabilities asked for: the logits of the last pick after the
+        # grammar's constraint (forbidden tokens at -inf), the distribution the token came from.
+        self.constrained = bool(grammar) and logprobs
+        self.constrained_row: np.ndarray | None = None
         add = ll.llama_sampler_chain_add
         if logit_bias:
             # First in the chain, so a banned token (-100, as OpenAI defines it: -inf here) can't
@@ -146,6 +151,15 @@ class Sampler:
             return int(ll.llama_sampler_sample(self.ptr, ctx.ptr, index))
         cand = self.candidates
         assert cand is not None
+        if self.constrained:  # the grammar over the whole vocabulary first, to keep what it leaves
+            cur = cand.fill(ctx, index)
+            ll.llama_sampler_apply(self.grammar, cur)
+            self.constrained_row = cand.view["logit"].copy()
+            ll.llama_sampler_apply(self.ptr, cur)
+            token = cand.selected()
+            ll.llama_sampler_accept(self.grammar, token)
+            ll.llama_sampler_accept(self.ptr, token)
+            return token
         ll.llama_sampler_apply(self.ptr, cand.fill(ctx, index))
         token = cand.selected()
         if not cand.allows(self.grammar, token):
@@ -209,4 +223,5 @@ def request_sampler(model: Model, s: SamplingParams, choice: int) -> Sampler:
         seed=seed,
         grammar=s.grammar,
         logit_bias=bias,
+        logprobs=s.logprobs is not None,
     )

@@ -21,7 +21,7 @@ from collections import deque
 
 from appliance.errors import Overloaded
 from appliance.hive.drafting import StepCosts
-from appliance.hive.llama import Batch, Context, Model, StepLogits
+from appliance.hive.llama import Batch, Context, Model, StepLogits, row_logprobs
 from appliance.hive.lookup import NgramIndex
 from appliance.hive.prefix_cache import PrefixCache
 from appliance.hive.reuse import PromptReuse
@@ -377,7 +377,11 @@ class Scheduler:
 
     def _token_info(self, a: Active, token: int, piece: bytes, row: int) -> TokenInfo:
         top = a.request.sampling.logprobs or 0
-        logprob, best = self._step_ctx().logprobs(row, self.model.n_vocab, token, top)
+        constrained = a.sampler.constrained_row  # under a grammar: the distribution after its constraint
+        if constrained is not None:
+            logprob, best = row_logprobs(constrained, token, top)
+        else:
+            logprob, best = self._step_ctx().logprobs(row, self.model.n_vocab, token, top)
         return TokenInfo(token, piece, logprob, [(t, self.model.piece(t), lp) for t, lp in best])
 
     def _accept(self, slot: Slot, a: Active, token: int, row: int) -> None:

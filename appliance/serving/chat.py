@@ -35,6 +35,7 @@ class ChatStream:
         self.include_usage = include_usage
         self.tool_plan = tool_plan
         self.calls: dict[int, tools.CallStream] = {}
+        self.held: dict[int, list[TokenInfo]] = {}
 
     def _chunk(self, choices: list[p.ChunkChoice], usage: p.Usage | None = None) -> bytes:
         return sse(
@@ -45,15 +46,19 @@ class ChatStream:
         return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(role="assistant", content=""))])
 
     def content(self, index: int, chunk: Chunk) -> bytes | None:
-        logprobs = chat_logprob_content(chunk.tokens) if chunk.tokens else None
         if self.tool_plan is not None:
             calls = self.calls.setdefault(index, tools.CallStream(self.tool_plan.mode))
             text, deltas = calls.feed(chunk.text)
+            # Tokens of text held back (a call's start, a possible repeat) go with the next chunk sent.
+            tokens = self.held.setdefault(index, [])
+            tokens += chunk.tokens
             if text is None and not deltas:
                 return None
+            self.held[index] = []
             delta = p.Delta(content=text, tool_calls=deltas or None)
-            # Log-probabilities come with text only (OpenAI sends none for tool calls).
-            return self._chunk([p.ChunkChoice(index=index, delta=delta, logprobs=logprobs if text else None)])
+            logprobs = chat_logprob_content(tokens) if tokens else None
+            return self._chunk([p.ChunkChoice(index=index, delta=delta, logprobs=logprobs)])
+        logprobs = chat_logprob_content(chunk.tokens) if chunk.tokens else None
         return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(content=chunk.text), logprobs=logprobs)])
 
     def finish(self, index: int, finished: Finished) -> bytes:
@@ -147,8 +152,8 @@ class ChatCompletions:
         message, reason = p.AssistantMessage(content=text), finish_reason
         if tool_plan is not None:
             message, reason = tools.answer(tool_plan, text, finish_reason)
-        # Log-probabilities come with text only (OpenAI sends none for tool calls).
-        logprobs = chat_logprob_content(tokens) if tokens is not None and not message.tool_calls else None
+        # Log-probabilities of every generated token, a call's included (under its grammar).
+        logprobs = chat_logprob_content(tokens) if tokens is not None else None
         return p.ChatChoice(index=index, message=message, finish_reason=reason, logprobs=logprobs)
 
     def stream(self, call: Call, req: p.ChatCompletionRequest) -> AsyncIterator[bytes]:

@@ -278,3 +278,39 @@ def test_auto_with_response_format_gives_json_or_calls(client: openai.OpenAI) ->
         assert choice.message.content and choice.message.content.startswith("{")
         if choice.finish_reason == "stop":
             assert isinstance(json.loads(choice.message.content), dict)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_logprobs_come_with_calls_and_describe_the_constrained_distribution(
+    client: openai.OpenAI, stream: bool
+) -> None:
+    """logprobs with tools: every generated token's, the call's included, from the distribution the
+    grammar left (a forbidden token is never among the alternatives, and greedy picks the top one)."""
+    kwargs: dict[str, Any] = dict(
+        model="chat",
+        messages=ASK,
+        tools=TOOLS,
+        tool_choice="required",
+        parallel_tool_calls=False,
+        max_tokens=80,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=5,
+    )
+    if stream:
+        content: list[Any] = []
+        for chunk in client.chat.completions.create(stream=True, **kwargs):
+            if chunk.choices and chunk.choices[0].logprobs and chunk.choices[0].logprobs.content:
+                content += chunk.choices[0].logprobs.content
+    else:
+        r = client.chat.completions.create(**kwargs)
+        assert r.choices[0].message.tool_calls and r.choices[0].logprobs is not None
+        content = r.choices[0].logprobs.content or []
+    assert content
+    opening = '<tool_call>\n{"name": "'
+    # The call's frame is fixed: the first token's alternatives can only be beginnings of it.
+    first = content[0]
+    assert first.top_logprobs and all(opening.startswith(t.token) for t in first.top_logprobs), first
+    for item in content:
+        assert item.logprob <= 0 and item.top_logprobs[0].token == item.token
+        assert sum(2.718281828**t.logprob for t in item.top_logprobs) <= 1.0001
