@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parent / "openai_node"
 # The check() calls in parity.mjs and tools.mjs: a check that silently stopped running would be a lost test.
 CHECKS = 16
-TOOL_CHECKS = 8
+TOOL_CHECKS = 9
 
 
 @pytest.fixture(scope="module")

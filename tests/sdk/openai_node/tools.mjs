@@ -48,7 +48,8 @@ function checkCall(call, allowed) {
   assert(valid(args, schemas[call.function.name]), call.function.arguments);
 }
 
-// Accumulate a stream as the SDKs do: id, type and name once per index, then argument fragments.
+// Accumulate a stream as the SDKs do: one delta per index in a chunk; id, type, name and the first
+// arguments once per index, then argument fragments.
 async function streamed(params) {
   const stream = await client.chat.completions.create({ ...params, stream: true });
   const calls = [];
@@ -59,9 +60,11 @@ async function streamed(params) {
     if (!choice) continue;
     finish = choice.finish_reason ?? finish;
     if (choice.delta?.content) content = (content ?? "") + choice.delta.content;
+    const indexes = (choice.delta?.tool_calls ?? []).map((d) => d.index);
+    assert(new Set(indexes).size === indexes.length, `two deltas for one index in a chunk ${JSON.stringify(chunk)}`);
     for (const d of choice.delta?.tool_calls ?? []) {
       if (!calls[d.index]) {
-        assert(d.id && d.type === "function" && d.function?.name, `first delta ${JSON.stringify(d)}`);
+        assert(d.id && d.type === "function" && d.function?.name && d.function?.arguments, `first delta ${JSON.stringify(d)}`);
         calls[d.index] = { id: d.id, type: d.type, function: { name: d.function.name, arguments: "" } };
       } else {
         assert(!d.id && !d.type && !d.function?.name, `repeated head ${JSON.stringify(d)}`);
@@ -113,6 +116,17 @@ await check("the SDK's stream helper assembles the call", async () => {
   const choice = final.choices[0];
   assert(choice.finish_reason === "tool_calls" && choice.message.tool_calls.length === 1, JSON.stringify(choice));
   checkCall(choice.message.tool_calls[0], Object.keys(schemas));
+});
+
+await check("forced calls with parallel calls allowed end with tool_calls, never a repeat", async () => {
+  for (const tool_choice of ["required", { type: "function", function: { name: "get_weather" } }]) {
+    const { calls, finish } = await streamed({ model: "chat", messages: ask, tools, tool_choice, max_tokens: 200, temperature: 0 });
+    assert(finish === "tool_calls" && calls.length >= 1, JSON.stringify({ calls, finish }));
+    const keys = calls.map((c) => c.function.name + JSON.stringify(JSON.parse(c.function.arguments)));
+    assert(new Set(keys).size === keys.length, `a repeated call ${JSON.stringify(calls)}`);
+    if (typeof tool_choice === "object") assert(calls.length === 1, "a named function is one call");
+    calls.forEach((c) => checkCall(c, Object.keys(schemas)));
+  }
 });
 
 await check("auto answers in text or calls, and both parse", async () => {
