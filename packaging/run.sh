@@ -2,6 +2,7 @@
 # One command from a fresh clone: set everything up, then serve or test.
 #   ./packaging/run.sh serve [alveare serve flags]   - the appliance on the embedded model
 #   ./packaging/run.sh test  [pytest args]           - lint, import contracts and the whole test suite
+#   ./packaging/run.sh test fast [pytest args]       - the same with the unit tests only (no model)
 # Needs only Python >= 3.11 with venv and a C/C++ compiler (llama-cpp-python builds from source,
 # about 5 minutes on 2 cores the first time; pip caches the wheel). For a CUDA build, export
 # CMAKE_ARGS="-DGGML_CUDA=on" before the first run.
@@ -62,6 +63,11 @@ case "$cmd" in
         echo "==> import contracts"
         "$VENV/bin/lint-imports"
         echo "==> pytest"
+        # `test fast`: the lane with no model and no subprocess (tests/unit), for a quick loop.
+        if [ "${1:-}" = fast ]; then
+            shift
+            exec "$VENV/bin/python" -m pytest tests/unit "$@"
+        fi
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     *)
