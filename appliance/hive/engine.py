@@ -407,6 +407,10 @@ class HiveEngine:
         return self._chat_stops
 
     @property
+    def chat_template(self) -> str:
+        return self._template.text if self._template else ""
+
+    @property
     def vocab_size(self) -> int:
         return self._require().n_vocab
 

@@ -394,7 +394,7 @@ class Scheduler:
         a.tokens.append(token)
         if a.lookup is not None:
             a.lookup.append(token)
-        piece = self.model.piece(token)
+        piece = self.model.piece(token, special=a.request.special_text)
         if a.request.sampling.logprobs is not None:
             a.pending.append(self._token_info(a, token, piece, row))
         text = a.text.feed(piece)

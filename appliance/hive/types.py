@@ -95,6 +95,9 @@ class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
     lookup: bool = False
     # False when the caller wants only the whole text: the engine then sends it once, at the end.
     stream: bool = True
+    # Special tokens (other than end-of-generation) as their text, for formats that are written with
+    # them (Mistral's [TOOL_CALLS]); otherwise they are left out of the text, as llama-server does.
+    special_text: bool = False
 
 
 class TokenInfo(msgspec.Struct, frozen=True, array_like=True):
@@ -274,6 +277,11 @@ class Engine(Protocol):
 
     @property
     def vocab_size(self) -> int: ...
+
+    @property
+    def chat_template(self) -> str:
+        """The Jinja text of the chat template in use (tool formats are read from it)."""
+        ...
 
     @property
     def chat_stops(self) -> list[str]:

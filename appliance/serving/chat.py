@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from appliance import protocol as p
 from appliance.hive.types import Chunk, Finished, TokenInfo
-from appliance.serving import tools
+from appliance.serving import tool_formats, tools
 from appliance.serving.catalogue import Catalogue
 from appliance.serving.flow import Flow, new_id, sse
 from appliance.serving.logprobs import chat as chat_logprob_content
@@ -17,6 +17,18 @@ from appliance.serving.metering import Call
 from appliance.serving.prompting import Plan, Prompter
 from appliance.serving.shapes import Shapes, chat_logprobs
 from appliance.store import Principal
+
+
+@dataclass(frozen=True)
+class Tooling:
+    """How the model's chat template takes tools."""
+
+    # It renders the tool definitions itself (else they go in the system turn).
+    definitions: bool
+    # It renders earlier calls and tool results itself (else the Hermes fallback's form).
+    history: bool
+    # How calls are written: the family's own format where the template shows one, else Hermes.
+    format: tool_formats.CallFormat
 
 
 @dataclass(frozen=True)
@@ -47,7 +59,7 @@ class ChatStream:
 
     def content(self, index: int, chunk: Chunk) -> bytes | None:
         if self.tool_plan is not None:
-            calls = self.calls.setdefault(index, tools.CallStream(self.tool_plan.mode))
+            calls = self.calls.setdefault(index, tools.CallStream(self.tool_plan.mode, self.tool_plan.format))
             text, deltas = calls.feed(chunk.text)
             # Tokens of text held back (a call's start, a possible repeat) go with the next chunk sent.
             tokens = self.held.setdefault(index, [])
@@ -77,13 +89,16 @@ class ChatCompletions:
         self.prompter = prompter
         self.flow = flow
         self.shapes = shapes
-        self._native_tools: bool | None = None
+        self._tooling: Tooling | None = None
 
-    def native_tools(self) -> bool:
-        """Whether the model's template renders tools itself (asked once, the model being fixed)."""
-        if self._native_tools is None:
-            self._native_tools = tools.native_template(self.prompter.engine)
-        return self._native_tools
+    def tooling(self) -> Tooling:
+        """How this model's template takes tools (asked once, the model being fixed)."""
+        if self._tooling is None:
+            engine = self.prompter.engine
+            definitions = tools.native_template(engine)
+            found = tool_formats.detect(engine.chat_template)
+            self._tooling = Tooling(definitions, definitions or found is not None, found or tool_formats.HERMES)
+        return self._tooling
 
     def prepare(self, principal: Principal, req: p.ChatCompletionRequest) -> ChatPlan:
         specialist = self.catalogue.resolve(principal, req.model)
@@ -91,9 +106,11 @@ class ChatCompletions:
         self.prompter.check_turns(len(req.messages), "messages")
         # Everything that can be refused is checked before the prompt is built or anything metered.
         grammar, labels = self.shapes.grammar(specialist, req.response_format, req.labels)
-        native = self.native_tools()
+        tooling = self.tooling()
         # Tools over the answer's shape: a forced call replaces it, with "auto" it shapes the text branch.
-        tool_plan = tools.plan(self.prompter.engine, req, native=native, text_grammar=grammar)
+        tool_plan = tools.plan(
+            self.prompter.engine, req, native=tooling.definitions, text_grammar=grammar, fmt=tooling.format
+        )
         if tool_plan is not None:
             grammar = tool_plan.grammar
         sampling = self.prompter.sampling(
@@ -108,9 +125,9 @@ class ChatCompletions:
         prompter = self.prompter
         system = prompter.with_labels(self.catalogue.system_prompt(principal, specialist), req.labels)
         preamble, conversation = prompter.chat_turns(
-            specialist, system, req.messages, lambda m, text, i: tools.history_turn(m, text, i, native=native)
+            specialist, system, req.messages, lambda m, text, i: tools.history_turn(m, text, i, native=tooling.history)
         )
-        if tool_plan is not None and not native:
+        if tool_plan is not None and not tooling.definitions:
             preamble[0] = ("system", f"{preamble[0][1]}\n\n{tool_plan.system_text()}")
         template_tools = tool_plan.template_tools if tool_plan else None
         prompt, shared = prompter.tokenize_chat(preamble, conversation, template_tools)
@@ -128,7 +145,9 @@ class ChatCompletions:
             lookup=specialist.prompt_lookup,
             stream=bool(req.stream),
             # Parallel calls end at the first repeat, not at max_tokens.
-            stop_rule=tools.RepeatStop() if tool_plan is not None and tool_plan.parallel else None,
+            stop_rule=tools.RepeatStop(tool_plan.format) if tool_plan is not None and tool_plan.parallel else None,
+            # A format written with special tokens (Mistral's [TOOL_CALLS]) is read from their text.
+            special_text=tool_plan is not None,
         )
         return ChatPlan(specialist, req.model, [request], len(prompt), n=req.n or 1, tools=tool_plan)
 

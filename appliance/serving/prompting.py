@@ -237,6 +237,7 @@ class Prompter:
         lookup: bool = False,
         stream: bool = False,
         stop_rule: StopRule | None = None,
+        special_text: bool = False,
     ) -> GenerationRequest:
         """The engine request for one prompt; its n choices share one prefill (with a seed, choice i
         samples with seed + i: the engine does that)."""
@@ -246,6 +247,7 @@ class Prompter:
             sampling=sampling,
             stop=stop,
             stop_rule=stop_rule,
+            special_text=special_text,
             # The timeout bounds the wait for a slot and the generation after the first token, not
             # the prompt's prefill: a long prompt that fits the context can always be answered.
             deadline=time.monotonic() + self.timeout_s,

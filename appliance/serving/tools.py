@@ -1,43 +1,39 @@
 """Function calling (OpenAI `tools`): checking tools and tool_choice, the grammar a call is generated
-under, the prompt and history for templates with or without a tool format, and reading the calls
-back out of the text, whole or as it streams.
+under, the prompt and history for templates with or without a tool format, and the calls read back
+out of the text (tool_formats.py), whole or as they stream.
 
-Every call is written in one fixed form (Hermes/Qwen style, which templates with native tools use
-as well):
-
-    <tool_call>
-    {"name": "NAME", "arguments": {...}}
-    </tool_call>
-
-one after another (separated by a newline) when parallel calls are allowed. The grammar fixes that
-frame and the name, and builds the arguments from the function's JSON schema, so they always parse
-and validate. With tool_choice "auto" the grammar's other branch is free text that does not start
-with "<", so the first character tells an answer from a call.
+Calls are written in the model family's own format where its chat template shows one (Hermes/Qwen,
+Llama 3 JSON, Mistral, DeepSeek R1: tool_formats.py), else in the Hermes form, described in the
+system turn. The grammar fixes the format's frame and the name, and builds the arguments from the
+function's JSON schema, so they always parse and validate. With tool_choice "auto" the grammar's
+other branch is free text that does not start as a call does, so the first character tells an
+answer from a call.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 from appliance import protocol as p
 from appliance.errors import InvalidRequest
 from appliance.hive.types import Engine, Turn
+from appliance.serving.tool_formats import HERMES, Call, CallFormat, scan
 
-OPEN = '<tool_call>\n{"name": "'
-MID = '", "arguments": '
-CLOSE = "}\n</tool_call>"
-SEP = "\n"
 # Calls in one answer when parallel calls are allowed: a bound, so a small model that repeats
 # itself stops with whole calls rather than running into max_tokens mid-call.
 MAX_CALLS = 8
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# Free text for tool_choice "auto": anything that does not start with "<" (or blank space).
-TEXT_RULE = r"text ::= [^<\x00-\x20] [^\x00]*"
 PROBE = [{"type": "function", "function": {"name": "probe", "description": "", "parameters": {"type": "object"}}}]
+
+
+def text_rule(fmt: CallFormat) -> str:
+    """Free text for tool_choice "auto": anything that does not start as a call does (nor with blank space)."""
+    c = fmt.start
+    escaped = "\\" + c if c in "[]^-\\" else c  # the characters a GBNF class must escape
+    return rf"text ::= [^{escaped}\x00-\x20] [^\x00]*"
 
 
 @dataclass(frozen=True)
@@ -63,7 +59,10 @@ class ToolPlan:
     callable: list[Function]
     parallel: bool
     grammar: str = ""
+    # The template renders the tool definitions itself (else system_text describes them).
     native: bool = False
+    # How calls are written: the family's own format, or the Hermes form.
+    format: CallFormat = HERMES
 
     @property
     def template_tools(self) -> list[dict] | None:
@@ -82,11 +81,11 @@ class ToolPlan:
         else:
             rule = "You must call a function."
         many = " You may make several calls, one block after another." if self.parallel else ""
+        example = self.format.render([("<function name>", "<the arguments as a JSON object>")])
         return (
             "# Tools\n\nYou may call functions to help with the user's request. They are described here "
             f"as JSON Schema:\n<tools>\n{tools}\n</tools>\n\nTo call a function, answer with exactly this "
-            'and nothing else:\n<tool_call>\n{"name": "<function name>", "arguments": <the arguments as a '
-            f"JSON object>}}\n</tool_call>\n{rule}{many}"
+            f"and nothing else:\n{example}\n{rule}{many}"
         )
 
 
@@ -128,11 +127,17 @@ def functions(tools: list[dict[str, Any]]) -> list[Function]:
 
 
 def plan(
-    engine: Engine, req: p.ChatCompletionRequest, *, native: bool, text_grammar: str | None = None
+    engine: Engine,
+    req: p.ChatCompletionRequest,
+    *,
+    native: bool,
+    text_grammar: str | None = None,
+    fmt: CallFormat = HERMES,
 ) -> ToolPlan | None:
     """The request's tool plan, None when it offers no tools or tool_choice is "none"; every
-    problem is a 400 naming its parameter. `text_grammar` constrains the free-text branch of
-    "auto" (response_format's grammar, when a caller combines them)."""
+    problem is a 400 naming its parameter. `native`: the template renders the definitions; `fmt`:
+    how calls are written. `text_grammar` constrains the free-text branch of "auto"
+    (response_format's grammar, when a caller combines them)."""
     choice = req.tool_choice
     if not req.tools:
         if choice not in (None, "none", "auto"):
@@ -165,15 +170,17 @@ def plan(
         raise InvalidRequest(
             f"tool_choice must be none, auto, required or a named function, not '{choice}'.", param="tool_choice"
         )
-    # A named function is called once (as OpenAI does); otherwise parallel calls unless turned off.
-    parallel = req.parallel_tool_calls is not False and not isinstance(choice, dict)
-    tool_plan = ToolPlan(offered, mode, callable_, parallel, native=native)
+    # A named function is called once (as OpenAI does); otherwise parallel calls unless turned off, or
+    # the family writes one call at a time.
+    parallel = req.parallel_tool_calls is not False and not isinstance(choice, dict) and fmt.parallel
+    tool_plan = ToolPlan(offered, mode, callable_, parallel, native=native, format=fmt)
     grammar = call_grammar(engine, tool_plan, text_grammar)
     engine.check_grammar(grammar)
-    return ToolPlan(offered, mode, callable_, parallel, grammar, native)
+    return ToolPlan(offered, mode, callable_, parallel, grammar, native, fmt)
 
 
 def call_grammar(engine: Engine, tool_plan: ToolPlan, text_grammar: str | None = None) -> str:
+    fmt = tool_plan.format
     rules: list[str] = []
     branches: list[str] = []
     index = {f.name: i for i, f in enumerate(tool_plan.offered)}
@@ -181,11 +188,12 @@ def call_grammar(engine: Engine, tool_plan: ToolPlan, text_grammar: str | None =
         i = index[f.name]
         args = engine.json_schema_grammar(f.parameters, param=f"tools[{i}].function.parameters")
         rules.append(namespace(args, f"f{i}-"))
-        branches.append(f"{gbnf_literal(f.name + MID)} f{i}-root")
-    calls = f'call ("\\n" call){{0,{MAX_CALLS - 1}}}' if tool_plan.parallel else "call"
+        branches.append(f"{gbnf_literal(f.name + fmt.mid)} f{i}-root")
+    calls = f"call ({gbnf_literal(fmt.sep)} call){{0,{MAX_CALLS - 1}}}" if tool_plan.parallel else "call"
     head = [
-        f"calls ::= {calls}",
-        f"call ::= {gbnf_literal(OPEN)} ({' | '.join(branches)}) {gbnf_literal(CLOSE)}",
+        f"calls ::= {gbnf_literal(fmt.prefix) + ' ' if fmt.prefix else ''}{calls}"
+        + (f" {gbnf_literal(fmt.suffix)}" if fmt.suffix else ""),
+        f"call ::= {gbnf_literal(fmt.open)} ({' | '.join(branches)}) {gbnf_literal(fmt.close)}",
     ]
     if tool_plan.mode == "auto":
         head.insert(0, "root ::= calls | text")
@@ -193,7 +201,7 @@ def call_grammar(engine: Engine, tool_plan: ToolPlan, text_grammar: str | None =
             rules.append(namespace(text_grammar, "t-"))
             head.append("text ::= t-root")
         else:
-            head.append(TEXT_RULE)
+            head.append(text_rule(fmt))
     else:
         head.insert(0, "root ::= calls")
     return "\n".join(head + rules) + "\n"
@@ -243,16 +251,17 @@ def native_template(engine: Engine) -> bool:
 
 
 def history_turn(message: p.ChatMessage, text: str, index: int, *, native: bool) -> Turn | tuple[str, str]:
-    """One earlier message for the template: assistant tool calls and tool results natively, or in
-    the fallback's own form (calls as <tool_call> blocks, results as <tool_response> user turns)."""
+    """One earlier message for the template: assistant tool calls and tool results natively (for a
+    template with a tool format), or in the fallback's own form (calls as Hermes <tool_call> blocks,
+    results as <tool_response> user turns)."""
     if message.role == "assistant" and message.tool_calls:
         calls = [_history_call(c, index, j) for j, c in enumerate(message.tool_calls)]
         if native:
             for c in calls:
                 c["function"]["arguments"] = _arguments_value(c["function"]["arguments"])
             return Turn(role="assistant", content=text, tool_calls=calls)
-        blocks = [render_call(c["function"]["name"], c["function"]["arguments"]) for c in calls]
-        return ("assistant", SEP.join(([text] if text else []) + blocks))
+        block = HERMES.render([(c["function"]["name"], c["function"]["arguments"]) for c in calls])
+        return ("assistant", HERMES.sep.join([*([text] if text else []), block]))
     if message.role in ("tool", "function"):
         if native:
             return Turn(role="tool", content=text, tool_call_id=message.tool_call_id, name=message.name)
@@ -280,53 +289,7 @@ def _arguments_value(arguments: str) -> Any:
         return arguments
 
 
-def render_call(name: str, arguments: str) -> str:
-    return f"{OPEN}{name}{MID}{arguments}{CLOSE}"
-
-
 # ---------------------------------------------------------------- the answer
-@dataclass
-class Call:
-    name: str
-    arguments: str
-    done: bool
-
-
-def scan(text: str) -> list[Call]:
-    """The calls in generated text so far: a call appears once its name is whole, its arguments
-    grow as they come (never counting what may be the closing frame), and it is done at its close."""
-    calls: list[Call] = []
-    pos = 0
-    while True:
-        if calls:
-            if not text.startswith(SEP, pos):
-                return calls
-            pos += len(SEP)
-        if not text.startswith(OPEN, pos):
-            return calls
-        start = pos + len(OPEN)
-        quote = text.find('"', start)
-        if quote < 0 or not text.startswith(MID, quote):
-            return calls
-        name, args_at = text[start:quote], quote + len(MID)
-        end = text.find(CLOSE, args_at)
-        if end >= 0:
-            calls.append(Call(name, text[args_at:end].rstrip(), True))
-            pos = end + len(CLOSE)
-            continue
-        rest = text[args_at:]
-        for k in range(len(CLOSE), 0, -1):
-            if rest.endswith(CLOSE[:k]):
-                rest = rest[:-k]
-                break
-        calls.append(Call(name, rest.rstrip(), False))
-        return calls
-
-
-def new_call_id() -> str:
-    return f"call_{secrets.token_hex(12)}"
-
-
 def call_key(name: str, arguments: str) -> tuple[str, str]:
     """What makes two calls the same: the name and the arguments as a value (key order and spacing
     aside), so a model that repeats a call with other whitespace still repeats it."""
@@ -364,8 +327,10 @@ class RepeatStop:
     """The engine's stop rule for parallel calls: generation ends once a call is complete that
     repeats an earlier one (checked only when the text ends a call, so the scan stays rare)."""
 
+    format: CallFormat = HERMES
+
     def stop(self, text: str) -> bool:
-        return text.endswith(CLOSE) and distinct(scan(text))[1]
+        return text.endswith(self.format.close) and distinct(scan(self.format, text))[1]
 
 
 def finish_reason(calls: list[Call], reason: str) -> str:
@@ -380,11 +345,12 @@ def finish_reason(calls: list[Call], reason: str) -> str:
 def answer(tool_plan: ToolPlan, text: str, finish_reason_: str) -> tuple[p.AssistantMessage, str]:
     """A whole generation as the assistant's message: text, or its complete calls up to the first
     repeat (a call cut off by max_tokens is left out, so every returned call's arguments parse)."""
-    if tool_plan.mode == "auto" and not text.startswith("<"):
+    fmt = tool_plan.format
+    if tool_plan.mode == "auto" and not text.startswith(fmt.start):
         return p.AssistantMessage(content=text), finish_reason_
-    calls, _ = distinct(scan(text))
+    calls, _ = distinct(scan(fmt, text))
     whole = [
-        p.ToolCall(id=new_call_id(), function=p.FunctionCall(name=c.name, arguments=c.arguments))
+        p.ToolCall(id=fmt.new_id(), function=p.FunctionCall(name=c.name, arguments=c.arguments))
         for c in calls
         if c.done
     ]
@@ -399,6 +365,7 @@ class CallStream:
     until it differs (`distinct`); if it completes the same, the answer ends before it."""
 
     mode: str
+    format: CallFormat = HERMES
     buffer: str = ""
     calling: bool | None = None
     # Characters of arguments sent, per call index.
@@ -417,7 +384,7 @@ class CallStream:
             self.buffer += text
             if not self.buffer:
                 return None, []
-            self.calling = self.buffer.startswith("<")
+            self.calling = self.buffer.startswith(self.format.start)
             if not self.calling:
                 return self.buffer, []
             text = ""
@@ -426,7 +393,7 @@ class CallStream:
         if self.repeated:
             return None, []
         self.buffer += text
-        self.calls, self.repeated = distinct(scan(self.buffer))
+        self.calls, self.repeated = distinct(scan(self.format, self.buffer))
         deltas: list[p.ToolCallDelta] = []
         for i, call in enumerate(self.calls):
             if i < len(self.sent):
@@ -436,7 +403,7 @@ class CallStream:
                     self.sent[i] = len(call.arguments)
             elif call.arguments or call.done:  # the first delta carries the first part of the arguments
                 head = p.FunctionCallDelta(name=call.name, arguments=call.arguments)
-                deltas.append(p.ToolCallDelta(index=i, id=new_call_id(), type="function", function=head))
+                deltas.append(p.ToolCallDelta(index=i, id=self.format.new_id(), type="function", function=head))
                 self.sent.append(len(call.arguments))
         return None, deltas
 

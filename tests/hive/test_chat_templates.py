@@ -21,6 +21,7 @@ from appliance.hive.chat_template import TemplateError
 from appliance.hive.engine import HiveEngine, check_chat_template, embedded_model_path
 from appliance.hive.types import EngineConfig, GenerationRequest, SamplingParams
 from appliance.serving import tools
+from appliance.serving.tool_formats import HERMES
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +119,7 @@ def test_the_prompt_is_the_reference_rendering(family: tuple[str, HiveEngine]) -
         expected_messages = [
             MESSAGES[0],
             MESSAGES[1],
-            {"role": "assistant", "content": tools.render_call("get_weather", '{"city": "Paris"}')},
+            {"role": "assistant", "content": HERMES.render([("get_weather", '{"city": "Paris"}')])},
             {"role": "user", "content": "<tool_response>\n18 C, sunny\n</tool_response>"},
         ]
     reference = hf_render(text, expected_messages, bos=bos, eos=eos, tools_=[WEATHER] if native else None)

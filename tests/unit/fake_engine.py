@@ -43,6 +43,10 @@ class FakeEngine:
     def chat_stops(self) -> list[str]:
         return []
 
+    @property
+    def chat_template(self) -> str:
+        return ""
+
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         return [ord(c) for c in text]
 

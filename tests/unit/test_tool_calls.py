@@ -15,6 +15,7 @@ from appliance.hive.grammars import strict_strings
 from appliance.hive.text import TextStream
 from appliance.hive.types import Turn
 from appliance.serving import tools
+from appliance.serving.tool_formats import HERMES, scan
 
 WEATHER = {
     "type": "function",
@@ -25,6 +26,10 @@ WEATHER = {
     },
 }
 ADD = {"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}
+
+
+def render_call(name: str, arguments: str) -> str:
+    return HERMES.render([(name, arguments)])
 
 
 def request(**fields) -> p.ChatCompletionRequest:
@@ -80,12 +85,10 @@ def test_namespace_prefixes_rule_names_only() -> None:
 
 
 def test_scan_never_takes_back_what_it_gave() -> None:
-    text = (
-        tools.render_call("get_weather", '{"city": "Paris"} ') + tools.SEP + tools.render_call("add", '{"a": {"b": 1}}')
-    )
+    text = render_call("get_weather", '{"city": "Paris"} ') + HERMES.sep + render_call("add", '{"a": {"b": 1}}')
     seen: list[list[tools.Call]] = []
     for end in range(len(text) + 1):
-        calls = tools.scan(text[:end])
+        calls = scan(HERMES, text[:end])
         if seen:
             before = seen[-1]
             assert len(calls) >= len(before)
@@ -113,7 +116,7 @@ def stream_deltas(text: str, step: int = 1, mode: str = "auto") -> tuple[tools.C
 
 
 def test_stream_sends_name_with_the_first_arguments_then_fragments() -> None:
-    text = tools.render_call("add", '{"a": 1, "b": 2}') + tools.SEP + tools.render_call("add", "{}")
+    text = render_call("add", '{"a": 1, "b": 2}') + HERMES.sep + render_call("add", "{}")
     for step in (1, 7, len(text)):
         stream, chunks = stream_deltas(text, step)
         deltas = [d for chunk in chunks for d in chunk]
@@ -128,20 +131,20 @@ def test_stream_sends_name_with_the_first_arguments_then_fragments() -> None:
 
 
 def test_a_repeated_call_ends_the_answer_whole_and_streamed() -> None:
-    once = tools.render_call("get_weather", '{"city": "Paris"}')
-    again = tools.render_call("get_weather", '{ "city":  "Paris" }')
-    other = tools.render_call("get_weather", '{"city": "Rome"}')
-    text = tools.SEP.join([once, other, again, other])
+    once = render_call("get_weather", '{"city": "Paris"}')
+    again = render_call("get_weather", '{ "city":  "Paris" }')
+    other = render_call("get_weather", '{"city": "Rome"}')
+    text = HERMES.sep.join([once, other, again, other])
     required = plan(tools=[WEATHER], tool_choice="required")
     assert required is not None
     message, reason = tools.answer(required, text, "stop")
     assert reason == "tool_calls" and message.tool_calls is not None
     assert [json.loads(c.function.arguments)["city"] for c in message.tool_calls] == ["Paris", "Rome"]
     # max_tokens cutting a call that so far repeats an earlier one loses no call: "tool_calls"
-    message, reason = tools.answer(required, tools.SEP.join([once, again[:-12]]), "length")
+    message, reason = tools.answer(required, HERMES.sep.join([once, again[:-12]]), "length")
     assert reason == "tool_calls" and message.tool_calls is not None and len(message.tool_calls) == 1
     # ... and cutting a new call is a real cut
-    message, reason = tools.answer(required, tools.SEP.join([once, other[:-12]]), "length")
+    message, reason = tools.answer(required, HERMES.sep.join([once, other[:-12]]), "length")
     assert reason == "length" and message.tool_calls is not None and len(message.tool_calls) == 1
     for step in (1, 5):
         stream, chunks = stream_deltas(text, step, "required")
@@ -150,19 +153,19 @@ def test_a_repeated_call_ends_the_answer_whole_and_streamed() -> None:
         assert stream.repeated and stream.finish_reason("stop") == "tool_calls"
         rome = "".join(d.function.arguments or "" for d in deltas if d.index == 1)
         assert json.loads(rome) == {"city": "Rome"}
-    stream, _ = stream_deltas(tools.SEP.join([once, again[:-12]]), 3, "required")
+    stream, _ = stream_deltas(HERMES.sep.join([once, again[:-12]]), 3, "required")
     assert stream.finish_reason("length") == "tool_calls"
 
 
 def test_the_engine_stops_at_a_repeat() -> None:
-    once = tools.render_call("add", '{"a": 1}')
+    once = render_call("add", '{"a": 1}')
     rule = tools.RepeatStop()
-    assert not rule.stop(once) and not rule.stop(once + tools.SEP + tools.render_call("add", '{"a": 2}'))
-    assert rule.stop(once + tools.SEP + tools.render_call("add", '{"a":1}'))
-    assert not rule.stop(once + tools.SEP + tools.render_call("add", '{"a": 1}')[:-3])
+    assert not rule.stop(once) and not rule.stop(once + HERMES.sep + render_call("add", '{"a": 2}'))
+    assert rule.stop(once + HERMES.sep + render_call("add", '{"a":1}'))
+    assert not rule.stop(once + HERMES.sep + render_call("add", '{"a": 1}')[:-3])
     stream = TextStream([], rule)
-    pieces = [stream.feed(ch.encode()) for ch in once + tools.SEP + once + "tail"]
-    assert stream.stopped and "".join(pieces) == once + tools.SEP + once
+    pieces = [stream.feed(ch.encode()) for ch in once + HERMES.sep + once + "tail"]
+    assert stream.stopped and "".join(pieces) == once + HERMES.sep + once
 
 
 def test_named_function_is_one_call_even_with_parallel_calls() -> None:
@@ -181,8 +184,8 @@ def test_auto_text_passes_through_and_answers_are_shaped() -> None:
     message, reason = tools.answer(auto, "Hello", "stop")
     assert message.content == "Hello" and message.tool_calls is None and reason == "stop"
     cut = (
-        tools.render_call("get_weather", '{"city": "Rome"}')
-        + tools.SEP
+        render_call("get_weather", '{"city": "Rome"}')
+        + HERMES.sep
         + '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Mi'
     )
     message, reason = tools.answer(auto, cut, "length")
@@ -197,7 +200,7 @@ def test_history_goes_to_the_template_natively_or_in_the_fallback_form() -> None
     native = tools.history_turn(assistant, "", 1, native=True)
     assert isinstance(native, Turn) and native.tool_calls and native.tool_calls[0]["function"]["arguments"] == {"a": 1}
     assert tools.history_turn(result, "3", 2, native=True) == Turn(role="tool", content="3", tool_call_id="call_1")
-    assert tools.history_turn(assistant, "", 1, native=False) == ("assistant", tools.render_call("add", '{"a": 1}'))
+    assert tools.history_turn(assistant, "", 1, native=False) == ("assistant", render_call("add", '{"a": 1}'))
     assert tools.history_turn(result, "3", 2, native=False) == ("user", "<tool_response>\n3\n</tool_response>")
     bad = p.ChatMessage(role="assistant", tool_calls=[{"id": "x", "function": {"arguments": "{}"}}])
     with pytest.raises(InvalidRequest) as err:
