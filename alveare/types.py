@@ -70,6 +70,8 @@ class AssistantMessage(Struct):
     role: str = "assistant"
     refusal: str | None = None
     tool_calls: list[ToolCall] | None = None
+    # A thinking model's <think> block, apart from the answer (as llama-server and vLLM send it).
+    reasoning_content: str | None = None
 
 
 class TopLogprob(Struct):
@@ -125,6 +127,7 @@ class Delta(Struct, omit_defaults=True):
     role: str | None = None
     content: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
+    reasoning_content: str | None = None
 
 
 class ChunkChoice(Struct):

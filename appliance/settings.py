@@ -303,6 +303,18 @@ SETTINGS: tuple[Setting, ...] = (
         more=". `GET /v1/hive/status` and `alveare model show` name the one in use; see Bringing your own model",
     ),
     Setting(
+        "reasoning_format",
+        str,
+        "auto",
+        "a thinking model's <think> block: `auto` or `deepseek` send it apart from the answer, as "
+        "`message.reasoning_content` (streamed `delta.reasoning_content`), where the chat template thinks; "
+        "`none` leaves it in `content`",
+        flag="--reasoning-format",
+        env="ALVEARE_REASONING_FORMAT",
+        choices=("auto", "deepseek", "none"),
+        label="reasoning format",
+    ),
+    Setting(
         "request_timeout_s",
         float,
         30.0,

@@ -7,9 +7,11 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import msgspec
+
 from appliance import protocol as p
 from appliance.hive.types import Chunk, Finished, TokenInfo
-from appliance.serving import tool_formats, tools
+from appliance.serving import reasoning, tool_formats, tools
 from appliance.serving.catalogue import Catalogue
 from appliance.serving.flow import Flow, new_id, sse
 from appliance.serving.logprobs import chat as chat_logprob_content
@@ -35,18 +37,29 @@ class Tooling:
 class ChatPlan(Plan):
     # The request's tools when it may call them (None: plain text).
     tools: tools.ToolPlan | None = None
+    # How the model thinks, where its <think> block goes to reasoning_content (None: it stays in content).
+    thinking: reasoning.Thinking | None = None
 
 
 class ChatStream:
     """chat.completion.chunk events: the role first, then content deltas, a finish chunk per
     choice, and the usage chunk when the client asked for it."""
 
-    def __init__(self, model: str, *, include_usage: bool, tool_plan: tools.ToolPlan | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        include_usage: bool,
+        tool_plan: tools.ToolPlan | None = None,
+        thinking: reasoning.Thinking | None = None,
+    ) -> None:
         self.id, self.created = new_id("chatcmpl"), int(time.time())
         self.model = model
         self.include_usage = include_usage
         self.tool_plan = tool_plan
+        self.thinking = thinking
         self.calls: dict[int, tools.CallStream] = {}
+        self.splits: dict[int, reasoning.ReasoningSplit] = {}
         self.held: dict[int, list[TokenInfo]] = {}
 
     def _chunk(self, choices: list[p.ChunkChoice], usage: p.Usage | None = None) -> bytes:
@@ -58,37 +71,53 @@ class ChatStream:
         return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(role="assistant", content=""))])
 
     def content(self, index: int, chunk: Chunk) -> bytes | None:
-        if self.tool_plan is not None:
+        if self.tool_plan is None and self.thinking is None:
+            logprobs = chat_logprob_content(chunk.tokens) if chunk.tokens else None
+            return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(content=chunk.text), logprobs=logprobs)])
+        thought, text = "", chunk.text
+        if self.thinking is not None:
+            split = self.splits.setdefault(index, reasoning.ReasoningSplit(self.thinking))
+            thought, text = split.feed(text)
+        content: str | None = text or None
+        deltas: list[p.ToolCallDelta] = []
+        if self.tool_plan is not None:  # calls are read from what follows the reasoning only
             calls = self.calls.setdefault(index, tools.CallStream(self.tool_plan.mode, self.tool_plan.format))
-            text, deltas = calls.feed(chunk.text)
-            # Tokens of text held back (a call's start, a possible repeat) go with the next chunk sent.
-            tokens = self.held.setdefault(index, [])
-            tokens += chunk.tokens
-            if text is None and not deltas:
-                return None
-            self.held[index] = []
-            delta = p.Delta(content=text, tool_calls=deltas or None)
-            logprobs = chat_logprob_content(tokens) if tokens else None
-            return self._chunk([p.ChunkChoice(index=index, delta=delta, logprobs=logprobs)])
-        logprobs = chat_logprob_content(chunk.tokens) if chunk.tokens else None
-        return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(content=chunk.text), logprobs=logprobs)])
+            content, deltas = calls.feed(text) if text else (None, [])
+        # Tokens of text held back (a call's start, a possible repeat, a marker) go with the next chunk sent.
+        tokens = self.held.setdefault(index, [])
+        tokens += chunk.tokens
+        if not thought and content is None and not deltas:
+            return None
+        self.held[index] = []
+        delta = p.Delta(content=content, tool_calls=deltas or None, reasoning_content=thought or None)
+        logprobs = chat_logprob_content(tokens) if tokens else None
+        return self._chunk([p.ChunkChoice(index=index, delta=delta, logprobs=logprobs)])
 
     def finish(self, index: int, finished: Finished) -> bytes:
         reason = finished.finish_reason
         if index in self.calls:
             reason = self.calls[index].finish_reason(reason)
-        return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(), finish_reason=reason)])
+        delta = p.Delta()
+        if index in self.splits:  # what the reasoning split still held (a marker's start, cut off)
+            thought, text = self.splits[index].flush()
+            content = text if text and self.tool_plan is None else None
+            delta = p.Delta(content=content, reasoning_content=thought or None)
+        return self._chunk([p.ChunkChoice(index=index, delta=delta, finish_reason=reason)])
 
     def usage(self, usage: p.Usage) -> bytes | None:
         return self._chunk([], usage) if self.include_usage else None
 
 
 class ChatCompletions:
-    def __init__(self, catalogue: Catalogue, prompter: Prompter, flow: Flow, shapes: Shapes) -> None:
+    def __init__(
+        self, catalogue: Catalogue, prompter: Prompter, flow: Flow, shapes: Shapes, *, reasoning_format: str = "auto"
+    ) -> None:
         self.catalogue = catalogue
         self.prompter = prompter
         self.flow = flow
         self.shapes = shapes
+        self.reasoning_format = reasoning_format
+        self._thinking: tuple[reasoning.Thinking | None] | None = None
         self._tooling: Tooling | None = None
 
     def tooling(self) -> Tooling:
@@ -99,6 +128,14 @@ class ChatCompletions:
             found = tool_formats.detect(engine.chat_template)
             self._tooling = Tooling(definitions, definitions or found is not None, found or tool_formats.HERMES)
         return self._tooling
+
+    def thinking(self) -> reasoning.Thinking | None:
+        """How this model thinks (asked once, the model being fixed); None: no <think> block to split out."""
+        if self._thinking is None:
+            engine = self.prompter.engine
+            prompt = engine.render_chat([("user", "x")])
+            self._thinking = (reasoning.detect(engine.chat_template, prompt, self.reasoning_format),)
+        return self._thinking[0]
 
     def prepare(self, principal: Principal, req: p.ChatCompletionRequest) -> ChatPlan:
         specialist = self.catalogue.resolve(principal, req.model)
@@ -113,6 +150,10 @@ class ChatCompletions:
         )
         if tool_plan is not None:
             grammar = tool_plan.grammar
+        thinking = self.thinking()
+        if grammar and thinking is not None:  # a call or a shape after the thinking block, not inside it
+            grammar = reasoning.grammar(grammar, thinking)
+            self.prompter.engine.check_grammar(grammar)
         sampling = self.prompter.sampling(
             specialist,
             req.temperature,
@@ -149,7 +190,7 @@ class ChatCompletions:
             # A format written with special tokens (Mistral's [TOOL_CALLS]) is read from their text.
             special_text=tool_plan is not None,
         )
-        return ChatPlan(specialist, req.model, [request], len(prompt), n=req.n or 1, tools=tool_plan)
+        return ChatPlan(specialist, req.model, [request], len(prompt), n=req.n or 1, tools=tool_plan, thinking=thinking)
 
     async def complete(self, call: Call, req: p.ChatCompletionRequest) -> p.ChatCompletion:
         plan, outcomes, usage = await self.flow.generate(call, lambda: self.prepare(call.principal, req))
@@ -168,9 +209,15 @@ class ChatCompletions:
     @staticmethod
     def choice(plan: Plan, index: int, text: str, finish_reason: str, tokens: list[TokenInfo] | None) -> p.ChatChoice:
         tool_plan = plan.tools if isinstance(plan, ChatPlan) else None
+        thinking = plan.thinking if isinstance(plan, ChatPlan) else None
+        thought = None
+        if thinking is not None:
+            thought, text = reasoning.split(thinking, text)
         message, reason = p.AssistantMessage(content=text), finish_reason
-        if tool_plan is not None:
+        if tool_plan is not None:  # calls are read from what follows the reasoning only
             message, reason = tools.answer(tool_plan, text, finish_reason)
+        if thought is not None:
+            message = msgspec.structs.replace(message, reasoning_content=thought)
         # Log-probabilities of every generated token, a call's included (under its grammar).
         logprobs = chat_logprob_content(tokens) if tokens is not None else None
         return p.ChatChoice(index=index, message=message, finish_reason=reason, logprobs=logprobs)
@@ -185,5 +232,6 @@ class ChatCompletions:
                 plan.model,
                 include_usage=include_usage,
                 tool_plan=plan.tools if isinstance(plan, ChatPlan) else None,
+                thinking=plan.thinking if isinstance(plan, ChatPlan) else None,
             ),
         )

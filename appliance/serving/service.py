@@ -38,7 +38,7 @@ class Serving:
         self.runner = Runner(engine, timeout_s=timeout_s)
         flow = Flow(self.metering, self.runner)
         shapes = Shapes(engine)
-        self.chat = ChatCompletions(self.catalogue, prompter, flow, shapes)
+        self.chat = ChatCompletions(self.catalogue, prompter, flow, shapes, reasoning_format=settings.reasoning_format)
         self.completions = Completions(self.catalogue, prompter, flow, shapes)
         self.infer = Infer(self.catalogue, prompter, flow, shapes)
 
