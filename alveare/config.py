@@ -24,6 +24,8 @@ from pathlib import Path
 from alveare.errors import AlveareError
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
+# The settings `alveare serve` listens by: on the same machine they name the server too.
+HOST_ENV, PORT_ENV, INSECURE_ENV = "ALVEARE_HOST", "ALVEARE_PORT", "ALVEARE_INSECURE_HTTP"
 API_KEY_ENV = "ALVEARE_API_KEY"
 BASE_URL_ENV = "ALVEARE_BASE_URL"
 CONFIG_ENV = "ALVEARE_CONFIG"
@@ -75,7 +77,7 @@ def resolve(
     ca_cert: str | None = None,
 ) -> Config:
     """Arguments win, then ALVEARE_API_KEY / ALVEARE_BASE_URL / ALVEARE_CA_CERT, then the config file,
-    then the local server."""
+    then the local server (local_server: ALVEARE_HOST and ALVEARE_PORT, as serve reads them)."""
     environ = os.environ if environ is None else environ
     api_key = api_key or environ.get(API_KEY_ENV) or None
     base_url = base_url or environ.get(BASE_URL_ENV) or None
@@ -85,7 +87,23 @@ def resolve(
         api_key = api_key or stored.get("api_key")
         base_url = base_url or stored.get("base_url")
         ca_cert = ca_cert or stored.get("ca_cert")
-    return Config(api_key=api_key, base_url=server_root(base_url or DEFAULT_BASE_URL), ca_cert=ca_cert)
+    return Config(api_key=api_key, base_url=server_root(base_url or local_server(environ)), ca_cert=ca_cert)
+
+
+def local_server(environ: Mapping[str, str]) -> str:
+    """The server on this machine, by the variables serve reads (ALVEARE_HOST, ALVEARE_PORT): HTTP on
+    loopback, HTTPS where serve listens beyond it (as it does unless ALVEARE_INSECURE_HTTP is set), a
+    wildcard address reached on loopback."""
+    host = environ.get(HOST_ENV) or "127.0.0.1"
+    port = environ.get(PORT_ENV) or "8080"
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise AlveareError(f"{PORT_ENV} must be a port number (1-65535), not {port!r}.")
+    loopback = host == "localhost" or host.startswith("127.") or host == "::1"
+    https = not loopback and environ.get(INSECURE_ENV, "").lower() not in ("1", "true", "yes", "on")
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if https else 'http'}://{host}:{port}"
 
 
 def server_root(url: str) -> str:

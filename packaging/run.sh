@@ -53,6 +53,18 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$installed" != "$e
     echo "$extras" > "$stamp"
 fi
 
+# The TypeScript SDK's tarball, which the server hands out at GET /sdk/typescript: made where Node.js
+# and npm are at hand, again when its sources change; without them that endpoint says how to get it.
+tarball_dir="$(cd "$VENV" && pwd)/share/alveare"
+tarball="$tarball_dir/alveare-sdk-$(sed -n 's/^ *"version": "\(.*\)",$/\1/p' sdk/typescript/package.json | head -n 1).tgz"
+if command -v npm >/dev/null 2>&1 && { [ ! -f "$tarball" ] || [ -n "$(find sdk/typescript/src sdk/typescript/package.json -newer "$tarball" 2>/dev/null)" ]; }; then
+    echo "==> packing the TypeScript SDK for GET /sdk/typescript"
+    mkdir -p "$tarball_dir"
+    if ! (cd sdk/typescript && npm ci --no-audit --no-fund --silent && npm run --silent build && npm pack --silent --pack-destination "$tarball_dir" >/dev/null); then
+        echo "alveare: warning: could not build the TypeScript SDK; GET /sdk/typescript will say so" >&2
+    fi
+fi
+
 case "$cmd" in
     serve)
         exec "$VENV/bin/alveare" serve "$@"

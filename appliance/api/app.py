@@ -16,7 +16,15 @@ from litestar.types import Message, Scope
 
 from appliance import __version__
 from appliance.admin import LocalAdmin
-from appliance.api import admin_api_routes, admin_routes, health_routes, native_routes, openai_routes, openapi
+from appliance.api import (
+    admin_api_routes,
+    admin_routes,
+    health_routes,
+    native_routes,
+    openai_routes,
+    openapi,
+    sdk_routes,
+)
 from appliance.api.auth import BearerKeyAuth
 from appliance.api.errors import EXCEPTION_HANDLERS, add_request_id
 from appliance.api.keycache import KeyCache
@@ -90,8 +98,9 @@ def create_app(
             *native_routes.ROUTES,
             *admin_routes.ROUTES,
             *admin_api_routes.ROUTES,
+            *sdk_routes.ROUTES,
         ],
-        middleware=[DefineMiddleware(BearerKeyAuth, exclude=["^/health$", "^/schema"])],
+        middleware=[DefineMiddleware(BearerKeyAuth, exclude=["^/health$", "^/schema", "^/sdk/"])],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         before_send=[add_request_id, add_rate_limit_headers, openapi.complete_allow],
         lifespan=[engine_lifespan],

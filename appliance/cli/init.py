@@ -74,7 +74,20 @@ def report(done: Initialized) -> None:
 
 
 def openai_snippet(base_url: str, cert_path: Path | None) -> str:
-    """Python for the openai SDK against this appliance (the key left for the reader to fill in)."""
+    """Python for the openai SDK against this appliance (the key left for the reader to fill in), and how
+    to install the appliance's own SDK from it (the public index's `alveare` is another project's)."""
+    from appliance.sdk_packages import wheel_name
+
+    root = base_url.removesuffix("/v1")
+    cert = f"--cert {cert_path} " if cert_path is not None else ""
+    install = (
+        f"# Alveare's own SDK and CLI come from the appliance (the public index's `alveare` is unrelated):\n"
+        f'#   pip install {cert}"{root}/sdk/python/{wheel_name()}"\n\n'
+    )
+    return install + _openai_client(base_url, cert_path)
+
+
+def _openai_client(base_url: str, cert_path: Path | None) -> str:
     if cert_path is None:
         return f'from openai import OpenAI\n\nclient = OpenAI(base_url="{base_url}", api_key="alv_live_...")\n'
     return (

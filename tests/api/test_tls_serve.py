@@ -192,3 +192,98 @@ def test_plain_http_beyond_loopback_needs_the_flag_and_logs_a_warning(tmp_path: 
         assert "WARNING" in log and "--insecure-http" in log and "unencrypted" in log
     finally:
         live.stop()
+
+
+def test_the_sdks_install_from_the_appliance_over_its_own_tls(
+    tls_server: LiveServer, tls_key: str, tmp_path: Path
+) -> None:
+    """pip and npm install the appliance's own SDKs from its URLs, trusting its certificate; the Python
+    SDK then finds the server from ALVEARE_HOST and ALVEARE_PORT alone, as serve was started."""
+    import shutil
+    import sys
+
+    from appliance.sdk_packages import tarball_path, wheel_name
+
+    cert = str(tls_server.ca_cert)
+    # pip's --cert replaces its authorities (and requests lets CURL_CA_BUNDLE / REQUESTS_CA_BUNDLE override
+    # it): a bundle of the system's authorities and the appliance's certificate, as the README says.
+    bundle = tmp_path / "bundle.pem"
+    system = ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
+    bundle.write_text(Path(system).read_text() + Path(cert).read_text())
+    skip = ("PYTHONPATH", "VIRTUAL_ENV", "ALVEARE_BASE_URL", "PIP_CERT", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+    clean = {k: v for k, v in os.environ.items() if k not in skip}
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    url = f"{tls_server.url}/sdk/python/{wheel_name()}"
+    pip = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "--quiet", "--cert", str(bundle), url],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    script = "import alveare; c = alveare.Client(max_retries=0); print(c.base_url, len(c.models().data))"
+    env = {
+        **clean,
+        "ALVEARE_HOST": "0.0.0.0",
+        "ALVEARE_PORT": str(tls_server.port),
+        "ALVEARE_CA_CERT": cert,
+        "ALVEARE_API_KEY": tls_key,
+        "ALVEARE_CONFIG": str(tmp_path / "none.toml"),
+    }
+    run = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(f"https://127.0.0.1:{tls_server.port} ") and int(run.stdout.split()[1]) > 0
+    # The wheel's CLI came with it, and needs nothing of the server to run.
+    cli_run = subprocess.run(
+        [str(venv / "bin" / "alveare"), "auth", "status"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert cli_run.returncode == 0 and f"127.0.0.1:{tls_server.port}" in cli_run.stdout, cli_run.stdout + cli_run.stderr
+
+    if not tarball_path().exists() or shutil.which("npm") is None:
+        pytest.skip(f"no TypeScript SDK tarball at {tarball_path()} (packaging/run.sh makes it with npm)")
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "package.json").write_text('{"name": "app", "private": true, "type": "module"}')
+    npm = subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "--cafile", cert, f"{tls_server.url}/sdk/typescript"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if npm.returncode != 0:  # npm reads the package type from the URL's file name: the redirect's target
+        npm = subprocess.run(
+            [
+                "npm",
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--cafile",
+                cert,
+                f"{tls_server.url}/sdk/typescript/{tarball_path().name}",
+            ],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    assert npm.returncode == 0, npm.stdout + npm.stderr
+    code = (
+        "import { Alveare } from '@alveare/sdk';"
+        "const c = new Alveare({ maxRetries: 0 });"
+        "const m = await c.models(); console.log(c.baseURL, m.data.length);"
+    )
+    node = subprocess.run(
+        ["node", "--input-type=module", "-e", code],
+        cwd=project,
+        env={**env, "NODE_EXTRA_CA_CERTS": cert},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert node.returncode == 0, node.stderr
+    assert node.stdout.startswith(f"https://127.0.0.1:{tls_server.port} ")

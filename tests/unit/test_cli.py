@@ -221,3 +221,22 @@ def test_a_command_whose_extra_is_not_installed_names_the_extra(monkeypatch, cap
     code = main(["serve"])
     err = capsys.readouterr().err
     assert code == 2 and err == "alveare: error: this command needs pip install 'alveare[all]' (litestar is missing)\n"
+
+
+def test_the_sdk_finds_the_local_server_by_the_variables_serve_reads() -> None:
+    from alveare.config import local_server, resolve
+
+    assert local_server({}) == "http://127.0.0.1:8080"
+    assert local_server({"ALVEARE_PORT": "9000"}) == "http://127.0.0.1:9000"
+    assert local_server({"ALVEARE_HOST": "0.0.0.0", "ALVEARE_PORT": "9443"}) == "https://127.0.0.1:9443"
+    assert local_server({"ALVEARE_HOST": "::", "ALVEARE_INSECURE_HTTP": "1"}) == "http://127.0.0.1:8080"
+    assert local_server({"ALVEARE_HOST": "::1"}) == "http://[::1]:8080"
+    env = {"ALVEARE_PORT": "9001", "ALVEARE_CONFIG": "/nonexistent/config.toml"}
+    assert resolve(None, None, env).base_url == "http://127.0.0.1:9001"
+    assert resolve(None, "http://other:1/v1", env).base_url == "http://other:1"
+    import pytest
+
+    from alveare.errors import AlveareError
+
+    with pytest.raises(AlveareError, match="ALVEARE_PORT"):
+        local_server({"ALVEARE_PORT": "eighty"})

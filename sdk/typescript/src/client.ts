@@ -61,6 +61,24 @@ function env(name: string): string | undefined {
   return proc?.env?.[name] || undefined;
 }
 
+/**
+ * The server on this machine, by the variables `alveare serve` reads (ALVEARE_HOST, ALVEARE_PORT):
+ * HTTP on loopback, HTTPS where serve listens beyond it (unless ALVEARE_INSECURE_HTTP is set), a
+ * wildcard address reached on loopback. The Python SDK's alveare.config.local_server, the same rule.
+ */
+export function localServer(): string {
+  let host = env('ALVEARE_HOST') ?? '127.0.0.1';
+  const port = env('ALVEARE_PORT') ?? '8080';
+  if (!/^\d+$/.test(port) || Number(port) < 1 || Number(port) > 65535) {
+    throw new AlveareError(`ALVEARE_PORT must be a port number (1-65535), not ${JSON.stringify(port)}.`);
+  }
+  const loopback = host === 'localhost' || host.startsWith('127.') || host === '::1';
+  const insecure = ['1', 'true', 'yes', 'on'].includes((env('ALVEARE_INSECURE_HTTP') ?? '').toLowerCase());
+  if (host === '0.0.0.0' || host === '::') host = '127.0.0.1';
+  if (host.includes(':')) host = `[${host}]`;
+  return `${!loopback && !insecure ? 'https' : 'http'}://${host}:${port}`;
+}
+
 function serverRoot(url: string): string {
   const trimmed = url.trim().replace(/\/+$/, '');
   if (!/^https?:\/\//.test(trimmed)) {
@@ -168,7 +186,7 @@ export class Alveare {
 
   constructor(options: ClientOptions = {}) {
     this.apiKey = options.apiKey ?? env('ALVEARE_API_KEY');
-    this.baseURL = serverRoot(options.baseURL ?? env('ALVEARE_BASE_URL') ?? DEFAULT_BASE_URL);
+    this.baseURL = serverRoot(options.baseURL ?? env('ALVEARE_BASE_URL') ?? localServer());
     this.timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
     this.maxRetries = options.maxRetries ?? DEFAULT_MAX_RETRIES;
     const found = options.fetch ?? globalThis.fetch;
