@@ -41,6 +41,49 @@ class ChatPlan(Plan):
     thinking: reasoning.Thinking | None = None
 
 
+class ChoiceDeltas:
+    """What each streamed choice adds, as OpenAI's chat deltas: the reasoning block apart (when the
+    model thinks), text, and tool-call deltas (calls read from what follows the reasoning only). Text
+    held back (a call's start, a possible repeat, a marker) is sent later, with its tokens."""
+
+    def __init__(self, tool_plan: tools.ToolPlan | None, thinking: reasoning.Thinking | None) -> None:
+        self.tool_plan = tool_plan
+        self.thinking = thinking
+        self.calls: dict[int, tools.CallStream] = {}
+        self.splits: dict[int, reasoning.ReasoningSplit] = {}
+        self.held: dict[int, list[TokenInfo]] = {}
+
+    def feed(self, index: int, chunk: Chunk) -> tuple[p.Delta, list[TokenInfo]] | None:
+        """The delta and its tokens for this piece of choice `index`, or None while it is all held."""
+        if self.tool_plan is None and self.thinking is None:
+            return p.Delta(content=chunk.text), chunk.tokens
+        thought, text = "", chunk.text
+        if self.thinking is not None:
+            split = self.splits.setdefault(index, reasoning.ReasoningSplit(self.thinking))
+            thought, text = split.feed(text)
+        content: str | None = text or None
+        deltas: list[p.ToolCallDelta] = []
+        if self.tool_plan is not None:
+            calls = self.calls.setdefault(index, tools.CallStream(self.tool_plan.mode, self.tool_plan.format))
+            content, deltas = calls.feed(text) if text else (None, [])
+        tokens = self.held.setdefault(index, [])
+        tokens += chunk.tokens
+        if not thought and content is None and not deltas:
+            return None
+        self.held[index] = []
+        return p.Delta(content=content, tool_calls=deltas or None, reasoning_content=thought or None), tokens
+
+    def finish(self, index: int, reason: str) -> tuple[p.Delta, str]:
+        """The last delta of choice `index` (what the reasoning split still held) and its finish reason."""
+        if index in self.calls:
+            reason = self.calls[index].finish_reason(reason)
+        if index not in self.splits:
+            return p.Delta(), reason
+        thought, text = self.splits[index].flush()
+        content = text if text and self.tool_plan is None else None
+        return p.Delta(content=content, reasoning_content=thought or None), reason
+
+
 class ChatStream:
     """chat.completion.chunk events: the role first, then content deltas, a finish chunk per
     choice, and the usage chunk when the client asked for it."""
@@ -56,11 +99,7 @@ class ChatStream:
         self.id, self.created = new_id("chatcmpl"), int(time.time())
         self.model = model
         self.include_usage = include_usage
-        self.tool_plan = tool_plan
-        self.thinking = thinking
-        self.calls: dict[int, tools.CallStream] = {}
-        self.splits: dict[int, reasoning.ReasoningSplit] = {}
-        self.held: dict[int, list[TokenInfo]] = {}
+        self.deltas = ChoiceDeltas(tool_plan, thinking)
 
     def _chunk(self, choices: list[p.ChunkChoice], usage: p.Usage | None = None) -> bytes:
         return sse(
@@ -71,37 +110,15 @@ class ChatStream:
         return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(role="assistant", content=""))])
 
     def content(self, index: int, chunk: Chunk) -> bytes | None:
-        if self.tool_plan is None and self.thinking is None:
-            logprobs = chat_logprob_content(chunk.tokens) if chunk.tokens else None
-            return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(content=chunk.text), logprobs=logprobs)])
-        thought, text = "", chunk.text
-        if self.thinking is not None:
-            split = self.splits.setdefault(index, reasoning.ReasoningSplit(self.thinking))
-            thought, text = split.feed(text)
-        content: str | None = text or None
-        deltas: list[p.ToolCallDelta] = []
-        if self.tool_plan is not None:  # calls are read from what follows the reasoning only
-            calls = self.calls.setdefault(index, tools.CallStream(self.tool_plan.mode, self.tool_plan.format))
-            content, deltas = calls.feed(text) if text else (None, [])
-        # Tokens of text held back (a call's start, a possible repeat, a marker) go with the next chunk sent.
-        tokens = self.held.setdefault(index, [])
-        tokens += chunk.tokens
-        if not thought and content is None and not deltas:
+        found = self.deltas.feed(index, chunk)
+        if found is None:
             return None
-        self.held[index] = []
-        delta = p.Delta(content=content, tool_calls=deltas or None, reasoning_content=thought or None)
+        delta, tokens = found
         logprobs = chat_logprob_content(tokens) if tokens else None
         return self._chunk([p.ChunkChoice(index=index, delta=delta, logprobs=logprobs)])
 
     def finish(self, index: int, finished: Finished) -> bytes:
-        reason = finished.finish_reason
-        if index in self.calls:
-            reason = self.calls[index].finish_reason(reason)
-        delta = p.Delta()
-        if index in self.splits:  # what the reasoning split still held (a marker's start, cut off)
-            thought, text = self.splits[index].flush()
-            content = text if text and self.tool_plan is None else None
-            delta = p.Delta(content=content, reasoning_content=thought or None)
+        delta, reason = self.deltas.finish(index, finished.finish_reason)
         return self._chunk([p.ChunkChoice(index=index, delta=delta, finish_reason=reason)])
 
     def usage(self, usage: p.Usage) -> bytes | None:

@@ -33,6 +33,7 @@ SAMPLES = {
     "optimized_model": ("off", "off"),
     "solo_model": ("/models/original.gguf", "/models/original.gguf"),
     "chat_template": ("gemma", "gemma"),
+    "reasoning_format": ("none", "none"),
     "request_timeout_s": ("12.5", 12.5),
     "queue_size": ("3", 3),
     "shutdown_grace_s": ("2.5", 2.5),
