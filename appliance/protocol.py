@@ -138,6 +138,91 @@ class InferRequest(Struct):
     labels: list[str] | None = None
 
 
+class ResponsesRequest(Struct):
+    """POST /v1/responses, stateless: what OpenAI's SDKs send (fields for stored state are refused)."""
+
+    model: Annotated[str, Meta(min_length=1)]
+    input: str | Annotated[list[dict[str, Any]], Meta(min_length=1)]
+    instructions: str | None = None
+    max_output_tokens: MaxTokens | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    stream: bool | None = False
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    # {"format": {"type": "text" | "json_object" | "json_schema", ...}}
+    text: dict[str, Any] | None = None
+    previous_response_id: str | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    user: str | None = None
+
+
+# ---------------------------------------------------------------- Responses API answers
+class ResponseOutputText(Struct):
+    text: str
+    type: str = "output_text"
+    annotations: list[Any] = []
+
+
+class ResponseMessageItem(Struct, tag="message", tag_field="type"):
+    id: str
+    content: list[ResponseOutputText]
+    status: str = "completed"
+    role: str = "assistant"
+
+
+class ResponseFunctionCallItem(Struct, tag="function_call", tag_field="type"):
+    id: str
+    call_id: str
+    name: str
+    arguments: str
+    status: str = "completed"
+
+
+class ResponseInputTokensDetails(Struct):
+    cached_tokens: int = 0
+
+
+class ResponseOutputTokensDetails(Struct):
+    reasoning_tokens: int = 0
+
+
+class ResponseUsage(Struct):
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    input_tokens_details: ResponseInputTokensDetails
+    output_tokens_details: ResponseOutputTokensDetails
+
+
+class ResponseIncompleteDetails(Struct):
+    reason: str
+
+
+class Response(Struct):
+    id: str
+    created_at: int
+    model: str
+    status: str
+    output: list[ResponseMessageItem | ResponseFunctionCallItem]
+    parallel_tool_calls: bool
+    tool_choice: str | dict[str, Any]
+    tools: list[dict[str, Any]]
+    object: str = "response"
+    error: None = None
+    incomplete_details: ResponseIncompleteDetails | None = None
+    instructions: str | None = None
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    text: dict[str, Any] | None = None
+    metadata: dict[str, str] = {}
+    store: bool = False
+    usage: ResponseUsage | None = None
+
+
 # ---------------------------------------------------------------- responses
 class SpecialistParameters(Struct):
     temperature: float

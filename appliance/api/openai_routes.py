@@ -1,4 +1,4 @@
-"""OpenAI-compatible endpoints: chat completions, legacy completions, models."""
+"""OpenAI-compatible endpoints: chat completions, legacy completions, responses, models."""
 
 from __future__ import annotations
 
@@ -71,6 +71,17 @@ async def completions(request: Request) -> Response[bytes] | Stream:
     return _json(await completions.complete(call, req))
 
 
+@post("/v1/responses", status_code=200)
+async def responses(request: Request) -> Response[bytes] | Stream:
+    """OpenAI's Responses API, stateless (serving/responses.py)."""
+    responses = _serving(request).responses
+    call = metered_call(request, "responses")
+    req = decode_body(await request.body(), p.ResponsesRequest)
+    if req.stream:
+        return await _streamed(responses.stream(call, req))
+    return _json(await responses.create(call, req))
+
+
 @get("/v1/models")
 async def list_models(request: Request) -> Response[bytes]:
     return _json(_serving(request).catalogue.models(request.user))
@@ -83,4 +94,4 @@ async def get_model(request: Request) -> Response[bytes]:
     )
 
 
-ROUTES = [chat_completions, completions, list_models, get_model]
+ROUTES = [chat_completions, completions, responses, list_models, get_model]

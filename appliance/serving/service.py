@@ -16,6 +16,7 @@ from appliance.serving.flow import Flow
 from appliance.serving.infer import Infer
 from appliance.serving.metering import Metering
 from appliance.serving.prompting import Prompter
+from appliance.serving.responses import Responses
 from appliance.serving.runner import Runner
 from appliance.serving.shapes import Shapes
 from appliance.serving.status import Status
@@ -40,6 +41,7 @@ class Serving:
         shapes = Shapes(engine)
         self.chat = ChatCompletions(self.catalogue, prompter, flow, shapes, reasoning_format=settings.reasoning_format)
         self.completions = Completions(self.catalogue, prompter, flow, shapes)
+        self.responses = Responses(self.chat, flow)
         self.infer = Infer(self.catalogue, prompter, flow, shapes)
 
     def shut_down(self, grace_s: float) -> None:

@@ -17,6 +17,7 @@ HERE = Path(__file__).resolve().parent / "openai_node"
 # The check() calls in parity.mjs and tools.mjs: a check that silently stopped running would be a lost test.
 CHECKS = 16
 TOOL_CHECKS = 9
+RESPONSES_CHECKS = 5
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +51,9 @@ def test_function_calling_with_the_openai_node_sdk(installed: Path, server: Live
     """tools, tool_choice (auto, none, required, named), streamed and not, history, and the 400s."""
     passed = run_script(installed, server, api_key, "tools.mjs")
     assert len(passed) == TOOL_CHECKS, passed
+
+
+def test_the_responses_api_with_the_openai_node_sdk(installed: Path, server: LiveServer, api_key: str) -> None:
+    """responses.create and responses.stream, function tools, json_schema, and the stateless 400."""
+    passed = run_script(installed, server, api_key, "responses.mjs")
+    assert len(passed) == RESPONSES_CHECKS, passed
