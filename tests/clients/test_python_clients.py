@@ -350,3 +350,26 @@ def test_litellm_json_schema(litellm_args: dict) -> None:
 
     response = litellm.completion(messages=[{"role": "user", "content": ASK}], response_format=Weather, **litellm_args)
     assert Weather.model_validate_json(response.choices[0].message.content).city
+
+
+def test_litellm_named_auto_and_a_round_trip(litellm_args: dict) -> None:
+    import litellm
+
+    messages: list[Any] = [{"role": "user", "content": ASK}]
+    named = litellm.completion(
+        messages=messages,
+        tools=TOOLS,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        **litellm_args,
+    )
+    calls = named.choices[0].message.tool_calls
+    assert named.choices[0].finish_reason == "tool_calls" and calls and len(calls) == 1
+    auto = litellm.completion(messages=messages, tools=TOOLS, **litellm_args).choices[0]
+    assert bool(auto.message.tool_calls) != bool(auto.message.content)  # the 135M model picks either
+    history = [
+        *messages,
+        {"role": "assistant", "content": None, "tool_calls": [c.model_dump() for c in calls]},
+        {"role": "tool", "tool_call_id": calls[0].id, "content": "18 C, sunny"},
+    ]
+    answer = litellm.completion(messages=history, tools=TOOLS, tool_choice="none", **litellm_args)
+    assert answer.choices[0].message.content
