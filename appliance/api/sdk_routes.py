@@ -16,14 +16,15 @@ from appliance.errors import NotFound
 WHEEL_KEY = "sdk_wheel"
 
 
-@get("/sdk/python", exclude_from_auth=True)
+# Downloads, not the JSON API: the OpenAPI schema leaves them out (the README documents them).
+@get("/sdk/python", exclude_from_auth=True, include_in_schema=False)
 async def python_sdk() -> Redirect:
     return Redirect(f"/sdk/python/{sdk_packages.wheel_name()}", status_code=302)
 
 
-@get("/sdk/python/{filename:str}", exclude_from_auth=True)
-async def python_wheel(request: Request, filename: str) -> Response[bytes]:
-    if filename != sdk_packages.wheel_name():
+@get("/sdk/python/{filename:str}", exclude_from_auth=True, include_in_schema=False)
+async def python_wheel(request: Request) -> Response[bytes]:
+    if request.path_params["filename"] != sdk_packages.wheel_name():
         raise NotFound(f"No such package: this appliance serves {sdk_packages.wheel_name()} (GET /sdk/python).")
     state = request.app.state
     if WHEEL_KEY not in state:  # packed once, off the event loop (it reads a few hundred files)
@@ -31,14 +32,14 @@ async def python_wheel(request: Request, filename: str) -> Response[bytes]:
     return _package(state[WHEEL_KEY])
 
 
-@get("/sdk/typescript", exclude_from_auth=True)
+@get("/sdk/typescript", exclude_from_auth=True, include_in_schema=False)
 async def typescript_sdk() -> Redirect:
     return Redirect(f"/sdk/typescript/{sdk_packages.tarball_name()}", status_code=302)
 
 
-@get("/sdk/typescript/{filename:str}", exclude_from_auth=True)
-async def typescript_tarball(filename: str) -> Response[bytes]:
-    if filename != sdk_packages.tarball_name():
+@get("/sdk/typescript/{filename:str}", exclude_from_auth=True, include_in_schema=False)
+async def typescript_tarball(request: Request) -> Response[bytes]:
+    if request.path_params["filename"] != sdk_packages.tarball_name():
         raise NotFound(f"No such package: this appliance serves {sdk_packages.tarball_name()} (GET /sdk/typescript).")
     package = await asyncio.to_thread(sdk_packages.read_tarball)
     if package is None:
