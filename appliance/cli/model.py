@@ -143,8 +143,8 @@ def embedded_or_none() -> str | None:
 
 def template_label(path: str, asked: str) -> str:
     """The chat template serve would use for this file, or why it would refuse to start."""
+    from appliance.hive.chat_render import check_chat_template
     from appliance.hive.chat_template import TemplateError
-    from appliance.hive.engine import check_chat_template
 
     try:
         return check_chat_template(path, asked) or "unknown (llama.cpp cannot read the file)"

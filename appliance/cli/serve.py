@@ -76,8 +76,9 @@ def serve(args: argparse.Namespace) -> int:
 
     from appliance.api import create_app
     from appliance.cli.connections import GuardedHttpToolsProtocol
+    from appliance.hive.chat_render import check_chat_template
     from appliance.hive.chat_template import TemplateError
-    from appliance.hive.engine import HiveEngine, check_chat_template, embedded_model_path
+    from appliance.hive.engine import HiveEngine, embedded_model_path
     from appliance.hive.types import EngineConfig
     from appliance.preflight import bind, check_model
     from appliance.specialists import load_specialists

@@ -16,7 +16,7 @@ from importlib import resources
 import msgspec
 import numpy as np
 
-from appliance.hive.engine import chat_formatters, measuring_template, without_bos
+from appliance.hive.chat_render import chat_formatters, measuring_template, without_bos
 from appliance.hive.llama import Batch, Context, Model
 from appliance.hive.optimize import Speed
 

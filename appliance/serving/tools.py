@@ -191,9 +191,10 @@ def call_grammar(engine: Engine, tool_plan: ToolPlan, text_grammar: str | None =
         rules.append(namespace(args, f"f{i}-"))
         branches.append(f"{gbnf_literal(f.name + fmt.mid)} f{i}-root")
     calls = f"call ({gbnf_literal(fmt.sep)} call){{0,{MAX_CALLS - 1}}}" if tool_plan.parallel else "call"
+    frame = [gbnf_literal(fmt.prefix)] if fmt.prefix else []
+    frame += [calls, *([gbnf_literal(fmt.suffix)] if fmt.suffix else [])]
     head = [
-        f"calls ::= {gbnf_literal(fmt.prefix) + ' ' if fmt.prefix else ''}{calls}"
-        + (f" {gbnf_literal(fmt.suffix)}" if fmt.suffix else ""),
+        f"calls ::= {' '.join(frame)}",
         f"call ::= {gbnf_literal(fmt.open)} ({' | '.join(branches)}) {gbnf_literal(fmt.close)}",
     ]
     if tool_plan.mode == "auto":

@@ -17,8 +17,9 @@ from gguf_copy import copy_gguf
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from appliance import protocol as p
+from appliance.hive.chat_render import check_chat_template
 from appliance.hive.chat_template import TemplateError
-from appliance.hive.engine import HiveEngine, check_chat_template, embedded_model_path
+from appliance.hive.engine import HiveEngine, embedded_model_path
 from appliance.hive.types import EngineConfig, GenerationRequest, SamplingParams
 from appliance.serving import tools
 from appliance.serving.tool_formats import HERMES
