@@ -96,10 +96,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(port: int, data: str, extra: list[str] | None = None) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "ALVEARE_DATA_DIR": data, "PYTHONUNBUFFERED": "1"}
+def start(
+    port: int, data: str, extra: list[str] | None = None, *, tree: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
+    """`alveare serve` on a fresh data dir; `tree`: the checkout whose code serves (another revision's,
+    its modules first on the path), this one's by default."""
+    env = {**os.environ, "ALVEARE_DATA_DIR": data, "PYTHONUNBUFFERED": "1", **(env or {})}
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     proc = subprocess.Popen(
         [sys.executable, "-m", "appliance", "serve", "--port", str(port), "--timeout", "300", *(extra or [])],
+        cwd=tree,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -26,18 +26,16 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import httpx
-from machine import cpu_name, free_port
+from machine import cpu_name, free_port, start
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -66,38 +64,11 @@ FAMILIES = {
 
 
 def serve(tree: Path, model: str, data: str, extra: list[str]) -> tuple[subprocess.Popen, str, str]:
-    """`alveare serve` of the code in `tree` (its own modules first on the path)."""
+    """`alveare serve` of the code in `tree` on `model`, one slot and 2 threads."""
     port = free_port()
-    env = {**os.environ, "ALVEARE_DATA_DIR": data, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(tree)}
-    env["ALVEARE_OPTIMIZED_MODEL"] = "off"
-    args = ["--port", str(port), "--model", model, "--slots", "1", "--threads", "2", "--timeout", "300", *extra]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "serve", *args],
-        cwd=tree,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    key = ""
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.strip().startswith("alv_"):
-            key = line.strip()
-        if line.startswith("Listening on"):
-            break
-    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/health", timeout=2).json().get("model_loaded"):
-                return proc, url, key
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise SystemExit(f"the server of {tree} on {model} did not become ready")
+    args = ["--model", model, "--slots", "1", "--threads", "2", *extra]
+    proc, key = start(port, data, args, tree=tree, env={"ALVEARE_OPTIMIZED_MODEL": "off"})
+    return proc, f"http://127.0.0.1:{port}", key
 
 
 def stream(http: httpx.Client, url: str, key: str, body: dict) -> tuple[float, list[float], dict]:

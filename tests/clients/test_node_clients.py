@@ -6,12 +6,12 @@ tests/sdk/test_openai_node.py."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from live import LiveServer
+from node_project import npm_installed
 
 pytestmark = [pytest.mark.slow, pytest.mark.clients]
 
@@ -22,15 +22,7 @@ CHECKS = 9
 
 @pytest.fixture(scope="module")
 def installed() -> Path:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("the Vercel AI SDK check needs node and npm on PATH; not found")
-    marker = HERE / "node_modules" / ".package-lock.json"
-    if not marker.exists() or marker.stat().st_mtime < (HERE / "package-lock.json").stat().st_mtime:
-        result = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"], cwd=HERE, capture_output=True, text=True, timeout=600
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-    return HERE
+    return npm_installed(HERE, "the Vercel AI SDK check")
 
 
 def test_the_vercel_ai_sdk_against_the_live_server(installed: Path, server: LiveServer, api_key: str) -> None:

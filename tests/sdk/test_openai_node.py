@@ -4,12 +4,12 @@ JavaScript apps (tests/sdk/openai_node/parity.mjs)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from live import LiveServer
+from node_project import npm_installed
 
 pytestmark = pytest.mark.slow
 
@@ -22,15 +22,7 @@ RESPONSES_CHECKS = 5
 
 @pytest.fixture(scope="module")
 def installed() -> Path:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("the openai Node SDK check needs node and npm on PATH; not found")
-    marker = HERE / "node_modules" / ".package-lock.json"
-    if not marker.exists() or marker.stat().st_mtime < (HERE / "package-lock.json").stat().st_mtime:
-        result = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"], cwd=HERE, capture_output=True, text=True, timeout=600
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-    return HERE
+    return npm_installed(HERE, "the openai Node SDK check")
 
 
 def run_script(installed: Path, server: LiveServer, api_key: str, script: str) -> list[str]:
