@@ -64,7 +64,8 @@ class ChoiceDeltas:
         content: str | None = text or None
         deltas: list[p.ToolCallDelta] = []
         if self.tool_plan is not None:
-            calls = self.calls.setdefault(index, tools.CallStream(self.tool_plan.mode, self.tool_plan.format))
+            plan = self.tool_plan
+            calls = self.calls.setdefault(index, tools.CallStream(plan.mode, plan.format, buffer=plan.lead))
             content, deltas = calls.feed(text) if text else (None, [])
         tokens = self.held.setdefault(index, [])
         tokens += chunk.tokens
@@ -161,13 +162,19 @@ class ChatCompletions:
         # Everything that can be refused is checked before the prompt is built or anything metered.
         grammar, labels = self.shapes.grammar(specialist, req.response_format, req.labels)
         tooling = self.tooling()
+        thinking = self.thinking()
         # Tools over the answer's shape: a forced call replaces it, with "auto" it shapes the text branch.
+        # A forced call's fixed start goes in the prompt, unless a thinking block must come first.
         tool_plan = tools.plan(
-            self.prompter.engine, req, native=tooling.definitions, text_grammar=grammar, fmt=tooling.format
+            self.prompter.engine,
+            req,
+            native=tooling.definitions,
+            text_grammar=grammar,
+            fmt=tooling.format,
+            lead=thinking is None,
         )
         if tool_plan is not None:
             grammar = tool_plan.grammar
-        thinking = self.thinking()
         if grammar and thinking is not None:  # a call or a shape after the thinking block, not inside it
             grammar = reasoning.grammar(grammar, thinking)
             self.prompter.engine.check_grammar(grammar)
@@ -188,7 +195,8 @@ class ChatCompletions:
         if tool_plan is not None and not tooling.definitions:
             preamble[0] = ("system", f"{preamble[0][1]}\n\n{tool_plan.system_text()}")
         template_tools = tool_plan.template_tools if tool_plan else None
-        prompt, shared = prompter.tokenize_chat(preamble, conversation, template_tools)
+        lead = tool_plan.lead if tool_plan else ""
+        prompt, shared = prompter.tokenize_chat(preamble, conversation, template_tools, lead=lead)
         explicit = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
         param = "max_completion_tokens" if req.max_completion_tokens is not None else "messages"
         default = prompter.label_budget(labels, specialist.max_tokens) if labels else specialist.max_tokens
@@ -203,7 +211,9 @@ class ChatCompletions:
             lookup=specialist.prompt_lookup,
             stream=bool(req.stream),
             # Parallel calls end at the first repeat, not at max_tokens.
-            stop_rule=tools.RepeatStop(tool_plan.format) if tool_plan is not None and tool_plan.parallel else None,
+            stop_rule=tools.RepeatStop(tool_plan.format, lead)
+            if tool_plan is not None and tool_plan.parallel
+            else None,
             # A format written with special tokens (Mistral's [TOOL_CALLS]) is read from their text.
             special_text=tool_plan is not None,
         )

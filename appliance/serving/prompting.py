@@ -112,11 +112,12 @@ class Prompter:
         return turns
 
     def tokenize_chat(
-        self, preamble: Turns, conversation: Conversation, tools: list[dict] | None = None
+        self, preamble: Turns, conversation: Conversation, tools: list[dict] | None = None, *, lead: str = ""
     ) -> tuple[list[int], int]:
         """The prompt's tokens, and how many of them are the shared preamble (for the prefix cache);
-        `tools` for a template that renders tool definitions itself."""
-        prompt = self.engine.tokenize(self.engine.render_chat([*preamble, *conversation], tools=tools))
+        `tools` for a template that renders tool definitions itself; `lead`: the start of the answer,
+        already fixed (a forced tool call's frame), after the generation prompt."""
+        prompt = self.engine.tokenize(self.engine.render_chat([*preamble, *conversation], tools=tools) + lead)
         # The preamble rendered with an empty next turn: what every conversation after it shares
         # includes that turn's header (`<|im_start|>user\n`), a few more tokens no request prefills.
         first = conversation[0] if conversation else None

@@ -21,7 +21,7 @@ from appliance import protocol as p
 from appliance.errors import InvalidRequest
 from appliance.hive.types import Engine, Turn
 from appliance.serving.gbnf import gbnf_literal, namespace
-from appliance.serving.tool_formats import HERMES, Call, CallFormat, scan
+from appliance.serving.tool_formats import BLANK, HERMES, Call, CallFormat, scan
 
 # Calls in one answer when parallel calls are allowed: a bound, so a small model that repeats
 # itself stops with whole calls rather than running into max_tokens mid-call.
@@ -64,6 +64,11 @@ class ToolPlan:
     native: bool = False
     # How calls are written: the family's own format, or the Hermes form.
     format: CallFormat = HERMES
+    # What a forced call's answer must start with (the frame up to the name; the name too, where one
+    # function is callable): put at the end of the prompt rather than generated token by token, so
+    # the model starts at what it chooses. "" with tool_choice "auto", or where a thinking block
+    # must come first.
+    lead: str = ""
 
     @property
     def template_tools(self) -> list[dict] | None:
@@ -134,11 +139,13 @@ def plan(
     native: bool,
     text_grammar: str | None = None,
     fmt: CallFormat = HERMES,
+    lead: bool = True,
 ) -> ToolPlan | None:
     """The request's tool plan, None when it offers no tools or tool_choice is "none"; every
     problem is a 400 naming its parameter. `native`: the template renders the definitions; `fmt`:
     how calls are written. `text_grammar` constrains the free-text branch of "auto"
-    (response_format's grammar, when a caller combines them)."""
+    (response_format's grammar, when a caller combines them). `lead`: a forced call's fixed start may
+    go in the prompt (ToolPlan.lead)."""
     choice = req.tool_choice
     if not req.tools:
         if choice not in (None, "none", "auto"):
@@ -174,10 +181,16 @@ def plan(
     # A named function is called once (as OpenAI does); otherwise parallel calls unless turned off, or
     # the family writes one call at a time.
     parallel = req.parallel_tool_calls is not False and not isinstance(choice, dict) and fmt.parallel
-    tool_plan = ToolPlan(offered, mode, callable_, parallel, native=native, format=fmt)
+    start = ""
+    if lead and mode == "required":
+        start = fmt.prefix + fmt.open + (callable_[0].name + fmt.mid if len(callable_) == 1 else "")
+        # Not ending in blank space: models write the space with the next token (' {'), and a prompt
+        # that ends in it puts them off (the grammar writes it instead).
+        start = start.rstrip(BLANK)
+    tool_plan = ToolPlan(offered, mode, callable_, parallel, native=native, format=fmt, lead=start)
     grammar = call_grammar(engine, tool_plan, text_grammar)
     engine.check_grammar(grammar)
-    return ToolPlan(offered, mode, callable_, parallel, grammar, native, fmt)
+    return ToolPlan(offered, mode, callable_, parallel, grammar, native, fmt, start)
 
 
 def call_grammar(engine: Engine, tool_plan: ToolPlan, text_grammar: str | None = None) -> str:
@@ -197,6 +210,17 @@ def call_grammar(engine: Engine, tool_plan: ToolPlan, text_grammar: str | None =
         f"calls ::= {' '.join(frame)}",
         f"call ::= {gbnf_literal(fmt.open)} ({' | '.join(branches)}) {gbnf_literal(fmt.close)}",
     ]
+    if tool_plan.lead:  # the answer starts after the lead: the first call's rest, then as ever
+        if len(tool_plan.callable) == 1:
+            name = tool_plan.callable[0].name
+            blank = (fmt.prefix + fmt.open + name + fmt.mid)[len(tool_plan.lead) :]
+            rest = " ".join([*([gbnf_literal(blank)] if blank else []), f"f{index[name]}-root"])
+        else:
+            rest = f"({' | '.join(branches)})"
+        more = [f"({gbnf_literal(fmt.sep)} call){{0,{MAX_CALLS - 2}}}"] if tool_plan.parallel else []
+        after = [rest, gbnf_literal(fmt.close), *more, *([gbnf_literal(fmt.suffix)] if fmt.suffix else [])]
+        head = [f"root ::= {' '.join(after)}", head[1]]
+        return "\n".join(head + rules) + "\n"
     if tool_plan.mode == "auto":
         head.insert(0, "root ::= calls | text")
         if text_grammar:
@@ -294,9 +318,11 @@ class RepeatStop:
     repeats an earlier one (checked only when the text ends a call, so the scan stays rare)."""
 
     format: CallFormat = HERMES
+    # The forced call's start that was put in the prompt (ToolPlan.lead): the text begins after it.
+    lead: str = ""
 
     def stop(self, text: str) -> bool:
-        return text.endswith(self.format.close) and distinct(scan(self.format, text))[1]
+        return text.endswith(self.format.close) and distinct(scan(self.format, self.lead + text))[1]
 
 
 def finish_reason(calls: list[Call], reason: str) -> str:
@@ -314,6 +340,7 @@ def answer(tool_plan: ToolPlan, text: str, finish_reason_: str) -> tuple[p.Assis
     fmt = tool_plan.format
     if tool_plan.mode == "auto" and not text.startswith(fmt.start):
         return p.AssistantMessage(content=text), finish_reason_
+    text = tool_plan.lead + text
     calls, _ = distinct(scan(fmt, text))
     whole = [
         p.ToolCall(id=fmt.new_id(), function=p.FunctionCall(name=c.name, arguments=c.arguments))
@@ -332,6 +359,7 @@ class CallStream:
 
     mode: str
     format: CallFormat = HERMES
+    # The text so far; a forced call's lead (ToolPlan.lead) from the start.
     buffer: str = ""
     calling: bool | None = None
     # Characters of arguments sent, per call index.

@@ -102,9 +102,10 @@ def test_fake_round_trip(make_client) -> None:
 
 
 def test_tool_calls_reach_the_wire(make_client) -> None:
-    """The fake model writes one call in the fallback form; the API answers with it (the real model's
+    """The fake model writes one call in the fallback form (after its start, '<tool_call>\n{"name": "f",
+    "arguments":', which a forced call's prompt ends with); the API answers with it (the real model's
     calls are tested in tests/api/test_tools.py)."""
-    client = make_client(FakeEngine(reply='<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call>'))
+    client = make_client(FakeEngine(reply=' {"x": 1}}\n</tool_call>'))
     tool = {"type": "function", "function": {"name": "f", "parameters": {}}}
     body = {**CHAT, "tools": [tool], "tool_choice": "required"}
     choice = client.post("/v1/chat/completions", json=body).json()["choices"][0]

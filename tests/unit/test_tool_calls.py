@@ -49,7 +49,8 @@ def test_tool_choice_modes() -> None:
     assert auto is not None and auto.mode == "auto" and auto.parallel and "root ::= calls | text" in auto.grammar
     required = plan(tools=[WEATHER, ADD], tool_choice="required", parallel_tool_calls=False)
     assert required is not None and required.mode == "required" and not required.parallel
-    assert required.grammar.startswith("root ::= calls\ncalls ::= call\n")
+    # A forced call's frame is put in the prompt: the grammar starts at the name.
+    assert required.lead == '<tool_call>\n{"name": "' and required.grammar.startswith('root ::= ("get_weather')
     named = plan(tools=[WEATHER, ADD], tool_choice={"type": "function", "function": {"name": "add"}})
     assert named is not None and [f.name for f in named.callable] == ["add"] and "get_weather" not in named.grammar
     assert "You must call the function add." in named.system_text() and "get_weather" in named.system_text()
@@ -137,14 +138,15 @@ def test_a_repeated_call_ends_the_answer_whole_and_streamed() -> None:
     text = HERMES.sep.join([once, other, again, other])
     required = plan(tools=[WEATHER], tool_choice="required")
     assert required is not None
-    message, reason = tools.answer(required, text, "stop")
+    lead = len(required.lead)  # what the prompt ends with: the model writes the rest
+    message, reason = tools.answer(required, text[lead:], "stop")
     assert reason == "tool_calls" and message.tool_calls is not None
     assert [json.loads(c.function.arguments)["city"] for c in message.tool_calls] == ["Paris", "Rome"]
     # max_tokens cutting a call that so far repeats an earlier one loses no call: "tool_calls"
-    message, reason = tools.answer(required, HERMES.sep.join([once, again[:-12]]), "length")
+    message, reason = tools.answer(required, HERMES.sep.join([once, again[:-12]])[lead:], "length")
     assert reason == "tool_calls" and message.tool_calls is not None and len(message.tool_calls) == 1
     # ... and cutting a new call is a real cut
-    message, reason = tools.answer(required, HERMES.sep.join([once, other[:-12]]), "length")
+    message, reason = tools.answer(required, HERMES.sep.join([once, other[:-12]])[lead:], "length")
     assert reason == "length" and message.tool_calls is not None and len(message.tool_calls) == 1
     for step in (1, 5):
         stream, chunks = stream_deltas(text, step, "required")
@@ -170,7 +172,8 @@ def test_the_engine_stops_at_a_repeat() -> None:
 
 def test_named_function_is_one_call_even_with_parallel_calls() -> None:
     named = plan(tools=[WEATHER, ADD], tool_choice={"type": "function", "function": {"name": "add"}})
-    assert named is not None and not named.parallel and "calls ::= call\n" in named.grammar
+    assert named is not None and not named.parallel and named.lead.endswith('"add", "arguments":')
+    assert named.grammar.split("\n")[0] == 'root ::= " " f1-root "}\\n</tool_call>"'  # one call, its arguments
     assert plan(tools=[WEATHER, ADD], tool_choice="required").parallel
 
 

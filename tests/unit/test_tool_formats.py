@@ -77,12 +77,21 @@ def test_the_grammar_writes_the_frame_and_answers_parse(name: str) -> None:
     fmt = FORMATS[name]
     plan = tools.plan(FakeEngine(), request(tools=[WEATHER], tool_choice="required"), native=True, fmt=fmt)
     assert plan is not None and plan.format is fmt and plan.parallel == fmt.parallel
-    for piece in (fmt.prefix, fmt.open, fmt.mid, fmt.close, fmt.suffix):
+    # The forced call's start is in the prompt; the grammar writes the rest of the frame.
+    assert plan.lead == (fmt.prefix + fmt.open + "get_weather" + fmt.mid).rstrip()  # the grammar writes the space
+    for piece in (fmt.open, fmt.mid, fmt.close, fmt.suffix):
         if piece:
             assert json.dumps(piece)[1:-1] in plan.grammar  # a GBNF literal (the mid one joined to the name)
+    unled = tools.plan(FakeEngine(), request(tools=[WEATHER], tool_choice="required"), native=True, fmt=fmt, lead=False)
+    assert unled is not None and unled.lead == "" and (not fmt.prefix or json.dumps(fmt.prefix)[1:-1] in unled.grammar)
     auto = tools.plan(FakeEngine(), request(tools=[WEATHER]), native=True, fmt=fmt)
     assert auto is not None and "root ::= calls | text" in auto.grammar and tools.text_rule(fmt) in auto.grammar
-    message, reason = tools.answer(plan, fmt.render([("get_weather", '{"city": "Rome"}')]), "stop")
+    written = fmt.render([("get_weather", '{"city": "Rome"}')])
+    whole = tools.answer(unled, written, "stop")[0].tool_calls  # the model wrote the whole frame
+    assert whole is not None and [(c.function.name, c.function.arguments) for c in whole] == [
+        ("get_weather", '{"city": "Rome"}')
+    ]
+    message, reason = tools.answer(plan, written[len(plan.lead) :], "stop")  # the prompt held the lead
     assert reason == "tool_calls" and message.tool_calls is not None
     [call] = message.tool_calls
     assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Rome"}
