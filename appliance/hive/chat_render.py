@@ -106,11 +106,12 @@ def turn_stops(model: Model, formatter: Any) -> list[str]:
         end,
     )
     stops = []
-    for marker in (end, opener):
-        tokens = model.tokenize(marker, add_special=False, parse_special=True) if marker else []
-        special = len(tokens) == 1 and len(model.piece(tokens[0])) == 0  # a control token: never text
-        if marker and not (len(tokens) == 1 and model.is_eog(tokens[0])) and not special:
-            stops.append(marker)
+    for marker in filter(None, (end, opener)):
+        tokens = model.tokenize(marker, add_special=False, parse_special=True)
+        # One end-of-generation token ends the answer anyway; a control token is never written as text.
+        if len(tokens) == 1 and (model.is_eog(tokens[0]) or not model.piece(tokens[0])):
+            continue
+        stops.append(marker)
     return stops
 
 

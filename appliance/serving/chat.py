@@ -23,7 +23,7 @@ from appliance.store import Principal
 
 @dataclass(frozen=True)
 class Tooling:
-    """How the model's chat template takes tools."""
+    """How the model's chat template takes tools, and whether it thinks."""
 
     # It renders the tool definitions itself (else they go in the system turn).
     definitions: bool
@@ -31,6 +31,8 @@ class Tooling:
     history: bool
     # How calls are written: the family's own format where the template shows one, else Hermes.
     format: tool_formats.CallFormat
+    # How the model thinks, where its <think> block goes to reasoning_content (None: no block to split).
+    thinking: reasoning.Thinking | None
 
 
 @dataclass(frozen=True)
@@ -135,25 +137,20 @@ class ChatCompletions:
         self.flow = flow
         self.shapes = shapes
         self.reasoning_format = reasoning_format
-        self._thinking: tuple[reasoning.Thinking | None] | None = None
         self._tooling: Tooling | None = None
 
     def tooling(self) -> Tooling:
-        """How this model's template takes tools (asked once, the model being fixed)."""
+        """How this model's template takes tools and thinks (asked once, the model being fixed)."""
         if self._tooling is None:
             engine = self.prompter.engine
             definitions = tools.native_template(engine)
             found = tool_formats.detect(engine.chat_template)
-            self._tooling = Tooling(definitions, definitions or found is not None, found or tool_formats.HERMES)
-        return self._tooling
-
-    def thinking(self) -> reasoning.Thinking | None:
-        """How this model thinks (asked once, the model being fixed); None: no <think> block to split out."""
-        if self._thinking is None:
-            engine = self.prompter.engine
             prompt = engine.render_chat([("user", "x")])
-            self._thinking = (reasoning.detect(engine.chat_template, prompt, self.reasoning_format),)
-        return self._thinking[0]
+            thinking = reasoning.detect(engine.chat_template, prompt, self.reasoning_format)
+            self._tooling = Tooling(
+                definitions, definitions or found is not None, found or tool_formats.HERMES, thinking
+            )
+        return self._tooling
 
     def prepare(self, principal: Principal, req: p.ChatCompletionRequest) -> ChatPlan:
         specialist = self.catalogue.resolve(principal, req.model)
@@ -162,7 +159,7 @@ class ChatCompletions:
         # Everything that can be refused is checked before the prompt is built or anything metered.
         grammar, labels = self.shapes.grammar(specialist, req.response_format, req.labels)
         tooling = self.tooling()
-        thinking = self.thinking()
+        thinking = tooling.thinking
         # Tools over the answer's shape: a forced call replaces it, with "auto" it shapes the text branch.
         # A forced call's fixed start goes in the prompt, unless a thinking block must come first.
         tool_plan = tools.plan(

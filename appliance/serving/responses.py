@@ -235,7 +235,8 @@ class ResponsesStream:
         self.deltas = ChoiceDeltas(chat.tools if chat else None, chat.thinking if chat else None)
         self.seq = 0
         self.items: list[p.ResponseMessageItem | p.ResponseFunctionCallItem] = []
-        self.text: str | None = None  # the message item's text, once it is open
+        self.text = ""  # the message item's text
+        self.message_at: int | None = None  # its output index, once it is open
         self.calls: dict[int, int] = {}  # tool-call index -> output index
         self.reason = "stop"
 
@@ -256,18 +257,17 @@ class ResponsesStream:
     def _delta(self, delta: p.Delta) -> bytes:
         out = b""
         if delta.content:
-            if self.text is None:
-                self.text = ""
+            if self.message_at is None:
                 item = p.ResponseMessageItem(id=new_id("msg"), content=[], status="in_progress")
                 self.items.append(item)
-                at = len(self.items) - 1
+                self.message_at = at = len(self.items) - 1
                 out += self._event("response.output_item.added", output_index=at, item=item)
                 part = p.ResponseOutputText(text="")
                 out += self._event(
                     "response.content_part.added", item_id=item.id, output_index=at, content_index=0, part=part
                 )
             self.text += delta.content
-            at = self._message_index()
+            at = self.message_at
             item_id = self.items[at].id
             out += self._event(
                 "response.output_text.delta",
@@ -297,15 +297,12 @@ class ResponsesStream:
                 )
         return out
 
-    def _message_index(self) -> int:
-        return next(i for i, item in enumerate(self.items) if isinstance(item, p.ResponseMessageItem))
-
     def finish(self, index: int, done: Finished) -> bytes:
         delta, self.reason = self.deltas.finish(index, done.finish_reason)
         out = self._delta(delta)
         for at, item in enumerate(self.items):
             if isinstance(item, p.ResponseMessageItem):
-                part = p.ResponseOutputText(text=self.text or "")
+                part = p.ResponseOutputText(text=self.text)
                 out += self._event(
                     "response.output_text.done",
                     item_id=item.id,

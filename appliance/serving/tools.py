@@ -181,16 +181,19 @@ def plan(
     # A named function is called once (as OpenAI does); otherwise parallel calls unless turned off, or
     # the family writes one call at a time.
     parallel = req.parallel_tool_calls is not False and not isinstance(choice, dict) and fmt.parallel
-    start = ""
-    if lead and mode == "required":
-        start = fmt.prefix + fmt.open + (callable_[0].name + fmt.mid if len(callable_) == 1 else "")
-        # Not ending in blank space: models write the space with the next token (' {'), and a prompt
-        # that ends in it puts them off (the grammar writes it instead).
-        start = start.rstrip(BLANK)
+    # Not ending in blank space: models write the space with the next token (' {'), and a prompt that
+    # ends in it puts them off (the grammar writes it instead).
+    start = forced_start(fmt, callable_).rstrip(BLANK) if lead and mode == "required" else ""
     tool_plan = ToolPlan(offered, mode, callable_, parallel, native=native, format=fmt, lead=start)
     grammar = call_grammar(engine, tool_plan, text_grammar)
     engine.check_grammar(grammar)
     return ToolPlan(offered, mode, callable_, parallel, grammar, native, fmt, start)
+
+
+def forced_start(fmt: CallFormat, callable_: list[Function]) -> str:
+    """What a forced call's answer must start with: the frame up to the name, and the name and what
+    follows it too where one function is callable."""
+    return fmt.prefix + fmt.open + (callable_[0].name + fmt.mid if len(callable_) == 1 else "")
 
 
 def call_grammar(engine: Engine, tool_plan: ToolPlan, text_grammar: str | None = None) -> str:
@@ -204,23 +207,21 @@ def call_grammar(engine: Engine, tool_plan: ToolPlan, text_grammar: str | None =
         rules.append(namespace(args, f"f{i}-"))
         branches.append(f"{gbnf_literal(f.name + fmt.mid)} f{i}-root")
     calls = f"call ({gbnf_literal(fmt.sep)} call){{0,{MAX_CALLS - 1}}}" if tool_plan.parallel else "call"
-    frame = [gbnf_literal(fmt.prefix)] if fmt.prefix else []
-    frame += [calls, *([gbnf_literal(fmt.suffix)] if fmt.suffix else [])]
+    prefix = [gbnf_literal(fmt.prefix)] if fmt.prefix else []
+    suffix = [gbnf_literal(fmt.suffix)] if fmt.suffix else []
     head = [
-        f"calls ::= {' '.join(frame)}",
+        f"calls ::= {' '.join([*prefix, calls, *suffix])}",
         f"call ::= {gbnf_literal(fmt.open)} ({' | '.join(branches)}) {gbnf_literal(fmt.close)}",
     ]
     if tool_plan.lead:  # the answer starts after the lead: the first call's rest, then as ever
+        blank = forced_start(fmt, tool_plan.callable)[len(tool_plan.lead) :]  # what the lead left out
         if len(tool_plan.callable) == 1:
-            name = tool_plan.callable[0].name
-            blank = (fmt.prefix + fmt.open + name + fmt.mid)[len(tool_plan.lead) :]
-            rest = " ".join([*([gbnf_literal(blank)] if blank else []), f"f{index[name]}-root"])
+            first = f"f{index[tool_plan.callable[0].name]}-root"
         else:
-            rest = f"({' | '.join(branches)})"
+            first = f"({' | '.join(branches)})"
         more = [f"({gbnf_literal(fmt.sep)} call){{0,{MAX_CALLS - 2}}}"] if tool_plan.parallel else []
-        after = [rest, gbnf_literal(fmt.close), *more, *([gbnf_literal(fmt.suffix)] if fmt.suffix else [])]
-        head = [f"root ::= {' '.join(after)}", head[1]]
-        return "\n".join(head + rules) + "\n"
+        after = [*([gbnf_literal(blank)] if blank else []), first, gbnf_literal(fmt.close), *more, *suffix]
+        return "\n".join([f"root ::= {' '.join(after)}", head[1], *rules]) + "\n"
     if tool_plan.mode == "auto":
         head.insert(0, "root ::= calls | text")
         if text_grammar:
