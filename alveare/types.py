@@ -1,4 +1,4 @@
-"""The response wire types, shared by the SDK (which decodes them) and the server (appliance.protocol
+"""The response wire types, shared by the SDK (which decodes them) and the server (appliance.core.protocol
 re-exports them and encodes them), so the two can never drift apart.
 
 Unknown fields are ignored when decoding, so an SDK keeps working against a newer server.

@@ -60,7 +60,7 @@ if [ -z "$(ls "$CUDA_DIR"/lib64/stubs/libcuda.so /usr/local/cuda*/lib64/stubs/li
 fi
 
 # The image's CUDA host compiler (/opt/gcc/bin/g++) links libstdc++ statically; without this flag
-# libggml-cuda exports that copy and every model load crashes (appliance/hive/native_libs.py).
+# libggml-cuda exports that copy and every model load crashes (appliance/engine/native/native_libs.py).
 LINK="-DCMAKE_SHARED_LINKER_FLAGS=-Wl,--exclude-libs,ALL"
 t0=$(date +%s)
 echo "== llama-cpp-python wheel, CUDA arch $ARCH, $JOBS jobs"

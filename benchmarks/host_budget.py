@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from machine import print_table
 
-from appliance.hive.engine import HiveEngine, embedded_model_path
-from appliance.hive.types import EngineConfig, GenerationRequest, SamplingParams
+from appliance.engine.engine import HiveEngine, embedded_model_path
+from appliance.engine.types import EngineConfig, GenerationRequest, SamplingParams
 
 TOPICS = ["rivers", "bees", "volcanoes", "trains", "chess", "coffee", "owls", "bridges"]
 

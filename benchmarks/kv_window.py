@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import llama_cpp
 from machine import print_table
 
-from appliance.hive.engine import HiveEngine, embedded_model_path
-from appliance.hive.types import EngineConfig, GenerationRequest, SamplingParams
+from appliance.engine.engine import HiveEngine, embedded_model_path
+from appliance.engine.types import EngineConfig, GenerationRequest, SamplingParams
 
 LOADBENCH = Path(__file__).resolve().parents[2] / "shared" / "bench" / "loadbench.py"
 FIND_SLOT = re.compile(rb"stream\[(\d+)\], n = +(\d+), used = +(\d+)")

@@ -21,8 +21,8 @@ from machine import cpu_name, gpu_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance.hive.engine import embedded_model_path
-from appliance.hive.llama import Batch, Context, Model, quiet_native_logs
+from appliance.engine.engine import embedded_model_path
+from appliance.engine.native.llama import Batch, Context, Model, quiet_native_logs
 
 TOPICS = ("the moon", "honey bees", "the Roman empire", "volcanoes", "the ocean", "chess", "rain", "copper")
 TEMPLATE = (

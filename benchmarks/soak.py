@@ -21,7 +21,7 @@ The server's resident memory (VmRSS) is sampled every 2 s. At the end it checks:
     from the end of warm-up to the end of the run.
 
 It prints a Markdown summary (with the CPU model) and exits 1 if a check failed. Only the
-standard library, httpx and appliance.client are used:
+standard library, httpx and appliance.admin.remote are used:
 
   .venv/bin/python benchmarks/soak.py --duration 180
 """
@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from machine import cpu_name  # noqa: E402
 
-from appliance.client import AdminClient  # noqa: E402
+from appliance.admin.remote import AdminClient  # noqa: E402
 
 HOST = "127.0.0.1"  # loopback only
 MAX_DURATION_S = 900

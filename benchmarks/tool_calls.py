@@ -138,7 +138,7 @@ def main() -> None:
 
     from gguf_copy import copy_gguf
 
-    from appliance.hive.engine import embedded_model_path
+    from appliance.engine.engine import embedded_model_path
 
     work = Path(tempfile.mkdtemp(prefix="tool-calls-"))
     before = work / "before"

@@ -73,7 +73,7 @@ if [ "$CUDA" = 1 ]; then
     command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ] || die "--cuda needs the CUDA toolkit (nvcc)"
     export PATH="$PATH:/usr/local/cuda/bin"
     # Keeps a libstdc++ that the compiler links statically private to each library (else a CUDA
-    # backend exports it and every model load crashes: appliance/hive/native_libs.py).
+    # backend exports it and every model load crashes: appliance/engine/native/native_libs.py).
     cmake_args="$cmake_args -DGGML_CUDA=ON -DCMAKE_SHARED_LINKER_FLAGS=-Wl,--exclude-libs,ALL"
 fi
 

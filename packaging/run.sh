@@ -41,7 +41,7 @@ fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$installed" != "$extras" ]; then
     echo "==> installing Alveare and its dependencies (the first llama-cpp-python build takes a few minutes)"
     # A CUDA build also keeps any libstdc++ its compiler links statically private to each library:
-    # exported from libggml-cuda, it crashes every model load (appliance/hive/native_libs.py).
+    # exported from libggml-cuda, it crashes every model load (appliance/engine/native/native_libs.py).
     case "${CMAKE_ARGS:-}" in
         *CMAKE_SHARED_LINKER_FLAGS*) ;;
         *GGML_CUDA=[Oo][Nn]*|*GGML_CUDA=1*) export CMAKE_ARGS="$CMAKE_ARGS -DCMAKE_SHARED_LINKER_FLAGS=-Wl,--exclude-libs,ALL" ;;

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from live import LiveServer, start_server
 
 # Every server the tests start, in process or not, serves the embedded model as shipped: a first start
-# would otherwise spend a minute or two making its optimised copy (tests/hive/test_optimize.py and
+# would otherwise spend a minute or two making its optimised copy (tests/engine/test_optimize.py and
 # tests/api/test_first_start_optimize.py cover that step on purpose).
 os.environ["ALVEARE_OPTIMIZED_MODEL"] = "off"
 

@@ -7,8 +7,8 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from appliance.hive.engine import HiveEngine
-from appliance.hive.types import EngineConfig
+from appliance.engine.engine import HiveEngine
+from appliance.engine.types import EngineConfig
 
 T = TypeVar("T")
 

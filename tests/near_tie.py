@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from appliance.hive.engine import HiveEngine
-from appliance.hive.llama import Batch, Context, Model
-from appliance.hive.types import Finished
+from appliance.engine.engine import HiveEngine
+from appliance.engine.native.llama import Batch, Context, Model
+from appliance.engine.types import Finished
 
 # Two runs may part where the top two logits are this close. A clear choice (a bigger gap) must never differ.
 NEAR_TIE = 0.5

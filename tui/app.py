@@ -13,8 +13,8 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
-from appliance.admin import AdminOps
-from appliance.errors import AlveareError, ServerUnavailable
+from appliance.admin.ops import AdminOps
+from appliance.core.errors import AlveareError, ServerUnavailable
 from appliance.store import current_period
 from tui.screens.accounts import AccountsView
 from tui.screens.base import View

@@ -15,25 +15,20 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import Message, Scope
 
 from appliance import __version__
-from appliance.admin import LocalAdmin
-from appliance.api import (
-    admin_api_routes,
-    admin_routes,
-    health_routes,
-    native_routes,
-    openai_routes,
-    openapi,
-    sdk_routes,
-)
+from appliance.admin.local import LocalAdmin
+from appliance.api import openapi
 from appliance.api.auth import BearerKeyAuth
 from appliance.api.errors import EXCEPTION_HANDLERS, add_request_id
 from appliance.api.keycache import KeyCache
-from appliance.api.openai_routes import CALL
-from appliance.hive.types import Engine
-from appliance.limits import FailedKeyLimiter
+from appliance.api.routes import admin as admin_routes
+from appliance.api.routes import health, native, sdk, status
+from appliance.api.routes import openai as openai_routes
+from appliance.api.routes.openai import CALL
+from appliance.core.limits import FailedKeyLimiter
+from appliance.core.settings import Settings
+from appliance.core.specialists import Specialists
+from appliance.engine.types import Engine
 from appliance.serving import Serving
-from appliance.settings import Settings
-from appliance.specialists import Specialists
 from appliance.store import Principal, Store
 
 log = logging.getLogger("alveare.api")
@@ -93,12 +88,12 @@ def create_app(
 
     app = Litestar(
         route_handlers=[
-            *health_routes.ROUTES,
+            *health.ROUTES,
             *openai_routes.ROUTES,
-            *native_routes.ROUTES,
+            *native.ROUTES,
+            *status.ROUTES,
             *admin_routes.ROUTES,
-            *admin_api_routes.ROUTES,
-            *sdk_routes.ROUTES,
+            *sdk.ROUTES,
         ],
         middleware=[DefineMiddleware(BearerKeyAuth, exclude=["^/health$", "^/schema", "^/sdk/"])],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

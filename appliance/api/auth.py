@@ -15,10 +15,10 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
-from appliance import security
 from appliance.api.keycache import KeyCache
-from appliance.errors import AuthenticationFailed, PermissionDenied
-from appliance.limits import FailedKeyLimiter
+from appliance.core import security
+from appliance.core.errors import AuthenticationFailed, PermissionDenied
+from appliance.core.limits import FailedKeyLimiter
 from appliance.store import Principal
 
 log = logging.getLogger("alveare.auth")

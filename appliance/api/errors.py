@@ -12,8 +12,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.types import Message, Scope
 
-from appliance import protocol as p
-from appliance.errors import AlveareError, InvalidRequest
+from appliance.core import protocol as p
+from appliance.core.errors import AlveareError, InvalidRequest
 
 log = logging.getLogger("alveare.api")
 T = TypeVar("T")

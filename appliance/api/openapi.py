@@ -17,7 +17,7 @@ from litestar.openapi.spec import Components, OpenAPIMediaType, OpenAPIResponse,
 from litestar.routes import HTTPRoute
 from litestar.types import Message, Scope
 
-from appliance import protocol as p
+from appliance.core import protocol as p
 
 # The body each operation decodes (appliance.api.errors.decode_body).
 _BODIES: dict[tuple[str, str], type] = {

@@ -22,7 +22,7 @@ from appliance.cli.serve import ServeCommand
 from appliance.cli.specialists import SpecialistsCommand
 from appliance.cli.tui import TuiCommand
 from appliance.cli.usage import UsageCommand
-from appliance.errors import AlveareError, ConfigError
+from appliance.core.errors import AlveareError, ConfigError
 
 # The order of `alveare --help`: the user's commands over HTTP, then the operator's.
 COMMANDS: tuple[Command, ...] = (

@@ -1,6 +1,6 @@
 """`alveare admin ...`: accounts, keys, plans and usage through AdminOps, the TUI's interface.
 
-`appliance.client.open_admin` picks the admin API when a server answers (the change is seen at once)
+`appliance.admin.remote.open_admin` picks the admin API when a server answers (the change is seen at once)
 and the data dir otherwise, so these commands work with the server up or down and get the same
 validation either way.
 """
@@ -17,8 +17,8 @@ from appliance.cli.base import Command, action, actions, add_setting_flags, load
 from appliance.cli.output import print_json, table
 
 if TYPE_CHECKING:
-    from appliance.admin import AdminOps
-    from appliance.settings import Settings
+    from appliance.admin.ops import AdminOps
+    from appliance.core.settings import Settings
 
 ADMIN_KEY_ENV = "ALVEARE_ADMIN_KEY"
 CA_CERT_ENV = "ALVEARE_CA_CERT"
@@ -37,7 +37,7 @@ def server_url(settings: Settings, url: str | None) -> str:
 def server_ca_cert(settings: Settings, args: argparse.Namespace) -> str | None:
     """The certificate to trust: --ca-cert or ALVEARE_CA_CERT, else the data dir's own one when the
     server uses it (an admin-supplied certificate is trusted through the system's authorities)."""
-    from appliance.tls import CERT_FILE
+    from appliance.core.tls import CERT_FILE
 
     given = getattr(args, "ca_cert", None) or os.environ.get(CA_CERT_ENV) or None
     if given or settings.tls_cert:
@@ -63,7 +63,7 @@ def add_target_flags(parser: argparse.ArgumentParser) -> None:
 
 @contextmanager
 def admin_ops(args: argparse.Namespace) -> Iterator[AdminOps]:
-    from appliance.client import open_admin
+    from appliance.admin.reach import open_admin
 
     settings = load_settings(args)
     key = getattr(args, "admin_key", None) or os.environ.get(ADMIN_KEY_ENV) or None
@@ -214,7 +214,7 @@ def accounts_set_specialists(args: argparse.Namespace) -> int:
 
 # keys -----------------------------------------------------------------------
 def keys_create(args: argparse.Namespace) -> int:
-    from appliance.errors import InvalidRequest
+    from appliance.core.errors import InvalidRequest
     from appliance.store import ADMIN_ACCOUNT
 
     if args.admin:
@@ -302,7 +302,7 @@ def plans_set(args: argparse.Namespace) -> int:
         existing = {p.name: p for p in ops.plans()}
         if name not in existing:
             if args.base not in existing:
-                from appliance.errors import NotFound
+                from appliance.core.errors import NotFound
 
                 raise NotFound(f"No plan named {args.base!r} to start from; plans: {', '.join(existing)}.")
             # A new plan starts from --base's values; AdminOps creates from starter's, so send them all.
@@ -336,7 +336,7 @@ def usage(args: argparse.Namespace) -> int:
         if args.account:
             overviews = [o for o in overviews if o.account.name == args.account]
             if not overviews:
-                from appliance.errors import NotFound
+                from appliance.core.errors import NotFound
 
                 raise NotFound(f"No account named {args.account!r}.")
         summaries = [o.usage for o in overviews]

@@ -49,7 +49,7 @@ def add_setting_flags(
     """The settings table's flags (all of them, or those fields in `only`; `helps` replaces a field's help
     where a command uses the setting differently). Unset flags stay out of the namespace (SUPPRESS), so
     a flag given before the command is not overwritten by this parser's default."""
-    from appliance.settings import SETTINGS
+    from appliance.core.settings import SETTINGS
 
     for s in SETTINGS:
         if s.flag is None or (only is not None and s.field not in only):
@@ -72,7 +72,7 @@ def add_setting_flags(
 
 def load_settings(args: argparse.Namespace):
     """Settings from the defaults, the environment and the flags given (in that order)."""
-    from appliance.settings import load_settings as load
+    from appliance.core.settings import load_settings as load
 
     overrides = {k.removeprefix(SETTING_DEST): v for k, v in vars(args).items() if k.startswith(SETTING_DEST)}
     return load(overrides)

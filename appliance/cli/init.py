@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from appliance.cli.base import Command, add_setting_flags, load_settings
-from appliance.errors import ConfigError
+from appliance.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from appliance.settings import Settings
+    from appliance.core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Initialized:
 
 def own_cert_paths(settings: Settings) -> tuple[Path, Path]:
     """The certificate and key HTTPS uses: the admin's (--tls-cert/--tls-key), else the data dir's own."""
-    from appliance import tls
+    from appliance.core import tls
 
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise ConfigError(
@@ -41,7 +41,7 @@ def own_cert_paths(settings: Settings) -> tuple[Path, Path]:
 
 
 def initialize(settings: Settings) -> Initialized:
-    from appliance import tls
+    from appliance.core import tls
     from appliance.store import Store
 
     cert, key = own_cert_paths(settings)
@@ -76,7 +76,7 @@ def report(done: Initialized) -> None:
 def openai_snippet(base_url: str, cert_path: Path | None) -> str:
     """Python for the openai SDK against this appliance (the key left for the reader to fill in), and how
     to install the appliance's own SDK from it (the public index's `alveare` is another project's)."""
-    from appliance.sdk_packages import wheel_name
+    from appliance.core.sdk_packages import wheel_name
 
     root = base_url.removesuffix("/v1")
     cert = f"--cert {cert_path} " if cert_path is not None else ""

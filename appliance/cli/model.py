@@ -1,5 +1,5 @@
 """`alveare model optimize` and `alveare model show`: a kernel-friendly copy of the model, kept only
-if it passes the quality gate (appliance/hive/optimize.py), and what is recorded about it."""
+if it passes the quality gate (appliance/models/optimize.py), and what is recorded about it."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 from appliance.cli.base import Command, action, actions, add_setting_flags, load_settings
 from appliance.cli.output import fail, print_json, table
-from appliance.errors import ConfigError
+from appliance.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from appliance.hive.optimize import Report
-    from appliance.settings import Settings
+    from appliance.core.settings import Settings
+    from appliance.models.report import Report
 
 
 class ModelCommand(Command):
@@ -51,8 +51,8 @@ class ModelCommand(Command):
 
 
 def _model_path(settings: Settings) -> str:
-    from appliance.hive.engine import embedded_model_path
-    from appliance.preflight import check_model
+    from appliance.core.preflight import check_model
+    from appliance.engine.engine import embedded_model_path
 
     try:
         path = settings.model_path or embedded_model_path()
@@ -67,14 +67,15 @@ def _progress(line: str) -> None:
 
 
 def optimize(args: argparse.Namespace) -> int:
-    from appliance.hive.optimize import CANDIDATES, gate_for
-    from appliance.hive.optimize import optimize as run
+    from appliance.models.gate import gate_for
+    from appliance.models.optimize import CANDIDATES
+    from appliance.models.optimize import optimize as run
 
     settings = load_settings(args)
     path = _model_path(settings)
     if not settings.data_path.is_dir():
         raise ConfigError(f"no data dir at {settings.data_path}: run `alveare init` first, or pass --data-dir")
-    from appliance.hive.llama import default_threads
+    from appliance.engine.native.llama import default_threads
 
     try:
         report = run(
@@ -97,7 +98,7 @@ def optimize(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
-    from appliance.hive.optimize import reports
+    from appliance.models.report import reports
 
     settings = load_settings(args)
     found = reports(settings.models_path)
@@ -133,7 +134,7 @@ def show(args: argparse.Namespace) -> int:
 
 
 def embedded_or_none() -> str | None:
-    from appliance.hive.engine import embedded_model_path
+    from appliance.engine.engine import embedded_model_path
 
     try:
         return embedded_model_path()
@@ -143,8 +144,8 @@ def embedded_or_none() -> str | None:
 
 def template_label(path: str, asked: str) -> str:
     """The chat template serve would use for this file, or why it would refuse to start."""
-    from appliance.hive.chat_render import check_chat_template
-    from appliance.hive.chat_template import TemplateError
+    from appliance.engine.chat_render import check_chat_template
+    from appliance.engine.chat_template import TemplateError
 
     try:
         return check_chat_template(path, asked) or "unknown (llama.cpp cannot read the file)"
@@ -163,7 +164,7 @@ def served_solo(settings: Settings, report: Report) -> str | None:
 def served_state(settings: Settings, report: Report) -> str:
     """The copy's state as serve with these settings would see it (served_model's rules)."""
     from appliance.cli.model_file import copy_unused_because
-    from appliance.hive.optimize import copy_state
+    from appliance.models.select import copy_state
 
     state = copy_state(report)
     unused = copy_unused_because(settings) if report.kept and state == "in use" else None

@@ -1,6 +1,6 @@
 """Which model file `serve` loads: the copy `alveare model optimize` kept for the model while it is
 valid for this file and CPU, else the file itself; and the one-off step of a first start on a CPU
-that makes that copy of the embedded model (appliance/hive/optimize.py does the work)."""
+that makes that copy of the embedded model (appliance/models/optimize.py does the work)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from appliance.hive.optimize import Report
-    from appliance.settings import Settings
+    from appliance.core.settings import Settings
+    from appliance.models.report import Report
 
 log = logging.getLogger("appliance.serve")  # serve's logger: these lines are part of its start-up
 
 
 def runs_on_gpu(settings: Settings) -> bool:
-    from appliance.hive.llama import supports_gpu_offload
+    from appliance.engine.native.llama import supports_gpu_offload
 
     return settings.gpu == "auto" and supports_gpu_offload()
 
@@ -31,7 +31,7 @@ def optimize_first(settings: Settings, model_path: str, embedded_path: str | Non
     --optimized-model auto, and no report yet on this file from this CPU (kept or not, so a copy the
     gate rejected is not measured again at every start). A model the operator brought is optimised
     only when asked (`alveare model optimize`): on a large model that takes long."""
-    from appliance.hive.optimize import measured_here
+    from appliance.models.select import measured_here
 
     if settings.optimized_model != "auto" or embedded_path is None:
         return False
@@ -42,7 +42,7 @@ def optimize_first(settings: Settings, model_path: str, embedded_path: str | Non
 
 def idle_cores(wait_s: float = 1.0) -> float | None:
     """Idle cores over the next `wait_s` seconds (None where /proc/stat cannot tell)."""
-    from appliance.hive.idle_cpu import IdleCpu
+    from appliance.engine.tuning.idle_cpu import IdleCpu
 
     idle = IdleCpu()
     idle.cores()
@@ -56,7 +56,7 @@ def optimize_embedded(settings: Settings, model_path: str, idle: Callable[[], fl
     verdict, or None where nothing was recorded: a busy CPU (its speeds would be wrong, and a
     contended fixed thread count can take many minutes; the next start tries again) or a failure;
     either is logged and the original served."""
-    from appliance.hive.llama import default_threads
+    from appliance.engine.native.llama import default_threads
 
     threads = settings.threads or default_threads()
     free = idle()
@@ -116,7 +116,7 @@ def copy_unused_because(settings: Settings) -> str | None:
 def served_copy(settings: Settings, model_path: str) -> Report | None:
     """The report of the copy `alveare model optimize` kept for `model_path`, where serve loads that
     copy (it is still valid and --optimized-model is auto); None where serve loads the file itself."""
-    from appliance.hive.optimize import optimized_copy
+    from appliance.models.select import optimized_copy
 
     if settings.optimized_model == "off":
         return None  # not even looked for
@@ -150,7 +150,7 @@ def served_model(settings: Settings, model_path: str) -> str:
 def solo_model(settings: Settings, model_path: str, copy: Report | None) -> str | None:
     """The file a request running alone decodes on (--solo-model), or None; `copy`: the report of the
     copy serve loads for `model_path` (served_copy), None where it loads the original."""
-    from appliance.hive.optimize import SOLO_BELOW
+    from appliance.engine.tuning.solo_lane import SOLO_BELOW
 
     if settings.solo_model == "off":
         return None

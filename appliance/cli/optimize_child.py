@@ -22,7 +22,8 @@ log = logging.getLogger("appliance.serve")  # its lines are part of serve's star
 
 
 def run(job: dict) -> int:
-    from appliance.hive.optimize import AUTO_CANDIDATES, gate_for, optimize
+    from appliance.models.gate import gate_for
+    from appliance.models.optimize import AUTO_CANDIDATES, optimize
 
     try:
         report = optimize(

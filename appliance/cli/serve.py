@@ -14,10 +14,10 @@ from appliance import __version__
 from appliance.cli.base import Command, add_setting_flags, load_settings
 from appliance.cli.init import initialize, own_cert_paths, report
 from appliance.cli.model_file import file_to_load, optimize_embedded, optimize_first, served_copy, solo_model
-from appliance.errors import ConfigError
+from appliance.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from appliance.settings import Settings
+    from appliance.core.settings import Settings
 
 log = logging.getLogger("appliance.serve")
 
@@ -35,7 +35,7 @@ class ListenPlan:
 def listen_plan(settings: Settings) -> ListenPlan:
     """HTTPS whenever the server listens beyond loopback (or the admin supplied a certificate);
     plain HTTP on loopback, or anywhere with --insecure-http."""
-    from appliance.tls import is_loopback
+    from appliance.core.tls import is_loopback
 
     loopback = is_loopback(settings.host)
     https = settings.tls_cert is not None or not (loopback or settings.insecure_http)
@@ -76,12 +76,12 @@ def serve(args: argparse.Namespace) -> int:
 
     from appliance.api import create_app
     from appliance.cli.connections import GuardedHttpToolsProtocol
-    from appliance.hive.chat_render import check_chat_template
-    from appliance.hive.chat_template import TemplateError
-    from appliance.hive.engine import HiveEngine, embedded_model_path
-    from appliance.hive.types import EngineConfig
-    from appliance.preflight import bind, check_model
-    from appliance.specialists import load_specialists
+    from appliance.core.preflight import bind, check_model
+    from appliance.core.specialists import load_specialists
+    from appliance.engine.chat_render import check_chat_template
+    from appliance.engine.chat_template import TemplateError
+    from appliance.engine.engine import HiveEngine, embedded_model_path
+    from appliance.engine.types import EngineConfig
     from appliance.store import Store
 
     settings = load_settings(args)

@@ -8,7 +8,7 @@ import os
 
 from appliance.cli.admin import ADMIN_KEY_ENV, add_target_flags, server_ca_cert, server_url
 from appliance.cli.base import Command, load_settings
-from appliance.errors import AlveareError
+from appliance.core.errors import AlveareError
 
 
 class TuiCommand(Command):
@@ -23,7 +23,8 @@ class TuiCommand(Command):
 def tui(args: argparse.Namespace) -> int:
     from textual.logging import TextualHandler
 
-    from appliance.client import open_admin, server_answers
+    from appliance.admin.reach import open_admin
+    from appliance.admin.remote import server_answers
     from tui.app import AlveareApp
 
     # Log lines written to the terminal would tear the screen; Textual's handler keeps them in its log.

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from appliance import protocol as p
-from appliance.admin import apply_override, check_prompt
-from appliance.errors import PermissionDenied
-from appliance.hive.types import Engine
-from appliance.specialists import Specialist, Specialists
+from appliance.admin.checks import apply_override, check_prompt
+from appliance.core import protocol as p
+from appliance.core.errors import PermissionDenied
+from appliance.core.specialists import Specialist, Specialists
+from appliance.engine.types import Engine
 from appliance.store import Principal, Store
 
 

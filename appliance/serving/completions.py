@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
-from appliance import protocol as p
-from appliance.errors import InvalidRequest
-from appliance.hive.types import Chunk, Finished
+from appliance.core import protocol as p
+from appliance.core.errors import InvalidRequest
+from appliance.engine.types import Chunk, Finished
 from appliance.serving.catalogue import Catalogue
 from appliance.serving.flow import Flow, new_id, sse
 from appliance.serving.logprobs import legacy as legacy_logprobs_of

@@ -13,9 +13,9 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
-from appliance import protocol as p
-from appliance.errors import AlveareError
-from appliance.hive.types import Chunk, Finished, Generation
+from appliance.core import protocol as p
+from appliance.core.errors import AlveareError
+from appliance.engine.types import Chunk, Finished, Generation
 from appliance.serving.metering import Call, Meter, Metering
 from appliance.serving.prompting import Plan
 from appliance.serving.runner import Outcome, Runner, merge

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from appliance import protocol as p
+from appliance.core import protocol as p
 from appliance.serving.catalogue import Catalogue
 from appliance.serving.flow import Flow, new_id
 from appliance.serving.metering import Call

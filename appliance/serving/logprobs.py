@@ -3,8 +3,8 @@ and the legacy completions' parallel lists."""
 
 from __future__ import annotations
 
-from appliance import protocol as p
-from appliance.hive.types import TokenInfo
+from appliance.core import protocol as p
+from appliance.engine.types import TokenInfo
 
 
 def _text(piece: bytes) -> str:

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from appliance import protocol as p
-from appliance.errors import AlveareError
-from appliance.limits import Admission, QuotaBook, QuotaHold, RateLimiter, RateState, key_limits
+from appliance.core import protocol as p
+from appliance.core.errors import AlveareError
+from appliance.core.limits import Admission, QuotaBook, QuotaHold, RateLimiter, RateState, key_limits
 from appliance.serving.traffic import Traffic
 from appliance.store import Principal, Store, UsageRecord, current_period, now_iso
 

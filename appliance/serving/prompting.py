@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from appliance import protocol as p
-from appliance.errors import ContextLengthExceeded, InvalidRequest, ModelLoading
-from appliance.hive.types import Engine, GenerationRequest, SamplingParams, StopRule, Turn
-from appliance.specialists import Specialist
+from appliance.core import protocol as p
+from appliance.core.errors import ContextLengthExceeded, InvalidRequest, ModelLoading
+from appliance.core.specialists import Specialist
+from appliance.engine.types import Engine, GenerationRequest, SamplingParams, StopRule, Turn
 
 PREAMBLE_MEMO = 256
 

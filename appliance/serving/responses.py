@@ -16,9 +16,9 @@ from typing import Any
 
 import msgspec
 
-from appliance import protocol as p
-from appliance.errors import InvalidRequest
-from appliance.hive.types import Chunk, Finished
+from appliance.core import protocol as p
+from appliance.core.errors import InvalidRequest
+from appliance.engine.types import Chunk, Finished
 from appliance.serving.chat import ChatCompletions, ChatPlan, ChoiceDeltas
 from appliance.serving.flow import Flow
 from appliance.serving.metering import Call

@@ -7,8 +7,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from appliance.errors import GenerationTimeout, ServerError, ShuttingDown
-from appliance.hive.types import Chunk, Engine, Finished, Generation, GenerationRequest, TokenInfo
+from appliance.core.errors import GenerationTimeout, ServerError, ShuttingDown
+from appliance.engine.types import Chunk, Engine, Finished, Generation, GenerationRequest, TokenInfo
 
 
 @dataclass

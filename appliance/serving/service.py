@@ -7,8 +7,10 @@ import asyncio
 import logging
 import time
 
-from appliance.hive.types import Engine
-from appliance.limits import QuotaBook, RateLimiter
+from appliance.core.limits import QuotaBook, RateLimiter
+from appliance.core.settings import Settings
+from appliance.core.specialists import Specialists
+from appliance.engine.types import Engine
 from appliance.serving.catalogue import Catalogue
 from appliance.serving.chat import ChatCompletions
 from appliance.serving.completions import Completions
@@ -21,8 +23,6 @@ from appliance.serving.runner import Runner
 from appliance.serving.shapes import Shapes
 from appliance.serving.status import Status
 from appliance.serving.traffic import Traffic
-from appliance.settings import Settings
-from appliance.specialists import Specialists
 from appliance.store import Store
 
 log = logging.getLogger("alveare.service")

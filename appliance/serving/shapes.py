@@ -11,11 +11,11 @@ import json
 import re
 from collections import OrderedDict
 
-from appliance import protocol as p
-from appliance.errors import InvalidRequest, ServerError
-from appliance.hive.grammars import JSON_OBJECT, choice_grammar
-from appliance.hive.types import Engine
-from appliance.specialists import Specialist
+from appliance.core import protocol as p
+from appliance.core.errors import InvalidRequest, ServerError
+from appliance.core.specialists import Specialist
+from appliance.engine.grammars import JSON_OBJECT, choice_grammar
+from appliance.engine.types import Engine
 
 MEMO = 128
 MAX_TOP_LOGPROBS = 20

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 from appliance import __version__
-from appliance import protocol as p
-from appliance.hive.types import Engine
+from appliance.core import protocol as p
+from appliance.core.specialists import Specialists
+from appliance.engine.types import Engine
 from appliance.serving.traffic import Traffic
-from appliance.specialists import Specialists
 
 
 class Status:

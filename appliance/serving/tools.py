@@ -17,9 +17,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance import protocol as p
-from appliance.errors import InvalidRequest
-from appliance.hive.types import Engine, Turn
+from appliance.core import protocol as p
+from appliance.core.errors import InvalidRequest
+from appliance.engine.types import Engine, Turn
 from appliance.serving.gbnf import gbnf_literal, namespace
 from appliance.serving.tool_formats import BLANK, HERMES, Call, CallFormat, scan
 

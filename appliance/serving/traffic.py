@@ -7,7 +7,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from appliance import protocol as p
+from appliance.core import protocol as p
 
 HISTORY_BUCKET_S = 10
 HISTORY_BUCKETS = 60  # ten minutes

@@ -16,7 +16,7 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from appliance.errors import Conflict, InvalidRequest, NotFound, ServerError
+from appliance.core.errors import Conflict, InvalidRequest, NotFound, ServerError
 from appliance.store.records import BackupInfo
 
 

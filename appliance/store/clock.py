@@ -9,7 +9,7 @@ from __future__ import annotations
 import calendar
 from datetime import UTC, datetime
 
-from appliance.errors import InvalidRequest
+from appliance.core.errors import InvalidRequest
 
 
 def now_iso() -> str:

@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from appliance import security
-from appliance.errors import Conflict, InvalidRequest, NotFound
+from appliance.core import security
+from appliance.core.errors import Conflict, InvalidRequest, NotFound
 from appliance.store import clock
 from appliance.store.plans_accounts import PlansAndAccounts
 from appliance.store.records import CreatedKey, KeyInfo, Plan, Principal

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from appliance.errors import Conflict, InvalidRequest, NotFound
+from appliance.core.errors import Conflict, InvalidRequest, NotFound
 from appliance.store import clock
 from appliance.store.database import StoreBase
 from appliance.store.records import Account, Plan

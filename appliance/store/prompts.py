@@ -71,7 +71,7 @@ class Prompts(StoreBase):
     ) -> SpecialistOverride:
         """Merge the given fields into the specialist's override (None leaves a field as it is).
 
-        Values are checked by the caller (appliance.admin), which knows the catalogue.
+        Values are checked by the caller (appliance.admin.ops), which knows the catalogue.
         """
         changes = {
             "system_prompt": system_prompt,

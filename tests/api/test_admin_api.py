@@ -10,9 +10,10 @@ import httpx
 import pytest
 from live import LiveServer, free_port
 
-from appliance import errors
-from appliance.admin import LocalAdmin
-from appliance.client import AdminClient, open_admin
+from appliance.admin.local import LocalAdmin
+from appliance.admin.reach import open_admin
+from appliance.admin.remote import AdminClient
+from appliance.core import errors
 from appliance.store import Store
 
 

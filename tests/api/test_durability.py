@@ -14,7 +14,7 @@ import httpx
 import pytest
 from live import LiveServer, start_server
 
-from appliance.client import AdminClient
+from appliance.admin.remote import AdminClient
 
 PROMPT = "Answer in one word."
 REQUESTS = 48

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from live import start_server
 
-from appliance.hive.engine import embedded_model_path
-from appliance.hive.optimize import read_report, report_path, source_of
+from appliance.engine.engine import embedded_model_path
+from appliance.models.report import read_report, report_path, source_of
 
 pytestmark = pytest.mark.slow
 

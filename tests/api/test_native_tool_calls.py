@@ -15,7 +15,7 @@ import pytest
 from gguf_copy import copy_gguf
 from live import start_server
 
-from appliance.hive.engine import embedded_model_path
+from appliance.engine.engine import embedded_model_path
 
 pytestmark = pytest.mark.slow
 

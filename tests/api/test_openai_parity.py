@@ -168,8 +168,8 @@ def test_ignore_eos_with_a_shape_is_refused(client: openai.OpenAI) -> None:
 def _token_id(client: openai.OpenAI, token: str) -> int:
     """The token's id, found by banning candidates: the legacy endpoint echoes nothing of ids, so ask
     the model for the token alone with a bias that forces it."""
-    from appliance.hive.engine import embedded_model_path
-    from appliance.hive.llama import Model  # the server's own tokenizer, loaded once for the test
+    from appliance.engine.engine import embedded_model_path
+    from appliance.engine.native.llama import Model  # the server's own tokenizer, loaded once for the test
 
     model = Model(embedded_model_path(), gpu=False)
     try:

@@ -10,7 +10,7 @@ import httpx
 from live import LiveServer
 
 from appliance import __version__
-from appliance.sdk_packages import read_tarball, tarball_path, wheel_name
+from appliance.core.sdk_packages import read_tarball, tarball_path, wheel_name
 
 
 def test_the_python_wheel(server: LiveServer) -> None:

@@ -19,7 +19,7 @@ import pytest
 from live import ALVEARE, LiveServer, cli, start_server
 
 import alveare
-from appliance.tls import machine_names
+from appliance.core.tls import machine_names
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +202,7 @@ def test_the_sdks_install_from_the_appliance_over_its_own_tls(
     import shutil
     import sys
 
-    from appliance.sdk_packages import tarball_path, wheel_name
+    from appliance.core.sdk_packages import tarball_path, wheel_name
 
     cert = str(tls_server.ca_cert)
     # pip's --cert replaces its authorities (and requests lets CURL_CA_BUNDLE / REQUESTS_CA_BUNDLE override

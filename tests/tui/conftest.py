@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance import security
-from appliance.admin import LocalAdmin
-from appliance.specialists import load_specialists
+from appliance.admin.local import LocalAdmin
+from appliance.core import security
+from appliance.core.specialists import load_specialists
 from appliance.store import Store, UsageRecord
 from appliance.store import clock as store_clock
 

@@ -6,7 +6,7 @@ import pytest
 from pilot_helpers import notifications, press, settle, table_rows, text_of
 from textual.widgets import DataTable, Input, Select, TextArea
 
-from appliance.admin import LocalAdmin
+from appliance.admin.local import LocalAdmin
 from tui.app import AlveareApp
 from tui.screens.modals import ConfirmModal, FormModal, HelpModal, NewKeyModal
 

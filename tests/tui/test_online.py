@@ -11,7 +11,8 @@ from live import LiveServer, start_server
 from pilot_helpers import press, settle, table_rows, text_of
 from textual.widgets import DataTable, Input, Select, TextArea
 
-from appliance.client import AdminClient, open_admin
+from appliance.admin.reach import open_admin
+from appliance.admin.remote import AdminClient
 from tui.app import AlveareApp
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

@@ -11,8 +11,9 @@ import msgspec
 import pytest
 from pilot_helpers import press, settle, text_of
 
-from appliance.admin import LocalAdmin, TryItEvent
-from appliance.protocol import HiveSample, HiveStatus
+from appliance.admin.local import LocalAdmin
+from appliance.admin.ops import TryItEvent
+from appliance.core.protocol import HiveSample, HiveStatus
 from tui.app import AlveareApp
 
 SMALL = (80, 24)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from appliance.hive.types import EngineStatus, Finished, Generation, GenerationRequest, Turn
+from appliance.engine.types import EngineStatus, Finished, Generation, GenerationRequest, Turn
 
 
 class FakeEngine:

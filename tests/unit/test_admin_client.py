@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from appliance import errors
-from appliance.admin import LocalAdmin
+from appliance.admin.local import LocalAdmin
+from appliance.admin.reach import open_admin, tui_admin_key
+from appliance.admin.remote import AdminClient, error_from_envelope
 from appliance.api import create_app
-from appliance.client import AdminClient, error_from_envelope, open_admin, tui_admin_key
-from appliance.settings import Settings
-from appliance.specialists import load_specialists
+from appliance.core import errors
+from appliance.core.settings import Settings
+from appliance.core.specialists import load_specialists
 from appliance.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -6,8 +6,9 @@ import inspect
 
 import pytest
 
-from appliance.admin import AdminOps, LocalAdmin
-from appliance.client import AdminClient
+from appliance.admin.local import LocalAdmin
+from appliance.admin.ops import AdminOps
+from appliance.admin.remote import AdminClient
 
 METHODS = sorted(name for name, value in vars(AdminOps).items() if not name.startswith("_") and callable(value))
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.admin import LocalAdmin, apply_override
-from appliance.errors import Conflict, InvalidRequest, NotFound, PermissionDenied, ServerUnavailable
-from appliance.specialists import load_specialists, with_overrides
+from appliance.admin.checks import apply_override
+from appliance.admin.local import LocalAdmin
+from appliance.core.errors import Conflict, InvalidRequest, NotFound, PermissionDenied, ServerUnavailable
+from appliance.core.specialists import load_specialists, with_overrides
 from appliance.store import Store
 
 

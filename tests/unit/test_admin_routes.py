@@ -11,8 +11,8 @@ import pytest
 from litestar.testing import TestClient
 
 from appliance.api import create_app
-from appliance.settings import Settings
-from appliance.specialists import load_specialists
+from appliance.core.settings import Settings
+from appliance.core.specialists import load_specialists
 from appliance.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from appliance.admin import LocalAdmin
-from appliance.errors import Conflict, InvalidRequest, NotFound
-from appliance.specialists import load_specialists
+from appliance.admin.local import LocalAdmin
+from appliance.core.errors import Conflict, InvalidRequest, NotFound
+from appliance.core.specialists import load_specialists
 from appliance.store import Store, UsageRecord, current_period, now_iso
 
 

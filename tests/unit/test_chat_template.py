@@ -10,7 +10,7 @@ import jinja2.ext
 import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from appliance.hive.chat_template import (
+from appliance.engine.chat_template import (
     FAMILIES,
     SENTINEL,
     TemplateError,

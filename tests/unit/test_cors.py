@@ -10,9 +10,9 @@ import pytest
 from litestar.testing import TestClient
 
 from appliance.api import create_app
-from appliance.errors import ConfigError
-from appliance.settings import Settings, load_settings
-from appliance.specialists import load_specialists
+from appliance.core.errors import ConfigError
+from appliance.core.settings import Settings, load_settings
+from appliance.core.specialists import load_specialists
 from appliance.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.hive.drafting import Acceptance, StepCosts, choose
+from appliance.engine.speculative.drafting import Acceptance, StepCosts, choose
 
 
 def measured(**by_size: float) -> StepCosts:

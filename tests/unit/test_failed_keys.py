@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from appliance import security
 from appliance.api import create_app
-from appliance.errors import RateLimited
-from appliance.limits import FAILED_KEY_BURST, FailedKeyLimiter, address_bucket
-from appliance.settings import Settings
-from appliance.specialists import load_specialists
+from appliance.core import security
+from appliance.core.errors import RateLimited
+from appliance.core.limits import FAILED_KEY_BURST, FailedKeyLimiter, address_bucket
+from appliance.core.settings import Settings
+from appliance.core.specialists import load_specialists
 from appliance.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))

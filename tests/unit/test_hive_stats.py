@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from appliance.hive.stats import Stats
+from appliance.engine.stats import Stats
 
 
 def test_rates_can_be_read_while_the_scheduler_records_steps() -> None:

@@ -12,9 +12,9 @@ from alveare.config import resolve, write_config_file
 from appliance.cli import main
 from appliance.cli.init import initialize
 from appliance.cli.serve import listen_plan
-from appliance.errors import ConfigError
-from appliance.settings import load_settings
-from appliance.tls import fingerprint, is_loopback, make_certificate
+from appliance.core.errors import ConfigError
+from appliance.core.settings import load_settings
+from appliance.core.tls import fingerprint, is_loopback, make_certificate
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -127,19 +127,19 @@ def test_the_certificate_is_made_in_a_child_so_the_server_never_loads_cryptograp
     script = (
         "import sys\n"
         "from appliance.cli.init import initialize\n"
-        "from appliance.settings import load_settings\n"
+        "from appliance.core.settings import load_settings\n"
         f"done = initialize(load_settings({{'data_dir': {str(tmp_path / 'data')!r}}}, environ={{}}))\n"
         "print(done.made_cert, any(m.startswith('cryptography') for m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "False"]
-    from appliance.tls import check_pair
+    from appliance.core.tls import check_pair
 
     check_pair(tmp_path / "data" / "tls-cert.pem", tmp_path / "data" / "tls-key.pem")
 
 
 def test_a_certificate_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
-    from appliance.tls import make_certificate_apart
+    from appliance.core.tls import make_certificate_apart
 
     with pytest.raises(ConfigError, match=r"could not make the TLS certificate .*: .*Error"):
         make_certificate_apart(tmp_path / "no" / "cert.pem", tmp_path / "no" / "key.pem")

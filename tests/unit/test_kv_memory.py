@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from proc_status import resident_kb
 
-from appliance.hive.context_size import (
+from appliance.engine.engine import kv_layout
+from appliance.engine.native.llama import kv_cells
+from appliance.engine.tuning.context_size import (
     CPU_SLOT_CTX,
     FALLBACK_CTX,
     MEMORY_SHARE,
@@ -22,9 +24,7 @@ from appliance.hive.context_size import (
     memory_limit,
     slot_context,
 )
-from appliance.hive.engine import kv_layout
-from appliance.hive.host_pages import PAGE, HostPages, anonymous_ranges, new_ranges, zero_page_runs
-from appliance.hive.llama import kv_cells
+from appliance.engine.tuning.host_pages import PAGE, HostPages, anonymous_ranges, new_ranges, zero_page_runs
 
 CELL = 23_040  # the embedded model's bytes per KV cell
 GB = 1 << 30

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.errors import QuotaExceeded, RateLimited
-from appliance.limits import QuotaBook, RateLimiter, duration, key_limits
+from appliance.core.errors import QuotaExceeded, RateLimited
+from appliance.core.limits import QuotaBook, RateLimiter, duration, key_limits
 
 
 class Clock:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from appliance.hive.lookup import NgramIndex
+from appliance.engine.speculative.lookup import NgramIndex
 
 
 def test_draft_continues_the_latest_earlier_occurrence() -> None:

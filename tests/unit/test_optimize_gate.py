@@ -10,26 +10,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from appliance.hive.kernels import cpu_signature
-from appliance.hive.optimize import (
-    SOLO_ONE_ROW_FLOOR,
-    Gate,
-    Report,
-    Result,
-    Source,
-    Speed,
-    choose,
-    copy_path,
-    copy_state,
-    gate_for,
-    judge,
-    optimized_copy,
-    report_path,
-    source_of,
-    speed_ratios,
-    verdict,
-    write_report,
-)
+from appliance.engine.native.kernels import cpu_signature
+from appliance.engine.tuning.solo_lane import SOLO_ONE_ROW_FLOOR
+from appliance.models.gate import choose, gate_for, judge, speed_ratios, verdict
+from appliance.models.report import Gate, Report, Result, Source, Speed, copy_path, report_path, source_of, write_report
+from appliance.models.select import copy_state, optimized_copy
 
 BASE = Speed(prefill=100.0, decode_batch=100.0, decode_one=100.0)
 

@@ -24,7 +24,7 @@ SCRIPTS = [
 ]
 UNIT = PACKAGING / "alveare.service"
 CONTAINERFILES = {"cpu": PACKAGING / "Containerfile", "cuda": PACKAGING / "Containerfile.cuda"}
-# What every CUDA build of llama-cpp-python links with (appliance/hive/native_libs.py says why).
+# What every CUDA build of llama-cpp-python links with (appliance/engine/native/native_libs.py says why).
 LINKER = "-DCMAKE_SHARED_LINKER_FLAGS=-Wl,--exclude-libs,ALL"
 
 
@@ -226,9 +226,9 @@ def test_the_readme_install_section_uses_every_piece() -> None:
 
 
 def test_every_cuda_build_keeps_a_static_libstdcxx_private() -> None:
-    # appliance/hive/native_libs.py: without the flag, a compiler that links libstdc++ statically
+    # appliance/engine/native/native_libs.py: without the flag, a compiler that links libstdc++ statically
     # makes a libggml-cuda.so that exports it, and every model load crashes.
-    from appliance.hive.native_libs import CUDA_CMAKE_ARGS
+    from appliance.engine.native.native_libs import CUDA_CMAKE_ARGS
 
     flag = next(f for f in CUDA_CMAKE_ARGS.split() if f.startswith("-DCMAKE_SHARED_LINKER_FLAGS="))
     assert flag == LINKER

@@ -1,13 +1,13 @@
 """Which slot a new request takes and what host memory keeps (hive/reuse.py, hive/prefix_cache.py),
 against a stand-in for the context's sequence calls: the choices and the bookkeeping, not the
-cells (tests/hive/test_chat_history.py runs the same paths on the real model)."""
+cells (tests/engine/test_chat_history.py runs the same paths on the real model)."""
 
 from __future__ import annotations
 
-from appliance.hive.prefix_cache import UNCLAIMED_KEEP, PrefixCache
-from appliance.hive.reuse import PromptReuse
-from appliance.hive.slots import Slot
-from appliance.hive.stats import Profile, Stats
+from appliance.engine.prefix_cache import UNCLAIMED_KEEP, PrefixCache
+from appliance.engine.reuse import PromptReuse
+from appliance.engine.slots import Slot
+from appliance.engine.stats import Profile, Stats
 
 BYTES_PER_TOKEN = 100
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import stat
 
-from appliance import security
+from appliance.core import security
 
 
 def test_key_format() -> None:

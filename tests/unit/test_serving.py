@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance import protocol as p
+from appliance.core import protocol as p
+from appliance.core.settings import Settings
+from appliance.core.specialists import load_specialists
 from appliance.serving import Call, Serving
-from appliance.settings import Settings
-from appliance.specialists import load_specialists
 from appliance.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -10,8 +10,8 @@ import pytest
 
 from appliance.cli import build_parser
 from appliance.cli.base import load_settings as from_args
-from appliance.errors import ConfigError
-from appliance.settings import ENV_VARS, SETTINGS, Settings, load_settings, readme_rows
+from appliance.core.errors import ConfigError
+from appliance.core.settings import ENV_VARS, SETTINGS, Settings, load_settings, readme_rows
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -51,7 +51,7 @@ SAMPLES = {
 def test_the_readme_has_the_tables_rows() -> None:
     text = README.read_text(encoding="utf-8")
     missing = [row for row in readme_rows() if row not in text.splitlines()]
-    assert not missing, "README's configuration table is out of date; `python -m appliance.settings` prints it"
+    assert not missing, "README's configuration table is out of date; `python -m appliance.core.settings` prints it"
     # and no row for a setting that is gone
     start = text.index(readme_rows()[0])
     table = text[start:].split("\n\n", 1)[0].splitlines()

@@ -1,7 +1,7 @@
 """The solo lane's pure parts: which request may decode on the lane's model, when `serve` loads one,
 how the lane's weights are found in the process's mappings, and when its model is unloaded and
 loaded again (with stand-ins for llama.cpp's contexts). The moves themselves run on the real
-model in tests/hive/test_solo_lane_engine.py."""
+model in tests/engine/test_solo_lane_engine.py."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import pytest
 
 from appliance.cli import model_file
-from appliance.hive.host_pages import file_ranges
-from appliance.hive.slots import Active, Slot
-from appliance.hive.solo_lane import HISTORY_PER_TOKEN, MIN_TOKENS_LEFT, LaneParts, SoloLane, lane_candidate
-from appliance.hive.types import GenerationRequest
-from appliance.settings import Settings
+from appliance.core.settings import Settings
+from appliance.engine.slots import Active, Slot
+from appliance.engine.tuning.host_pages import file_ranges
+from appliance.engine.tuning.solo_lane import HISTORY_PER_TOKEN, MIN_TOKENS_LEFT, LaneParts, SoloLane, lane_candidate
+from appliance.engine.types import GenerationRequest
 
 
 def running(seq: int, *, alone: bool = True, prompt: int = 10, done: int = 10, completion: int = 0) -> Slot:
@@ -111,7 +111,7 @@ def test_a_report_without_the_one_row_measurement_adds_no_solo_model(tmp_path) -
 
 
 def test_model_show_names_the_solo_file_only_where_serve_loads_one(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    import appliance.hive.optimize as optimize
+    import appliance.models.select as select
     from appliance.cli.model import served_solo
 
     shown = report(0.81)
@@ -120,10 +120,10 @@ def test_model_show_names_the_solo_file_only_where_serve_loads_one(monkeypatch: 
         ("in use", "off", None),
         ("stale: the original changed since", "auto", None),
     ):
-        monkeypatch.setattr(optimize, "copy_state", lambda r, state=state: state)
+        monkeypatch.setattr(select, "copy_state", lambda r, state=state: state)
         assert served_solo(Settings(data_dir=str(tmp_path), solo_model=setting), shown) == expected  # type: ignore[arg-type]
     # --optimized-model off serves the original: no copy, so nothing beside it.
-    monkeypatch.setattr(optimize, "copy_state", lambda r: "in use")
+    monkeypatch.setattr(select, "copy_state", lambda r: "in use")
     settings = Settings(data_dir=str(tmp_path), optimized_model="off")
     assert served_solo(settings, shown) is None  # type: ignore[arg-type]
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.errors import ConfigError, ModelNotFound
-from appliance.specialists import load_specialists
+from appliance.core.errors import ConfigError, ModelNotFound
+from appliance.core.specialists import load_specialists
 
 
 def test_builtin_specialists() -> None:

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from appliance.hive.drafting import StepCosts
-from appliance.hive.llama import Batch
-from appliance.hive.slots import Active, Slot
-from appliance.hive.solo_lane import LANE_SEQ
-from appliance.hive.step_plan import choose_drafts, fill_batch, prompt_budget, take_prompt_chunks
-from appliance.hive.types import GenerationRequest
+from appliance.engine.native.llama import Batch
+from appliance.engine.slots import Active, Slot
+from appliance.engine.speculative.drafting import StepCosts
+from appliance.engine.step_plan import choose_drafts, fill_batch, prompt_budget, take_prompt_chunks
+from appliance.engine.tuning.solo_lane import LANE_SEQ
+from appliance.engine.types import GenerationRequest
 
 
 def slot(seq: int, *, prompt: int, done: int, completion: int = 0, save_at: int | None = None) -> Slot:

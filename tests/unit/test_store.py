@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.errors import Conflict, InvalidRequest, NotFound
+from appliance.core.errors import Conflict, InvalidRequest, NotFound
 from appliance.store import Store
 
 
@@ -83,7 +83,7 @@ def test_migrations_are_idempotent(tmp_path) -> None:
 
 
 def test_ambiguous_prefix_is_refused(store: Store, monkeypatch) -> None:
-    from appliance import security
+    from appliance.core import security
 
     store.create_account("acme")
     made = iter(["AAAA" + "b" * 29, "AAAA" + "c" * 29])

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from appliance.hive.text import TextStream
+from appliance.engine.text import TextStream
 
 
 def feed_all(stream: TextStream, pieces: list[bytes]) -> str:

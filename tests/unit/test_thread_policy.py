@@ -4,7 +4,7 @@ only a little slower."""
 
 from __future__ import annotations
 
-from appliance.hive.threads import (
+from appliance.engine.tuning.threads import (
     EXPLORE_BUDGET,
     EXPLORE_EVERY,
     FALLBACK_S,
@@ -191,7 +191,7 @@ def test_idle_cores_come_from_the_allowed_cpus_counters(tmp_path, monkeypatch) -
     """idle + iowait of the CPUs this process may use, per second, between two readings."""
     import os
 
-    from appliance.hive import idle_cpu
+    from appliance.engine.tuning import idle_cpu
 
     stat = tmp_path / "stat"
     ticks = os.sysconf("SC_CLK_TCK")

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import httpx
 import pytest
 
-from appliance.errors import ConfigError
-from appliance.tls import check_pair, fingerprint, machine_names, make_certificate
+from appliance.core.errors import ConfigError
+from appliance.core.tls import check_pair, fingerprint, machine_names, make_certificate
 
 
 def test_a_made_certificate_is_served_and_trusted(tmp_path) -> None:

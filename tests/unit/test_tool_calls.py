@@ -9,11 +9,11 @@ import msgspec
 import pytest
 from fake_engine import FakeEngine
 
-from appliance import protocol as p
-from appliance.errors import InvalidRequest
-from appliance.hive.grammars import strict_strings
-from appliance.hive.text import TextStream
-from appliance.hive.types import Turn
+from appliance.core import protocol as p
+from appliance.core.errors import InvalidRequest
+from appliance.engine.grammars import strict_strings
+from appliance.engine.text import TextStream
+from appliance.engine.types import Turn
 from appliance.serving import tools
 from appliance.serving.tool_formats import HERMES, scan
 

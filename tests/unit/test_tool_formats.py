@@ -10,7 +10,7 @@ import msgspec
 import pytest
 from fake_engine import FakeEngine
 
-from appliance import protocol as p
+from appliance.core import protocol as p
 from appliance.serving import tools
 from appliance.serving.tool_formats import FORMATS, HERMES, detect, json_end, scan
 

@@ -9,8 +9,8 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
-from appliance.errors import AlveareError, ServerUnavailable
-from appliance.protocol import HiveStatus
+from appliance.core.errors import AlveareError, ServerUnavailable
+from appliance.core.protocol import HiveStatus
 from tui.format import duration, fit_series, human_bytes, human_count, number
 from tui.screens.base import View
 

@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Label, Select, Static
 
-from appliance.admin import SpecialistProfile
+from appliance.admin.ops import SpecialistProfile
 from appliance.store import ADMIN_ACCOUNT, AccountOverview, CustomPrompt, Plan
 from tui.format import first_line, when
 from tui.screens.base import View

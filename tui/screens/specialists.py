@@ -12,8 +12,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Static
 from textual.worker import get_current_worker
 
-from appliance.admin import SpecialistProfile, TryItEvent
-from appliance.errors import AlveareError, ServerUnavailable
+from appliance.admin.ops import SpecialistProfile, TryItEvent
+from appliance.core.errors import AlveareError, ServerUnavailable
 from tui.screens.base import View
 from tui.screens.modals import ConfirmModal, Field, FormModal
 

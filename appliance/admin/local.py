@@ -1,0 +1,198 @@
+"""LocalAdmin: AdminOps directly on the data dir's store and the specialists catalogue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from appliance.admin.checks import check_parameters, check_plan_limits, check_prompt, finite_number, profile
+from appliance.admin.ops import DEFAULT_URL, SpecialistProfile, TryItEvent
+from appliance.core.errors import InvalidRequest, NotFound, PermissionDenied, ServerUnavailable
+from appliance.core.protocol import HiveStatus
+from appliance.core.specialists import Specialist, Specialists
+from appliance.store import (
+    ADMIN_ACCOUNT,
+    Account,
+    AccountOverview,
+    AlertEvent,
+    BackupInfo,
+    CreatedKey,
+    CustomPrompt,
+    KeyInfo,
+    Plan,
+    Store,
+    UsageBreakdown,
+)
+
+
+class LocalAdmin:
+    """AdminOps directly on the data dir's store and the specialists catalogue.
+
+    The admin API's routes call it inside the server; the TUI uses it when no server runs.
+    Every write goes through the store's one writer thread and is committed when it returns.
+    """
+
+    def __init__(self, store: Store, specialists: Specialists, *, url: str = DEFAULT_URL) -> None:
+        self.store = store
+        self.catalogue = specialists
+        # Where a server would be: named in the ServerUnavailable messages.
+        self.url = url
+
+    @property
+    def online(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.store.close()
+
+    # plans
+    def plans(self) -> list[Plan]:
+        return self.store.plans()
+
+    def set_plan(self, name: str, **limits: int | float | bool) -> Plan:
+        plan, _created = self.store.set_plan(name, **check_plan_limits(limits))
+        return plan
+
+    # accounts
+    def accounts(self, period: str | None = None) -> list[AccountOverview]:
+        return self.store.account_overviews(period)
+
+    def create_account(self, name: str, plan: str = "starter") -> Account:
+        return self.store.create_account(name, plan)
+
+    def set_account_plan(self, name: str, plan: str) -> Account:
+        return self.store.set_account_plan(name, plan)
+
+    def set_spending_cap(self, name: str, cap: float | None) -> Account:
+        if cap is not None and not finite_number(cap):
+            raise InvalidRequest("spending_cap must be an amount of 0 or more, or null for none.", param="spending_cap")
+        try:
+            return self.store.set_spending_cap(name, cap)
+        except InvalidRequest as exc:
+            raise InvalidRequest(
+                "spending_cap must be an amount of 0 or more, or null for none.", param="spending_cap"
+            ) from exc
+
+    def set_account_specialists(self, name: str, specialists: list[str] | None) -> Account:
+        if specialists is None:
+            return self.store.set_specialists(name, None)
+        if not isinstance(specialists, list) or not all(isinstance(n, str) for n in specialists):
+            raise InvalidRequest("specialists must be a list of specialist names, or null.", param="specialists")
+        self.store.account(name)  # an unknown account is named before a bad specialist
+        chosen: list[str] = []
+        for raw in specialists:
+            if raw.strip():
+                resolved = self.catalogue.resolve(raw.strip(), param="specialists").name
+                if resolved not in chosen:
+                    chosen.append(resolved)
+        if not chosen:
+            raise InvalidRequest(
+                "Name at least one specialist, or null for the plan's default set.", param="specialists"
+            )
+        return self.store.set_specialists(name, chosen)
+
+    # keys
+    def keys(self, account: str | None = None) -> list[KeyInfo]:
+        return self.store.keys(account)
+
+    def create_key(self, account: str, *, test: bool = False, admin: bool = False) -> CreatedKey:
+        if admin:
+            if test:
+                raise InvalidRequest("An admin key is a live key; leave out test.", param="test")
+            if account != ADMIN_ACCOUNT:
+                raise InvalidRequest(f"Admin keys belong to the {ADMIN_ACCOUNT} account.", param="account")
+            try:
+                self.store.account(ADMIN_ACCOUNT)
+            except NotFound:
+                self.store.create_account(ADMIN_ACCOUNT, "scale")
+        return self.store.create_key(account, test=test, admin=admin)
+
+    def revoke_key(self, prefix: str) -> KeyInfo:
+        return self.store.revoke_key(prefix)
+
+    # usage
+    def usage(self, account: str | None = None, period: str | None = None) -> UsageBreakdown:
+        return self.store.usage_breakdown(account, period)
+
+    def alerts(self, account: str | None = None, period: str | None = None) -> list[AlertEvent]:
+        return self.store.alerts(account, period)
+
+    # specialists and custom prompts
+    def _specialist(self, name: str) -> Specialist:
+        try:
+            return self.catalogue.resolve(name, param="specialist")
+        except NotFound:
+            raise NotFound(
+                f"No specialist named {name!r}. Specialists: {', '.join(s.name for s in self.catalogue)}.",
+                param="specialist",
+                code="specialist_not_found",
+            ) from None
+
+    def specialists(self) -> list[SpecialistProfile]:
+        overrides = self.store.specialist_overrides()
+        return [profile(s, overrides.get(s.name)) for s in self.catalogue]
+
+    def specialist(self, name: str) -> SpecialistProfile:
+        s = self._specialist(name)
+        return profile(s, self.store.specialist_override(s.name))
+
+    def set_specialist(
+        self,
+        name: str,
+        *,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+    ) -> SpecialistProfile:
+        s = self._specialist(name)
+        if system_prompt is None and temperature is None and top_p is None and max_tokens is None:
+            raise InvalidRequest("Give at least one of system_prompt, temperature, top_p or max_tokens.")
+        prompt = None if system_prompt is None else check_prompt(system_prompt)
+        temperature, top_p, max_tokens = check_parameters(temperature, top_p, max_tokens)
+        override = self.store.set_specialist_override(
+            s.name, system_prompt=prompt, temperature=temperature, top_p=top_p, max_tokens=max_tokens
+        )
+        return profile(s, override)
+
+    def reset_specialist(self, name: str) -> SpecialistProfile:
+        s = self._specialist(name)
+        self.store.delete_specialist_override(s.name)
+        return profile(s, None)
+
+    def custom_prompts(self, account: str) -> list[CustomPrompt]:
+        acct = self.store.account(account)
+        return sorted(self.store.custom_prompts(acct.id).values(), key=lambda c: c.specialist)
+
+    def set_custom_prompt(self, account: str, specialist: str, prompt: str) -> CustomPrompt:
+        acct = self.store.account(account)
+        s = self._specialist(specialist)
+        plan = self.store.plan(acct.plan)
+        if not plan.custom_prompts:
+            raise PermissionDenied(
+                f"Account {acct.name!r} is on the {plan.name} plan, which has no custom system prompts; "
+                "move it to a plan with them (professional, scale) first.",
+                code="custom_prompts_not_in_plan",
+            )
+        self.store.set_custom_prompt(acct.id, s.name, check_prompt(prompt)).result()
+        return self.store.custom_prompts(acct.id)[s.name]
+
+    def reset_custom_prompt(self, account: str, specialist: str) -> bool:
+        acct = self.store.account(account)
+        s = self._specialist(specialist)
+        return self.store.delete_custom_prompt(acct.id, s.name).result()
+
+    # the database
+    def backup(self, path: str) -> BackupInfo:
+        return self.store.backup(path)
+
+    # live server only
+    def _offline(self, what: str) -> ServerUnavailable:
+        return ServerUnavailable(
+            f"No Alveare server is running at {self.url}, so {what} is not available; start it with `alveare serve`."
+        )
+
+    def hive_status(self) -> HiveStatus:
+        raise self._offline("the hive status")
+
+    def try_it(self, specialist: str, prompt: str, *, max_tokens: int | None = None) -> Iterator[TryItEvent]:
+        raise self._offline("try-it")

@@ -1,0 +1,489 @@
+"""Settings: one table declares them; the Settings Struct, the environment reader, the `serve` flags
+and the README's configuration table (checked by a test) all come from it.
+
+A new setting is one `Setting(...)` row in SETTINGS and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from appliance.core.errors import ConfigError
+
+DEFAULT_DATA_DIR = "~/.local/share/alveare"
+
+
+def _http_url(value: str) -> str | None:
+    if value.startswith(("http://", "https://")):
+        return None
+    return f"must start with http:// or https://, not {value!r}"
+
+
+def _origins(value: str) -> str | None:
+    for origin in _split_origins(value):
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            return f"a CORS origin must be '*' or start with http:// or https://, not {origin!r}"
+    return None
+
+
+def _split_origins(value: str | None) -> list[str]:
+    return [o.strip().rstrip("/") for o in (value or "").split(",") if o.strip()]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its field on Settings, flag, environment variable, default, checks and help."""
+
+    field: str
+    type: Any
+    default: Any
+    help: str
+    # `serve`'s flag; None for a setting only the environment sets. --data-dir is global (see the CLI).
+    flag: str | None = None
+    env: str | None = None
+    # The default as the README and --help show it, when the value itself says too little.
+    default_text: str | None = None
+    # The README's longer explanation, after `help`.
+    more: str = ""
+    metavar: str | None = None
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    # The name errors use ("flash attention", not "flash_attn").
+    label: str | None = None
+    # A further check on a set value: None, or the problem after the label.
+    check: Callable[[Any], str | None] | None = None
+
+    @property
+    def shown_default(self) -> str:
+        if self.default_text is not None:
+            return self.default_text
+        return "none" if self.default is None else str(self.default)
+
+    @property
+    def name(self) -> str:
+        return self.label or self.field.replace("_", " ")
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with a converted value, or None."""
+        if value is None:
+            return None
+        if self.choices and value not in self.choices:
+            options = ", ".join(repr(c) for c in self.choices[:-1]) + f" or {self.choices[-1]!r}"
+            return f"{self.name} must be {options}, not {value!r}"
+        if self.minimum is not None and value < self.minimum:
+            bound = f" and {self.maximum:g}" if self.maximum is not None else ""
+            at_least = f"between {self.minimum:g}{bound}" if bound else f"at least {self.minimum:g}"
+            return f"{self.name} must be {at_least}, not {value!r}"
+        if self.maximum is not None and value > self.maximum:
+            return f"{self.name} must be at most {self.maximum:g}, not {value!r}"
+        if self.check is not None:
+            found = self.check(value)
+            if found:
+                return f"{self.name} {found}" if not found.startswith("a ") else found
+        return None
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "data_dir",
+        str,
+        DEFAULT_DATA_DIR,
+        "data directory: the SQLite database, the key-hashing secret and the TLS certificate",
+        flag="--data-dir",
+        env="ALVEARE_DATA_DIR",
+        metavar="DIR",
+        more="(every command uses it; `alveare init` or the first `serve` creates it; mode 0700, its files 0600)",
+    ),
+    Setting("host", str, "127.0.0.1", "address to listen on", flag="--host", env="ALVEARE_HOST"),
+    Setting("port", int, 8080, "port", flag="--port", env="ALVEARE_PORT", minimum=1, maximum=65535),
+    Setting(
+        "tls_cert",
+        str | None,
+        None,
+        "the admin's own TLS certificate (PEM, full chain) to serve HTTPS with; needs `--tls-key`",
+        flag="--tls-cert",
+        env="ALVEARE_TLS_CERT",
+        metavar="PEM",
+        default_text="none: the data dir's `tls-cert.pem`, made by `alveare init`",
+        label="TLS certificate",
+        more="(checked against the key before the server listens)",
+    ),
+    Setting(
+        "tls_key",
+        str | None,
+        None,
+        "the private key of `--tls-cert` (PEM, unencrypted)",
+        flag="--tls-key",
+        env="ALVEARE_TLS_KEY",
+        metavar="PEM",
+        default_text="none: the data dir's `tls-key.pem`",
+        label="TLS key",
+    ),
+    Setting(
+        "insecure_http",
+        bool,
+        False,
+        "serve plain HTTP on an address beyond loopback (logs a warning)",
+        flag="--insecure-http",
+        env="ALVEARE_INSECURE_HTTP",
+        default_text="off",
+        more="; without it `serve` speaks HTTPS whenever `--host` is not 127.0.0.0/8, `::1` or `localhost`, and "
+        "plain HTTP on loopback unless `--tls-cert` is given",
+    ),
+    Setting(
+        "model_path",
+        str | None,
+        None,
+        "any GGUF model file (checked before the server listens)",
+        flag="--model",
+        env="ALVEARE_MODEL",
+        metavar="PATH",
+        default_text="embedded SmolLM2-135M",
+        label="model",
+    ),
+    Setting(
+        "specialists_path",
+        str | None,
+        None,
+        "specialist profiles (a specialists.toml)",
+        flag="--specialists",
+        env="ALVEARE_SPECIALISTS",
+        metavar="FILE",
+        default_text="the built-in `specialists.toml`",
+        label="specialists file",
+    ),
+    Setting(
+        "slots",
+        int,
+        8,
+        "requests decoded together in one batch",
+        flag="--slots",
+        env="ALVEARE_SLOTS",
+        minimum=1,
+        maximum=256,
+    ),
+    Setting(
+        "n_ctx",
+        int,
+        0,
+        "KV-cache cells: shared by all slots (one request may use them all) or split among them, per `--kv-cache`. "
+        "0: on a CPU, slots x the model's training context up to 8192 per slot, when that cache, full, would take "
+        "at most a quarter of the free memory (its pages are committed only as requests fill cells), else 8192; "
+        "8192 on a GPU",
+        flag="--ctx",
+        env="ALVEARE_CTX",
+        default_text="0 (auto)",
+        minimum=0,
+        label="context size",
+        more="(a request's share is capped at the model's training context)",
+        check=lambda v: None if v == 0 or v >= 256 else "must be 0 (auto) or at least 256",
+    ),
+    Setting(
+        "kv_cache",
+        str,
+        "auto",
+        "`unified`: all slots share the context's cells, and one request may use all of them; `split`: each "
+        "slot gets its own ctx / slots cells, which attention alone reads (faster with many slots busy, "
+        "but a request must fit its slot's share); `auto`: split when a slot's share holds the model's whole "
+        "training context, or under `--ctx` 0 on a CPU what that gives a slot; else unified",
+        flag="--kv-cache",
+        env="ALVEARE_KV_CACHE",
+        choices=("auto", "unified", "split"),
+        label="KV cache layout",
+    ),
+    Setting(
+        "prefill_chunk",
+        int,
+        0,
+        "most batch rows a step gives prompts, which are prefilled in arrival order. 0: the whole batch "
+        "(512), so requests arriving together get their first tokens together; a smaller chunk gives the "
+        "first of a burst its first token sooner and the last later",
+        flag="--prefill-chunk",
+        env="ALVEARE_PREFILL_CHUNK",
+        minimum=0,
+        maximum=512,
+        default_text="512",
+        label="prefill chunk",
+        more=". Measured on a 2-core CPU with 8 clients sending cold prompts: 128 halved the median time to "
+        "first token but cost about 10% of tokens/s and raised p95 latency by about half (README: The hive engine)",
+    ),
+    Setting(
+        "threads",
+        int,
+        0,
+        "CPU threads for llama.cpp. 0: all available cores, and fewer while another process keeps a core "
+        "busy (measured step by step; /v1/hive/status shows the count in use); a number fixes the count",
+        flag="--threads",
+        env="ALVEARE_THREADS",
+        minimum=0,
+        default_text="all available cores",
+    ),
+    Setting(
+        "gpu",
+        str,
+        "auto",
+        "`auto` offloads all layers when the build supports a GPU; `off` stays on the CPU",
+        flag="--gpu",
+        env="ALVEARE_GPU",
+        choices=("auto", "off"),
+    ),
+    Setting(
+        "flash_attn",
+        str,
+        "auto",
+        "flash attention: `auto` is off for split KV streams on the CPU (where that commits at most 256 MB "
+        "more up front) and llama.cpp's choice otherwise (on, for CUDA and for CPUs), or `on`/`off`",
+        flag="--flash-attn",
+        env="ALVEARE_FLASH_ATTN",
+        choices=("auto", "on", "off"),
+        label="flash attention",
+        more="(on a 2-core Xeon, 8 chats: 1.35x the tokens/s with it off on split streams; a unified cache "
+        "is faster with it on)",
+    ),
+    Setting(
+        "cpu_kernels",
+        str,
+        "auto",
+        "llama.cpp's fast CPU kernels (weight repacking, AMX on Xeons)",
+        flag="--cpu-kernels",
+        env="ALVEARE_CPU_KERNELS",
+        choices=("auto", "fast", "safe"),
+        label="cpu kernels",
+        more=": `auto` checks them once per model, llama.cpp build and CPU in a child process and falls back to "
+        "`safe` if they crash or disagree (remembered in `cpu-kernels.json` in the data dir); `fast` or `safe` "
+        "skips the check",
+    ),
+    Setting(
+        "optimized_model",
+        str,
+        "auto",
+        "`auto` serves the copy `alveare model optimize` kept for the model (see The hive engine), and on a "
+        "CPU makes that copy of the embedded model once, at the first start; `off` serves the original",
+        flag="--optimized-model",
+        env="ALVEARE_OPTIMIZED_MODEL",
+        choices=("auto", "off"),
+        label="optimized model",
+        more="; a copy is used only while the original's path, size and mtime are those it was made from, "
+        "on the CPU it was measured on",
+    ),
+    Setting(
+        "solo_model",
+        str,
+        "auto",
+        "a file with the served model's layers that a request running alone decodes on: `auto` the original, "
+        "where its optimised copy is served and the copy's report measured the original's one-row step "
+        "faster on this CPU; `off` none; or a GGUF PATH, beside whichever file is served",
+        flag="--solo-model",
+        env="ALVEARE_SOLO_MODEL",
+        default_text="auto",
+        metavar="auto|off|PATH",
+        label="solo model",
+        more=". The file is loaded beside the copy (its size in memory once a lone request has used it); "
+        "see The hive engine, The solo lane",
+    ),
+    Setting(
+        "chat_template",
+        str,
+        "auto",
+        "the chat template: `auto` the model file's own, else a known family's where its vocabulary and "
+        "metadata leave no doubt (a base model or an unknown vocabulary is refused with this flag's name); a "
+        "family's NAME (chatml, gemma, llama3, mistral, phi3, deepseek-r1); or a Jinja FILE",
+        flag="--chat-template",
+        env="ALVEARE_CHAT_TEMPLATE",
+        default_text="auto",
+        metavar="auto|NAME|FILE",
+        label="chat template",
+        more=". `GET /v1/hive/status` and `alveare model show` name the one in use; see Bringing your own model",
+    ),
+    Setting(
+        "reasoning_format",
+        str,
+        "auto",
+        "a thinking model's <think> block: `auto` or `deepseek` send it apart from the answer, as "
+        "`message.reasoning_content` (streamed `delta.reasoning_content`), where the chat template thinks; "
+        "`none` leaves it in `content`",
+        flag="--reasoning-format",
+        env="ALVEARE_REASONING_FORMAT",
+        choices=("auto", "deepseek", "none"),
+        label="reasoning format",
+    ),
+    Setting(
+        "request_timeout_s",
+        float,
+        30.0,
+        "seconds a request may wait for a slot, and then generate after its first token (504 after it); "
+        "a long prompt's prefill is not counted",
+        flag="--timeout",
+        env="ALVEARE_TIMEOUT",
+        label="request timeout",
+        check=lambda v: None if v > 0 else "must be positive",
+        default_text="30",
+        metavar="S",
+    ),
+    Setting(
+        "queue_size",
+        int,
+        64,
+        "requests that may wait for a free slot (503 beyond it)",
+        flag="--queue",
+        env="ALVEARE_QUEUE",
+        minimum=0,
+        label="queue size",
+    ),
+    Setting(
+        "shutdown_grace_s",
+        float,
+        5.0,
+        "on SIGTERM, seconds that requests in flight may still run",
+        flag="--shutdown-grace",
+        env="ALVEARE_SHUTDOWN_GRACE",
+        minimum=0,
+        label="shutdown grace period",
+        default_text="5",
+        metavar="S",
+        more="; the server stops accepting at once and starts no new generation, then stops the rest (a 503 "
+        "`server_shutting_down`, an error event in a stream) and records their usage before it exits",
+    ),
+    Setting(
+        "prefix_cache_mb",
+        int,
+        128,
+        "host memory for saved prompt prefixes: shared ones (specialist and system prompts) and the chats "
+        "idle slots held",
+        flag="--prefix-cache-mb",
+        env="ALVEARE_PREFIX_CACHE_MB",
+        minimum=0,
+        label="prefix cache size",
+        metavar="MB",
+        more=", restored instead of prefilled again (chats are dropped first); `0` turns it off",
+    ),
+    Setting(
+        "max_body_bytes",
+        int,
+        1_048_576,
+        "largest request body in bytes (413 beyond it)",
+        env="ALVEARE_MAX_BODY",
+        minimum=1024,
+        label="largest body size",
+    ),
+    Setting(
+        "webhook_url",
+        str | None,
+        None,
+        "usage alerts are POSTed here as JSON (see Plans, limits and usage)",
+        flag="--webhook-url",
+        env="ALVEARE_WEBHOOK_URL",
+        metavar="URL",
+        label="webhook URL",
+        check=_http_url,
+    ),
+    Setting(
+        "cors_origins",
+        str | None,
+        None,
+        "browser origins allowed to call the API, comma-separated (`https://app.example.com,http://localhost:5173`)"
+        " or `*`",
+        flag="--cors-origins",
+        env="ALVEARE_CORS_ORIGINS",
+        metavar="ORIGINS",
+        default_text="none (CORS off)",
+        label="CORS origins",
+        check=_origins,
+        more="; preflights are answered and `x-request-id`, `retry-after`, `retry-after-ms`, `x-should-retry` and "
+        "`x-ratelimit-*` are exposed to the page",
+    ),
+    Setting(
+        "verbose",
+        bool,
+        False,
+        "show llama.cpp's own log lines",
+        flag="--verbose",
+        env="ALVEARE_VERBOSE",
+        default_text="off",
+    ),
+)
+
+BY_FIELD: dict[str, Setting] = {s.field: s for s in SETTINGS}
+# Environment variables that map onto settings fields.
+ENV_VARS: dict[str, str] = {s.env: s.field for s in SETTINGS if s.env}
+
+
+class _SettingsBase(msgspec.Struct, frozen=True, kw_only=True):
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()  # type: ignore[attr-defined]
+
+    @property
+    def kernel_cache_path(self) -> Path:
+        """Where the CPU kernel check's verdicts are remembered."""
+        return self.data_path / "cpu-kernels.json"
+
+    @property
+    def models_path(self) -> Path:
+        """Where `alveare model optimize` keeps its copies and reports."""
+        return self.data_path / "models"
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return _split_origins(self.cors_origins)  # type: ignore[attr-defined]
+
+    def validate(self) -> Settings:
+        problems = [p for s in SETTINGS if (p := s.problem(getattr(self, s.field)))]
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return self  # type: ignore[return-value]
+
+
+# The frozen Struct passed down from the CLI; its fields are the table's rows.
+Settings = msgspec.defstruct(
+    "Settings",
+    [(s.field, s.type, s.default) for s in SETTINGS],
+    bases=(_SettingsBase,),
+    module=__name__,
+    frozen=True,
+    kw_only=True,
+)
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults, then environment variables, then explicit overrides (command-line flags)."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    for var, field in ENV_VARS.items():
+        if environ.get(var):
+            raw[field] = environ[var]
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        # strict=False lets "8080" from the environment become an int.
+        return msgspec.convert(raw, Settings, strict=False).validate()
+    except msgspec.ValidationError as exc:
+        field = str(exc).rsplit("$.", 1)[-1].rstrip("`") if "$." in str(exc) else ""
+        setting = BY_FIELD.get(field)
+        where = f" ({setting.env or setting.flag})" if setting else ""
+        raise ConfigError(f"bad setting{where}: {exc}") from None
+
+
+def readme_rows() -> list[str]:
+    """The README's configuration table, row by row (tests/unit/test_settings.py checks the README has them)."""
+    rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        flag = f"`{s.flag}`" if s.flag else ""
+        env = f"`{s.env}`" if s.env else ""
+        default = s.shown_default
+        if not default.startswith(("the ", "none", "all ", "embedded")):
+            default = f"`{default}`"
+        meaning = s.help + (("" if s.more.startswith((":", ";", ".", ",")) else " ") + s.more if s.more else "")
+        rows.append(f"| {flag} | {env} | {default} | {meaning} |")
+    return rows
+
+
+if __name__ == "__main__":
+    # `python -m appliance.core.settings` prints the README's configuration table.
+    print("\n".join(readme_rows()))

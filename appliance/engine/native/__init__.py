@@ -1,0 +1,1 @@
+"""llama.cpp itself: the bindings wrapper, the native libraries, and the CPU-kernel choice and its check."""

@@ -1,0 +1,455 @@
+"""The scheduler thread: continuous batching over one llama.cpp context.
+
+Every step is one `llama_decode` over a batch holding one new token for each generating
+request plus chunks of prompt for requests still prefilling, so requests join and leave
+between steps. Each slot is one KV sequence: in one unified KV cache, or each in its own
+stream when the cache is split. Finished slots keep their prompt (split: and answer) in the KV
+cache, and shared preambles (specialist and system prompts) are also saved to host memory, as is
+an idle slot's history before a new request overwrites it. A new request starts from the longest
+token prefix found in any slot or in host memory, and prefills only the rest; requests arriving
+together with one new preamble prefill it once (reuse.py).
+
+(prefix_cache.py says why saved preambles live in host memory.)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+
+from appliance.core.errors import Overloaded
+from appliance.engine.native.llama import Batch, Context, Model, StepLogits, row_logprobs
+from appliance.engine.prefix_cache import PrefixCache
+from appliance.engine.reuse import PromptReuse
+from appliance.engine.sampling import Sampler, request_sampler
+from appliance.engine.slots import Active, Slot
+from appliance.engine.speculative.drafting import StepCosts
+from appliance.engine.speculative.lookup import NgramIndex
+from appliance.engine.stats import Stats
+from appliance.engine.step_plan import choose_drafts, fill_batch, prompt_budget, take_prompt_chunks
+from appliance.engine.text import TextStream
+from appliance.engine.tuning.solo_lane import LANE_SEQ, SoloLane
+from appliance.engine.tuning.threads import ThreadPolicy
+from appliance.engine.types import Chunk, Finished, Generation, GenerationRequest, TokenInfo, deliver
+
+log = logging.getLogger("alveare.hive")
+
+
+class Scheduler:
+    def __init__(
+        self,
+        model: Model,
+        ctx: Context,
+        *,
+        slots: int,
+        cache_entries: int,
+        cache_bytes: int,
+        queue_size: int,
+        context_length: int,
+        threads: ThreadPolicy,
+        prefill_chunk: int,
+        lane: SoloLane | None = None,
+    ) -> None:
+        self.model = model
+        self.ctx = ctx
+        # A second model for a request running alone, where its one-row step is faster (solo_lane.py).
+        self.lane = lane
+        self.slots = [Slot(seq=i) for i in range(slots)]
+        self.queue_size = queue_size
+        self.context_length = context_length
+        self.batch = Batch(ctx.n_batch)
+        self.prefill_chunk = prefill_chunk
+        self.stats = Stats()
+        self.threads = threads
+        self._threads_now = threads.current
+        self._decode_s = 0.0
+        # Shared preambles saved to host memory.
+        self.prefixes = PrefixCache(ctx, entries=cache_entries, max_bytes=cache_bytes, profile=self.stats.profile)
+        self.reuse = PromptReuse(ctx, self.slots, self.prefixes, self.stats)
+        self.step_costs = StepCosts()
+        self._waiting: deque[tuple[GenerationRequest, list[Generation]]] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._admitted_order: list[Slot] = []
+        self._outbox: list[tuple[Generation, Chunk | Finished]] = []
+        self._thread = threading.Thread(target=self._run, name="alveare-hive", daemon=True)
+
+    # ------------------------------------------------------------ event-loop side
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, request: GenerationRequest, generations: list[Generation]) -> None:
+        """One generation per entry, all from one prefill of the prompt (each in its own slot)."""
+        with self._cond:
+            if self.busy >= len(self.slots) and len(self._waiting) >= self.queue_size:
+                raise Overloaded(
+                    "The appliance is at capacity: every slot is busy and the queue is full. Retry shortly.",
+                    headers={"Retry-After": "1"},
+                )
+            self._waiting.append((request, generations))
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join(timeout=30)
+        self.batch.close()
+        log.info("hive profile: %s", self.stats.profile.summary())
+        if self.lane is not None:
+            log.info("solo lane: %s", self.lane.stats.summary())
+
+    @property
+    def busy(self) -> int:
+        return sum(1 for s in self.slots if s.active is not None)
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting)
+
+    # ------------------------------------------------------------ thread side
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._stopping:
+                    break
+                if not self._waiting and not any(s.active for s in self.slots):
+                    self._cond.wait(timeout=0.5)
+                    continue
+            try:
+                started = time.perf_counter()
+                self._admit()
+                self._reap()
+                if any(s.active for s in self.slots):
+                    self._follow_lane()
+                    prefill = any(s.active is not None and s.active.prefilling for s in self.slots)
+                    n = self.threads.choose(prefill)
+                    if n != self._threads_now:
+                        self.ctx.set_threads(n)
+                        if self.lane is not None:
+                            self.lane.set_threads(n)
+                        self._threads_now = n
+                    size = self._step()
+                    self._flush()
+                    elapsed = time.perf_counter() - started
+                    self.stats.profile.busy_s += elapsed
+                    if size:
+                        self.stats.profile.by_size[size][2] += elapsed
+                        self.threads.observe(n, self._decode_s, size)
+                else:
+                    self._flush()
+                    with self._cond:
+                        self._cond.wait(timeout=0.05)
+            except Exception:
+                log.exception("engine step failed; failing the requests in flight")
+                if self.lane is not None:
+                    self.lane.drop()  # every cell is cleared below: nothing to move back
+                for slot in self.slots:
+                    if slot.active:
+                        self._finish(slot, "error", error="engine step failed")
+                for seq in self.slots:
+                    seq.kv = []
+                self.ctx.clear()
+                self._flush()
+        for slot in self.slots:
+            if slot.active:
+                self._finish(slot, "cancelled")
+        with self._cond:
+            while self._waiting:
+                req, gens = self._waiting.popleft()
+                for gen in gens:
+                    self._emit(gen, Finished("cancelled", len(req.prompt_tokens), 0))
+        self._flush()
+
+    def _emit(self, gen: Generation, item: Chunk | Finished) -> None:
+        self._outbox.append((gen, item))
+
+    def _flush(self) -> None:
+        if self._outbox:
+            deliver(self._outbox)
+            self._outbox = []
+
+    def _follow_lane(self) -> None:
+        """Move the one request running alone into the solo lane, or the lane's request back."""
+        if self.lane is None:
+            return
+        with self._cond:
+            waiting = len(self._waiting)
+        self.lane.follow(self.slots, waiting)
+
+    def _step_ctx(self) -> Context:
+        """The context this step decodes on: the lane's while it holds the request, else the main one."""
+        return self.lane.ctx_for_step() if self.lane is not None else self.ctx
+
+    def _leave_lane(self) -> None:
+        """Before anything but the lane's own steps touches the main context: its cells back there."""
+        if self.lane is not None:
+            self.lane.leave()
+
+    def _reserved(self) -> int:
+        return sum(s.active.reserved for s in self.slots if s.active)
+
+    def _admit(self) -> None:
+        while True:
+            with self._cond:
+                if not self._waiting:
+                    return
+                free = [s for s in self.slots if s.active is None]
+                req, gens = self._waiting[0]
+                now = time.monotonic()
+                expired = req.deadline is not None and now >= req.deadline
+                if expired or all(gen.cancelled for gen in gens):
+                    self._waiting.popleft()
+                    for gen in gens:
+                        reason = "cancelled" if gen.cancelled else "timeout"
+                        self._emit(gen, Finished(reason, len(req.prompt_tokens), 0))
+                    continue
+                if len(free) < len(gens):
+                    return
+                # Unified: siblings share the prompt's cells (tagged, not copied); each needs room to
+                # answer. Split: every slot has its own stream, which always fits a request.
+                need = len(req.prompt_tokens) + req.max_tokens * len(gens)
+                if self.ctx.unified and self._reserved() + need > self.ctx.n_ctx and len(free) < len(self.slots):
+                    return  # wait for KV room; requests run in arrival order
+                self._waiting.popleft()
+            self._place(req, gens, free)
+
+    def _place(self, req: GenerationRequest, gens: list[Generation], free: list[Slot]) -> None:
+        self._leave_lane()  # the prefix search reads every slot's cells
+        running = [s.active for s in self.slots if s.active is not None]
+        for other in running:
+            other.alone = False
+        if running and self.lane is not None:
+            self.lane.release_memory()
+        prompt = req.prompt_tokens
+        save_at = self.reuse.save_point(prompt, req.cache_prefix)
+        dest, reuse = self.reuse.start(prompt, free, save_at)
+        s = req.sampling
+        samplers: list[Sampler] = []
+        try:
+            for choice in range(len(gens)):
+                samplers.append(request_sampler(self.model, req.sampling, choice))
+        except ValueError as exc:  # a bad grammar fails this request only
+            for sampler in samplers:
+                sampler.close()
+            for gen in gens:
+                self._emit(gen, Finished("error", len(prompt), 0, error=str(exc)))
+            return
+        parent = Active(
+            req,
+            gens[0],
+            samplers[0],
+            TextStream(req.stop, req.stop_rule),
+            done=reuse,
+            cached=reuse,
+            reserved=len(prompt) + req.max_tokens,
+            save_at=save_at,
+            alone=not running and len(gens) == 1,
+        )
+        if save_at is not None and reuse < save_at:
+            # A burst sharing a new preamble (a specialist's or an account's system prompt, just
+            # after a start or an edit): one request prefills it, the others restore it once saved.
+            parent.waits_for = self.reuse.prefilling(prompt[:save_at])
+        dest.active = parent
+        others = [slot for slot in free if slot is not dest]
+        for gen, sampler, slot in zip(gens[1:], samplers[1:], others, strict=False):
+            self.prefixes.keep_conversation(slot)  # what it held, for that chat's next turn
+            self.ctx.seq_rm(slot.seq)
+            slot.kv = []
+            sibling = Active(
+                req, gen, sampler, TextStream(req.stop, req.stop_rule), 0, reuse, req.max_tokens, fork_from=dest
+            )
+            slot.active = sibling
+            parent.children.append((slot, sibling))
+            self._admitted_order.append(slot)
+        greedy = s.temperature <= 0 and s.grammar is None and not (s.presence_penalty or s.frequency_penalty)
+        if req.lookup and greedy and s.repeat_penalty == 1.0:
+            dest.active.lookup = NgramIndex(prompt)
+        self._admitted_order.append(dest)
+        self.stats.lookups += 1
+        if reuse:
+            self.stats.hits += 1
+            self.stats.reused_tokens += reuse
+
+    def _reap(self) -> None:
+        now = time.monotonic()
+        for slot in self.slots:
+            a = slot.active
+            if a is None:
+                continue
+            if a.generation.cancelled:
+                self._finish(slot, "cancelled")
+            elif a.stop_at is not None and now >= a.stop_at:
+                self._finish(slot, "timeout")
+
+    def _step(self) -> int:
+        """One llama_decode over every active slot; returns the batch size if it decoded no prompt, else 0."""
+        batch = self.batch
+        batch.clear()
+        lane_slot = self.lane.holding if self.lane is not None else None
+        ctx = self._step_ctx()
+        generating = [s for s in self._admitted_order if s.active is not None and not s.active.prefilling]
+        drafts = choose_drafts(generating, self.step_costs, batch.capacity, self.context_length)
+        self.reuse.resolve_waits(self._admitted_order)
+        decoding = sum(1 + len(d) for d in drafts.values())
+        budget = prompt_budget(batch.capacity, decoding, self.prefill_chunk)
+        chunks = take_prompt_chunks(self._admitted_order, budget)
+        prefilling = [s for s in self._admitted_order if s.seq in chunks]
+        plan = fill_batch(batch, [*generating, *prefilling], drafts, chunks, lane_slot)
+        generated, prompt_tokens = plan.generated, plan.prompt_tokens
+        if not batch.n:
+            return 0  # every active request is waiting for another's preamble (and none generates)
+        profile = self.stats.profile
+        t0 = time.perf_counter()
+        rc = ctx.decode(batch)
+        if rc == 1 and ctx is self.ctx and self._free_idle_cells():
+            rc = ctx.decode(batch)
+        t1 = time.perf_counter()
+        self._decode_s = t1 - t0
+        if lane_slot is not None and self.lane is not None:
+            self.lane.stats.steps += 1
+        profile.decode_s += t1 - t0
+        profile.steps += 1
+        profile.generated += generated
+        profile.prompt += prompt_tokens
+        if not prompt_tokens:
+            row = profile.by_size.setdefault(batch.n, [0, 0.0, 0.0])
+            row[0] += 1
+            row[1] += t1 - t0
+            if lane_slot is None:  # the draft policy weighs the main model's steps against each other
+                self.step_costs.observe(batch.n, t1 - t0)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc}")
+        for slot, tokens in plan.added:
+            slot.kv.extend(tokens)
+            a = slot.active
+            if a is not None and a.save_at is not None and len(slot.kv) == a.save_at:
+                self.prefixes.remember(slot.seq, slot.kv)
+                a.save_at = None
+        self.stats.record_step(generated, prompt_tokens)
+        t2 = time.perf_counter()
+        logits = StepLogits(ctx, batch, self.model.n_vocab)
+        for slot, idx, draft in plan.to_sample:
+            a = slot.active
+            assert a is not None
+            if a.children:
+                self._fork(slot, a, idx, logits)
+            token = a.sampler.sample(ctx, idx, logits)
+            accepted = 0
+            while accepted < len(draft) and token == draft[accepted]:
+                # A right guess is already in the KV cache at the next position: keep it, and read
+                # the model's next choice from the following logits row.
+                slot.kv.append(token)
+                self._accept(slot, a, token, idx + accepted)
+                if slot.active is not a:
+                    break
+                accepted += 1
+                token = a.sampler.sample(ctx, idx + accepted, logits)
+            if slot.active is a:
+                self._accept(slot, a, token, idx + accepted)
+            if draft:
+                self.stats.drafted += len(draft)
+                self.stats.draft_accepted += accepted
+                a.acceptance.record(len(draft), accepted)
+                # Drop the cells of wrong guesses.
+                ctx.seq_rm(LANE_SEQ if slot is lane_slot else slot.seq, len(slot.kv), -1)
+        profile.sample_s += time.perf_counter() - t2
+        return 0 if prompt_tokens else batch.n
+
+    def _fork(self, slot: Slot, a: Active, idx: int, logits: StepLogits) -> None:
+        """The prompt is in `slot` now: give each sibling choice its cells and its first token,
+        sampled from the same logits row."""
+        n = len(a.request.prompt_tokens)
+        # Not those cancelled while the prompt was prefilling.
+        children = [(s, c) for s, c in a.children if s.active is c]
+        copied = self.ctx.copy_prefix_to(slot.seq, [s.seq for s, _ in children], n)
+        for (child_slot, child), ok in zip(children, copied, strict=True):
+            if not ok:
+                child_slot.kv = []
+                self._finish(child_slot, "error", error="no room in the KV cache for this choice")
+                continue
+            child_slot.kv = list(a.request.prompt_tokens)
+            child.done, child.fork_from = n, None
+            self._accept(child_slot, child, child.sampler.sample(self.ctx, idx, logits), idx)
+        a.children = []
+
+    def _token_info(self, a: Active, token: int, piece: bytes, row: int) -> TokenInfo:
+        top = a.request.sampling.logprobs or 0
+        constrained = a.sampler.constrained_row  # under a grammar: the distribution after its constraint
+        if constrained is not None:
+            logprob, best = row_logprobs(constrained, token, top)
+        else:
+            logprob, best = self._step_ctx().logprobs(row, self.model.n_vocab, token, top)
+        return TokenInfo(token, piece, logprob, [(t, self.model.piece(t), lp) for t, lp in best])
+
+    def _accept(self, slot: Slot, a: Active, token: int, row: int) -> None:
+        if a.stop_at is None and a.request.timeout_s is not None:
+            a.stop_at = time.monotonic() + a.request.timeout_s
+        if self.model.is_eog(token):
+            self._finish(slot, "stop")
+            return
+        a.completion += 1
+        a.tokens.append(token)
+        if a.lookup is not None:
+            a.lookup.append(token)
+        piece = self.model.piece(token, special=a.request.special_text)
+        if a.request.sampling.logprobs is not None:
+            a.pending.append(self._token_info(a, token, piece, row))
+        text = a.text.feed(piece)
+        if text and not a.generation.cancelled:
+            if a.request.stream:
+                self._emit(a.generation, Chunk(text, a.pending))
+                a.pending = []
+            else:
+                a.held.append(text)  # a non-streaming caller needs the text only at the end
+        if a.text.stopped:
+            self._finish(slot, "stop")
+        elif a.completion >= a.request.max_tokens or len(slot.kv) + 1 >= self.context_length:
+            self._finish(slot, "length")
+        else:
+            a.last = token
+
+    def _finish(self, slot: Slot, reason: str, error: str | None = None) -> None:
+        a = slot.active
+        assert a is not None
+        if self.lane is not None and self.lane.holding is slot:
+            self.lane.leave()  # the slot keeps its whole history in the main context, as every slot does
+        for child_slot, child in a.children:  # siblings still waiting for this prompt end with it
+            if child_slot.active is child:
+                self._finish(child_slot, reason, error)
+        a.children = []
+        if reason in ("stop", "length"):
+            a.held.append(a.text.flush())
+        text = "".join(a.held)
+        if text or a.pending:
+            self._emit(a.generation, Chunk(text, a.pending))
+        self._emit(
+            a.generation,
+            Finished(
+                reason, len(a.request.prompt_tokens), a.completion, cached_tokens=a.cached, error=error, tokens=a.tokens
+            ),
+        )
+        a.sampler.close()
+        slot.active = None
+        # A split cache keeps the answer too, for the chat's next turn, which sends it back: a slot's
+        # own stream costs the other slots nothing. A unified cache keeps only the prompt, since
+        # there every resident cell costs every later token of every slot some attention work.
+        keep = slot.reply_at = len(a.request.prompt_tokens)
+        if self.ctx.unified and len(slot.kv) > keep:
+            self.ctx.seq_rm(slot.seq, keep, -1)
+            slot.kv = slot.kv[:keep]
+        if slot in self._admitted_order:
+            self._admitted_order.remove(slot)
+        self.stats.served += 1
+
+    def _free_idle_cells(self) -> bool:
+        """Out of KV room: drop the prompts idle slots keep for reuse. True if anything was freed."""
+        freed = False
+        for slot in self.slots:
+            if slot.active is None and slot.kv:
+                self.ctx.seq_rm(slot.seq)
+                slot.kv = []
+                freed = True
+        return freed

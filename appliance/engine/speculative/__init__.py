@@ -1,0 +1,1 @@
+"""Speculative decoding: drafting from the prompt (lookup) and its bookkeeping."""

@@ -1,0 +1,1 @@
+"""Machine tuning: each piece behind its own setting and one seam into the engine."""
