@@ -15,10 +15,10 @@ from appliance.store import (
     AccountOverview,
     AlertEvent,
     BackupInfo,
+    BillingPlan,
     CreatedKey,
     CustomPrompt,
     KeyInfo,
-    Plan,
     Store,
     UsageBreakdown,
 )
@@ -45,10 +45,10 @@ class LocalAdmin:
         self.store.close()
 
     # plans
-    def plans(self) -> list[Plan]:
+    def plans(self) -> list[BillingPlan]:
         return self.store.plans()
 
-    def set_plan(self, name: str, **limits: int | float | bool) -> Plan:
+    def set_plan(self, name: str, **limits: int | float | bool) -> BillingPlan:
         plan, _created = self.store.set_plan(name, **check_plan_limits(limits))
         return plan
 

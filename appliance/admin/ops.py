@@ -26,10 +26,10 @@ from appliance.store import (
     AccountOverview,
     AlertEvent,
     BackupInfo,
+    BillingPlan,
     CreatedKey,
     CustomPrompt,
     KeyInfo,
-    Plan,
     UsageBreakdown,
 )
 
@@ -79,8 +79,8 @@ class AdminOps(Protocol):
         ...
 
     # plans
-    def plans(self) -> list[Plan]: ...
-    def set_plan(self, name: str, **limits: int | float | bool) -> Plan:
+    def plans(self) -> list[BillingPlan]: ...
+    def set_plan(self, name: str, **limits: int | float | bool) -> BillingPlan:
         """Change a plan's limits (fields of Plan), or create it from `starter` if new."""
         ...
 

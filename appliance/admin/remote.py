@@ -33,10 +33,10 @@ from appliance.store import (
     AccountOverview,
     AlertEvent,
     BackupInfo,
+    BillingPlan,
     CreatedKey,
     CustomPrompt,
     KeyInfo,
-    Plan,
     UsageBreakdown,
 )
 from appliance.store import backup as backups
@@ -187,11 +187,11 @@ class AdminClient:
             raise errors.ServerError(f"The server's answer to {method} {path} was not understood: {exc}") from None
 
     # plans ------------------------------------------------------------------
-    def plans(self) -> list[Plan]:
-        return self._call("GET", "/v1/admin/plans", list[Plan])
+    def plans(self) -> list[BillingPlan]:
+        return self._call("GET", "/v1/admin/plans", list[BillingPlan])
 
-    def set_plan(self, name: str, **limits: int | float | bool) -> Plan:
-        return self._call("PUT", f"/v1/admin/plans/{_seg(name)}", Plan, json=limits)
+    def set_plan(self, name: str, **limits: int | float | bool) -> BillingPlan:
+        return self._call("PUT", f"/v1/admin/plans/{_seg(name)}", BillingPlan, json=limits)
 
     # accounts ---------------------------------------------------------------
     def accounts(self, period: str | None = None) -> list[AccountOverview]:

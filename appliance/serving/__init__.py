@@ -9,7 +9,7 @@ status (health, hive status, metrics). `Serving` composes them for the API.
 The only place that translates between wire types (protocol) and the engine's own types.
 """
 
-from appliance.serving.metering import Call
+from appliance.serving.metering import MeteredCall
 from appliance.serving.service import Serving
 
-__all__ = ["Call", "Serving"]
+__all__ = ["MeteredCall", "Serving"]

@@ -15,8 +15,8 @@ from appliance.serving import reasoning, tool_formats, tools
 from appliance.serving.catalogue import Catalogue
 from appliance.serving.flow import Flow, new_id, sse
 from appliance.serving.logprobs import chat as chat_logprob_content
-from appliance.serving.metering import Call
-from appliance.serving.prompting import Plan, Prompter
+from appliance.serving.metering import MeteredCall
+from appliance.serving.prompting import GenerationPlan, Prompter
 from appliance.serving.shapes import Shapes, chat_logprobs
 from appliance.store import Principal
 
@@ -36,7 +36,7 @@ class Tooling:
 
 
 @dataclass(frozen=True)
-class ChatPlan(Plan):
+class ChatPlan(GenerationPlan):
     # The request's tools when it may call them (None: plain text).
     tools: tools.ToolPlan | None = None
     # How the model thinks, where its <think> block goes to reasoning_content (None: it stays in content).
@@ -216,7 +216,7 @@ class ChatCompletions:
         )
         return ChatPlan(specialist, req.model, [request], len(prompt), n=req.n or 1, tools=tool_plan, thinking=thinking)
 
-    async def complete(self, call: Call, req: p.ChatCompletionRequest) -> p.ChatCompletion:
+    async def complete(self, call: MeteredCall, req: p.ChatCompletionRequest) -> p.ChatCompletion:
         plan, outcomes, usage = await self.flow.generate(call, lambda: self.prepare(call.principal, req))
         wants_logprobs = bool(req.logprobs)
         return p.ChatCompletion(
@@ -231,7 +231,9 @@ class ChatCompletions:
         )
 
     @staticmethod
-    def choice(plan: Plan, index: int, text: str, finish_reason: str, tokens: list[TokenInfo] | None) -> p.ChatChoice:
+    def choice(
+        plan: GenerationPlan, index: int, text: str, finish_reason: str, tokens: list[TokenInfo] | None
+    ) -> p.ChatChoice:
         tool_plan = plan.tools if isinstance(plan, ChatPlan) else None
         thinking = plan.thinking if isinstance(plan, ChatPlan) else None
         thought = None
@@ -246,7 +248,7 @@ class ChatCompletions:
         logprobs = chat_logprob_content(tokens) if tokens is not None else None
         return p.ChatChoice(index=index, message=message, finish_reason=reason, logprobs=logprobs)
 
-    def stream(self, call: Call, req: p.ChatCompletionRequest) -> AsyncIterator[bytes]:
+    def stream(self, call: MeteredCall, req: p.ChatCompletionRequest) -> AsyncIterator[bytes]:
         """SSE events exactly as OpenAI sends them; what fails before the first token raises here."""
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return self.flow.stream(

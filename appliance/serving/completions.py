@@ -12,8 +12,8 @@ from appliance.engine.types import Chunk, Finished
 from appliance.serving.catalogue import Catalogue
 from appliance.serving.flow import Flow, new_id, sse
 from appliance.serving.logprobs import legacy as legacy_logprobs_of
-from appliance.serving.metering import Call
-from appliance.serving.prompting import Plan, Prompter, checked_text
+from appliance.serving.metering import MeteredCall
+from appliance.serving.prompting import GenerationPlan, Prompter, checked_text
 from appliance.serving.shapes import Shapes, legacy_logprobs
 from appliance.store import Principal
 
@@ -68,7 +68,7 @@ class Completions:
         self.flow = flow
         self.shapes = shapes
 
-    def prepare(self, principal: Principal, req: p.CompletionRequest) -> Plan:
+    def prepare(self, principal: Principal, req: p.CompletionRequest) -> GenerationPlan:
         """The prompt as raw text, no system prompt; the specialist supplies sampling defaults."""
         specialist = self.catalogue.resolve(principal, req.model)
         self.prompter.check_loaded()
@@ -103,9 +103,9 @@ class Completions:
             max_tokens = prompter.fit(prompt, req.max_tokens, DEFAULT_MAX_TOKENS, param)
             requests.append(prompter.request(prompt, max_tokens, stop, sampling, stream=bool(req.stream)))
             prompt_tokens += len(prompt)
-        return Plan(specialist, req.model, requests, prompt_tokens, n=req.n or 1)
+        return GenerationPlan(specialist, req.model, requests, prompt_tokens, n=req.n or 1)
 
-    async def complete(self, call: Call, req: p.CompletionRequest) -> p.Completion:
+    async def complete(self, call: MeteredCall, req: p.CompletionRequest) -> p.Completion:
         plan, outcomes, usage = await self.flow.generate(call, lambda: self.prepare(call.principal, req))
         prompts = _prompts(req)
         choices = []
@@ -119,7 +119,7 @@ class Completions:
             )
         return p.Completion(id=new_id("cmpl"), created=int(time.time()), model=plan.model, choices=choices, usage=usage)
 
-    def stream(self, call: Call, req: p.CompletionRequest) -> AsyncIterator[bytes]:
+    def stream(self, call: MeteredCall, req: p.CompletionRequest) -> AsyncIterator[bytes]:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         echo = _prompts(req) if req.echo else None
         return self.flow.stream(

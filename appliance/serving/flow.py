@@ -16,8 +16,8 @@ from typing import Protocol
 from appliance.core import protocol as p
 from appliance.core.errors import AlveareError
 from appliance.engine.types import Chunk, Finished, Generation
-from appliance.serving.metering import Call, Meter, Metering
-from appliance.serving.prompting import Plan
+from appliance.serving.metering import Meter, MeteredCall, Metering
+from appliance.serving.prompting import GenerationPlan
 from appliance.serving.runner import Outcome, Runner, merge
 
 log = logging.getLogger("alveare.service")
@@ -39,7 +39,7 @@ def sse_error(exc: AlveareError, request_id: str | None) -> bytes:
     return sse(body)
 
 
-def usage(plan: Plan, finished: list[Finished]) -> p.Usage:
+def usage(plan: GenerationPlan, finished: list[Finished]) -> p.Usage:
     """Prompt tokens once per prompt (its n choices share one prefill), as OpenAI counts them; the
     cached part is what the prefix cache served, as OpenAI and llama-server report it."""
     completion = sum(f.completion_tokens for f in finished)
@@ -73,17 +73,19 @@ class Flow:
         self.metering = metering
         self.runner = runner
 
-    def _admit(self, meter: Meter, plan: Plan) -> None:
+    def _admit(self, meter: Meter, plan: GenerationPlan) -> None:
         self.metering.admit(meter, plan.specialist.name, plan.token_estimate)
 
-    async def _prepare(self, meter: Meter, prepare: Callable[[], Plan]) -> Plan:
+    async def _prepare(self, meter: Meter, prepare: Callable[[], GenerationPlan]) -> GenerationPlan:
         """Run `prepare` in a worker thread, with the account's quota ledger loaded there too: its store
         reads (the specialist's override, the account's prompt, the period's count) and the tokenising
         of a long prompt stay off the event loop. Admission stays on the loop, with no await inside."""
         self.metering.use_quota(meter, await asyncio.to_thread(self.metering.read_quota, meter))
         return await asyncio.to_thread(prepare)
 
-    async def generate(self, call: Call, prepare: Callable[[], Plan]) -> tuple[Plan, list[Outcome], p.Usage]:
+    async def generate(
+        self, call: MeteredCall, prepare: Callable[[], GenerationPlan]
+    ) -> tuple[GenerationPlan, list[Outcome], p.Usage]:
         """Prepare, admit, run and meter one non-streaming request."""
         meter = Meter(call)
         with self.metering.metered(meter):
@@ -96,7 +98,10 @@ class Flow:
         return plan, outcomes, used
 
     async def stream(
-        self, call: Call, prepare: Callable[[], Plan], renderer: Callable[[Plan], StreamRenderer]
+        self,
+        call: MeteredCall,
+        prepare: Callable[[], GenerationPlan],
+        renderer: Callable[[GenerationPlan], StreamRenderer],
     ) -> AsyncIterator[bytes]:
         """Prepare, admit and start, then the events. The API pulls the first event before it answers,
         so a failure up to the start (validation, limits, a full queue) is still a real HTTP error."""
@@ -109,7 +114,7 @@ class Flow:
             yield event
 
     async def _events(
-        self, meter: Meter, plan: Plan, generations: list[Generation], render: StreamRenderer
+        self, meter: Meter, plan: GenerationPlan, generations: list[Generation], render: StreamRenderer
     ) -> AsyncIterator[bytes]:
         status = 200
         try:
@@ -148,7 +153,7 @@ class Flow:
             self.metering.finish(meter, status)
 
 
-def _count(meter: Meter, plan: Plan, generations: list[Generation]) -> None:
+def _count(meter: Meter, plan: GenerationPlan, generations: list[Generation]) -> None:
     """What a stream generated so far, for its usage record."""
     meter.prompt_tokens = plan.prompt_tokens
     meter.completion_tokens = sum(g.finished.completion_tokens for g in generations if g.finished)

@@ -7,8 +7,8 @@ import time
 from appliance.core import protocol as p
 from appliance.serving.catalogue import Catalogue
 from appliance.serving.flow import Flow, new_id
-from appliance.serving.metering import Call
-from appliance.serving.prompting import Plan, Prompter, checked_text
+from appliance.serving.metering import MeteredCall
+from appliance.serving.prompting import GenerationPlan, Prompter, checked_text
 from appliance.serving.shapes import Shapes
 from appliance.store import Principal
 
@@ -20,7 +20,7 @@ class Infer:
         self.flow = flow
         self.shapes = shapes
 
-    def prepare(self, principal: Principal, req: p.InferRequest) -> Plan:
+    def prepare(self, principal: Principal, req: p.InferRequest) -> GenerationPlan:
         specialist = self.catalogue.resolve(principal, req.specialist, param="specialist")
         prompter = self.prompter
         prompter.check_loaded()
@@ -36,9 +36,9 @@ class Infer:
         request = prompter.request(
             prompt, max_tokens, stop, sampling, cache_prefix=shared, lookup=specialist.prompt_lookup
         )
-        return Plan(specialist, specialist.name, [request], len(prompt))
+        return GenerationPlan(specialist, specialist.name, [request], len(prompt))
 
-    async def complete(self, call: Call, req: p.InferRequest) -> p.InferResponse:
+    async def complete(self, call: MeteredCall, req: p.InferRequest) -> p.InferResponse:
         t0 = time.perf_counter()
         plan, (outcome,), usage = await self.flow.generate(call, lambda: self.prepare(call.principal, req))
         return p.InferResponse(

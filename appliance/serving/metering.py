@@ -24,7 +24,7 @@ WEBHOOK_TIMEOUT_S = 5.0
 
 
 @dataclass
-class Call:
+class MeteredCall:
     """One API call as the API layer sees it: who calls, and the rate-limit state to report."""
 
     principal: Principal
@@ -38,7 +38,7 @@ class Call:
 class Meter:
     """A metered request, from admission to its usage record."""
 
-    call: Call
+    call: MeteredCall
     t0: float = field(default_factory=time.perf_counter)
     created_at: str = field(default_factory=now_iso)
     period: str = field(default_factory=current_period)

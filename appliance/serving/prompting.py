@@ -25,7 +25,7 @@ MIN_TOKENS_PER_TURN = 2
 
 
 @dataclass(frozen=True)
-class Plan:
+class GenerationPlan:
     """A request resolved against its specialist and tokenised, ready for the engine."""
 
     specialist: Specialist

@@ -21,8 +21,8 @@ from appliance.core.errors import InvalidRequest
 from appliance.engine.types import Chunk, Finished
 from appliance.serving.chat import ChatCompletions, ChatPlan, ChoiceDeltas
 from appliance.serving.flow import Flow
-from appliance.serving.metering import Call
-from appliance.serving.prompting import Plan
+from appliance.serving.metering import MeteredCall
+from appliance.serving.prompting import GenerationPlan
 from appliance.store import Principal
 
 # A chat completion's parameter names as a Responses request calls them, for the 400s.
@@ -229,7 +229,7 @@ class ResponsesStream:
     """response.* events: created and in_progress, then per output item its added event, deltas and done
     events (a message's text, a function call's arguments), and completed (or incomplete) with usage."""
 
-    def __init__(self, response: p.Response, plan: Plan) -> None:
+    def __init__(self, response: p.Response, plan: GenerationPlan) -> None:
         self.response = response
         chat = plan if isinstance(plan, ChatPlan) else None
         self.deltas = ChoiceDeltas(chat.tools if chat else None, chat.thinking if chat else None)
@@ -338,8 +338,8 @@ class Responses:
         self.chat = chat
         self.flow = flow
 
-    def _prepare(self, principal: Principal, req: p.ChatCompletionRequest) -> Callable[[], Plan]:
-        def prepare() -> Plan:
+    def _prepare(self, principal: Principal, req: p.ChatCompletionRequest) -> Callable[[], GenerationPlan]:
+        def prepare() -> GenerationPlan:
             try:
                 return self.chat.prepare(principal, req)
             except InvalidRequest as exc:  # named as the Responses request names it
@@ -350,7 +350,7 @@ class Responses:
 
         return prepare
 
-    async def create(self, call: Call, req: p.ResponsesRequest) -> p.Response:
+    async def create(self, call: MeteredCall, req: p.ResponsesRequest) -> p.Response:
         chat_req = chat_request(req)
         plan, outcomes, used = await self.flow.generate(call, self._prepare(call.principal, chat_req))
         outcome = outcomes[0]
@@ -359,7 +359,7 @@ class Responses:
         response = msgspec.structs.replace(response, output=output_items(choice.message))
         return finished(response, choice.finish_reason or "stop", used)
 
-    def stream(self, call: Call, req: p.ResponsesRequest) -> AsyncIterator[bytes]:
+    def stream(self, call: MeteredCall, req: p.ResponsesRequest) -> AsyncIterator[bytes]:
         chat_req = chat_request(req)
         return self.flow.stream(
             call,

@@ -92,7 +92,7 @@ def detect(template: str) -> CallFormat | None:
 
 
 @dataclass
-class Call:
+class ToolCall:
     name: str
     arguments: str
     done: bool
@@ -129,10 +129,10 @@ def json_end(text: str, start: int) -> int | None:
     return None
 
 
-def scan(fmt: CallFormat, text: str) -> list[Call]:
+def scan(fmt: CallFormat, text: str) -> list[ToolCall]:
     """The calls in generated text so far: a call appears once its name is whole, its arguments grow
     as they come (never counting what may be the closing frame), and it is done at its close."""
-    calls: list[Call] = []
+    calls: list[ToolCall] = []
     if not text.startswith(fmt.prefix):
         return calls
     pos = len(fmt.prefix)
@@ -150,13 +150,13 @@ def scan(fmt: CallFormat, text: str) -> list[Call]:
         name, args_at = text[start:at], at + len(fmt.mid)
         end = json_end(text, args_at)
         if end is None:
-            calls.append(Call(name, text[args_at:].rstrip(), False))
+            calls.append(ToolCall(name, text[args_at:].rstrip(), False))
             return calls
         arguments = text[args_at:end]
         # The arguments' grammar may end in blank space ("}" space) before the closing frame.
         rest, close = text[end:].lstrip(BLANK), fmt.close.lstrip(BLANK)
         if not rest.startswith(close):
-            calls.append(Call(name, arguments, False))
+            calls.append(ToolCall(name, arguments, False))
             return calls
-        calls.append(Call(name, arguments, True))
+        calls.append(ToolCall(name, arguments, True))
         pos = len(text) - len(rest) + len(close)

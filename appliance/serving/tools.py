@@ -21,7 +21,7 @@ from appliance.core import protocol as p
 from appliance.core.errors import InvalidRequest
 from appliance.engine.types import Engine, Turn
 from appliance.serving.gbnf import gbnf_literal, namespace
-from appliance.serving.tool_formats import BLANK, HERMES, Call, CallFormat, scan
+from appliance.serving.tool_formats import BLANK, HERMES, CallFormat, ToolCall, scan
 
 # Calls in one answer when parallel calls are allowed: a bound, so a small model that repeats
 # itself stops with whole calls rather than running into max_tokens mid-call.
@@ -294,7 +294,7 @@ def _bare(text: str) -> str:
     return "".join(text.split())
 
 
-def distinct(calls: list[Call]) -> tuple[list[Call], bool]:
+def distinct(calls: list[ToolCall]) -> tuple[list[ToolCall], bool]:
     """(the calls before the first one that repeats an earlier call, whether a whole one did). An
     answer ends at a repeat (a small model otherwise repeats a forced call until max_tokens). An
     unfinished last call that so far matches an earlier one is left out too: it may be a repeat,
@@ -326,7 +326,7 @@ class RepeatStop:
         return text.endswith(self.format.close) and distinct(scan(self.format, self.lead + text))[1]
 
 
-def finish_reason(calls: list[Call], reason: str) -> str:
+def finish_reason(calls: list[ToolCall], reason: str) -> str:
     """ "tool_calls" once the answer holds whole calls, unless max_tokens really cut a new one off
     ("length" then, as OpenAI reports a cut call)."""
     cut = reason == "length" and bool(calls) and not calls[-1].done
@@ -366,7 +366,7 @@ class CallStream:
     # Characters of arguments sent, per call index.
     sent: list[int] = field(default_factory=list)
     # The calls so far, up to a repeat; and whether a whole repeat ended the answer.
-    calls: list[Call] = field(default_factory=list)
+    calls: list[ToolCall] = field(default_factory=list)
     repeated: bool = False
 
     def __post_init__(self) -> None:

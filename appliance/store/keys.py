@@ -10,7 +10,7 @@ from appliance.core import security
 from appliance.core.errors import Conflict, InvalidRequest, NotFound
 from appliance.store import clock
 from appliance.store.plans_accounts import PlansAndAccounts
-from appliance.store.records import CreatedKey, KeyInfo, Plan, Principal
+from appliance.store.records import BillingPlan, CreatedKey, KeyInfo, Principal
 
 ADMIN_ACCOUNT = "admin"
 MAX_ACTIVE_KEYS = 5
@@ -132,7 +132,7 @@ class Keys(PlansAndAccounts):
         if not rows or not security.constant_time_equal(rows[0][8], digest):
             return None
         row = rows[0]
-        plan = Plan(*row[9:14], bool(row[14]), *row[15:17])
+        plan = BillingPlan(*row[9:14], bool(row[14]), *row[15:17])
         return Principal(
             key_id=row[0],
             key_prefix=row[1],

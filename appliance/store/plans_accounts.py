@@ -9,7 +9,7 @@ from sqlite_utils import Database
 from appliance.core.errors import Conflict, InvalidRequest, NotFound
 from appliance.store import clock
 from appliance.store.database import StoreBase
-from appliance.store.records import Account, Plan
+from appliance.store.records import Account, BillingPlan
 
 PLAN_FIELDS = (
     "requests_per_minute",
@@ -24,12 +24,12 @@ PLAN_FIELDS = (
 
 class PlansAndAccounts(StoreBase):
     # plans -----------------------------------------------------------------
-    def plans(self) -> list[Plan]:
+    def plans(self) -> list[BillingPlan]:
         with self._lock:
             rows = list(self._db["plans"].rows_where(order_by="requests_per_minute, name"))
         return [self._plan(r) for r in rows]
 
-    def plan(self, name: str) -> Plan:
+    def plan(self, name: str) -> BillingPlan:
         with self._lock:
             rows = list(self._db["plans"].rows_where("name = ?", [name.lower()]))
         if not rows:
@@ -38,10 +38,10 @@ class PlansAndAccounts(StoreBase):
         return self._plan(rows[0])
 
     @staticmethod
-    def _plan(row: dict[str, Any]) -> Plan:
-        return Plan(**{**row, "custom_prompts": bool(row["custom_prompts"])})
+    def _plan(row: dict[str, Any]) -> BillingPlan:
+        return BillingPlan(**{**row, "custom_prompts": bool(row["custom_prompts"])})
 
-    def set_plan(self, name: str, *, base: str = "starter", **changes: Any) -> tuple[Plan, bool]:
+    def set_plan(self, name: str, *, base: str = "starter", **changes: Any) -> tuple[BillingPlan, bool]:
         """Change a plan's limits, or create the plan (from `base`'s values) when it does not exist.
 
         Returns the plan and whether it was created.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 
-class Plan(msgspec.Struct, frozen=True):
+class BillingPlan(msgspec.Struct, frozen=True):
     name: str
     requests_per_minute: int
     requests_per_month: int
@@ -46,7 +46,7 @@ class Principal(msgspec.Struct, frozen=True):
     key_prefix: str
     account_id: int
     account: str
-    plan: Plan
+    plan: BillingPlan
     test: bool
     admin: bool
     spending_cap: float | None = None

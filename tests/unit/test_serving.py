@@ -13,7 +13,7 @@ import pytest
 from appliance.core import protocol as p
 from appliance.core.settings import Settings
 from appliance.core.specialists import load_specialists
-from appliance.serving import Call, Serving
+from appliance.serving import MeteredCall, Serving
 from appliance.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -49,7 +49,7 @@ def test_chat_stream_role_content_finish_usage_done(serving) -> None:
         req = p.ChatCompletionRequest(
             model="chat", messages=USER, stream=True, n=2, stream_options=p.StreamOptions(include_usage=True)
         )
-        return [chunk async for chunk in s.chat.stream(Call(principal, "chat.completions"), req)]
+        return [chunk async for chunk in s.chat.stream(MeteredCall(principal, "chat.completions"), req)]
 
     out = events(asyncio.run(run()))
     assert out[-1] == "[DONE]"
@@ -68,7 +68,7 @@ def test_completion_stream_echoes_first_and_sends_usage_only_when_asked(serving)
 
     async def run() -> list[bytes]:
         req = p.CompletionRequest(model="chat", prompt="Say:", stream=True, echo=True)
-        return [chunk async for chunk in s.completions.stream(Call(principal, "completions"), req)]
+        return [chunk async for chunk in s.completions.stream(MeteredCall(principal, "completions"), req)]
 
     out = events(asyncio.run(run()))
     assert out[-1] == "[DONE]" and all(c["object"] == "text_completion" for c in out[:-1])
@@ -81,10 +81,12 @@ def test_every_request_is_metered(serving) -> None:
     s, principal = serving
 
     async def run() -> None:
-        await s.chat.complete(Call(principal, "chat.completions"), p.ChatCompletionRequest(model="chat", messages=USER))
-        await s.infer.complete(Call(principal, "infer"), p.InferRequest(specialist="qa", prompt="x"))
+        await s.chat.complete(
+            MeteredCall(principal, "chat.completions"), p.ChatCompletionRequest(model="chat", messages=USER)
+        )
+        await s.infer.complete(MeteredCall(principal, "infer"), p.InferRequest(specialist="qa", prompt="x"))
         stream = s.chat.stream(
-            Call(principal, "chat.completions"), p.ChatCompletionRequest(model="chat", messages=USER)
+            MeteredCall(principal, "chat.completions"), p.ChatCompletionRequest(model="chat", messages=USER)
         )
         async for _ in stream:
             pass

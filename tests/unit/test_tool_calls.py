@@ -87,7 +87,7 @@ def test_namespace_prefixes_rule_names_only() -> None:
 
 def test_scan_never_takes_back_what_it_gave() -> None:
     text = render_call("get_weather", '{"city": "Paris"} ') + HERMES.sep + render_call("add", '{"a": {"b": 1}}')
-    seen: list[list[tools.Call]] = []
+    seen: list[list[tools.ToolCall]] = []
     for end in range(len(text) + 1):
         calls = scan(HERMES, text[:end])
         if seen:

@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from appliance.store import AccountOverview, Plan
+from appliance.store import AccountOverview, BillingPlan
 from tui.format import alert_text, first_line, human_count, money, number, plural, usage_bar, when
 from tui.screens.base import View, reset_table
 from tui.screens.modals import ConfirmModal, Field, FormModal
@@ -44,7 +44,7 @@ class AccountsView(View):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.overviews: list[AccountOverview] = []
-        self.plans: list[Plan] = []
+        self.plans: list[BillingPlan] = []
         self._wide = False
         self._select: str | None = None  # an account to put the cursor on once it is listed
 
@@ -112,7 +112,7 @@ class AccountsView(View):
         if self.overviews:
             table.move_cursor(row=min(max(row, 0), len(self.overviews) - 1))
 
-    def show_plans(self, plans: list[Plan]) -> None:
+    def show_plans(self, plans: list[BillingPlan]) -> None:
         self.plans = plans
         table = self.query_one("#plans-table", DataTable)
         row = table.cursor_row
@@ -303,7 +303,7 @@ class AccountsView(View):
             clear,
         )
 
-    def _plan_form(self, title: str, plan: Plan, *, new: bool) -> FormModal:
+    def _plan_form(self, title: str, plan: BillingPlan, *, new: bool) -> FormModal:
         fields = [Field("name", "Name", "" if new else plan.name, placeholder="new plan name")] if new else []
         for name, label, kind, hint in PLAN_FIELDS:
             fields.append(Field(name, label, getattr(plan, name), kind=kind, help=hint))  # type: ignore[arg-type]
@@ -312,7 +312,7 @@ class AccountsView(View):
             note = "Changes apply to every account on this plan at once."
         return FormModal(title, fields, submit="Create" if new else "Save", note=note)
 
-    def _plan_under_cursor(self) -> Plan | None:
+    def _plan_under_cursor(self) -> BillingPlan | None:
         plans_table = self.query_one("#plans-table", DataTable)
         accounts_table = self.query_one("#accounts-table", DataTable)
         if not self.plans:

@@ -10,7 +10,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Label, Select, Static
 
 from appliance.admin.ops import SpecialistProfile
-from appliance.store import ADMIN_ACCOUNT, AccountOverview, CustomPrompt, Plan
+from appliance.store import ADMIN_ACCOUNT, AccountOverview, BillingPlan, CustomPrompt
 from tui.format import first_line, when
 from tui.screens.base import View
 from tui.screens.modals import ConfirmModal, Field, FormModal
@@ -29,7 +29,7 @@ class PromptsView(View):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.overviews: list[AccountOverview] = []
-        self.plans: dict[str, Plan] = {}
+        self.plans: dict[str, BillingPlan] = {}
         self.profiles: list[SpecialistProfile] = []
         self.custom: dict[str, CustomPrompt] = {}
         self._drawn_for = 0
@@ -62,7 +62,7 @@ class PromptsView(View):
         if self.account:
             self.call("custom_prompts", self.account, done=self.show_custom)
 
-    def show_plans(self, plans: list[Plan]) -> None:
+    def show_plans(self, plans: list[BillingPlan]) -> None:
         # Plans first, then accounts: the account list marks which plans allow custom prompts.
         self.plans = {p.name: p for p in plans}
         self.call("accounts", self.alveare.period, done=self.show_accounts)

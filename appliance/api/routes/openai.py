@@ -11,15 +11,15 @@ from litestar.response import Stream
 
 from appliance.api.errors import decode_body, request_id
 from appliance.core import protocol as p
-from appliance.serving import Call, Serving
+from appliance.serving import MeteredCall, Serving
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 CALL = "alveare_call"
 
 
-def metered_call(request: Request, endpoint: str) -> Call:
+def metered_call(request: Request, endpoint: str) -> MeteredCall:
     """The request's Call, kept in the scope so the before_send hook can report its rate-limit state."""
-    call = Call(request.user, endpoint, request_id=request_id(request.scope))
+    call = MeteredCall(request.user, endpoint, request_id=request_id(request.scope))
     request.scope.setdefault("state", {})[CALL] = call
     return call
 
