@@ -19,6 +19,14 @@ from appliance.core.errors import ConfigError
 DEFAULT_DATA_DIR = "~/.local/share/alveare"
 
 
+def default_kernel_cache(environ: Mapping[str, str] | None = None) -> Path:
+    """The CPU kernel check's verdicts, in the user's cache dir (XDG_CACHE_HOME, else ~/.cache): they
+    depend on the machine, the llama.cpp build and the model file, not on the data dir."""
+    environ = os.environ if environ is None else environ
+    base = Path(environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
+    return base / "alveare" / "cpu-kernels.json"
+
+
 def _http_url(value: str) -> str | None:
     if value.startswith(("http://", "https://")):
         return None
@@ -257,8 +265,19 @@ SETTINGS: tuple[Setting, ...] = (
         choices=("auto", "fast", "safe"),
         label="cpu kernels",
         more=": `auto` checks them once per model, llama.cpp build and CPU in a child process and falls back to "
-        "`safe` if they crash or disagree (remembered in `cpu-kernels.json` in the data dir); `fast` or `safe` "
-        "skips the check",
+        "`safe` if they crash or disagree (remembered in the kernel cache, `ALVEARE_KERNEL_CACHE`); `fast` or "
+        "`safe` skips the check",
+    ),
+    Setting(
+        "kernel_cache",
+        str | None,
+        None,
+        "the file where the CPU kernel check's verdicts are remembered, one per CPU, llama.cpp build and model "
+        "file, for every data dir on the machine",
+        env="ALVEARE_KERNEL_CACHE",
+        default_text="the user's cache dir: `$XDG_CACHE_HOME/alveare/cpu-kernels.json`, else "
+        "`~/.cache/alveare/cpu-kernels.json`",
+        label="kernel cache",
     ),
     Setting(
         "optimized_model",
@@ -422,8 +441,10 @@ class _SettingsBase(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def kernel_cache_path(self) -> Path:
-        """Where the CPU kernel check's verdicts are remembered."""
-        return self.data_path / "cpu-kernels.json"
+        """Where the CPU kernel check's verdicts are remembered: the setting, else the user's cache dir."""
+        if self.kernel_cache:  # type: ignore[attr-defined]
+            return Path(self.kernel_cache).expanduser()  # type: ignore[attr-defined]
+        return default_kernel_cache()
 
     @property
     def models_path(self) -> Path:

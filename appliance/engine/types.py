@@ -36,7 +36,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     # llama.cpp's fast CPU kernels (extra buffer types: repacking, AMX): "auto" checks them once in a
     # child process (kernels.py), "fast" or "safe" skips the check.
     cpu_kernels: Literal["auto", "fast", "safe"] = "auto"
-    # Where the check's verdict is remembered (a file in the data dir); None checks on every start.
+    # Where the check's verdict is remembered (Settings.kernel_cache_path); None checks on every start.
     kernel_cache_path: str | None = None
     # The model file asked for, when model_path is the optimised copy of it (hive/optimize.py).
     source_model_path: str | None = None

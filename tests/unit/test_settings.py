@@ -30,6 +30,7 @@ SAMPLES = {
     "kv_cache": ("split", "split"),
     "prefill_chunk": ("64", 64),
     "cpu_kernels": ("safe", "safe"),
+    "kernel_cache": ("/var/cache/alveare/kernels.json", "/var/cache/alveare/kernels.json"),
     "optimized_model": ("off", "off"),
     "solo_model": ("/models/original.gguf", "/models/original.gguf"),
     "chat_template": ("gemma", "gemma"),

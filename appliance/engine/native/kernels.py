@@ -6,7 +6,8 @@ virtual machines (AWS m7i, GCP C4 class) the first AMX matmul kills the process 
 cannot be caught in-process, so the first start for a given model, llama.cpp build and CPU decodes a
 short prompt in a child process (`python -m appliance.engine.native.kernel_check`) with the fast kernels and
 again with the safe ones. If the child dies or the two disagree, the engine loads with the safe
-buffer types (what `llama-server --no-repack` does). The verdict is remembered in the data dir.
+buffer types (what `llama-server --no-repack` does). The verdict is remembered in the user's cache
+dir (Settings.kernel_cache_path), keyed by all three, so every data dir on the machine shares it.
 
 No llama_cpp import here: this runs before the model is loaded, and tests drive it with fake children.
 """
@@ -131,7 +132,7 @@ def run_check(command: Sequence[str], timeout_s: float = CHECK_TIMEOUT_S) -> Che
 
 
 class KernelCache:
-    """Verdicts by check key, in one small JSON file in the data dir (0600, written atomically)."""
+    """Verdicts by check key, in one small JSON file in the user's cache dir (0600, written atomically)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -161,7 +162,7 @@ class KernelCache:
             with os.fdopen(fd, "w") as f:  # mkstemp files are 0600
                 json.dump(entries, f, indent=1)
             os.replace(tmp, self.path)
-        except OSError as exc:  # a read-only data dir only costs a check on the next start
+        except OSError as exc:  # a read-only cache dir only costs a check on the next start
             log.warning("could not remember the CPU kernel check in %s: %s", self.path, exc)
 
 
