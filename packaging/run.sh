@@ -75,10 +75,22 @@ case "$cmd" in
         echo "==> import contracts"
         "$VENV/bin/lint-imports"
         echo "==> pytest"
-        # `test fast`: the lane with no model and no subprocess (tests/unit), for a quick loop.
-        if [ "${1:-}" = fast ]; then
+        # `test fast`: the unit tier (no model, no subprocess), for a quick loop. `test TIER...` runs
+        # those tiers (unit engine api e2e packaging clients: pytest markers, one per folder, see
+        # tests/conftest.py); arguments after them go to pytest. `test` alone runs everything.
+        tiers=""
+        while [ $# -gt 0 ]; do
+            case "$1" in
+                fast) tiers="${tiers:+$tiers or }unit" ;;
+                unit | engine | api | e2e | packaging | clients) tiers="${tiers:+$tiers or }$1" ;;
+                *) break ;;
+            esac
             shift
-            exec "$VENV/bin/python" -m pytest tests/unit "$@"
+        done
+        if [ "$tiers" = unit ]; then
+            exec "$VENV/bin/python" -m pytest tests/unit "$@"  # its folder: nothing else to collect
+        elif [ -n "$tiers" ]; then
+            exec "$VENV/bin/python" -m pytest -m "$tiers" "$@"
         fi
         exec "$VENV/bin/python" -m pytest "$@"
         ;;

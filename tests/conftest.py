@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,12 +15,25 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import live
 from live import LiveServer, start_server
 
-# Every server the tests start, in process or not, serves the embedded model as shipped: a first start
-# would otherwise spend a minute or two making its optimised copy (tests/engine/test_optimize.py and
-# tests/api/test_first_start_optimize.py cover that step on purpose).
-os.environ["ALVEARE_OPTIMIZED_MODEL"] = "off"
+# The run's own cache dir, made at import (the servers' environment must name it before any starts)
+# and removed when the run ends.
+_RUN_CACHE = Path(tempfile.mkdtemp(prefix="alveare-test-run-"))
+
+# One CPU kernel verdict per model file for the whole run: every engine and server the tests start,
+# in process or not, reads and writes this file instead of checking again in each fresh data dir.
+# (tests/engine/test_kernels.py and tests/api/test_cpu_kernels.py give the check a fresh one.)
+os.environ["ALVEARE_KERNEL_CACHE"] = str(_RUN_CACHE / "cpu-kernels.json")
+
+# The servers run the quickstart's defaults, the optimised copy of the embedded model included: the
+# first start on it measures and makes that copy in this models dir, which every server's data dir
+# shares (live.start_server), so it is made once a run. tests/api/test_first_start_optimize.py makes
+# its own on purpose.
+os.environ.pop("ALVEARE_OPTIMIZED_MODEL", None)
+live.SHARED_MODELS = _RUN_CACHE / "models"
+live.SHARED_MODELS.mkdir(mode=0o700)
 
 # Nor may they reach a server the developer has running on the default port (the README's
 # `./packaging/run.sh serve` in another terminal): the admin CLI talks to the server on the
@@ -80,3 +95,30 @@ def client(server: LiveServer, api_key: str):
     import openai
 
     return openai.OpenAI(base_url=server.base_url, api_key=api_key, max_retries=0, timeout=120)
+
+
+# The tiers, by folder: `pytest -m unit` (or `./packaging/run.sh test unit`) runs one of them.
+TIERS = {
+    "unit": "unit",
+    "engine": "engine",
+    "api": "api",
+    "e2e": "e2e",
+    "tui": "e2e",
+    "packaging": "packaging",
+    "clients": "clients",
+    "sdk": "clients",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests = Path(__file__).parent
+    for item in items:
+        folder = item.path.relative_to(tests).parts[0] if item.path.is_relative_to(tests) else ""
+        tier = TIERS.get(folder)
+        if tier is None:
+            raise pytest.UsageError(f"{item.nodeid}: a test module belongs in a tier's folder: {sorted(TIERS)}")
+        item.add_marker(tier)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_RUN_CACHE, ignore_errors=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import signal
 import socket
@@ -16,7 +16,14 @@ from pathlib import Path
 
 import httpx
 
+from appliance.core.errors import Conflict
+from appliance.store import Store
+
 ALVEARE = [sys.executable, "-m", "appliance"]
+
+# A models dir shared by every server the run starts (conftest.py sets it): the first start on the
+# embedded model makes its optimised copy there, as a user's first start does, and the others serve it.
+SHARED_MODELS: Path | None = None
 
 
 def free_port() -> int:
@@ -31,6 +38,18 @@ def cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedP
     if check and result.returncode != 0:
         raise AssertionError(f"alveare {' '.join(args)} failed: {result.stderr}")
     return result
+
+
+def new_key(data_dir: Path, account: str, plan: str = "scale", test: bool = False) -> str:
+    """A key on `account` (made on `plan` unless it exists), written in this process to the data dir's
+    store as `alveare admin accounts create` and `admin keys create` do with no server answering."""
+    store = Store(data_dir, create=False)
+    try:
+        with contextlib.suppress(Conflict):  # already made: the plan stays as it is
+            store.create_account(account, plan)
+        return store.create_key(account, test=test).key
+    finally:
+        store.close()
 
 
 @dataclass
@@ -56,13 +75,7 @@ class LiveServer:
         return self.url + "/v1"
 
     def new_key(self, account: str, plan: str = "scale", test: bool = False) -> str:
-        if cli(self.data_dir, "admin", "accounts", "create", account, "--plan", plan, check=False).returncode not in (
-            0,
-            1,
-        ):
-            raise AssertionError("could not create the account")
-        args = ["admin", "keys", "create", "--account", account, "--json"] + (["--test"] if test else [])
-        return json.loads(cli(self.data_dir, *args).stdout)["key"]
+        return new_key(self.data_dir, account, plan=plan, test=test)
 
     def log_text(self) -> str:
         return "".join(self.output)
@@ -83,8 +96,17 @@ class LiveServer:
 
 
 def start_server(
-    data_dir: Path, *extra: str, ready_timeout: float = 120, env: dict[str, str] | None = None
+    data_dir: Path,
+    *extra: str,
+    ready_timeout: float = 120,
+    env: dict[str, str] | None = None,
+    shared_models: bool = True,
 ) -> LiveServer:
+    """`alveare serve` on `data_dir` with the given flags. A data dir with no models/ yet gets the run's
+    shared one (SHARED_MODELS) unless `shared_models` is False: a first start that must make its own copy."""
+    if shared_models and SHARED_MODELS is not None and not (data_dir / "models").exists():
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (data_dir / "models").symlink_to(SHARED_MODELS, target_is_directory=True)
     port = free_port()
     env = {**os.environ, "ALVEARE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(env or {})}
     process = subprocess.Popen(

@@ -1,6 +1,7 @@
 """The appliance on a CPU whose fast llama.cpp kernels crash (a virtualised Xeon with AMX, forced here
 by making the startup check's child crash): it warns once, serves on the safe kernels, says so in
-/v1/hive/status, and remembers the verdict for the next start."""
+/v1/hive/status, and remembers the verdict for the next start. Each test has a kernel cache of its
+own: the run's shared one (conftest.py) holds this machine's real verdict, which would skip the check."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ def kernels(server: LiveServer, admin_key: str) -> dict:
 
 def test_a_crashing_kernel_check_serves_on_safe_kernels_and_is_remembered(tmp_path) -> None:
     data = tmp_path / "data"
-    server = start_server(data, env={"ALVEARE_KERNEL_CHECK_FAULT": "crash"})
+    cache = tmp_path / "cache" / "cpu-kernels.json"
+    crash = {"ALVEARE_KERNEL_CHECK_FAULT": "crash", "ALVEARE_KERNEL_CACHE": str(cache)}
+    # The original file: one check, one warning (an optimised copy's solo lane would check the original too).
+    server = start_server(data, "--optimized-model", "off", env=crash)
     try:
         body = kernels(server, server.admin_key)
         assert (body["cpu_kernels"], body["cpu_kernels_source"]) == ("safe", "check")
@@ -32,12 +36,14 @@ def test_a_crashing_kernel_check_serves_on_safe_kernels_and_is_remembered(tmp_pa
     warnings = [line for line in log.splitlines() if " WARNING " in line]
     assert len(warnings) == 1 and "SIGSEGV" in warnings[0]
     assert "Traceback" not in log
-    assert (data / "cpu-kernels.json").stat().st_mode & 0o777 == 0o600
+    assert cache.stat().st_mode & 0o777 == 0o600
+    assert not (data / "cpu-kernels.json").exists()  # the machine's verdict, not the data dir's
 
-    # The same model, build and CPU: no check this time (the fault would be seen again if it ran).
-    again = start_server(data, env={"ALVEARE_KERNEL_CHECK_FAULT": "crash"})
+    # The same model, build and CPU, even in another data dir: no check this time (the fault would be
+    # seen again if it ran).
+    again = start_server(tmp_path / "other-data", "--optimized-model", "off", env=crash)
     try:
-        body = kernels(again, server.admin_key)
+        body = kernels(again, again.admin_key)
         assert (body["cpu_kernels"], body["cpu_kernels_source"]) == ("safe", "cache")
     finally:
         again.stop()
@@ -45,10 +51,12 @@ def test_a_crashing_kernel_check_serves_on_safe_kernels_and_is_remembered(tmp_pa
 
 
 def test_forcing_fast_kernels_skips_the_check(tmp_path) -> None:
-    server = start_server(tmp_path / "data", "--cpu-kernels", "fast", env={"ALVEARE_KERNEL_CHECK_FAULT": "crash"})
+    cache = tmp_path / "cache" / "cpu-kernels.json"
+    crash = {"ALVEARE_KERNEL_CHECK_FAULT": "crash", "ALVEARE_KERNEL_CACHE": str(cache)}
+    server = start_server(tmp_path / "data", "--cpu-kernels", "fast", env=crash)
     try:
         body = kernels(server, server.admin_key)
         assert (body["cpu_kernels"], body["cpu_kernels_source"]) == ("fast", "setting")
     finally:
         server.stop()
-    assert not (tmp_path / "data" / "cpu-kernels.json").exists()
+    assert not cache.exists()

@@ -30,7 +30,8 @@ def hive_status(server) -> dict:
 
 def test_the_first_start_makes_the_copy_once_and_serves_what_it_kept(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    first = start_server(data, "--slots", "2", "--ctx", "1024", ready_timeout=600, env=AUTO)
+    # Its own models dir, not the run's shared one (tests/live.py): this start must make the copy.
+    first = start_server(data, "--slots", "2", "--ctx", "1024", ready_timeout=600, env=AUTO, shared_models=False)
     try:
         status = hive_status(first)
         answer = httpx.post(
@@ -68,6 +69,6 @@ def test_the_first_start_makes_the_copy_once_and_serves_what_it_kept(tmp_path: P
 
 
 def start_and_stop(data: Path) -> str:
-    server = start_server(data, "--slots", "2", "--ctx", "1024", ready_timeout=600, env=AUTO)
+    server = start_server(data, "--slots", "2", "--ctx", "1024", ready_timeout=600, env=AUTO, shared_models=False)
     server.stop()
     return server.log_text()

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from engine_loop import on_loop, start_engine, stop_engine
+from engine_loop import kernel_cache, on_loop, start_engine, stop_engine
 from near_tie import NEAR_TIE, arrangement_drift, assert_same_or_near_tie, near_tie_bound, top_two_gap
 from proc_status import resident_kb
 
@@ -285,7 +285,11 @@ def test_saved_prefix_is_restored_after_its_slot_moved_on(layout: str) -> None:
     back from host memory, giving the same text as when it was prefilled. The preamble is saved
     from the slot at the step where it holds exactly the preamble."""
     loop = asyncio.new_event_loop()
-    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=1, n_ctx=2048, kv_cache=layout))
+    eng = HiveEngine(
+        EngineConfig(
+            model_path=embedded_model_path(), slots=1, n_ctx=2048, kv_cache=layout, kernel_cache_path=kernel_cache()
+        )
+    )
     loop.run_until_complete(eng.start())
     try:
         systems = [
@@ -425,7 +429,11 @@ def test_auto_flash_attention_is_off_only_for_split_streams_on_the_cpu(caplog) -
     # a model whose V rows would commit more than the limit up front (a 7B: about 1 GB with 8 slots)
     assert flash_attention("auto", kv_cache="split", on_gpu=False, v_floor=8 * 32 * 1024 * 4096) == "auto"
     loop = asyncio.new_event_loop()
-    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=2, n_ctx=2 * 8192, gpu=False))
+    eng = HiveEngine(
+        EngineConfig(
+            model_path=embedded_model_path(), slots=2, n_ctx=2 * 8192, gpu=False, kernel_cache_path=kernel_cache()
+        )
+    )
     with caplog.at_level("INFO", logger="alveare.hive"):
         loop.run_until_complete(eng.start())
     try:
@@ -443,7 +451,11 @@ def test_auto_kv_layout_splits_only_when_no_request_loses_context(n_ctx: int, la
     assert kv_layout("auto", n_ctx, 2, 8192) == layout
     assert kv_layout("unified", 2 * 8192, 2, 8192) == "unified" and kv_layout("split", 8192, 2, 8192) == "split"
     loop = asyncio.new_event_loop()
-    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=2, n_ctx=n_ctx, kv_cache="auto"))
+    eng = HiveEngine(
+        EngineConfig(
+            model_path=embedded_model_path(), slots=2, n_ctx=n_ctx, kv_cache="auto", kernel_cache_path=kernel_cache()
+        )
+    )
     loop.run_until_complete(eng.start())
     try:
         status = eng.status()
@@ -489,7 +501,9 @@ def test_the_default_context_gives_each_slot_the_training_context_and_commits_me
     peak_from_here = reset_peak_rss()
     before = resident_kb()
     # on the CPU on any build (a GPU's default is 8192 cells allocated up front: context_size.py)
-    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=8, gpu=False))
+    eng = HiveEngine(
+        EngineConfig(model_path=embedded_model_path(), slots=8, gpu=False, kernel_cache_path=kernel_cache())
+    )
     loop.run_until_complete(eng.start())
     try:
         assert eng.loaded, eng.status().load_error

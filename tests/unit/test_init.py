@@ -14,42 +14,13 @@ from appliance.cli.init import initialize
 from appliance.cli.serve import listen_plan
 from appliance.core.errors import ConfigError
 from appliance.core.settings import load_settings
-from appliance.core.tls import fingerprint, is_loopback, make_certificate
+from appliance.core.tls import is_loopback, make_certificate
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def test_init_makes_a_private_data_dir_an_admin_key_and_a_certificate(tmp_path: Path, capsys) -> None:
-    data = tmp_path / "data"
-    code, out, err = run(capsys, "--data-dir", str(data), "init")
-    assert code == 0 and err == ""
-    assert data.stat().st_mode & 0o777 == 0o700
-    for private in ("alveare.db", "key-secret", "tls-key.pem"):
-        assert (data / private).stat().st_mode & 0o777 == 0o600, private
-    keys = [line.strip() for line in out.splitlines() if line.strip().startswith("alv_live_")]
-    assert len(keys) == 1
-    assert fingerprint(data / "tls-cert.pem") in out
-    # Again: nothing is made twice and the admin key is not shown again; the fingerprint is.
-    code, again, _ = run(capsys, "--data-dir", str(data), "init")
-    assert code == 0 and "alv_" not in again and "set up already" in again
-    assert fingerprint(data / "tls-cert.pem") in again
-
-
-def test_init_prints_an_openai_snippet_with_the_right_base_url(tmp_path: Path, capsys) -> None:
-    data = tmp_path / "data"
-    code, out, _ = run(
-        capsys, "--data-dir", str(data), "init", "--openai-snippet", "--port", "9443", "--host", "0.0.0.0"
-    )
-    assert code == 0
-    assert f'base_url="https://{socket.gethostname()}:9443/v1"' in out
-    assert f'cafile="{data / "tls-cert.pem"}"' in out and "http_client=httpx.Client(verify=trust)" in out
-    code, out, _ = run(capsys, "--data-dir", str(data), "init", "--openai-snippet", "--port", "9443")
-    assert 'base_url="http://127.0.0.1:9443/v1"' in out and "verify" not in out
-    compile(out[out.index("from openai") :], "snippet", "exec")
 
 
 @pytest.mark.parametrize(
@@ -118,28 +89,3 @@ def test_a_missing_ca_cert_is_one_clear_error(tmp_path: Path, monkeypatch) -> No
     monkeypatch.delenv("ALVEARE_CA_CERT", raising=False)
     with pytest.raises(alveare.AlveareError, match=r"Cannot use .*nope\.pem"):
         alveare.Client(api_key="alv_live_x", base_url="https://127.0.0.1:1", ca_cert=str(tmp_path / "nope.pem"))
-
-
-def test_the_certificate_is_made_in_a_child_so_the_server_never_loads_cryptography(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    script = (
-        "import sys\n"
-        "from appliance.cli.init import initialize\n"
-        "from appliance.core.settings import load_settings\n"
-        f"done = initialize(load_settings({{'data_dir': {str(tmp_path / 'data')!r}}}, environ={{}}))\n"
-        "print(done.made_cert, any(m.startswith('cryptography') for m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["True", "False"]
-    from appliance.core.tls import check_pair
-
-    check_pair(tmp_path / "data" / "tls-cert.pem", tmp_path / "data" / "tls-key.pem")
-
-
-def test_a_certificate_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
-    from appliance.core.tls import make_certificate_apart
-
-    with pytest.raises(ConfigError, match=r"could not make the TLS certificate .*: .*Error"):
-        make_certificate_apart(tmp_path / "no" / "cert.pem", tmp_path / "no" / "key.pem")

@@ -50,22 +50,6 @@ def test_a_bad_type_is_a_usage_error(tmp_path: Path, capsys) -> None:
     assert exc.value.code == 2 and "q2_k" in capsys.readouterr().err
 
 
-def test_show_with_nothing_recorded(tmp_path: Path, capsys) -> None:
-    code, out, _ = run(capsys, "--data-dir", str(tmp_path), "model", "show")
-    assert code == 0 and "No optimisation reports" in out
-    code, out, _ = run(capsys, "--data-dir", str(tmp_path), "model", "show", "--json")
-    assert code == 0 and out.strip() == "[]"
-
-
-def test_a_gguf_that_llama_cpp_cannot_load_is_one_line(tmp_path: Path, capsys) -> None:
-    model = tmp_path / "corrupt.gguf"
-    model.write_bytes(b"GGUF" + bytes(256))  # passes the signature check, not llama.cpp's loader
-    code, out, err = run(capsys, "--data-dir", str(tmp_path), "model", "optimize", "--model", str(model))
-    assert code == 1 and out == "" and err.splitlines()[-1].startswith("alveare: error: could not optimise")
-    assert "Traceback" not in err and str(model) in err.splitlines()[-1]
-    assert not list((tmp_path / "models").glob("*"))
-
-
 def test_a_first_start_on_a_busy_cpu_serves_the_original_and_records_nothing(tmp_path: Path, caplog) -> None:
     """serve's one-off optimising step measures speed: on a CPU another process keeps busy it would
     measure wrong (and a fixed thread count against a busy neighbour can take many minutes), so it
