@@ -141,7 +141,7 @@ def test_serve_loads_the_copy_while_the_original_is_unchanged(made, cpu_build) -
 
 def test_model_show_prints_the_report(made, capsys, monkeypatch, cpu_build) -> None:
     data, source, _, kept, _ = made
-    monkeypatch.setenv("ALVEARE_OPTIMIZED_MODEL", "auto")  # the tests' default is off (conftest.py)
+    monkeypatch.setenv("ALVEARE_OPTIMIZED_MODEL", "auto")  # whatever the environment running the tests says
     assert main(["--data-dir", str(data), "model", "show", "--model", str(source)]) == 0
     out = capsys.readouterr().out
     assert "q4_0" in out and "Verdict: kept the q4_0 copy" in out and "State:   in use" in out
