@@ -5,6 +5,9 @@ from __future__ import annotations
 import httpx
 from live import LiveServer
 
+from appliance.engine.engine import embedded_model_path
+from appliance.models.select import optimized_copy
+
 
 def test_hive_status_needs_an_admin_key(server: LiveServer, api_key: str) -> None:
     r = httpx.get(server.base_url + "/hive/status", headers={"Authorization": f"Bearer {api_key}"})
@@ -24,8 +27,15 @@ def test_hive_status(server: LiveServer, api_key: str) -> None:
     assert r.status_code == 200, r.text
     s = r.json()
     assert s["loaded"] and s["model"].startswith("SmolLM2") and s["device"] == "cpu"
-    # No optimised copy in a fresh data dir: the file loaded is the embedded model itself.
-    assert s["model_file"].endswith(".gguf") and s["model"] in s["model_file"] and s["optimized_from"] == ""
+    # The quickstart's defaults: the optimised copy where the first start kept one on this CPU (in the
+    # run's shared models dir), else the embedded model itself.
+    embedded = embedded_model_path()
+    copy = optimized_copy(embedded, server.data_dir / "models")
+    assert s["model_file"].endswith(".gguf") and s["model"] in s["model_file"]
+    if copy is not None:
+        assert (s["model_file"], s["optimized_from"]) == (copy.copy_path, embedded)
+    else:
+        assert (s["model_file"], s["optimized_from"]) == (embedded, "")
     assert s["slots_total"] == 8 and 0 <= s["slots_busy"] <= 8 and s["queue_depth"] >= 0
     assert s["requests_served"] >= 1 and s["prefix_cache_lookups"] >= 1
     assert s["specialists"] == ["classify", "summarise", "extract", "qa", "chat", "code"]
