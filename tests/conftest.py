@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -19,8 +20,9 @@ import live
 from live import LiveServer, start_server
 
 # The run's own cache dir, made at import (the servers' environment must name it before any starts)
-# and removed when the run ends.
+# and removed when the process exits, however the run ended.
 _RUN_CACHE = Path(tempfile.mkdtemp(prefix="alveare-test-run-"))
+atexit.register(shutil.rmtree, _RUN_CACHE, ignore_errors=True)
 
 # One CPU kernel verdict per model file for the whole run: every engine and server the tests start,
 # in process or not, reads and writes this file instead of checking again in each fresh data dir.
@@ -118,7 +120,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if tier is None:
             raise pytest.UsageError(f"{item.nodeid}: a test module belongs in a tier's folder: {sorted(TIERS)}")
         item.add_marker(tier)
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    shutil.rmtree(_RUN_CACHE, ignore_errors=True)
