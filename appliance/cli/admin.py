@@ -27,10 +27,10 @@ CA_CERT_ENV = "ALVEARE_CA_CERT"
 def server_url(settings: Settings, url: str | None) -> str:
     """The server to manage: --url, else the local one on the configured port, over HTTPS when the
     settings make `serve` speak it."""
-    from appliance.cli.serve import listen_plan
+    from appliance.boot.plan import plan_listen
 
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    scheme = "https" if listen_plan(settings).cert is not None else "http"
+    scheme = "https" if plan_listen(settings, host).cert is not None else "http"
     return url or f"{scheme}://{host}:{settings.port}"
 
 

@@ -16,6 +16,9 @@ import msgspec
 
 from appliance.core.errors import ConfigError
 
+# The log line of serve and of the child processes its start runs.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
 DEFAULT_DATA_DIR = "~/.local/share/alveare"
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import msgspec
+
+if TYPE_CHECKING:
+    from appliance.core.settings import Settings
 
 
 class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,6 +49,35 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     # "auto" (the GGUF's own, else a known family's where unambiguous: chat_template.py), a family's
     # name or a Jinja file.
     chat_template: str = "auto"
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        model_path: str,
+        source_model_path: str | None = None,
+        solo_model_path: str | None = None,
+    ) -> EngineConfig:
+        """The engine as the settings describe it, loading `model_path` (the start plan's file)."""
+        return cls(
+            model_path=model_path,
+            source_model_path=source_model_path,
+            solo_model_path=solo_model_path,
+            n_ctx=settings.n_ctx,
+            slots=settings.slots,
+            threads=settings.threads,
+            gpu=settings.gpu == "auto",
+            flash_attn=settings.flash_attn,
+            kv_cache=settings.kv_cache,
+            prefill_chunk=settings.prefill_chunk,
+            cpu_kernels=settings.cpu_kernels,
+            kernel_cache_path=str(settings.kernel_cache_path),
+            queue_size=settings.queue_size,
+            cache_bytes=settings.prefix_cache_mb * 1024 * 1024,
+            verbose=settings.verbose,
+            chat_template=settings.chat_template,
+        )
 
 
 class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from appliance.cli import model_file
+from appliance.boot import plan
 from appliance.core.settings import Settings
 from appliance.engine.slots import Active, Slot
 from appliance.engine.tuning.host_pages import file_ranges
@@ -100,14 +100,14 @@ def test_serve_loads_the_original_beside_a_copy_slower_at_one_row(
 ) -> None:
     settings = Settings(data_dir=str(tmp_path), solo_model=setting)
     copy = report(one_row) if copy_served else None
-    assert model_file.solo_model(settings, "/m/original.gguf", copy) == expected  # type: ignore[arg-type]
+    assert plan.solo_model(settings, "/m/original.gguf", copy)[0] == expected  # type: ignore[arg-type]
 
 
 def test_a_report_without_the_one_row_measurement_adds_no_solo_model(tmp_path) -> None:
     copy = report(0.81)
     copy.candidates[0].ratios.pop("decode_one")
     settings = Settings(data_dir=str(tmp_path))
-    assert model_file.solo_model(settings, "/m/original.gguf", copy) is None  # type: ignore[arg-type]
+    assert plan.solo_model(settings, "/m/original.gguf", copy)[0] is None  # type: ignore[arg-type]
 
 
 def test_model_show_names_the_solo_file_only_where_serve_loads_one(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
