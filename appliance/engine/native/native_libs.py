@@ -21,7 +21,7 @@ log = logging.getLogger("alveare.hive")
 LIBSTDCXX_SYMBOL = "_ZTISi"
 # What `import llama_cpp` loads (libllama and what it links; libmtmd only on demand).
 LOADED_LIBRARIES = ("libllama.so", "libggml.so", "libggml-base.so", "libggml-cpu.so", "libggml-cuda.so")
-# The flags a CUDA build needs on such a compiler (README, "GPU (CUDA)"; packaging/run.sh adds them).
+# The flags a CUDA build needs on such a compiler (docs/install.md, "GPU (CUDA)"; packaging/run.sh adds them).
 LINKER_FLAGS = "-DCMAKE_SHARED_LINKER_FLAGS=-Wl,--exclude-libs,ALL"
 CUDA_CMAKE_ARGS = f"-DGGML_CUDA=on {LINKER_FLAGS}"
 
@@ -76,7 +76,7 @@ def check_native_libraries(lib_dir: Path) -> None:
         raise RuntimeError(
             f"this llama-cpp-python build cannot load a model: {lib_dir / 'libggml-cuda.so'} carries its own "
             "libstdc++ and exports it (its compiler links libstdc++ statically), so loading would crash; "
-            f'rebuild it with CMAKE_ARGS="{CUDA_CMAKE_ARGS}" (README, GPU (CUDA))'
+            f'rebuild it with CMAKE_ARGS="{CUDA_CMAKE_ARGS}" (docs/install.md, GPU (CUDA))'
         )
     if exporting:
         log.warning(
