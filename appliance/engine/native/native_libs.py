@@ -4,7 +4,7 @@ A compiler that links libstdc++ statically into every shared library (the CUDA i
 machines has one: its CUDAHOSTCXX, /opt/gcc/bin/g++, does) builds a libggml-cuda.so that carries
 its own libstdc++ and exports it. libllama then binds part of its C++ runtime to that copy and
 part to the system's, and loading any model segfaults in the tokenizer's std::regex code
-(benchmarks/results/gpu-h100.md). `-Wl,--exclude-libs,ALL` at link time keeps such a copy
+(benchmarks/results/2026-11-25-h100-gpu-first-run/gpu-h100.md). `-Wl,--exclude-libs,ALL` at link time keeps such a copy
 private; a build made without it is refused here with what to do, not left to crash.
 """
 
