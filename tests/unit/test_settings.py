@@ -106,3 +106,12 @@ def test_other_commands_flags_are_not_settings() -> None:
 def test_bad_values_are_named(env, words) -> None:
     with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
         load_settings(environ=env)
+
+
+def test_the_readme_front_page_says_how_to_change_port_and_data_dir() -> None:
+    # README.md keeps a short table of these three (the full one is docs/configuration.md); its rows
+    # must name the real flag, variable and default.
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    for s in SETTINGS:
+        if s.field in ("port", "host", "data_dir"):
+            assert f"| `{s.flag}` | `{s.env}` | `{s.shown_default}` |" in readme, s.field
