@@ -1,5 +1,5 @@
 """Settings: one table declares them; the Settings Struct, the environment reader, the `serve` flags
-and the README's configuration table (checked by a test) all come from it.
+and the configuration table in docs/configuration.md (checked by a test) all come from it.
 
 A new setting is one `Setting(...)` row in SETTINGS and nothing else.
 """
@@ -50,9 +50,9 @@ class Setting:
     # `serve`'s flag; None for a setting only the environment sets. --data-dir is global (see the CLI).
     flag: str | None = None
     env: str | None = None
-    # The default as the README and --help show it, when the value itself says too little.
+    # The default as docs/configuration.md and --help show it, when the value itself says too little.
     default_text: str | None = None
-    # The README's longer explanation, after `help`.
+    # The configuration page's longer explanation, after `help`.
     more: str = ""
     metavar: str | None = None
     choices: tuple[str, ...] = ()
@@ -215,7 +215,7 @@ SETTINGS: tuple[Setting, ...] = (
         default_text="512",
         label="prefill chunk",
         more=". Measured on a 2-core CPU with 8 clients sending cold prompts: 128 halved the median time to "
-        "first token but cost about 10% of tokens/s and raised p95 latency by about half (README: The hive engine)",
+        "first token but cost about 10% of tokens/s and raised p95 latency by about half (docs/engine.md)",
     ),
     Setting(
         "threads",
@@ -474,7 +474,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
 
 
 def readme_rows() -> list[str]:
-    """The README's configuration table, row by row (tests/unit/test_settings.py checks the README has them)."""
+    """docs/configuration.md's settings table, row by row (tests/unit/test_settings.py checks the page has it)."""
     rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
     for s in SETTINGS:
         flag = f"`{s.flag}`" if s.flag else ""
@@ -488,5 +488,5 @@ def readme_rows() -> list[str]:
 
 
 if __name__ == "__main__":
-    # `python -m appliance.core.settings` prints the README's configuration table.
+    # `python -m appliance.core.settings` prints the configuration table of docs/configuration.md.
     print("\n".join(readme_rows()))

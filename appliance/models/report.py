@@ -40,7 +40,7 @@ class Gate(msgspec.Struct, frozen=True, kw_only=True):
     # measures 0.90-0.98x (level at one client over HTTP, the prefill making up for it), so the
     # floor sits between the two rather than where noise could reject that copy. A Xeon of the
     # issue's class, safe kernels, measured 0.81x and kept the copy: 1.30x at 8 clients over HTTP,
-    # 0.90-0.93x at one (README, Benchmarks, On an Intel Xeon).
+    # 0.90-0.93x at one (benchmarks/README.md, the Intel Xeon table).
     min_each: float = 0.80
     # The 1-row step's own floor where serve puts the original beside the copy (the solo lane,
     # --solo-model not off): a request that runs alone from its start then never decodes on the copy

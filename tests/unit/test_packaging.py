@@ -1,6 +1,6 @@
 """packaging/: the systemd unit (systemd-analyze verify), the shell scripts (shellcheck), the
 Containerfiles (hadolint, and the build options that make them safe on any host), and that the
-README's install section uses all of them. The images themselves are not built here (no
+install section of docs/operations.md uses all of them. The images themselves are not built here (no
 container daemon); these checks are static."""
 
 from __future__ import annotations
@@ -216,10 +216,10 @@ def test_llama_cpp_is_compiled_in_a_layer_before_the_code(kind: str) -> None:
     assert build < first_copy
 
 
-# ---------------------------------------------------------------- README
-def test_the_readme_install_section_uses_every_piece() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Install", 1)[1].split("\n## ", 1)[0]
+# ---------------------------------------------------------------- docs
+def test_the_docs_install_section_uses_every_piece() -> None:
+    page = (ROOT / "docs" / "operations.md").read_text()
+    section = page.split("## Install as a service", 1)[1].split("\n## ", 1)[0]
     for piece in ("packaging/install.sh", "packaging/alveare.service", "packaging/Containerfile", "Containerfile.cuda"):
         assert piece in section, piece
     assert "not built" in section  # said plainly: the images were not built in this repository's CI
@@ -232,7 +232,7 @@ def test_every_cuda_build_keeps_a_static_libstdcxx_private() -> None:
 
     flag = next(f for f in CUDA_CMAKE_ARGS.split() if f.startswith("-DCMAKE_SHARED_LINKER_FLAGS="))
     assert flag == LINKER
-    for path in (PACKAGING / "install.sh", CONTAINERFILES["cuda"], ROOT / "README.md", PACKAGING / "run.sh"):
+    for path in (PACKAGING / "install.sh", CONTAINERFILES["cuda"], ROOT / "docs" / "install.md", PACKAGING / "run.sh"):
         assert flag in path.read_text(), path.name
 
 
