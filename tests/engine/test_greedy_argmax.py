@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from appliance.engine import sampling
-from appliance.engine.native import llama
 from appliance.engine.engine import embedded_model_path
+from appliance.engine.native import llama
 
 GREEDY = dict(temperature=0.0, top_p=1.0, top_k=0, min_p=0.0, presence_penalty=0.0, frequency_penalty=0.0, seed=1)
 
