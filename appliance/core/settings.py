@@ -292,6 +292,31 @@ SETTINGS: tuple[Setting, ...] = (
         "see The hive engine, The solo lane",
     ),
     Setting(
+        "adaptive_threads",
+        str,
+        "on",
+        "`on`: where --threads is not given, each decode step's thread count follows measured step costs and "
+        "idle cores, so a busy neighbour on the CPU does not stall every step; `off`: every step uses all the "
+        "threads",
+        flag="--adaptive-threads",
+        env="ALVEARE_ADAPTIVE_THREADS",
+        choices=("on", "off"),
+        label="adaptive threads",
+        more="; see docs/decisions/004-adaptive-threads.md",
+    ),
+    Setting(
+        "lazy_kv",
+        str,
+        "on",
+        "`on`: on a CPU, the KV cache's memory is committed as requests fill it, not all at load; `off`: "
+        "llama.cpp's own allocation, resident as configured (set a smaller --ctx to match)",
+        flag="--lazy-kv",
+        env="ALVEARE_LAZY_KV",
+        choices=("on", "off"),
+        label="lazy KV memory",
+        more="; see docs/decisions/002-lazy-kv-memory.md",
+    ),
+    Setting(
         "chat_template",
         str,
         "auto",

@@ -143,11 +143,13 @@ class HiveEngine:
         gpu = model.gpu_layers > 0
         self._device = f"gpu ({model.gpu_layers}/{model.n_layers} layers offloaded)" if gpu else "cpu"
         threads = cfg.threads or default_threads()
-        # An explicit --threads is kept; the default adapts to CPU contention (hive/threads.py).
-        policy = ThreadPolicy(threads, fixed=bool(cfg.threads), idle=IdleCpu().cores)
+        # An explicit --threads is kept; the default adapts to CPU contention (tuning/threads.py) unless
+        # --adaptive-threads off.
+        policy = ThreadPolicy(threads, fixed=bool(cfg.threads) or not cfg.adaptive_threads, idle=IdleCpu().cores)
         # A GPU holds the KV cache in its own memory, allocated up front (and pinned host memory must
         # not be touched), so only a CPU context gets the lazily committed cache (host_pages.py).
         kv_on_host = model.gpu_layers == 0
+        lazy_kv = kv_on_host and cfg.lazy_kv
         n_ctx = cfg.n_ctx or auto_context(
             slots=cfg.slots,
             n_ctx_train=model.n_ctx_train,
@@ -166,7 +168,7 @@ class HiveEngine:
         def context(m: Model, n_batch: int = cfg.n_batch) -> tuple[Context, HostPages | None]:
             """A context for `m` and, where its KV cache is committed as cells fill, the pages that do it."""
             pages = HostPages()
-            if kv_on_host:
+            if lazy_kv:
                 pages.snapshot()
             # The cache's pages are given back while llama.cpp zero-fills it, not only after: the whole
             # cache resident at once would be the process's peak (1.4 GB for the embedded model's default).
@@ -176,7 +178,7 @@ class HiveEngine:
                     m, n_ctx=n_ctx, n_seq=cfg.slots, n_batch=n_batch, threads=threads, flash=flash, unified=unified
                 ),
             )
-            return c, pages if kv_on_host and pages.release_zero_run(m.kv_cell_bytes * c.n_ctx) > 0 else None
+            return c, pages if lazy_kv and pages.release_zero_run(m.kv_cell_bytes * c.n_ctx) > 0 else None
 
         ctx, lazy = context(model)
         kv_bytes = model.kv_cell_bytes * ctx.n_ctx

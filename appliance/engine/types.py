@@ -49,6 +49,10 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     # "auto" (the GGUF's own, else a known family's where unambiguous: chat_template.py), a family's
     # name or a Jinja file.
     chat_template: str = "auto"
+    # Each decode step's thread count follows measured costs (tuning/threads.py); False: all threads.
+    adaptive_threads: bool = True
+    # A CPU context's KV cache committed as cells fill (tuning/host_pages.py); False: llama.cpp's own.
+    lazy_kv: bool = True
 
     @classmethod
     def from_settings(
@@ -77,6 +81,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
             cache_bytes=settings.prefix_cache_mb * 1024 * 1024,
             verbose=settings.verbose,
             chat_template=settings.chat_template,
+            adaptive_threads=settings.adaptive_threads == "on",
+            lazy_kv=settings.lazy_kv == "on",
         )
 
 

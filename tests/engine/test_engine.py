@@ -482,6 +482,23 @@ def test_kv_cells_is_what_llama_cpp_makes(n_ctx: int, n_seq: int, unified: bool)
         model.close()
 
 
+def test_with_lazy_kv_off_the_cache_is_resident_as_configured() -> None:
+    """--lazy-kv off: llama.cpp's own allocation, every cell resident from the load (the switch works)."""
+    loop = asyncio.new_event_loop()
+    before = resident_kb()
+    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=4, n_ctx=4096, gpu=False, lazy_kv=False))
+    loop.run_until_complete(eng.start())
+    try:
+        assert eng.loaded, eng.status().load_error
+        model = eng._model
+        assert model is not None
+        kv_kb = model.kv_cell_bytes * eng.status().n_ctx // 1024
+        assert resident_kb() - before > kv_kb * 3 // 4, (before, resident_kb(), kv_kb)
+    finally:
+        loop.run_until_complete(eng.stop())
+        loop.close()
+
+
 def test_the_default_context_gives_each_slot_the_training_context_and_commits_memory_as_cells_fill() -> None:
     """`--ctx 0` (the default) on a CPU: every slot the model's whole context in its own stream, the
     KV cache's memory given back while llama.cpp zero-fills it, and taken again only as cells fill."""

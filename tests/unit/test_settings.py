@@ -32,6 +32,8 @@ SAMPLES = {
     "cpu_kernels": ("safe", "safe"),
     "optimized_model": ("off", "off"),
     "solo_model": ("/models/original.gguf", "/models/original.gguf"),
+    "adaptive_threads": ("off", "off"),
+    "lazy_kv": ("off", "off"),
     "chat_template": ("gemma", "gemma"),
     "reasoning_format": ("none", "none"),
     "request_timeout_s": ("12.5", 12.5),
