@@ -197,7 +197,7 @@ class HiveEngine:
             context_length=self._context_length,
             threads=policy,
             prefill_chunk=min(cfg.prefill_chunk or cfg.n_batch, cfg.n_batch),
-            lane=lane,
+            target=lane,
         )
         scheduler.start()
         self._model, self._ctx, self._scheduler = model, ctx, scheduler

@@ -5,13 +5,12 @@ prefilling. The scheduler decodes the batch and samples the rows this plan names
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from appliance.engine.native.llama import Batch
 from appliance.engine.slots import Slot
 from appliance.engine.speculative.drafting import StepCosts, choose
-from appliance.engine.tuning.solo_lane import LANE_SEQ
 
 # Most draft tokens a request's lookup proposes per step; the draft policy decides how many are used.
 MAX_DRAFT = 8
@@ -81,10 +80,11 @@ def fill_batch(
     slots: Sequence[Slot],
     drafts: dict[int, list[int]],
     chunks: dict[int, tuple[int, list[int]]],
-    lane_slot: Slot | None,
+    seq_of: Callable[[int], int],
 ) -> StepPlan:
     """Put the generating slots' tokens (`drafts` has an entry for each) and the prompt chunks into
-    `batch`, `slots` being every slot with either. The lane's slot decodes in the lane's sequence."""
+    `batch`, `slots` being every slot with either; a slot's rows go in sequence `seq_of(slot.seq)`
+    (the decode target's: seams.py)."""
     plan = StepPlan()
     # Rows go in sequence order: with a split KV cache llama.cpp puts only consecutive sequence
     # ids in one ubatch (one pass over the weights), so rows in arrival order cost a batch of 8
@@ -93,7 +93,7 @@ def fill_batch(
         a = slot.active
         assert a is not None
         pos = len(slot.kv)
-        seq = LANE_SEQ if slot is lane_slot else slot.seq
+        seq = seq_of(slot.seq)
         if slot.seq in drafts:
             draft = drafts[slot.seq]
             first = batch.add(a.last, pos, seq, True)
