@@ -62,8 +62,8 @@ class AccountsView(View):
         self.reload()
 
     def reload(self) -> None:
-        self.call("accounts", self.alveare.period, done=self.show_accounts)
-        self.call("plans", done=self.show_plans)
+        self.alveare.accounts(self.alveare.period, done=self.show_accounts)
+        self.alveare.plans(done=self.show_plans)
 
     def show_accounts(self, overviews: list[AccountOverview]) -> None:
         self.overviews = overviews
@@ -159,8 +159,7 @@ class AccountsView(View):
 
         def create(values: dict | None) -> None:
             if values:
-                self.call(
-                    "create_account",
+                self.alveare.create_account(
                     values["name"],
                     values["plan"],
                     done=lambda a: self._created(a),
@@ -186,8 +185,7 @@ class AccountsView(View):
 
         def change(values: dict | None) -> None:
             if values and values["plan"] != o.account.plan:
-                self.call(
-                    "set_account_plan",
+                self.alveare.set_account_plan(
                     name,
                     values["plan"],
                     done=lambda a: self._changed(f"Account {a.name} is now on the {a.plan} plan."),
@@ -215,7 +213,7 @@ class AccountsView(View):
             if cap is not None and cap < 0:
                 self.notify("A spending cap cannot be negative.", severity="error")
                 return
-            self.call("set_spending_cap", name, cap, done=self._cap_changed)
+            self.alveare.set_spending_cap(name, cap, done=self._cap_changed)
 
         self.app.push_screen(
             FormModal(
@@ -249,7 +247,7 @@ class AccountsView(View):
                 return
             text = values["specialists"].strip()
             names = None if text.lower() in ("", "default") else [n.strip() for n in text.split(",") if n.strip()]
-            self.call("set_account_specialists", name, names, done=self._specialists_changed)
+            self.alveare.set_account_specialists(name, names, done=self._specialists_changed)
 
         self.app.push_screen(
             FormModal(
@@ -291,7 +289,7 @@ class AccountsView(View):
 
         def clear(yes: bool | None) -> None:
             if yes:
-                self.call("set_spending_cap", name, None, done=self._cap_changed)
+                self.alveare.set_spending_cap(name, None, done=self._cap_changed)
 
         self.app.push_screen(
             ConfirmModal(
@@ -330,7 +328,7 @@ class AccountsView(View):
 
         def save(values: dict | None) -> None:
             if values:
-                self.call("set_plan", name, **values, done=lambda p: self._changed(f"Saved the {p.name} plan."))
+                self.alveare.set_plan(name, **values, done=lambda p: self._changed(f"Saved the {p.name} plan."))
 
         self.app.push_screen(self._plan_form(f"Edit the {name} plan", plan, new=False), save)
 
@@ -346,6 +344,6 @@ class AccountsView(View):
             if any(p.name == name for p in self.plans):
                 self.notify(f"A plan called {name} exists; edit it with e.", severity="error")
                 return
-            self.call("set_plan", name, **values, done=lambda p: self._changed(f"Created the {p.name} plan."))
+            self.alveare.set_plan(name, **values, done=lambda p: self._changed(f"Created the {p.name} plan."))
 
         self.app.push_screen(self._plan_form("New plan", plan, new=True), create)

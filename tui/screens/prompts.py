@@ -57,15 +57,15 @@ class PromptsView(View):
         self.reload()
 
     def reload(self) -> None:
-        self.call("plans", done=self.show_plans)
-        self.call("specialists", done=self.show_profiles)
+        self.alveare.plans(done=self.show_plans)
+        self.alveare.specialists(done=self.show_profiles)
         if self.account:
-            self.call("custom_prompts", self.account, done=self.show_custom)
+            self.alveare.custom_prompts(self.account, done=self.show_custom)
 
     def show_plans(self, plans: list[BillingPlan]) -> None:
         # Plans first, then accounts: the account list marks which plans allow custom prompts.
         self.plans = {p.name: p for p in plans}
-        self.call("accounts", self.alveare.period, done=self.show_accounts)
+        self.alveare.accounts(self.alveare.period, done=self.show_accounts)
 
     def show_accounts(self, overviews: list[AccountOverview]) -> None:
         old = [o.account.name for o in self.overviews]
@@ -93,7 +93,7 @@ class PromptsView(View):
         self.custom = {}
         self._redraw()
         if self.account:
-            self.call("custom_prompts", self.account, done=self.show_custom)
+            self.alveare.custom_prompts(self.account, done=self.show_custom)
 
     def show_profiles(self, profiles: list[SpecialistProfile]) -> None:
         self.profiles = profiles
@@ -186,7 +186,7 @@ class PromptsView(View):
             if not prompt:
                 self.notify("An empty prompt is not allowed; reset (d) goes back to the default.", severity="error")
                 return
-            self.call("set_custom_prompt", account, name, prompt, done=self._saved)
+            self.alveare.set_custom_prompt(account, name, prompt, done=self._saved)
 
         self.app.push_screen(
             FormModal(
@@ -213,7 +213,7 @@ class PromptsView(View):
 
         def reset(yes: bool | None) -> None:
             if yes:
-                self.call("reset_custom_prompt", account, name, done=lambda _: self._reset_done(name))
+                self.alveare.reset_custom_prompt(account, name, done=lambda _: self._reset_done(name))
 
         self.app.push_screen(
             ConfirmModal(

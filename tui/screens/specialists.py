@@ -60,7 +60,7 @@ class SpecialistsView(View):
         self.reload()
 
     def reload(self) -> None:
-        self.call("specialists", done=self.show_profiles)
+        self.alveare.specialists(done=self.show_profiles)
 
     def show_profiles(self, profiles: list[SpecialistProfile]) -> None:
         self.profiles = profiles
@@ -144,8 +144,7 @@ class SpecialistsView(View):
             if not changes:
                 self.notify("Nothing changed.")
                 return
-            self.call(
-                "set_specialist",
+            self.alveare.set_specialist(
                 name,
                 **changes,
                 done=lambda s: self._changed(f"Saved {s.name}: the next request uses it."),
@@ -180,8 +179,8 @@ class SpecialistsView(View):
 
         def reset(yes: bool | None) -> None:
             if yes:
-                self.call(
-                    "reset_specialist", name, done=lambda s: self._changed(f"{s.name} is back to specialists.toml.")
+                self.alveare.reset_specialist(
+                    name, done=lambda s: self._changed(f"{s.name} is back to specialists.toml.")
                 )
 
         self.app.push_screen(
