@@ -4,7 +4,8 @@ what its `done` callback gets.
 
 `AdminOps` blocks (HTTP to the admin API, or SQLite on the data dir), so each call runs in a thread
 worker and hands its answer to `done` on the UI thread. Its error becomes a notification, never a
-traceback. A server that went away mid-call makes the app fall back to the data dir and try once more.
+traceback, or goes to `failed` (a form's, which shows it and keeps what was typed). A server that went
+away mid-call makes the app fall back to the data dir and try once more.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from appliance.store import (
 T = TypeVar("T")
 # What a call's answer goes to, on the UI thread.
 Done: TypeAlias = Callable[[T], object]
+# Where a write's refusal goes instead of a notification, on the UI thread: the message and the
+# parameter it names, if any (a form shows it under its fields and keeps what was typed).
+Failed: TypeAlias = Callable[[str, str | None], object]
 
 P = ParamSpec("P")
 
@@ -72,8 +76,10 @@ class BackendApp(App[None]):
         self._answer(lambda ops: ops.plans(), done)
 
     @backend_call
-    def set_plan(self, name: str, *, done: Done[BillingPlan], **limits: int | float | bool) -> None:
-        self._answer(lambda ops: ops.set_plan(name, **limits), done)
+    def set_plan(
+        self, name: str, *, done: Done[BillingPlan], failed: Failed | None = None, **limits: int | float | bool
+    ) -> None:
+        self._answer(lambda ops: ops.set_plan(name, **limits), done, failed)
 
     # accounts
     @backend_call
@@ -81,20 +87,24 @@ class BackendApp(App[None]):
         self._answer(lambda ops: ops.accounts(period), done)
 
     @backend_call
-    def create_account(self, name: str, plan: str, *, done: Done[Account]) -> None:
-        self._answer(lambda ops: ops.create_account(name, plan), done)
+    def create_account(self, name: str, plan: str, *, done: Done[Account], failed: Failed | None = None) -> None:
+        self._answer(lambda ops: ops.create_account(name, plan), done, failed)
 
     @backend_call
-    def set_account_plan(self, name: str, plan: str, *, done: Done[Account]) -> None:
-        self._answer(lambda ops: ops.set_account_plan(name, plan), done)
+    def set_account_plan(self, name: str, plan: str, *, done: Done[Account], failed: Failed | None = None) -> None:
+        self._answer(lambda ops: ops.set_account_plan(name, plan), done, failed)
 
     @backend_call
-    def set_spending_cap(self, name: str, cap: float | None, *, done: Done[Account]) -> None:
-        self._answer(lambda ops: ops.set_spending_cap(name, cap), done)
+    def set_spending_cap(
+        self, name: str, cap: float | None, *, done: Done[Account], failed: Failed | None = None
+    ) -> None:
+        self._answer(lambda ops: ops.set_spending_cap(name, cap), done, failed)
 
     @backend_call
-    def set_account_specialists(self, name: str, specialists: list[str] | None, *, done: Done[Account]) -> None:
-        self._answer(lambda ops: ops.set_account_specialists(name, specialists), done)
+    def set_account_specialists(
+        self, name: str, specialists: list[str] | None, *, done: Done[Account], failed: Failed | None = None
+    ) -> None:
+        self._answer(lambda ops: ops.set_account_specialists(name, specialists), done, failed)
 
     # keys
     @backend_call
@@ -102,8 +112,10 @@ class BackendApp(App[None]):
         self._answer(lambda ops: ops.keys(account), done)
 
     @backend_call
-    def create_key(self, account: str, *, test: bool = False, done: Done[CreatedKey]) -> None:
-        self._answer(lambda ops: ops.create_key(account, test=test), done)
+    def create_key(
+        self, account: str, *, test: bool = False, done: Done[CreatedKey], failed: Failed | None = None
+    ) -> None:
+        self._answer(lambda ops: ops.create_key(account, test=test), done, failed)
 
     @backend_call
     def revoke_key(self, prefix: str, *, done: Done[KeyInfo]) -> None:
@@ -133,12 +145,14 @@ class BackendApp(App[None]):
         top_p: float | None = None,
         max_tokens: int | None = None,
         done: Done[SpecialistProfile],
+        failed: Failed | None = None,
     ) -> None:
         self._answer(
             lambda ops: ops.set_specialist(
                 name, system_prompt=system_prompt, temperature=temperature, top_p=top_p, max_tokens=max_tokens
             ),
             done,
+            failed,
         )
 
     @backend_call
@@ -150,17 +164,20 @@ class BackendApp(App[None]):
         self._answer(lambda ops: ops.custom_prompts(account), done)
 
     @backend_call
-    def set_custom_prompt(self, account: str, specialist: str, prompt: str, *, done: Done[CustomPrompt]) -> None:
-        self._answer(lambda ops: ops.set_custom_prompt(account, specialist, prompt), done)
+    def set_custom_prompt(
+        self, account: str, specialist: str, prompt: str, *, done: Done[CustomPrompt], failed: Failed | None = None
+    ) -> None:
+        self._answer(lambda ops: ops.set_custom_prompt(account, specialist, prompt), done, failed)
 
     @backend_call
     def reset_custom_prompt(self, account: str, specialist: str, *, done: Done[bool]) -> None:
         self._answer(lambda ops: ops.reset_custom_prompt(account, specialist), done)
 
     # --- how a call runs ------------------------------------------------------------------------
-    def _answer(self, call: Callable[[AdminOps], T], done: Done[T]) -> None:
-        """(Worker thread.) `call` on the back end; its result to `done` on the UI thread, its error to a
-        notification. A lost server: management goes on on the data dir, and the call is tried once more."""
+    def _answer(self, call: Callable[[AdminOps], T], done: Done[T], failed: Failed | None = None) -> None:
+        """(Worker thread.) `call` on the back end; its result to `done` on the UI thread, its error to
+        `failed` if given, else to a notification. A lost server: management goes on on the data dir, and
+        the call is tried once more."""
         for attempt in (1, 2):
             backend = self.backend
             try:
@@ -168,17 +185,23 @@ class BackendApp(App[None]):
             except ServerUnavailable as exc:
                 if attempt == 1 and backend.online and self.server_lost():
                     continue
-                self._from_thread(self.notify_once, exc.message, title="Server unavailable", severity="warning")
+                self._refused(failed, exc.message, None, title="Server unavailable", severity="warning")
                 return
             except AlveareError as exc:
-                self._from_thread(self.notify_once, exc.message, title="Not done", severity="error")
+                self._refused(failed, exc.message, exc.param, title="Not done", severity="error")
                 return
             except Exception as exc:
                 message = f"{type(exc).__name__}: {exc}"
-                self._from_thread(self.notify_once, message, title="Unexpected error", severity="error")
+                self._refused(failed, message, None, title="Unexpected error", severity="error")
                 return
             self._from_thread(done, result)
             return
+
+    def _refused(self, failed: Failed | None, message: str, param: str | None, *, title: str, severity: str) -> None:
+        if failed is not None:
+            self._from_thread(failed, message, param)
+        else:
+            self._from_thread(self.notify_once, message, title=title, severity=severity)
 
     def notify_once(self, message: str, *, title: str = "", severity: str = "information") -> None:
         """A notification, unless the same one is already showing (several screens loading at once

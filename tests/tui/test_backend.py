@@ -3,17 +3,20 @@ UI thread, an error becomes a notification, and a server lost mid-call sends the
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pilot_helpers import notifications, settle
+from textual.widgets import Button, Input
 
 from appliance.admin.local import LocalAdmin
 from appliance.core.errors import ServerUnavailable
 from appliance.core.specialists import load_specialists
 from appliance.store import Store
 from tui.app import AlveareApp
+from tui.screens.modals import FormModal
 
 pytestmark = pytest.mark.anyio
 SIZE = (100, 30)
@@ -58,3 +61,41 @@ async def test_a_call_whose_server_went_away_is_done_on_the_data_dir(admin: Loca
         assert [a.name for a in got] == ["made-offline"], notifications(app)  # type: ignore[attr-defined]
         assert [o.account.name for o in admin.accounts()] == ["made-offline"]
     app.backend.close()  # type: ignore[attr-defined]
+
+
+class SlowAdmin:
+    """The data dir's LocalAdmin, with account creation held until the test lets it through."""
+
+    def __init__(self, admin: LocalAdmin) -> None:
+        self.admin = admin
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.admin, name)
+
+    def create_account(self, name: str, plan: str = "starter") -> Any:
+        self.release.wait(10)
+        return self.admin.create_account(name, plan)
+
+
+async def test_a_dialog_cancelled_while_saving_still_reports_the_save(admin: LocalAdmin) -> None:
+    slow = SlowAdmin(admin)
+    app = AlveareApp(slow, poll_interval=None)  # type: ignore[arg-type]
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("2", "n")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, FormModal)
+        form.query_one("#field-name", Input).value = "late"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert form.saving and form.query_one("#submit", Button).disabled
+        await pilot.press("ctrl+s")  # a second save waits for the first: one account, not two
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, FormModal)
+        slow.release.set()
+        await settle(pilot)
+        assert [o.account.name for o in admin.accounts()] == ["late"]
+        assert any("Created account late" in m for m in notifications(app)), notifications(app)

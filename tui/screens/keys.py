@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -172,17 +174,16 @@ class KeysView(View):
         if highlighted is not None and not highlighted.admin:
             current = highlighted.account
 
-        def chosen(values: dict | None) -> None:
-            if values:
-                self.alveare.create_key(values["account"], test=test, done=created)
+        def chosen(values: dict[str, Any], form: FormModal) -> None:
+            self.alveare.create_key(values["account"], test=test, done=form.closing(created), failed=form.failed)
 
         self.app.push_screen(
             FormModal(
                 f"New {kind} key",
                 [Field("account", "Account", current, kind="select", options=self.accounts)],
                 submit="Create key",
-            ),
-            chosen,
+                save=chosen,
+            )
         )
 
     def action_new_test_key(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -179,22 +181,20 @@ class PromptsView(View):
         custom = self.custom.get(p.name)
         name = p.name
 
-        def save(values: dict | None) -> None:
-            if not values:
-                return
+        def save(values: dict[str, Any], form: FormModal) -> None:
             prompt = values["prompt"].strip()
             if not prompt:
-                self.notify("An empty prompt is not allowed; reset (d) goes back to the default.", severity="error")
+                form.failed("An empty prompt is not allowed; reset (d) goes back to the default.", "prompt")
                 return
-            self.alveare.set_custom_prompt(account, name, prompt, done=self._saved)
+            self.alveare.set_custom_prompt(account, name, prompt, done=form.closing(self._saved), failed=form.failed)
 
         self.app.push_screen(
             FormModal(
                 f"{account}: system prompt for {name}",
-                [Field("prompt", "System prompt", (custom or p).system_prompt, kind="textarea")],
+                [Field("prompt", "System prompt", (custom or p).system_prompt, kind="textarea", param="system_prompt")],
                 note="Replaces the default prompt for this account's requests. Ctrl+S saves.",
-            ),
-            save,
+                save=save,
+            )
         )
 
     def _saved(self, prompt: CustomPrompt) -> None:

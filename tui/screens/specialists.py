@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -129,25 +130,25 @@ class SpecialistsView(View):
             return
         name = p.name
 
-        def save(values: dict | None) -> None:
-            if not values:
-                return
+        def save(values: dict[str, Any], form: FormModal) -> None:
             if not values["system_prompt"].strip():
-                self.notify("The system prompt must not be empty.", severity="error")
+                form.failed("The system prompt must not be empty.", "system_prompt")
                 return
-            changes = {}
+            changes: dict[str, Any] = {}
             if values["system_prompt"] != p.system_prompt:
                 changes["system_prompt"] = values["system_prompt"]
             for field in ("temperature", "top_p", "max_tokens"):
                 if values[field] != getattr(p, field):
                     changes[field] = values[field]
             if not changes:
+                form.close()
                 self.notify("Nothing changed.")
                 return
             self.alveare.set_specialist(
                 name,
                 **changes,
-                done=lambda s: self._changed(f"Saved {s.name}: the next request uses it."),
+                done=form.closing(lambda s: self._changed(f"Saved {s.name}: the next request uses it.")),
+                failed=form.failed,
             )
 
         self.app.push_screen(
@@ -160,8 +161,8 @@ class SpecialistsView(View):
                     Field("max_tokens", "Max tokens", p.max_tokens, kind="int"),
                 ],
                 note="Saved in the database over specialists.toml (d resets it). Ctrl+S saves.",
-            ),
-            save,
+                save=save,
+            )
         )
 
     def _changed(self, message: str) -> None:
