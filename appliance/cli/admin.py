@@ -145,7 +145,10 @@ class AdminCommand(Command):
             backup,
             json=True,
         )
-        p.add_argument("path", help="the file to write, or a folder for alveare-<UTC time>.db")
+        p.add_argument(
+            "path",
+            help="the file to write, or a folder for alveare-<UTC time>.db (ending in /: made if missing, owner-only)",
+        )
 
         p = action(areas, "usage", "requests, tokens, overage and alerts for the period", usage, json=True)
         p.add_argument("--account", help="one account (default: all)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 from pilot_helpers import press, settle, text_of
+from textual.widgets import Input
 
 from appliance.admin.local import LocalAdmin
 from appliance.admin.ops import TryItEvent
@@ -100,6 +101,18 @@ def test_plan_form(snap_compare, seeded: LocalAdmin) -> None:
         await press(pilot, "2", "e")
 
     assert snap_compare(app_for(seeded), terminal_size=SMALL, run_before=edit)
+
+
+def test_plan_form_refused(snap_compare, seeded: LocalAdmin) -> None:
+    """A refused save: the dialog stays, the reason under the fields, the field it names marked."""
+
+    async def refuse(pilot) -> None:
+        await settle(pilot)
+        await press(pilot, "2", "e")
+        pilot.app.screen.query_one("#field-requests_per_minute", Input).value = "-5"
+        await press(pilot, "ctrl+s")
+
+    assert snap_compare(app_for(seeded), terminal_size=SMALL, run_before=refuse)
 
 
 def test_keys(snap_compare, seeded: LocalAdmin) -> None:
