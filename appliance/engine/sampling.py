@@ -70,8 +70,9 @@ class Sampler:
     """A per-request sampler: logit bias, penalties, then greedy or top-k/top-p/min-p/temperature;
     and a grammar, checked the way llama.cpp's common sampler does it: the chain picks a token from
     the raw candidates, and only if the grammar rejects it is the grammar applied to the whole
-    vocabulary and the pick made again. Applying a grammar to 49k candidates costs 20-30 ms here, a
-    check of one token almost nothing, and most picks pass."""
+    vocabulary and the pick made again. Applying a grammar to the whole vocabulary costs more than a
+    one-token decode step, a check of one token almost nothing, and most picks pass
+    (docs/decisions/006-step-shape.md)."""
 
     def __init__(
         self,
