@@ -1,8 +1,8 @@
 """The first start's optimising step, run by `serve` in a child process (first_start.optimize_embedded).
 
 The measurements load the model and its copy and make contexts for perplexity and speed; a process
-keeps much of that memory after (on the embedded model about 120 MB more resident for as long as
-it then serves, and a 700 MB high-water mark), so the serving process never runs them itself.
+keeps much of that memory after, for as long as it then serves, so the serving process never runs
+them itself (docs/decisions/007-host-memory-costs.md).
 
   python -m appliance.boot.optimize_child '{"model": ..., "models": ..., "threads": ..., ...}'
 

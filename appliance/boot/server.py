@@ -42,8 +42,8 @@ def keep_pydantic_out() -> None:
     """Litestar loads its pydantic plugin whenever pydantic is importable, which it is wherever the
     openai SDK shares the venv (the test extra, a developer's venv). The server declares no pydantic
     types, so its process makes the import fail as an absent package does (a None entry in
-    sys.modules): about 8 MB of resident memory less. Not for the in-process test apps, whose
-    clients may be the openai SDK itself."""
+    sys.modules), and keeps the resident memory it would take (docs/decisions/007-host-memory-costs.md).
+    Not for the in-process test apps, whose clients may be the openai SDK itself."""
     if "pydantic" not in sys.modules:
         sys.modules["pydantic"] = None  # type: ignore[assignment]
 

@@ -160,8 +160,7 @@ SETTINGS: tuple[Setting, ...] = (
         maximum=512,
         default_text="512",
         label="prefill chunk",
-        more=". Measured on a 2-core CPU with 8 clients sending cold prompts: 128 halved the median time to "
-        "first token but cost about 10% of tokens/s and raised p95 latency by about half (docs/engine.md)",
+        more=", at some cost to tokens/s and p95 latency: see docs/decisions/006-step-shape.md",
     ),
     Setting(
         "threads",
@@ -193,8 +192,8 @@ SETTINGS: tuple[Setting, ...] = (
         env="ALVEARE_FLASH_ATTN",
         choices=("auto", "on", "off"),
         label="flash attention",
-        more="(on a 2-core Xeon, 8 chats: 1.35x the tokens/s with it off on split streams; a unified cache "
-        "is faster with it on)",
+        more="; on split streams llama.cpp's CPU path costs more the longer the streams get, while a unified cache "
+        "is faster with it on: see docs/decisions/006-step-shape.md",
     ),
     Setting(
         "cpu_kernels",
@@ -220,7 +219,7 @@ SETTINGS: tuple[Setting, ...] = (
         choices=("auto", "off"),
         label="optimized model",
         more="; a copy is used only while the original's path, size and mtime are those it was made from, "
-        "on the CPU it was measured on",
+        "on the CPU it was measured on; see docs/decisions/005-optimised-copy-gate.md",
     ),
     Setting(
         "solo_model",

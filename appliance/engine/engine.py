@@ -50,7 +50,7 @@ def embedded_model_path() -> str:
 
 def kv_layout(asked: str, n_ctx: int, slots: int, wanted: int) -> str:
     """The KV layout to build. Split streams are faster with many slots busy (attention reads a slot's
-    own cells, not every resident one: ~150 cells against ~1,300 with 8 clients here), but cap a request
+    own cells, not every resident one: docs/decisions/006-step-shape.md), but cap a request
     at n_ctx / slots; "auto" takes them only when that cap is no lower than the context a request is
     meant to have (`wanted`: the model's own, or what --ctx 0 gives a slot on a CPU)."""
     if asked != "auto":
@@ -58,21 +58,20 @@ def kv_layout(asked: str, n_ctx: int, slots: int, wanted: int) -> str:
     return "split" if wanted > 0 and n_ctx // slots >= wanted else "unified"
 
 
-# Most memory flash attention off may commit up front (see flash_attention): what the measured model
-# needs with 8 slots (180 MB), not the gigabyte a 7B model would, for a speed-up measured on the former.
+# Most memory flash attention off may commit up front (see flash_attention): enough for the model its
+# speed-up was measured on, with 8 slots, not for a 7B model's, where it was never measured
+# (docs/decisions/006-step-shape.md).
 FLASH_OFF_MAX_FLOOR = 256 << 20
 
 
 def flash_attention(asked: str, *, kv_cache: str, on_gpu: bool, v_floor: int = 0) -> str:
     """Flash attention for the context. "auto" is llama.cpp's choice (on for CUDA and the CPU) except
     on the CPU with split streams, where llama.cpp's CPU flash-attention path costs more the longer
-    the streams are. Measured on a 2-core Xeon (one step of 8 sequences, history H tokens each):
-    8 x 25 prompt rows at H=600 1,838 ms with it, 682 without; 8 x 1 rows 89.5 against 55.5 ms.
-    A unified cache is the other way round (898 against 1,682 ms), so it keeps llama.cpp's choice.
-    The price is memory: without flash attention llama.cpp stores V transposed, so the first cells of
-    every stream touch a page of every V row (slots x layers x V width x 4 KB, 180 MB for the embedded
-    model with 8 slots) where a lazily committed cache would hold only the cells in use. `v_floor` is
-    that memory; above FLASH_OFF_MAX_FLOOR (a bigger model) auto keeps llama.cpp's choice."""
+    the streams are; a unified cache is the other way round, so it keeps llama.cpp's choice
+    (docs/decisions/006-step-shape.md). The price is memory: without flash attention llama.cpp stores
+    V transposed, so the first cells of every stream touch a page of every V row (slots x layers x V
+    width x 4 KB) where a lazily committed cache would hold only the cells in use. `v_floor` is that
+    memory; above FLASH_OFF_MAX_FLOOR (a bigger model) auto keeps llama.cpp's choice."""
     if asked != "auto" or on_gpu or kv_cache != "split" or v_floor > FLASH_OFF_MAX_FLOOR:
         return asked
     return "off"

@@ -49,11 +49,10 @@ def prompt_budget(capacity: int, decoding: int, prefill_chunk: int) -> int:
     """Rows a step gives prompt chunks: what decoding leaves of the batch, up to prefill_chunk.
 
     A small chunk gives the first requests of a burst their first token steps before the last; the
-    whole batch (the default) keeps a burst in lockstep. Measured on a 2-core AMD EPYC (HTTP, 8
-    clients, 24 cold prompts, alternated): 128 rows halved time to first token p50 (3.7-4.3 -> 1.8-2.3
-    s) but cost ~10% of tokens/s and raised p95 latency ~50%, as requests that start early come back
-    sooner and their prompts slow the others' decode steps. Prompts keep at least a quarter of the
-    chunk however many rows decode (and a row at least)."""
+    whole batch (the default) keeps a burst in lockstep, since a smaller chunk trades tokens/s and p95
+    latency for the first requests' time to first token: those that start early come back sooner and
+    their prompts slow the others' decode steps (docs/decisions/006-step-shape.md). Prompts keep at
+    least a quarter of the chunk however many rows decode (and a row at least)."""
     return min(capacity - decoding, max(prefill_chunk - decoding, 1 + prefill_chunk // 4))
 
 
@@ -88,7 +87,7 @@ def fill_batch(
     plan = StepPlan()
     # Rows go in sequence order: with a split KV cache llama.cpp puts only consecutive sequence
     # ids in one ubatch (one pass over the weights), so rows in arrival order cost a batch of 8
-    # several passes (measured here: 63.8 ms for 8 rows in arrival order, 44.6 ms sorted).
+    # several passes (docs/decisions/006-step-shape.md).
     for slot in sorted(slots, key=lambda s: s.seq):
         a = slot.active
         assert a is not None

@@ -5,7 +5,7 @@ slot can be given the model's whole training context, up to CPU_SLOT_CTX cells: 
 all of it, and with one stream per slot (`--kv-cache auto` then builds split streams) attention
 reads only its own cells. Beyond CPU_SLOT_CTX a CPU cannot use the room (prefilling 8k tokens
 already takes tens of seconds on a few cores, minutes for a 7B model), while llama.cpp still writes
-the whole cache at load: a 32k-context model on 8 slots took 13 s to load and held gigabytes
+the whole cache at load: a 32k-context model on 8 slots took ten times as long to load and held gigabytes
 (docs/decisions/001-cpu-context-per-slot.md). Long contexts are asked for (`--ctx`, `--slots`).
 That is taken when the cache, full, would need no more than a quarter of the memory free for this
 process (the machine's available memory, or what its cgroup's limit leaves if less), so that slots

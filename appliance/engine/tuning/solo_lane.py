@@ -2,15 +2,15 @@
 is faster, while batches stay on the main one.
 
 Where the optimised copy is served (optimize.py), it wins every batched step (prefill, a step of
-several sequences) but may lose the one-row step: on a 2-core Xeon the Q8_0 copy's 1-row step is
-0.78-0.83x the Q4_1 original's, since a lone token reads every weight once and Q8_0's are ~1.5x the
-bytes. A single client there waits on exactly that step. So where the report says so, the engine
+several sequences) but may lose the one-row step, since a lone token reads every weight once and the
+copy's weights can be more bytes than the original's (Q8_0 against Q4_1). A single client waits on
+exactly that step (docs/decisions/003-solo-lane.md). So where the report says so, the engine
 loads the original beside the copy, with a context of the same shape, and a request that was
 admitted with no other request running and still runs alone (nothing queued, no sibling choices,
 no drafts) moves there after its prompt is prefilled on the copy: its KV cells are copied through
-host memory (llama.cpp's per-sequence state; about 2-3 ms for 100 tokens of the embedded model) into
-the lane's sequence 0, and back before anything else happens on the main context (another request
-arrives) or the request finishes (so the slot keeps its whole history, as every slot does).
+host memory (llama.cpp's per-sequence state) into the lane's sequence 0, and back before anything
+else happens on the main context (another request arrives) or the request finishes (so the slot
+keeps its whole history, as every slot does).
 
 Both models compute the same K and V for the same tokens up to their rounding (the copy is the
 original's weights requantised; perplexity +0.2%), so a sequence continues on the other model as it
@@ -39,21 +39,21 @@ if TYPE_CHECKING:
 # commits one stream's memory, not one per slot.
 LANE_SEQ = 0
 
-# Moving costs by the cell, saving by the token: on the Xeon a move there and back took ~5.8 ms for
-# ~150 cells of the embedded model, what about 3 of the lane's one-row steps save (0.81x: ~2 ms a
-# step). So a request goes only with at least one token to go for every HISTORY_PER_TOKEN cells it
-# holds, and never for its last few tokens.
+# Moving costs by the cell, saving by the token: a move there and back costs about what a few of the
+# lane's one-row steps save. So a request goes only with at least one token to go for every
+# HISTORY_PER_TOKEN cells it holds, and never for its last few tokens
+# (docs/decisions/003-solo-lane.md).
 HISTORY_PER_TOKEN = 48
 MIN_TOKENS_LEFT = 8
 
 
 # A busy server (several requests running, or one waiting) unloads the lane's model once no request
 # has decoded there for this many seconds: its weights and cells are given back as soon as requests
-# run together (release_memory), but its vocabulary and context, ~20 MB for the embedded model, only
-# go with the model. The next lone request loads it again in a thread (0.16-0.25 s of one core on
-# the 2-core Xeon) and decodes on the copy until it is there. Seconds of disuse, not the first busy
-# step, so that a client whose requests now and then overlap another's keeps it, and a load comes at
-# most once per UNLOAD_AFTER_S however the traffic alternates.
+# run together (release_memory), but its vocabulary and context only go with the model. The next
+# lone request loads it again in a thread and decodes on the copy until it is there. Seconds of
+# disuse, not the first busy step, so that a client whose requests now and then overlap another's
+# keeps it, and a load comes at most once per UNLOAD_AFTER_S however the traffic alternates
+# (docs/decisions/003-solo-lane.md).
 UNLOAD_AFTER_S = 5.0
 
 # The lane's policy, which the model tool's gate and serve's file choice read (measurements:
