@@ -39,6 +39,7 @@ class StartupPlan:
     copy: Report | None  # the copy's report where served_path is the copy
     solo_path: str | None  # the file a request running alone decodes on, or None
     notes: tuple[str, ...] = field(default=())  # why, for serve's log
+    served_because: str = ""  # why served_path is the file served, in a few words (the hive status)
 
 
 def model_path(settings: Settings, embedded_path: str | None, embedded_missing: str = "") -> str:
@@ -100,12 +101,14 @@ def plan_startup(settings: Settings, facts: ModelFacts) -> StartupPlan:
     """The start `serve` makes with these settings on this machine (see the module's docstring)."""
     notes: list[str] = []
     copy = None if settings.optimized_model == "off" else facts.copy
+    because = "--optimized-model off" if settings.optimized_model == "off" else ""
     if copy is not None and copy.copy_path is not None:
         unused = copy_unused_because(settings, facts.gpu_offload)
         if unused is not None:
             notes.append(f"serving {facts.model_path}, not its optimised copy: {unused}")
-            copy = None
+            copy, because = None, unused
         else:
+            because = copy.verdict
             why = copy.verdict.removeprefix(f"kept the {copy.kept} copy: ")
             notes.append(
                 f"serving the optimised {copy.kept} copy {copy.copy_path} of {facts.model_path} ({why}); "
@@ -123,6 +126,7 @@ def plan_startup(settings: Settings, facts: ModelFacts) -> StartupPlan:
         copy=copy,
         solo_path=solo_path,
         notes=tuple(notes),
+        served_because=because or "no optimised copy kept for this file on this CPU",
     )
 
 

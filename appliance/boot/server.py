@@ -93,6 +93,7 @@ def run(settings: Settings, announce: Announce) -> int:
             settings,
             model_path=plan.served_path,
             source_model_path=model_path if plan.served_path != model_path else None,
+            served_because=plan.served_because,
             solo_model_path=plan.solo_path,
         )
     )

@@ -153,8 +153,9 @@ def test_serve_loads_the_copy_while_the_original_is_unchanged(made, cpu_build) -
         health = httpx.get(server.url + "/health").json()
     finally:
         server.stop()
-    assert status["model_file"] == kept.copy_path and status["optimized_from"] == str(source)
-    assert status["model"] == health["model"] == source.stem  # clients see the same model name
+    model = status["model"]
+    assert model["file"] == kept.copy_path and model["optimized_from"] == str(source)
+    assert model["name"] == health["model"] == source.stem  # clients see the same model name
     lines = [line for line in server.log_text().splitlines() if "optimised q4_0 copy" in line]
     assert len(lines) == 1 and "--optimized-model off" in lines[0]
 

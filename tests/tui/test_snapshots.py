@@ -14,7 +14,7 @@ from textual.widgets import Input
 
 from appliance.admin.local import LocalAdmin
 from appliance.admin.ops import TryItEvent
-from appliance.core.protocol import HiveSample, HiveStatus
+from appliance.core.protocol import CpuStatus, HiveSample, HiveStatus, KvStatus, ModelStatus
 from tui.app import AlveareApp
 
 SMALL = (80, 24)
@@ -23,13 +23,22 @@ LARGE = (200, 50)
 STATUS = HiveStatus(
     version="0.1.0",
     uptime_seconds=3 * 3600 + 25 * 60 + 7,
-    model="SmolLM2-135M-Instruct.Q4_1",
-    model_size_bytes=96_600_000,
-    n_params=134_515_008,
-    device="cpu",
-    gpu_layers=0,
-    context_length=8192,
-    kv_cells=8192,
+    model=ModelStatus(
+        name="SmolLM2-135M-Instruct.Q4_1",
+        file="/m/SmolLM2-135M-Instruct.Q4_1.gguf",
+        optimized_from="",
+        solo_file="",
+        size_bytes=96_600_000,
+        n_params=134_515_008,
+        device="cpu",
+        gpu_layers=0,
+        chat_template="",
+    ),
+    kv=KvStatus(layout="split", cells=65_536, context_length=8192),
+    cpu=CpuStatus(
+        kernels="fast", kernels_source="check", kernels_reason="the fast CPU kernels decoded correctly", threads=2
+    ),
+    tuning=[],
     slots_total=8,
     slots_busy=3,
     queue_depth=2,
@@ -48,9 +57,6 @@ STATUS = HiveStatus(
     load_error=None,
     requests_per_minute=42,
     errors_by_status={"429": 17, "503": 2},
-    cpu_kernels="fast",
-    cpu_kernels_source="check",
-    cpu_kernels_reason="the fast CPU kernels decoded correctly",
     history=[
         HiveSample(
             t=1_700_000_000 + 10 * i, tokens=(i * 37) % 23 * 90 + 200, requests=(i * 7) % 9 + 1, errors=i % 5 == 0
@@ -184,6 +190,7 @@ async def test_hive_names_the_optimised_copy_when_it_is_served(seeded: LocalAdmi
         view.show_status(STATUS)
         assert "optimised copy" not in text_of(app, "#hive-state")
         copy = "/data/models/SmolLM2-135M-Instruct.Q4_1-0123456789ab.q8_0.gguf"
-        view.show_status(msgspec.structs.replace(STATUS, model_file=copy, optimized_from="/m/SmolLM2.gguf"))
+        model = msgspec.structs.replace(STATUS.model, file=copy, optimized_from="/m/SmolLM2.gguf")
+        view.show_status(msgspec.structs.replace(STATUS, model=model))
         await settle(pilot)
         assert f"Serving the optimised copy {copy}" in text_of(app, "#hive-state")

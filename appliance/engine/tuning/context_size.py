@@ -88,7 +88,18 @@ def slot_context(n_ctx_train: int) -> int:
 
 def auto_context(*, slots: int, n_ctx_train: int, cell_bytes: int, memory: int, gpu: bool) -> int:
     """The context size for `--ctx 0`: slots x slot_context where that fits (see above)."""
-    if gpu or n_ctx_train <= 0 or cell_bytes <= 0 or memory <= 0:
-        return FALLBACK_CTX
-    full = slots * slot_context(n_ctx_train)
-    return full if full * cell_bytes <= memory * MEMORY_SHARE else FALLBACK_CTX
+    return context_choice(slots=slots, n_ctx_train=n_ctx_train, cell_bytes=cell_bytes, memory=memory, gpu=gpu)[0]
+
+
+def context_choice(*, slots: int, n_ctx_train: int, cell_bytes: int, memory: int, gpu: bool) -> tuple[int, str]:
+    """auto_context's cells, and why, in a few words (the hive status)."""
+    shared = f"{FALLBACK_CTX} cells shared by all slots"
+    if gpu:
+        return FALLBACK_CTX, f"{shared}: a GPU's KV cache is allocated up front"
+    if n_ctx_train <= 0 or cell_bytes <= 0 or memory <= 0:
+        return FALLBACK_CTX, f"{shared}: the model's training context or the free memory is unknown"
+    slot = slot_context(n_ctx_train)
+    full = slots * slot
+    if full * cell_bytes <= memory * MEMORY_SHARE:
+        return full, f"{slots} slots x {slot} cells: the full cache fits in a quarter of the free memory"
+    return FALLBACK_CTX, f"{shared}: {slots} x {slot} cells would need over a quarter of the free memory"

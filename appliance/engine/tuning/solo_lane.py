@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from appliance.engine.tuning.host_pages import HostPages
@@ -156,6 +157,19 @@ class SoloLane:
                 self.parts.ctx.clear()
                 self.parts.kv_pages.release_again()
             self._in_memory = False
+
+    def state(self) -> str:
+        """Where the lane stands and what it has done, in a few words (the hive status)."""
+        name = Path(self.path).name
+        if self.broken:
+            return f"off: {name} could not be loaded again; the copy serves every step"
+        if self.holding is not None:
+            where = "decoding a request running alone"
+        elif self.parts is not None:
+            where = "loaded"
+        else:
+            where = "loading again" if self._loading is not None else "unloaded while busy"
+        return f"{name} {where}; {self.stats.summary()}"
 
     def ctx_for_step(self) -> Context | None:
         return self.lane if self.holding is not None else None

@@ -154,6 +154,22 @@ class ThreadPolicy:
             return False
         return self._was_busy and self._room_for(pick, FREED_PER_THREAD)
 
+    @property
+    def adapts(self) -> bool:
+        """Whether the count follows measured step costs (not fixed by --threads, more than one core)."""
+        return not self.fixed and self.most > 1
+
+    def state(self) -> str:
+        """The count in use and the running costs it was chosen by, in a few words (the hive status)."""
+        if self.fixed:
+            return f"{self.most} threads, fixed by --threads"
+        if self.most == 1:
+            return "1 thread: one core to run on, nothing to choose"
+        here = sorted((n, c) for (n, r), c in self.cost.items() if r == self.rows)
+        costs = ", ".join(f"{n}: {1000 * c:.1f}" for n, c in here)
+        measured = f"; ms per row at {self.rows}-row steps by threads: {costs}" if costs else "; no step measured yet"
+        return f"{self.current} of {self.most} threads{measured}"
+
     def candidates(self) -> list[int]:
         # All counts up to 4, then halvings: enough to step around a busy core without trying them all.
         counts = set(range(1, min(self.most, 4) + 1))
