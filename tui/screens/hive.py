@@ -144,6 +144,11 @@ class HiveView(View, can_focus=True):
             head.append(f"\nA request running alone decodes on {model.solo_file} (the solo lane)", style="dim")
         if model.chat_template:
             head.append(f"\nChat template: {model.chat_template}", style="dim")
+        if s.tuning:
+            # The machine-tuning pieces that are on, in one line that fits 80 columns (each piece's state:
+            # `alveare hives status`).
+            on = ", ".join(line.name for line in s.tuning if line.on) or "none"
+            head.append(f"\nTuning on: {on}", style="dim")
         state.update(head)
         self.query_one("#hive-live").display = True
 
