@@ -23,6 +23,7 @@ from alveare.types import (  # noqa: F401
     CompletionChoice,
     CpuStatus,
     Delta,
+    EngineStatus,
     ErrorBody,
     ErrorEnvelope,
     FunctionCall,

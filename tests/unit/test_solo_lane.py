@@ -201,12 +201,14 @@ def test_a_busy_spell_unloads_the_lanes_model_and_a_lone_request_loads_it_again(
     clock.now += 0.1
     follow(lane, busy, 0)
     assert lane.parts is None and first.ctx.closed and lane.stats.unloads == 1
+    assert lane.state().startswith("original.gguf unloaded while busy; ")  # the hive status's solo_lane line
     lone = running(2)
     follow(lane, [lone], 0)  # the load starts; the request decodes on the copy meanwhile
     assert lane.holding is None and lane.ctx_for_step() is None
     wait_for_load(lane)
     follow(lane, [lone], 0)
     assert lane.holding == lone.seq and lane.stats.loads == 1
+    assert lane.state().startswith("original.gguf decoding a request running alone; 1 lone requests moved there")
     assert lane.parts is not None and lane.parts.ctx.threads == 1  # the thread count in use now
     follow(lane, [lone, running(3, alone=False)], 0)  # another arrives: the first goes back
     assert lane.holding is None
@@ -271,6 +273,7 @@ def test_a_load_again_that_fails_leaves_the_copy_serving_every_step() -> None:
     follow(lane, [lone], 0)
     follow(lane, [lone], 0)
     assert lane.broken and lane.parts is None and lane.holding is None and calls == [1]
+    assert lane.state() == "off: original.gguf could not be loaded again; the copy serves every step"
 
 
 def test_close_waits_for_a_load_and_closes_what_it_made() -> None:

@@ -48,6 +48,7 @@ def test_the_quickstart_serves_the_kept_copy_and_says_why() -> None:
         f"serving the optimised q8_0 copy /data/models/smollm2.q8_0.gguf of {EMBEDDED} (perplexity +0.2%); "
         "--optimized-model off serves the original",
     )
+    assert plan.served_because == "kept the q8_0 copy: perplexity +0.2%"  # the hive status's optimized_copy line
 
 
 @pytest.mark.parametrize(
@@ -62,6 +63,10 @@ def test_the_original_is_served_where_the_copy_is_not(values: dict, found: dict,
     plan = plan_startup(settings(**values), facts(**found))
     assert plan.served_path == EMBEDDED and plan.copy is None
     assert plan.notes == ((f"serving {EMBEDDED}, not its optimised copy: {why}",) if why else ())
+    # The hive status's optimized_copy line says why, in a few words.
+    assert plan.served_because == (
+        why or ("--optimized-model off" if values else "no optimised copy kept for this file on this CPU")
+    )
 
 
 def test_a_gpu_build_serves_the_copy_on_the_cpu_with_gpu_off() -> None:

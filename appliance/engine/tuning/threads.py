@@ -166,8 +166,8 @@ class ThreadPolicy:
         if self.most == 1:
             return "1 thread: one core to run on, nothing to choose"
         here = sorted((n, c) for (n, r), c in self.cost.items() if r == self.rows)
-        costs = ", ".join(f"{n}: {1000 * c:.1f}" for n, c in here)
-        measured = f"; ms per row at {self.rows}-row steps by threads: {costs}" if costs else "; no step measured yet"
+        costs = ", ".join(f"{n} threads {1000 * c:.1f} ms" for n, c in here)
+        measured = f" (a row of a {self.rows}-row step: {costs})" if costs else " (no step measured yet)"
         return f"{self.current} of {self.most} threads{measured}"
 
     def candidates(self) -> list[int]:
