@@ -268,7 +268,7 @@ class TuningLine(Struct, kw_only=True):
     # threads, idle_cpu, context_size, host_pages, solo_lane or optimized_copy
     name: str
     on: bool
-    # The serve flag that governs it ("--threads"); "" where none does.
+    # The serve flag that switches it ("--adaptive-threads"); "" where none does.
     setting: str
     # What it is doing now, or why it is off.
     state: str

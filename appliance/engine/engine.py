@@ -205,10 +205,12 @@ class HiveEngine:
         kv_bytes = model.kv_cell_bytes * ctx.n_ctx
         if lazy:
             self._kv_pages_why = f"a KV cache of {kv_bytes >> 20} MB, committed as requests fill cells"
-        elif kv_on_host:
-            self._kv_pages_why = "off: no zero pages to give back here (not Linux, or a cache under 16 MB)"
-        else:
+        elif not kv_on_host:
             self._kv_pages_why = "off: the KV cache is in the GPU's memory, allocated up front"
+        elif not cfg.lazy_kv:
+            self._kv_pages_why = f"off: --lazy-kv off; the KV cache of {kv_bytes >> 20} MB is resident from the load"
+        else:
+            self._kv_pages_why = "off: no zero pages to give back here (not Linux, or a cache under 16 MB)"
         lane = self._solo_lane(model, ctx, context, cache_path) if cfg.solo_model_path and not gpu else None
         if cfg.solo_model_path and gpu:
             self._lane_why = "off: layers on the GPU, where the one-row steps were never measured"
@@ -450,10 +452,16 @@ class HiveEngine:
 
     def _tuning(self) -> list[TuningLine]:
         """One line per machine-tuning piece (engine/tuning/, and serve's choice of file), once loaded:
-        whether it is on, the flag that governs it ("" where none does) and its state now."""
+        whether it is on, the serve flag that switches it ("" where none does) and its state now."""
         cfg, policy, lane = self.config, self._policy, self._lane
         assert policy is not None
         adapts = policy.adapts
+        if cfg.threads:
+            threads_state = f"off: --threads {cfg.threads} fixes the count"
+        elif not cfg.adaptive_threads:
+            threads_state = f"off: --adaptive-threads off; every step uses {policy.most} threads"
+        else:
+            threads_state = policy.state()
         if lane is not None:
             lane_state = lane.state()
         else:
@@ -465,18 +473,21 @@ class HiveEngine:
             copy_state += f": {cfg.served_because}"
         cells = self._ctx.n_ctx if self._ctx else 0
         return [
-            TuningLine(name="threads", on=adapts, setting="--threads", state=policy.state()),
+            TuningLine(name="threads", on=adapts, setting="--adaptive-threads", state=threads_state),
             TuningLine(
                 name="idle_cpu",
                 on=adapts and self._idle.readable,
-                setting="",
+                setting="--adaptive-threads",
                 state=self._idle.state() if adapts else "off: the thread count does not adapt",
             ),
             TuningLine(
                 name="context_size", on=not cfg.n_ctx, setting="--ctx", state=f"{cells} cells, {self._context_why}"
             ),
             TuningLine(
-                name="host_pages", on=not self._kv_pages_why.startswith("off"), setting="", state=self._kv_pages_why
+                name="host_pages",
+                on=not self._kv_pages_why.startswith("off"),
+                setting="--lazy-kv",
+                state=self._kv_pages_why,
             ),
             TuningLine(
                 name="solo_lane", on=lane is not None and not lane.broken, setting="--solo-model", state=lane_state

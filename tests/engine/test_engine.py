@@ -492,7 +492,7 @@ def test_with_lazy_kv_off_the_cache_is_resident_as_configured() -> None:
         assert eng.loaded, eng.status().load_error
         model = eng._model
         assert model is not None
-        kv_kb = model.kv_cell_bytes * eng.status().n_ctx // 1024
+        kv_kb = model.kv_cell_bytes * eng.status().kv.cells // 1024
         assert resident_kb() - before > kv_kb * 3 // 4, (before, resident_kb(), kv_kb)
     finally:
         loop.run_until_complete(eng.stop())

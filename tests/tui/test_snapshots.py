@@ -39,10 +39,14 @@ STATUS = HiveStatus(
         kernels="fast", kernels_source="check", kernels_reason="the fast CPU kernels decoded correctly", threads=2
     ),
     tuning=[
-        TuningLine(name="threads", on=True, setting="--threads", state="2 of 2 threads"),
-        TuningLine(name="idle_cpu", on=True, setting="", state="1.9 idle cores at the latest reading"),
+        TuningLine(name="threads", on=True, setting="--adaptive-threads", state="2 of 2 threads"),
+        TuningLine(
+            name="idle_cpu", on=True, setting="--adaptive-threads", state="1.9 idle cores at the latest reading"
+        ),
         TuningLine(name="context_size", on=True, setting="--ctx", state="65536 cells, 8 slots x 8192 cells"),
-        TuningLine(name="host_pages", on=True, setting="", state="a KV cache of 1440 MB, committed as cells fill"),
+        TuningLine(
+            name="host_pages", on=True, setting="--lazy-kv", state="a KV cache of 1440 MB, committed as cells fill"
+        ),
         TuningLine(name="solo_lane", on=False, setting="--solo-model", state="off: no file to decode on"),
         TuningLine(name="optimized_copy", on=False, setting="--optimized-model", state="serving the file itself"),
     ],

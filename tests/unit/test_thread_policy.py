@@ -217,7 +217,7 @@ def test_idle_cores_come_from_the_allowed_cpus_counters(tmp_path, monkeypatch) -
 
 def test_the_policy_states_its_count_and_the_costs_it_chose_by() -> None:
     """The hive status's threads line: the count in use, and the running costs at the current batch size."""
-    assert ThreadPolicy(most=4, fixed=True).state() == "4 threads, fixed by --threads"
+    assert ThreadPolicy(most=4, fixed=True).state() == "4 threads on every step (a fixed count)"
     assert not ThreadPolicy(most=1).adapts and ThreadPolicy(most=2).adapts
     policy = ThreadPolicy(most=2)
     assert policy.state() == "2 of 2 threads (no step measured yet)"

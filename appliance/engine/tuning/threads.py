@@ -162,7 +162,7 @@ class ThreadPolicy:
     def state(self) -> str:
         """The count in use and the running costs it was chosen by, in a few words (the hive status)."""
         if self.fixed:
-            return f"{self.most} threads, fixed by --threads"
+            return f"{self.most} threads on every step (a fixed count)"
         if self.most == 1:
             return "1 thread: one core to run on, nothing to choose"
         here = sorted((n, c) for (n, r), c in self.cost.items() if r == self.rows)
