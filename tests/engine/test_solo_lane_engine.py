@@ -83,6 +83,8 @@ def test_a_lone_request_decodes_in_the_lane_and_answers_as_the_main_context_does
     assert stats(lane).stats.entries == before + 1
     assert stats(lane).holding is None  # back in the main context once finished
     assert moved.finish_reason == stayed.finish_reason
+    line = next(line for line in lane.status().tuning if line.name == "solo_lane")  # the hive status says so
+    assert line.on and "lone requests moved there" in line.state and lane.status().model.solo_file
     assert_same_or_near_tie(plain, tokens, stayed, moved)
 
 
@@ -169,6 +171,8 @@ def test_a_solo_model_that_cannot_load_leaves_the_copy_serving(tmp_path) -> None
         assert eng._scheduler is not None and isinstance(eng._scheduler.target, MainContext)
         [(_, done)] = run(eng, GenerationRequest(prompt_tokens=prompt(eng, "Hello?"), max_tokens=4, sampling=GREEDY))
         assert done.finish_reason in ("length", "stop") and done.completion_tokens > 0
+        line = next(line for line in eng.status().tuning if line.name == "solo_lane")
+        assert not line.on and line.state.startswith("off: could not load broken.gguf")
     finally:
         stop_engine(eng)
 
