@@ -17,7 +17,9 @@ __all__ = [
     "ChunkChoice",
     "Completion",
     "CompletionChoice",
+    "CpuStatus",
     "Delta",
+    "EngineStatus",
     "ErrorBody",
     "ErrorEnvelope",
     "FunctionCall",
@@ -26,9 +28,11 @@ __all__ = [
     "HiveSample",
     "HiveStatus",
     "InferResponse",
+    "KvStatus",
     "LegacyLogprobs",
     "Model",
     "ModelList",
+    "ModelStatus",
     "PromptTokensDetails",
     "SpecialistList",
     "SpecialistView",
@@ -36,6 +40,7 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "TopLogprob",
+    "TuningLine",
     "Usage",
     "UsageReport",
 ]
@@ -213,20 +218,78 @@ class HiveSample(Struct):
     errors: int
 
 
-class HiveStatus(Struct):
-    version: str
-    uptime_seconds: int
-    model: str
-    model_size_bytes: int
+class ModelStatus(Struct, kw_only=True):
+    """The model served: its name, the files loaded, its size and where its layers run."""
+
+    # The name it is served under (an optimised copy serves under its original's name).
+    name: str
+    # The GGUF file loaded, and when it is the copy `alveare model optimize` kept, the file asked for.
+    file: str
+    optimized_from: str
+    # Loaded beside the copy: the file a request running alone decodes on (the solo lane); "" if none.
+    solo_file: str
+    size_bytes: int
     n_params: int
+    # "cpu", or "gpu (N/M layers offloaded)"
     device: str
     gpu_layers: int
+    # The chat template and why: "gguf (the model file's own)", "gemma (asked for)", ...
+    chat_template: str
+
+
+class KvStatus(Struct, kw_only=True):
+    """The KV cache: its layout, its cells and what a request may use of them."""
+
+    # "unified" (all slots share the cells; one request may use them all) or "split" (each slot has
+    # cells / slots_total of its own); "" while loading.
+    layout: str
+    cells: int
+    # The most tokens one request may hold (prompt and answer).
     context_length: int
-    kv_cells: int
+
+
+class CpuStatus(Struct, kw_only=True):
+    """llama.cpp's CPU side: which kernels, and how many threads decode steps use now."""
+
+    # "fast" (repacked weights, AMX where the CPU has it) or "safe"; how that was decided ("check",
+    # "cache", "setting" or "gpu") and why. Empty while loading.
+    kernels: str
+    kernels_source: str
+    kernels_reason: str
+    # Threads decode steps use now: fewer than the cores while another process takes one (unless
+    # --threads fixes the count).
+    threads: int
+
+
+class TuningLine(Struct, kw_only=True):
+    """One piece of the engine's machine tuning: its name, whether it is on, the setting that governs
+    it and its state now, in a few words. One shape for every piece, so a tool lists them all alike."""
+
+    # threads, idle_cpu, context_size, host_pages, solo_lane or optimized_copy
+    name: str
+    on: bool
+    # The serve flag that switches it ("--adaptive-threads"); "" where none does.
+    setting: str
+    # What it is doing now, or why it is off.
+    state: str
+
+
+class EngineStatus(Struct, kw_only=True):
+    """The engine's part of the hive status: the engine reports it in these very types, so the server
+    sends it as the engine made it, under the same names."""
+
+    loaded: bool
+    load_error: str | None
+    model: ModelStatus
+    kv: KvStatus
+    cpu: CpuStatus
+    # One line per machine-tuning piece (TuningLine), in a fixed order.
+    tuning: list[TuningLine]
     slots_total: int
     slots_busy: int
     queue_depth: int
     queue_limit: int
+    # Over the last minute.
     tokens_per_second: float
     prompt_tokens_per_second: float
     requests_served: int
@@ -236,33 +299,21 @@ class HiveStatus(Struct):
     prefix_cache_tokens_reused: int
     draft_tokens: int
     draft_tokens_accepted: int
+
+
+class HiveStatus(EngineStatus, kw_only=True):
+    """GET /v1/hive/status: the engine's status (EngineStatus) and the server's own facts."""
+
+    version: str
+    # Seconds since the server started.
+    uptime_seconds: int
     specialists: list[str]
-    loaded: bool
-    load_error: str | None
     # Metered API requests (every status) finished in the last 60 seconds.
     requests_per_minute: int = 0
     # Metered requests that failed since the server started, by HTTP status ("429": 3).
     errors_by_status: dict[str, int] = {}
     # The last 10 minutes in 10-second buckets, oldest first; the last one is the current bucket.
     history: list[HiveSample] = []
-    # llama.cpp's CPU kernels in use: "fast" (repacked weights, AMX where the CPU has it) or "safe";
-    # how that was decided ("check", "cache", "setting" or "gpu") and why. Empty while loading.
-    cpu_kernels: str = ""
-    cpu_kernels_source: str = ""
-    cpu_kernels_reason: str = ""
-    # CPU threads decode steps use now: fewer than the cores while another process takes one
-    # (unless --threads fixes the count).
-    threads: int = 0
-    # "unified" (all slots share kv_cells; one request may use them all) or "split" (each slot has
-    # kv_cells / slots_total of its own).
-    kv_cache: str = ""
-    # The GGUF file loaded, and when it is the copy `alveare model optimize` kept, the file asked for.
-    model_file: str = ""
-    optimized_from: str = ""
-    # Loaded beside the copy: the file a request running alone decodes on (the solo lane); "" if none.
-    solo_model_file: str = ""
-    # The chat template and why: "gguf (the model file's own)", "gemma (asked for)", ...
-    chat_template: str = ""
 
 
 class UsageReport(Struct):

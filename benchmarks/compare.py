@@ -6,9 +6,10 @@ ready, drives it with ../shared/bench/loadbench.py (closed-loop load, one
 JSON line per scenario), samples the server's resident memory (VmRSS from
 /proc, summed over the server's process tree) while it runs, stops it and moves
 on.  Servers are alternated round-robin in each repeat so that machine noise is
-spread over all of them.  Results go to benchmarks/results/latest.json and
-benchmarks/results/latest.md (medians over repeats, with ratios to the anchor:
-the best of llama-server's KV modes in each scenario, for each metric).
+spread over all of them.  Results go to a dated folder,
+benchmarks/results/<date>-<machine>-<question>/report.json and report.md (medians over
+repeats, with ratios to the anchor: the best of llama-server's KV modes in each scenario,
+for each metric); add the run's notes there as README.md and a line to results/INDEX.md.
 
 Servers (default: alveare, llama-server, llama-server-split):
   alveare                 `alveare serve --slots 8` on a fresh temporary data dir (admin key),
@@ -48,6 +49,7 @@ import datetime as dt
 import importlib.util
 import json
 import platform
+import re
 import signal
 import sys
 import time
@@ -59,7 +61,7 @@ from comparison.procs import log
 from comparison.report import contention, markdown, summarise
 from comparison.scenarios import Hog, rounds, run_server, scenarios
 from comparison.servers import SERVER_CLASSES, ServerFailed
-from machine import cpu_count, cpu_name, gpu_name, mem_total_mb
+from machine import cpu_count, cpu_name, gpu_name, machine_slug, mem_total_mb
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work"
@@ -193,7 +195,12 @@ def parse_args(argv=None):
     p.add_argument("--start-timeout", type=float, default=180, help="seconds to wait for readiness")
     p.add_argument("--request-timeout", type=float, default=300, help="loadbench per-request timeout")
     p.add_argument("--run-timeout", type=float, default=1200, help="seconds for one loadbench run")
-    p.add_argument("--out", default=str(RESULTS / "latest"), help="output path without extension")
+    p.add_argument(
+        "--question",
+        default="compare",
+        help="a few words for the results folder's name, e.g. kv-layout (folder: results/<date>-<machine>-<question>/)",
+    )
+    p.add_argument("--out", help="output path without extension (default: results/<date>-<machine>-<question>/report)")
     args = p.parse_args(argv)
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     bad = [s for s in args.servers if s not in SERVER_CLASSES]
@@ -311,7 +318,7 @@ def main(argv=None) -> int:
     meta["wall_s"] = round(time.perf_counter() - t0, 1)
 
     summary = summarise(rows, runnable, scs)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else default_out(args.question, meta["gpu_model"])
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"meta": meta, "summary": summary, "contention": contention(summary, scs), "runs": rows}
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
@@ -320,6 +327,16 @@ def main(argv=None) -> int:
     print(md)
     log(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
     return 0 if rows and all("failed" not in r for r in rows) and not meta["skipped"] else 1
+
+
+def default_out(question: str, gpu: str | None) -> Path:
+    """results/<UTC date>-<machine>-<question>/report: one dated folder per run, never overwritten."""
+    slug = re.sub(r"[^a-z0-9]+", "-", question.lower()).strip("-") or "compare"
+    base = f"{time.strftime('%Y-%m-%d', time.gmtime())}-{machine_slug(gpu)}-{slug}"
+    folder, n = RESULTS / base, 2
+    while folder.exists():  # a second run of the same question that day
+        folder, n = RESULTS / f"{base}-{n}", n + 1
+    return folder / "report"
 
 
 if __name__ == "__main__":

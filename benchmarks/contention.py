@@ -67,7 +67,7 @@ def main() -> None:
                     contended = rate(url, key, args.requests)
                     threads = httpx.get(
                         url + "/v1/hive/status", headers={"Authorization": f"Bearer {key}"}, timeout=10
-                    ).json()["threads"]
+                    ).json()["cpu"]["threads"]
                 finally:
                     busy.kill()
             finally:

@@ -1,6 +1,6 @@
 #!/bin/bash
 # The GPU session's steps on a lent CUDA machine that has no network: everything it needs travels
-# in a staging folder (see benchmarks/results/gpu-h100.md for how it was staged and run).
+# in a staging folder (see benchmarks/results/2026-11-25-h100-gpu-first-run/gpu-h100.md for how it was staged and run).
 #
 #   gpu_device.sh build STAGE   install the carried wheels, unpack the trimmed sdist, start
 #                               benchmarks/gpu_build.sh in its own session (so a build that outlasts

@@ -72,7 +72,15 @@ def main() -> int:
             key = next(lines[i + 1].strip() for i, ln in enumerate(lines[:-1]) if "Admin API key" in ln)
             auth = {"Authorization": f"Bearer {key}"}
             status = c.get(base + "/v1/hive/status", headers=auth).json()
-            print("hive status:", json.dumps({k: status.get(k) for k in ("device", "gpu_layers", "model", "kv_cells")}))
+            print(
+                "hive status:",
+                json.dumps(
+                    {
+                        **{k: status["model"].get(k) for k in ("device", "gpu_layers", "name")},
+                        "kv_cells": status["kv"].get("cells"),
+                    }
+                ),
+            )
             body = {
                 "model": "chat",
                 "messages": [{"role": "user", "content": "Name three colours of the rainbow."}],

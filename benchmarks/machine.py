@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -78,6 +79,17 @@ def gpu_name() -> str | None:
         return None
     gpus = [line.strip() for line in out.splitlines() if line.strip()]
     return "; ".join(f"{g.split(',')[0]} ({', '.join(x.strip() for x in g.split(',')[1:])})" for g in gpus) or None
+
+
+def machine_slug(gpu: str | None = None) -> str:
+    """A short name for the machine, for a results folder (`<date>-<machine>-<question>/`): the GPU's
+    model (h200) when one is given, else the CPU's family (epyc, xeon), else its first word."""
+    name = (gpu or cpu_name()).lower()
+    for known in ("h100", "h200", "a100", "l40s", "l4", "epyc", "xeon", "ryzen", "core"):
+        if re.search(rf"\b{known}\b", name):
+            return known
+    words = re.findall(r"[a-z0-9]+", name)
+    return words[0] if words else "machine"
 
 
 def mem_total_mb() -> float | None:

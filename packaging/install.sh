@@ -125,7 +125,7 @@ install -d -m 0755 /etc/alveare
 if [ ! -f "$ENV_FILE" ]; then
     install -m 0600 /dev/null "$ENV_FILE"  # read by systemd as root; may hold a webhook URL
     cat > "$ENV_FILE" <<'CONF'
-# Alveare settings (see the README's Configuration table); restart after a change:
+# Alveare settings (`alveare serve --help` lists them; docs/configuration.md has the table); restart after a change:
 #   systemctl restart alveare
 # ALVEARE_HOST=127.0.0.1
 # ALVEARE_PORT=8080

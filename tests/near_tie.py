@@ -111,7 +111,7 @@ def assert_same_or_near_tie(engine: HiveEngine, prompt_tokens: list[int], a: Fin
         k = min(len(a.tokens), len(b.tokens))
     status = engine.status()
     # The reference runs on the engine's device, in the arithmetic that parted the answers.
-    where = {"fast_kernels": status.cpu_kernels == "fast", "gpu": status.gpu_layers > 0}
+    where = {"fast_kernels": status.cpu.kernels == "fast", "gpu": status.model.gpu_layers > 0}
     path = engine.config.model_path
     gap = top_two_gap(path, prompt_tokens + a.tokens[:k], **where)
     if gap < NEAR_TIE:

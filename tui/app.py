@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any, ClassVar
@@ -14,8 +12,8 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from appliance.admin.ops import AdminOps
-from appliance.core.errors import AlveareError, ServerUnavailable
 from appliance.store import current_period
+from tui.backend import BackendApp
 from tui.screens.accounts import AccountsView
 from tui.screens.base import View
 from tui.screens.hive import HiveView
@@ -26,9 +24,6 @@ from tui.screens.specialists import SpecialistsView
 from tui.screens.usage import UsageView
 
 VIEWS: list[type[View]] = [HiveView, AccountsView, KeysView, SpecialistsView, PromptsView, UsageView]
-
-# Back-end methods that only a running server can answer; the rest also work on the data dir.
-LIVE_ONLY = {"hive_status", "try_it"}
 
 KEY_NAMES = {
     "question_mark": "?",
@@ -86,8 +81,9 @@ class AlveareCommands(Provider):
                 yield Hit(score, matcher.highlight(name), callback, help=help_text)
 
 
-class AlveareApp(App[None]):
-    """`alveare tui`. The back end is injected: tests pass a LocalAdmin or an AdminClient."""
+class AlveareApp(BackendApp):
+    """`alveare tui`. The back end is injected: tests pass a LocalAdmin or an AdminClient. Screens call it
+    through the typed worker methods of `BackendApp` (`self.alveare.accounts(period, done=...)`)."""
 
     CSS_PATH = "app.tcss"
     TITLE = "Alveare admin"
@@ -110,15 +106,9 @@ class AlveareApp(App[None]):
     ) -> None:
         """`reopen` builds a fresh back end (the admin API if a server answers, else the data dir);
         `probe` says cheaply whether a server answers, so an offline app reconnects only then."""
-        super().__init__()
-        self.backend = backend
+        super().__init__(backend, reopen=reopen, probe=probe)
         self.fixed_period = period
         self.poll_interval = poll_interval
-        self.reopen = reopen
-        self.probe = probe
-        self._reopen_lock = threading.Lock()
-        # Why the last attempt to reach a server that answers failed, if it did.
-        self.connect_error: str | None = None
 
     # --- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -196,111 +186,3 @@ class AlveareApp(App[None]):
         self.action_show(target)
         view = self.view(target)
         await self.run_action(action, view)
-
-    # --- the back end ---------------------------------------------------------------------
-    def call(self, method: str, *args: Any, done: Callable[[Any], Any] | None = None, **kwargs: Any) -> None:
-        """Run a back-end method in a worker thread; errors become notifications, never tracebacks."""
-        self.run_worker(
-            partial(self._call, method, args, kwargs, done),
-            thread=True,
-            group="backend",
-            exit_on_error=False,
-            description=method,
-        )
-
-    def _call(self, method: str, args: tuple, kwargs: dict, done: Callable[[Any], Any] | None) -> None:
-        for attempt in (1, 2):
-            backend = self.backend
-            try:
-                result = getattr(backend, method)(*args, **kwargs)
-            except ServerUnavailable as exc:
-                # The server went away: management falls back to the data dir and tries once more.
-                if attempt == 1 and method not in LIVE_ONLY and backend.online and self.server_lost():
-                    continue
-                self._from_thread(self.notify_once, exc.message, title="Server unavailable", severity="warning")
-                return
-            except AlveareError as exc:
-                self._from_thread(self.notify_once, exc.message, title="Not done", severity="error")
-                return
-            except Exception as exc:
-                message = f"{type(exc).__name__}: {exc}"
-                self._from_thread(self.notify_once, message, title="Unexpected error", severity="error")
-                return
-            if done is not None:
-                self._from_thread(done, result)
-            return
-
-    def notify_once(self, message: str, *, title: str = "", severity: str = "information") -> None:
-        """A notification, unless the same one is already showing (several screens loading at once
-        hit the same error)."""
-        if any(n.message == message and n.title == title for n in self._notifications):
-            return
-        self.notify(message, title=title, severity=severity)  # type: ignore[arg-type]
-
-    def _from_thread(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # the app is shutting down
-            self.call_from_thread(callback, *args, **kwargs)
-
-    def ensure_online(self) -> AdminOps:
-        """(Worker thread.) Offline with a way to reconnect: try to reach the server again."""
-        backend = self.backend
-        if backend.online or self.reopen is None:
-            return backend
-        if self.probe is not None and not self.probe():
-            return backend
-        with self._reopen_lock:
-            try:
-                fresh = self.reopen()
-            except AlveareError as exc:
-                # A server answers but will not let us in (a wrong admin key, another data dir).
-                self.connect_error = exc.message
-                return self.backend
-            except Exception as exc:
-                self.connect_error = f"{type(exc).__name__}: {exc}"
-                return self.backend
-            self.connect_error = None
-            if fresh.online:
-                self._from_thread(self.set_backend, fresh)
-                return fresh
-            _close(fresh)
-        return self.backend
-
-    def server_lost(self) -> bool:
-        """(Worker thread.) An online back end lost its server: switch to the data dir if we can."""
-        if not self.backend.online or self.reopen is None:
-            return False
-        with self._reopen_lock:
-            if not self.backend.online:
-                return True
-            try:
-                fresh = self.reopen()
-            except Exception:
-                return False
-            if fresh.online:
-                _close(fresh)
-                return False
-            self._from_thread(self.set_backend, fresh)
-            return True
-
-    def set_backend(self, backend: AdminOps) -> None:
-        old, self.backend = self.backend, backend
-        if old is not backend:
-            _close(old)
-        self._show_connection()
-        if backend.online:
-            self.notify("Connected to the server: changes apply through its admin API.", title="Online")
-        else:
-            self.notify("The server is down: managing the data dir directly.", title="Offline", severity="warning")
-
-    def _show_connection(self) -> None:
-        if self.backend.online:
-            self.sub_title = "server online"
-        else:
-            self.sub_title = "server down · working on the data dir"
-
-
-def _close(backend: AdminOps) -> None:
-    close = getattr(backend, "close", None)
-    if callable(close):
-        with contextlib.suppress(Exception):
-            close()

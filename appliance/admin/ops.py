@@ -132,7 +132,7 @@ class AdminOps(Protocol):
     def backup(self, path: str) -> BackupInfo:
         """A consistent copy of the database, taken while the server runs, checked (PRAGMA
         integrity_check) and written to `path` on this machine: a new file, or a time-stamped one
-        when `path` is a folder. Never overwrites a file."""
+        when `path` is a folder (one ending in / is made, owner-only, if missing). Never overwrites a file."""
         ...
 
     # live server only (LocalAdmin raises ServerUnavailable)

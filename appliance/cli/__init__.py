@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from appliance import __version__
 from appliance.cli.admin import AdminCommand
 from appliance.cli.auth import AuthCommand
-from appliance.cli.base import LOG_FORMAT, Command, add_setting_flags
+from appliance.cli.base import Command, add_setting_flags
 from appliance.cli.chat import ChatCommand
 from appliance.cli.hives import HivesCommand
 from appliance.cli.infer import InferCommand
@@ -23,6 +23,7 @@ from appliance.cli.specialists import SpecialistsCommand
 from appliance.cli.tui import TuiCommand
 from appliance.cli.usage import UsageCommand
 from appliance.core.errors import AlveareError, ConfigError
+from appliance.core.settings import LOG_FORMAT
 
 # The order of `alveare --help`: the user's commands over HTTP, then the operator's.
 COMMANDS: tuple[Command, ...] = (

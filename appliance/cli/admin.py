@@ -27,10 +27,10 @@ CA_CERT_ENV = "ALVEARE_CA_CERT"
 def server_url(settings: Settings, url: str | None) -> str:
     """The server to manage: --url, else the local one on the configured port, over HTTPS when the
     settings make `serve` speak it."""
-    from appliance.cli.serve import listen_plan
+    from appliance.boot.plan import plan_listen
 
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    scheme = "https" if listen_plan(settings).cert is not None else "http"
+    scheme = "https" if plan_listen(settings, host).cert is not None else "http"
     return url or f"{scheme}://{host}:{settings.port}"
 
 
@@ -145,7 +145,10 @@ class AdminCommand(Command):
             backup,
             json=True,
         )
-        p.add_argument("path", help="the file to write, or a folder for alveare-<UTC time>.db")
+        p.add_argument(
+            "path",
+            help="the file to write, or a folder for alveare-<UTC time>.db (ending in /: made if missing, owner-only)",
+        )
 
         p = action(areas, "usage", "requests, tokens, overage and alerts for the period", usage, json=True)
         p.add_argument("--account", help="one account (default: all)")

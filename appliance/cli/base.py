@@ -40,7 +40,6 @@ def action(group: Any, name: str, help: str, run: Runner, json: bool = False) ->
 
 SETTING_DEST = "setting__"
 # Every log line the CLI writes, serve's and its first start's child's alike.
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def add_setting_flags(

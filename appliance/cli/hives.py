@@ -41,7 +41,14 @@ def status(args: argparse.Namespace) -> int:
     if hive is None:
         print(note)
         return 0 if health.status == "ok" else 1
-    print(f"Device      {hive.device}" + (f", {hive.gpu_layers} layers offloaded" if hive.gpu_layers else ""))
+    model = hive.model
+    print(
+        f"Model       {model.name} ({model.file})"
+        + (f", the copy of {model.optimized_from}" if model.optimized_from else "")
+    )
+    print(f"Device      {model.device}" + (f", {model.gpu_layers} layers offloaded" if model.gpu_layers else ""))
+    print(f"KV cache    {hive.kv.cells:,} cells ({hive.kv.layout}), up to {hive.kv.context_length:,} per request")
+    print(f"CPU         {hive.cpu.threads} threads, {hive.cpu.kernels or '-'} kernels")
     print(f"Slots       {hive.slots_busy} of {hive.slots_total} busy, queue {hive.queue_depth} of {hive.queue_limit}")
     print(f"Throughput  {hive.tokens_per_second:.1f} tokens/s, {hive.requests_per_minute} requests/min")
     print(f"Served      {hive.requests_served:,} requests; prefix cache hit rate {hive.prefix_cache_hit_rate:.0%}")
@@ -50,4 +57,6 @@ def status(args: argparse.Namespace) -> int:
         print("Errors      " + ", ".join(f"{k}: {v}" for k, v in sorted(hive.errors_by_status.items())))
     if hive.load_error:
         print(f"Load error  {hive.load_error}")
+    for line in hive.tuning:
+        print(f"Tuning      {line.name} {'on' if line.on else 'off'}: {line.state}")
     return 0 if health.status == "ok" else 1

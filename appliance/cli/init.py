@@ -1,63 +1,15 @@
 """`alveare init`: make the data dir (mode 0700), the key-hashing secret, the first admin key and
-the appliance's own TLS certificate. The first `serve` runs the same steps; each is done once and
-skipped when already there, so running it again is harmless (and shows the fingerprint again)."""
+the appliance's own TLS certificate (appliance/boot/init.py does), and print what was made. The first
+`serve` runs the same steps; running it again is harmless (and shows the fingerprint again)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from appliance.boot.init import Initialized, initialize
 from appliance.cli.base import Command, add_setting_flags, load_settings
-from appliance.core.errors import ConfigError
-
-if TYPE_CHECKING:
-    from appliance.core.settings import Settings
-
-
-@dataclass(frozen=True)
-class Initialized:
-    data_dir: Path
-    created_dir: bool
-    admin_key: str | None  # only when it was made now: it is shown once
-    cert_path: Path
-    fingerprint: str
-    made_cert: bool
-
-
-def own_cert_paths(settings: Settings) -> tuple[Path, Path]:
-    """The certificate and key HTTPS uses: the admin's (--tls-cert/--tls-key), else the data dir's own."""
-    from appliance.core import tls
-
-    if (settings.tls_cert is None) != (settings.tls_key is None):
-        raise ConfigError(
-            "--tls-cert and --tls-key (ALVEARE_TLS_CERT, ALVEARE_TLS_KEY) go together: give both or neither"
-        )
-    if settings.tls_cert and settings.tls_key:
-        return Path(settings.tls_cert).expanduser(), Path(settings.tls_key).expanduser()
-    return settings.data_path / tls.CERT_FILE, settings.data_path / tls.KEY_FILE
-
-
-def initialize(settings: Settings) -> Initialized:
-    from appliance.core import tls
-    from appliance.store import Store
-
-    cert, key = own_cert_paths(settings)
-    if settings.tls_cert:  # before anything is made: a bad pair leaves no half-made data dir
-        tls.check_pair(cert, key)
-    created = not settings.data_path.exists()
-    store = Store(settings.data_path)  # the dir (0700) and the secret (0600)
-    try:
-        admin = store.ensure_admin()
-    finally:
-        store.close()
-    made = False
-    if not settings.tls_cert and not (cert.exists() and key.exists()):
-        tls.make_certificate_apart(cert, key)
-        made = True
-    return Initialized(settings.data_path, created, admin.key if admin else None, cert, tls.fingerprint(cert), made)
 
 
 def report(done: Initialized) -> None:
@@ -118,7 +70,9 @@ class InitCommand(Command):
 
 
 def init(args: argparse.Namespace) -> int:
-    from appliance.cli.serve import listen_plan
+    import socket
+
+    from appliance.boot.plan import plan_listen
 
     settings = load_settings(args)
     done = initialize(settings)
@@ -127,7 +81,7 @@ def init(args: argparse.Namespace) -> int:
         print(f"{done.data_dir} is set up already. TLS certificate {done.cert_path}")
         print(f"  SHA-256 fingerprint {done.fingerprint}")
     if args.openai_snippet:
-        plan = listen_plan(settings)
+        plan = plan_listen(settings, socket.gethostname())
         print()
         print(openai_snippet(plan.base_url + "/v1", plan.cert if not settings.tls_cert else None), end="")
     sys.stdout.flush()

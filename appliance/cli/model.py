@@ -154,20 +154,21 @@ def template_label(path: str, asked: str) -> str:
 
 
 def served_solo(settings: Settings, report: Report) -> str | None:
-    """The file serve would put beside the copy for requests running alone (solo_model's rule), or None."""
-    from appliance.cli.model_file import solo_model
+    """The file serve would put beside the copy for requests running alone (the start plan's rule), or None."""
+    from appliance.boot.plan import solo_model
 
     copy = report if report.copy_path and served_state(settings, report) == "in use" else None
-    return solo_model(settings, report.source.path, copy)
+    return solo_model(settings, report.source.path, copy)[0]
 
 
 def served_state(settings: Settings, report: Report) -> str:
-    """The copy's state as serve with these settings would see it (served_model's rules)."""
-    from appliance.cli.model_file import copy_unused_because
+    """The copy's state as serve with these settings would see it (the start plan's rules)."""
+    from appliance.boot.facts import gpu_offload
+    from appliance.boot.plan import copy_unused_because
     from appliance.models.select import copy_state
 
     state = copy_state(report)
-    unused = copy_unused_because(settings) if report.kept and state == "in use" else None
+    unused = copy_unused_because(settings, gpu_offload(settings)) if report.kept and state == "in use" else None
     return f"not used: {unused}" if unused else state
 
 

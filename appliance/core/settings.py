@@ -1,5 +1,5 @@
 """Settings: one table declares them; the Settings Struct, the environment reader, the `serve` flags
-and the README's configuration table (checked by a test) all come from it.
+and the configuration table in docs/configuration.md (checked by a test) all come from it.
 
 A new setting is one `Setting(...)` row in SETTINGS and nothing else.
 """
@@ -7,14 +7,17 @@ A new setting is one `Setting(...)` row in SETTINGS and nothing else.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from appliance.core.errors import ConfigError
+from appliance.core.setting import Setting
+
+# The log line of serve and of the child processes its start runs.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 DEFAULT_DATA_DIR = "~/.local/share/alveare"
 
@@ -42,60 +45,6 @@ def _origins(value: str) -> str | None:
 
 def _split_origins(value: str | None) -> list[str]:
     return [o.strip().rstrip("/") for o in (value or "").split(",") if o.strip()]
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One setting: its field on Settings, flag, environment variable, default, checks and help."""
-
-    field: str
-    type: Any
-    default: Any
-    help: str
-    # `serve`'s flag; None for a setting only the environment sets. --data-dir is global (see the CLI).
-    flag: str | None = None
-    env: str | None = None
-    # The default as the README and --help show it, when the value itself says too little.
-    default_text: str | None = None
-    # The README's longer explanation, after `help`.
-    more: str = ""
-    metavar: str | None = None
-    choices: tuple[str, ...] = ()
-    minimum: float | None = None
-    maximum: float | None = None
-    # The name errors use ("flash attention", not "flash_attn").
-    label: str | None = None
-    # A further check on a set value: None, or the problem after the label.
-    check: Callable[[Any], str | None] | None = None
-
-    @property
-    def shown_default(self) -> str:
-        if self.default_text is not None:
-            return self.default_text
-        return "none" if self.default is None else str(self.default)
-
-    @property
-    def name(self) -> str:
-        return self.label or self.field.replace("_", " ")
-
-    def problem(self, value: Any) -> str | None:
-        """What is wrong with a converted value, or None."""
-        if value is None:
-            return None
-        if self.choices and value not in self.choices:
-            options = ", ".join(repr(c) for c in self.choices[:-1]) + f" or {self.choices[-1]!r}"
-            return f"{self.name} must be {options}, not {value!r}"
-        if self.minimum is not None and value < self.minimum:
-            bound = f" and {self.maximum:g}" if self.maximum is not None else ""
-            at_least = f"between {self.minimum:g}{bound}" if bound else f"at least {self.minimum:g}"
-            return f"{self.name} must be {at_least}, not {value!r}"
-        if self.maximum is not None and value > self.maximum:
-            return f"{self.name} must be at most {self.maximum:g}, not {value!r}"
-        if self.check is not None:
-            found = self.check(value)
-            if found:
-                return f"{self.name} {found}" if not found.startswith("a ") else found
-        return None
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -219,8 +168,7 @@ SETTINGS: tuple[Setting, ...] = (
         maximum=512,
         default_text="512",
         label="prefill chunk",
-        more=". Measured on a 2-core CPU with 8 clients sending cold prompts: 128 halved the median time to "
-        "first token but cost about 10% of tokens/s and raised p95 latency by about half (README: The hive engine)",
+        more=", at some cost to tokens/s and p95 latency: see docs/decisions/006-step-shape.md",
     ),
     Setting(
         "threads",
@@ -252,8 +200,8 @@ SETTINGS: tuple[Setting, ...] = (
         env="ALVEARE_FLASH_ATTN",
         choices=("auto", "on", "off"),
         label="flash attention",
-        more="(on a 2-core Xeon, 8 chats: 1.35x the tokens/s with it off on split streams; a unified cache "
-        "is faster with it on)",
+        more="; on split streams llama.cpp's CPU path costs more the longer the streams get, while a unified cache "
+        "is faster with it on: see docs/decisions/006-step-shape.md",
     ),
     Setting(
         "cpu_kernels",
@@ -290,7 +238,7 @@ SETTINGS: tuple[Setting, ...] = (
         choices=("auto", "off"),
         label="optimized model",
         more="; a copy is used only while the original's path, size and mtime are those it was made from, "
-        "on the CPU it was measured on",
+        "on the CPU it was measured on; see docs/decisions/005-optimised-copy-gate.md",
     ),
     Setting(
         "solo_model",
@@ -306,6 +254,31 @@ SETTINGS: tuple[Setting, ...] = (
         label="solo model",
         more=". The file is loaded beside the copy (its size in memory once a lone request has used it); "
         "see The hive engine, The solo lane",
+    ),
+    Setting(
+        "adaptive_threads",
+        str,
+        "on",
+        "`on`: where --threads is not given, each decode step's thread count follows measured step costs and "
+        "idle cores, so a busy neighbour on the CPU does not stall every step; `off`: every step uses all the "
+        "threads",
+        flag="--adaptive-threads",
+        env="ALVEARE_ADAPTIVE_THREADS",
+        choices=("on", "off"),
+        label="adaptive threads",
+        more="; see docs/decisions/004-adaptive-threads.md",
+    ),
+    Setting(
+        "lazy_kv",
+        str,
+        "on",
+        "`on`: on a CPU, the KV cache's memory is committed as requests fill it, not all at load; `off`: "
+        "llama.cpp's own allocation, resident as configured (set a smaller --ctx to match)",
+        flag="--lazy-kv",
+        env="ALVEARE_LAZY_KV",
+        choices=("on", "off"),
+        label="lazy KV memory",
+        more="; see docs/decisions/002-lazy-kv-memory.md",
     ),
     Setting(
         "chat_template",
@@ -492,7 +465,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
 
 
 def readme_rows() -> list[str]:
-    """The README's configuration table, row by row (tests/unit/test_settings.py checks the README has them)."""
+    """docs/configuration.md's settings table, row by row (tests/unit/test_settings.py checks the page has it)."""
     rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
     for s in SETTINGS:
         flag = f"`{s.flag}`" if s.flag else ""
@@ -506,5 +479,5 @@ def readme_rows() -> list[str]:
 
 
 if __name__ == "__main__":
-    # `python -m appliance.core.settings` prints the README's configuration table.
+    # `python -m appliance.core.settings` prints the configuration table of docs/configuration.md.
     print("\n".join(readme_rows()))

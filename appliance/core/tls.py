@@ -118,7 +118,7 @@ def make_certificate(
 
 def make_certificate_apart(cert_path: Path, key_path: Path) -> str:
     """make_certificate in a child process: `cryptography` loaded into the server process would stay
-    there, about 9 MB, for as long as it serves. Returns the fingerprint."""
+    there for as long as it serves (docs/decisions/007-host-memory-costs.md). Returns the fingerprint."""
     import subprocess
     import sys
 
@@ -144,7 +144,7 @@ def _write_private(path: Path, data: bytes) -> None:
 def fingerprint(cert_path: Path) -> str:
     """SHA-256 of the certificate, as AA:BB:... (what browsers and `openssl x509 -fingerprint` show):
     of the first certificate's DER bytes, with the standard library, because every start prints it
-    and `cryptography` costs the server process about 9 MB of memory for good."""
+    and `cryptography` would stay in the server process's memory for good (docs/decisions/007-host-memory-costs.md)."""
     import hashlib
     import re
     import ssl

@@ -17,16 +17,27 @@ from appliance.engine.chat_render import chat_formatters, chat_template, turn_st
 from appliance.engine.chat_template import ChatTemplate, TemplateError
 from appliance.engine.grammars import json_schema_grammar
 from appliance.engine.native.kernels import KernelCache, KernelChoice, choose_kernels
-from appliance.engine.tuning.context_size import auto_context, memory_limit, slot_context
+from appliance.engine.tuning.context_size import context_choice, memory_limit, slot_context
 from appliance.engine.tuning.host_pages import HostPages
 from appliance.engine.tuning.idle_cpu import IdleCpu
 from appliance.engine.tuning.threads import ThreadPolicy
-from appliance.engine.types import EngineConfig, EngineStatus, Generation, GenerationRequest, Turn
+from appliance.engine.types import (
+    CpuStatus,
+    EngineConfig,
+    EngineStatus,
+    Generation,
+    GenerationRequest,
+    KvStatus,
+    ModelStatus,
+    TuningLine,
+    Turn,
+)
 
 if TYPE_CHECKING:
     from appliance.engine.native.llama import Context, Model
     from appliance.engine.scheduler import Scheduler
     from appliance.engine.tuning.solo_lane import SoloLane
+    from appliance.engine.tuning.threads import ThreadPolicy
 
 log = logging.getLogger("alveare.hive")
 
@@ -50,7 +61,7 @@ def embedded_model_path() -> str:
 
 def kv_layout(asked: str, n_ctx: int, slots: int, wanted: int) -> str:
     """The KV layout to build. Split streams are faster with many slots busy (attention reads a slot's
-    own cells, not every resident one: ~150 cells against ~1,300 with 8 clients here), but cap a request
+    own cells, not every resident one: docs/decisions/006-step-shape.md), but cap a request
     at n_ctx / slots; "auto" takes them only when that cap is no lower than the context a request is
     meant to have (`wanted`: the model's own, or what --ctx 0 gives a slot on a CPU)."""
     if asked != "auto":
@@ -58,21 +69,20 @@ def kv_layout(asked: str, n_ctx: int, slots: int, wanted: int) -> str:
     return "split" if wanted > 0 and n_ctx // slots >= wanted else "unified"
 
 
-# Most memory flash attention off may commit up front (see flash_attention): what the measured model
-# needs with 8 slots (180 MB), not the gigabyte a 7B model would, for a speed-up measured on the former.
+# Most memory flash attention off may commit up front (see flash_attention): enough for the model its
+# speed-up was measured on, with 8 slots, not for a 7B model's, where it was never measured
+# (docs/decisions/006-step-shape.md).
 FLASH_OFF_MAX_FLOOR = 256 << 20
 
 
 def flash_attention(asked: str, *, kv_cache: str, on_gpu: bool, v_floor: int = 0) -> str:
     """Flash attention for the context. "auto" is llama.cpp's choice (on for CUDA and the CPU) except
     on the CPU with split streams, where llama.cpp's CPU flash-attention path costs more the longer
-    the streams are. Measured on a 2-core Xeon (one step of 8 sequences, history H tokens each):
-    8 x 25 prompt rows at H=600 1,838 ms with it, 682 without; 8 x 1 rows 89.5 against 55.5 ms.
-    A unified cache is the other way round (898 against 1,682 ms), so it keeps llama.cpp's choice.
-    The price is memory: without flash attention llama.cpp stores V transposed, so the first cells of
-    every stream touch a page of every V row (slots x layers x V width x 4 KB, 180 MB for the embedded
-    model with 8 slots) where a lazily committed cache would hold only the cells in use. `v_floor` is
-    that memory; above FLASH_OFF_MAX_FLOOR (a bigger model) auto keeps llama.cpp's choice."""
+    the streams are; a unified cache is the other way round, so it keeps llama.cpp's choice
+    (docs/decisions/006-step-shape.md). The price is memory: without flash attention llama.cpp stores
+    V transposed, so the first cells of every stream touch a page of every V row (slots x layers x V
+    width x 4 KB) where a lazily committed cache would hold only the cells in use. `v_floor` is that
+    memory; above FLASH_OFF_MAX_FLOOR (a bigger model) auto keeps llama.cpp's choice."""
     if asked != "auto" or on_gpu or kv_cache != "split" or v_floor > FLASH_OFF_MAX_FLOOR:
         return asked
     return "off"
@@ -95,6 +105,12 @@ class HiveEngine:
         self._device = "cpu"
         self._kernels: KernelChoice | None = None
         self._lane: SoloLane | None = None
+        # The machine-tuning pieces' state for status(), set as the model loads.
+        self._idle = IdleCpu()
+        self._policy: ThreadPolicy | None = None
+        self._context_why = ""
+        self._kv_pages_why = ""
+        self._lane_why = ""
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -143,17 +159,24 @@ class HiveEngine:
         gpu = model.gpu_layers > 0
         self._device = f"gpu ({model.gpu_layers}/{model.n_layers} layers offloaded)" if gpu else "cpu"
         threads = cfg.threads or default_threads()
-        # An explicit --threads is kept; the default adapts to CPU contention (hive/threads.py).
-        policy = ThreadPolicy(threads, fixed=bool(cfg.threads), idle=IdleCpu().cores)
+        # An explicit --threads is kept; the default adapts to CPU contention (tuning/threads.py) unless
+        # --adaptive-threads off.
+        policy = ThreadPolicy(threads, fixed=bool(cfg.threads) or not cfg.adaptive_threads, idle=self._idle.cores)
+        self._policy = policy
         # A GPU holds the KV cache in its own memory, allocated up front (and pinned host memory must
         # not be touched), so only a CPU context gets the lazily committed cache (host_pages.py).
         kv_on_host = model.gpu_layers == 0
-        n_ctx = cfg.n_ctx or auto_context(
-            slots=cfg.slots,
-            n_ctx_train=model.n_ctx_train,
-            cell_bytes=model.kv_cell_bytes,
-            memory=memory_limit(),
-            gpu=not kv_on_host,
+        lazy_kv = kv_on_host and cfg.lazy_kv
+        n_ctx, self._context_why = (
+            (cfg.n_ctx, "set by --ctx")
+            if cfg.n_ctx
+            else context_choice(
+                slots=cfg.slots,
+                n_ctx_train=model.n_ctx_train,
+                cell_bytes=model.kv_cell_bytes,
+                memory=memory_limit(),
+                gpu=not kv_on_host,
+            )
         )
         # A request's room: the training context, or under --ctx 0 on a CPU what a slot is meant to hold.
         wanted = slot_context(model.n_ctx_train) if not cfg.n_ctx and kv_on_host else model.n_ctx_train
@@ -166,7 +189,7 @@ class HiveEngine:
         def context(m: Model, n_batch: int = cfg.n_batch) -> tuple[Context, HostPages | None]:
             """A context for `m` and, where its KV cache is committed as cells fill, the pages that do it."""
             pages = HostPages()
-            if kv_on_host:
+            if lazy_kv:
                 pages.snapshot()
             # The cache's pages are given back while llama.cpp zero-fills it, not only after: the whole
             # cache resident at once would be the process's peak (1.4 GB for the embedded model's default).
@@ -176,11 +199,21 @@ class HiveEngine:
                     m, n_ctx=n_ctx, n_seq=cfg.slots, n_batch=n_batch, threads=threads, flash=flash, unified=unified
                 ),
             )
-            return c, pages if kv_on_host and pages.release_zero_run(m.kv_cell_bytes * c.n_ctx) > 0 else None
+            return c, pages if lazy_kv and pages.release_zero_run(m.kv_cell_bytes * c.n_ctx) > 0 else None
 
         ctx, lazy = context(model)
         kv_bytes = model.kv_cell_bytes * ctx.n_ctx
+        if lazy:
+            self._kv_pages_why = f"a KV cache of {kv_bytes >> 20} MB, committed as requests fill cells"
+        elif not kv_on_host:
+            self._kv_pages_why = "off: the KV cache is in the GPU's memory, allocated up front"
+        elif not cfg.lazy_kv:
+            self._kv_pages_why = f"off: --lazy-kv off; the KV cache of {kv_bytes >> 20} MB is resident from the load"
+        else:
+            self._kv_pages_why = "off: no zero pages to give back here (not Linux, or a cache under 16 MB)"
         lane = self._solo_lane(model, ctx, context, cache_path) if cfg.solo_model_path and not gpu else None
+        if cfg.solo_model_path and gpu:
+            self._lane_why = "off: layers on the GPU, where the one-row steps were never measured"
         # Split, a request fits in its slot's own stream (n_ctx / slots cells).
         self._context_length = min(ctx.n_ctx_seq, model.n_ctx_train or ctx.n_ctx_seq)
         self._template, self._templates = template, formatters
@@ -195,7 +228,7 @@ class HiveEngine:
             context_length=self._context_length,
             threads=policy,
             prefill_chunk=min(cfg.prefill_chunk or cfg.n_batch, cfg.n_batch),
-            lane=lane,
+            target=lane,
         )
         scheduler.start()
         self._model, self._ctx, self._scheduler = model, ctx, scheduler
@@ -259,6 +292,7 @@ class HiveEngine:
             parts = load()
         except Exception as exc:
             log.warning("solo lane off: could not load %s beside the served model (%s)", path, exc)
+            self._lane_why = f"off: could not load {Path(path).name} beside the served model ({exc})"
             return None
         log.info("solo lane: %s decodes a request running alone (its one-row step is faster here)", Path(path).name)
         lane = SoloLane(ctx, parts, path, load)
@@ -373,16 +407,34 @@ class HiveEngine:
     def status(self) -> EngineStatus:
         m, s = self._model, self._scheduler
         gen_rate, prompt_rate = s.stats.rates() if s else (0.0, 0.0)
+        hits, lookups = (s.stats.hits, s.stats.lookups) if s else (0, 0)
+        kernels = self._kernels
         return EngineStatus(
             loaded=s is not None,
-            model=self.model_name,
-            model_path=self.config.model_path,
-            model_size_bytes=m.size_bytes if m else 0,
-            n_params=m.n_params if m else 0,
-            context_length=self._context_length,
-            n_ctx=self._ctx.n_ctx if self._ctx else self.config.n_ctx,
-            device=self._device,
-            gpu_layers=m.gpu_layers if m else 0,
+            load_error=self._load_error,
+            model=ModelStatus(
+                name=self.model_name,
+                file=self.config.model_path,
+                optimized_from=self.config.source_model_path or "",
+                solo_file=self._lane.path if self._lane and not self._lane.broken else "",
+                size_bytes=m.size_bytes if m else 0,
+                n_params=m.n_params if m else 0,
+                device=self._device,
+                gpu_layers=m.gpu_layers if m else 0,
+                chat_template=self._template.label if self._template else "",
+            ),
+            kv=KvStatus(
+                layout=self._kv_cache,
+                cells=self._ctx.n_ctx if self._ctx else self.config.n_ctx,
+                context_length=self._context_length,
+            ),
+            cpu=CpuStatus(
+                kernels=kernels.mode if kernels else "",
+                kernels_source=kernels.source if kernels else "",
+                kernels_reason=kernels.reason if kernels else "",
+                threads=s.threads.current if s else 0,
+            ),
+            tuning=self._tuning() if s else [],
             slots_total=self.config.slots,
             slots_busy=s.busy if s else 0,
             queue_depth=s.queued if s else 0,
@@ -390,19 +442,55 @@ class HiveEngine:
             tokens_per_second=round(gen_rate, 2),
             prompt_tokens_per_second=round(prompt_rate, 2),
             requests_served=s.stats.served if s else 0,
-            prefix_cache_hits=s.stats.hits if s else 0,
-            prefix_cache_lookups=s.stats.lookups if s else 0,
-            prefix_cache_tokens=s.stats.reused_tokens if s else 0,
+            prefix_cache_hits=hits,
+            prefix_cache_lookups=lookups,
+            prefix_cache_hit_rate=round(hits / lookups, 4) if lookups else 0.0,
+            prefix_cache_tokens_reused=s.stats.reused_tokens if s else 0,
             draft_tokens=s.stats.drafted if s else 0,
             draft_tokens_accepted=s.stats.draft_accepted if s else 0,
-            uptime_seconds=round(time.monotonic() - self._started, 1),
-            load_error=self._load_error,
-            cpu_kernels=self._kernels.mode if self._kernels else "",
-            cpu_kernels_source=self._kernels.source if self._kernels else "",
-            cpu_kernels_reason=self._kernels.reason if self._kernels else "",
-            threads=s.threads.current if s else 0,
-            kv_cache=self._kv_cache,
-            source_model_path=self.config.source_model_path or "",
-            solo_model_path=self._lane.path if self._lane and not self._lane.broken else "",
-            chat_template=self._template.label if self._template else "",
         )
+
+    def _tuning(self) -> list[TuningLine]:
+        """One line per machine-tuning piece (engine/tuning/, and serve's choice of file), once loaded:
+        whether it is on, the serve flag that switches it ("" where none does) and its state now."""
+        cfg, policy, lane = self.config, self._policy, self._lane
+        assert policy is not None
+        adapts = policy.adapts
+        if cfg.threads:
+            threads_state = f"off: --threads {cfg.threads} fixes the count"
+        elif not cfg.adaptive_threads:
+            threads_state = f"off: --adaptive-threads off; every step uses {policy.most} threads"
+        else:
+            threads_state = policy.state()
+        if lane is not None:
+            lane_state = lane.state()
+        else:
+            lane_state = self._lane_why or "off: no file to decode on (see --solo-model)"
+        source = cfg.source_model_path
+        served = Path(cfg.model_path).name
+        copy_state = f"serving {served}, the copy of {Path(source).name}" if source else f"serving {served} itself"
+        if cfg.served_because:
+            copy_state += f": {cfg.served_because}"
+        cells = self._ctx.n_ctx if self._ctx else 0
+        return [
+            TuningLine(name="threads", on=adapts, setting="--adaptive-threads", state=threads_state),
+            TuningLine(
+                name="idle_cpu",
+                on=adapts and self._idle.readable,
+                setting="--adaptive-threads",
+                state=self._idle.state() if adapts else "off: the thread count does not adapt",
+            ),
+            TuningLine(
+                name="context_size", on=not cfg.n_ctx, setting="--ctx", state=f"{cells} cells, {self._context_why}"
+            ),
+            TuningLine(
+                name="host_pages",
+                on=not self._kv_pages_why.startswith("off"),
+                setting="--lazy-kv",
+                state=self._kv_pages_why,
+            ),
+            TuningLine(
+                name="solo_lane", on=lane is not None and not lane.broken, setting="--solo-model", state=lane_state
+            ),
+            TuningLine(name="optimized_copy", on=bool(source), setting="--optimized-model", state=copy_state),
+        ]

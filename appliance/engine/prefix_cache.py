@@ -5,7 +5,7 @@ restores its whole history (prompt and answer) rather than prefilling it again.
 
 Why host memory rather than extra resident sequences: every cell in the KV cache costs every later
 decode step some attention work, so dozens of resident preambles slowed every token down, while a
-saved one costs nothing until it is restored (about 1 ms for 250 tokens of the embedded model).
+saved one costs nothing until it is restored, a memory copy (docs/decisions/007-host-memory-costs.md).
 
 A preamble is saved from the slot that prefills it, at the step where that slot's sequence holds
 exactly the preamble (the scheduler ends a prefill chunk there). So no sequence is ever copied
@@ -35,9 +35,8 @@ if TYPE_CHECKING:
 # Preambles shorter than this are not worth a cache entry.
 MIN_CACHE = 16
 # Conversations kept while none is claimed: none. Saving every one-off request's history costs a
-# copy of its cells (on a GPU, 17-20% of busy time at 8 clients: one copy to host memory per request)
-# and host memory (after 48 one-off requests on 8 slots the embedded model's cache held ~110 MB of
-# histories, none ever restored; keeping the newest 4 still held ~40 MB). So until a chat's next turn
+# copy of its cells per request (from GPU memory on a GPU) and host memory for histories that
+# one-off traffic never restores (docs/decisions/007-host-memory-costs.md). So until a chat's next turn
 # claims its conversation, kept, resident or remembered (a digest of a cut conversation's tokens is
 # kept, like an ARC cache's ghost entries), conversations are remembered by that digest only; a claim lifts the
 # limit to `entries` until as many conversations in a row go unclaimed. The price: the first chats

@@ -45,8 +45,8 @@ class PromptReuse:
         # other idle slots' chats resident for their next turns, at no cost to anyone's steps.
         # Otherwise the best match, cut short (its history saved below): unified, every resident
         # cell costs every slot's steps some attention work; split with one-off requests, an empty
-        # slot's stream would commit memory (a page of every V row without flash attention, 23 MB
-        # for the embedded model) to keep histories nobody asks for again.
+        # slot's stream would commit memory (a page of every V row without flash attention:
+        # docs/decisions/007-host-memory-costs.md) to keep histories nobody asks for again.
         cut = {s.seq: len(s.kv) - own[s.seq] for s in free}  # history a slot would lose
         keep_chats = not self.ctx.unified and self.prefixes.chats_come_back
         intact = [s for s in free if cut[s.seq] < MIN_CACHE] if keep_chats else []

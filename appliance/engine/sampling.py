@@ -70,8 +70,9 @@ class Sampler:
     """A per-request sampler: logit bias, penalties, then greedy or top-k/top-p/min-p/temperature;
     and a grammar, checked the way llama.cpp's common sampler does it: the chain picks a token from
     the raw candidates, and only if the grammar rejects it is the grammar applied to the whole
-    vocabulary and the pick made again. Applying a grammar to 49k candidates costs 20-30 ms here, a
-    check of one token almost nothing, and most picks pass."""
+    vocabulary and the pick made again. Applying a grammar to the whole vocabulary costs more than a
+    one-token decode step, a check of one token almost nothing, and most picks pass
+    (docs/decisions/006-step-shape.md)."""
 
     def __init__(
         self,
@@ -123,9 +124,9 @@ class Sampler:
         self.bias_ids = np.array([t for t, _ in biased], dtype=np.int64)
         self.bias = np.array([-math.inf if b <= -100 else b for _, b in biased], dtype=np.float32)
         self.bias_set = frozenset(t for t, _ in biased)
-        # Greedy with nothing but a logit bias in the chain: an argmax over the logits row in place
-        # (about 10 us), where llama_sampler_sample first copies the whole vocabulary into candidates
-        # (about 60 us).
+        # Greedy with nothing but a logit bias in the chain: an argmax over the logits row in place,
+        # where llama_sampler_sample would first copy the whole vocabulary into candidates
+        # (docs/decisions/006-step-shape.md).
         self.n_vocab = model.n_vocab
         self.argmax_only = (
             self.greedy and not grammar and not (presence_penalty or frequency_penalty or repeat_penalty != 1.0)

@@ -24,14 +24,13 @@ from appliance.engine.native.llama import Batch, Context, Model, StepLogits, row
 from appliance.engine.prefix_cache import PrefixCache
 from appliance.engine.reuse import PromptReuse
 from appliance.engine.sampling import Sampler, request_sampler
+from appliance.engine.seams import DecodeTarget, LoneRequest, MainContext, ThreadChoice
 from appliance.engine.slots import Active, Slot
 from appliance.engine.speculative.drafting import StepCosts
 from appliance.engine.speculative.lookup import NgramIndex
 from appliance.engine.stats import Stats
 from appliance.engine.step_plan import choose_drafts, fill_batch, prompt_budget, take_prompt_chunks
 from appliance.engine.text import TextStream
-from appliance.engine.tuning.solo_lane import LANE_SEQ, SoloLane
-from appliance.engine.tuning.threads import ThreadPolicy
 from appliance.engine.types import Chunk, Finished, Generation, GenerationRequest, TokenInfo, deliver
 
 log = logging.getLogger("alveare.hive")
@@ -48,14 +47,14 @@ class Scheduler:
         cache_bytes: int,
         queue_size: int,
         context_length: int,
-        threads: ThreadPolicy,
+        threads: ThreadChoice,
         prefill_chunk: int,
-        lane: SoloLane | None = None,
+        target: DecodeTarget | None = None,
     ) -> None:
         self.model = model
         self.ctx = ctx
-        # A second model for a request running alone, where its one-row step is faster (solo_lane.py).
-        self.lane = lane
+        # Where each step decodes: the main context, or one a tuning piece keeps beside it (seams.py).
+        self.target: DecodeTarget = target or MainContext()
         self.slots = [Slot(seq=i) for i in range(slots)]
         self.queue_size = queue_size
         self.context_length = context_length
@@ -98,8 +97,8 @@ class Scheduler:
         self._thread.join(timeout=30)
         self.batch.close()
         log.info("hive profile: %s", self.stats.profile.summary())
-        if self.lane is not None:
-            log.info("solo lane: %s", self.lane.stats.summary())
+        if summary := self.target.summary():
+            log.info("%s", summary)
 
     @property
     def busy(self) -> int:
@@ -123,13 +122,12 @@ class Scheduler:
                 self._admit()
                 self._reap()
                 if any(s.active for s in self.slots):
-                    self._follow_lane()
+                    self._follow_target()
                     prefill = any(s.active is not None and s.active.prefilling for s in self.slots)
                     n = self.threads.choose(prefill)
                     if n != self._threads_now:
                         self.ctx.set_threads(n)
-                        if self.lane is not None:
-                            self.lane.set_threads(n)
+                        self.target.set_threads(n)
                         self._threads_now = n
                     size = self._step()
                     self._flush()
@@ -144,8 +142,7 @@ class Scheduler:
                         self._cond.wait(timeout=0.05)
             except Exception:
                 log.exception("engine step failed; failing the requests in flight")
-                if self.lane is not None:
-                    self.lane.drop()  # every cell is cleared below: nothing to move back
+                self.target.drop()  # every cell is cleared below: nothing to move back
                 for slot in self.slots:
                     if slot.active:
                         self._finish(slot, "error", error="engine step failed")
@@ -171,22 +168,16 @@ class Scheduler:
             deliver(self._outbox)
             self._outbox = []
 
-    def _follow_lane(self) -> None:
-        """Move the one request running alone into the solo lane, or the lane's request back."""
-        if self.lane is None:
-            return
+    def _follow_target(self) -> None:
+        """Tell the decode target about the request running alone, if one is (lone_request)."""
         with self._cond:
             waiting = len(self._waiting)
-        self.lane.follow(self.slots, waiting)
+        running = sum(1 for s in self.slots if s.active is not None)
+        self.target.follow(lone_request(self.slots, waiting), busy=bool(waiting) or running > 1)
 
     def _step_ctx(self) -> Context:
-        """The context this step decodes on: the lane's while it holds the request, else the main one."""
-        return self.lane.ctx_for_step() if self.lane is not None else self.ctx
-
-    def _leave_lane(self) -> None:
-        """Before anything but the lane's own steps touches the main context: its cells back there."""
-        if self.lane is not None:
-            self.lane.leave()
+        """The context this step decodes on: the target's, else the main one."""
+        return self.target.ctx_for_step() or self.ctx
 
     def _reserved(self) -> int:
         return sum(s.active.reserved for s in self.slots if s.active)
@@ -217,12 +208,12 @@ class Scheduler:
             self._place(req, gens, free)
 
     def _place(self, req: GenerationRequest, gens: list[Generation], free: list[Slot]) -> None:
-        self._leave_lane()  # the prefix search reads every slot's cells
+        self.target.leave()  # the prefix search reads every slot's cells
         running = [s.active for s in self.slots if s.active is not None]
         for other in running:
             other.alone = False
-        if running and self.lane is not None:
-            self.lane.release_memory()
+        if running:
+            self.target.release_memory()
         prompt = req.prompt_tokens
         save_at = self.reuse.save_point(prompt, req.cache_prefix)
         dest, reuse = self.reuse.start(prompt, free, save_at)
@@ -288,7 +279,6 @@ class Scheduler:
         """One llama_decode over every active slot; returns the batch size if it decoded no prompt, else 0."""
         batch = self.batch
         batch.clear()
-        lane_slot = self.lane.holding if self.lane is not None else None
         ctx = self._step_ctx()
         generating = [s for s in self._admitted_order if s.active is not None and not s.active.prefilling]
         drafts = choose_drafts(generating, self.step_costs, batch.capacity, self.context_length)
@@ -297,7 +287,7 @@ class Scheduler:
         budget = prompt_budget(batch.capacity, decoding, self.prefill_chunk)
         chunks = take_prompt_chunks(self._admitted_order, budget)
         prefilling = [s for s in self._admitted_order if s.seq in chunks]
-        plan = fill_batch(batch, [*generating, *prefilling], drafts, chunks, lane_slot)
+        plan = fill_batch(batch, [*generating, *prefilling], drafts, chunks, self.target.seq_of)
         generated, prompt_tokens = plan.generated, plan.prompt_tokens
         if not batch.n:
             return 0  # every active request is waiting for another's preamble (and none generates)
@@ -308,8 +298,8 @@ class Scheduler:
             rc = ctx.decode(batch)
         t1 = time.perf_counter()
         self._decode_s = t1 - t0
-        if lane_slot is not None and self.lane is not None:
-            self.lane.stats.steps += 1
+        if ctx is not self.ctx:
+            self.target.stepped()
         profile.decode_s += t1 - t0
         profile.steps += 1
         profile.generated += generated
@@ -318,7 +308,7 @@ class Scheduler:
             row = profile.by_size.setdefault(batch.n, [0, 0.0, 0.0])
             row[0] += 1
             row[1] += t1 - t0
-            if lane_slot is None:  # the draft policy weighs the main model's steps against each other
+            if ctx is self.ctx:  # the draft policy weighs the main model's steps against each other
                 self.step_costs.observe(batch.n, t1 - t0)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
@@ -354,7 +344,7 @@ class Scheduler:
                 self.stats.draft_accepted += accepted
                 a.acceptance.record(len(draft), accepted)
                 # Drop the cells of wrong guesses.
-                ctx.seq_rm(LANE_SEQ if slot is lane_slot else slot.seq, len(slot.kv), -1)
+                ctx.seq_rm(self.target.seq_of(slot.seq), len(slot.kv), -1)
         profile.sample_s += time.perf_counter() - t2
         return 0 if prompt_tokens else batch.n
 
@@ -414,8 +404,7 @@ class Scheduler:
     def _finish(self, slot: Slot, reason: str, error: str | None = None) -> None:
         a = slot.active
         assert a is not None
-        if self.lane is not None and self.lane.holding is slot:
-            self.lane.leave()  # the slot keeps its whole history in the main context, as every slot does
+        self.target.let_go(slot.seq)  # the slot keeps its whole history in the main context, as every slot does
         for child_slot, child in a.children:  # siblings still waiting for this prompt end with it
             if child_slot.active is child:
                 self._finish(child_slot, reason, error)
@@ -453,3 +442,20 @@ class Scheduler:
                 slot.kv = []
                 freed = True
         return freed
+
+
+def lone_request(slots: list[Slot], waiting: int) -> LoneRequest | None:
+    """The request a decode target may take elsewhere: the only one running, admitted alone (no other
+    running since), past its prompt, with nothing queued, no sibling choices waiting for it and no
+    drafting (seams.LoneRequest)."""
+    if waiting:
+        return None
+    active = [s for s in slots if s.active is not None]
+    if len(active) != 1:
+        return None
+    slot = active[0]
+    a = slot.active
+    assert a is not None
+    if not a.alone or a.prefilling or a.children or a.fork_from is not None or a.lookup is not None:
+        return None
+    return LoneRequest(owner=a, seq=slot.seq, cells=len(slot.kv), tokens_left=a.request.max_tokens - a.completion)

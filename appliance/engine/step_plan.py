@@ -5,13 +5,12 @@ prefilling. The scheduler decodes the batch and samples the rows this plan names
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from appliance.engine.native.llama import Batch
 from appliance.engine.slots import Slot
 from appliance.engine.speculative.drafting import StepCosts, choose
-from appliance.engine.tuning.solo_lane import LANE_SEQ
 
 # Most draft tokens a request's lookup proposes per step; the draft policy decides how many are used.
 MAX_DRAFT = 8
@@ -50,11 +49,10 @@ def prompt_budget(capacity: int, decoding: int, prefill_chunk: int) -> int:
     """Rows a step gives prompt chunks: what decoding leaves of the batch, up to prefill_chunk.
 
     A small chunk gives the first requests of a burst their first token steps before the last; the
-    whole batch (the default) keeps a burst in lockstep. Measured on a 2-core AMD EPYC (HTTP, 8
-    clients, 24 cold prompts, alternated): 128 rows halved time to first token p50 (3.7-4.3 -> 1.8-2.3
-    s) but cost ~10% of tokens/s and raised p95 latency ~50%, as requests that start early come back
-    sooner and their prompts slow the others' decode steps. Prompts keep at least a quarter of the
-    chunk however many rows decode (and a row at least)."""
+    whole batch (the default) keeps a burst in lockstep, since a smaller chunk trades tokens/s and p95
+    latency for the first requests' time to first token: those that start early come back sooner and
+    their prompts slow the others' decode steps (docs/decisions/006-step-shape.md). Prompts keep at
+    least a quarter of the chunk however many rows decode (and a row at least)."""
     return min(capacity - decoding, max(prefill_chunk - decoding, 1 + prefill_chunk // 4))
 
 
@@ -81,19 +79,20 @@ def fill_batch(
     slots: Sequence[Slot],
     drafts: dict[int, list[int]],
     chunks: dict[int, tuple[int, list[int]]],
-    lane_slot: Slot | None,
+    seq_of: Callable[[int], int],
 ) -> StepPlan:
     """Put the generating slots' tokens (`drafts` has an entry for each) and the prompt chunks into
-    `batch`, `slots` being every slot with either. The lane's slot decodes in the lane's sequence."""
+    `batch`, `slots` being every slot with either; a slot's rows go in sequence `seq_of(slot.seq)`
+    (the decode target's: seams.py)."""
     plan = StepPlan()
     # Rows go in sequence order: with a split KV cache llama.cpp puts only consecutive sequence
     # ids in one ubatch (one pass over the weights), so rows in arrival order cost a batch of 8
-    # several passes (measured here: 63.8 ms for 8 rows in arrival order, 44.6 ms sorted).
+    # several passes (docs/decisions/006-step-shape.md).
     for slot in sorted(slots, key=lambda s: s.seq):
         a = slot.active
         assert a is not None
         pos = len(slot.kv)
-        seq = LANE_SEQ if slot is lane_slot else slot.seq
+        seq = seq_of(slot.seq)
         if slot.seq in drafts:
             draft = drafts[slot.seq]
             first = batch.add(a.last, pos, seq, True)

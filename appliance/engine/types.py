@@ -5,9 +5,35 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import msgspec
+
+# The engine's status is reported in the hive status's own types, defined once in the SDK's module
+# (which the SDK decodes and the server sends): the engine fills them and serving sends them as they are.
+from alveare.types import CpuStatus, EngineStatus, KvStatus, ModelStatus, TuningLine
+
+__all__ = [
+    "Chunk",
+    "CpuStatus",
+    "Engine",
+    "EngineConfig",
+    "EngineStatus",
+    "Finished",
+    "Generation",
+    "GenerationRequest",
+    "KvStatus",
+    "ModelStatus",
+    "SamplingParams",
+    "StopRule",
+    "TokenInfo",
+    "TuningLine",
+    "Turn",
+    "deliver",
+]
+
+if TYPE_CHECKING:
+    from appliance.core.settings import Settings
 
 
 class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,12 +66,52 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     kernel_cache_path: str | None = None
     # The model file asked for, when model_path is the optimised copy of it (hive/optimize.py).
     source_model_path: str | None = None
+    # Why model_path is the file served (serve's rule in cli/model_file.py: the copy's verdict, or why
+    # the original is), for the status's optimized_copy line; "" where nobody said.
+    served_because: str = ""
     # A file with the served model's layers whose one-row step is faster on this CPU (the original of
     # an optimised copy): a request running alone decodes on it (hive/solo_lane.py). None: never.
     solo_model_path: str | None = None
     # "auto" (the GGUF's own, else a known family's where unambiguous: chat_template.py), a family's
     # name or a Jinja file.
     chat_template: str = "auto"
+    # Each decode step's thread count follows measured costs (tuning/threads.py); False: all threads.
+    adaptive_threads: bool = True
+    # A CPU context's KV cache committed as cells fill (tuning/host_pages.py); False: llama.cpp's own.
+    lazy_kv: bool = True
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        model_path: str,
+        source_model_path: str | None = None,
+        served_because: str = "",
+        solo_model_path: str | None = None,
+    ) -> EngineConfig:
+        """The engine as the settings describe it, loading `model_path` (the start plan's file)."""
+        return cls(
+            model_path=model_path,
+            source_model_path=source_model_path,
+            served_because=served_because,
+            solo_model_path=solo_model_path,
+            n_ctx=settings.n_ctx,
+            slots=settings.slots,
+            threads=settings.threads,
+            gpu=settings.gpu == "auto",
+            flash_attn=settings.flash_attn,
+            kv_cache=settings.kv_cache,
+            prefill_chunk=settings.prefill_chunk,
+            cpu_kernels=settings.cpu_kernels,
+            kernel_cache_path=str(settings.kernel_cache_path),
+            queue_size=settings.queue_size,
+            cache_bytes=settings.prefix_cache_mb * 1024 * 1024,
+            verbose=settings.verbose,
+            chat_template=settings.chat_template,
+            adaptive_threads=settings.adaptive_threads == "on",
+            lazy_kv=settings.lazy_kv == "on",
+        )
 
 
 class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -152,46 +218,6 @@ class Finished(msgspec.Struct, frozen=True):
     error: str | None = None
     # The generated token ids, for tests and tools that compare generations token by token.
     tokens: list[int] = []
-
-
-class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):
-    loaded: bool
-    model: str
-    model_path: str
-    model_size_bytes: int
-    n_params: int
-    context_length: int
-    n_ctx: int
-    device: str
-    gpu_layers: int
-    slots_total: int
-    slots_busy: int
-    queue_depth: int
-    queue_limit: int
-    tokens_per_second: float
-    prompt_tokens_per_second: float
-    requests_served: int
-    prefix_cache_hits: int
-    prefix_cache_lookups: int
-    prefix_cache_tokens: int
-    draft_tokens: int
-    draft_tokens_accepted: int
-    uptime_seconds: float
-    load_error: str | None = None
-    # "fast" or "safe" CPU kernels, how that was decided ("check", "cache", "setting", "gpu") and why;
-    # empty until the model is loaded.
-    cpu_kernels: str = ""
-    cpu_kernels_source: str = ""
-    cpu_kernels_reason: str = ""
-    # CPU threads the decode steps use now (fewer than the cores while another process takes one).
-    threads: int = 0
-    kv_cache: str = ""
-    # The model file asked for, when model_path is its optimised copy; else empty.
-    source_model_path: str = ""
-    # The file a request running alone decodes on (hive/solo_lane.py); empty when there is none.
-    solo_model_path: str = ""
-    # The chat template served with and why ("gguf (the model file's own)", "gemma (asked for)", ...).
-    chat_template: str = ""
 
 
 class Generation:

@@ -24,8 +24,9 @@ class Speed(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Gate(msgspec.Struct, frozen=True, kw_only=True):
-    """What a copy must show to be kept. Measured on the embedded SmolLM2-135M (Q4_1): the Q8_0 copy
-    costs +0.2% perplexity, the Q4_0 copy +17% (Q4_1 weights squeezed into a coarser 4-bit grid)."""
+    """What a copy must show to be kept: quality within a margin that a copy holding the weights almost
+    exactly passes and one rounding them onto a coarser grid fails, and speed that is faster overall
+    without being slower at any one measurement (docs/decisions/005-optimised-copy-gate.md)."""
 
     # Perplexity on the fixed text at most this much above the original's (0.05: +5%).
     max_perplexity_increase: float = 0.05
@@ -34,19 +35,16 @@ class Gate(msgspec.Struct, frozen=True, kw_only=True):
     # Speed-up over the original (geometric mean of prefill, 8-row and 1-row decode) to count as faster;
     # the 5% is there so that noise alone does not swap the model.
     min_speedup: float = 1.05
-    # And none of the three may fall below this share of the original's: on a 2-core Xeon with
-    # AVX-512 the issue measured Q8_0 at 1.9x the prefill but 0.76x the 1-row step of Q4_1, a 1.14x
-    # mean that would make every single-user answer slower. On the AMD EPYC here Q8_0's 1-row step
-    # measures 0.90-0.98x (level at one client over HTTP, the prefill making up for it), so the
-    # floor sits between the two rather than where noise could reject that copy. A Xeon of the
-    # issue's class, safe kernels, measured 0.81x and kept the copy: 1.30x at 8 clients over HTTP,
-    # 0.90-0.93x at one (README, Benchmarks, On an Intel Xeon).
+    # And none of the three may fall below this share of the original's: a mean can hide a slower
+    # 1-row step, which every single-user answer waits on. The floor sits below the copies that are
+    # level at one client over HTTP (their faster prefill making up for it), so noise does not reject
+    # them, and above those that would slow a single user down (docs/decisions/005-optimised-copy-gate.md).
     min_each: float = 0.80
     # The 1-row step's own floor where serve puts the original beside the copy (the solo lane,
     # --solo-model not off): a request that runs alone from its start then never decodes on the copy
     # (its one-row step under SOLO_BELOW the original's), so the copy's one-row step serves only a
-    # request left alone by others that finished first, and the Xeon's 0.76-0.83x copy, which
-    # wins every batched step, is kept. None: min_each.
+    # request left alone by others that finished first, and a copy that wins every batched step but
+    # loses the 1-row step is kept (docs/decisions/003-solo-lane.md). None: min_each.
     one_row_floor: float | None = None
 
 

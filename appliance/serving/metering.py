@@ -233,7 +233,9 @@ def _log_failed_write(future: Future) -> None:
 
 def _post_webhook(url: str, payload: dict) -> None:
     """Fire and forget, in its own thread: a failing webhook is logged, never raised."""
-    import httpx  # only where a webhook is set: its import costs the server about 9 MB (alveare/__init__.py)
+    # Only where a webhook is set: its import stays resident in the server for good (alveare/__init__.py;
+    # docs/decisions/007-host-memory-costs.md).
+    import httpx
 
     try:
         r = httpx.post(url, json=payload, timeout=WEBHOOK_TIMEOUT_S)

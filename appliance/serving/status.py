@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import msgspec
+
 from appliance import __version__
 from appliance.core import protocol as p
 from appliance.core.specialists import Specialists
@@ -29,48 +31,17 @@ class Status:
             version=__version__,
             uptime_seconds=self._uptime(),
             model_loaded=status.loaded,
-            model=status.model or None,
+            model=status.model.name or None,
         )
 
     def hive_status(self) -> p.HiveStatus:
-        s = self.engine.status()
+        # The engine reports in the wire's own types (alveare.types.EngineStatus): its fields go out
+        # as they are, beside the server's own.
         return p.HiveStatus(
+            **msgspec.structs.asdict(self.engine.status()),
             version=__version__,
             uptime_seconds=self._uptime(),
-            model=s.model,
-            model_size_bytes=s.model_size_bytes,
-            n_params=s.n_params,
-            device=s.device,
-            gpu_layers=s.gpu_layers,
-            context_length=s.context_length,
-            kv_cells=s.n_ctx,
-            slots_total=s.slots_total,
-            slots_busy=s.slots_busy,
-            queue_depth=s.queue_depth,
-            queue_limit=s.queue_limit,
-            tokens_per_second=s.tokens_per_second,
-            prompt_tokens_per_second=s.prompt_tokens_per_second,
-            requests_served=s.requests_served,
-            prefix_cache_hits=s.prefix_cache_hits,
-            prefix_cache_lookups=s.prefix_cache_lookups,
-            prefix_cache_hit_rate=round(s.prefix_cache_hits / s.prefix_cache_lookups, 4)
-            if s.prefix_cache_lookups
-            else 0.0,
-            prefix_cache_tokens_reused=s.prefix_cache_tokens,
-            draft_tokens=s.draft_tokens,
-            draft_tokens_accepted=s.draft_tokens_accepted,
             specialists=[sp.name for sp in self.specialists],
-            loaded=s.loaded,
-            load_error=s.load_error,
-            cpu_kernels=s.cpu_kernels,
-            cpu_kernels_source=s.cpu_kernels_source,
-            cpu_kernels_reason=s.cpu_kernels_reason,
-            threads=s.threads,
-            kv_cache=s.kv_cache,
-            model_file=s.model_path,
-            optimized_from=s.source_model_path,
-            solo_model_file=s.solo_model_path,
-            chat_template=s.chat_template,
             requests_per_minute=self.traffic.requests_per_minute(),
             errors_by_status=self.traffic.errors_by_status(),
             history=self.traffic.history(),
@@ -91,7 +62,9 @@ class Status:
                 "prompt tokens decoded per second, last minute",
                 s.prompt_tokens_per_second,
             ),
-            ("alveare_model_size_bytes", "size of the model weights", s.model_size_bytes),
+            ("alveare_model_size_bytes", "size of the model weights", s.model.size_bytes),
+            ("alveare_kv_cells", "cells of the KV cache", s.kv.cells),
+            ("alveare_cpu_threads", "CPU threads decode steps use now", s.cpu.threads),
             ("alveare_requests_per_minute", "metered API requests finished in the last minute", s.requests_per_minute),
         ]
         counters = [
@@ -110,4 +83,7 @@ class Status:
         name = "alveare_api_errors_total"
         lines += [f"# HELP {name} metered API requests that failed, by HTTP status", f"# TYPE {name} counter"]
         lines += [f'{name}{{status="{status}"}} {n}' for status, n in s.errors_by_status.items()]
+        name = "alveare_tuning_on"
+        lines += [f"# HELP {name} 1 where the machine-tuning piece is on", f"# TYPE {name} gauge"]
+        lines += [f'{name}{{piece="{line.name}"}} {int(line.on)}' for line in s.tuning]
         return "\n".join(lines) + "\n"

@@ -21,17 +21,48 @@ from appliance.store.records import BackupInfo
 
 
 def destination(path: str | Path) -> Path:
-    """Where a backup goes: `path`, or a time-stamped file in it when it is a folder. Never an existing file."""
-    if not str(path).strip():
+    """Where a backup goes: `path`, or a time-stamped file in it when it is a folder. Never an existing file.
+
+    A path ending in a separator names a folder even when it does not exist yet: it is made (owner-only,
+    with any missing parents), because `Path` drops the trailing slash and `DIR/` would otherwise become
+    a file named DIR. A file path whose folder is missing is refused: a typo there should not make folders.
+    """
+    text = str(path)
+    if not text.strip():
         raise InvalidRequest("Give the file (or folder) to write the backup to.", param="path")
     dest = Path(path).expanduser()
+    if text.endswith(("/", os.sep)) and not dest.is_dir():
+        make_folder(dest)
     if dest.is_dir():
         dest = dest / f"alveare-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.db"
     if dest.exists() or dest.is_symlink():
         raise Conflict(f"{dest} already exists; a backup never overwrites a file. Choose a new name.", param="path")
     if not dest.parent.is_dir():
-        raise NotFound(f"The folder {dest.parent} does not exist.", param="path")
+        raise NotFound(
+            f"The folder {dest.parent} does not exist. Create it first, or give a folder ending in / "
+            f"(such as {dest.parent}/), which the backup makes, for a time-stamped file.",
+            param="path",
+        )
     return dest
+
+
+def make_folder(folder: Path) -> None:
+    """Create `folder` and its missing parents, each owner-only (0700): the backup holds key hashes."""
+    missing: list[Path] = []
+    for p in (folder, *folder.parents):
+        if p.is_dir():
+            break
+        missing.append(p)
+    for p in reversed(missing):
+        try:
+            p.mkdir(mode=0o700)
+            # mkdir's mode passes through the umask; a backup folder is private whatever the umask.
+            p.chmod(0o700)
+        except FileExistsError:
+            if not p.is_dir():  # made by someone else meanwhile is fine; a file in the way is not
+                raise InvalidRequest(f"Could not make the folder {folder}: {p} is a file.", param="path") from None
+        except OSError as exc:
+            raise InvalidRequest(f"Could not make the folder {folder}: {exc.strerror or exc}.", param="path") from None
 
 
 def scratch_file(dest: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from typing import Any
 
 from sqlite_utils import Database
@@ -9,7 +10,7 @@ from sqlite_utils import Database
 from appliance.core import security
 from appliance.core.errors import Conflict, InvalidRequest, NotFound
 from appliance.store import clock
-from appliance.store.plans_accounts import PlansAndAccounts
+from appliance.store.plans_accounts import PlansAndAccounts, note_key_use
 from appliance.store.records import BillingPlan, CreatedKey, KeyInfo, Principal
 
 ADMIN_ACCOUNT = "admin"
@@ -87,6 +88,11 @@ class Keys(PlansAndAccounts):
         key_id = matches[0].id
         self._write(lambda db: db["api_keys"].update(key_id, {"revoked_at": clock.now_iso()}))
         return next(k for k in self.keys() if k.id == key_id)
+
+    def mark_key_used(self, key_id: int, at: str | None = None) -> Future[None]:
+        """Queue a key's last use (now, unless given); resolves once it is committed."""
+        when = at or clock.now_iso()
+        return self._writer.submit(lambda db: note_key_use(db, key_id, when))
 
     def has_admin_key(self) -> bool:
         with self._lock:

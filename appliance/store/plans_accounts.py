@@ -22,6 +22,17 @@ PLAN_FIELDS = (
 )
 
 
+# Here, under both keys and usage, which write it: a key is an account's, and its last use is set by either.
+def note_key_use(db: Database, key_id: int, at: str) -> None:
+    """Set a key's last use to `at`, never back: a slow request's record, or a request metered after
+    a later one was authenticated, must not make the key look unused since then. (The auth version's
+    triggers ignore last_used_at, so this never empties the server's key cache.)"""
+    db.execute(
+        "UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+        [at, key_id, at],
+    )
+
+
 class PlansAndAccounts(StoreBase):
     # plans -----------------------------------------------------------------
     def plans(self) -> list[BillingPlan]:

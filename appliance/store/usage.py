@@ -8,7 +8,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from appliance.store import clock
-from appliance.store.plans_accounts import PlansAndAccounts
+from appliance.store.plans_accounts import PlansAndAccounts, note_key_use
 from appliance.store.records import (
     AccountOverview,
     AlertEvent,
@@ -42,7 +42,7 @@ class Usage(PlansAndAccounts):
 
         def job(db: Database) -> None:
             db.execute(f"INSERT INTO usage ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
-            db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", [record.created_at, record.key_id])
+            note_key_use(db, record.key_id, record.created_at)
 
         return self._writer.submit(job)
 

@@ -241,8 +241,8 @@ class Alveare(Server):
             r = httpx.get(
                 self.base_url + "/v1/hive/status", headers={"Authorization": f"Bearer {self.key}"}, timeout=10
             )
-            return r.json().get("threads")
-        except (httpx.HTTPError, ValueError, AttributeError):
+            return r.json()["cpu"].get("threads")
+        except (httpx.HTTPError, ValueError, AttributeError, KeyError):
             return None
 
     def after_ready(self) -> None:

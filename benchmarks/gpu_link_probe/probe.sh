@@ -1,5 +1,5 @@
 #!/bin/bash
-# Why did the CUDA build's libggml-cuda.so export libstdc++ (benchmarks/results/gpu-h100.md)? Run
+# Why did the CUDA build's libggml-cuda.so export libstdc++ (benchmarks/results/2026-11-25-h100-gpu-first-run/gpu-h100.md)? Run
 # on a lent GPU machine from the checkout: links k.cu four ways (A default, B shared cudart, C with
 # NCCL, E -Wl,--exclude-libs,ALL) and reports which export libstdc++ (typeinfo _ZTISi), prints the
 # environment's compilers, then builds llama-cpp-python once with the first flag that stopped it

@@ -17,7 +17,7 @@ import pytest
 from live import LiveServer
 from test_errors import assert_envelope
 
-from appliance.cli.connections import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, MAX_WAITING
+from appliance.boot.connections import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, MAX_WAITING
 
 T = TypeVar("T")
 MSG = [{"role": "user", "content": "Hello"}]

@@ -26,16 +26,23 @@ def test_hive_status(server: LiveServer, api_key: str) -> None:
     r = httpx.get(server.base_url + "/hive/status", headers={"Authorization": f"Bearer {server.admin_key}"})
     assert r.status_code == 200, r.text
     s = r.json()
-    assert s["loaded"] and s["model"].startswith("SmolLM2") and s["device"] == "cpu"
+    model = s["model"]
+    assert s["loaded"] and model["name"].startswith("SmolLM2") and model["device"] == "cpu"
     # The quickstart's defaults: the optimised copy where the first start kept one on this CPU (in the
     # run's shared models dir), else the embedded model itself.
     embedded = embedded_model_path()
     copy = optimized_copy(embedded, server.data_dir / "models")
-    assert s["model_file"].endswith(".gguf") and s["model"] in s["model_file"]
+    assert model["file"].endswith(".gguf") and model["name"] in model["file"]
     if copy is not None:
-        assert (s["model_file"], s["optimized_from"]) == (copy.copy_path, embedded)
+        assert (model["file"], model["optimized_from"]) == (copy.copy_path, embedded)
     else:
-        assert (s["model_file"], s["optimized_from"]) == (embedded, "")
+        assert (model["file"], model["optimized_from"]) == (embedded, "")
+    assert s["kv"]["cells"] >= s["kv"]["context_length"] > 0 and s["cpu"]["threads"] >= 1
+    # One line per machine-tuning piece, each with the same fields.
+    tuning = {line["name"]: line for line in s["tuning"]}
+    assert list(tuning) == ["threads", "idle_cpu", "context_size", "host_pages", "solo_lane", "optimized_copy"]
+    assert all(set(line) == {"name", "on", "setting", "state"} and line["state"] for line in s["tuning"])
+    assert tuning["optimized_copy"]["on"] == (copy is not None) and tuning["context_size"]["on"]
     assert s["slots_total"] == 8 and 0 <= s["slots_busy"] <= 8 and s["queue_depth"] >= 0
     assert s["requests_served"] >= 1 and s["prefix_cache_lookups"] >= 1
     assert s["specialists"] == ["classify", "summarise", "extract", "qa", "chat", "code"]

@@ -46,8 +46,8 @@ def test_the_first_start_makes_the_copy_once_and_serves_what_it_kept(tmp_path: P
     assert "Traceback" not in log and answer.status_code == 200, log + answer.text
     original = embedded_model_path()
     real = str(Path(original).resolve())
-    loaded = str(Path(status["model_file"]).resolve())
-    assert status["model"] == Path(original).stem  # the copy, if served, keeps the original's name
+    loaded = str(Path(status["model"]["file"]).resolve())
+    assert status["model"]["name"] == Path(original).stem  # the copy, if served, keeps the original's name
     report = read_report(report_path(data / "models", source_of(original)))
     if BUSY in log:  # something else kept this CPU busy: nothing recorded, the original served
         assert STEP not in log and report is None and loaded == real
@@ -58,14 +58,14 @@ def test_the_first_start_makes_the_copy_once_and_serves_what_it_kept(tmp_path: P
     assert report is not None and [c.type for c in report.candidates] == ["q8_0"]
     assert "optimize: Done in " in log and report.verdict in log
     if report.kept:  # passed the gate and was faster here
-        assert loaded == report.copy_path and str(Path(status["optimized_from"]).resolve()) == real
+        assert loaded == report.copy_path and str(Path(status["model"]["optimized_from"]).resolve()) == real
     else:
-        assert loaded == real and not status.get("optimized_from")  # "" when the original is served
+        assert loaded == real and not status["model"]["optimized_from"]  # "" when the original is served
 
     # A second start: the report is there, so it loads at once (and the same file).
     again = start_and_stop(data)
     assert STEP not in again and BUSY not in again
-    assert f"model {Path(status['model_file']).name} loaded" in again
+    assert f"model {Path(status['model']['file']).name} loaded" in again
 
 
 def start_and_stop(data: Path) -> str:

@@ -77,8 +77,8 @@ def test_answers_end_at_the_turn_with_no_template_text(served: tuple[LiveServer,
 def test_status_names_the_template(served: tuple[LiveServer, openai.OpenAI]) -> None:
     live, _ = served
     status = httpx.get(live.base_url + "/hive/status", headers={"Authorization": f"Bearer {live.admin_key}"}).json()
-    assert status["chat_template"] == "chatml (asked for)"
-    assert status["context_length"] == 8192 and status["kv_cache"] == "split"  # not the 32k training context
+    assert status["model"]["chat_template"] == "chatml (asked for)"
+    assert status["kv"]["context_length"] == 8192 and status["kv"]["layout"] == "split"  # not the 32k training context
 
 
 @pytest.mark.parametrize("specialist", ["chat", "summarise", "qa", "code"])

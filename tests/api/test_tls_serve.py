@@ -206,7 +206,7 @@ def test_the_sdks_install_from_the_appliance_over_its_own_tls(
 
     cert = str(tls_server.ca_cert)
     # pip's --cert replaces its authorities (and requests lets CURL_CA_BUNDLE / REQUESTS_CA_BUNDLE override
-    # it): a bundle of the system's authorities and the appliance's certificate, as the README says.
+    # it): a bundle of the system's authorities and the appliance's certificate, as docs/sdks.md says.
     bundle = tmp_path / "bundle.pem"
     system = ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
     bundle.write_text(Path(system).read_text() + Path(cert).read_text())

@@ -141,10 +141,11 @@ def test_hives_status_for_a_user_and_an_admin(config: Path, server: LiveServer) 
     assert user.returncode == 0 and "Health" in user.stdout and "ok" in user.stdout and "admin key" in user.stdout
     admin = alveare("hives", "status", config=config, env={"ALVEARE_API_KEY": server.admin_key})
     assert admin.returncode == 0 and "Slots" in admin.stdout and "tokens/s" in admin.stdout
+    assert "KV cache" in admin.stdout and "Tuning      threads " in admin.stdout
     raw = json.loads(
         alveare("hives", "status", "--json", config=config, env={"ALVEARE_API_KEY": server.admin_key}).stdout
     )
-    assert raw["health"]["model_loaded"] and raw["hive"]["slots_total"] >= 1
+    assert raw["health"]["model_loaded"] and raw["hive"]["slots_total"] >= 1 and raw["hive"]["kv"]["cells"] > 0
 
 
 def test_auth_revoke_needs_an_admin_key(config: Path, server: LiveServer) -> None:

@@ -55,7 +55,7 @@ def test_the_certificate_is_made_in_a_child_so_the_server_never_loads_cryptograp
 
     script = (
         "import sys\n"
-        "from appliance.cli.init import initialize\n"
+        "from appliance.boot.init import initialize\n"
         "from appliance.core.settings import load_settings\n"
         f"done = initialize(load_settings({{'data_dir': {str(tmp_path / 'data')!r}}}, environ={{}}))\n"
         "print(done.made_cert, any(m.startswith('cryptography') for m in sys.modules))\n"

@@ -54,7 +54,7 @@ def chat(eng: HiveEngine, turns: list[tuple[str, str]]) -> list[int]:
 
 def history_cells(eng: HiveEngine, first_prompt: list[int], first: Finished) -> int:
     """The cells the first turn left for the second to reuse: split keeps the answer, unified the prompt."""
-    return len(first_prompt) + (len(first.tokens) if eng.status().kv_cache == "split" else 0)
+    return len(first_prompt) + (len(first.tokens) if eng.status().kv.layout == "split" else 0)
 
 
 def test_the_next_turn_prefills_only_the_new_question(one_slot: HiveEngine) -> None:
@@ -69,7 +69,7 @@ def test_the_next_turn_prefills_only_the_new_question(one_slot: HiveEngine) -> N
     _, second = generate(eng, second_prompt)
     reused = history_cells(eng, first_prompt, first)
     assert reused - SLACK <= second.cached_tokens <= reused
-    fresh = start(eng.status().kv_cache, slots=1)  # the same turn with nothing cached
+    fresh = start(eng.status().kv.layout, slots=1)  # the same turn with nothing cached
     try:
         _, cold = generate(fresh, second_prompt)
         assert cold.cached_tokens == 0

@@ -135,7 +135,8 @@ def test_the_end_of_turn_is_learnt_and_answers_stop(family: tuple[str, HiveEngin
     name, eng = family
     markers = FAMILIES[name][2]
     assert eng.chat_stops == markers, name
-    assert name in eng.status().chat_template or eng.status().chat_template == "gguf (the model file's own)"
+    label = eng.status().model.chat_template
+    assert name in label or label == "gguf (the model file's own)"
     prompt = eng.tokenize(eng.render_chat([("user", "Say hello in three words.")]))
     request = GenerationRequest(
         prompt_tokens=prompt, max_tokens=48, sampling=SamplingParams(temperature=0), stop=eng.chat_stops

@@ -84,7 +84,7 @@ def test_the_near_tie_reference_decodes_with_the_engines_kernels(engine: HiveEng
     # shows up every time.
     tokens = prompt(engine, "You are a helpful assistant.", "Name a colour.")
     status = engine.status()
-    where = {"fast_kernels": status.cpu_kernels == "fast", "gpu": status.gpu_layers > 0}
+    where = {"fast_kernels": status.cpu.kernels == "fast", "gpu": status.model.gpu_layers > 0}
     assert top_two_gap(engine.config.model_path, tokens, **where) >= 0.0
     _, alone = run(engine, generate(engine, tokens, max_tokens=6))
     drift = arrangement_drift(engine.config.model_path, tokens, alone.tokens, **where)
@@ -143,7 +143,7 @@ def test_prefix_hit_matches_miss(engine: HiveEngine) -> None:
     _, shared = run(engine, generate(engine, other))
     assert shared.cached_tokens >= len(engine.tokenize(engine.render_chat([("system", system)]))) - 4
     status = engine.status()
-    assert status.prefix_cache_hits >= 2 and status.prefix_cache_tokens > 0
+    assert status.prefix_cache_hits >= 2 and status.prefix_cache_tokens_reused > 0
 
 
 def test_a_prefix_copied_from_a_busy_slot_gives_the_same_answer(engine: HiveEngine) -> None:
@@ -437,7 +437,7 @@ def test_auto_flash_attention_is_off_only_for_split_streams_on_the_cpu(caplog) -
     with caplog.at_level("INFO", logger="alveare.hive"):
         loop.run_until_complete(eng.start())
     try:
-        assert eng.status().kv_cache == "split"
+        assert eng.status().kv.layout == "split"
         assert "flash attention off" in caplog.text
     finally:
         loop.run_until_complete(eng.stop())
@@ -459,7 +459,7 @@ def test_auto_kv_layout_splits_only_when_no_request_loses_context(n_ctx: int, la
     loop.run_until_complete(eng.start())
     try:
         status = eng.status()
-        assert (status.kv_cache, status.context_length) == (layout, per_request)
+        assert (status.kv.layout, status.kv.context_length) == (layout, per_request)
         tokens = eng.tokenize(eng.render_chat([("user", "Name a colour.")]))
         _, finished = loop.run_until_complete(generate(eng, tokens, max_tokens=4))
         assert finished.completion_tokens > 0
@@ -494,6 +494,23 @@ def test_kv_cells_is_what_llama_cpp_makes(n_ctx: int, n_seq: int, unified: bool)
         model.close()
 
 
+def test_with_lazy_kv_off_the_cache_is_resident_as_configured() -> None:
+    """--lazy-kv off: llama.cpp's own allocation, every cell resident from the load (the switch works)."""
+    loop = asyncio.new_event_loop()
+    before = resident_kb()
+    eng = HiveEngine(EngineConfig(model_path=embedded_model_path(), slots=4, n_ctx=4096, gpu=False, lazy_kv=False))
+    loop.run_until_complete(eng.start())
+    try:
+        assert eng.loaded, eng.status().load_error
+        model = eng._model
+        assert model is not None
+        kv_kb = model.kv_cell_bytes * eng.status().kv.cells // 1024
+        assert resident_kb() - before > kv_kb * 3 // 4, (before, resident_kb(), kv_kb)
+    finally:
+        loop.run_until_complete(eng.stop())
+        loop.close()
+
+
 def test_the_default_context_gives_each_slot_the_training_context_and_commits_memory_as_cells_fill() -> None:
     """`--ctx 0` (the default) on a CPU: every slot the model's whole context in its own stream, the
     KV cache's memory given back while llama.cpp zero-fills it, and taken again only as cells fill."""
@@ -513,11 +530,11 @@ def test_the_default_context_gives_each_slot_the_training_context_and_commits_me
         expected = auto_context(
             slots=8, n_ctx_train=model.n_ctx_train, cell_bytes=model.kv_cell_bytes, memory=memory_limit(), gpu=False
         )
-        assert status.n_ctx == expected
+        assert status.kv.cells == expected
         if expected != 8 * 8192:
             pytest.skip(f"this machine has too little free memory for the full default ({expected} cells)")
-        assert (status.kv_cache, status.context_length) == ("split", 8192)
-        kv_kb = model.kv_cell_bytes * status.n_ctx // 1024
+        assert (status.kv.layout, status.kv.context_length) == ("split", 8192)
+        kv_kb = model.kv_cell_bytes * status.kv.cells // 1024
         loaded = resident_kb()
         assert loaded - before < kv_kb // 4, (before, loaded, kv_kb)
         if peak_from_here:  # never resident all at once, not even while llama.cpp was filling it

@@ -16,16 +16,36 @@ import msgspec
 import pytest
 from live import start_server
 
+from appliance.boot import plan
+from appliance.boot.facts import gather, gpu_offload
 from appliance.cli import main
-from appliance.cli.model_file import optimize_first, served_model
-from appliance.core.settings import load_settings
+from appliance.core.settings import Settings, load_settings
 from appliance.engine.engine import embedded_model_path
 from appliance.models.gate import judge
 from appliance.models.optimize import optimize
 from appliance.models.report import Gate, Report, read_report, report_path, source_of, write_report
-from appliance.models.select import copy_state, optimized_copy
+from appliance.models.select import copy_state, measured_here, optimized_copy
 
 pytestmark = pytest.mark.slow
+
+
+def served_model(settings: Settings, model_path: str) -> str:
+    """The file serve's start plan loads for `model_path` with these settings."""
+    asked = msgspec.structs.replace(settings, model_path=model_path)
+    return plan.plan_startup(asked, gather(asked)).served_path
+
+
+def optimize_first(settings: Settings, model_path: str, embedded: str | None) -> bool:
+    """The plan's first-start rule, with `embedded` standing in for the embedded model's file."""
+    facts = plan.ModelFacts(
+        model_path=model_path,
+        embedded_path=embedded,
+        gpu_offload=gpu_offload(settings),
+        measured_here=measured_here(model_path, settings.models_path),
+        copy=None,
+    )
+    return plan.optimize_first(settings, facts)
+
 
 PROMPTS = ("What is the capital of France?", "Write one sentence about the sea.")
 # Only quality counts here: any speed passes, so the test never depends on this machine's timing.
@@ -133,8 +153,9 @@ def test_serve_loads_the_copy_while_the_original_is_unchanged(made, cpu_build) -
         health = httpx.get(server.url + "/health").json()
     finally:
         server.stop()
-    assert status["model_file"] == kept.copy_path and status["optimized_from"] == str(source)
-    assert status["model"] == health["model"] == source.stem  # clients see the same model name
+    model = status["model"]
+    assert model["file"] == kept.copy_path and model["optimized_from"] == str(source)
+    assert model["name"] == health["model"] == source.stem  # clients see the same model name
     lines = [line for line in server.log_text().splitlines() if "optimised q4_0 copy" in line]
     assert len(lines) == 1 and "--optimized-model off" in lines[0]
 
@@ -204,7 +225,7 @@ def test_the_first_start_optimises_in_a_child_and_gets_its_verdict(tmp_path, cap
     """serve's one-off step on the real embedded model (the full first-start run: Q8_0, the default
     gate): measured in a child process, whose memory never becomes the server's, and whose verdict,
     logged with serve's own `optimize:` lines, is the one its report records."""
-    from appliance.cli.model_file import optimize_embedded
+    from appliance.boot.first_start import optimize_embedded
 
     source = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
     shutil.copy2(embedded_model_path(), source)
@@ -217,7 +238,7 @@ def test_the_first_start_optimises_in_a_child_and_gets_its_verdict(tmp_path, cap
 
 
 def test_a_first_start_whose_child_fails_serves_the_original(tmp_path, capfd) -> None:
-    from appliance.cli.model_file import optimize_embedded
+    from appliance.boot.first_start import optimize_embedded
 
     settings = load_settings({"data_dir": str(tmp_path / "data"), "threads": 2}, environ={})
     assert optimize_embedded(settings, str(tmp_path / "missing.gguf"), idle=lambda: None) is None

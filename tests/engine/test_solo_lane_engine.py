@@ -19,8 +19,9 @@ from engine_loop import on_loop, start_engine, stop_engine
 from near_tie import assert_same_or_near_tie
 
 from appliance.engine.engine import HiveEngine, embedded_model_path
+from appliance.engine.seams import MainContext
 from appliance.engine.tuning.host_pages import file_ranges
-from appliance.engine.tuning.solo_lane import MIN_TOKENS_LEFT, UNLOAD_AFTER_S
+from appliance.engine.tuning.solo_lane import MIN_TOKENS_LEFT, UNLOAD_AFTER_S, SoloLane
 from appliance.engine.types import EngineConfig, Finished, GenerationRequest, SamplingParams
 
 GREEDY = SamplingParams(temperature=0.0)
@@ -67,9 +68,9 @@ def run(eng: HiveEngine, *requests: GenerationRequest) -> list[tuple[str, Finish
     return on_loop(eng, go())
 
 
-def stats(eng: HiveEngine):
-    assert eng._scheduler is not None and eng._scheduler.lane is not None
-    return eng._scheduler.lane
+def stats(eng: HiveEngine) -> SoloLane:
+    assert eng._scheduler is not None and isinstance(eng._scheduler.target, SoloLane)
+    return eng._scheduler.target
 
 
 def test_a_lone_request_decodes_in_the_lane_and_answers_as_the_main_context_does(
@@ -82,6 +83,8 @@ def test_a_lone_request_decodes_in_the_lane_and_answers_as_the_main_context_does
     assert stats(lane).stats.entries == before + 1
     assert stats(lane).holding is None  # back in the main context once finished
     assert moved.finish_reason == stayed.finish_reason
+    line = next(line for line in lane.status().tuning if line.name == "solo_lane")  # the hive status says so
+    assert line.on and "lone requests moved there" in line.state and lane.status().model.solo_file
     assert_same_or_near_tie(plain, tokens, stayed, moved)
 
 
@@ -165,9 +168,11 @@ def test_a_solo_model_that_cannot_load_leaves_the_copy_serving(tmp_path) -> None
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     eng = start(str(bad))
     try:
-        assert eng._scheduler is not None and eng._scheduler.lane is None
+        assert eng._scheduler is not None and isinstance(eng._scheduler.target, MainContext)
         [(_, done)] = run(eng, GenerationRequest(prompt_tokens=prompt(eng, "Hello?"), max_tokens=4, sampling=GREEDY))
         assert done.finish_reason in ("length", "stop") and done.completion_tokens > 0
+        line = next(line for line in eng.status().tuning if line.name == "solo_lane")
+        assert not line.on and line.state.startswith("off: could not load broken.gguf")
     finally:
         stop_engine(eng)
 

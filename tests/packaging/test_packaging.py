@@ -1,6 +1,6 @@
 """packaging/: the systemd unit (systemd-analyze verify), the shell scripts (shellcheck), the
 Containerfiles (hadolint, and the build options that make them safe on any host), and that the
-README's install section uses all of them. The images themselves are not built here (no
+install section of docs/operations.md uses all of them. The images themselves are not built here (no
 container daemon); these checks are static."""
 
 from __future__ import annotations
@@ -216,10 +216,10 @@ def test_llama_cpp_is_compiled_in_a_layer_before_the_code(kind: str) -> None:
     assert build < first_copy
 
 
-# ---------------------------------------------------------------- README
-def test_the_readme_install_section_uses_every_piece() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Install", 1)[1].split("\n## ", 1)[0]
+# ---------------------------------------------------------------- docs
+def test_the_docs_install_section_uses_every_piece() -> None:
+    page = (ROOT / "docs" / "operations.md").read_text()
+    section = page.split("## Install as a service", 1)[1].split("\n## ", 1)[0]
     for piece in ("packaging/install.sh", "packaging/alveare.service", "packaging/Containerfile", "Containerfile.cuda"):
         assert piece in section, piece
     assert "not built" in section  # said plainly: the images were not built in this repository's CI
@@ -232,7 +232,7 @@ def test_every_cuda_build_keeps_a_static_libstdcxx_private() -> None:
 
     flag = next(f for f in CUDA_CMAKE_ARGS.split() if f.startswith("-DCMAKE_SHARED_LINKER_FLAGS="))
     assert flag == LINKER
-    for path in (PACKAGING / "install.sh", CONTAINERFILES["cuda"], ROOT / "README.md", PACKAGING / "run.sh"):
+    for path in (PACKAGING / "install.sh", CONTAINERFILES["cuda"], ROOT / "docs" / "install.md", PACKAGING / "run.sh"):
         assert flag in path.read_text(), path.name
 
 
@@ -259,3 +259,44 @@ def test_run_sh_adds_the_linker_flag_to_a_cuda_build_only(given: str, built_with
         check=True,
     )
     assert out.stdout == built_with
+
+
+FAKE_PIP = """#!/bin/sh
+echo "Collecting numpy"
+echo "  Downloading numpy-2.0.whl (10 MB)"
+echo "  Building wheel for llama-cpp-python (pyproject.toml): started"
+echo "  Building wheel for llama-cpp-python (pyproject.toml): finished with status 'done'"
+echo "Installing collected packages: numpy, llama-cpp-python, alveare"
+echo "ERROR: pip's own error" >&2
+exit "${FAKE_RC:-0}"
+"""
+
+
+@pytest.mark.parametrize("rc", [0, 3])
+def test_run_sh_install_shows_pips_stages_and_keeps_its_exit_status(tmp_path: Path, rc: int) -> None:
+    # The first install compiles llama.cpp for minutes: run.sh says so up front and shows the stages.
+    text = (PACKAGING / "run.sh").read_text()
+    assert "compiles llama.cpp from source" in text
+    functions = re.search(r"^pip_stages\(\) \{\n.*?^pip_install\(\) \{\n.*?^\}\n", text, re.S | re.M)
+    assert functions, "run.sh has pip_stages and pip_install"
+    python = tmp_path / "bin" / "python"
+    python.parent.mkdir()
+    python.write_text(FAKE_PIP)
+    python.chmod(0o755)
+    script = f"set -euo pipefail\nVENV={tmp_path}\n{functions.group(0)}install_start=$(date +%s)\npip_install -e .\n"
+    out = subprocess.run(
+        ["bash", "-c", script],
+        env={"FAKE_RC": str(rc), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert out.returncode == rc
+    # Each stage line ends with the seconds since the install began (0 or 1 here, on a busy machine).
+    lines = [re.sub(r"\((\d+) s\)$", "(N s)", line) for line in out.stdout.splitlines()]
+    assert lines == [
+        "    Building wheel for llama-cpp-python (pyproject.toml): started (N s)",
+        "    Building wheel for llama-cpp-python (pyproject.toml): finished with status 'done' (N s)",
+        "    installing the packages (N s)",
+    ]
+    assert out.stderr == "ERROR: pip's own error\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from pilot_helpers import notifications, press, settle, table_rows, text_of
-from textual.widgets import DataTable, Input, Select, TextArea
+from textual.widgets import DataTable, Input, Select, Switch, TextArea
 
 from appliance.admin.local import LocalAdmin
 from tui.app import AlveareApp
@@ -170,14 +170,70 @@ async def test_bad_input_is_explained_in_the_form(admin: LocalAdmin) -> None:
     app = make_app(admin)
     async with app.run_test(size=SIZE) as pilot:
         await press(pilot, "2", "n")
-        # An existing name: the store refuses, the TUI says why.
-        app.screen.query_one("#field-name", Input).value = "acme"
+        form = app.screen
+        # An existing name: the store refuses, the form stays with the reason and what was typed.
+        form.query_one("#field-name", Input).value = "acme"
+        form.query_one("#field-plan", Select).value = "solo"
         await press(pilot, "ctrl+s")
-        assert any("acme" in m for m in notifications(app)), notifications(app)
+        assert app.screen is form and "acme" in text_of(app, "#form-error")
+        assert form.query_one("#field-name", Input).value == "acme"
+        assert form.query_one("#field-plan", Select).value == "solo"
         # An empty name never leaves the form.
-        await press(pilot, "n", "ctrl+s")
-        assert isinstance(app.screen, FormModal)
-        assert "must not be empty" in text_of(app, "#form-error")
+        form.query_one("#field-name", Input).value = ""
+        await press(pilot, "ctrl+s")
+        assert app.screen is form and "must not be empty" in text_of(app, "#form-error")
+        # Fixed, it saves and closes.
+        form.query_one("#field-name", Input).value = "acme-two"
+        await press(pilot, "ctrl+s")
+        assert not isinstance(app.screen, FormModal)
+        assert {o.account.name: o.account.plan for o in admin.accounts()} == {"acme": "starter", "acme-two": "solo"}
+
+
+async def test_a_refused_plan_limit_keeps_the_dialog_and_every_value(admin: LocalAdmin) -> None:
+    admin.create_account("acme", "starter")
+    before = next(p for p in admin.plans() if p.name == "starter")
+    app = make_app(admin)
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, "2", "e")
+        form = app.screen
+        assert isinstance(form, FormModal) and "starter" in form.form_title
+        typed = {"requests_per_minute": "-5", "requests_per_month": "150000", "monthly_price": "9.5"}
+        for name, value in typed.items():
+            form.query_one(f"#field-{name}", Input).value = value
+        form.query_one("#field-custom_prompts", Switch).value = True
+        await press(pilot, "ctrl+s")
+        # The store refuses the negative limit: the dialog stays, says why under the fields, marks
+        # and focuses the field, and keeps everything typed. Nothing was saved.
+        assert app.screen is form
+        assert "requests_per_minute" in text_of(app, "#form-error")
+        field = form.query_one("#field-requests_per_minute", Input)
+        assert field.has_class("invalid") and field.has_focus
+        assert {name: form.query_one(f"#field-{name}", Input).value for name in typed} == typed
+        assert form.query_one("#field-custom_prompts", Switch).value is True
+        assert next(p for p in admin.plans() if p.name == "starter") == before
+        assert not notifications(app)
+        # Fixed: saved, and the dialog closes.
+        field.value = "30"
+        await pilot.pause()
+        assert not field.has_class("invalid")  # being fixed: no longer marked
+        await press(pilot, "ctrl+s")
+        assert not isinstance(app.screen, FormModal)
+        starter = next(p for p in admin.plans() if p.name == "starter")
+        assert (starter.requests_per_minute, starter.requests_per_month, starter.custom_prompts) == (30, 150_000, True)
+        assert any("Saved the starter plan" in m for m in notifications(app))
+
+
+async def test_a_refused_dialog_can_still_be_cancelled(admin: LocalAdmin) -> None:
+    admin.create_account("acme", "starter")
+    app = make_app(admin)
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, "2", "c")
+        app.screen.query_one("#field-cap", Input).value = "-1"
+        await press(pilot, "ctrl+s")
+        assert isinstance(app.screen, FormModal) and "cannot be negative" in text_of(app, "#form-error")
+        await press(pilot, "escape")
+        assert not isinstance(app.screen, FormModal)
+        assert admin.accounts()[0].account.spending_cap is None
 
 
 async def test_edit_plan_limits(admin: LocalAdmin) -> None:
@@ -202,6 +258,8 @@ async def test_edit_plan_limits(admin: LocalAdmin) -> None:
         app.screen.query_one("#field-tokens_per_minute", Input).value = "lots"
         await press(pilot, "ctrl+s")
         assert "whole number" in text_of(app, "#form-error")
+        field = app.screen.query_one("#field-tokens_per_minute", Input)
+        assert field.has_class("invalid") and field.has_focus and field.value == "lots"
         await pilot.press("escape")
 
 
@@ -240,7 +298,9 @@ async def test_custom_prompt_refused_on_a_plan_without_them(admin: LocalAdmin) -
         await press(pilot, "e")
         app.screen.query_one("#field-prompt", TextArea).text = "Be brief."
         await press(pilot, "ctrl+s")
-        assert any("no custom system prompts" in m for m in notifications(app)), notifications(app)
+        assert isinstance(app.screen, FormModal)
+        assert "no custom system prompts" in text_of(app, "#form-error")
+        assert app.screen.query_one("#field-prompt", TextArea).text == "Be brief."
         assert admin.custom_prompts("tiny") == []
 
 
@@ -282,7 +342,9 @@ async def test_out_of_range_parameters_are_refused_with_a_message(admin: LocalAd
         await press(pilot, "4", "e")
         app.screen.query_one("#field-temperature", Input).value = "9"
         await press(pilot, "ctrl+s")
-        assert any("temperature" in m for m in notifications(app)), notifications(app)
+        assert isinstance(app.screen, FormModal) and "temperature" in text_of(app, "#form-error")
+        temperature = app.screen.query_one("#field-temperature", Input)
+        assert temperature.value == "9" and temperature.has_class("invalid")
         assert not any(p.overridden for p in admin.specialists())
 
 
@@ -382,17 +444,17 @@ async def test_choose_an_accounts_specialists(admin: LocalAdmin) -> None:
         assert acme.specialists == ["qa", "chat"]
         assert any("qa, chat" in n for n in notifications(app))
         assert "qa,chat" in [cell for row in table_rows(app, "#accounts-table") for cell in row]
-        # Over the plan's number, or an unknown name: a message, nothing changed.
+        # Over the plan's number, or an unknown name: a message in the dialog, nothing changed.
         await press(pilot, "s")
         app.screen.query_one("#field-specialists", Input).value = "qa,chat,code,classify"
         await press(pilot, "enter")
-        assert any("solo plan allows 3" in n for n in notifications(app))
-        await press(pilot, "s")
+        assert isinstance(app.screen, FormModal) and "solo plan allows 3" in text_of(app, "#form-error")
         app.screen.query_one("#field-specialists", Input).value = "poetry"
         await press(pilot, "enter")
-        assert any("poetry" in n for n in notifications(app))
+        assert isinstance(app.screen, FormModal) and "poetry" in text_of(app, "#form-error")
+        [acme] = [o.account for o in admin.accounts() if o.account.name == "acme"]
+        assert acme.specialists == ["qa", "chat"]
         # Empty goes back to the plan's default set.
-        await press(pilot, "s")
         app.screen.query_one("#field-specialists", Input).value = ""
         await press(pilot, "enter")
         [acme] = [o.account for o in admin.accounts() if o.account.name == "acme"]

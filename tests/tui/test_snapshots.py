@@ -10,10 +10,11 @@ from __future__ import annotations
 import msgspec
 import pytest
 from pilot_helpers import press, settle, text_of
+from textual.widgets import Input
 
 from appliance.admin.local import LocalAdmin
 from appliance.admin.ops import TryItEvent
-from appliance.core.protocol import HiveSample, HiveStatus
+from appliance.core.protocol import CpuStatus, HiveSample, HiveStatus, KvStatus, ModelStatus, TuningLine
 from tui.app import AlveareApp
 
 SMALL = (80, 24)
@@ -22,13 +23,33 @@ LARGE = (200, 50)
 STATUS = HiveStatus(
     version="0.1.0",
     uptime_seconds=3 * 3600 + 25 * 60 + 7,
-    model="SmolLM2-135M-Instruct.Q4_1",
-    model_size_bytes=96_600_000,
-    n_params=134_515_008,
-    device="cpu",
-    gpu_layers=0,
-    context_length=8192,
-    kv_cells=8192,
+    model=ModelStatus(
+        name="SmolLM2-135M-Instruct.Q4_1",
+        file="/m/SmolLM2-135M-Instruct.Q4_1.gguf",
+        optimized_from="",
+        solo_file="",
+        size_bytes=96_600_000,
+        n_params=134_515_008,
+        device="cpu",
+        gpu_layers=0,
+        chat_template="",
+    ),
+    kv=KvStatus(layout="split", cells=65_536, context_length=8192),
+    cpu=CpuStatus(
+        kernels="fast", kernels_source="check", kernels_reason="the fast CPU kernels decoded correctly", threads=2
+    ),
+    tuning=[
+        TuningLine(name="threads", on=True, setting="--adaptive-threads", state="2 of 2 threads"),
+        TuningLine(
+            name="idle_cpu", on=True, setting="--adaptive-threads", state="1.9 idle cores at the latest reading"
+        ),
+        TuningLine(name="context_size", on=True, setting="--ctx", state="65536 cells, 8 slots x 8192 cells"),
+        TuningLine(
+            name="host_pages", on=True, setting="--lazy-kv", state="a KV cache of 1440 MB, committed as cells fill"
+        ),
+        TuningLine(name="solo_lane", on=False, setting="--solo-model", state="off: no file to decode on"),
+        TuningLine(name="optimized_copy", on=False, setting="--optimized-model", state="serving the file itself"),
+    ],
     slots_total=8,
     slots_busy=3,
     queue_depth=2,
@@ -47,9 +68,6 @@ STATUS = HiveStatus(
     load_error=None,
     requests_per_minute=42,
     errors_by_status={"429": 17, "503": 2},
-    cpu_kernels="fast",
-    cpu_kernels_source="check",
-    cpu_kernels_reason="the fast CPU kernels decoded correctly",
     history=[
         HiveSample(
             t=1_700_000_000 + 10 * i, tokens=(i * 37) % 23 * 90 + 200, requests=(i * 7) % 9 + 1, errors=i % 5 == 0
@@ -100,6 +118,18 @@ def test_plan_form(snap_compare, seeded: LocalAdmin) -> None:
         await press(pilot, "2", "e")
 
     assert snap_compare(app_for(seeded), terminal_size=SMALL, run_before=edit)
+
+
+def test_plan_form_refused(snap_compare, seeded: LocalAdmin) -> None:
+    """A refused save: the dialog stays, the reason under the fields, the field it names marked."""
+
+    async def refuse(pilot) -> None:
+        await settle(pilot)
+        await press(pilot, "2", "e")
+        pilot.app.screen.query_one("#field-requests_per_minute", Input).value = "-5"
+        await press(pilot, "ctrl+s")
+
+    assert snap_compare(app_for(seeded), terminal_size=SMALL, run_before=refuse)
 
 
 def test_keys(snap_compare, seeded: LocalAdmin) -> None:
@@ -171,6 +201,7 @@ async def test_hive_names_the_optimised_copy_when_it_is_served(seeded: LocalAdmi
         view.show_status(STATUS)
         assert "optimised copy" not in text_of(app, "#hive-state")
         copy = "/data/models/SmolLM2-135M-Instruct.Q4_1-0123456789ab.q8_0.gguf"
-        view.show_status(msgspec.structs.replace(STATUS, model_file=copy, optimized_from="/m/SmolLM2.gguf"))
+        model = msgspec.structs.replace(STATUS.model, file=copy, optimized_from="/m/SmolLM2.gguf")
+        view.show_status(msgspec.structs.replace(STATUS, model=model))
         await settle(pilot)
         assert f"Serving the optimised copy {copy}" in text_of(app, "#hive-state")

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
-from appliance.engine.types import EngineStatus, Finished, Generation, GenerationRequest, Turn
+from appliance.engine.types import (
+    CpuStatus,
+    EngineStatus,
+    Finished,
+    Generation,
+    GenerationRequest,
+    KvStatus,
+    ModelStatus,
+    TuningLine,
+    Turn,
+)
 
 
 class FakeEngine:
@@ -76,14 +86,21 @@ class FakeEngine:
     def status(self) -> EngineStatus:
         return EngineStatus(
             loaded=self._loaded,
-            model="fake-model",
-            model_path="",
-            model_size_bytes=0,
-            n_params=0,
-            context_length=2048,
-            n_ctx=2048,
-            device="cpu",
-            gpu_layers=0,
+            load_error=self.load_error,
+            model=ModelStatus(
+                name="fake-model",
+                file="",
+                optimized_from="",
+                solo_file="",
+                size_bytes=0,
+                n_params=0,
+                device="cpu",
+                gpu_layers=0,
+                chat_template="",
+            ),
+            kv=KvStatus(layout="unified", cells=2048, context_length=2048),
+            cpu=CpuStatus(kernels="", kernels_source="", kernels_reason="", threads=1),
+            tuning=[TuningLine(name="threads", on=False, setting="--threads", state="1 thread")],
             slots_total=1,
             slots_busy=0,
             queue_depth=0,
@@ -93,11 +110,10 @@ class FakeEngine:
             requests_served=0,
             prefix_cache_hits=0,
             prefix_cache_lookups=0,
-            prefix_cache_tokens=0,
+            prefix_cache_hit_rate=0.0,
+            prefix_cache_tokens_reused=0,
             draft_tokens=0,
             draft_tokens_accepted=0,
-            uptime_seconds=0,
-            load_error=self.load_error,
         )
 
     async def start(self) -> None:

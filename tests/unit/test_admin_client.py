@@ -140,3 +140,14 @@ def test_tui_key_file(tmp_path) -> None:
         assert principal is not None and principal.admin and principal.account == "admin"
     finally:
         store.close()
+
+
+def test_backup_through_the_admin_api_makes_a_folder_named_with_a_slash(admin: AdminClient, tmp_path) -> None:
+    # The client names and writes the copy on its own machine, with the same rules as the data dir.
+    folder = tmp_path / "copies" / "today"
+    info = admin.backup(f"{folder}/")
+    assert info.integrity == "ok" and info.path.startswith(str(folder / "alveare-"))
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    with pytest.raises(errors.NotFound, match="give a folder ending in /"):
+        admin.backup(str(tmp_path / "missing" / "x.db"))
+    assert not (tmp_path / "missing").exists()

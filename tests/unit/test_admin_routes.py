@@ -185,3 +185,14 @@ def test_the_openapi_schema_still_builds(api) -> None:
     client, _ = api
     r = client.get("/schema/openapi.json")
     assert r.status_code == 200 and "/v1/admin/accounts" in r.json()["paths"]
+
+
+def test_every_authenticated_request_marks_its_keys_last_use(api) -> None:
+    # Not only inference: an admin key that only ever manages, or an app that lists models, shows as used.
+    client, user_key = api
+    assert client.get("/v1/admin/accounts").status_code == 200
+    assert client.get("/v1/models", headers={"Authorization": f"Bearer {user_key}"}).status_code == 200
+    client.app.state.store.flush().result()
+    keys = {k.account: k for k in client.app.state.store.keys(None)}
+    assert keys["admin"].last_used_at is not None and keys["acme"].last_used_at is not None
+    assert keys["acme"].requests == 0  # marked, not metered

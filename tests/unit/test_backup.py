@@ -99,13 +99,33 @@ def test_a_folder_gets_a_time_stamped_file(store: Store, tmp_path) -> None:
     assert [p.name for p in folder.iterdir()] == [info.path.rsplit("/", 1)[1]]
 
 
+def test_a_path_ending_in_a_slash_is_a_folder_made_private_with_its_parents(store: Store, tmp_path) -> None:
+    # Path() drops the trailing slash: once, `backup new/` wrote a file named "new".
+    folder = tmp_path / "new" / "deeper"
+    info = store.backup(f"{folder}/")
+    assert folder.is_dir() and info.path.startswith(str(folder / "alveare-")) and info.path.endswith(".db")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
+    # An existing folder, named with or without the slash, gets a time-stamped file too.
+    again = store.backup(f"{tmp_path / 'new'}/")
+    assert again.path.startswith(str(tmp_path / "new" / "alveare-"))
+
+
+def test_a_slash_path_through_a_file_is_refused(store: Store, tmp_path) -> None:
+    (tmp_path / "plain").write_text("mine")
+    with pytest.raises(InvalidRequest, match="is a file"):
+        store.backup(f"{tmp_path / 'plain' / 'sub'}/")
+    assert (tmp_path / "plain").read_text() == "mine"
+
+
 def test_refusals_are_clear_and_leave_nothing_behind(store: Store, tmp_path) -> None:
     (tmp_path / "taken.db").write_text("mine")
     with pytest.raises(Conflict, match="never overwrites"):
         store.backup(tmp_path / "taken.db")
     assert (tmp_path / "taken.db").read_text() == "mine"
-    with pytest.raises(NotFound, match="does not exist"):
+    with pytest.raises(NotFound, match=r"does not exist\. Create it first, or give a folder ending in /"):
         store.backup(tmp_path / "nowhere" / "x.db")
+    assert not (tmp_path / "nowhere").exists()
     with pytest.raises(InvalidRequest, match="Give the file"):
         store.backup(" ")
     locked = tmp_path / "locked"

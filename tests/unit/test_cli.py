@@ -58,6 +58,19 @@ def test_errors_are_one_line(tmp_path, capsys) -> None:
     assert code == 1 and "gold" in err
 
 
+def test_backup_to_a_new_folder_and_to_a_missing_folder(tmp_path, capsys) -> None:
+    d = str(tmp_path)
+    out_dir = tmp_path / "backups" / "daily"
+    code, out, err = run(capsys, "--data-dir", d, "admin", "backup", f"{out_dir}/")
+    assert code == 0 and err == "" and out_dir.is_dir()
+    assert [p.suffix for p in out_dir.iterdir()] == [".db"] and str(out_dir) in out
+    # No slash and no folder: one line that says how to get one, no traceback and nothing made.
+    code, out, err = run(capsys, "--data-dir", d, "admin", "backup", str(tmp_path / "nowhere" / "x.db"))
+    assert code == 1 and out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert "does not exist" in err and "give a folder ending in /" in err
+    assert not (tmp_path / "nowhere").exists()
+
+
 def test_env_data_dir(tmp_path, capsys, monkeypatch) -> None:
     Store(tmp_path / "env").close()
     monkeypatch.setenv("ALVEARE_DATA_DIR", str(tmp_path / "env"))

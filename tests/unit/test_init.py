@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from alveare.config import resolve, write_config_file
+from appliance.boot.init import initialize
+from appliance.boot.plan import plan_listen
 from appliance.cli import main
-from appliance.cli.init import initialize
-from appliance.cli.serve import listen_plan
 from appliance.core.errors import ConfigError
 from appliance.core.settings import load_settings
 from appliance.core.tls import is_loopback, make_certificate
@@ -34,7 +34,9 @@ def test_loopback_is_127_8_and_ip6_loopback_and_localhost(host: str, loopback: b
 
 def test_https_beyond_loopback_plain_http_on_it_or_when_asked(tmp_path: Path) -> None:
     def plan(**values: object):
-        return listen_plan(load_settings({"data_dir": str(tmp_path), "port": 9000, **values}, environ={}))
+        return plan_listen(
+            load_settings({"data_dir": str(tmp_path), "port": 9000, **values}, environ={}), socket.gethostname()
+        )
 
     local = plan()
     assert local.cert is None and local.base_url == "http://127.0.0.1:9000" and not local.insecure

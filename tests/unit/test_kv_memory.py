@@ -21,6 +21,7 @@ from appliance.engine.tuning.context_size import (
     FALLBACK_CTX,
     MEMORY_SHARE,
     auto_context,
+    context_choice,
     memory_limit,
     slot_context,
 )
@@ -61,6 +62,15 @@ def test_the_fallback_on_a_gpu_or_when_a_figure_is_unknown(
 ) -> None:
     got = auto_context(slots=8, n_ctx_train=n_ctx_train, cell_bytes=cell_bytes, memory=memory, gpu=gpu)
     assert got == FALLBACK_CTX
+
+
+def test_the_context_choice_says_why() -> None:
+    """The hive status's context_size line: the same cells as auto_context, and the rule that gave them."""
+    cells, why = context_choice(slots=8, n_ctx_train=8192, cell_bytes=CELL, memory=20 * GB, gpu=False)
+    assert cells == 65536 and why.startswith("8 slots x 8192 cells")
+    cells, why = context_choice(slots=8, n_ctx_train=131072, cell_bytes=131_072, memory=20 * GB, gpu=False)
+    assert cells == FALLBACK_CTX and "over a quarter of the free memory" in why
+    assert "GPU" in context_choice(slots=8, n_ctx_train=8192, cell_bytes=CELL, memory=20 * GB, gpu=True)[1]
 
 
 def test_free_memory_is_the_lower_of_the_machines_and_every_cgroup_limit_above_this_process(tmp_path: Path) -> None:

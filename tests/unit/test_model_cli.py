@@ -54,7 +54,7 @@ def test_a_first_start_on_a_busy_cpu_serves_the_original_and_records_nothing(tmp
     """serve's one-off optimising step measures speed: on a CPU another process keeps busy it would
     measure wrong (and a fixed thread count against a busy neighbour can take many minutes), so it
     waits for a later start rather than writing a verdict."""
-    from appliance.cli.model_file import optimize_embedded
+    from appliance.boot.first_start import optimize_embedded
     from appliance.core.settings import load_settings
 
     settings = load_settings({"data_dir": str(tmp_path), "threads": 2}, environ={})

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from appliance.core import protocol as p
@@ -94,3 +95,16 @@ def test_every_request_is_metered(serving) -> None:
     asyncio.run(run())
     assert s.status.traffic.requests_total == 3
     assert s.status.hive_status().history[-1].requests == 3
+
+
+def test_the_hive_status_is_the_engines_status_as_it_is_plus_the_servers_facts(serving) -> None:
+    """One status: the engine reports in the wire's own types, and serving renames and recomputes nothing."""
+    s, _ = serving
+    engine = s.status.engine.status()
+    hive = s.status.hive_status()
+    for field in msgspec.structs.fields(p.EngineStatus):
+        assert getattr(hive, field.name) == getattr(engine, field.name), field.name
+    assert hive.specialists and hive.version
+    wire = msgspec.json.decode(p.encode(hive))
+    assert set(wire["model"]) == {f.name for f in msgspec.structs.fields(p.ModelStatus)}
+    assert msgspec.json.decode(p.encode(hive), type=p.HiveStatus) == hive  # what the SDK decodes

@@ -10,8 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from appliance.cli import model_file
+from appliance.boot import plan
 from appliance.core.settings import Settings
+from appliance.engine.scheduler import lone_request
 from appliance.engine.slots import Active, Slot
 from appliance.engine.tuning.host_pages import file_ranges
 from appliance.engine.tuning.solo_lane import HISTORY_PER_TOKEN, MIN_TOKENS_LEFT, LaneParts, SoloLane, lane_candidate
@@ -24,39 +25,51 @@ def running(seq: int, *, alone: bool = True, prompt: int = 10, done: int = 10, c
     return Slot(seq=seq, kv=list(range(done + completion)), active=active)
 
 
+def candidate(slots: list[Slot], waiting: int, holding: Slot | None) -> Slot | None:
+    """The slot the lane takes now: the scheduler's lone request, if the lane's rule takes it."""
+    seq = lane_candidate(lone_request(slots, waiting), holding.seq if holding else None)
+    return next((s for s in slots if s.seq == seq), None) if seq is not None else None
+
+
+def follow(lane: SoloLane, slots: list[Slot], waiting: int) -> None:
+    """What the scheduler tells its decode target between steps."""
+    busy = bool(waiting) or sum(1 for s in slots if s.active is not None) > 1
+    lane.follow(lone_request(slots, waiting), busy)
+
+
 def test_only_a_request_running_alone_past_its_prompt_moves() -> None:
     lone = running(3)
     idle = [Slot(seq=i) for i in (0, 1, 2)]
-    assert lane_candidate([*idle, lone], 0, None) is lone
-    assert lane_candidate([*idle, lone], 1, None) is None  # one queued: it would leave at once
-    assert lane_candidate([running(0), lone], 0, None) is None  # two running
-    assert lane_candidate([running(3, prompt=10, done=4)], 0, None) is None  # still prefilling
-    assert lane_candidate([running(3, alone=False)], 0, None) is None  # admitted beside another
+    assert candidate([*idle, lone], 0, None) is lone
+    assert candidate([*idle, lone], 1, None) is None  # one queued: it would leave at once
+    assert candidate([running(0), lone], 0, None) is None  # two running
+    assert candidate([running(3, prompt=10, done=4)], 0, None) is None  # still prefilling
+    assert candidate([running(3, alone=False)], 0, None) is None  # admitted beside another
 
 
 def test_a_request_with_sibling_choices_or_drafts_stays() -> None:
     with_children = running(1)
     assert with_children.active is not None
     with_children.active.children = [(Slot(seq=2), with_children.active)]
-    assert lane_candidate([with_children], 0, None) is None
+    assert candidate([with_children], 0, None) is None
     drafting = running(1)
     assert drafting.active is not None
     drafting.active.lookup = object()  # type: ignore[assignment]
-    assert lane_candidate([drafting], 0, None) is None
+    assert candidate([drafting], 0, None) is None
 
 
 def test_a_last_few_tokens_are_not_worth_a_move_but_a_request_there_stays() -> None:
     nearly_done = running(5, completion=48 - MIN_TOKENS_LEFT + 1)
-    assert lane_candidate([nearly_done], 0, None) is None
-    assert lane_candidate([nearly_done], 0, nearly_done) is nearly_done
+    assert candidate([nearly_done], 0, None) is None
+    assert candidate([nearly_done], 0, nearly_done) is nearly_done
 
 
 def test_a_long_history_needs_more_tokens_to_go_for_its_move_to_pay() -> None:
     short = running(1, prompt=100, done=100, completion=38)  # 10 to go, 100 cells
-    assert lane_candidate([short], 0, None) is short
+    assert candidate([short], 0, None) is short
     long = running(1, prompt=2000, done=2000, completion=38)  # 10 to go, 2,038 cells
     assert 10 * HISTORY_PER_TOKEN < 2038
-    assert lane_candidate([long], 0, None) is None
+    assert candidate([long], 0, None) is None
 
 
 def test_file_ranges_reads_the_mappings_of_one_file() -> None:
@@ -100,14 +113,14 @@ def test_serve_loads_the_original_beside_a_copy_slower_at_one_row(
 ) -> None:
     settings = Settings(data_dir=str(tmp_path), solo_model=setting)
     copy = report(one_row) if copy_served else None
-    assert model_file.solo_model(settings, "/m/original.gguf", copy) == expected  # type: ignore[arg-type]
+    assert plan.solo_model(settings, "/m/original.gguf", copy)[0] == expected  # type: ignore[arg-type]
 
 
 def test_a_report_without_the_one_row_measurement_adds_no_solo_model(tmp_path) -> None:
     copy = report(0.81)
     copy.candidates[0].ratios.pop("decode_one")
     settings = Settings(data_dir=str(tmp_path))
-    assert model_file.solo_model(settings, "/m/original.gguf", copy) is None  # type: ignore[arg-type]
+    assert plan.solo_model(settings, "/m/original.gguf", copy)[0] is None  # type: ignore[arg-type]
 
 
 def test_model_show_names_the_solo_file_only_where_serve_loads_one(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
@@ -181,21 +194,23 @@ def test_a_busy_spell_unloads_the_lanes_model_and_a_lone_request_loads_it_again(
     lane, first, clock = fake_lane()
     lane.set_threads(1)
     busy = [running(0, alone=False), running(1, alone=False)]
-    lane.follow(busy, 0)
+    follow(lane, busy, 0)
     clock.now += 4.9
-    lane.follow(busy, 0)
+    follow(lane, busy, 0)
     assert lane.parts is first  # a short overlap keeps it
     clock.now += 0.1
-    lane.follow(busy, 0)
+    follow(lane, busy, 0)
     assert lane.parts is None and first.ctx.closed and lane.stats.unloads == 1
+    assert lane.state().startswith("original.gguf unloaded while busy; ")  # the hive status's solo_lane line
     lone = running(2)
-    lane.follow([lone], 0)  # the load starts; the request decodes on the copy meanwhile
-    assert lane.holding is None and lane.ctx_for_step() is lane.main
+    follow(lane, [lone], 0)  # the load starts; the request decodes on the copy meanwhile
+    assert lane.holding is None and lane.ctx_for_step() is None
     wait_for_load(lane)
-    lane.follow([lone], 0)
-    assert lane.holding is lone and lane.stats.loads == 1
+    follow(lane, [lone], 0)
+    assert lane.holding == lone.seq and lane.stats.loads == 1
+    assert lane.state().startswith("original.gguf decoding a request running alone; 1 lone requests moved there")
     assert lane.parts is not None and lane.parts.ctx.threads == 1  # the thread count in use now
-    lane.follow([lone, running(3, alone=False)], 0)  # another arrives: the first goes back
+    follow(lane, [lone, running(3, alone=False)], 0)  # another arrives: the first goes back
     assert lane.holding is None
 
 
@@ -203,11 +218,11 @@ def test_lone_requests_between_overlaps_keep_the_lane_loaded() -> None:
     lane, first, clock = fake_lane()
     for _ in range(10):
         lone = running(0)
-        lane.follow([lone], 0)  # decodes there
+        follow(lane, [lone], 0)  # decodes there
         clock.now += 3.0
-        lane.follow([lone, running(1, alone=False)], 0)  # overlapped by another
+        follow(lane, [lone, running(1, alone=False)], 0)  # overlapped by another
         clock.now += 3.0
-        lane.follow([running(0, alone=False), running(1, alone=False)], 0)
+        follow(lane, [running(0, alone=False), running(1, alone=False)], 0)
     assert lane.parts is first and lane.stats.unloads == 0
 
 
@@ -216,9 +231,9 @@ def test_bursts_whose_lone_moments_move_nothing_unload_it() -> None:
     to move (admitted beside the others, or still prefilling): the lane is unused, so it goes."""
     lane, first, clock = fake_lane()
     for _ in range(5):  # busy again at 0, 1.5, ... 6 s
-        lane.follow([running(0, alone=False), running(1, alone=False)], 0)
+        follow(lane, [running(0, alone=False), running(1, alone=False)], 0)
         clock.now += 1.0
-        lane.follow([running(0, alone=False)], 0)
+        follow(lane, [running(0, alone=False)], 0)
         clock.now += 0.5
     assert lane.parts is None and first.ctx.closed and lane.stats.unloads == 1
 
@@ -226,17 +241,17 @@ def test_bursts_whose_lone_moments_move_nothing_unload_it() -> None:
 def test_a_queued_request_counts_as_busy_and_a_held_one_keeps_the_lane() -> None:
     lane, _, clock = fake_lane()
     lone = running(0)
-    lane.follow([lone], 0)
-    assert lane.holding is lone
+    follow(lane, [lone], 0)
+    assert lane.holding == lone.seq
     clock.now += 10
-    lane._unload_if_unused([lone], 1)  # one waits: busy, but the lane still holds a request
+    lane._unload_if_unused(True)  # one waits: busy, but the lane still holds a request
     assert lane.parts is not None
-    lane.follow([lone], 1)  # it goes back to the main context
+    follow(lane, [lone], 1)  # it goes back to the main context
     clock.now += 4.9
-    lane.follow([lone], 1)
+    follow(lane, [lone], 1)
     assert lane.holding is None and lane.parts is not None
     clock.now += 0.1
-    lane.follow([lone], 1)
+    follow(lane, [lone], 1)
     assert lane.parts is None
 
 
@@ -249,15 +264,16 @@ def test_a_load_again_that_fails_leaves_the_copy_serving_every_step() -> None:
 
     lane, _, clock = fake_lane(fails)
     busy = [running(0, alone=False), running(1, alone=False)]
-    lane.follow(busy, 0)
+    follow(lane, busy, 0)
     clock.now += 5
-    lane.follow(busy, 0)
+    follow(lane, busy, 0)
     lone = running(2)
-    lane.follow([lone], 0)
+    follow(lane, [lone], 0)
     wait_for_load(lane)
-    lane.follow([lone], 0)
-    lane.follow([lone], 0)
+    follow(lane, [lone], 0)
+    follow(lane, [lone], 0)
     assert lane.broken and lane.parts is None and lane.holding is None and calls == [1]
+    assert lane.state() == "off: original.gguf could not be loaded again; the copy serves every step"
 
 
 def test_close_waits_for_a_load_and_closes_what_it_made() -> None:
@@ -270,9 +286,9 @@ def test_close_waits_for_a_load_and_closes_what_it_made() -> None:
 
     lane, first, clock = fake_lane(slow)
     busy = [running(0, alone=False), running(1, alone=False)]
-    lane.follow(busy, 0)
+    follow(lane, busy, 0)
     clock.now += 5
-    lane.follow(busy, 0)
-    lane.follow([running(2)], 0)
+    follow(lane, busy, 0)
+    follow(lane, [running(2)], 0)
     lane.close()
     assert first.ctx.closed and made and made[0].ctx.closed and lane.parts is None

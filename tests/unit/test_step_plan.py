@@ -5,14 +5,17 @@ and logits only where a token is sampled. The engine tests run the same plan on 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
+from types import SimpleNamespace
 
 import pytest
 
 from appliance.engine.native.llama import Batch
+from appliance.engine.seams import MainContext
 from appliance.engine.slots import Active, Slot
 from appliance.engine.speculative.drafting import StepCosts
 from appliance.engine.step_plan import choose_drafts, fill_batch, prompt_budget, take_prompt_chunks
-from appliance.engine.tuning.solo_lane import LANE_SEQ
+from appliance.engine.tuning.solo_lane import LANE_SEQ, SoloLane
 from appliance.engine.types import GenerationRequest
 
 
@@ -57,7 +60,7 @@ def test_rows_go_in_sequence_order_with_logits_where_a_token_is_sampled(batch: B
     prefilling = slot(3, prompt=5, done=0)
     drafts = {6: [11, 12], 0: []}
     chunks = take_prompt_chunks([prefilling], 64)
-    plan = fill_batch(batch, [*generating, prefilling], drafts, chunks, lane_slot=None)
+    plan = fill_batch(batch, [*generating, prefilling], drafts, chunks, MainContext().seq_of)
     seqs = [batch.raw.seq_id[i][0] for i in range(batch.n)]
     assert seqs == [0, 3, 3, 3, 3, 3, 6, 6, 6]
     assert [batch.raw.pos[i] for i in range(batch.n)] == [5, 0, 1, 2, 3, 4, 6, 7, 8]
@@ -69,7 +72,7 @@ def test_rows_go_in_sequence_order_with_logits_where_a_token_is_sampled(batch: B
 
 def test_the_lanes_slot_decodes_in_the_lanes_sequence(batch: Batch) -> None:
     lone = slot(4, prompt=4, done=4, completion=3)
-    fill_batch(batch, [lone], {4: []}, {}, lane_slot=lone)
+    fill_batch(batch, [lone], {4: []}, {}, partial(SoloLane.seq_of, SimpleNamespace(holding=lone.seq)))  # type: ignore[arg-type]
     assert batch.n == 1 and batch.raw.seq_id[0][0] == LANE_SEQ and batch.raw.pos[0] == 7
 
 

@@ -210,6 +210,17 @@ def test_idle_cores_come_from_the_allowed_cpus_counters(tmp_path, monkeypatch) -
     write(0, 0, 0)
     assert probe.cores() is None  # one reading is no rate yet
     write(ticks // 2, ticks, 10 * ticks)  # cpu2 is not ours: its idle time does not count
-    assert probe.cores() == 1.5
+    assert probe.cores() == 1.5 and probe.state() == "1.5 idle cores at the latest reading"
     stat.unlink()
-    assert probe.cores() is None
+    assert probe.cores() is None and not probe.readable and "not held back" in probe.state()
+
+
+def test_the_policy_states_its_count_and_the_costs_it_chose_by() -> None:
+    """The hive status's threads line: the count in use, and the running costs at the current batch size."""
+    assert ThreadPolicy(most=4, fixed=True).state() == "4 threads on every step (a fixed count)"
+    assert not ThreadPolicy(most=1).adapts and ThreadPolicy(most=2).adapts
+    policy = ThreadPolicy(most=2)
+    assert policy.state() == "2 of 2 threads (no step measured yet)"
+    policy.observe(2, 0.010, 1)
+    policy.observe(1, 0.020, 1)
+    assert policy.state() == "2 of 2 threads (a row of a 1-row step: 1 threads 20.0 ms, 2 threads 10.0 ms)"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from appliance.store import AccountOverview, BillingPlan
+from appliance.store import Account, AccountOverview, BillingPlan
 from tui.format import alert_text, first_line, human_count, money, number, plural, usage_bar, when
 from tui.screens.base import View, reset_table
 from tui.screens.modals import ConfirmModal, Field, FormModal
@@ -62,8 +65,8 @@ class AccountsView(View):
         self.reload()
 
     def reload(self) -> None:
-        self.call("accounts", self.alveare.period, done=self.show_accounts)
-        self.call("plans", done=self.show_plans)
+        self.alveare.accounts(self.alveare.period, done=self.show_accounts)
+        self.alveare.plans(done=self.show_plans)
 
     def show_accounts(self, overviews: list[AccountOverview]) -> None:
         self.overviews = overviews
@@ -145,7 +148,7 @@ class AccountsView(View):
             return None
         return self.overviews[min(table.cursor_row, len(self.overviews) - 1)]
 
-    def _created(self, account) -> None:
+    def _created(self, account: Account) -> None:
         self._select = account.name
         self._changed(f"Created account {account.name} on the {account.plan} plan.")
 
@@ -157,14 +160,10 @@ class AccountsView(View):
     def action_new_account(self) -> None:
         plans = [p.name for p in self.plans] or ["starter"]
 
-        def create(values: dict | None) -> None:
-            if values:
-                self.call(
-                    "create_account",
-                    values["name"],
-                    values["plan"],
-                    done=lambda a: self._created(a),
-                )
+        def create(values: dict[str, Any], form: FormModal) -> None:
+            self.alveare.create_account(
+                values["name"], values["plan"], done=form.closing(self._created), failed=form.failed
+            )
 
         self.app.push_screen(
             FormModal(
@@ -174,8 +173,8 @@ class AccountsView(View):
                     Field("plan", "Plan", "starter" if "starter" in plans else plans[0], kind="select", options=plans),
                 ],
                 submit="Create",
-            ),
-            create,
+                save=create,
+            )
         )
 
     def action_change_plan(self) -> None:
@@ -184,22 +183,24 @@ class AccountsView(View):
             return
         name = o.account.name
 
-        def change(values: dict | None) -> None:
-            if values and values["plan"] != o.account.plan:
-                self.call(
-                    "set_account_plan",
-                    name,
-                    values["plan"],
-                    done=lambda a: self._changed(f"Account {a.name} is now on the {a.plan} plan."),
-                )
+        def change(values: dict[str, Any], form: FormModal) -> None:
+            if values["plan"] == o.account.plan:
+                form.close()
+                return
+            self.alveare.set_account_plan(
+                name,
+                values["plan"],
+                done=form.closing(lambda a: self._changed(f"Account {a.name} is now on the {a.plan} plan.")),
+                failed=form.failed,
+            )
 
         self.app.push_screen(
             FormModal(
                 f"Change the plan of {name}",
                 [Field("plan", "Plan", o.account.plan, kind="select", options=[p.name for p in self.plans])],
                 submit="Change",
-            ),
-            change,
+                save=change,
+            )
         )
 
     def action_set_cap(self) -> None:
@@ -208,14 +209,12 @@ class AccountsView(View):
             return
         name = o.account.name
 
-        def set_cap(values: dict | None) -> None:
-            if values is None:
-                return
+        def set_cap(values: dict[str, Any], form: FormModal) -> None:
             cap = values["cap"]
             if cap is not None and cap < 0:
-                self.notify("A spending cap cannot be negative.", severity="error")
+                form.failed("A spending cap cannot be negative.", "cap")
                 return
-            self.call("set_spending_cap", name, cap, done=self._cap_changed)
+            self.alveare.set_spending_cap(name, cap, done=form.closing(self._cap_changed), failed=form.failed)
 
         self.app.push_screen(
             FormModal(
@@ -229,11 +228,12 @@ class AccountsView(View):
                         placeholder="empty: no cap",
                         help="A hard limit on overage spending; at the cap requests get 429 until the next "
                         "period. 0 stops at the quota. Empty clears it.",
+                        param="spending_cap",
                     )
                 ],
                 submit="Set cap",
-            ),
-            set_cap,
+                save=set_cap,
+            )
         )
 
     def action_set_specialists(self) -> None:
@@ -244,12 +244,12 @@ class AccountsView(View):
         plan = next((p for p in self.plans if p.name == o.account.plan), None)
         allowed = f"at most {plan.specialists_allowed}, " if plan else ""
 
-        def choose(values: dict | None) -> None:
-            if values is None:
-                return
+        def choose(values: dict[str, Any], form: FormModal) -> None:
             text = values["specialists"].strip()
             names = None if text.lower() in ("", "default") else [n.strip() for n in text.split(",") if n.strip()]
-            self.call("set_account_specialists", name, names, done=self._specialists_changed)
+            self.alveare.set_account_specialists(
+                name, names, done=form.closing(self._specialists_changed), failed=form.failed
+            )
 
         self.app.push_screen(
             FormModal(
@@ -266,15 +266,15 @@ class AccountsView(View):
                     )
                 ],
                 submit="Save",
-            ),
-            choose,
+                save=choose,
+            )
         )
 
-    def _specialists_changed(self, account) -> None:
+    def _specialists_changed(self, account: Account) -> None:
         chosen = ", ".join(account.specialists) if account.specialists else "the plan's default set"
         self._changed(f"Account {account.name} may use: {chosen}.")
 
-    def _cap_changed(self, account) -> None:
+    def _cap_changed(self, account: Account) -> None:
         if account.spending_cap is None:
             self._changed(f"Account {account.name} has no spending cap now.")
         else:
@@ -291,7 +291,7 @@ class AccountsView(View):
 
         def clear(yes: bool | None) -> None:
             if yes:
-                self.call("set_spending_cap", name, None, done=self._cap_changed)
+                self.alveare.set_spending_cap(name, None, done=self._cap_changed)
 
         self.app.push_screen(
             ConfirmModal(
@@ -303,14 +303,16 @@ class AccountsView(View):
             clear,
         )
 
-    def _plan_form(self, title: str, plan: BillingPlan, *, new: bool) -> FormModal:
+    def _plan_form(
+        self, title: str, plan: BillingPlan, *, new: bool, save: Callable[[dict[str, Any], FormModal], object]
+    ) -> FormModal:
         fields = [Field("name", "Name", "" if new else plan.name, placeholder="new plan name")] if new else []
         for name, label, kind, hint in PLAN_FIELDS:
             fields.append(Field(name, label, getattr(plan, name), kind=kind, help=hint))  # type: ignore[arg-type]
         note = f"Starts from the {plan.name} plan's values."
         if not new:
             note = "Changes apply to every account on this plan at once."
-        return FormModal(title, fields, submit="Create" if new else "Save", note=note)
+        return FormModal(title, fields, submit="Create" if new else "Save", note=note, save=save)
 
     def _plan_under_cursor(self) -> BillingPlan | None:
         plans_table = self.query_one("#plans-table", DataTable)
@@ -328,24 +330,31 @@ class AccountsView(View):
             return
         name = plan.name
 
-        def save(values: dict | None) -> None:
-            if values:
-                self.call("set_plan", name, **values, done=lambda p: self._changed(f"Saved the {p.name} plan."))
+        def save(values: dict[str, Any], form: FormModal) -> None:
+            self.alveare.set_plan(
+                name,
+                **values,
+                done=form.closing(lambda p: self._changed(f"Saved the {p.name} plan.")),
+                failed=form.failed,
+            )
 
-        self.app.push_screen(self._plan_form(f"Edit the {name} plan", plan, new=False), save)
+        self.app.push_screen(self._plan_form(f"Edit the {name} plan", plan, new=False, save=save))
 
     def action_new_plan(self) -> None:
         plan = self._plan_under_cursor()
         if plan is None:
             return
 
-        def create(values: dict | None) -> None:
-            if not values:
-                return
+        def create(values: dict[str, Any], form: FormModal) -> None:
             name = values.pop("name")
             if any(p.name == name for p in self.plans):
-                self.notify(f"A plan called {name} exists; edit it with e.", severity="error")
+                form.failed(f"A plan called {name} exists; edit it with e.", "name")
                 return
-            self.call("set_plan", name, **values, done=lambda p: self._changed(f"Created the {p.name} plan."))
+            self.alveare.set_plan(
+                name,
+                **values,
+                done=form.closing(lambda p: self._changed(f"Created the {p.name} plan.")),
+                failed=form.failed,
+            )
 
-        self.app.push_screen(self._plan_form("New plan", plan, new=True), create)
+        self.app.push_screen(self._plan_form("New plan", plan, new=True, save=create))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.containers import Vertical
 from textual.widgets import DataTable
@@ -21,10 +21,6 @@ class View(Vertical):
     @property
     def alveare(self) -> AlveareApp:
         return self.app  # type: ignore[return-value]
-
-    def call(self, method: str, *args: Any, done: Any = None, **kwargs: Any) -> None:
-        """Run back-end `method` in a worker thread; `done(result)` runs on the UI thread."""
-        self.alveare.call(method, *args, done=done, **kwargs)
 
     def reload(self) -> None:
         """Fetch this screen's data again (on showing the tab, after a change, on Ctrl+R)."""

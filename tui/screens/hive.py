@@ -135,34 +135,40 @@ class HiveView(View, can_focus=True):
         head.append(f"  Alveare {s.version} · uptime {duration(s.uptime_seconds)} · {number(s.requests_served)} served")
         if s.load_error:
             head.append(f"\n{s.load_error}", style="red")
-        if s.cpu_kernels == "safe" and s.cpu_kernels_source == "check":
-            head.append(f"\nSafe CPU kernels: {s.cpu_kernels_reason}", style="yellow")
-        if s.optimized_from:
-            head.append(f"\nServing the optimised copy {s.model_file} (alveare model optimize)", style="dim")
-        if s.solo_model_file:
-            head.append(f"\nA request running alone decodes on {s.solo_model_file} (the solo lane)", style="dim")
-        if s.chat_template:
-            head.append(f"\nChat template: {s.chat_template}", style="dim")
+        model, cpu = s.model, s.cpu
+        if cpu.kernels == "safe" and cpu.kernels_source == "check":
+            head.append(f"\nSafe CPU kernels: {cpu.kernels_reason}", style="yellow")
+        if model.optimized_from:
+            head.append(f"\nServing the optimised copy {model.file} (alveare model optimize)", style="dim")
+        if model.solo_file:
+            head.append(f"\nA request running alone decodes on {model.solo_file} (the solo lane)", style="dim")
+        if model.chat_template:
+            head.append(f"\nChat template: {model.chat_template}", style="dim")
+        if s.tuning:
+            # The machine-tuning pieces that are on, in one line that fits 80 columns (each piece's state:
+            # `alveare hives status`).
+            on = ", ".join(line.name for line in s.tuning if line.on) or "none"
+            head.append(f"\nTuning on: {on}", style="dim")
         state.update(head)
         self.query_one("#hive-live").display = True
 
         def box(name: str, content: str | Text) -> None:
             self.query_one(f"#box-{name}", Static).update(content)
 
-        box("model", f"{s.model}\n{human_bytes(s.model_size_bytes)} · {human_count(s.n_params)} params")
-        if s.gpu_layers > 0:
-            device = Text(f"{s.device.upper()}\n{s.gpu_layers} layers on GPU")
-        elif s.cpu_kernels:
+        box("model", f"{model.name}\n{human_bytes(model.size_bytes)} · {human_count(model.n_params)} params")
+        if model.gpu_layers > 0:
+            device = Text(f"{model.device.upper()}\n{model.gpu_layers} layers on GPU")
+        elif cpu.kernels:
             # Which llama.cpp CPU kernels the startup check left us with (safe = slower prefill).
-            device = Text(f"{s.device.upper()}\n")
-            device.append(f"{s.cpu_kernels} kernels", style="yellow" if s.cpu_kernels == "safe" else "")
+            device = Text(f"{model.device.upper()}\n")
+            device.append(f"{cpu.kernels} kernels", style="yellow" if cpu.kernels == "safe" else "")
         else:
-            device = Text(f"{s.device.upper()}\nno GPU offload")
+            device = Text(f"{model.device.upper()}\nno GPU offload")
         box("device", device)
         busy_style = "bold red" if s.slots_busy >= s.slots_total else "bold"
         slots = Text(f"{s.slots_busy} / {s.slots_total}", style=busy_style)
         slots.append(" busy\n", style="")
-        slots.append(f"ctx {number(s.context_length)}", style="dim")
+        slots.append(f"ctx {number(s.kv.context_length)}", style="dim")
         box("slots", slots)
         box("queue", f"{s.queue_depth} waiting\nlimit {s.queue_limit}")
         box("speed", f"{s.tokens_per_second:,.1f} tok/s\n{number(s.requests_per_minute)} req/min")

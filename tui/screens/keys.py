@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -58,9 +60,9 @@ class KeysView(View):
         self.reload()
 
     def reload(self) -> None:
-        self.call("accounts", self.alveare.period, done=self.show_accounts)
-        self.call("keys", self.account, done=self.show_keys)
-        self.call("usage", self.account, self.alveare.period, done=self.show_usage)
+        self.alveare.accounts(self.alveare.period, done=self.show_accounts)
+        self.alveare.keys(self.account, done=self.show_keys)
+        self.alveare.usage(self.account, self.alveare.period, done=self.show_usage)
 
     def show_accounts(self, overviews: list[AccountOverview]) -> None:
         names = [o.account.name for o in overviews]
@@ -159,7 +161,7 @@ class KeysView(View):
             self.app.push_screen(NewKeyModal(key))
 
         if self.account:
-            self.call("create_key", self.account, test=test, done=created)
+            self.alveare.create_key(self.account, test=test, done=created)
             return
         if not self.accounts:
             self.notify("Create an account first (Accounts, n).", severity="warning")
@@ -172,17 +174,16 @@ class KeysView(View):
         if highlighted is not None and not highlighted.admin:
             current = highlighted.account
 
-        def chosen(values: dict | None) -> None:
-            if values:
-                self.call("create_key", values["account"], test=test, done=created)
+        def chosen(values: dict[str, Any], form: FormModal) -> None:
+            self.alveare.create_key(values["account"], test=test, done=form.closing(created), failed=form.failed)
 
         self.app.push_screen(
             FormModal(
                 f"New {kind} key",
                 [Field("account", "Account", current, kind="select", options=self.accounts)],
                 submit="Create key",
-            ),
-            chosen,
+                save=chosen,
+            )
         )
 
     def action_new_test_key(self) -> None:
@@ -201,7 +202,7 @@ class KeysView(View):
 
         def revoke(yes: bool | None) -> None:
             if yes:
-                self.call("revoke_key", key.prefix, done=self._revoked)
+                self.alveare.revoke_key(key.prefix, done=self._revoked)
 
         self.app.push_screen(
             ConfirmModal(
@@ -228,7 +229,7 @@ class KeysView(View):
         def ask_revoke(_: None) -> None:
             def revoke(yes: bool | None) -> None:
                 if yes:
-                    self.call("revoke_key", old.prefix, done=self._revoked)
+                    self.alveare.revoke_key(old.prefix, done=self._revoked)
                 else:
                     self.notify(f"{old.prefix}… stays active; revoke it (d) once the new key is deployed.")
 
@@ -250,4 +251,4 @@ class KeysView(View):
                 ask_revoke,
             )
 
-        self.call("create_key", old.account, test=old.test, done=created)
+        self.alveare.create_key(old.account, test=old.test, done=created)

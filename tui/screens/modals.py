@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Select, Static, Switch, TextArea
 
 from appliance.store import CreatedKey
 
 Kind = Literal["text", "int", "float", "optional_float", "bool", "select", "textarea", "optional_text"]
+T = TypeVar("T")
 
 
 @dataclass
@@ -28,22 +31,54 @@ class Field:
     options: list[str] = field(default_factory=list)
     placeholder: str = ""
     help: str = ""
+    # The name the back end's errors give this input (AlveareError.param), when not `name`.
+    param: str | None = None
+
+
+class FieldError(ValueError):
+    """A field's value that does not parse (a word where a number goes); the form marks the field."""
+
+    def __init__(self, f: Field, message: str) -> None:
+        super().__init__(message)
+        self.field = f
 
 
 class FormModal(ModalScreen[dict[str, Any] | None]):
-    """A titled form; dismisses with {name: parsed value}, or None when cancelled."""
+    """A titled form. Without `save` it dismisses with {name: parsed value}, or None when cancelled.
+
+    With `save(values, form)` it stays open while the back end checks the values: `save` starts the
+    call with `done=form.closing(...)` and `failed=form.failed`, so a refusal (a limit out of range, a
+    name taken) is shown under the fields, the field it names is marked, and everything typed stays,
+    until the values are accepted or the user cancels.
+    """
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+s", "submit", "Save"),
     ]
 
-    def __init__(self, title: str, fields: list[Field], *, submit: str = "Save", note: str = "") -> None:
+    def __init__(
+        self,
+        title: str,
+        fields: list[Field],
+        *,
+        submit: str = "Save",
+        note: str = "",
+        save: Callable[[dict[str, Any], FormModal], object] | None = None,
+    ) -> None:
         super().__init__()
         self.form_title = title
         self.fields = fields
         self.submit_label = submit
         self.note = note
+        self.save = save
+        # A save on its way to the back end (a second Enter waits for its answer), and whether the
+        # form is closed (cancelled while a save was on its way: its answer is still reported).
+        self.saving = False
+        self.closed = False
+        self._close_on_resume = False
+        # What had the focus when a save began (disabling the button may take it), for a refusal.
+        self._focus_before: Widget | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog form") as dialog:
@@ -116,7 +151,7 @@ class FormModal(ModalScreen[dict[str, Any] | None]):
                 values[f.name] = widget.value
             elif isinstance(widget, Select):
                 if widget.value is Select.NULL:
-                    raise ValueError(f"Choose a value for {f.label.lower()}.")
+                    raise FieldError(f, f"Choose a value for {f.label.lower()}.")
                 values[f.name] = widget.value
             elif isinstance(widget, TextArea):
                 values[f.name] = widget.text
@@ -127,7 +162,7 @@ class FormModal(ModalScreen[dict[str, Any] | None]):
                     try:
                         values[f.name] = int(text.replace(",", "").replace("_", ""))
                     except ValueError:
-                        raise ValueError(f"{f.label} must be a whole number.") from None
+                        raise FieldError(f, f"{f.label} must be a whole number.") from None
                 elif f.kind in ("float", "optional_float"):
                     if not text and f.kind == "optional_float":
                         values[f.name] = None
@@ -135,23 +170,94 @@ class FormModal(ModalScreen[dict[str, Any] | None]):
                     try:
                         values[f.name] = float(text.replace(",", ""))
                     except ValueError:
-                        raise ValueError(f"{f.label} must be a number.") from None
+                        raise FieldError(f, f"{f.label} must be a number.") from None
                 else:
                     if not text and f.kind != "optional_text":
-                        raise ValueError(f"{f.label} must not be empty.")
+                        raise FieldError(f, f"{f.label} must not be empty.")
                     values[f.name] = text
         return values
 
     @on(Button.Pressed, "#submit")
     def action_submit(self) -> None:
+        if self.saving or self.closed:
+            return
+        self._clear_marks()
         try:
             values = self._parse()
-        except ValueError as exc:
-            error = self.query_one("#form-error", Static)
-            error.update(str(exc))
-            error.display = True
+        except FieldError as exc:
+            self._show_error(str(exc))
+            self._mark(exc.field)
             return
-        self.dismiss(values)
+        if self.save is None:
+            self.closed = True
+            self.dismiss(values)
+            return
+        self.saving = True
+        self._focus_before = self.focused
+        self.query_one("#submit", Button).disabled = True
+        self.save(values, self)
+
+    def closing(self, then: Callable[[T], object]) -> Callable[[T], None]:
+        """A back-end call's `done`: close the form (the values were accepted), then `then(result)`."""
+
+        def done(result: T) -> None:
+            self.close()
+            then(result)
+
+        return done
+
+    def close(self) -> None:
+        """Close the form: saved, or nothing to save."""
+        self.saving = False
+        if self.closed:
+            return
+        self.closed = True
+        if self.is_current:
+            self.dismiss(None)
+        else:  # a help screen or the palette is over it: close it once it is back on top
+            self._close_on_resume = True
+
+    def on_screen_resume(self) -> None:
+        if self._close_on_resume:
+            self._close_on_resume = False
+            self.dismiss(None)
+
+    def failed(self, message: str, param: str | None = None) -> None:
+        """A back-end call's `failed`: the values were refused. The form stays open with the message
+        under the fields and the field it names marked and focused; nothing typed is lost."""
+        self.saving = False
+        if self.closed:  # cancelled meanwhile: the message still reaches the user
+            self.app.notify(message, title="Not done", severity="error")
+            return
+        self.query_one("#submit", Button).disabled = False
+        self._show_error(message)
+        f = next((f for f in self.fields if param is not None and param in (f.name, f.param)), None)
+        if f is not None:
+            self._mark(f)
+        elif self._focus_before is not None and self._focus_before.is_attached:
+            self._focus_before.focus()
+
+    def _mark(self, f: Field) -> None:
+        """Mark the field in question and put the cursor there."""
+        widget = self.query_one(f"#field-{f.name}")
+        widget.add_class("invalid")
+        widget.focus()
+
+    def _show_error(self, message: str) -> None:
+        error = self.query_one("#form-error", Static)
+        error.update(message)
+        error.display = True
+
+    def _clear_marks(self) -> None:
+        for widget in self.query(".invalid"):
+            widget.remove_class("invalid")
+
+    @on(Input.Changed)
+    @on(TextArea.Changed)
+    @on(Select.Changed)
+    def _edited(self, event: Input.Changed | TextArea.Changed | Select.Changed) -> None:
+        # The user is fixing the marked field: it is no longer the one in question.
+        event.control.remove_class("invalid")
 
     @on(Input.Submitted)
     def _input_submitted(self) -> None:
@@ -159,7 +265,10 @@ class FormModal(ModalScreen[dict[str, Any] | None]):
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.saving = False
+        if not self.closed:
+            self.closed = True
+            self.dismiss(None)
 
 
 class ConfirmModal(ModalScreen[bool]):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -57,15 +59,15 @@ class PromptsView(View):
         self.reload()
 
     def reload(self) -> None:
-        self.call("plans", done=self.show_plans)
-        self.call("specialists", done=self.show_profiles)
+        self.alveare.plans(done=self.show_plans)
+        self.alveare.specialists(done=self.show_profiles)
         if self.account:
-            self.call("custom_prompts", self.account, done=self.show_custom)
+            self.alveare.custom_prompts(self.account, done=self.show_custom)
 
     def show_plans(self, plans: list[BillingPlan]) -> None:
         # Plans first, then accounts: the account list marks which plans allow custom prompts.
         self.plans = {p.name: p for p in plans}
-        self.call("accounts", self.alveare.period, done=self.show_accounts)
+        self.alveare.accounts(self.alveare.period, done=self.show_accounts)
 
     def show_accounts(self, overviews: list[AccountOverview]) -> None:
         old = [o.account.name for o in self.overviews]
@@ -93,7 +95,7 @@ class PromptsView(View):
         self.custom = {}
         self._redraw()
         if self.account:
-            self.call("custom_prompts", self.account, done=self.show_custom)
+            self.alveare.custom_prompts(self.account, done=self.show_custom)
 
     def show_profiles(self, profiles: list[SpecialistProfile]) -> None:
         self.profiles = profiles
@@ -179,22 +181,20 @@ class PromptsView(View):
         custom = self.custom.get(p.name)
         name = p.name
 
-        def save(values: dict | None) -> None:
-            if not values:
-                return
+        def save(values: dict[str, Any], form: FormModal) -> None:
             prompt = values["prompt"].strip()
             if not prompt:
-                self.notify("An empty prompt is not allowed; reset (d) goes back to the default.", severity="error")
+                form.failed("An empty prompt is not allowed; reset (d) goes back to the default.", "prompt")
                 return
-            self.call("set_custom_prompt", account, name, prompt, done=self._saved)
+            self.alveare.set_custom_prompt(account, name, prompt, done=form.closing(self._saved), failed=form.failed)
 
         self.app.push_screen(
             FormModal(
                 f"{account}: system prompt for {name}",
-                [Field("prompt", "System prompt", (custom or p).system_prompt, kind="textarea")],
+                [Field("prompt", "System prompt", (custom or p).system_prompt, kind="textarea", param="system_prompt")],
                 note="Replaces the default prompt for this account's requests. Ctrl+S saves.",
-            ),
-            save,
+                save=save,
+            )
         )
 
     def _saved(self, prompt: CustomPrompt) -> None:
@@ -213,7 +213,7 @@ class PromptsView(View):
 
         def reset(yes: bool | None) -> None:
             if yes:
-                self.call("reset_custom_prompt", account, name, done=lambda _: self._reset_done(name))
+                self.alveare.reset_custom_prompt(account, name, done=lambda _: self._reset_done(name))
 
         self.app.push_screen(
             ConfirmModal(

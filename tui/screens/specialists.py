@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -60,7 +61,7 @@ class SpecialistsView(View):
         self.reload()
 
     def reload(self) -> None:
-        self.call("specialists", done=self.show_profiles)
+        self.alveare.specialists(done=self.show_profiles)
 
     def show_profiles(self, profiles: list[SpecialistProfile]) -> None:
         self.profiles = profiles
@@ -129,26 +130,25 @@ class SpecialistsView(View):
             return
         name = p.name
 
-        def save(values: dict | None) -> None:
-            if not values:
-                return
+        def save(values: dict[str, Any], form: FormModal) -> None:
             if not values["system_prompt"].strip():
-                self.notify("The system prompt must not be empty.", severity="error")
+                form.failed("The system prompt must not be empty.", "system_prompt")
                 return
-            changes = {}
+            changes: dict[str, Any] = {}
             if values["system_prompt"] != p.system_prompt:
                 changes["system_prompt"] = values["system_prompt"]
             for field in ("temperature", "top_p", "max_tokens"):
                 if values[field] != getattr(p, field):
                     changes[field] = values[field]
             if not changes:
+                form.close()
                 self.notify("Nothing changed.")
                 return
-            self.call(
-                "set_specialist",
+            self.alveare.set_specialist(
                 name,
                 **changes,
-                done=lambda s: self._changed(f"Saved {s.name}: the next request uses it."),
+                done=form.closing(lambda s: self._changed(f"Saved {s.name}: the next request uses it.")),
+                failed=form.failed,
             )
 
         self.app.push_screen(
@@ -161,8 +161,8 @@ class SpecialistsView(View):
                     Field("max_tokens", "Max tokens", p.max_tokens, kind="int"),
                 ],
                 note="Saved in the database over specialists.toml (d resets it). Ctrl+S saves.",
-            ),
-            save,
+                save=save,
+            )
         )
 
     def _changed(self, message: str) -> None:
@@ -180,8 +180,8 @@ class SpecialistsView(View):
 
         def reset(yes: bool | None) -> None:
             if yes:
-                self.call(
-                    "reset_specialist", name, done=lambda s: self._changed(f"{s.name} is back to specialists.toml.")
+                self.alveare.reset_specialist(
+                    name, done=lambda s: self._changed(f"{s.name} is back to specialists.toml.")
                 )
 
         self.app.push_screen(

@@ -78,9 +78,9 @@ class UsageView(View):
         self.reload()
 
     def reload(self) -> None:
-        self.call("accounts", self.period, done=self.show_accounts)
-        self.call("usage", self.account, self.period, done=self.show_usage)
-        self.call("alerts", self.account, self.period, done=self.show_alerts)
+        self.alveare.accounts(self.period, done=self.show_accounts)
+        self.alveare.usage(self.account, self.period, done=self.show_usage)
+        self.alveare.alerts(self.account, self.period, done=self.show_alerts)
 
     def show_accounts(self, overviews: list[AccountOverview]) -> None:
         names = [o.account.name for o in overviews]

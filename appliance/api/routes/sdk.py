@@ -16,7 +16,7 @@ from appliance.core.errors import NotFound
 WHEEL_KEY = "sdk_wheel"
 
 
-# Downloads, not the JSON API: the OpenAPI schema leaves them out (the README documents them).
+# Downloads, not the JSON API: the OpenAPI schema leaves them out (docs/api.md and docs/sdks.md document them).
 @get("/sdk/python", exclude_from_auth=True, include_in_schema=False)
 async def python_sdk() -> Redirect:
     return Redirect(f"/sdk/python/{sdk_packages.wheel_name()}", status_code=302)

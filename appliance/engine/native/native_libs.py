@@ -4,7 +4,7 @@ A compiler that links libstdc++ statically into every shared library (the CUDA i
 machines has one: its CUDAHOSTCXX, /opt/gcc/bin/g++, does) builds a libggml-cuda.so that carries
 its own libstdc++ and exports it. libllama then binds part of its C++ runtime to that copy and
 part to the system's, and loading any model segfaults in the tokenizer's std::regex code
-(benchmarks/results/gpu-h100.md). `-Wl,--exclude-libs,ALL` at link time keeps such a copy
+(benchmarks/results/2026-11-25-h100-gpu-first-run/gpu-h100.md). `-Wl,--exclude-libs,ALL` at link time keeps such a copy
 private; a build made without it is refused here with what to do, not left to crash.
 """
 
@@ -21,7 +21,7 @@ log = logging.getLogger("alveare.hive")
 LIBSTDCXX_SYMBOL = "_ZTISi"
 # What `import llama_cpp` loads (libllama and what it links; libmtmd only on demand).
 LOADED_LIBRARIES = ("libllama.so", "libggml.so", "libggml-base.so", "libggml-cpu.so", "libggml-cuda.so")
-# The flags a CUDA build needs on such a compiler (README, "GPU (CUDA)"; packaging/run.sh adds them).
+# The flags a CUDA build needs on such a compiler (docs/install.md, "GPU (CUDA)"; packaging/run.sh adds them).
 LINKER_FLAGS = "-DCMAKE_SHARED_LINKER_FLAGS=-Wl,--exclude-libs,ALL"
 CUDA_CMAKE_ARGS = f"-DGGML_CUDA=on {LINKER_FLAGS}"
 
@@ -76,7 +76,7 @@ def check_native_libraries(lib_dir: Path) -> None:
         raise RuntimeError(
             f"this llama-cpp-python build cannot load a model: {lib_dir / 'libggml-cuda.so'} carries its own "
             "libstdc++ and exports it (its compiler links libstdc++ statically), so loading would crash; "
-            f'rebuild it with CMAKE_ARGS="{CUDA_CMAKE_ARGS}" (README, GPU (CUDA))'
+            f'rebuild it with CMAKE_ARGS="{CUDA_CMAKE_ARGS}" (docs/install.md, GPU (CUDA))'
         )
     if exporting:
         log.warning(

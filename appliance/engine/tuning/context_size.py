@@ -5,7 +5,7 @@ slot can be given the model's whole training context, up to CPU_SLOT_CTX cells: 
 all of it, and with one stream per slot (`--kv-cache auto` then builds split streams) attention
 reads only its own cells. Beyond CPU_SLOT_CTX a CPU cannot use the room (prefilling 8k tokens
 already takes tens of seconds on a few cores, minutes for a 7B model), while llama.cpp still writes
-the whole cache at load: a 32k-context model on 8 slots took 13 s to load and held gigabytes
+the whole cache at load: a 32k-context model on 8 slots took ten times as long to load and held gigabytes
 (docs/decisions/001-cpu-context-per-slot.md). Long contexts are asked for (`--ctx`, `--slots`).
 That is taken when the cache, full, would need no more than a quarter of the memory free for this
 process (the machine's available memory, or what its cgroup's limit leaves if less), so that slots
@@ -88,7 +88,18 @@ def slot_context(n_ctx_train: int) -> int:
 
 def auto_context(*, slots: int, n_ctx_train: int, cell_bytes: int, memory: int, gpu: bool) -> int:
     """The context size for `--ctx 0`: slots x slot_context where that fits (see above)."""
-    if gpu or n_ctx_train <= 0 or cell_bytes <= 0 or memory <= 0:
-        return FALLBACK_CTX
-    full = slots * slot_context(n_ctx_train)
-    return full if full * cell_bytes <= memory * MEMORY_SHARE else FALLBACK_CTX
+    return context_choice(slots=slots, n_ctx_train=n_ctx_train, cell_bytes=cell_bytes, memory=memory, gpu=gpu)[0]
+
+
+def context_choice(*, slots: int, n_ctx_train: int, cell_bytes: int, memory: int, gpu: bool) -> tuple[int, str]:
+    """auto_context's cells, and why, in a few words (the hive status)."""
+    shared = f"{FALLBACK_CTX} cells shared by all slots"
+    if gpu:
+        return FALLBACK_CTX, f"{shared}: a GPU's KV cache is allocated up front"
+    if n_ctx_train <= 0 or cell_bytes <= 0 or memory <= 0:
+        return FALLBACK_CTX, f"{shared}: the model's training context or the free memory is unknown"
+    slot = slot_context(n_ctx_train)
+    full = slots * slot
+    if full * cell_bytes <= memory * MEMORY_SHARE:
+        return full, f"{slots} slots x {slot} cells: the full cache fits in a quarter of the free memory"
+    return FALLBACK_CTX, f"{shared}: {slots} x {slot} cells would need over a quarter of the free memory"

@@ -25,6 +25,21 @@ class IdleCpu:
             self._cpus = None
         self._last: tuple[float, float] | None = None  # (monotonic s, idle s summed over the CPUs)
         self._hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        # The idle cores at the latest reading; None before the second call (or without /proc/stat).
+        self.last: float | None = None
+
+    @property
+    def readable(self) -> bool:
+        """Whether the kernel's counters can be read here (Linux's /proc/stat)."""
+        return self._stat.is_file()
+
+    def state(self) -> str:
+        """The latest reading in a few words (the hive status)."""
+        if not self.readable:
+            return f"no {self._stat} here: tries of more threads are not held back"
+        if self.last is None:
+            return "not read yet (read while decode steps use fewer threads than the most)"
+        return f"{self.last:.1f} idle cores at the latest reading"
 
     def _idle_seconds(self) -> float | None:
         try:
@@ -52,4 +67,5 @@ class IdleCpu:
         last, self._last = self._last, (now, idle)
         if last is None or now - last[0] <= 0:
             return None
-        return max(0.0, (idle - last[1]) / (now - last[0]))
+        self.last = max(0.0, (idle - last[1]) / (now - last[0]))
+        return self.last

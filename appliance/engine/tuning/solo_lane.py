@@ -2,15 +2,15 @@
 is faster, while batches stay on the main one.
 
 Where the optimised copy is served (optimize.py), it wins every batched step (prefill, a step of
-several sequences) but may lose the one-row step: on a 2-core Xeon the Q8_0 copy's 1-row step is
-0.78-0.83x the Q4_1 original's, since a lone token reads every weight once and Q8_0's are ~1.5x the
-bytes. A single client there waits on exactly that step. So where the report says so, the engine
+several sequences) but may lose the one-row step, since a lone token reads every weight once and the
+copy's weights can be more bytes than the original's (Q8_0 against Q4_1). A single client waits on
+exactly that step (docs/decisions/003-solo-lane.md). So where the report says so, the engine
 loads the original beside the copy, with a context of the same shape, and a request that was
 admitted with no other request running and still runs alone (nothing queued, no sibling choices,
 no drafts) moves there after its prompt is prefilled on the copy: its KV cells are copied through
-host memory (llama.cpp's per-sequence state; about 2-3 ms for 100 tokens of the embedded model) into
-the lane's sequence 0, and back before anything else happens on the main context (another request
-arrives) or the request finishes (so the slot keeps its whole history, as every slot does).
+host memory (llama.cpp's per-sequence state) into the lane's sequence 0, and back before anything
+else happens on the main context (another request arrives) or the request finishes (so the slot
+keeps its whole history, as every slot does).
 
 Both models compute the same K and V for the same tokens up to their rounding (the copy is the
 original's weights requantised; perplexity +0.2%), so a sequence continues on the other model as it
@@ -27,33 +27,34 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from appliance.engine.tuning.host_pages import HostPages
 
 if TYPE_CHECKING:
     from appliance.engine.native.llama import Context, Model
-    from appliance.engine.slots import Slot
+    from appliance.engine.seams import LoneRequest
 
 # The lane's own sequence: every request that moves there lands in stream 0, so the lane's KV cache
 # commits one stream's memory, not one per slot.
 LANE_SEQ = 0
 
-# Moving costs by the cell, saving by the token: on the Xeon a move there and back took ~5.8 ms for
-# ~150 cells of the embedded model, what about 3 of the lane's one-row steps save (0.81x: ~2 ms a
-# step). So a request goes only with at least one token to go for every HISTORY_PER_TOKEN cells it
-# holds, and never for its last few tokens.
+# Moving costs by the cell, saving by the token: a move there and back costs about what a few of the
+# lane's one-row steps save. So a request goes only with at least one token to go for every
+# HISTORY_PER_TOKEN cells it holds, and never for its last few tokens
+# (docs/decisions/003-solo-lane.md).
 HISTORY_PER_TOKEN = 48
 MIN_TOKENS_LEFT = 8
 
 
 # A busy server (several requests running, or one waiting) unloads the lane's model once no request
 # has decoded there for this many seconds: its weights and cells are given back as soon as requests
-# run together (release_memory), but its vocabulary and context, ~20 MB for the embedded model, only
-# go with the model. The next lone request loads it again in a thread (0.16-0.25 s of one core on
-# the 2-core Xeon) and decodes on the copy until it is there. Seconds of disuse, not the first busy
-# step, so that a client whose requests now and then overlap another's keeps it, and a load comes at
-# most once per UNLOAD_AFTER_S however the traffic alternates.
+# run together (release_memory), but its vocabulary and context only go with the model. The next
+# lone request loads it again in a thread and decodes on the copy until it is there. Seconds of
+# disuse, not the first busy step, so that a client whose requests now and then overlap another's
+# keeps it, and a load comes at most once per UNLOAD_AFTER_S however the traffic alternates
+# (docs/decisions/003-solo-lane.md).
 UNLOAD_AFTER_S = 5.0
 
 # The lane's policy, which the model tool's gate and serve's file choice read (measurements:
@@ -100,8 +101,9 @@ class LaneStats:
 
 
 class SoloLane:
-    """Moves one slot's sequence between the main context and the lane's, and says which context
-    decodes it. `holding` is the slot whose cells live in the lane now (its main cells are stale).
+    """The engine's decode target (seams.DecodeTarget) where the lane is on: moves one
+    sequence between the main context and the lane's, and says which context decodes it. `holding`
+    is the main sequence whose cells live in the lane now (its main cells are stale).
     A busy server that has not used the lane for UNLOAD_AFTER_S unloads its model, and loads it
     again, in a thread, when a request runs alone once more; `parts` is None while it is not loaded."""
 
@@ -118,7 +120,9 @@ class SoloLane:
         self.main = main
         self.parts: LaneParts | None = parts
         self.path = path
-        self.holding: Slot | None = None
+        self.holding: int | None = None
+        # The lone request the lane could not take (llama.cpp refused the move): not tried again.
+        self._refused: object = None
         self.stats = LaneStats()
         self._load = load
         self._unload_after_s = unload_after_s
@@ -154,50 +158,74 @@ class SoloLane:
                 self.parts.kv_pages.release_again()
             self._in_memory = False
 
-    def ctx_for_step(self) -> Context:
-        return self.lane if self.holding is not None else self.main
+    def state(self) -> str:
+        """Where the lane stands and what it has done, in a few words (the hive status)."""
+        name = Path(self.path).name
+        if self.broken:
+            return f"off: {name} could not be loaded again; the copy serves every step"
+        if self.holding is not None:
+            where = "decoding a request running alone"
+        elif self.parts is not None:
+            where = "loaded"
+        else:
+            where = "loading again" if self._loading is not None else "unloaded while busy"
+        return f"{name} {where}; {self.stats.summary()}"
 
-    def enter(self, slot: Slot) -> bool:
-        """Copy `slot`'s cells into the lane; False (and nothing moved) if llama.cpp could not."""
+    def ctx_for_step(self) -> Context | None:
+        return self.lane if self.holding is not None else None
+
+    def seq_of(self, seq: int) -> int:
+        return LANE_SEQ if seq == self.holding else seq
+
+    def stepped(self) -> None:
+        self.stats.steps += 1
+
+    def summary(self) -> str:
+        return f"solo lane: {self.stats.summary()}"
+
+    def let_go(self, seq: int) -> None:
+        if seq == self.holding:
+            self.leave()
+
+    def enter(self, seq: int) -> bool:
+        """Copy sequence `seq`'s cells into the lane; False (and nothing moved) if llama.cpp could not."""
         assert self.holding is None
         lane = self.lane
         t0 = time.perf_counter()
         lane.seq_rm(LANE_SEQ)
-        state = self.main.seq_save(slot.seq)
+        state = self.main.seq_save(seq)
         ok = state is not None and lane.seq_restore(state, LANE_SEQ)
         self.stats.move_s += time.perf_counter() - t0
         if not ok:
             lane.seq_rm(LANE_SEQ)
             self.stats.failed += 1
             return False
-        self.holding = slot
+        self.holding = seq
         self._in_memory = True
         self.stats.entries += 1
         return True
 
-    def follow(self, slots: list[Slot], waiting: int) -> None:
-        """Move the one request running alone here, or the held one back (lane_candidate decides);
+    def follow(self, lone: LoneRequest | None, busy: bool) -> None:
+        """Move the request running alone here, or the held one back (lane_candidate decides);
         unload the lane's model after a busy spell, and load it again for a lone request."""
         self._take_load()
-        self._unload_if_unused(slots, waiting)
-        slot = lane_candidate(slots, waiting, self.holding)
-        if slot is self.holding:
+        self._unload_if_unused(busy)
+        seq = lane_candidate(lone, self.holding) if lone is None or lone.owner is not self._refused else None
+        if seq == self.holding:
             return
         self.leave()
-        if slot is None or not self._ready():
+        if seq is None or not self._ready():
             return
-        if not self.enter(slot):
-            assert slot.active is not None
-            slot.active.alone = False  # not tried again at every step
+        if not self.enter(seq):
+            self._refused = lone.owner if lone is not None else None  # not tried again at every step
 
-    def _unload_if_unused(self, slots: list[Slot], waiting: int) -> None:
+    def _unload_if_unused(self, busy: bool) -> None:
         """Unload the lane's model when the server is busy and nothing has run there for a while."""
         now = self._clock()
         if self.holding is not None:
             self._last_used = now
             return
-        crowded = waiting or sum(1 for s in slots if s.active is not None) > 1
-        if crowded and self.parts is not None and now - self._last_used >= self._unload_after_s:
+        if busy and self.parts is not None and now - self._last_used >= self._unload_after_s:
             self.parts.close()
             self.parts = None
             self._pages.trim_heap()
@@ -238,21 +266,20 @@ class SoloLane:
         self.stats.loads += 1
 
     def leave(self) -> None:
-        """Copy the held slot's cells back into the main context (whatever the lane decoded since)."""
-        slot, self.holding = self.holding, None
-        if slot is None:
+        """Copy the held sequence's cells back into the main context (whatever the lane decoded since)."""
+        seq, self.holding = self.holding, None
+        if seq is None:
             return
         lane = self.lane
         t0 = time.perf_counter()
         state = lane.seq_save(LANE_SEQ)
-        ok = state is not None and self.main.seq_restore(state, slot.seq)
+        ok = state is not None and self.main.seq_restore(state, seq)
         lane.seq_rm(LANE_SEQ)
         self.stats.move_s += time.perf_counter() - t0
         if not ok:
             # The main context had room for these cells before they moved, so this is llama.cpp
-            # refusing; the slot then holds nothing rather than cells that do not match its tokens.
-            self.main.seq_rm(slot.seq)
-            slot.kv = []
+            # refusing: the sequence holds nothing, and the scheduler's failed step clears every slot.
+            self.main.seq_rm(seq)
             raise RuntimeError("the solo lane could not move a sequence back to the main context")
 
     def drop(self) -> None:
@@ -278,21 +305,13 @@ class SoloLane:
             self.parts = None
 
 
-def lane_candidate(slots: list[Slot], waiting: int, holding: Slot | None) -> Slot | None:
-    """The slot that may decode in the lane now: the only request running, admitted alone, past its
-    prompt, with nothing queued, no sibling choices waiting for it and no drafting; one not there yet
-    also needs enough tokens to go for the move to pay."""
-    if waiting:
+def lane_candidate(lone: LoneRequest | None, holding: int | None) -> int | None:
+    """The sequence that may decode in the lane now: the lone request's (seams.LoneRequest),
+    where one not there yet also has enough tokens to go for the move to pay."""
+    if lone is None:
         return None
-    active = [s for s in slots if s.active is not None]
-    if len(active) != 1:
+    if lone.seq != holding and (
+        lone.tokens_left < MIN_TOKENS_LEFT or lone.tokens_left * HISTORY_PER_TOKEN < lone.cells
+    ):
         return None
-    slot = active[0]
-    a = slot.active
-    assert a is not None
-    if not a.alone or a.prefilling or a.children or a.fork_from is not None or a.lookup is not None:
-        return None
-    left = a.request.max_tokens - a.completion
-    if slot is not holding and (left < MIN_TOKENS_LEFT or left * HISTORY_PER_TOKEN < len(slot.kv)):
-        return None
-    return slot
+    return lone.seq

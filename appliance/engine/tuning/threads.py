@@ -2,25 +2,26 @@
 
 llama.cpp splits every matmul across its threads and waits at a barrier after each op. When
 another process takes a core, the thread on that core is descheduled and every barrier waits for
-it: measured here, a one-token step went from 10 ms to 573 ms with a second llama.cpp busy on the
-same 2 cores, while one thread ran at about 1.2x its quiet speed. So the policy keeps a running
-cost per generated row for each thread count it tries, uses the cheapest, and now and then runs a
-few steps with another count so it notices when the contention comes or goes: every EXPLORE_EVERY
-steps, sooner when that many steps would take long (contention from the start made 64 steps
-take minutes), and at once when a step costs several times its count's running cost.
+it, so a fixed thread count collapses beside a busy neighbour while fewer threads keep most of
+their quiet speed. So the policy keeps a running cost per generated row for each thread count it
+tries, uses the cheapest, and now and then runs a few steps with another count so it notices when
+the contention comes or goes: every EXPLORE_EVERY steps, sooner when that many steps would take
+long (contention from the start makes 64 steps take minutes), and at once when a step costs
+several times its count's running cost.
 
-Exploring is paid for out of a budget: under that contention a 2-thread step took ~3 s against
-~14 ms for one thread, so three such steps every 64 took two thirds of the time (measured: 8 of
-188 steps, 14.9 s of a 21.4 s run). A round now ends after its first step when that step is
-clearly dearer than the current count, and the time a round costs over the current count puts the
-next round off until the current count has run EXPLORE_BUDGET's inverse times as long. Prompt
-steps never explore: they are not measured, and one run with the wrong count costs many steps.
+Exploring is paid for out of a budget, since under contention a step with more threads can cost
+many times a step of the current count. A round ends after its first step when that step is clearly
+dearer than the current count, and the time a round costs over the current count puts the next
+round off until the current count has run EXPLORE_BUDGET's inverse times as long. Prompt steps
+never explore: they are not measured, and one run with the wrong count costs many steps.
 
-Where the kernel's counters are readable (hive/idle_cpu.py), the policy also asks how many cores
+Where the kernel's counters are readable (idle_cpu.py), the policy also asks how many cores
 sat idle before it tries more threads: a try with fewer idle cores than the threads it adds is put
 off (it would only measure the stall), and when the idle cores come back, as when a busy
 neighbour stops, a try runs at once instead of after the budget's wait. A try put off for
 FALLBACK_S still runs, under the budget, in case the counters mislead (a CPU quota, say).
+
+The measurements behind each constant: docs/decisions/004-adaptive-threads.md.
 
 Pure but for that probe, which the engine passes in: the scheduler reports timings and asks which
 count to use next.
@@ -40,9 +41,9 @@ SURPRISE = 4.0
 # Share of decode time that exploring may cost over what the current count would have taken.
 EXPLORE_BUDGET = 0.05
 # An exploring step this many times dearer per row than the current count ends its round: a count
-# that is not cheaper on its first step will not be on the next two either. On a quiet 2-core Xeon one
-# thread costs 1.6-1.7x two per row, so at 2.0 every round on a quiet machine ran all three steps:
-# 3% of the decode time (a one-token step 11.2 ms, one thread 18.5 ms; 3 of every 64 steps).
+# that is not cheaper on its first step will not be on the next two either. Low enough that on a
+# quiet machine, where one thread costs well over this much more per row than all of them, a round
+# ends after one step (docs/decisions/004-adaptive-threads.md).
 ABANDON = 1.25
 # Weight of the newest observation in a running cost.
 ALPHA = 0.3
@@ -61,9 +62,9 @@ FREED_BUDGET = 0.25
 def rows_bucket(rows: int) -> int:
     """Rows of a step rounded up to a power of two. Costs per row compare only within a bucket: a
     row of an 8-row step costs about half a row of a 1-row step, so a running cost blended over
-    batch sizes made one thread at 8 rows (9.4 ms a row on a 2-core Xeon) look no dearer than two
-    threads' cost left over from 1-row steps (11.2): measured, 70 of 511 steps of an 8-row run went
-    to one thread, 1.7x dearer per row there."""
+    batch sizes made one thread at 8 rows look no dearer than two threads' cost left over from
+    1-row steps, and switched a growing batch to the dearer count
+    (docs/decisions/004-adaptive-threads.md)."""
     return 1 << (max(1, rows) - 1).bit_length()
 
 
@@ -73,7 +74,7 @@ class ThreadPolicy:
 
     most: int
     fixed: bool = False
-    # Idle cores since its last call (None when unknown): hive/idle_cpu.py, or a test's stand-in.
+    # Idle cores since its last call (None when unknown): idle_cpu.py, or a test's stand-in.
     idle: Callable[[], float | None] | None = None
     current: int = 0
     # Running seconds per generated row, by (thread count, rows bucket): see rows_bucket.
@@ -152,6 +153,22 @@ class ThreadPolicy:
             self._was_busy = True
             return False
         return self._was_busy and self._room_for(pick, FREED_PER_THREAD)
+
+    @property
+    def adapts(self) -> bool:
+        """Whether the count follows measured step costs (not fixed by --threads, more than one core)."""
+        return not self.fixed and self.most > 1
+
+    def state(self) -> str:
+        """The count in use and the running costs it was chosen by, in a few words (the hive status)."""
+        if self.fixed:
+            return f"{self.most} threads on every step (a fixed count)"
+        if self.most == 1:
+            return "1 thread: one core to run on, nothing to choose"
+        here = sorted((n, c) for (n, r), c in self.cost.items() if r == self.rows)
+        costs = ", ".join(f"{n} threads {1000 * c:.1f} ms" for n, c in here)
+        measured = f" (a row of a {self.rows}-row step: {costs})" if costs else " (no step measured yet)"
+        return f"{self.current} of {self.most} threads{measured}"
 
     def candidates(self) -> list[int]:
         # All counts up to 4, then halvings: enough to step around a busy core without trying them all.

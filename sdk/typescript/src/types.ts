@@ -1,101 +1,36 @@
 // The server's responses, as they come over the wire (snake_case, as the OpenAI SDKs keep them).
-// Mirrors the Python SDK's alveare/types.py, which the server itself encodes with.
+// Generated: src/openapi.ts is openapi-typescript's output for the server's own OpenAPI schema
+// (openapi.json; `python sdk/typescript/scripts/openapi_schema.py` writes both), whose answers are the
+// Python SDK's alveare/types.py, which the server itself encodes with. Only the names are given here.
 
-export interface InferResponse {
-  id: string;
-  specialist: string;
-  result: string;
-  tokens_used: number;
-  latency_ms: number;
-  prompt_tokens: number;
-  completion_tokens: number;
-  finish_reason: string;
-}
+import type { components } from './openapi.js';
 
-export interface Usage {
-  prompt_tokens: number;
-  completion_tokens: number;
-  total_tokens: number;
-}
+export type { components, operations, paths } from './openapi.js';
 
-export interface ChatCompletion {
-  id: string;
-  object: 'chat.completion';
-  created: number;
-  model: string;
-  choices: Array<{
-    index: number;
-    message: { role: string; content: string | null; refusal?: string | null };
-    finish_reason: string;
-    logprobs: null;
-  }>;
-  usage: Usage;
-  system_fingerprint?: string | null;
-}
+type Schemas = components['schemas'];
 
-export interface Model {
-  id: string;
-  object: 'model';
-  created: number;
-  owned_by: string;
-}
+export type InferResponse = Schemas['InferResponse'];
+export type Usage = Schemas['Usage'];
+export type ChatCompletion = Schemas['ChatCompletion'];
+export type Completion = Schemas['Completion'];
+export type Model = Schemas['Model'];
+export type ModelList = Schemas['ModelList'];
+export type ModelInfo = Schemas['ModelInfo'];
+export type UsageReport = Schemas['UsageReport'];
+export type Health = Schemas['Health'];
+export type SpecialistView = Schemas['SpecialistView'];
+export type SpecialistList = Schemas['SpecialistList'];
+/** GET /v1/hive/status: nested by subject (model, kv, cpu, tuning), then the counters and traffic. */
+export type HiveStatus = Schemas['HiveStatus'];
+export type ModelStatus = Schemas['ModelStatus'];
+export type KvStatus = Schemas['KvStatus'];
+export type CpuStatus = Schemas['CpuStatus'];
+/** One machine-tuning piece: its name, whether it is on, the serve flag that governs it, its state. */
+export type TuningLine = Schemas['TuningLine'];
+export type HiveSample = Schemas['HiveSample'];
+export type ErrorEnvelope = Schemas['ErrorEnvelope'];
 
-export interface ModelList {
-  object: 'list';
-  data: Model[];
-}
-
-export interface UsageReport {
-  period_start: string;
-  period_end: string;
-  requests_used: number;
-  requests_limit: number;
-  tokens_used: number;
-  by_specialist: Record<string, number>;
-  plan: string;
-  overage_requests: number;
-  spending: number;
-  spending_cap: number | null;
-  test_requests: number;
-}
-
-export interface Health {
-  status: string;
-  version: string;
-  uptime_seconds: number;
-  model_loaded: boolean;
-  model: string | null;
-}
-
-export interface SpecialistView {
-  object: 'specialist';
-  name: string;
-  model: string;
-  description: string;
-  system_prompt: string;
-  custom: boolean;
-  enabled: boolean;
-}
-
-export interface SpecialistList {
-  object: 'list';
-  data: SpecialistView[];
-  custom_prompts_allowed: boolean;
-}
-
-export interface HiveStatus {
-  version: string;
-  uptime_seconds: number;
-  model: string;
-  device: string;
-  slots_total: number;
-  slots_busy: number;
-  queue_depth: number;
-  tokens_per_second: number;
-  requests_served: number;
-  loaded: boolean;
-  [field: string]: unknown;
-}
+// What the caller passes in (camelCase options, not wire shapes).
 
 export interface ChatMessage {
   role: 'system' | 'developer' | 'user' | 'assistant';

@@ -99,6 +99,11 @@ await check('hiveStatus with an admin key', async () => {
   const status = await new esm.Alveare({ apiKey: ALVEARE_ADMIN_KEY }).hiveStatus();
   assert.equal(status.loaded, true);
   assert.ok(status.slots_total >= 1);
+  assert.ok(status.model.name && status.kv.cells > 0 && status.cpu.threads >= 1);
+  assert.deepEqual(
+    status.tuning.map((line) => line.name),
+    ['threads', 'idle_cpu', 'context_size', 'host_pages', 'solo_lane', 'optimized_copy'],
+  );
 });
 
 await check('typed errors', async () => {

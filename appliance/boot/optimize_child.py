@@ -1,10 +1,10 @@
-"""The first start's optimising step, run by `serve` in a child process (model_file.optimize_embedded).
+"""The first start's optimising step, run by `serve` in a child process (first_start.optimize_embedded).
 
 The measurements load the model and its copy and make contexts for perplexity and speed; a process
-keeps much of that memory after (on the embedded model about 120 MB more resident for as long as
-it then serves, and a 700 MB high-water mark), so the serving process never runs them itself.
+keeps much of that memory after, for as long as it then serves, so the serving process never runs
+them itself (docs/decisions/007-host-memory-costs.md).
 
-  python -m appliance.cli.optimize_child '{"model": ..., "models": ..., "threads": ..., ...}'
+  python -m appliance.boot.optimize_child '{"model": ..., "models": ..., "threads": ..., ...}'
 
 Logs serve's `optimize:` lines to stderr, prints the verdict on stdout; exit status 1 when the
 step failed (logged here), anything else non-zero when the process itself died."""
@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from appliance.cli.base import LOG_FORMAT
+from appliance.core.settings import LOG_FORMAT
 
 log = logging.getLogger("appliance.serve")  # its lines are part of serve's start-up
 
