@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from appliance.core import tls
 from appliance.core.errors import ConfigError
-from appliance.engine.tuning.solo_lane import SOLO_BELOW
 
 if TYPE_CHECKING:
     from appliance.core.settings import Settings
@@ -81,6 +80,9 @@ def copy_unused_because(settings: Settings, gpu_offload: bool) -> str | None:
 def solo_model(settings: Settings, model_path: str, copy: Report | None) -> tuple[str | None, str | None]:
     """The file a request running alone decodes on (--solo-model), or None, and the log line saying
     why; `copy`: the report of the copy serve loads for `model_path`, None where it loads the original."""
+    # Here, not at the top: the user CLI (in the SDK wheel) reads plan_listen and has no numpy.
+    from appliance.engine.tuning.solo_lane import SOLO_BELOW
+
     if settings.solo_model == "off":
         return None, None
     if settings.solo_model != "auto":
