@@ -58,9 +58,10 @@ from pathlib import Path
 from comparison import cpu_kernels
 from comparison.gguf_info import describe, file_type
 from comparison.procs import log
+from comparison.registry import SERVER_CLASSES
 from comparison.report import contention, markdown, summarise
 from comparison.scenarios import Hog, rounds, run_server, scenarios
-from comparison.servers import SERVER_CLASSES, ServerFailed
+from comparison.servers import ServerFailed
 from machine import cpu_count, cpu_name, gpu_name, machine_slug, mem_total_mb
 
 HERE = Path(__file__).resolve().parent

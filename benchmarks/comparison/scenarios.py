@@ -14,7 +14,8 @@ from pathlib import Path
 from machine import cpu_count
 
 from comparison.procs import RssSampler, children_cpu_s, kill_group, log, machine_busy_s, tree_cpu_s, tree_rss_kb
-from comparison.servers import LOOKUP_SPECIALISTS, MODEL_NAME, SERVER_CLASSES, Server, ServerFailed
+from comparison.registry import SERVER_CLASSES
+from comparison.servers import LOOKUP_SPECIALISTS, MODEL_NAME, Server, ServerFailed
 
 HOG_SCRIPT = Path(__file__).resolve().parent / "hog.py"
 EQUAL_WORK_SCRIPT = Path(__file__).resolve().parent / "equal_work.py"

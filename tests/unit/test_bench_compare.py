@@ -283,8 +283,8 @@ def test_chat_turns_sends_each_conversations_whole_history_every_turn(monkeypatc
 
 # ------------------------------------------------------------------ CPU kernels (the AMX crash)
 def test_safe_kernels_reach_llama_server_the_hog_and_a_forced_alveare(tmp_path) -> None:
+    from comparison.registry import SERVER_CLASSES
     from comparison.scenarios import Hog
-    from comparison.servers import SERVER_CLASSES
 
     model = tmp_path / "m.gguf"
     # What Alveare's command takes from loadbench: the system prompts (the shared one sits outside the
