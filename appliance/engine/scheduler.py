@@ -55,6 +55,8 @@ class Scheduler:
         self.ctx = ctx
         # Where each step decodes: the main context, or one a tuning piece keeps beside it (seams.py).
         self.target: DecodeTarget = target or MainContext()
+        # Only a target that may take the lone request is told about it: nothing to compute per step otherwise.
+        self._follows = not isinstance(self.target, MainContext)
         self.slots = [Slot(seq=i) for i in range(slots)]
         self.queue_size = queue_size
         self.context_length = context_length
@@ -170,6 +172,8 @@ class Scheduler:
 
     def _follow_target(self) -> None:
         """Tell the decode target about the request running alone, if one is (lone_request)."""
+        if not self._follows:
+            return
         with self._cond:
             waiting = len(self._waiting)
         running = sum(1 for s in self.slots if s.active is not None)
