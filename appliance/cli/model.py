@@ -117,7 +117,9 @@ def show(args: argparse.Namespace) -> int:
             ]
         )
         return 0
-    served = settings.model_path or embedded_or_none()
+    from appliance.boot.facts import embedded_model
+
+    served = settings.model_path or embedded_model()[0]
     if served:
         print(f"Model:   {served}\nChat template: {template_label(served, settings.chat_template)}\n")
     if not found:
@@ -131,15 +133,6 @@ def show(args: argparse.Namespace) -> int:
         if solo := served_solo(settings, report):
             print(f"Solo:    a request running alone decodes on {solo} (the solo lane; --solo-model off: never)")
     return 0
-
-
-def embedded_or_none() -> str | None:
-    from appliance.engine.engine import embedded_model_path
-
-    try:
-        return embedded_model_path()
-    except FileNotFoundError:
-        return None
 
 
 def template_label(path: str, asked: str) -> str:

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from appliance.engine.native.llama import Context, Model
     from appliance.engine.scheduler import Scheduler
     from appliance.engine.tuning.solo_lane import SoloLane
-    from appliance.engine.tuning.threads import ThreadPolicy
 
 log = logging.getLogger("alveare.hive")
 
