@@ -18,7 +18,7 @@ from appliance.engine.chat_template import ChatTemplate, TemplateError
 from appliance.engine.grammars import json_schema_grammar
 from appliance.engine.native.kernels import KernelCache, KernelChoice, choose_kernels
 from appliance.engine.tuning.context_size import context_choice, memory_limit, slot_context
-from appliance.engine.tuning.host_pages import HostPages
+from appliance.engine.tuning.host_pages import HostPages, PagesChoice, pages_choice
 from appliance.engine.tuning.idle_cpu import IdleCpu
 from appliance.engine.tuning.threads import ThreadPolicy
 from appliance.engine.types import (
@@ -108,7 +108,7 @@ class HiveEngine:
         self._idle = IdleCpu()
         self._policy: ThreadPolicy | None = None
         self._context_why = ""
-        self._kv_pages_why = ""
+        self._kv_pages = PagesChoice(False, "")
         self._lane_why = ""
 
     # ------------------------------------------------------------ lifecycle
@@ -202,14 +202,9 @@ class HiveEngine:
 
         ctx, lazy = context(model)
         kv_bytes = model.kv_cell_bytes * ctx.n_ctx
-        if lazy:
-            self._kv_pages_why = f"a KV cache of {kv_bytes >> 20} MB, committed as requests fill cells"
-        elif not kv_on_host:
-            self._kv_pages_why = "off: the KV cache is in the GPU's memory, allocated up front"
-        elif not cfg.lazy_kv:
-            self._kv_pages_why = f"off: --lazy-kv off; the KV cache of {kv_bytes >> 20} MB is resident from the load"
-        else:
-            self._kv_pages_why = "off: no zero pages to give back here (not Linux, or a cache under 16 MB)"
+        self._kv_pages = pages_choice(
+            released=lazy is not None, on_host=kv_on_host, asked=cfg.lazy_kv, cache_bytes=kv_bytes
+        )
         lane = self._solo_lane(model, ctx, context, cache_path) if cfg.solo_model_path and not gpu else None
         if cfg.solo_model_path and gpu:
             self._lane_why = "off: layers on the GPU, where the one-row steps were never measured"
@@ -482,12 +477,7 @@ class HiveEngine:
             TuningLine(
                 name="context_size", on=not cfg.n_ctx, setting="--ctx", state=f"{cells} cells, {self._context_why}"
             ),
-            TuningLine(
-                name="host_pages",
-                on=not self._kv_pages_why.startswith("off"),
-                setting="--lazy-kv",
-                state=self._kv_pages_why,
-            ),
+            TuningLine(name="host_pages", on=self._kv_pages.on, setting="--lazy-kv", state=self._kv_pages.why),
             TuningLine(
                 name="solo_lane", on=lane is not None and not lane.broken, setting="--solo-model", state=lane_state
             ),

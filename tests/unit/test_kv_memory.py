@@ -25,7 +25,14 @@ from appliance.engine.tuning.context_size import (
     memory_limit,
     slot_context,
 )
-from appliance.engine.tuning.host_pages import PAGE, HostPages, anonymous_ranges, new_ranges, zero_page_runs
+from appliance.engine.tuning.host_pages import (
+    PAGE,
+    HostPages,
+    anonymous_ranges,
+    new_ranges,
+    pages_choice,
+    zero_page_runs,
+)
 
 CELL = 23_040  # the embedded model's bytes per KV cell
 GB = 1 << 30
@@ -148,6 +155,20 @@ def test_zero_page_runs() -> None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise(MADV_DONTNEED) is Linux's")
+def test_the_host_pages_line_is_on_only_where_the_load_gave_the_pages_back() -> None:
+    cache = 1400 << 20
+    assert pages_choice(released=True, on_host=True, asked=True, cache_bytes=cache) == (
+        True,
+        "a KV cache of 1400 MB, committed as requests fill cells",
+    )
+    gpu, asked_off, none_found = (
+        pages_choice(released=False, on_host=on_host, asked=asked, cache_bytes=cache)
+        for on_host, asked in ((False, True), (True, False), (True, True))
+    )
+    assert not (gpu.on or asked_off.on or none_found.on)
+    assert "GPU" in gpu.why and "--lazy-kv off" in asked_off.why and "not Linux" in none_found.why
+
+
 def test_the_zero_run_of_the_caches_size_is_given_back_and_reads_as_zeros() -> None:
     pages = HostPages()
     pages.snapshot()

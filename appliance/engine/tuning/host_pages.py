@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -89,6 +89,27 @@ def zero_page_runs(words: np.ndarray) -> list[tuple[int, int]]:
     zero = ~words.any(axis=1)
     edges = np.flatnonzero(np.diff(np.concatenate(([0], zero.view(np.int8), [0]))))
     return [(int(s), int(e - s)) for s, e in zip(edges[::2], edges[1::2], strict=True)]
+
+
+class PagesChoice(NamedTuple):
+    """Whether the KV cache's memory is committed as requests fill cells, and why, in a few words (the
+    hive status's host_pages line)."""
+
+    on: bool
+    why: str
+
+
+def pages_choice(*, released: bool, on_host: bool, asked: bool, cache_bytes: int) -> PagesChoice:
+    """The choice for a context of `cache_bytes` of KV cache: `released`, its zero pages were given
+    back at the load (HostPages.release_zero_run); `on_host`, the cache is in host memory; `asked`, --lazy-kv on."""
+    mb = cache_bytes >> 20
+    if released:
+        return PagesChoice(True, f"a KV cache of {mb} MB, committed as requests fill cells")
+    if not on_host:
+        return PagesChoice(False, "off: the KV cache is in the GPU's memory, allocated up front")
+    if not asked:
+        return PagesChoice(False, f"off: --lazy-kv off; the KV cache of {mb} MB is resident from the load")
+    return PagesChoice(False, "off: no zero pages to give back here (not Linux, or a cache under 16 MB)")
 
 
 class HostPages:
