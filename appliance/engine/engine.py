@@ -16,22 +16,12 @@ from appliance.core.errors import ContextLengthExceeded, InvalidRequest, ModelLo
 from appliance.engine.chat_render import chat_formatters, chat_template, turn_stops, without_bos
 from appliance.engine.chat_template import ChatTemplate, TemplateError
 from appliance.engine.grammars import json_schema_grammar
+from appliance.engine.hive_status import TuningState, engine_status
 from appliance.engine.native.kernels import KernelCache, KernelChoice, choose_kernels
 from appliance.engine.tuning.context_size import context_choice, memory_limit, slot_context
-from appliance.engine.tuning.host_pages import HostPages, PagesChoice, pages_choice
-from appliance.engine.tuning.idle_cpu import IdleCpu
+from appliance.engine.tuning.host_pages import HostPages, pages_choice
 from appliance.engine.tuning.threads import ThreadPolicy
-from appliance.engine.types import (
-    CpuStatus,
-    EngineConfig,
-    EngineStatus,
-    Generation,
-    GenerationRequest,
-    KvStatus,
-    ModelStatus,
-    TuningLine,
-    Turn,
-)
+from appliance.engine.types import EngineConfig, EngineStatus, Generation, GenerationRequest, Turn
 
 if TYPE_CHECKING:
     from appliance.engine.native.llama import Context, Model
@@ -104,12 +94,7 @@ class HiveEngine:
         self._device = "cpu"
         self._kernels: KernelChoice | None = None
         self._lane: SoloLane | None = None
-        # The machine-tuning pieces' state for status(), set as the model loads.
-        self._idle = IdleCpu()
-        self._policy: ThreadPolicy | None = None
-        self._context_why = ""
-        self._kv_pages = PagesChoice(False, "")
-        self._lane_why = ""
+        self._tuning = TuningState()
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -160,13 +145,15 @@ class HiveEngine:
         threads = cfg.threads or default_threads()
         # An explicit --threads is kept; the default adapts to CPU contention (tuning/threads.py) unless
         # --adaptive-threads off.
-        policy = ThreadPolicy(threads, fixed=bool(cfg.threads) or not cfg.adaptive_threads, idle=self._idle.cores)
-        self._policy = policy
+        policy = ThreadPolicy(
+            threads, fixed=bool(cfg.threads) or not cfg.adaptive_threads, idle=self._tuning.idle.cores
+        )
+        self._tuning.policy = policy
         # A GPU holds the KV cache in its own memory, allocated up front (and pinned host memory must
         # not be touched), so only a CPU context gets the lazily committed cache (host_pages.py).
         kv_on_host = model.gpu_layers == 0
         lazy_kv = kv_on_host and cfg.lazy_kv
-        n_ctx, self._context_why = (
+        n_ctx, self._tuning.context_why = (
             (cfg.n_ctx, "set by --ctx")
             if cfg.n_ctx
             else context_choice(
@@ -202,12 +189,12 @@ class HiveEngine:
 
         ctx, lazy = context(model)
         kv_bytes = model.kv_cell_bytes * ctx.n_ctx
-        self._kv_pages = pages_choice(
+        self._tuning.pages = pages_choice(
             released=lazy is not None, on_host=kv_on_host, asked=cfg.lazy_kv, cache_bytes=kv_bytes
         )
         lane = self._solo_lane(model, ctx, context, cache_path) if cfg.solo_model_path and not gpu else None
         if cfg.solo_model_path and gpu:
-            self._lane_why = "off: layers on the GPU, where the one-row steps were never measured"
+            self._tuning.lane_why = "off: layers on the GPU, where the one-row steps were never measured"
         # Split, a request fits in its slot's own stream (n_ctx / slots cells).
         self._context_length = min(ctx.n_ctx_seq, model.n_ctx_train or ctx.n_ctx_seq)
         self._template, self._templates = template, formatters
@@ -286,7 +273,7 @@ class HiveEngine:
             parts = load()
         except Exception as exc:
             log.warning("solo lane off: could not load %s beside the served model (%s)", path, exc)
-            self._lane_why = f"off: could not load {Path(path).name} beside the served model ({exc})"
+            self._tuning.lane_why = f"off: could not load {Path(path).name} beside the served model ({exc})"
             return None
         log.info("solo lane: %s decodes a request running alone (its one-row step is faster here)", Path(path).name)
         lane = SoloLane(ctx, parts, path, load)
@@ -399,87 +386,18 @@ class HiveEngine:
         return grammar
 
     def status(self) -> EngineStatus:
-        m, s = self._model, self._scheduler
-        gen_rate, prompt_rate = s.stats.rates() if s else (0.0, 0.0)
-        hits, lookups = (s.stats.hits, s.stats.lookups) if s else (0, 0)
-        kernels = self._kernels
-        return EngineStatus(
-            loaded=s is not None,
+        return engine_status(
+            self.config,
+            name=self.model_name,
             load_error=self._load_error,
-            model=ModelStatus(
-                name=self.model_name,
-                file=self.config.model_path,
-                optimized_from=self.config.source_model_path or "",
-                solo_file=self._lane.path if self._lane and not self._lane.broken else "",
-                size_bytes=m.size_bytes if m else 0,
-                n_params=m.n_params if m else 0,
-                device=self._device,
-                gpu_layers=m.gpu_layers if m else 0,
-                chat_template=self._template.label if self._template else "",
-            ),
-            kv=KvStatus(
-                layout=self._kv_cache,
-                cells=self._ctx.n_ctx if self._ctx else self.config.n_ctx,
-                context_length=self._context_length,
-            ),
-            cpu=CpuStatus(
-                kernels=kernels.mode if kernels else "",
-                kernels_source=kernels.source if kernels else "",
-                kernels_reason=kernels.reason if kernels else "",
-                threads=s.threads.current if s else 0,
-            ),
-            tuning=self._tuning() if s else [],
-            slots_total=self.config.slots,
-            slots_busy=s.busy if s else 0,
-            queue_depth=s.queued if s else 0,
-            queue_limit=self.config.queue_size,
-            tokens_per_second=round(gen_rate, 2),
-            prompt_tokens_per_second=round(prompt_rate, 2),
-            requests_served=s.stats.served if s else 0,
-            prefix_cache_hits=hits,
-            prefix_cache_lookups=lookups,
-            prefix_cache_hit_rate=round(hits / lookups, 4) if lookups else 0.0,
-            prefix_cache_tokens_reused=s.stats.reused_tokens if s else 0,
-            draft_tokens=s.stats.drafted if s else 0,
-            draft_tokens_accepted=s.stats.draft_accepted if s else 0,
+            model=self._model,
+            ctx=self._ctx,
+            scheduler=self._scheduler,
+            lane=self._lane,
+            kernels=self._kernels,
+            device=self._device,
+            template=self._template.label if self._template else "",
+            kv_layout=self._kv_cache,
+            context_length=self._context_length,
+            tuning=self._tuning,
         )
-
-    def _tuning(self) -> list[TuningLine]:
-        """One line per machine-tuning piece (engine/tuning/, and serve's choice of file), once loaded:
-        whether it is on, the serve flag that switches it ("" where none does) and its state now."""
-        cfg, policy, lane = self.config, self._policy, self._lane
-        assert policy is not None
-        adapts = policy.adapts
-        if cfg.threads:
-            threads_state = f"off: --threads {cfg.threads} fixes the count"
-        elif not cfg.adaptive_threads:
-            threads_state = f"off: --adaptive-threads off; every step uses {policy.most} threads"
-        else:
-            threads_state = policy.state()
-        if lane is not None:
-            lane_state = lane.state()
-        else:
-            lane_state = self._lane_why or "off: no file to decode on (see --solo-model)"
-        source = cfg.source_model_path
-        served = Path(cfg.model_path).name
-        copy_state = f"serving {served}, the copy of {Path(source).name}" if source else f"serving {served} itself"
-        if cfg.served_because:
-            copy_state += f": {cfg.served_because}"
-        cells = self._ctx.n_ctx if self._ctx else 0
-        return [
-            TuningLine(name="threads", on=adapts, setting="--adaptive-threads", state=threads_state),
-            TuningLine(
-                name="idle_cpu",
-                on=adapts and self._idle.readable,
-                setting="--adaptive-threads",
-                state=self._idle.state() if adapts else "off: the thread count does not adapt",
-            ),
-            TuningLine(
-                name="context_size", on=not cfg.n_ctx, setting="--ctx", state=f"{cells} cells, {self._context_why}"
-            ),
-            TuningLine(name="host_pages", on=self._kv_pages.on, setting="--lazy-kv", state=self._kv_pages.why),
-            TuningLine(
-                name="solo_lane", on=lane is not None and not lane.broken, setting="--solo-model", state=lane_state
-            ),
-            TuningLine(name="optimized_copy", on=bool(source), setting="--optimized-model", state=copy_state),
-        ]
