@@ -33,7 +33,7 @@ import llama_cpp
 from machine import print_table
 
 from appliance.engine.engine import HiveEngine, embedded_model_path
-from appliance.engine.types import EngineConfig, GenerationRequest, SamplingParams
+from appliance.engine.interface import EngineConfig, GenerationRequest, SamplingParams
 
 LOADBENCH = Path(__file__).resolve().parents[2] / "shared" / "bench" / "loadbench.py"
 FIND_SLOT = re.compile(rb"stream\[(\d+)\], n = +(\d+), used = +(\d+)")

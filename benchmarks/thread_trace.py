@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from machine import cpu_count, print_table
 
 from appliance.engine.engine import HiveEngine, embedded_model_path
-from appliance.engine.types import EngineConfig, GenerationRequest, SamplingParams
+from appliance.engine.interface import EngineConfig, GenerationRequest, SamplingParams
 
 HOG = Path(__file__).resolve().parent / "comparison" / "hog.py"
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from appliance.engine.engine import HiveEngine
-from appliance.engine.types import EngineConfig
+from appliance.engine.interface import EngineConfig
 
 T = TypeVar("T")
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from appliance.engine.engine import HiveEngine
+from appliance.engine.interface import Finished
 from appliance.engine.native.llama import Batch, Context, Model
-from appliance.engine.types import Finished
 
 # Two runs may part where the top two logits are this close. A clear choice (a bigger gap) must never differ.
 NEAR_TIE = 0.5

@@ -27,7 +27,7 @@ from appliance.api.routes.openai import CALL
 from appliance.core.limits import FailedKeyLimiter
 from appliance.core.settings import Settings
 from appliance.core.specialists import Specialists
-from appliance.engine.types import Engine
+from appliance.engine.interface import Engine
 from appliance.serving import Serving
 from appliance.store import Principal, Store
 

@@ -59,7 +59,7 @@ def run(settings: Settings, announce: Announce) -> int:
     from appliance.engine.chat_render import check_chat_template
     from appliance.engine.chat_template import TemplateError
     from appliance.engine.engine import HiveEngine
-    from appliance.engine.types import EngineConfig
+    from appliance.engine.interface import EngineConfig
     from appliance.store import Store
 
     specialists = load_specialists(settings.specialists_path and Path(settings.specialists_path).expanduser())

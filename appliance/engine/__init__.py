@@ -4,7 +4,7 @@ Importing this package is cheap: llama_cpp is imported only when an engine start
 API can be imported, and tested, without loading the native library.
 """
 
-from appliance.engine.types import (
+from appliance.engine.interface import (
     EngineConfig,
     EngineStatus,
     Finished,

@@ -17,11 +17,11 @@ from appliance.engine.chat_render import chat_formatters, chat_template, turn_st
 from appliance.engine.chat_template import ChatTemplate, TemplateError
 from appliance.engine.grammars import json_schema_grammar
 from appliance.engine.hive_status import TuningState, engine_status
+from appliance.engine.interface import EngineConfig, EngineStatus, Generation, GenerationRequest, Turn
 from appliance.engine.native.kernels import KernelCache, KernelChoice, choose_kernels
 from appliance.engine.tuning.context_size import context_choice, memory_limit, slot_context
 from appliance.engine.tuning.host_pages import HostPages, pages_choice
 from appliance.engine.tuning.threads import ThreadPolicy
-from appliance.engine.types import EngineConfig, EngineStatus, Generation, GenerationRequest, Turn
 
 if TYPE_CHECKING:
     from appliance.engine.native.llama import Context, Model

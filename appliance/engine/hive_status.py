@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeGuard
 
+from appliance.engine.interface import CpuStatus, EngineConfig, EngineStatus, KvStatus, ModelStatus, TuningLine
 from appliance.engine.tuning.host_pages import PagesChoice
 from appliance.engine.tuning.idle_cpu import IdleCpu
-from appliance.engine.types import CpuStatus, EngineConfig, EngineStatus, KvStatus, ModelStatus, TuningLine
 
 if TYPE_CHECKING:
     from appliance.engine.native.kernels import KernelChoice

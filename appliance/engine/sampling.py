@@ -10,8 +10,8 @@ import random
 import llama_cpp as ll
 import numpy as np
 
+from appliance.engine.interface import SamplingParams
 from appliance.engine.native.llama import Context, Model, StepLogits
-from appliance.engine.types import SamplingParams
 
 # Candidates a greedy pick refused by the grammar tries one by one before the grammar goes over
 # the whole vocabulary.

@@ -20,6 +20,7 @@ import time
 from collections import deque
 
 from appliance.core.errors import Overloaded
+from appliance.engine.interface import Chunk, Finished, Generation, GenerationRequest, TokenInfo, deliver
 from appliance.engine.native.llama import Batch, Context, Model, StepLogits, row_logprobs
 from appliance.engine.prefix_cache import PrefixCache
 from appliance.engine.reuse import PromptReuse
@@ -31,7 +32,6 @@ from appliance.engine.speculative.lookup import NgramIndex
 from appliance.engine.stats import Stats
 from appliance.engine.step_plan import choose_drafts, fill_batch, prompt_budget, take_prompt_chunks
 from appliance.engine.text import TextStream
-from appliance.engine.types import Chunk, Finished, Generation, GenerationRequest, TokenInfo, deliver
 
 log = logging.getLogger("alveare.hive")
 

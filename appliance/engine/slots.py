@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from appliance.engine.interface import Generation, GenerationRequest, TokenInfo
 from appliance.engine.sampling import Sampler
 from appliance.engine.speculative.drafting import Acceptance
 from appliance.engine.speculative.lookup import NgramIndex
 from appliance.engine.text import TextStream
-from appliance.engine.types import Generation, GenerationRequest, TokenInfo
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import codecs
 
-from appliance.engine.types import StopRule
+from appliance.engine.interface import StopRule
 
 
 class TextStream:

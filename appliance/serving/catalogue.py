@@ -8,7 +8,7 @@ from appliance.admin.checks import apply_override, check_prompt
 from appliance.core import protocol as p
 from appliance.core.errors import PermissionDenied
 from appliance.core.specialists import Specialist, Specialists
-from appliance.engine.types import Engine
+from appliance.engine.interface import Engine
 from appliance.store import Principal, Store
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import msgspec
 
 from appliance.core import protocol as p
-from appliance.engine.types import Chunk, Finished, TokenInfo
+from appliance.engine.interface import Chunk, Finished, TokenInfo
 from appliance.serving import reasoning, tool_formats, tools
 from appliance.serving.catalogue import Catalogue
 from appliance.serving.flow import Flow, new_id, sse

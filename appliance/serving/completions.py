@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from appliance.core import protocol as p
 from appliance.core.errors import InvalidRequest
-from appliance.engine.types import Chunk, Finished
+from appliance.engine.interface import Chunk, Finished
 from appliance.serving.catalogue import Catalogue
 from appliance.serving.flow import Flow, new_id, sse
 from appliance.serving.logprobs import legacy as legacy_logprobs_of

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from appliance.core import protocol as p
 from appliance.core.errors import AlveareError
-from appliance.engine.types import Chunk, Finished, Generation
+from appliance.engine.interface import Chunk, Finished, Generation
 from appliance.serving.metering import Meter, MeteredCall, Metering
 from appliance.serving.prompting import GenerationPlan
 from appliance.serving.runner import Outcome, Runner, merge

@@ -4,7 +4,7 @@ and the legacy completions' parallel lists."""
 from __future__ import annotations
 
 from appliance.core import protocol as p
-from appliance.engine.types import TokenInfo
+from appliance.engine.interface import TokenInfo
 
 
 def _text(piece: bytes) -> str:

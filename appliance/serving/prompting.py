@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from appliance.core import protocol as p
 from appliance.core.errors import ContextLengthExceeded, InvalidRequest, ModelLoading
 from appliance.core.specialists import Specialist
-from appliance.engine.types import Engine, GenerationRequest, SamplingParams, StopRule, Turn
+from appliance.engine.interface import Engine, GenerationRequest, SamplingParams, StopRule, Turn
 
 PREAMBLE_MEMO = 256
 

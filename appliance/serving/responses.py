@@ -18,7 +18,7 @@ import msgspec
 
 from appliance.core import protocol as p
 from appliance.core.errors import InvalidRequest
-from appliance.engine.types import Chunk, Finished
+from appliance.engine.interface import Chunk, Finished
 from appliance.serving.chat import ChatCompletions, ChatPlan, ChoiceDeltas
 from appliance.serving.flow import Flow
 from appliance.serving.metering import MeteredCall

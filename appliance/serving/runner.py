@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from appliance.core.errors import GenerationTimeout, ServerError, ShuttingDown
-from appliance.engine.types import Chunk, Engine, Finished, Generation, GenerationRequest, TokenInfo
+from appliance.engine.interface import Chunk, Engine, Finished, Generation, GenerationRequest, TokenInfo
 
 
 @dataclass

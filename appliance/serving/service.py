@@ -10,7 +10,7 @@ import time
 from appliance.core.limits import QuotaBook, RateLimiter
 from appliance.core.settings import Settings
 from appliance.core.specialists import Specialists
-from appliance.engine.types import Engine
+from appliance.engine.interface import Engine
 from appliance.serving.catalogue import Catalogue
 from appliance.serving.chat import ChatCompletions
 from appliance.serving.completions import Completions

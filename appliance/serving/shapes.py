@@ -15,7 +15,7 @@ from appliance.core import protocol as p
 from appliance.core.errors import InvalidRequest, ServerError
 from appliance.core.specialists import Specialist
 from appliance.engine.grammars import JSON_OBJECT, choice_grammar
-from appliance.engine.types import Engine
+from appliance.engine.interface import Engine
 
 MEMO = 128
 MAX_TOP_LOGPROBS = 20

@@ -9,7 +9,7 @@ import msgspec
 from appliance import __version__
 from appliance.core import protocol as p
 from appliance.core.specialists import Specialists
-from appliance.engine.types import Engine
+from appliance.engine.interface import Engine
 from appliance.serving.traffic import Traffic
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from appliance.core import protocol as p
 from appliance.core.errors import InvalidRequest
-from appliance.engine.types import Engine, Turn
+from appliance.engine.interface import Engine, Turn
 from appliance.serving.gbnf import gbnf_literal, namespace
 from appliance.serving.tool_formats import BLANK, HERMES, CallFormat, ToolCall, scan
 

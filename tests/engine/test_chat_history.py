@@ -12,7 +12,7 @@ from engine_loop import on_loop, start_engine, stop_engine
 from near_tie import assert_same_or_near_tie
 
 from appliance.engine.engine import HiveEngine, embedded_model_path
-from appliance.engine.types import EngineConfig, Finished, GenerationRequest, SamplingParams
+from appliance.engine.interface import EngineConfig, Finished, GenerationRequest, SamplingParams
 
 GREEDY = SamplingParams(temperature=0.0)
 SYSTEM = "You are a concise assistant for a small bakery. Answer in two short sentences. " * 2

@@ -20,7 +20,7 @@ from appliance.core import protocol as p
 from appliance.engine.chat_render import check_chat_template
 from appliance.engine.chat_template import TemplateError
 from appliance.engine.engine import HiveEngine, embedded_model_path
-from appliance.engine.types import EngineConfig, GenerationRequest, SamplingParams
+from appliance.engine.interface import EngineConfig, GenerationRequest, SamplingParams
 from appliance.serving import tools
 from appliance.serving.tool_formats import HERMES
 

@@ -10,7 +10,7 @@ from engine_loop import kernel_cache, on_loop, start_engine, stop_engine
 from near_tie import NEAR_TIE, arrangement_drift, assert_same_or_near_tie, near_tie_bound, top_two_gap
 
 from appliance.engine.engine import HiveEngine, embedded_model_path
-from appliance.engine.types import EngineConfig, Finished, GenerationRequest, SamplingParams
+from appliance.engine.interface import EngineConfig, Finished, GenerationRequest, SamplingParams
 
 GREEDY = SamplingParams(temperature=0.0)
 TOPICS = [

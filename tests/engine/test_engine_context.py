@@ -13,8 +13,8 @@ from proc_status import resident_kb
 from test_engine import TOPICS, generate
 
 from appliance.engine.engine import HiveEngine, embedded_model_path, flash_attention, kv_layout
+from appliance.engine.interface import EngineConfig
 from appliance.engine.tuning.context_size import auto_context, memory_limit
-from appliance.engine.types import EngineConfig
 
 
 def test_auto_flash_attention_is_off_only_for_split_streams_on_the_cpu(caplog) -> None:

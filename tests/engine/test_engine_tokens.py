@@ -14,7 +14,7 @@ from engine_loop import on_loop, start_engine, stop_engine
 from appliance.core.errors import InvalidRequest
 from appliance.engine.engine import HiveEngine, embedded_model_path
 from appliance.engine.grammars import JSON_OBJECT, choice_grammar
-from appliance.engine.types import Chunk, EngineConfig, GenerationRequest, SamplingParams, Turn
+from appliance.engine.interface import Chunk, EngineConfig, GenerationRequest, SamplingParams, Turn
 
 
 @pytest.fixture(scope="module")

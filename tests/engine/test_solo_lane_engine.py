@@ -19,10 +19,10 @@ from engine_loop import on_loop, start_engine, stop_engine
 from near_tie import assert_same_or_near_tie
 
 from appliance.engine.engine import HiveEngine, embedded_model_path
+from appliance.engine.interface import EngineConfig, Finished, GenerationRequest, SamplingParams
 from appliance.engine.seams import MainContext
 from appliance.engine.tuning.host_pages import file_ranges
 from appliance.engine.tuning.solo_lane import MIN_TOKENS_LEFT, UNLOAD_AFTER_S, SoloLane
-from appliance.engine.types import EngineConfig, Finished, GenerationRequest, SamplingParams
 
 GREEDY = SamplingParams(temperature=0.0)
 SYSTEM = "You are a concise assistant for a small bakery. Answer in two short sentences."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from appliance.engine.types import (
+from appliance.engine.interface import (
     CpuStatus,
     EngineStatus,
     Finished,

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from appliance.engine.hive_status import TuningState, engine_status, solo_lane_on, tuning_lines
+from appliance.engine.interface import EngineConfig, EngineStatus
 from appliance.engine.tuning.host_pages import pages_choice
 from appliance.engine.tuning.idle_cpu import IdleCpu
 from appliance.engine.tuning.threads import ThreadPolicy
-from appliance.engine.types import EngineConfig, EngineStatus
 
 
 def lane(*, broken: bool) -> Any:

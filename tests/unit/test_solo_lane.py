@@ -12,11 +12,11 @@ import pytest
 
 from appliance.boot import plan
 from appliance.core.settings import Settings
+from appliance.engine.interface import GenerationRequest
 from appliance.engine.scheduler import lone_request
 from appliance.engine.slots import Active, Slot
 from appliance.engine.tuning.host_pages import file_ranges
 from appliance.engine.tuning.solo_lane import HISTORY_PER_TOKEN, MIN_TOKENS_LEFT, LaneParts, SoloLane, lane_candidate
-from appliance.engine.types import GenerationRequest
 
 
 def running(seq: int, *, alone: bool = True, prompt: int = 10, done: int = 10, completion: int = 0) -> Slot:

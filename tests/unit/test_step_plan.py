@@ -10,13 +10,13 @@ from types import SimpleNamespace
 
 import pytest
 
+from appliance.engine.interface import GenerationRequest
 from appliance.engine.native.llama import Batch
 from appliance.engine.seams import MainContext
 from appliance.engine.slots import Active, Slot
 from appliance.engine.speculative.drafting import StepCosts
 from appliance.engine.step_plan import choose_drafts, fill_batch, prompt_budget, take_prompt_chunks
 from appliance.engine.tuning.solo_lane import LANE_SEQ, SoloLane
-from appliance.engine.types import GenerationRequest
 
 
 def slot(seq: int, *, prompt: int, done: int, completion: int = 0, save_at: int | None = None) -> Slot:

@@ -12,8 +12,8 @@ from fake_engine import FakeEngine
 from appliance.core import protocol as p
 from appliance.core.errors import InvalidRequest
 from appliance.engine.grammars import strict_strings
+from appliance.engine.interface import Turn
 from appliance.engine.text import TextStream
-from appliance.engine.types import Turn
 from appliance.serving import tools
 from appliance.serving.tool_formats import HERMES, scan
 

@@ -29,7 +29,7 @@ def schema() -> dict:
     from appliance.core.settings import Settings
     from appliance.core.specialists import load_specialists
     from appliance.engine.engine import HiveEngine
-    from appliance.engine.types import EngineConfig
+    from appliance.engine.interface import EngineConfig
     from appliance.store import Store
 
     with tempfile.TemporaryDirectory() as data:

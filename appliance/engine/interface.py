@@ -1,4 +1,5 @@
-"""What goes in and out of the engine. No wire types and no llama_cpp here."""
+"""The engine's interface: the Engine protocol the service talks to, and what goes in and out of it
+(its configuration, requests, generations and status). No wire types and no llama_cpp here."""
 
 from __future__ import annotations
 
