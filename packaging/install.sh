@@ -20,6 +20,9 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 UNIT_SRC="$SRC/packaging/alveare.service"
 UNIT_DST=/etc/systemd/system/alveare.service
 ENV_FILE=/etc/alveare/alveare.env
+# Copied beside the venv so that the README's links resolve on the host: the docs pages and the
+# benchmark tables docs/benchmarks.md includes (tests/packaging/test_packaging.py checks the links).
+HOST_DOCS="README.md docs benchmarks/README.md"
 
 usage() {
     sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
@@ -110,7 +113,14 @@ if command -v npm >/dev/null 2>&1; then
     fi
     rm -rf "$sdk_build"
 fi
-install -m 0644 "$SRC/README.md" "$PREFIX/README.md"
+echo "==> README and docs into $PREFIX"
+rm -rf "$PREFIX/docs"  # anew, so that a page since removed goes too
+for doc in $HOST_DOCS; do
+    install -d -m 0755 "$(dirname "$PREFIX/$doc")"
+    cp -R "$SRC/$doc" "$PREFIX/$doc"
+done
+rm -rf "$PREFIX/docs/_hooks"  # the docs site's build hook, not a page
+chmod -R u=rwX,go=rX "$PREFIX/README.md" "$PREFIX/docs" "$PREFIX/benchmarks"
 
 echo "==> data dir $DATA_DIR"
 install -d -o "$SERVICE_USER" -g "$SERVICE_USER" -m 0700 "$DATA_DIR"

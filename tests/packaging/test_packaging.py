@@ -59,6 +59,54 @@ def test_install_script_usage_and_refusals() -> None:
     assert (PACKAGING / "install.sh").stat().st_mode & 0o111
 
 
+def host_docs() -> list[str]:
+    """What install.sh copies beside the venv for the README's links (its HOST_DOCS)."""
+    match = re.search(r'^HOST_DOCS="([^"]*)"$', (PACKAGING / "install.sh").read_text(), re.MULTILINE)
+    assert match, "install.sh names the docs it installs in HOST_DOCS"
+    return match.group(1).split()
+
+
+def local_links(page: Path) -> list[Path]:
+    """The files a Markdown page links to or includes (mkdocs snippets, from the repository's root)
+    within the repository: no addresses, no anchors on the page itself."""
+    text = page.read_text()
+    links = [
+        (page.parent / target.split("#")[0]).resolve()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text)
+        if not target.startswith("#") and ":" not in target
+    ]
+    return links + [ROOT / path for path in re.findall(r'^--8<-- "([^"]+)"$', text, re.MULTILINE)]
+
+
+def test_the_installed_tree_has_what_the_readme_links_to() -> None:
+    """install.sh puts README.md in PREFIX with HOST_DOCS beside it: every page the README links to,
+    and every file those pages link to or include, must be in HOST_DOCS (and not the site's build hook)."""
+    docs = host_docs()
+    assert "README.md" in docs
+    script = (PACKAGING / "install.sh").read_text()
+    assert "for doc in $HOST_DOCS; do" in script and 'cp -R "$SRC/$doc" "$PREFIX/$doc"' in script
+
+    def installed(path: Path) -> bool:
+        relative = path.relative_to(ROOT)
+        return relative.parts[:2] != ("docs", "_hooks") and any(
+            relative == Path(doc) or Path(doc) in relative.parents for doc in docs
+        )
+
+    pages, seen, missing = [ROOT / "README.md"], set(), []
+    while pages:
+        page = pages.pop()
+        if page in seen:
+            continue
+        seen.add(page)
+        for target in local_links(page):
+            if not (target.is_file() and installed(target)):
+                missing.append(f"{page.relative_to(ROOT)} -> {target.relative_to(ROOT)}")
+            elif target.suffix == ".md":
+                pages.append(target)
+    assert missing == []
+    assert ROOT / "benchmarks" / "README.md" in seen  # included by docs/benchmarks.md: the walk follows pages
+
+
 # ---------------------------------------------------------------- systemd unit
 def unit_settings(text: str) -> dict[str, list[str]]:
     settings: dict[str, list[str]] = {}
