@@ -87,7 +87,9 @@ class KeysView(View):
         self.keys = keys
         self._redraw()
 
-    def visible(self) -> list[KeyInfo]:
+    def listed_keys(self) -> list[KeyInfo]:
+        """The keys the table lists: revoked ones only while they are shown (not `visible`: a Textual
+        widget's own property)."""
         return [k for k in self.keys if self.show_revoked or k.revoked_at is None]
 
     def on_resize(self) -> None:
@@ -105,7 +107,7 @@ class KeysView(View):
         def stamp(iso: str | None) -> str:
             return when(iso) if wide else when(iso)[:10]
 
-        for k in self.visible():
+        for k in self.listed_keys():
             if k.admin:
                 kind = Text("admin", style="bold magenta")  # admin keys are live keys of the admin API
             else:
@@ -124,9 +126,9 @@ class KeysView(View):
                 state,
                 key=str(k.id),
             )
-        visible = self.visible()
-        if visible:
-            table.move_cursor(row=min(max(row, 0), len(visible) - 1))
+        listed = self.listed_keys()
+        if listed:
+            table.move_cursor(row=min(max(row, 0), len(listed) - 1))
         active = sum(1 for k in self.keys if k.revoked_at is None)
         revoked = len(self.keys) - active
         summary = f"{active} active"
@@ -139,11 +141,11 @@ class KeysView(View):
 
     def selected(self) -> KeyInfo | None:
         table = self.query_one("#keys-table", DataTable)
-        visible = self.visible()
-        if not visible:
+        listed = self.listed_keys()
+        if not listed:
             self.notify("No keys here yet: n creates one.", severity="warning")
             return None
-        return visible[min(max(table.cursor_row, 0), len(visible) - 1)]
+        return listed[min(max(table.cursor_row, 0), len(listed) - 1)]
 
     # --- actions ------------------------------------------------------------------------------
     def action_choose_account(self) -> None:
@@ -170,7 +172,7 @@ class KeysView(View):
         # (unless that is an admin key: admin accounts rarely want more keys).
         admin_accounts = {k.account for k in self.keys if k.admin}
         current = next((a for a in self.accounts if a not in admin_accounts), self.accounts[0])
-        highlighted = self.selected() if self.visible() else None
+        highlighted = self.selected() if self.listed_keys() else None
         if highlighted is not None and not highlighted.admin:
             current = highlighted.account
 

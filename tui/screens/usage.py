@@ -105,8 +105,8 @@ class UsageView(View):
             o = next((o for o in overviews if o.account.name == account), None)
             if o is not None:
                 u = o.usage
-                used = f"{number(u.requests_used)} of {number(u.requests_limit)}"
-                summary.append(f"{account} ({u.plan}) · {used} requests ")
+                of_limit = f"{number(u.requests_used)} of {number(u.requests_limit)}"
+                summary.append(f"{account} ({u.plan}) · {of_limit} requests ")
                 summary.append_text(alert_text(o.alert_level))
                 summary.append(f" · {number(u.tokens_used)} tokens · overage {number(u.overage_requests)}")
                 cap = "no cap" if u.spending_cap is None else f"cap {u.spending_cap:,.2f}"
