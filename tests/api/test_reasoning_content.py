@@ -1,8 +1,8 @@
-"""A thinking model's reasoning apart from its answer, through the openai SDK, on copies of the
-embedded model with thinking templates: DeepSeek R1's (its generation prompt opens the <think>
-block) and a Qwen 3 style one (the model may open it). SmolLM2 was never trained to think, so it
-rarely closes the block: the wire shape is what is checked, and where the block is closed, that a
-call is read from what follows it only."""
+"""A thinking model's reasoning apart from its answer, through the openai SDK (chat completions and
+the Responses API), on copies of the embedded model with thinking templates: DeepSeek R1's (its
+generation prompt opens the <think> block) and a Qwen 3 style one (the model may open it). SmolLM2
+was never trained to think, so it rarely closes the block: the wire shape is what is checked, and
+where the block is closed, that a call is read from what follows it only."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import openai
 import pytest
 from gguf_copy import copy_gguf
 from live import start_server
+from openai.types.responses import ResponseReasoningItem
 
 from appliance.engine.engine import embedded_model_path
 
@@ -77,10 +78,31 @@ def test_a_block_the_template_opens_is_reasoning_content(deepseek: openai.OpenAI
     assert (streamed_thought, streamed_content) == (thought, message.content)
 
 
+def test_the_responses_api_sends_it_as_a_reasoning_item(deepseek: openai.OpenAI) -> None:
+    """The same reasoning chat completions send, as a typed reasoning item first, whole and streamed."""
+    ask: dict[str, Any] = dict(model="chat", input=ASK[0]["content"], max_output_tokens=16, temperature=0)
+    chat = deepseek.chat.completions.create(model="chat", messages=ASK, max_tokens=16, temperature=0)
+    thought = (chat.choices[0].message.model_extra or {}).get("reasoning_content")
+    r = deepseek.responses.create(**ask)
+    item = r.output[0]
+    assert isinstance(item, ResponseReasoningItem) and item.content and item.content[0].text == thought
+    assert r.usage and 0 < r.usage.output_tokens_details.reasoning_tokens <= r.usage.output_tokens
+    with deepseek.responses.stream(**ask) as stream:
+        events = list(stream)
+    streamed = "".join(e.delta for e in events if e.type == "response.reasoning_text.delta")
+    last = events[-1]
+    assert last.type in ("response.completed", "response.incomplete") and streamed == thought
+    assert [o.type for o in last.response.output] == [o.type for o in r.output]
+    assert last.response.usage and last.response.usage.output_tokens_details.reasoning_tokens > 0
+
+
 def test_reasoning_format_none_leaves_it_in_the_content(deepseek_none: openai.OpenAI) -> None:
     r = deepseek_none.chat.completions.create(model="chat", messages=ASK, max_tokens=16, temperature=0)
     message = r.choices[0].message
     assert message.content and (message.model_extra or {}).get("reasoning_content") is None
+    r = deepseek_none.responses.create(model="chat", input=ASK[0]["content"], max_output_tokens=16, temperature=0)
+    assert [o.type for o in r.output] == ["message"] and r.usage
+    assert r.usage.output_tokens_details.reasoning_tokens == 0
 
 
 def test_a_forced_call_after_the_block_the_template_opens(deepseek: openai.OpenAI) -> None:
