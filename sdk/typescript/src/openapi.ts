@@ -796,6 +796,7 @@ export interface components {
             prompt_tokens: number;
             completion_tokens: number;
             finish_reason: string;
+            reasoning: string | null;
         };
         /** Model */
         Model: {
