@@ -187,6 +187,9 @@ class InferResponse(Struct):
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str
+    # A thinking model's <think> block, apart from `result` (the server's --reasoning-format); null
+    # where the model wrote none, or the server leaves it in `result`.
+    reasoning: str | None = None
 
 
 class Model(Struct):

@@ -162,6 +162,12 @@ class ResponsesRequest(Struct):
     store: bool | None = None
     metadata: dict[str, str] | None = None
     user: str | None = None
+    # What to add to the response: checked against what this server makes (serving/responses.py).
+    include: list[str] | None = None
+    # "disabled" (a prompt over the context is a 400) or "auto" (the oldest input items are dropped).
+    truncation: str | None = None
+    # {"effort": ..., "summary": ...}: taken and ignored; a thinking model thinks as its template says.
+    reasoning: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------- Responses API answers
@@ -169,6 +175,21 @@ class ResponseOutputText(Struct):
     text: str
     type: str = "output_text"
     annotations: list[Any] = []
+
+
+class ResponseReasoningText(Struct):
+    text: str
+    type: str = "reasoning_text"
+
+
+class ResponseReasoningItem(Struct, tag="reasoning", tag_field="type"):
+    """A thinking model's <think> block, as OpenAI's reasoning models send theirs: the text in
+    `content`, no summary (none is written), nothing encrypted (nothing is kept)."""
+
+    id: str
+    content: list[ResponseReasoningText]
+    summary: list[Any] = []
+    status: str = "completed"
 
 
 class ResponseMessageItem(Struct, tag="message", tag_field="type"):
@@ -211,7 +232,7 @@ class Response(Struct):
     created_at: int
     model: str
     status: str
-    output: list[ResponseMessageItem | ResponseFunctionCallItem]
+    output: list[ResponseReasoningItem | ResponseMessageItem | ResponseFunctionCallItem]
     parallel_tool_calls: bool
     tool_choice: str | dict[str, Any]
     tools: list[dict[str, Any]]
@@ -225,6 +246,7 @@ class Response(Struct):
     text: dict[str, Any] | None = None
     metadata: dict[str, str] = {}
     store: bool = False
+    truncation: str = "disabled"
     usage: ResponseUsage | None = None
 
 

@@ -299,8 +299,8 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         "auto",
         "a thinking model's <think> block: `auto` or `deepseek` send it apart from the answer, as "
-        "`message.reasoning_content` (streamed `delta.reasoning_content`), where the chat template thinks; "
-        "`none` leaves it in `content`",
+        "`message.reasoning_content` (streamed `delta.reasoning_content`), a Responses `reasoning` item and "
+        "infer's `reasoning`, where the chat template thinks; `none` leaves it in the answer's text",
         flag="--reasoning-format",
         env="ALVEARE_REASONING_FORMAT",
         choices=("auto", "deepseek", "none"),

@@ -145,8 +145,7 @@ class ChatCompletions:
             engine = self.prompter.engine
             definitions = tools.native_template(engine)
             found = tool_formats.detect(engine.chat_template)
-            prompt = engine.render_chat([("user", "x")])
-            thinking = reasoning.detect(engine.chat_template, prompt, self.reasoning_format)
+            thinking = reasoning.of_model(engine, self.reasoning_format)
             self._tooling = Tooling(
                 definitions, definitions or found is not None, found or tool_formats.HERMES, thinking
             )

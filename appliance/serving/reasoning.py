@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from appliance.engine.interface import Engine
 from appliance.serving.gbnf import namespace
 
 OPEN, CLOSE = "<think>", "</think>"
@@ -31,6 +32,12 @@ def detect(template: str, generation_prompt: str, asked: str) -> Thinking | None
     if asked == "none" or OPEN not in template:
         return None
     return Thinking(forced_open=generation_prompt.rstrip(BLANK).endswith(OPEN))
+
+
+def of_model(engine: Engine, asked: str) -> Thinking | None:
+    """How the loaded model thinks: its template, and whether the generation prompt it renders opens
+    the block (`asked`: the reasoning_format setting)."""
+    return detect(engine.chat_template, engine.render_chat([("user", "x")]), asked)
 
 
 @dataclass
@@ -88,6 +95,19 @@ def split(thinking: Thinking, text: str) -> tuple[str | None, str]:
     r1, c1 = s.feed(text)
     r2, c2 = s.flush()
     return (r1 + r2 if s.opened else None), c1 + c2
+
+
+def written(thinking: Thinking, text: str) -> str:
+    """The block as the model wrote it at the start of a whole answer, markers included (but the
+    opening one a template wrote); "" where it wrote none. Its reasoning tokens are counted from it."""
+    start = 0
+    if not thinking.forced_open:
+        lead = text.lstrip(BLANK)
+        if not lead.startswith(OPEN):
+            return ""
+        start = len(text) - len(lead)
+    end = text.find(CLOSE, start)
+    return text[start:] if end < 0 else text[start : end + len(CLOSE)]
 
 
 def _partial_suffix(text: str, marker: str) -> int:

@@ -42,7 +42,7 @@ class Serving:
         self.chat = ChatCompletions(self.catalogue, prompter, flow, shapes, reasoning_format=settings.reasoning_format)
         self.completions = Completions(self.catalogue, prompter, flow, shapes)
         self.responses = Responses(self.chat, flow)
-        self.infer = Infer(self.catalogue, prompter, flow, shapes)
+        self.infer = Infer(self.catalogue, prompter, flow, shapes, reasoning_format=settings.reasoning_format)
 
     def shut_down(self, grace_s: float) -> None:
         """The server is stopping (SIGTERM): start no new generation (503 server_shutting_down), let those

@@ -1,8 +1,9 @@
-"""A thinking model's reasoning apart from its answer, through the openai SDK, on copies of the
-embedded model with thinking templates: DeepSeek R1's (its generation prompt opens the <think>
-block) and a Qwen 3 style one (the model may open it). SmolLM2 was never trained to think, so it
-rarely closes the block: the wire shape is what is checked, and where the block is closed, that a
-call is read from what follows it only."""
+"""A thinking model's reasoning apart from its answer, through the openai SDK (chat completions and
+the Responses API) and the Python SDK (/v1/infer), on copies of the embedded model with thinking
+templates: DeepSeek R1's (its generation prompt opens the <think> block) and a Qwen 3 style one (the
+model may open it). SmolLM2 was never trained to think, so it rarely closes the block: the wire shape
+is what is checked, and where the block is closed, that a call (or a label) is read from what
+follows it only."""
 
 from __future__ import annotations
 
@@ -15,12 +16,16 @@ import openai
 import pytest
 from gguf_copy import copy_gguf
 from live import start_server
+from openai.types.responses import ResponseReasoningItem
 
+from alveare import Client
 from appliance.engine.engine import embedded_model_path
 
 pytestmark = pytest.mark.slow
 
 TEMPLATES = Path(__file__).parent.parent / "templates"
+# The classify specialist's labels (specialists.toml).
+LABELS = ("billing", "technical", "account", "shipping", "feedback", "other", "positive", "negative", "neutral")
 ASK: list[Any] = [{"role": "user", "content": "What is the capital of France?"}]
 WEATHER = {
     "type": "function",
@@ -77,10 +82,46 @@ def test_a_block_the_template_opens_is_reasoning_content(deepseek: openai.OpenAI
     assert (streamed_thought, streamed_content) == (thought, message.content)
 
 
+def test_the_responses_api_sends_it_as_a_reasoning_item(deepseek: openai.OpenAI) -> None:
+    """The same reasoning chat completions send, as a typed reasoning item first, whole and streamed."""
+    ask: dict[str, Any] = dict(model="chat", input=ASK[0]["content"], max_output_tokens=16, temperature=0)
+    chat = deepseek.chat.completions.create(model="chat", messages=ASK, max_tokens=16, temperature=0)
+    thought = (chat.choices[0].message.model_extra or {}).get("reasoning_content")
+    r = deepseek.responses.create(**ask)
+    item = r.output[0]
+    assert isinstance(item, ResponseReasoningItem) and item.content and item.content[0].text == thought
+    assert r.usage and 0 < r.usage.output_tokens_details.reasoning_tokens <= r.usage.output_tokens
+    with deepseek.responses.stream(**ask) as stream:
+        events = list(stream)
+    streamed = "".join(e.delta for e in events if e.type == "response.reasoning_text.delta")
+    last = events[-1]
+    assert last.type in ("response.completed", "response.incomplete") and streamed == thought
+    assert [o.type for o in last.response.output] == [o.type for o in r.output]
+    assert last.response.usage and last.response.usage.output_tokens_details.reasoning_tokens > 0
+
+
+def test_infer_sends_it_apart_from_the_result(deepseek: openai.OpenAI) -> None:
+    root = str(deepseek.base_url).rstrip("/").removesuffix("/v1")
+    with Client(api_key=deepseek.api_key, base_url=root, max_retries=0) as client:
+        r = client.infer("chat", ASK[0]["content"], max_tokens=16, temperature=0)
+        assert isinstance(r.reasoning, str) and r.reasoning and "<think>" not in r.result
+        label = client.infer("classify", "I was charged twice.", max_tokens=24, temperature=0)
+    assert isinstance(label.reasoning, str)
+    # The label comes after the block, under its grammar, or the budget ran out while it thought.
+    assert label.result in LABELS or (label.finish_reason == "length" and label.result == "")
+
+
 def test_reasoning_format_none_leaves_it_in_the_content(deepseek_none: openai.OpenAI) -> None:
     r = deepseek_none.chat.completions.create(model="chat", messages=ASK, max_tokens=16, temperature=0)
     message = r.choices[0].message
     assert message.content and (message.model_extra or {}).get("reasoning_content") is None
+    r = deepseek_none.responses.create(model="chat", input=ASK[0]["content"], max_output_tokens=16, temperature=0)
+    assert [o.type for o in r.output] == ["message"] and r.usage
+    assert r.usage.output_tokens_details.reasoning_tokens == 0
+    root = str(deepseek_none.base_url).rstrip("/").removesuffix("/v1")
+    with Client(api_key=deepseek_none.api_key, base_url=root, max_retries=0) as client:
+        answer = client.infer("chat", ASK[0]["content"], max_tokens=16, temperature=0)
+    assert answer.reasoning is None and answer.result
 
 
 def test_a_forced_call_after_the_block_the_template_opens(deepseek: openai.OpenAI) -> None:

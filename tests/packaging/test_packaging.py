@@ -249,6 +249,29 @@ def test_the_containerfiles_copy_what_the_package_links_to(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", CONTAINERFILES)
+def test_the_image_serves_both_sdks(kind: str) -> None:
+    """GET /sdk/typescript hands out the tarball appliance/core/sdk_packages.py looks for beside the venv
+    (found missing from both images): a Node stage packs sdk/typescript, the final stage copies it
+    there, and the build checks that the server finds it and can pack the wheel GET /sdk/python sends."""
+    from appliance.core import sdk_packages
+
+    steps = instructions(CONTAINERFILES[kind])
+    start = steps.index(("FROM", "${NODE_IMAGE} AS sdk"))
+    stage = steps[start + 1 : next(i for i in range(start + 1, len(steps)) if steps[i][0] == "FROM")]
+    copied = {Path(source).name for word, args in stage if word == "COPY" for source in args.split()[:-1]}
+    # What `npm ci`, `npm run build` (its scripts and both tsconfigs) and `npm pack` read.
+    assert {"package.json", "package-lock.json", "tsconfig.json", "tsconfig.cjs.json", "scripts", "src"} <= copied
+    build = " ".join(args for word, args in stage if word == "RUN")
+    assert all(step in build for step in ("npm ci", "npm run build", "npm pack --pack-destination /out"))
+    final = final_stage(CONTAINERFILES[kind])
+    venv = re.search(r"PATH=(\S+)/bin:", dict(final)["ENV"])
+    assert venv, "the final stage puts the venv on PATH"
+    [copy] = [args for word, args in final if word == "COPY" and args.startswith("--from=sdk ")]
+    assert copy.split()[1:] == ["/out/", f"{sdk_packages.tarball_path(venv.group(1)).parent}/"]
+    assert any("read_tarball()" in args and "build_wheel()" in args for word, args in final if word == "RUN")
+
+
+@pytest.mark.parametrize("kind", CONTAINERFILES)
 def test_llama_cpp_is_compiled_in_a_layer_before_the_code(kind: str) -> None:
     # A code change must not recompile llama.cpp (an hour for every CPU variant), and the layer
     # builds the version pyproject.toml pins.

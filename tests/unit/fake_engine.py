@@ -26,8 +26,16 @@ class FakeEngine:
         outcome: str = "stop",
         explode: Exception | None = None,
         load_error: str | None = None,
+        template: str = "",
+        generation_tail: str = "",
     ) -> None:
         self._loaded = loaded
+        # The chat template's text (a "<think>" in it: a model that thinks), and what its generation
+        # prompt adds after "<assistant>" ("<think>\n": a template that opens the block itself).
+        self.template = template
+        self.generation_tail = generation_tail
+        # The last prompt submitted, as text (tokens are characters here).
+        self.last_prompt = ""
         self.load_error = load_error
         self.reply = reply
         self.outcome = outcome
@@ -55,18 +63,20 @@ class FakeEngine:
 
     @property
     def chat_template(self) -> str:
-        return ""
+        return self.template
 
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         return [ord(c) for c in text]
 
     def render_chat(self, messages, *, add_generation_prompt: bool = True, tools: list[dict] | None = None) -> str:
         pairs = [(m.role, m.content or "") if isinstance(m, Turn) else m for m in messages]
-        return "".join(f"<{r}>{c}" for r, c in pairs) + ("<assistant>" if add_generation_prompt else "")
+        head = "<assistant>" + self.generation_tail
+        return "".join(f"<{r}>{c}" for r, c in pairs) + (head if add_generation_prompt else "")
 
     def submit(self, request: GenerationRequest) -> Generation:
         if self.explode is not None:
             raise self.explode
+        self.last_prompt = "".join(map(chr, request.prompt_tokens))
         generation = Generation(asyncio.get_running_loop())
         words = self.reply.split(" ")
         for i, w in enumerate(words):

@@ -796,6 +796,7 @@ export interface components {
             prompt_tokens: number;
             completion_tokens: number;
             finish_reason: string;
+            reasoning: string | null;
         };
         /** Model */
         Model: {
@@ -845,7 +846,7 @@ export interface components {
             created_at: number;
             model: string;
             status: string;
-            output: (components["schemas"]["ResponseMessageItem"] | components["schemas"]["ResponseFunctionCallItem"])[];
+            output: (components["schemas"]["ResponseReasoningItem"] | components["schemas"]["ResponseMessageItem"] | components["schemas"]["ResponseFunctionCallItem"])[];
             parallel_tool_calls: boolean;
             tool_choice: string | Record<string, never>;
             tools: Record<string, never>[];
@@ -864,7 +865,30 @@ export interface components {
             };
             /** @default false */
             store: boolean;
+            /** @default disabled */
+            truncation: string;
             usage: components["schemas"]["ResponseUsage"] | null;
+        };
+        /**
+         * ResponseReasoningItem
+         * @description A thinking model's <think> block, as OpenAI's reasoning models send theirs: the text in
+         *     `content`, no summary (none is written), nothing encrypted (nothing is kept).
+         */
+        ResponseReasoningItem: {
+            /** @enum {unknown} */
+            type: "reasoning";
+            id: string;
+            content: components["schemas"]["ResponseReasoningText"][];
+            /** @default [] */
+            summary: unknown[];
+            /** @default completed */
+            status: string;
+        };
+        /** ResponseReasoningText */
+        ResponseReasoningText: {
+            text: string;
+            /** @default reasoning_text */
+            type: string;
         };
         /** ResponseMessageItem */
         ResponseMessageItem: {
