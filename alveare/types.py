@@ -268,7 +268,7 @@ class TuningLine(Struct, kw_only=True):
     """One piece of the engine's machine tuning: its name, whether it is on, the setting that governs
     it and its state now, in a few words. One shape for every piece, so a tool lists them all alike."""
 
-    # threads, idle_cpu, context_size, host_pages, solo_lane or optimized_copy
+    # threads, idle_cpu, context_size, flash_attention, host_pages, solo_lane or optimized_copy
     name: str
     on: bool
     # The serve flag that switches it ("--adaptive-threads"); "" where none does.

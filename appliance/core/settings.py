@@ -194,14 +194,15 @@ SETTINGS: tuple[Setting, ...] = (
         "flash_attn",
         str,
         "auto",
-        "flash attention: `auto` is off for split KV streams on the CPU (where that commits at most 256 MB "
-        "more up front) and llama.cpp's choice otherwise (on, for CUDA and for CPUs), or `on`/`off`",
+        "flash attention: `auto` times a turn both ways on split KV streams on the CPU (where off commits at "
+        "most 256 MB more up front) and keeps the faster, once per model, build and CPU; llama.cpp's choice "
+        "otherwise (on, for CUDA and for CPUs); or `on`/`off`",
         flag="--flash-attn",
         env="ALVEARE_FLASH_ATTN",
         choices=("auto", "on", "off"),
         label="flash attention",
-        more="; on split streams llama.cpp's CPU path costs more the longer the streams get, while a unified cache "
-        "is faster with it on: see docs/decisions/006-step-shape.md",
+        more="; which is faster on split streams depends on the CPU, while a unified cache is faster with it on: "
+        "see docs/decisions/006-step-shape.md",
     ),
     Setting(
         "cpu_kernels",

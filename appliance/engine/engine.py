@@ -18,7 +18,14 @@ from appliance.engine.chat_template import ChatTemplate, TemplateError
 from appliance.engine.grammars import json_schema_grammar
 from appliance.engine.hive_status import TuningState, engine_status
 from appliance.engine.interface import EngineConfig, EngineStatus, Generation, GenerationRequest, Turn
-from appliance.engine.native.kernels import KernelCache, KernelChoice, choose_kernels
+from appliance.engine.native.kernels import (
+    KernelCache,
+    KernelChoice,
+    VerdictCache,
+    build_signature,
+    choose_kernels,
+    cpu_signature,
+)
 from appliance.engine.tuning.context_size import context_choice, memory_limit, slot_context
 from appliance.engine.tuning.host_pages import HostPages, pages_choice
 from appliance.engine.tuning.threads import ThreadPolicy
@@ -66,15 +73,15 @@ FLASH_OFF_MAX_FLOOR = 256 << 20
 
 def flash_attention(asked: str, *, kv_cache: str, on_gpu: bool, v_floor: int = 0) -> str:
     """Flash attention for the context. "auto" is llama.cpp's choice (on for CUDA and the CPU) except
-    on the CPU with split streams, where llama.cpp's CPU flash-attention path costs more the longer
-    the streams are; a unified cache is the other way round, so it keeps llama.cpp's choice
-    (docs/decisions/006-step-shape.md). The price is memory: without flash attention llama.cpp stores
-    V transposed, so the first cells of every stream touch a page of every V row (slots x layers x V
-    width x 4 KB) where a lazily committed cache would hold only the cells in use. `v_floor` is that
-    memory; above FLASH_OFF_MAX_FLOOR (a bigger model) auto keeps llama.cpp's choice."""
+    on the CPU with split streams, where which is faster depends on the CPU: "measure" there, and the
+    load times both (tuning/attention.py; docs/decisions/006-step-shape.md). Off has a price in
+    memory: without flash attention llama.cpp stores V transposed, so the first cells of every stream
+    touch a page of every V row (slots x layers x V width x 4 KB) where a lazily committed cache would
+    hold only the cells in use. `v_floor` is that memory; above FLASH_OFF_MAX_FLOOR (a bigger model)
+    auto keeps llama.cpp's choice, and nothing is timed."""
     if asked != "auto" or on_gpu or kv_cache != "split" or v_floor > FLASH_OFF_MAX_FLOOR:
         return asked
-    return "off"
+    return "measure"
 
 
 class HiveEngine:
@@ -119,6 +126,9 @@ class HiveEngine:
             supports_gpu_offload,
         )
         from appliance.engine.scheduler import Scheduler
+        from appliance.engine.tuning.attention import AttentionChoice, choose_attention, shape_key
+        from appliance.engine.tuning.attention import cache_path as attention_cache_path
+        from appliance.engine.tuning.attention import measure as measure_attention
 
         cfg = self.config
         quiet_native_logs(cfg.verbose)
@@ -170,6 +180,11 @@ class HiveEngine:
         # A page of every V row of every stream: layers x V width is a cell's bytes / 4 (K and V, f16).
         v_floor = cfg.slots * model.kv_cell_bytes // 4 * 4096
         flash = flash_attention(cfg.flash_attn, kv_cache=self._kv_cache, on_gpu=not kv_on_host, v_floor=v_floor)
+        if flash == "measure":
+            cache = VerdictCache(attention_cache_path(cache_path), AttentionChoice)
+            key = shape_key(model, cpu_signature(), build_signature())
+            self._tuning.attention = choose_attention(key, lambda: measure_attention(model, threads), cache)
+            flash = self._tuning.attention.flash
         unified = self._kv_cache == "unified"
 
         def context(m: Model, n_batch: int = cfg.n_batch) -> tuple[Context, HostPages | None]:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from appliance.engine.native.kernels import KernelChoice
     from appliance.engine.native.llama import Context, Model
     from appliance.engine.scheduler import Scheduler
+    from appliance.engine.tuning.attention import AttentionChoice
     from appliance.engine.tuning.solo_lane import SoloLane
     from appliance.engine.tuning.threads import ThreadPolicy
 
@@ -27,6 +28,8 @@ class TuningState:
     policy: ThreadPolicy | None = None
     context_why: str = ""
     pages: PagesChoice | None = None
+    # The flash-attention verdict where the load timed it (split streams on a CPU under --flash-attn auto).
+    attention: AttentionChoice | None = None
     # Why the solo lane is off where it was asked for and is not there ("" where it is, or was never asked for).
     lane_why: str = ""
 
@@ -114,6 +117,14 @@ def tuning_lines(cfg: EngineConfig, tuning: TuningState, lane: SoloLane | None, 
     if cfg.served_because:
         copy_state += f": {cfg.served_because}"
     idle = tuning.idle
+    if tuning.attention is not None:
+        verdict = tuning.attention
+        when = "timed at this load" if verdict.source == "measured" else "as timed before on this model, build and CPU"
+        attention = f"{verdict.flash} for split streams, {when}: {verdict.reason}"
+    elif cfg.flash_attn != "auto":
+        attention = f"off: --flash-attn {cfg.flash_attn}"
+    else:
+        attention = "off: llama.cpp's choice (a GPU, a unified cache or a model too big for the measured rule)"
     return [
         TuningLine(name="threads", on=adapts, setting="--adaptive-threads", state=threads_state),
         TuningLine(
@@ -125,6 +136,7 @@ def tuning_lines(cfg: EngineConfig, tuning: TuningState, lane: SoloLane | None, 
         TuningLine(
             name="context_size", on=not cfg.n_ctx, setting="--ctx", state=f"{cells} cells, {tuning.context_why}"
         ),
+        TuningLine(name="flash_attention", on=tuning.attention is not None, setting="--flash-attn", state=attention),
         TuningLine(name="host_pages", on=pages.on, setting="--lazy-kv", state=pages.why),
         TuningLine(name="solo_lane", on=solo_lane_on(lane), setting="--solo-model", state=lane_state),
         TuningLine(name="optimized_copy", on=bool(source), setting="--optimized-model", state=copy_state),

@@ -61,6 +61,7 @@ def test_each_tuning_piece_has_one_line_in_order(tmp_path: Path) -> None:
         "threads",
         "idle_cpu",
         "context_size",
+        "flash_attention",
         "host_pages",
         "solo_lane",
         "optimized_copy",
@@ -68,6 +69,7 @@ def test_each_tuning_piece_has_one_line_in_order(tmp_path: Path) -> None:
     by_name = {line.name: line for line in lines}
     assert by_name["threads"].on and not by_name["idle_cpu"].on  # no /proc/stat at that path
     assert by_name["context_size"].state.startswith("65536 cells, 8 slots x 8192 cells")
+    assert not by_name["flash_attention"].on  # nothing timed: llama.cpp's choice
     assert by_name["host_pages"].on and by_name["host_pages"].state.startswith("a KV cache of 1400 MB")
     assert not by_name["solo_lane"].on and by_name["solo_lane"].state == "off: no file to decode on (see --solo-model)"
     assert not by_name["optimized_copy"].on and by_name["optimized_copy"].state == "serving m.gguf itself"

@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import msgspec
 
@@ -131,22 +131,27 @@ def run_check(command: Sequence[str], timeout_s: float = CHECK_TIMEOUT_S) -> Che
     return CheckResult(True, last)
 
 
-class KernelCache:
-    """Verdicts by check key, in one small JSON file in the user's cache dir (0600, written atomically)."""
+V = TypeVar("V", bound=msgspec.Struct)
 
-    def __init__(self, path: Path | None) -> None:
+
+class VerdictCache(Generic[V]):
+    """Verdicts by key, in one small JSON file in the user's cache dir (0600, written atomically): the
+    kernel check's here, flash attention's (tuning/attention.py) in a file beside it."""
+
+    def __init__(self, path: Path | None, kind: type[V]) -> None:
         self.path = path
+        self.kind = kind
 
-    def get(self, key: str) -> KernelChoice | None:
+    def get(self, key: str) -> V | None:
         if self.path is None:
             return None
         try:
             entries = json.loads(self.path.read_text())
-            return msgspec.convert(entries[key], KernelChoice)
+            return msgspec.convert(entries[key], self.kind)
         except (OSError, ValueError, KeyError, TypeError, msgspec.ValidationError):
             return None
 
-    def put(self, key: str, choice: KernelChoice) -> None:
+    def put(self, key: str, verdict: V) -> None:
         if self.path is None:
             return
         try:
@@ -155,22 +160,27 @@ class KernelCache:
                 entries = {}
         except (OSError, ValueError):
             entries = {}
-        entries[key] = msgspec.to_builtins(choice) | {"checked_at": int(time.time())}
+        entries[key] = msgspec.to_builtins(verdict) | {"checked_at": int(time.time())}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".kernels-")
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".verdicts-")
             with os.fdopen(fd, "w") as f:  # mkstemp files are 0600
                 json.dump(entries, f, indent=1)
             os.replace(tmp, self.path)
-        except OSError as exc:  # a read-only cache dir only costs a check on the next start
-            log.warning("could not remember the CPU kernel check in %s: %s", self.path, exc)
+        except OSError as exc:  # a read-only cache dir only costs a measurement on the next start
+            log.warning("could not remember a verdict in %s: %s", self.path, exc)
+
+
+def KernelCache(path: Path | None) -> VerdictCache[KernelChoice]:
+    """The kernel check's verdicts."""
+    return VerdictCache(path, KernelChoice)
 
 
 def choose_kernels(
     setting: KernelSetting,
     model_path: str,
     *,
-    cache: KernelCache,
+    cache: VerdictCache[KernelChoice],
     gpu_offload_all: bool = False,
     cpu: Callable[[], str] = cpu_signature,
     build: Callable[[], str] = build_signature,
