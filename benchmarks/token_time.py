@@ -220,8 +220,9 @@ def main() -> None:
         action="append",
         default=[],
         metavar="NAME=FLAGS",
-        help="an Alveare variant with extra `alveare serve` flags, e.g. 'fa-on=--flash-attn on' (repeatable; "
-        "default: one, 'alveare', with none)",
+        help="an Alveare variant with extra `alveare serve` flags, e.g. 'fa-on=--flash-attn on', and env:K=V "
+        "words for its environment (env:PYTHONPATH=/another/checkout runs that code); repeatable; default: one, "
+        "'alveare', with none",
     )
     ap.add_argument("--no-llama-server", action="store_true", help="run only the Alveare variants")
     ap.add_argument("--llama-server", default=str(HERE / ".work/llama-build/bin/llama-server"))
@@ -242,10 +243,16 @@ def main() -> None:
     logdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"token-time-{os.getpid()}"
     logdir.mkdir(parents=True, exist_ok=True)
 
-    def variant(name: str, flags: list[str]) -> Server:
+    def variant(name: str, words: list[str]) -> Server:
+        flags = [w for w in words if not w.startswith("env:")]
+        env = dict(w[4:].partition("=")[::2] for w in words if w.startswith("env:"))
+
         class Probed(Alveare):
             def build_command(self) -> list[str]:
                 return [*super().build_command(), *flags]
+
+            def extra_env(self) -> dict[str, str]:
+                return env
 
         Probed.name = name
         return Probed(ns, Path(args.model), logdir)

@@ -102,6 +102,10 @@ class Model:
         self.bos = ll.llama_vocab_bos(self.vocab)
         self.eos = ll.llama_vocab_eos(self.vocab)
         self.add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab))
+        # Token texts and end-of-generation answers asked for so far (special texts under ~token): at most
+        # two entries per vocabulary entry.
+        self._pieces: dict[int, bytes] = {}
+        self._eog: dict[int, bool] = {}
         if vocab_only:  # the layers' parameters are not loaded (llama.cpp aborts if asked for them)
             return
         self.n_ctx_train = ll.llama_model_n_ctx_train(self.ptr)
@@ -152,6 +156,15 @@ class Model:
         return list(arr[:n])
 
     def piece(self, token: int, *, special: bool = False) -> bytes:
+        """The token's text as bytes; remembered, since the scheduler asks for one every token of every
+        row and a piece never changes."""
+        key = token if not special else ~token
+        known = self._pieces.get(key)
+        if known is None:
+            known = self._pieces[key] = self._piece(token, special)
+        return known
+
+    def _piece(self, token: int, special: bool) -> bytes:
         buf = ctypes.create_string_buffer(64)
         n = ll.llama_token_to_piece(self.vocab, token, buf, 64, 0, special)
         if n < 0:
@@ -160,7 +173,10 @@ class Model:
         return buf.raw[:n]
 
     def is_eog(self, token: int) -> bool:
-        return bool(ll.llama_vocab_is_eog(self.vocab, token))
+        eog = self._eog.get(token)
+        if eog is None:
+            eog = self._eog[token] = bool(ll.llama_vocab_is_eog(self.vocab, token))
+        return eog
 
     def close(self) -> None:
         if self.ptr:
@@ -225,9 +241,22 @@ class Context:
         self.n_ctx_seq = ll.llama_n_ctx_seq(self.ptr)
         self.unified = unified
         self.n_batch = n_batch
+        self._logits_key: tuple[int, int, int] | None = None
+        self._logits = np.zeros((0, 0), dtype=np.float32)
 
     def decode(self, batch: Batch) -> int:
         return int(ll.llama_decode(self.ptr, batch.raw))
+
+    def logits_view(self, rows: int, n_vocab: int) -> np.ndarray:
+        """The last decode's output logits as a (rows, n_vocab) array over llama.cpp's own buffer.
+        The wrapper is kept while the buffer stays where it is: making one costs more than a greedy
+        pick (numpy builds a ctypes array type each time)."""
+        address = ctypes.cast(ll.llama_get_logits(self.ptr), ctypes.c_void_p).value
+        key = (address or 0, rows, n_vocab)
+        if self._logits_key != key:
+            self._logits = np.ctypeslib.as_array(ll.llama_get_logits(self.ptr), shape=(rows, n_vocab))
+            self._logits_key = key
+        return self._logits
 
     def set_threads(self, n: int) -> None:
         ll.llama_set_n_threads(self.ptr, n, n)
@@ -352,8 +381,7 @@ class StepLogits:
     @property
     def view(self) -> np.ndarray:
         if self._view is None:
-            shape = (len(self.rows), self.n_vocab)
-            self._view = np.ctypeslib.as_array(ll.llama_get_logits(self.ctx.ptr), shape=shape)
+            self._view = self.ctx.logits_view(len(self.rows), self.n_vocab)
         return self._view
 
     def row(self, index: int) -> np.ndarray:

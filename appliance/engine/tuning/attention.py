@@ -15,7 +15,6 @@ other chat templates (the same weights) share one.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import logging
 import statistics
@@ -24,7 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-import llama_cpp as ll
 import msgspec
 
 from appliance.engine.native.kernels import VerdictCache
@@ -69,15 +67,8 @@ def decide(costs: TurnCosts, source: Literal["measured", "cache"] = "measured") 
 def shape_key(model: Model, cpu: str, build: str) -> str:
     """What decides the verdict: the weights' shape and types (not the file: a copy with another chat
     template shares it), the llama.cpp build and the CPU."""
-    desc = ctypes_desc(model)
-    text = f"{desc}\n{ll.llama_model_size(model.ptr)}\n{ll.llama_model_n_params(model.ptr)}\n{build}\n{cpu}"
-    return hashlib.sha256(f"{text}\n{MEASURE_VERSION}".encode()).hexdigest()[:32]
-
-
-def ctypes_desc(model: Model) -> str:
-    buf = (ctypes.c_char * 256)()
-    ll.llama_model_desc(model.ptr, buf, 256)
-    return buf.value.decode(errors="replace")
+    text = f"{model.description}\n{model.size_bytes}\n{model.n_params}\n{build}\n{cpu}\n{MEASURE_VERSION}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def measure(model: Model, threads: int) -> TurnCosts:
