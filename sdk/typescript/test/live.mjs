@@ -102,7 +102,7 @@ await check('hiveStatus with an admin key', async () => {
   assert.ok(status.model.name && status.kv.cells > 0 && status.cpu.threads >= 1);
   assert.deepEqual(
     status.tuning.map((line) => line.name),
-    ['threads', 'idle_cpu', 'context_size', 'host_pages', 'solo_lane', 'optimized_copy'],
+    ['threads', 'idle_cpu', 'context_size', 'flash_attention', 'host_pages', 'solo_lane', 'optimized_copy'],
   );
 });
 
