@@ -264,11 +264,16 @@ class CpuStatus(Struct, kw_only=True):
     threads: int
 
 
+# The machine-tuning pieces the status lists, in its order: the one table the engine, the docs
+# (docs/api.md) and the tests read.
+TUNING_PIECES = ("threads", "idle_cpu", "context_size", "flash_attention", "host_pages", "solo_lane", "optimized_copy")
+
+
 class TuningLine(Struct, kw_only=True):
     """One piece of the engine's machine tuning: its name, whether it is on, the setting that governs
     it and its state now, in a few words. One shape for every piece, so a tool lists them all alike."""
 
-    # threads, idle_cpu, context_size, flash_attention, host_pages, solo_lane or optimized_copy
+    # One of TUNING_PIECES.
     name: str
     on: bool
     # The serve flag that switches it ("--adaptive-threads"); "" where none does.

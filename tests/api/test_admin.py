@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 from live import LiveServer
 
+from alveare.types import TUNING_PIECES
 from appliance.engine.engine import embedded_model_path
 from appliance.models.select import optimized_copy
 
@@ -40,15 +41,7 @@ def test_hive_status(server: LiveServer, api_key: str) -> None:
     assert s["kv"]["cells"] >= s["kv"]["context_length"] > 0 and s["cpu"]["threads"] >= 1
     # One line per machine-tuning piece, each with the same fields.
     tuning = {line["name"]: line for line in s["tuning"]}
-    assert list(tuning) == [
-        "threads",
-        "idle_cpu",
-        "context_size",
-        "flash_attention",
-        "host_pages",
-        "solo_lane",
-        "optimized_copy",
-    ]
+    assert tuple(tuning) == TUNING_PIECES
     assert all(set(line) == {"name", "on", "setting", "state"} and line["state"] for line in s["tuning"])
     assert tuning["optimized_copy"]["on"] == (copy is not None) and tuning["context_size"]["on"]
     assert s["slots_total"] == 8 and 0 <= s["slots_busy"] <= 8 and s["queue_depth"] >= 0

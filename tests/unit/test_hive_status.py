@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from alveare.types import TUNING_PIECES
 from appliance.engine.hive_status import TuningState, engine_status, solo_lane_on, tuning_lines
 from appliance.engine.interface import EngineConfig, EngineStatus
 from appliance.engine.tuning.host_pages import pages_choice
@@ -57,15 +58,7 @@ def test_an_engine_that_has_not_loaded_reports_its_configuration_and_no_tuning()
 def test_each_tuning_piece_has_one_line_in_order(tmp_path: Path) -> None:
     cfg = EngineConfig(model_path="/models/m.gguf")
     lines = tuning_lines(cfg, loaded_tuning(tmp_path), None, 65536)
-    assert [line.name for line in lines] == [
-        "threads",
-        "idle_cpu",
-        "context_size",
-        "flash_attention",
-        "host_pages",
-        "solo_lane",
-        "optimized_copy",
-    ]
+    assert tuple(line.name for line in lines) == TUNING_PIECES
     by_name = {line.name: line for line in lines}
     assert by_name["threads"].on and not by_name["idle_cpu"].on  # no /proc/stat at that path
     assert by_name["context_size"].state.startswith("65536 cells, 8 slots x 8192 cells")
@@ -83,3 +76,9 @@ def test_the_solo_lane_is_on_and_its_file_shown_while_it_is_loaded_and_not_broke
         line = next(line for line in tuning_lines(cfg, loaded_tuning(tmp_path), solo, 1) if line.name == "solo_lane")
         assert line.on is solo_lane_on(solo) is (not broken) and line.state == "original.gguf loaded"
         assert unloaded(cfg, lane=solo).model.solo_file == ("" if broken else "/models/original.gguf")
+
+
+def test_the_api_docs_list_the_tuning_pieces_in_the_status_order() -> None:
+    api = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    listed = ", ".join(f"`{name}`" for name in TUNING_PIECES)
+    assert f"({listed}:" in api, "docs/api.md's /v1/hive/status row must list alveare.types.TUNING_PIECES in order"
