@@ -124,7 +124,7 @@ def tuning_lines(cfg: EngineConfig, tuning: TuningState, lane: SoloLane | None, 
     elif cfg.flash_attn != "auto":
         attention = f"off: --flash-attn {cfg.flash_attn}"
     else:
-        attention = "off: llama.cpp's choice (a GPU, a unified cache or a model too big for the measured rule)"
+        attention = "off (not timed): llama.cpp decides, as on a GPU, a unified cache or a model too big for the rule"
     return [
         TuningLine(name="threads", on=adapts, setting="--adaptive-threads", state=threads_state),
         TuningLine(

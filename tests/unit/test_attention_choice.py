@@ -46,3 +46,14 @@ def test_an_unreadable_cache_costs_a_timing_not_a_start(tmp_path: Path) -> None:
     # without a cache dir (kernel_cache_path None) every load times it
     nowhere = VerdictCache(cache_path(None), AttentionChoice)
     assert choose_attention("k", lambda: TurnCosts(on=2, off=1), nowhere).flash == "off"
+
+
+def test_a_timing_that_fails_leaves_the_choice_to_llama_cpp_and_is_not_remembered(tmp_path: Path) -> None:
+    cache = VerdictCache(tmp_path / "flash-attention.json", AttentionChoice)
+
+    def broken() -> TurnCosts:
+        raise RuntimeError("llama.cpp could not create a context (out of memory?)")
+
+    choice = choose_attention("k", broken, cache)
+    assert choice.flash == "on" and "not timed" in choice.reason
+    assert cache.get("k") is None

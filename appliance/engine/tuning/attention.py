@@ -129,7 +129,12 @@ def choose_attention(key: str, timer: Callable[[], TurnCosts], cache: VerdictCac
     if known is not None:
         return AttentionChoice(flash=known.flash, source="cache", reason=known.reason)
     t0 = time.monotonic()
-    choice = decide(timer())
+    try:
+        costs = timer()
+    except RuntimeError as exc:  # a scratch context that cannot be made or decoded: the load goes on
+        log.warning("could not time flash attention (%s): leaving it to llama.cpp", exc)
+        return AttentionChoice(flash="on", source="measured", reason=f"not timed ({exc}): llama.cpp's default")
+    choice = decide(costs)
     log.info(
         "flash attention %s on split streams (timed in %.1f s: %s)", choice.flash, time.monotonic() - t0, choice.reason
     )
