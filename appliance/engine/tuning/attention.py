@@ -136,7 +136,10 @@ def choose_attention(key: str, timer: Callable[[], TurnCosts], cache: VerdictCac
         return AttentionChoice(flash="on", source="measured", reason=f"not timed ({exc}): llama.cpp's default")
     choice = decide(costs)
     log.info(
-        "flash attention %s on split streams (timed in %.1f s: %s)", choice.flash, time.monotonic() - t0, choice.reason
+        "flash attention for split streams: %s (timed in %.1f s: %s)",
+        choice.flash,
+        time.monotonic() - t0,
+        choice.reason,
     )
     cache.put(key, choice)
     return choice
