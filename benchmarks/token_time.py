@@ -39,27 +39,19 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from comparison.procs import stat_cpu_s  # noqa: E402
 from comparison.servers import MODEL_NAME, Alveare, LlamaServerSplit, Server, log_lines  # noqa: E402
 from machine import cpu_count, cpu_name  # noqa: E402
 
 SYSTEM = "You are a helpful assistant."
 TOPICS = ["bees", "rivers", "volcanoes", "trains", "chess", "coffee", "owls", "bridges"]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 # One decode-only step of batch size N: "N: C x D + H ms" in the profile line Alveare logs at stop.
 STEP_RE = re.compile(r"(\d+): (\d+) x ([\d.]+) \+ ([\d.]+) ms")
 
 
 def thread_cpu(pid: int) -> dict[int, float]:
     """CPU seconds (user + system) of each thread of process `pid`, by thread id."""
-    out: dict[int, float] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            stat = (task / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return out
+    return {int(task.name): stat_cpu_s(task / "stat") for task in Path(f"/proc/{pid}/task").iterdir()}
 
 
 @dataclass

@@ -41,17 +41,19 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
+def stat_cpu_s(stat: Path) -> float:
+    """utime+stime in seconds from a /proc stat file (a process's, or a thread's under task/); 0 if gone."""
+    try:
+        text = stat.read_text()
+    except OSError:
+        return 0.0
+    fields = text[text.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tree_cpu_s(pid: int) -> float:
     """utime+stime of pid and its live descendants, in seconds."""
-    ticks = 0
-    for p in _tree(pid):
-        try:
-            stat = Path(f"/proc/{p}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return sum(stat_cpu_s(Path(f"/proc/{p}/stat")) for p in _tree(pid))
 
 
 def machine_busy_s() -> float:

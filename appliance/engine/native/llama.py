@@ -251,10 +251,10 @@ class Context:
         """The last decode's output logits as a (rows, n_vocab) array over llama.cpp's own buffer.
         The wrapper is kept while the buffer stays where it is: making one costs more than a greedy
         pick (numpy builds a ctypes array type each time)."""
-        address = ctypes.cast(ll.llama_get_logits(self.ptr), ctypes.c_void_p).value
-        key = (address or 0, rows, n_vocab)
+        logits = ll.llama_get_logits(self.ptr)
+        key = (ctypes.cast(logits, ctypes.c_void_p).value or 0, rows, n_vocab)
         if self._logits_key != key:
-            self._logits = np.ctypeslib.as_array(ll.llama_get_logits(self.ptr), shape=(rows, n_vocab))
+            self._logits = np.ctypeslib.as_array(logits, shape=(rows, n_vocab))
             self._logits_key = key
         return self._logits
 
