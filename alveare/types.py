@@ -307,6 +307,8 @@ class EngineStatus(Struct, kw_only=True):
     prefix_cache_tokens_reused: int
     draft_tokens: int
     draft_tokens_accepted: int
+    # Generations that gave their slot up for a while to another account's request (fair scheduling).
+    requests_paused: int = 0
 
 
 class HiveStatus(EngineStatus, kw_only=True):

@@ -13,7 +13,7 @@ from appliance.store import (
     SpecialistOverride,
 )
 
-_PLAN_INTS = ("requests_per_minute", "requests_per_month", "tokens_per_minute", "specialists_allowed")
+_PLAN_INTS = ("requests_per_minute", "requests_per_month", "tokens_per_minute", "specialists_allowed", "share_weight")
 _PLAN_PRICES = ("overage_per_1k_requests", "monthly_price")
 
 

@@ -136,6 +136,7 @@ class AdminCommand(Command):
         )
         p.add_argument("--overage", type=float, help="price per 1,000 requests beyond the monthly requests")
         p.add_argument("--price", type=float, help="monthly price")
+        p.add_argument("--share-weight", type=int, metavar="W", help="the plan's weight in the fair scheduler (1-100)")
         p.add_argument("--base", default="starter", help="a new plan starts from this plan's values (default starter)")
 
         p = action(
@@ -271,7 +272,7 @@ def plans_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(plans)
         return 0
-    headers = ["PLAN", "REQ/MIN", "REQ/MONTH", "TOK/MIN", "SPECIALISTS", "CUSTOM", "OVERAGE/1K", "PRICE"]
+    headers = ["PLAN", "REQ/MIN", "REQ/MONTH", "TOK/MIN", "SPECIALISTS", "CUSTOM", "OVERAGE/1K", "PRICE", "WEIGHT"]
     rows = [
         [
             p.name,
@@ -282,6 +283,7 @@ def plans_list(args: argparse.Namespace) -> int:
             "yes" if p.custom_prompts else "no",
             f"{p.overage_per_1k_requests:.2f}",
             f"{p.monthly_price:.2f}",
+            p.share_weight,
         ]
         for p in plans
     ]
@@ -298,6 +300,7 @@ def plans_set(args: argparse.Namespace) -> int:
         "custom_prompts": None if args.custom_prompts is None else args.custom_prompts == "yes",
         "overage_per_1k_requests": args.overage,
         "monthly_price": args.price,
+        "share_weight": args.share_weight,
     }
     limits = {k: v for k, v in limits.items() if v is not None}
     name = args.name.strip().lower()  # plan names are kept in lower case
@@ -316,6 +319,7 @@ def plans_set(args: argparse.Namespace) -> int:
                 "custom_prompts": base.custom_prompts,
                 "overage_per_1k_requests": base.overage_per_1k_requests,
                 "monthly_price": base.monthly_price,
+                "share_weight": base.share_weight,
                 **limits,
             }
         plan = ops.set_plan(args.name, **limits)
@@ -327,7 +331,7 @@ def plans_set(args: argparse.Namespace) -> int:
             f"{plan.requests_per_minute} requests/min, {plan.requests_per_month} requests/month, "
             f"{plan.tokens_per_minute} tokens/min, {plan.specialists_allowed} specialists, "
             f"custom prompts {'yes' if plan.custom_prompts else 'no'}, "
-            f"overage {plan.overage_per_1k_requests:g} per 1,000 requests."
+            f"overage {plan.overage_per_1k_requests:g} per 1,000 requests, share weight {plan.share_weight}."
         )
     return 0
 

@@ -308,6 +308,8 @@ class AdminPlanUpdate(Struct, forbid_unknown_fields=True):
     custom_prompts: bool | None = None
     overage_per_1k_requests: float | None = None
     monthly_price: float | None = None
+    # The plan's weight in the fair scheduler (1 to 100).
+    share_weight: int | None = None
 
 
 class AdminKeyCreate(Struct, forbid_unknown_fields=True):

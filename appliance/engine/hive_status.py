@@ -95,6 +95,7 @@ def engine_status(
         prefix_cache_tokens_reused=s.stats.reused_tokens if s else 0,
         draft_tokens=s.stats.drafted if s else 0,
         draft_tokens_accepted=s.stats.draft_accepted if s else 0,
+        requests_paused=s.stats.paused if s else 0,
     )
 
 

@@ -142,6 +142,14 @@ class StopRule(Protocol):
         """Whether the generation ends now, given all the text it has produced so far."""
 
 
+class Share(msgspec.Struct, frozen=True):
+    """Whose request this is, for the fair scheduler (fairness.py): a flow (one account's live or
+    test traffic) and its weight (its plan's share weight)."""
+
+    flow: str = ""
+    weight: float = 1.0
+
+
 class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
     prompt_tokens: list[int]
     max_tokens: int
@@ -165,6 +173,8 @@ class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
     # Special tokens (other than end-of-generation) as their text, for formats that are written with
     # them (Mistral's [TOOL_CALLS]); otherwise they are left out of the text, as llama-server does.
     special_text: bool = False
+    # The flow it is scheduled in, fairly against the others.
+    share: Share = Share()
 
 
 class TokenInfo(msgspec.Struct, frozen=True, array_like=True):
@@ -210,7 +220,8 @@ class Turn(msgspec.Struct, frozen=True, kw_only=True):
 class Finished(msgspec.Struct, frozen=True):
     """The last event of a generation."""
 
-    # "stop", "length", "timeout", "cancelled" or "error"
+    # "stop", "length", "timeout", "cancelled", "error", or "overloaded" (refused while queued: the
+    # estimated wait for a slot passed its deadline; retry_after_s says when to try again)
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
@@ -219,6 +230,7 @@ class Finished(msgspec.Struct, frozen=True):
     error: str | None = None
     # The generated token ids, for tests and tools that compare generations token by token.
     tokens: list[int] = []
+    retry_after_s: float = 0.0
 
 
 class Generation:

@@ -17,16 +17,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 
-from appliance.core.errors import Overloaded
-from appliance.engine.interface import Chunk, Finished, Generation, GenerationRequest, TokenInfo, deliver
+from appliance.engine import preemption
+from appliance.engine.admission import Admission
+from appliance.engine.fairness import Paused
+from appliance.engine.interface import Chunk, Finished, Generation, GenerationRequest, Share, TokenInfo, deliver
 from appliance.engine.native.llama import Batch, Context, Model, StepLogits, row_logprobs
 from appliance.engine.prefix_cache import PrefixCache
 from appliance.engine.reuse import PromptReuse
 from appliance.engine.sampling import Sampler, request_sampler
-from appliance.engine.seams import DecodeTarget, LoneRequest, MainContext, ThreadChoice
-from appliance.engine.slots import Active, Slot
+from appliance.engine.seams import DecodeTarget, MainContext, ThreadChoice
+from appliance.engine.slots import Active, Slot, lone_request
 from appliance.engine.speculative.drafting import StepCosts
 from appliance.engine.speculative.lookup import NgramIndex
 from appliance.engine.stats import Stats
@@ -58,7 +59,6 @@ class Scheduler:
         # Only a target that may take the lone request is told about it: nothing to compute per step otherwise.
         self._follows = not isinstance(self.target, MainContext)
         self.slots = [Slot(seq=i) for i in range(slots)]
-        self.queue_size = queue_size
         self.context_length = context_length
         self.batch = Batch(ctx.n_batch)
         self.prefill_chunk = prefill_chunk
@@ -70,8 +70,8 @@ class Scheduler:
         self.prefixes = PrefixCache(ctx, entries=cache_entries, max_bytes=cache_bytes, profile=self.stats.profile)
         self.reuse = PromptReuse(ctx, self.slots, self.prefixes, self.stats)
         self.step_costs = StepCosts()
-        self._waiting: deque[tuple[GenerationRequest, list[Generation]]] = deque()
-        self._cond = threading.Condition()
+        self.admission = Admission(slots=slots, queue_size=queue_size, prefill_chunk=prefill_chunk)
+        self._cond = self.admission.cond
         self._stopping = False
         self._admitted_order: list[Slot] = []
         self._outbox: list[tuple[Generation, Chunk | Finished]] = []
@@ -82,15 +82,9 @@ class Scheduler:
         self._thread.start()
 
     def submit(self, request: GenerationRequest, generations: list[Generation]) -> None:
-        """One generation per entry, all from one prefill of the prompt (each in its own slot)."""
-        with self._cond:
-            if self.busy >= len(self.slots) and len(self._waiting) >= self.queue_size:
-                raise Overloaded(
-                    "The appliance is at capacity: every slot is busy and the queue is full. Retry shortly.",
-                    headers={"Retry-After": "1"},
-                )
-            self._waiting.append((request, generations))
-            self._cond.notify()
+        """One generation per entry, all from one prefill of the prompt (each in its own slot); refused
+        (Overloaded) when it could not start before its deadline (admission.py)."""
+        self.admission.submit(request, generations)
 
     def stop(self) -> None:
         with self._cond:
@@ -108,7 +102,7 @@ class Scheduler:
 
     @property
     def queued(self) -> int:
-        return len(self._waiting)
+        return len(self.admission.queue)
 
     # ------------------------------------------------------------ thread side
     def _run(self) -> None:
@@ -116,7 +110,7 @@ class Scheduler:
             with self._cond:
                 if self._stopping:
                     break
-                if not self._waiting and not any(s.active for s in self.slots):
+                if not len(self.admission.queue) and not any(s.active for s in self.slots):
                     self._cond.wait(timeout=0.5)
                     continue
             try:
@@ -134,12 +128,14 @@ class Scheduler:
                     size = self._step()
                     self._flush()
                     elapsed = time.perf_counter() - started
+                    self._publish(elapsed)
                     self.stats.profile.busy_s += elapsed
                     if size:
                         self.stats.profile.by_size[size][2] += elapsed
                         self.threads.observe(n, self._decode_s, size)
                 else:
                     self._flush()
+                    self._publish(None)
                     with self._cond:
                         self._cond.wait(timeout=0.05)
             except Exception:
@@ -155,11 +151,10 @@ class Scheduler:
         for slot in self.slots:
             if slot.active:
                 self._finish(slot, "cancelled")
-        with self._cond:
-            while self._waiting:
-                req, gens = self._waiting.popleft()
-                for gen in gens:
-                    self._emit(gen, Finished("cancelled", len(req.prompt_tokens), 0))
+        for entry in self.admission.drain():
+            done = entry.paused.active.completion if entry.paused else 0
+            for gen in entry.generations:
+                self._emit(gen, Finished("cancelled", len(entry.request.prompt_tokens), done))
         self._flush()
 
     def _emit(self, gen: Generation, item: Chunk | Finished) -> None:
@@ -175,7 +170,7 @@ class Scheduler:
         if not self._follows:
             return
         with self._cond:
-            waiting = len(self._waiting)
+            waiting = len(self.admission.queue)
         running = sum(1 for s in self.slots if s.active is not None)
         self.target.follow(lone_request(self.slots, waiting), busy=bool(waiting) or running > 1)
 
@@ -187,29 +182,49 @@ class Scheduler:
         return sum(s.active.reserved for s in self.slots if s.active)
 
     def _admit(self) -> None:
+        for gen, end in self.admission.sweep(time.monotonic()):
+            self._emit(gen, end)
         while True:
             with self._cond:
-                if not self._waiting:
+                entry = self.admission.queue.head()
+                if entry is None:
                     return
+                req, gens = entry.request, entry.generations
                 free = [s for s in self.slots if s.active is None]
-                req, gens = self._waiting[0]
-                now = time.monotonic()
-                expired = req.deadline is not None and now >= req.deadline
-                if expired or all(gen.cancelled for gen in gens):
-                    self._waiting.popleft()
-                    for gen in gens:
-                        reason = "cancelled" if gen.cancelled else "timeout"
-                        self._emit(gen, Finished(reason, len(req.prompt_tokens), 0))
-                    continue
                 if len(free) < len(gens):
-                    return
-                # Unified: siblings share the prompt's cells (tagged, not copied); each needs room to
-                # answer. Split: every slot has its own stream, which always fits a request.
-                need = len(req.prompt_tokens) + req.max_tokens * len(gens)
-                if self.ctx.unified and self._reserved() + need > self.ctx.n_ctx and len(free) < len(self.slots):
-                    return  # wait for KV room; requests run in arrival order
-                self._waiting.popleft()
-            self._place(req, gens, free)
+                    giver = self.admission.queue.yielding_flow()
+                    victim = preemption.victim(self._admitted_order, giver) if giver is not None else None
+                    if victim is None:
+                        return
+                else:
+                    victim = None
+                    # Split, every slot has its own stream, which always fits a request.
+                    need = entry.kv_room()
+                    if self.ctx.unified and self._reserved() + need > self.ctx.n_ctx and len(free) < len(self.slots):
+                        return  # wait for KV room
+                    self.admission.queue.take(entry, len(gens))
+            if victim is not None:
+                self._pause(victim)  # a slot for the flow first in line; admitted on the next turn
+            elif entry.paused is not None:
+                self._resume(entry.paused, free)
+            else:
+                self._place(req, gens, free)
+
+    def _pause(self, slot: Slot) -> None:
+        self.target.let_go(slot.seq)
+        entry = preemption.pause(slot, self.ctx)
+        self._admitted_order.remove(slot)
+        self.stats.paused += 1
+        with self._cond:
+            self.admission.queue.pause(entry)
+
+    def _resume(self, paused: Paused, free: list[Slot]) -> None:
+        self.target.leave()  # the prefix search reads every slot's cells
+        for s in self.slots:
+            if s.active is not None:
+                s.active.alone = False
+        dest = preemption.resume(paused, free, self.ctx, self.reuse)
+        self._admitted_order.append(dest)
 
     def _place(self, req: GenerationRequest, gens: list[Generation], free: list[Slot]) -> None:
         self.target.leave()  # the prefix search reads every slot's cells
@@ -231,6 +246,9 @@ class Scheduler:
                 sampler.close()
             for gen in gens:
                 self._emit(gen, Finished("error", len(prompt), 0, error=str(exc)))
+            with self._cond:
+                for _ in gens:
+                    self.admission.queue.ended(req.share)
             return
         parent = Active(
             req,
@@ -316,13 +334,19 @@ class Scheduler:
                 self.step_costs.observe(batch.n, t1 - t0)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
+        rows: list[tuple[Share, int]] = []
         for slot, tokens in plan.added:
             slot.kv.extend(tokens)
+            if slot.active is not None:
+                rows.append((slot.active.request.share, len(tokens)))
             a = slot.active
             if a is not None and a.save_at is not None and len(slot.kv) == a.save_at:
                 self.prefixes.remember(slot.seq, slot.kv)
                 a.save_at = None
         self.stats.record_step(generated, prompt_tokens)
+        with self._cond:
+            for share, n in rows:
+                self.admission.queue.charge(share, n)
         t2 = time.perf_counter()
         logits = StepLogits(ctx, batch, self.model.n_vocab)
         for slot, idx, draft in plan.to_sample:
@@ -426,6 +450,10 @@ class Scheduler:
         )
         a.sampler.close()
         slot.active = None
+        with self._cond:
+            self.admission.queue.ended(a.request.share)
+            if reason in ("stop", "length"):
+                self.admission.estimate.observe_answer(a.completion)
         # A split cache keeps the answer too, for the chat's next turn, which sends it back: a slot's
         # own stream costs the other slots nothing. A unified cache keeps only the prompt, since
         # there every resident cell costs every later token of every slot some attention work.
@@ -437,6 +465,16 @@ class Scheduler:
             self._admitted_order.remove(slot)
         self.stats.served += 1
 
+    def _publish(self, step_s: float | None) -> None:
+        """Tell admission each busy slot's expected steps left, and how long the step took."""
+        expect = self.admission.estimate.expected_steps
+        left = [
+            expect(s.active.request, s.active.completion, len(s.active.feed) - s.active.done)
+            for s in self.slots
+            if s.active is not None
+        ]
+        self.admission.publish(left, step_s)
+
     def _free_idle_cells(self) -> bool:
         """Out of KV room: drop the prompts idle slots keep for reuse. True if anything was freed."""
         freed = False
@@ -446,20 +484,3 @@ class Scheduler:
                 slot.kv = []
                 freed = True
         return freed
-
-
-def lone_request(slots: list[Slot], waiting: int) -> LoneRequest | None:
-    """The request a decode target may take elsewhere: the only one running, admitted alone (no other
-    running since), past its prompt, with nothing queued, no sibling choices waiting for it and no
-    drafting (seams.LoneRequest)."""
-    if waiting:
-        return None
-    active = [s for s in slots if s.active is not None]
-    if len(active) != 1:
-        return None
-    slot = active[0]
-    a = slot.active
-    assert a is not None
-    if not a.alone or a.prefilling or a.children or a.fork_from is not None or a.lookup is not None:
-        return None
-    return LoneRequest(owner=a, seq=slot.seq, cells=len(slot.kv), tokens_left=a.request.max_tokens - a.completion)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from appliance.engine.interface import Generation, GenerationRequest, TokenInfo
 from appliance.engine.sampling import Sampler
+from appliance.engine.seams import LoneRequest
 from appliance.engine.speculative.drafting import Acceptance
 from appliance.engine.speculative.lookup import NgramIndex
 from appliance.engine.text import TextStream
@@ -47,10 +48,19 @@ class Active:
     # No other request was running when this one was admitted, nor has one been admitted since: it
     # may decode in the solo lane (solo_lane.py).
     alone: bool = False
+    # What the KV sequence must hold before the next token is sampled: the prompt; for a request
+    # resuming after a pause (fairness.py), its prompt, what it generated, and its last token.
+    feed: list[int] = field(default_factory=list)
+    # `completion` when it got its slot (or got it back): the fair scheduler lets it run a while.
+    run_from: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.feed:
+            self.feed = self.request.prompt_tokens
 
     @property
     def prefilling(self) -> bool:
-        return self.done < len(self.request.prompt_tokens)
+        return self.done < len(self.feed)
 
 
 @dataclass
@@ -61,3 +71,20 @@ class Slot:
     kv: list[int] = field(default_factory=list)  # tokens in this sequence's KV cells, by position
     active: Active | None = None
     reply_at: int = 0  # where the last request's answer starts in `kv` (its prompt's length)
+
+
+def lone_request(slots: list[Slot], waiting: int) -> LoneRequest | None:
+    """The request a decode target may take elsewhere: the only one running, admitted alone (no other
+    running since), past its prompt, with nothing queued, no sibling choices waiting for it and no
+    drafting (seams.LoneRequest)."""
+    if waiting:
+        return None
+    active = [s for s in slots if s.active is not None]
+    if len(active) != 1:
+        return None
+    slot = active[0]
+    a = slot.active
+    assert a is not None
+    if not a.alone or a.prefilling or a.children or a.fork_from is not None or a.lookup is not None:
+        return None
+    return LoneRequest(owner=a, seq=slot.seq, cells=len(slot.kv), tokens_left=a.request.max_tokens - a.completion)

@@ -60,6 +60,8 @@ class Stats:
     reused_tokens: int = 0
     drafted: int = 0
     draft_accepted: int = 0
+    # Requests that gave their slot up to another flow for a while (fairness.py).
+    paused: int = 0
     profile: Profile = field(default_factory=Profile)
     steps: deque[tuple[float, int, int]] = field(default_factory=deque)  # (time, generated, prompt)
     # The scheduler thread appends steps while the event loop reads rates for /v1/hive/status and

@@ -67,7 +67,7 @@ def take_prompt_chunks(admitted_order: Sequence[Slot], budget: int) -> dict[int,
         end = a.done + budget
         if a.save_at is not None:
             end = min(end, a.save_at)  # stop at the preamble, to save it after this step
-        chunk = a.request.prompt_tokens[a.done : end]
+        chunk = a.feed[a.done : end]
         chunks[slot.seq] = (a.done, chunk)
         a.done += len(chunk)
         budget -= len(chunk)
@@ -103,7 +103,7 @@ def fill_batch(
             plan.generated += 1
             continue
         start, chunk = chunks[slot.seq]
-        last_index = len(a.request.prompt_tokens) - 1
+        last_index = len(a.feed) - 1
         for j, tok in enumerate(chunk):
             last = start + j == last_index
             idx = batch.add(tok, pos + j, seq, last)

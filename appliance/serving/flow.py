@@ -8,17 +8,21 @@ the endpoint's StreamRenderer; the flow drives it and meters what was generated.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
+import msgspec
+
 from appliance.core import protocol as p
 from appliance.core.errors import AlveareError
-from appliance.engine.interface import Chunk, Finished, Generation
+from appliance.engine.interface import Chunk, Finished, Generation, Share
 from appliance.serving.metering import Meter, MeteredCall, Metering
 from appliance.serving.prompting import GenerationPlan
 from appliance.serving.runner import Outcome, Runner, merge
+from appliance.store import Principal
 
 log = logging.getLogger("alveare.service")
 DONE = b"data: [DONE]\n\n"
@@ -37,6 +41,20 @@ def sse_error(exc: AlveareError, request_id: str | None) -> bytes:
         p.ErrorBody(message=exc.message, type=exc.type, param=exc.param, code=exc.code, request_id=request_id)
     )
     return sse(body)
+
+
+# A test key's traffic is a flow of its own, at this fraction of its account's weight: sandbox
+# traffic never slows the same account's live traffic much.
+TEST_KEY_SHARE = 0.25
+
+
+def share_of(principal: Principal) -> Share:
+    """Where the fair scheduler puts a caller's requests: its account's flow (its test keys' own
+    flow), weighted by the account's plan."""
+    weight = float(principal.plan.share_weight)
+    if principal.test:
+        return Share(f"{principal.account}:test", weight * TEST_KEY_SHARE)
+    return Share(principal.account, weight)
 
 
 def usage(plan: GenerationPlan, finished: list[Finished]) -> p.Usage:
@@ -73,8 +91,11 @@ class Flow:
         self.metering = metering
         self.runner = runner
 
-    def _admit(self, meter: Meter, plan: GenerationPlan) -> None:
+    def _admit(self, meter: Meter, plan: GenerationPlan) -> GenerationPlan:
+        """Past the caller's limits, the plan's requests in the caller's flow for the fair scheduler."""
         self.metering.admit(meter, plan.specialist.name, plan.token_estimate)
+        share = share_of(meter.call.principal)
+        return dataclasses.replace(plan, requests=[msgspec.structs.replace(r, share=share) for r in plan.requests])
 
     async def _prepare(self, meter: Meter, prepare: Callable[[], GenerationPlan]) -> GenerationPlan:
         """Run `prepare` in a worker thread, with the account's quota ledger loaded there too: its store
@@ -90,7 +111,7 @@ class Flow:
         meter = Meter(call)
         with self.metering.metered(meter):
             plan = await self._prepare(meter, prepare)
-            self._admit(meter, plan)
+            plan = self._admit(meter, plan)
             outcomes = await self.runner.run(plan.requests, plan.n)
             used = usage(plan, [o.finished for o in outcomes])
             meter.prompt_tokens, meter.completion_tokens = used.prompt_tokens, used.completion_tokens
@@ -108,7 +129,7 @@ class Flow:
         meter = Meter(call)
         with self.metering.metered(meter):
             plan = await self._prepare(meter, prepare)
-            self._admit(meter, plan)
+            plan = self._admit(meter, plan)
             generations = self.runner.start(plan.requests, plan.n)
         async for event in self._events(meter, plan, generations, renderer(plan)):
             yield event
@@ -124,7 +145,7 @@ class Flow:
                     yield head
             async for i, item in merge(generations):
                 if isinstance(item, Finished):
-                    if item.finish_reason in ("timeout", "error", "cancelled"):
+                    if item.finish_reason in ("timeout", "error", "cancelled", "overloaded"):
                         try:
                             self.runner.raise_for(item)
                         except AlveareError as exc:

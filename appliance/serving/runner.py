@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from appliance.core.errors import GenerationTimeout, ServerError, ShuttingDown
+from appliance.core.errors import GenerationTimeout, Overloaded, ServerError, ShuttingDown
 from appliance.engine.interface import Chunk, Engine, Finished, Generation, GenerationRequest, TokenInfo
 
 
@@ -77,6 +77,9 @@ class Runner:
     def raise_for(self, finished: Finished) -> None:
         """The client's error for a generation the engine stopped (timeout), lost (error) or that a
         shutdown stopped (cancelled after `abort`)."""
+        if finished.finish_reason == "overloaded":  # refused while queued: it would not start in time
+            retry = str(max(1, round(finished.retry_after_s)))
+            raise Overloaded(finished.error or "The appliance is busy. Retry shortly.", headers={"Retry-After": retry})
         # No token yet means it never got a slot: the engine's timeout runs from the first token.
         if finished.finish_reason == "timeout" and finished.completion_tokens == 0:
             raise GenerationTimeout(

@@ -74,6 +74,7 @@ class Status:
             ("alveare_prefix_cache_tokens_total", "prompt tokens reused from the cache", s.prefix_cache_tokens_reused),
             ("alveare_draft_tokens_total", "tokens proposed by prompt lookup", s.draft_tokens),
             ("alveare_draft_tokens_accepted_total", "proposed tokens the model confirmed", s.draft_tokens_accepted),
+            ("alveare_requests_paused_total", "generations that lent their slot to another account", s.requests_paused),
             ("alveare_api_requests_total", "metered API requests finished, any status", self.traffic.requests_total),
         ]
         lines = []

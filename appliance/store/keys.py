@@ -130,7 +130,7 @@ class Keys(PlansAndAccounts):
         rows = self._rows(
             "SELECT k.id, k.prefix, k.test, k.admin, a.id, a.name, a.spending_cap, a.specialists, k.hash,"
             " p.name, p.requests_per_minute, p.requests_per_month, p.tokens_per_minute, p.specialists_allowed,"
-            " p.custom_prompts, p.overage_per_1k_requests, p.monthly_price"
+            " p.custom_prompts, p.overage_per_1k_requests, p.monthly_price, p.share_weight"
             " FROM api_keys k JOIN accounts a ON a.id = k.account_id JOIN plans p ON p.name = a.plan"
             " WHERE k.hash = ? AND k.revoked_at IS NULL",
             [digest],
@@ -138,7 +138,17 @@ class Keys(PlansAndAccounts):
         if not rows or not security.constant_time_equal(rows[0][8], digest):
             return None
         row = rows[0]
-        plan = BillingPlan(*row[9:14], bool(row[14]), *row[15:17])
+        plan = BillingPlan(
+            name=row[9],
+            requests_per_minute=row[10],
+            requests_per_month=row[11],
+            tokens_per_minute=row[12],
+            specialists_allowed=row[13],
+            custom_prompts=bool(row[14]),
+            overage_per_1k_requests=row[15],
+            monthly_price=row[16],
+            share_weight=row[17],
+        )
         return Principal(
             key_id=row[0],
             key_prefix=row[1],

@@ -168,5 +168,16 @@ def m004_auth_version(db: Database) -> None:
         db.execute(f"CREATE TRIGGER auth_{name} AFTER {event} {bump}")
 
 
+# The fair scheduler's weight of each built-in plan; a plan an admin made gets its base plan's.
+DEFAULT_SHARE_WEIGHTS = {"solo": 1, "starter": 2, "professional": 4, "scale": 8}
+
+
+@migrations()
+def m005_plan_share_weight(db: Database) -> None:
+    db["plans"].add_column("share_weight", int, not_null_default=1)
+    for name, weight in DEFAULT_SHARE_WEIGHTS.items():
+        db.execute("UPDATE plans SET share_weight = ? WHERE name = ?", [weight, name])
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)

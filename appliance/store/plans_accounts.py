@@ -19,7 +19,11 @@ PLAN_FIELDS = (
     "custom_prompts",
     "overage_per_1k_requests",
     "monthly_price",
+    "share_weight",
 )
+# A plan's weight is 1 to this: enough range for any price list, small enough that a heavy plan's
+# share still leaves a light one a slot.
+MAX_SHARE_WEIGHT = 100
 
 
 # Here, under both keys and usage, which write it: a key is an account's, and its last use is set by either.
@@ -67,6 +71,12 @@ class PlansAndAccounts(StoreBase):
         for field in ("requests_per_minute", "requests_per_month", "tokens_per_minute"):
             if field in changes and (not isinstance(changes[field], int) or changes[field] < 1):
                 raise InvalidRequest(f"{field} must be a whole number of at least 1.", param=field)
+        if "share_weight" in changes and (
+            not isinstance(changes["share_weight"], int) or not 1 <= changes["share_weight"] <= MAX_SHARE_WEIGHT
+        ):
+            raise InvalidRequest(
+                f"share_weight must be a whole number from 1 to {MAX_SHARE_WEIGHT}.", param="share_weight"
+            )
         if "specialists_allowed" in changes and changes["specialists_allowed"] < 0:
             raise InvalidRequest("specialists_allowed must not be negative.", param="specialists_allowed")
         for field in ("overage_per_1k_requests", "monthly_price"):

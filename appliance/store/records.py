@@ -14,6 +14,9 @@ class BillingPlan(msgspec.Struct, frozen=True):
     custom_prompts: bool
     overage_per_1k_requests: float
     monthly_price: float
+    # The plan's weight in the fair scheduler: an account's share of the hive beside busy accounts on
+    # other plans is proportional to it (engine/fairness.py).
+    share_weight: int = 1
 
 
 class Account(msgspec.Struct, frozen=True):

@@ -13,8 +13,7 @@ import pytest
 from appliance.boot import plan
 from appliance.core.settings import Settings
 from appliance.engine.interface import GenerationRequest
-from appliance.engine.scheduler import lone_request
-from appliance.engine.slots import Active, Slot
+from appliance.engine.slots import Active, Slot, lone_request
 from appliance.engine.tuning.host_pages import file_ranges
 from appliance.engine.tuning.solo_lane import HISTORY_PER_TOKEN, MIN_TOKENS_LEFT, LaneParts, SoloLane, lane_candidate
 

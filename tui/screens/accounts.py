@@ -23,6 +23,7 @@ PLAN_FIELDS = [
     ("custom_prompts", "Custom prompts", "bool", ""),
     ("overage_per_1k_requests", "Overage/1k req", "float", "price per 1,000 past quota"),
     ("monthly_price", "Monthly price", "float", ""),
+    ("share_weight", "Share weight", "int", "fair share of the hive (1-100)"),
 ]
 
 # From this width on, the accounts table shows its extra columns.
@@ -57,7 +58,7 @@ class AccountsView(View):
         yield table
         yield Static("Plans", classes="section")
         plans: DataTable = DataTable(id="plans-table", cursor_type="row", zebra_stripes=True)
-        for label in ("Plan", "Req/min", "Req/month", "Tok/min", "Specs", "Custom", "Over/1k", "Price"):
+        for label in ("Plan", "Req/min", "Req/month", "Tok/min", "Specs", "Custom", "Over/1k", "Price", "Weight"):
             plans.add_column(label, key=label)
         yield plans
 
@@ -133,6 +134,7 @@ class AccountsView(View):
                         "yes" if p.custom_prompts else "no",
                         f"{p.overage_per_1k_requests:.2f}",
                         f"{p.monthly_price:.2f}",
+                        str(p.share_weight),
                     )
                 ),
                 key=p.name,

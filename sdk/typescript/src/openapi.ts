@@ -485,6 +485,7 @@ export interface components {
             custom_prompts?: boolean | null;
             overage_per_1k_requests?: number | null;
             monthly_price?: number | null;
+            share_weight?: number | null;
         };
         /** AdminSpecialistUpdate */
         AdminSpecialistUpdate: {
@@ -719,6 +720,8 @@ export interface components {
             prefix_cache_tokens_reused: number;
             draft_tokens: number;
             draft_tokens_accepted: number;
+            /** @default 0 */
+            requests_paused: number;
             version: string;
             uptime_seconds: number;
             specialists: string[];

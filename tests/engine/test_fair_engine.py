@@ -1,0 +1,71 @@
+"""Fair scheduling on the real model: a tenant whose requests hold every slot gives one up to another
+tenant's request, and the paused request resumes with the answer it would have given unpaused."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from engine_loop import on_loop, start_engine, stop_engine
+from near_tie import assert_same_or_near_tie
+
+from appliance.engine.engine import HiveEngine, embedded_model_path
+from appliance.engine.interface import EngineConfig, Finished, GenerationRequest, SamplingParams, Share
+
+GREEDY = SamplingParams(temperature=0.0)
+
+
+@pytest.fixture(scope="module", params=["split", "unified"])
+def engine(request) -> AsyncIterator[HiveEngine]:
+    config = EngineConfig(model_path=embedded_model_path(), slots=2, n_ctx=4096, queue_size=16, kv_cache=request.param)
+    eng = start_engine(config)
+    yield eng
+    stop_engine(eng)
+
+
+def prompt(engine: HiveEngine, user: str) -> list[int]:
+    return engine.tokenize(engine.render_chat([("system", "You are a storyteller."), ("user", user)]))
+
+
+async def collect(engine: HiveEngine, request: GenerationRequest, events: list[str], name: str) -> Finished:
+    g = engine.submit(request)
+    first = True
+    async for _ in g:
+        if first:
+            events.append(f"{name} first")
+            first = False
+    events.append(f"{name} done")
+    assert g.finished is not None
+    return g.finished
+
+
+def test_a_tenant_holding_every_slot_yields_one_to_another_tenant(engine: HiveEngine) -> None:
+    long_a = [prompt(engine, f"Tell a long story about {topic}.") for topic in ("rivers", "owls")]
+    short_b = prompt(engine, "Say hello.")
+
+    def a_request(tokens: list[int]) -> GenerationRequest:
+        return GenerationRequest(prompt_tokens=tokens, max_tokens=160, sampling=GREEDY, share=Share("a"))
+
+    async def alone() -> list[Finished]:
+        return list(await asyncio.gather(*(collect(engine, a_request(t), [], "a") for t in long_a)))
+
+    async def beside() -> tuple[list[str], list[Finished]]:
+        events: list[str] = []
+        runs = [asyncio.create_task(collect(engine, a_request(t), events, f"a{i}")) for i, t in enumerate(long_a)]
+        while sum(e.endswith("first") for e in events) < 2:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # both of a's requests well past their first tokens
+        b = GenerationRequest(prompt_tokens=short_b, max_tokens=8, sampling=GREEDY, share=Share("b"))
+        await collect(engine, b, events, "b")
+        return events, list(await asyncio.gather(*runs))
+
+    solo = on_loop(engine, alone())
+    paused_before = engine.status().requests_paused
+    events, shared = on_loop(engine, beside())
+    assert all(f.finish_reason == "length" for f in shared)
+    assert events.index("b done") < min(events.index("a0 done"), events.index("a1 done")), events
+    # b could start only in a slot one of a's requests gave up for a while
+    assert engine.status().requests_paused > paused_before
+    for tokens, one, other in zip(long_a, solo, shared, strict=True):
+        assert_same_or_near_tie(engine, tokens, one, other)
