@@ -19,12 +19,14 @@ from appliance.admin.local import LocalAdmin
 from appliance.api import openapi
 from appliance.api.auth import BearerKeyAuth
 from appliance.api.errors import EXCEPTION_HANDLERS, add_request_id
+from appliance.api.forwarded import real_client
 from appliance.api.keycache import KeyCache
 from appliance.api.routes import admin as admin_routes
 from appliance.api.routes import health, native, sdk, status
 from appliance.api.routes import openai as openai_routes
 from appliance.api.routes.openai import CALL
 from appliance.core.limits import FailedKeyLimiter
+from appliance.core.proxies import TrustedProxies
 from appliance.core.settings import Settings
 from appliance.core.specialists import Specialists
 from appliance.engine.interface import Engine
@@ -95,7 +97,7 @@ def create_app(
             *admin_routes.ROUTES,
             *sdk.ROUTES,
         ],
-        middleware=[DefineMiddleware(BearerKeyAuth, exclude=["^/health$", "^/schema", "^/sdk/"])],
+        middleware=_middleware(settings),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         before_send=[add_request_id, add_rate_limit_headers, openapi.complete_allow],
         lifespan=[engine_lifespan],
@@ -105,7 +107,7 @@ def create_app(
                 "store": store,
                 "key_cache": KeyCache(store),
                 "settings": settings,
-                # Refused API keys per source address (auth middleware): 429 past a burst.
+                # Refused API keys per client address (auth middleware): 429 for wrong keys past a burst.
                 "failed_keys": FailedKeyLimiter(),
                 # The admin API's operations: the same code the TUI runs on the data dir when no server is up.
                 "admin": LocalAdmin(store, specialists, url=f"http://{settings.host}:{settings.port}"),
@@ -119,6 +121,13 @@ def create_app(
     )
     openapi.document(app)
     return app
+
+
+def _middleware(settings: Settings) -> list:
+    """The real client behind trusted proxies first (auth limits and logs by it), then the key check."""
+    auth = DefineMiddleware(BearerKeyAuth, exclude=["^/health$", "^/schema", "^/sdk/"])
+    proxies = TrustedProxies(settings.trusted_proxy_networks)
+    return [real_client(proxies), auth] if proxies else [auth]
 
 
 def _cors(settings: Settings) -> CORSConfig | None:
