@@ -12,6 +12,7 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.types import Message, Scope
 
 from appliance import __version__
@@ -25,10 +26,12 @@ from appliance.api.routes import admin as admin_routes
 from appliance.api.routes import health, native, sdk, status
 from appliance.api.routes import openai as openai_routes
 from appliance.api.routes.openai import CALL
+from appliance.api.schema_page import SchemaPage
 from appliance.core.limits import FailedKeyLimiter
 from appliance.core.proxies import TrustedProxies
 from appliance.core.settings import Settings
 from appliance.core.specialists import Specialists
+from appliance.core.tls import is_loopback
 from appliance.engine.interface import Engine
 from appliance.serving import Serving
 from appliance.store import Principal, Store
@@ -115,7 +118,10 @@ def create_app(
         ),
         cors_config=_cors(settings),
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="Alveare", version=__version__, path="/schema"),
+        # The page and the JSON only: Litestar's other pages load their scripts from public CDNs.
+        openapi_config=OpenAPIConfig(
+            title="Alveare", version=__version__, path="/schema", render_plugins=[SchemaPage(), JsonRenderPlugin()]
+        ),
         debug=False,
         logging_config=None,
     )
@@ -123,9 +129,17 @@ def create_app(
     return app
 
 
+def schema_needs_key(settings: Settings) -> bool:
+    """--schema-auth: `auto` asks for a key where others can reach the server, beyond loopback."""
+    if settings.schema_auth == "auto":
+        return not is_loopback(settings.host)
+    return settings.schema_auth == "on"
+
+
 def _middleware(settings: Settings) -> list:
     """The real client behind trusted proxies first (auth limits and logs by it), then the key check."""
-    auth = DefineMiddleware(BearerKeyAuth, exclude=["^/health$", "^/schema", "^/sdk/"])
+    open_paths = ["^/health$", "^/sdk/"] + ([] if schema_needs_key(settings) else ["^/schema"])
+    auth = DefineMiddleware(BearerKeyAuth, exclude=open_paths)
     proxies = TrustedProxies(settings.trusted_proxy_networks)
     return [real_client(proxies), auth] if proxies else [auth]
 

@@ -394,6 +394,18 @@ SETTINGS: tuple[Setting, ...] = (
         "`x-ratelimit-*` are exposed to the page",
     ),
     Setting(
+        "schema_auth",
+        str,
+        "auto",
+        "whether `/schema` (the API's page and `/schema/openapi.json`) needs an API key: `auto` one when "
+        "`--host` is beyond loopback, none on loopback; `on` always; `off` never",
+        flag="--schema-auth",
+        env="ALVEARE_SCHEMA_AUTH",
+        choices=("auto", "on", "off"),
+        label="schema auth",
+        more="; any valid key will do. The page is plain HTML made on the server: it loads nothing from anywhere",
+    ),
+    Setting(
         "trusted_proxies",
         str | None,
         None,

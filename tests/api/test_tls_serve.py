@@ -9,6 +9,7 @@ import base64
 import ipaddress
 import json
 import os
+import re
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -291,3 +292,20 @@ def test_the_sdks_install_from_the_appliance_over_its_own_tls(
     )
     assert node.returncode == 0, node.stderr
     assert node.stdout.startswith(f"https://127.0.0.1:{tls_server.port} ")
+
+
+def test_the_schema_is_open_on_loopback_and_needs_a_key_beyond_it(
+    server: LiveServer, tls_server: LiveServer, tls_key: str
+) -> None:
+    """--schema-auth's default on live servers: the session's on 127.0.0.1, this module's on 0.0.0.0; and
+    neither page names a host on the internet to load anything from."""
+    for path in ("/schema", "/schema/openapi.json"):
+        page = httpx.get(server.url + path, timeout=30)
+        assert page.status_code == 200 and not re.search(rb"(?i)(https?:)?//(?!127\.0\.0\.1|localhost)", page.content)
+    trust = ssl.create_default_context(cafile=str(tls_server.ca_cert))
+    with httpx.Client(base_url=tls_server.url, verify=trust, timeout=30) as http:
+        for path in ("/schema", "/schema/openapi.json"):
+            anonymous = http.get(path)
+            assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "invalid_api_key"
+            assert http.get(path, headers={"Authorization": f"Bearer {tls_key}"}).status_code == 200
+        assert http.get("/health").status_code == 200
