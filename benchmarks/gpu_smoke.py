@@ -69,7 +69,10 @@ def main() -> int:
                 time.sleep(0.25)
             print(f"ready in {time.perf_counter() - t0:.1f} s", flush=True)
             lines = log.read_text(errors="replace").splitlines()
-            key = next(lines[i + 1].strip() for i, ln in enumerate(lines[:-1]) if "Admin API key" in ln)
+            # the first start writes the admin key to the data dir when its output is not a terminal
+            kept = data / "data" / "first-admin.key"
+            key = kept.read_text().strip() if kept.exists() else ""
+            key = key or next(lines[i + 1].strip() for i, ln in enumerate(lines[:-1]) if "Admin API key" in ln)
             auth = {"Authorization": f"Bearer {key}"}
             status = c.get(base + "/v1/hive/status", headers=auth).json()
             print(

@@ -108,6 +108,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def admin_key_in(line: str) -> str | None:
+    """The first start's admin key from a line of serve's output: printed (on a terminal, or by an
+    older revision), or in the data dir's 0600 file whose path the line gives when it is not."""
+    if line.strip().startswith("alv_"):
+        return line.strip()
+    if line.startswith("Admin API key written to "):
+        path = line.removeprefix("Admin API key written to ").split(" (mode", 1)[0]
+        return Path(path).read_text(encoding="utf-8").strip()
+    return None
+
+
 def start(
     port: int, data: str, extra: list[str] | None = None, *, tree: Path | None = None, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen, str]:
@@ -127,8 +138,7 @@ def start(
     key = ""
     assert proc.stdout is not None
     for line in proc.stdout:
-        if line.strip().startswith("alv_"):
-            key = line.strip()
+        key = admin_key_in(line) or key
         if line.startswith("Listening on"):
             break
     threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]

@@ -48,7 +48,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from machine import cpu_name  # noqa: E402
+from machine import admin_key_in, cpu_name  # noqa: E402
 
 from appliance.admin.remote import AdminClient  # noqa: E402
 
@@ -92,8 +92,7 @@ def start_server(data_dir: Path, slots: int, queue: int) -> Server:
     assert process.stdout is not None
     for line in process.stdout:
         server.log.append(line)
-        if line.strip().startswith("alv_"):
-            server.admin_key = line.strip()
+        server.admin_key = admin_key_in(line) or server.admin_key
         if line.startswith("Listening on"):
             break
     threading.Thread(target=lambda: server.log.extend(process.stdout or []), daemon=True).start()

@@ -125,7 +125,8 @@ chmod -R u=rwX,go=rX "$PREFIX/README.md" "$PREFIX/docs" "$PREFIX/benchmarks"
 echo "==> data dir $DATA_DIR"
 install -d -o "$SERVICE_USER" -g "$SERVICE_USER" -m 0700 "$DATA_DIR"
 # `alveare init` here, not in the service: the first admin key is shown once on this terminal rather
-# than in the journal, with the TLS certificate's fingerprint. Run again it makes nothing and shows
+# than in the journal (without a terminal, init writes it to the data dir's first-admin.key, 0600, and
+# says so), with the TLS certificate's fingerprint. Run again it makes nothing and shows
 # the fingerprint again.
 cd /  # not the checkout: python puts the working directory first on sys.path
 runuser -u "$SERVICE_USER" -- env ALVEARE_DATA_DIR="$DATA_DIR" "$PREFIX/venv/bin/alveare" init

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from appliance.boot.init import FIRST_ADMIN_KEY_FILE
 from appliance.core.errors import Conflict
 from appliance.store import Store
 
@@ -52,6 +53,11 @@ def new_key(data_dir: Path, account: str, plan: str = "scale", test: bool = Fals
         return store.create_key(account, test=test).key
     finally:
         store.close()
+
+
+def first_admin_key(data_dir: Path) -> str:
+    """The key a first start wrote to the data dir's 0600 file, as an admin would read it."""
+    return (data_dir / FIRST_ADMIN_KEY_FILE).read_text(encoding="utf-8").strip()
 
 
 @dataclass
@@ -127,11 +133,11 @@ def start_server(
     scheme = "http"
     assert process.stdout is not None
     deadline = time.monotonic() + ready_timeout
-    # The admin key is printed once, before "Listening on".
+    # A first start says where it wrote the admin key (its output is a pipe, not a terminal), before "Listening on".
     for line in process.stdout:
         output.append(line)
-        if line.strip().startswith("alv_"):
-            admin_key = line.strip()
+        if line.startswith("Admin API key written to "):
+            admin_key = first_admin_key(data_dir)
         if line.startswith("Listening on"):
             scheme = "https" if line.startswith("Listening on https://") else "http"
             break

@@ -12,6 +12,7 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.types import Message, Scope
 
 from appliance import __version__
@@ -19,14 +20,18 @@ from appliance.admin.local import LocalAdmin
 from appliance.api import openapi
 from appliance.api.auth import BearerKeyAuth
 from appliance.api.errors import EXCEPTION_HANDLERS, add_request_id
+from appliance.api.forwarded import real_client
 from appliance.api.keycache import KeyCache
 from appliance.api.routes import admin as admin_routes
 from appliance.api.routes import health, native, sdk, status
 from appliance.api.routes import openai as openai_routes
 from appliance.api.routes.openai import CALL
+from appliance.api.schema_page import SchemaPage
 from appliance.core.limits import FailedKeyLimiter
+from appliance.core.proxies import TrustedProxies
 from appliance.core.settings import Settings
 from appliance.core.specialists import Specialists
+from appliance.core.tls import is_loopback
 from appliance.engine.interface import Engine
 from appliance.serving import Serving
 from appliance.store import Principal, Store
@@ -95,7 +100,7 @@ def create_app(
             *admin_routes.ROUTES,
             *sdk.ROUTES,
         ],
-        middleware=[DefineMiddleware(BearerKeyAuth, exclude=["^/health$", "^/schema", "^/sdk/"])],
+        middleware=_middleware(settings),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         before_send=[add_request_id, add_rate_limit_headers, openapi.complete_allow],
         lifespan=[engine_lifespan],
@@ -105,7 +110,7 @@ def create_app(
                 "store": store,
                 "key_cache": KeyCache(store),
                 "settings": settings,
-                # Refused API keys per source address (auth middleware): 429 past a burst.
+                # Refused API keys per client address (auth middleware): 429 for wrong keys past a burst.
                 "failed_keys": FailedKeyLimiter(),
                 # The admin API's operations: the same code the TUI runs on the data dir when no server is up.
                 "admin": LocalAdmin(store, specialists, url=f"http://{settings.host}:{settings.port}"),
@@ -113,12 +118,30 @@ def create_app(
         ),
         cors_config=_cors(settings),
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="Alveare", version=__version__, path="/schema"),
+        # The page and the JSON only: Litestar's other pages load their scripts from public CDNs.
+        openapi_config=OpenAPIConfig(
+            title="Alveare", version=__version__, path="/schema", render_plugins=[SchemaPage(), JsonRenderPlugin()]
+        ),
         debug=False,
         logging_config=None,
     )
     openapi.document(app)
     return app
+
+
+def schema_needs_key(settings: Settings) -> bool:
+    """--schema-auth: `auto` asks for a key where others can reach the server, beyond loopback."""
+    if settings.schema_auth == "auto":
+        return not is_loopback(settings.host)
+    return settings.schema_auth == "on"
+
+
+def _middleware(settings: Settings) -> list:
+    """The real client behind trusted proxies first (auth limits and logs by it), then the key check."""
+    open_paths = ["^/health$", "^/sdk/"] + ([] if schema_needs_key(settings) else ["^/schema"])
+    auth = DefineMiddleware(BearerKeyAuth, exclude=open_paths)
+    proxies = TrustedProxies(settings.trusted_proxy_networks)
+    return [real_client(proxies), auth] if proxies else [auth]
 
 
 def _cors(settings: Settings) -> CORSConfig | None:

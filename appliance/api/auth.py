@@ -1,10 +1,14 @@
 """Bearer-key authentication as Litestar middleware; guards for admin-only routes.
 
-A key is checked in three steps, cheapest first: the source address's refused-key allowance
-(`FailedKeyLimiter`: past it, 429 before the key is even read, so guessing learns nothing), the
-key's shape and checksum (a mistyped key never reaches the database), then its keyed hash in the
-store (compared in constant time), through the in-memory `KeyCache`, off the event loop.
-Refusals are logged with the address, never the key.
+A key is checked cheapest first: its shape and checksum (a mistyped key never reaches the database),
+then its keyed hash in the store (compared in constant time), through the in-memory `KeyCache`, off
+the event loop. A valid key is served whatever else its address sent: apps share hosts, NATs and
+proxies, so one misconfigured client must not lock out the others or the admin. Refused keys are
+limited per client address (`FailedKeyLimiter`, behind trusted proxies the forwarded client's):
+past a burst, a wrong key of any kind (malformed, unknown or revoked) gets the same 429 with
+Retry-After, which says nothing about the key, and is neither counted nor logged, so a client that
+keeps failing is told to slow down and fills no log. Guessing stays useless: a key has 196 random
+bits. Refusals are logged with the address, never the key.
 """
 
 from __future__ import annotations
@@ -35,11 +39,6 @@ def _masked(key: str) -> str:
 
 class BearerKeyAuth(AbstractAuthenticationMiddleware):
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
-        limiter: FailedKeyLimiter = connection.app.state.failed_keys
-        address = connection.client.host if connection.client else "unknown"
-        wait = limiter.retry_after(address)
-        if wait > 0:
-            raise limiter.blocked_error(wait)
         header = connection.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
         key = key.strip()
@@ -49,21 +48,26 @@ class BearerKeyAuth(AbstractAuthenticationMiddleware):
         # Shape and checksum first: a mistyped key never reaches the database.
         well_formed = security.is_well_formed(key)
         principal = await keys.authenticate(key) if well_formed else None
-        if principal is None:
-            failures = limiter.failed(address)
-            # The address and what was wrong, never the key: a near-miss of a real key is a secret too.
-            log.warning(
-                "refused an API key from %s (%s); %d of %d allowed failures in use%s",
-                address,
-                "unknown or revoked" if well_formed else "malformed",
-                min(failures, limiter.burst),
-                limiter.burst,
-                ": further attempts get 429" if failures >= limiter.burst else "",
-            )
-            raise AuthenticationFailed(
-                f"Incorrect API key provided: {_masked(key)}. Check the key, or ask your Alveare admin for one."
-            )
-        return AuthenticationResult(user=principal, auth=principal.key_prefix)
+        if principal is not None:
+            return AuthenticationResult(user=principal, auth=principal.key_prefix)
+        limiter: FailedKeyLimiter = connection.app.state.failed_keys
+        address = connection.client.host if connection.client else "unknown"
+        wait = limiter.retry_after(address)
+        if wait > 0:
+            raise limiter.blocked_error(wait)
+        failures = limiter.failed(address)
+        # The address and what was wrong, never the key: a near-miss of a real key is a secret too.
+        log.warning(
+            "refused an API key from %s (%s); %d of %d allowed failures in use%s",
+            address,
+            "unknown or revoked" if well_formed else "malformed",
+            min(failures, limiter.burst),
+            limiter.burst,
+            ": further wrong keys get 429" if failures >= limiter.burst else "",
+        )
+        raise AuthenticationFailed(
+            f"Incorrect API key provided: {_masked(key)}. Check the key, or ask your Alveare admin for one."
+        )
 
 
 def _preflight(connection: ASGIConnection) -> bool:

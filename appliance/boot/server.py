@@ -127,6 +127,9 @@ def run(settings: Settings, announce: Announce) -> int:
         # uvicorn wraps the pre-bound socket too: create_server(sock=..., ssl=config.ssl).
         ssl_certfile=listen.cert,
         ssl_keyfile=listen.key,
+        # uvicorn would believe X-Forwarded-For from loopback peers, so any local client could name its
+        # own address; the app honours it from --trusted-proxies alone (appliance.core.proxies).
+        proxy_headers=False,
     )
 
     class Server(uvicorn.Server):

@@ -8,17 +8,23 @@ import argparse
 import sys
 from pathlib import Path
 
-from appliance.boot.init import Initialized, initialize
+from appliance.boot.init import Initialized, initialize, keep_first_admin_key
 from appliance.cli.base import Command, add_setting_flags, load_settings
 
 
 def report(done: Initialized) -> None:
-    """What init (or the first serve) says: the once-only admin key and the certificate to trust."""
+    """What init (or the first serve) says: the once-only admin key and the certificate to trust. The
+    key is printed only to a terminal; output that is kept (a journal, `podman logs`, a redirected
+    file) gets the path of the 0600 file that holds it instead."""
     if done.created_dir:
         print(f"Created the data dir {done.data_dir}")
-    if done.admin_key is not None:
+    if done.admin_key is not None and sys.stdout.isatty():
         print("Admin API key (shown once; store it safely):")
         print(f"  {done.admin_key}")
+    elif done.admin_key is not None:
+        path = keep_first_admin_key(done.data_dir, done.admin_key)
+        print(f"Admin API key written to {path} (mode 0600), not printed: this output is not a terminal.")
+        print("  Store it safely, then delete the file.")
     if done.made_cert:
         print(f"Made the TLS certificate {done.cert_path}")
         print(f"  SHA-256 fingerprint {done.fingerprint}")

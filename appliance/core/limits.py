@@ -6,8 +6,8 @@ continuously at limit/60 per second, as OpenAI's limits do. Requests and tokens 
 together and consumed together; nothing here awaits, so on the event loop a check and its
 consumption are atomic and N parallel requests at a limit of L admit exactly L.
 
-`FailedKeyLimiter` bounds refused API keys per source address, so guessing keys is useless even
-beyond the keys' 196 random bits.
+`FailedKeyLimiter` bounds refused API keys per client address: past a burst, a wrong key is
+answered 429 with Retry-After, while a valid key from the same address is still served.
 
 The quota book counts each account's billable requests for the period (seeded from the store's
 records when an account is first seen) plus the requests admitted but not yet finished, so a
@@ -267,10 +267,10 @@ def address_bucket(address: str) -> str:
 
 
 class FailedKeyLimiter:
-    """Refused API keys per source address, as GCRA: `burst` failures at once, then one more every
-    window/burst seconds. Once an address is over, its requests are refused before any key is
-    checked, so guessing keys from it learns nothing. Memory is bounded: at most `max_addresses`
-    entries, and an entry whose allowance is full again is dropped.
+    """Refused API keys per client address, as GCRA: `burst` failures at once, then one more every
+    window/burst seconds. While an address is over, its wrong keys get `blocked_error` (429) and are
+    not counted; its valid keys are served (the auth middleware checks the key first). Memory is
+    bounded: at most `max_addresses` entries, and an entry whose allowance is full again is dropped.
     """
 
     def __init__(
@@ -291,7 +291,7 @@ class FailedKeyLimiter:
         return len(self._tat)
 
     def retry_after(self, address: str) -> float:
-        """Seconds until `address` may try a key again; 0 when it may now."""
+        """Seconds until a wrong key from `address` is counted (401) rather than refused (429); 0 now."""
         bucket = address_bucket(address)
         tat = self._tat.get(bucket)
         if tat is None:

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from appliance.core.errors import ConfigError
+from appliance.core.proxies import Network, networks_problem, parse_networks
 from appliance.core.setting import Setting
 
 # The log line of serve and of the child processes its start runs.
@@ -393,6 +394,34 @@ SETTINGS: tuple[Setting, ...] = (
         "`x-ratelimit-*` are exposed to the page",
     ),
     Setting(
+        "schema_auth",
+        str,
+        "auto",
+        "whether `/schema` (the API's page and `/schema/openapi.json`) needs an API key: `auto` one when "
+        "`--host` is beyond loopback, none on loopback; `on` always; `off` never",
+        flag="--schema-auth",
+        env="ALVEARE_SCHEMA_AUTH",
+        choices=("auto", "on", "off"),
+        label="schema auth",
+        more="; any valid key will do. The page is plain HTML made on the server: it loads nothing from anywhere",
+    ),
+    Setting(
+        "trusted_proxies",
+        str | None,
+        None,
+        "reverse proxies whose `X-Forwarded-For` is believed, comma-separated addresses or CIDR networks "
+        "(`10.0.0.0/8,192.168.1.5`)",
+        flag="--trusted-proxies",
+        env="ALVEARE_TRUSTED_PROXIES",
+        metavar="CIDRS",
+        default_text="none (the header is ignored)",
+        label="trusted proxies",
+        check=networks_problem,
+        more=": from a peer in the list, the client is the right-most address in the header that is not in it, "
+        "and the refused-key limit and the log lines apply to that client; from any other peer the header is "
+        "ignored",
+    ),
+    Setting(
         "verbose",
         bool,
         False,
@@ -428,6 +457,10 @@ class _SettingsBase(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def cors_origin_list(self) -> list[str]:
         return _split_origins(self.cors_origins)  # type: ignore[attr-defined]
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.trusted_proxies)  # type: ignore[attr-defined]
 
     def validate(self) -> Settings:
         problems = [p for s in SETTINGS if (p := s.problem(getattr(self, s.field)))]

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import httpx
-from machine import cpu_count, free_port
+from machine import admin_key_in, cpu_count, free_port
 
 from comparison.procs import kill_group
 
@@ -245,13 +245,14 @@ class Alveare(Server):
             return None
 
     def after_ready(self) -> None:
-        # the admin key is printed once, on the line after "Admin API key"
+        # the admin key is printed once (on the line after "Admin API key") on a terminal or by an older
+        # revision; otherwise that line gives the 0600 file in the data dir that holds it
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             lines = log_lines(self.logfile, self.log_offset)  # this start's output only
             for i, line in enumerate(lines[:-1]):
                 if "Admin API key" in line:
-                    self.key = lines[i + 1].strip()
+                    self.key = admin_key_in(line) or lines[i + 1].strip()
             if self.key:
                 return
             time.sleep(0.2)

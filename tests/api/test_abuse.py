@@ -1,5 +1,7 @@
 """Bad input and abusive clients against a live server: each gets a clear 4xx or is cut off, while
-another client keeps being served. (test_errors.py has the single-request cases of the same.)"""
+another client keeps being served; a client sending wrong keys is limited without locking out the
+valid keys at its address, and behind a trusted proxy the limit is the real client's. (test_errors.py
+has the single-request cases of the same.)"""
 
 from __future__ import annotations
 
@@ -9,15 +11,17 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import httpx
 import pytest
-from live import LiveServer
+from live import LiveServer, start_server
 from test_errors import assert_envelope
 
 from appliance.boot.connections import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, MAX_WAITING
+from appliance.core import security
+from appliance.core.limits import FAILED_KEY_BURST
 
 T = TypeVar("T")
 MSG = [{"role": "user", "content": "Hello"}]
@@ -191,3 +195,93 @@ def test_stalled_and_idle_clients_are_cut_off_while_others_are_served(server: Li
         for s in [*idle, slow_head, slow_body]:
             s.close()
     assert chat(server, api_key, json={"model": "chat", "messages": MSG, "max_tokens": 2}).status_code == 200
+
+
+def wait_for_log(server: LiveServer, text: str, timeout: float = 10) -> str:
+    """The server's output once it holds `text` (its lines are read in another thread)."""
+    deadline = time.monotonic() + timeout
+    while text not in server.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return server.log_text()
+
+
+def get(server: LiveServer, path: str, key: str, client: str | None = None) -> httpx.Response:
+    """GET as a client behind the reverse proxy on loopback, which appends the client's address."""
+    headers = {"Authorization": f"Bearer {key}"} | ({"X-Forwarded-For": client} if client else {})
+    return httpx.get(server.url + path, headers=headers, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def proxied_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server behind a reverse proxy on loopback: it believes X-Forwarded-For from 127.0.0.1 only."""
+    live = start_server(tmp_path_factory.mktemp("alveare-proxied"), "--trusted-proxies", "127.0.0.1/32")
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+def test_x_forwarded_for_is_ignored_from_an_untrusted_peer(server: LiveServer) -> None:
+    # The session's server trusts no proxy: a client on loopback cannot name its own address.
+    r = get(server, "/v1/models", security.generate_key(), client="198.51.100.23")
+    assert_envelope(r, 401, "invalid_api_key")
+    log = wait_for_log(server, "refused an API key from 127.0.0.1")
+    assert "refused an API key from 127.0.0.1" in log and "198.51.100.23" not in log
+
+
+def test_a_valid_key_is_served_from_an_address_that_sent_too_many_wrong_keys(proxied_server: LiveServer) -> None:
+    key = proxied_server.new_key("proxied-app")
+    wrong, client = security.generate_key(), "203.0.113.7"
+    for _ in range(FAILED_KEY_BURST):
+        assert_envelope(get(proxied_server, "/v1/models", wrong, client), 401, "invalid_api_key")
+    blocked = get(proxied_server, "/v1/models", wrong, client)
+    assert_envelope(blocked, 429, "rate_limit_exceeded")
+    assert 1 <= int(blocked.headers["retry-after"]) <= 60 / FAILED_KEY_BURST + 1
+    # A client that sends its own header is still the address the proxy appended.
+    assert get(proxied_server, "/v1/models", wrong, f"198.51.100.1, {client}").status_code == 429
+    # The same address's valid keys are served: the app's, for inference too, and the admin's.
+    assert get(proxied_server, "/v1/models", key, client).status_code == 200
+    answer = chat(proxied_server, key, headers={"X-Forwarded-For": client}, json={"model": "chat", "messages": MSG})
+    assert answer.status_code == 200, answer.text
+    assert get(proxied_server, "/v1/admin/accounts", proxied_server.admin_key, client).status_code == 200
+    # The limit is the client's, not the proxy's: another client behind it, and the proxy itself, are not limited.
+    assert_envelope(get(proxied_server, "/v1/models", wrong, "203.0.113.8"), 401, "invalid_api_key")
+    assert_envelope(get(proxied_server, "/v1/models", wrong), 401, "invalid_api_key")
+    # And the log names the client, never the key.
+    log = wait_for_log(proxied_server, "refused an API key from 203.0.113.8")
+    assert f"refused an API key from {client}" in log and "further wrong keys get 429" in log
+    assert "refused an API key from 127.0.0.1" in log
+    assert wrong[9:17] not in log and wrong[-6:] not in log
+
+
+def test_one_wrong_key_a_second_does_not_fail_a_well_behaved_app_on_the_same_host(proxied_server: LiveServer) -> None:
+    """A misconfigured client sends a wrong key every second while an app on the same host works. The
+    misconfigured one starts with a burst: a half minute of one a second uses its allowance just the same."""
+    key, client = proxied_server.new_key("same-host-app"), "203.0.113.9"
+    stop = threading.Event()
+    refused: list[int] = []
+
+    def misconfigured() -> None:
+        wrong = security.generate_key()
+        for _ in range(FAILED_KEY_BURST):
+            refused.append(get(proxied_server, "/v1/models", wrong, client).status_code)
+        while not stop.wait(1.0):
+            refused.append(get(proxied_server, "/v1/models", wrong, client).status_code)
+
+    thread = threading.Thread(target=misconfigured)
+    thread.start()
+    try:
+        served = []
+        for i in range(20):
+            if i % 2:
+                r = get(proxied_server, "/v1/models", key, client)
+            else:
+                body = {"model": "chat", "messages": MSG, "max_tokens": 2}
+                r = chat(proxied_server, key, headers={"X-Forwarded-For": client}, json=body)
+            served.append(r.status_code)
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join()
+    assert served == [200] * 20
+    assert set(refused) == {401, 429} and refused[:FAILED_KEY_BURST] == [401] * FAILED_KEY_BURST

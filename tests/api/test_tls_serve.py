@@ -1,6 +1,7 @@
 """A real appliance listening beyond loopback speaks HTTPS with its own certificate, which the SDK,
 the openai SDK, the user CLI and the admin CLI trust when given it; plain HTTP beyond loopback needs
---insecure-http and says so; and no secret reaches a log line, a process listing or the database."""
+--insecure-http and says so; and no secret reaches a log line (the first start's admin key included,
+with its output redirected), a process listing or the database."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import base64
 import ipaddress
 import json
 import os
+import re
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -16,20 +18,18 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from live import ALVEARE, LiveServer, cli, start_server
+from live import ALVEARE, LiveServer, start_server
 
 import alveare
+from appliance.boot.init import FIRST_ADMIN_KEY_FILE
 from appliance.core.tls import machine_names
 
 
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    data_dir = tmp_path_factory.mktemp("alveare-tls")
-    # init shows the admin key once; the server's own output then never holds it.
-    init = cli(data_dir, "init")
-    admin_key = next(line.strip() for line in init.stdout.splitlines() if line.strip().startswith("alv_live_"))
-    live = start_server(data_dir, "--host", "0.0.0.0", "--timeout", "120")
-    live.admin_key = admin_key
+    # serve's own first start, its output a pipe as a service's is: it makes the data dir, the certificate
+    # and the admin key, which it writes to a 0600 file rather than to its output (start_server reads it).
+    live = start_server(tmp_path_factory.mktemp("alveare-tls") / "data", "--host", "0.0.0.0", "--timeout", "120")
     try:
         yield live
     finally:
@@ -169,6 +169,11 @@ def test_no_secret_in_logs_process_listing_or_database(tls_server: LiveServer, t
     env = env_for(tls_server, ALVEARE_ADMIN_KEY=tls_server.admin_key)
     subprocess.run([*ALVEARE, "admin", "keys", "list"], env=env, capture_output=True, timeout=60, check=True)
 
+    # The first start said where the admin key is, and put it there for the data dir's owner alone.
+    key_file = tls_server.data_dir / FIRST_ADMIN_KEY_FILE
+    assert f"Admin API key written to {key_file} (mode 0600)" in tls_server.log_text()
+    assert key_file.stat().st_mode & 0o777 == 0o600 and tls_server.admin_key.startswith("alv_live_")
+
     secret = (tls_server.data_dir / "key-secret").read_bytes()
     raw_keys = [tls_server.admin_key, tls_key, bad_key]
     forms = [k.encode() for k in raw_keys] + [secret, secret.hex().encode(), base64.b64encode(secret)]
@@ -287,3 +292,20 @@ def test_the_sdks_install_from_the_appliance_over_its_own_tls(
     )
     assert node.returncode == 0, node.stderr
     assert node.stdout.startswith(f"https://127.0.0.1:{tls_server.port} ")
+
+
+def test_the_schema_is_open_on_loopback_and_needs_a_key_beyond_it(
+    server: LiveServer, tls_server: LiveServer, tls_key: str
+) -> None:
+    """--schema-auth's default on live servers: the session's on 127.0.0.1, this module's on 0.0.0.0; and
+    neither page names a host on the internet to load anything from."""
+    for path in ("/schema", "/schema/openapi.json"):
+        page = httpx.get(server.url + path, timeout=30)
+        assert page.status_code == 200 and not re.search(rb"(?i)(https?:)?//(?!127\.0\.0\.1|localhost)", page.content)
+    trust = ssl.create_default_context(cafile=str(tls_server.ca_cert))
+    with httpx.Client(base_url=tls_server.url, verify=trust, timeout=30) as http:
+        for path in ("/schema", "/schema/openapi.json"):
+            anonymous = http.get(path)
+            assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "invalid_api_key"
+            assert http.get(path, headers={"Authorization": f"Bearer {tls_key}"}).status_code == 200
+        assert http.get("/health").status_code == 200

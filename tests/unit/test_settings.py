@@ -44,6 +44,8 @@ SAMPLES = {
     "max_body_bytes": ("4096", 4096),
     "webhook_url": ("http://hooks.local/a", "http://hooks.local/a"),
     "cors_origins": ("https://app.example", "https://app.example"),
+    "trusted_proxies": ("10.0.0.0/8", "10.0.0.0/8"),
+    "schema_auth": ("on", "on"),
     "verbose": ("true", True),
     "tls_cert": ("/etc/alveare/cert.pem", "/etc/alveare/cert.pem"),
     "tls_key": ("/etc/alveare/key.pem", "/etc/alveare/key.pem"),
