@@ -128,7 +128,9 @@ class Scheduler:
                     size = self._step()
                     self._flush()
                     elapsed = time.perf_counter() - started
-                    self._publish(elapsed)
+                    # Admission's estimate counts a prompt in steps of its own; the step time it
+                    # plays the queue forward with is a decode step's.
+                    self._publish(elapsed if size else None)
                     self.stats.profile.busy_s += elapsed
                     if size:
                         self.stats.profile.by_size[size][2] += elapsed
