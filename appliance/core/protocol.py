@@ -21,6 +21,7 @@ from alveare.types import (  # noqa: F401
     ChunkChoice,
     Completion,
     CompletionChoice,
+    CompletionTokensDetails,
     CpuStatus,
     Delta,
     EngineStatus,

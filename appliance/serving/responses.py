@@ -67,13 +67,8 @@ def usage(used: p.Usage, reasoning_tokens: int = 0) -> p.ResponseUsage:
     )
 
 
-def thinking_tokens(plan: GenerationPlan, text: str, used: p.Usage, tokenize: Callable[[str], list[int]]) -> int:
-    """The output tokens the model spent on its <think> block in `text` (markers included): the engine
-    counts an answer's tokens as one number, so the block's text is tokenized again: the count it was
-    generated in, unless the model spelled some of it in other tokens than the tokenizer would."""
-    thinking = plan.thinking if isinstance(plan, ChatPlan) else None
-    block = reasoning.written(thinking, text) if thinking is not None else ""
-    return min(len(tokenize(block)), used.completion_tokens) if block else 0
+def thinking_of(plan: GenerationPlan) -> reasoning.Thinking | None:
+    return plan.thinking if isinstance(plan, ChatPlan) else None
 
 
 def finished(response: p.Response, finish_reason: str, used: p.Usage, reasoning_tokens: int = 0) -> p.Response:
@@ -111,10 +106,9 @@ class ResponsesStream:
 
     def __init__(self, response: p.Response, plan: GenerationPlan, tokenize: Callable[[str], list[int]]) -> None:
         self.response = response
-        self.plan = plan
+        self.thinking = thinking_of(plan)
         self.tokenize = tokenize
-        chat = plan if isinstance(plan, ChatPlan) else None
-        self.deltas = ChoiceDeltas(chat.tools if chat else None, chat.thinking if chat else None)
+        self.deltas = ChoiceDeltas(plan.tools if isinstance(plan, ChatPlan) else None, self.thinking)
         self.seq = 0
         self.items: list[OutputItem] = []
         self.generated = ""  # the answer as the model wrote it, for its reasoning tokens
@@ -250,7 +244,7 @@ class ResponsesStream:
         return out
 
     def usage(self, used: p.Usage) -> bytes:
-        spent = thinking_tokens(self.plan, self.generated, used, self.tokenize)
+        spent = reasoning.tokens(self.thinking, self.generated, used.completion_tokens, self.tokenize)
         final = finished(msgspec.structs.replace(self.response, output=self.items), self.reason, used, spent)
         kind = "response.incomplete" if final.status == "incomplete" else "response.completed"
         return self._event(kind, response=final)
@@ -311,7 +305,8 @@ class Responses:
         choice = ChatCompletions.choice(plan, 0, outcome.text, outcome.finished.finish_reason, None)
         response = skeleton(req, plan.model, "completed")
         response = msgspec.structs.replace(response, output=output_items(choice.message))
-        spent = thinking_tokens(plan, outcome.text, used, self.chat.prompter.engine.tokenize)
+        tokenize = self.chat.prompter.engine.tokenize
+        spent = reasoning.tokens(thinking_of(plan), outcome.text, used.completion_tokens, tokenize)
         return finished(response, choice.finish_reason or "stop", used, spent)
 
     def stream(self, call: MeteredCall, req: p.ResponsesRequest) -> AsyncIterator[bytes]:

@@ -651,11 +651,17 @@ export interface components {
             completion_tokens: number;
             total_tokens: number;
             prompt_tokens_details: components["schemas"]["PromptTokensDetails"] | null;
+            completion_tokens_details: components["schemas"]["CompletionTokensDetails"] | null;
         };
         /** PromptTokensDetails */
         PromptTokensDetails: {
             /** @default 0 */
             cached_tokens: number;
+        };
+        /** CompletionTokensDetails */
+        CompletionTokensDetails: {
+            /** @default 0 */
+            reasoning_tokens: number;
         };
         /** Completion */
         Completion: {
