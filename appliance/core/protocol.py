@@ -190,12 +190,14 @@ class ResponseReasoningItem(Struct, tag="reasoning", tag_field="type"):
     id: str
     content: list[ResponseReasoningText]
     summary: list[Any] = []
+    # "incomplete" where max_output_tokens cut the block.
     status: str = "completed"
 
 
 class ResponseMessageItem(Struct, tag="message", tag_field="type"):
     id: str
     content: list[ResponseOutputText]
+    # "incomplete" where max_output_tokens cut the text.
     status: str = "completed"
     role: str = "assistant"
 

@@ -114,6 +114,11 @@ def written(thinking: Thinking, text: str) -> str:
     return text[start:] if end < 0 else text[start : end + len(CLOSE)]
 
 
+def closed(thinking: Thinking, text: str) -> bool:
+    """Whether a whole answer's block was closed (False too where the model wrote none)."""
+    return written(thinking, text).endswith(CLOSE)
+
+
 def tokens(thinking: Thinking | None, text: str, completion_tokens: int, tokenize: Callable[[str], list[int]]) -> int:
     """The output tokens one answer spent on its <think> block (markers included): the engine counts
     an answer's tokens as one number, so the block's text is tokenized again, which gives the count

@@ -4,7 +4,9 @@ object, or its stream of response.* events.
 
 Stateless: nothing is stored, so `previous_response_id` and `store: true` are refused with a 400 that
 says to send the whole conversation in `input`. A thinking model's <think> block is a reasoning output
-item before the answer's (its text in `content`), as OpenAI's reasoning models send theirs.
+item before the answer's (its text in `content`), as OpenAI's reasoning models send theirs. Where
+max_output_tokens cuts the answer, the item it cut (the reasoning, or the message) is "incomplete", as
+the response is.
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ def thinking_of(plan: GenerationPlan) -> reasoning.Thinking | None:
     return plan.thinking if isinstance(plan, ChatPlan) else None
 
 
+def status(cut: bool) -> str:
+    return "incomplete" if cut else "completed"
+
+
 def finished(response: p.Response, finish_reason: str, used: p.Usage, reasoning_tokens: int = 0) -> p.Response:
     """`response` as it ends: completed, or incomplete where max_output_tokens cut it."""
     cut = finish_reason == "length"
@@ -82,14 +88,16 @@ def finished(response: p.Response, finish_reason: str, used: p.Usage, reasoning_
     )
 
 
-def output_items(message: p.AssistantMessage) -> list[OutputItem]:
-    """The reasoning (where the model thought), then the text and the calls."""
+def output_items(message: p.AssistantMessage, *, cut: bool, thought_cut: bool) -> list[OutputItem]:
+    """The reasoning (where the model thought), then the text and the calls. `cut`: max_output_tokens
+    ended the answer; `thought_cut`: inside the reasoning block."""
     items: list[OutputItem] = []
     if message.reasoning_content:
         text = p.ResponseReasoningText(text=message.reasoning_content)
-        items.append(p.ResponseReasoningItem(id=new_id("rs"), content=[text]))
+        items.append(p.ResponseReasoningItem(id=new_id("rs"), content=[text], status=status(thought_cut)))
     if message.content:
-        items.append(p.ResponseMessageItem(id=new_id("msg"), content=[p.ResponseOutputText(text=message.content)]))
+        part = p.ResponseOutputText(text=message.content)
+        items.append(p.ResponseMessageItem(id=new_id("msg"), content=[part], status=status(cut)))
     for call in message.tool_calls or []:
         items.append(
             p.ResponseFunctionCallItem(
@@ -198,7 +206,7 @@ class ResponsesStream:
             "response.reasoning_text.delta", item_id=self.items[at].id, output_index=at, content_index=0, delta=piece
         )
 
-    def _reasoning_done(self) -> bytes:
+    def _reasoning_done(self, cut: bool = False) -> bytes:
         at, self.reasoning_at = self.reasoning_at, None
         if at is None:
             return b""
@@ -208,12 +216,15 @@ class ResponsesStream:
             "response.reasoning_text.done", item_id=item.id, output_index=at, content_index=0, text=part.text
         )
         out += self._event("response.content_part.done", item_id=item.id, output_index=at, content_index=0, part=part)
-        self.items[at] = item = msgspec.structs.replace(item, content=[part], status="completed")
+        self.items[at] = item = msgspec.structs.replace(item, content=[part], status=status(cut))
         return out + self._event("response.output_item.done", output_index=at, item=item)
 
     def finish(self, index: int, done: Finished) -> bytes:
         delta, self.reason = self.deltas.finish(index, done.finish_reason)
-        out = self._delta(delta) + self._reasoning_done()  # a block cut off by max_output_tokens ends here
+        cut = self.reason == "length"
+        # A block still open here ends now; max_output_tokens cut it unless it was closed (and no text followed).
+        thought_cut = cut and self.thinking is not None and not reasoning.closed(self.thinking, self.generated)
+        out = self._delta(delta) + self._reasoning_done(thought_cut)
         for at, item in enumerate(self.items):
             if isinstance(item, p.ResponseMessageItem):
                 part = p.ResponseOutputText(text=self.text)
@@ -228,7 +239,7 @@ class ResponsesStream:
                 out += self._event(
                     "response.content_part.done", item_id=item.id, output_index=at, content_index=0, part=part
                 )
-                self.items[at] = msgspec.structs.replace(item, content=[part], status="completed")
+                self.items[at] = msgspec.structs.replace(item, content=[part], status=status(cut))
             elif isinstance(item, p.ResponseFunctionCallItem):
                 out += self._event(
                     "response.function_call_arguments.done",
@@ -303,11 +314,16 @@ class Responses:
         plan, outcomes, used = await self.flow.generate(call, self._prepare(call.principal, chat_req, req.truncation))
         outcome = outcomes[0]
         choice = ChatCompletions.choice(plan, 0, outcome.text, outcome.finished.finish_reason, None)
-        response = skeleton(req, plan.model, "completed")
-        response = msgspec.structs.replace(response, output=output_items(choice.message))
-        tokenize = self.chat.prompter.engine.tokenize
-        spent = reasoning.tokens(thinking_of(plan), outcome.text, used.completion_tokens, tokenize)
-        return finished(response, choice.finish_reason or "stop", used, spent)
+        message, reason, thinking = choice.message, choice.finish_reason or "stop", thinking_of(plan)
+        cut = reason == "length"
+        items = output_items(
+            message,
+            cut=cut,
+            thought_cut=cut and thinking is not None and not reasoning.closed(thinking, outcome.text),
+        )
+        response = msgspec.structs.replace(skeleton(req, plan.model, "completed"), output=items)
+        spent = reasoning.tokens(thinking, outcome.text, used.completion_tokens, self.chat.prompter.engine.tokenize)
+        return finished(response, reason, used, spent)
 
     def stream(self, call: MeteredCall, req: p.ResponsesRequest) -> AsyncIterator[bytes]:
         chat_req = chat_request(req)

@@ -44,6 +44,7 @@ def test_text_with_instructions_and_usage(client: openai.OpenAI) -> None:
 def test_max_output_tokens_makes_it_incomplete(client: openai.OpenAI) -> None:
     r = client.responses.create(model="chat", input="Tell me a long story about bees.", max_output_tokens=4)
     assert r.status == "incomplete" and r.incomplete_details and r.incomplete_details.reason == "max_output_tokens"
+    assert [(o.type, o.status) for o in r.output] == [("message", "incomplete")]
 
 
 def test_streamed_events_assemble_into_the_response(client: openai.OpenAI) -> None:

@@ -1,8 +1,8 @@
 """POST /v1/responses without a model (a fake engine whose template thinks), through the official openai
 SDK: a thinking model's <think> block as a typed reasoning item before the answer, whole and streamed
-(reasoning_text events), its tokens in usage; `include`, `truncation` and `reasoning` as an OpenAI
-client sends them, every bad value a 400 naming it; and the rule by which truncation "auto" drops
-input items."""
+(reasoning_text events), its tokens in usage, the item "incomplete" where max_output_tokens cut it;
+`include`, `truncation` and `reasoning` as an OpenAI client sends them, every bad value a 400 naming
+it; and the rule by which truncation "auto" drops input items."""
 
 from __future__ import annotations
 
@@ -112,10 +112,39 @@ def test_a_block_cut_off_is_all_reasoning(tmp_path: Path, stream: bool) -> None:
         else:
             r = client.responses.create(model="chat", input="hi")
         assert r.status == "incomplete" and [o.type for o in r.output] == ["reasoning"]
+        assert r.incomplete_details and r.incomplete_details.reason == "max_output_tokens"
         [item] = r.output
-        assert isinstance(item, ResponseReasoningItem) and item.content
+        assert isinstance(item, ResponseReasoningItem) and item.content and item.status == "incomplete"
         assert item.content[0].text == "Let me think about"
         assert r.usage and r.usage.output_tokens_details.reasoning_tokens == r.usage.output_tokens
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("reply", "items"),
+    [
+        ("<think>It is Paris.</think> Paris is the", [("reasoning", "completed"), ("message", "incomplete")]),
+        ("<think>It is Paris.</think>", [("reasoning", "completed")]),  # closed, then cut before any text
+    ],
+    ids=["in-the-text", "after-the-block"],
+)
+def test_a_cut_after_the_block_leaves_the_block_complete(
+    tmp_path: Path, stream: bool, reply: str, items: list[tuple[str, str]]
+) -> None:
+    engine = FakeEngine(template=THINKS, reply=reply, outcome="length")
+    for client in serve(tmp_path, engine):
+        if stream:
+            with client.responses.stream(model="chat", input="hi") as s:
+                events = list(s)
+            done = [(e.item.type, e.item.status) for e in events if e.type == "response.output_item.done"]
+            assert done == items
+            last = events[-1]
+            assert last.type == "response.incomplete"
+            r = last.response
+        else:
+            r = client.responses.create(model="chat", input="hi")
+        assert r.status == "incomplete" and r.incomplete_details and r.incomplete_details.reason == "max_output_tokens"
+        assert [(o.type, o.status) for o in r.output] == items
 
 
 def test_a_model_that_does_not_think_has_no_reasoning_item(tmp_path: Path) -> None:
