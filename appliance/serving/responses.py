@@ -6,7 +6,7 @@ Stateless: nothing is stored, so `previous_response_id` and `store: true` are re
 says to send the whole conversation in `input`. A thinking model's <think> block is a reasoning output
 item before the answer's (its text in `content`), as OpenAI's reasoning models send theirs. Where
 max_output_tokens cuts the answer, the item it cut (the reasoning, or the message) is "incomplete", as
-the response is.
+the response is. The message's text carries its tokens' logprobs where `include` asks for them.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import msgspec
 
 from appliance.core import protocol as p
 from appliance.core.errors import ContextLengthExceeded, InvalidRequest
-from appliance.engine.interface import Chunk, Finished
-from appliance.serving import reasoning
+from appliance.engine.interface import Chunk, Finished, TokenInfo
+from appliance.serving import logprobs, reasoning
 from appliance.serving.chat import ChatCompletions, ChatPlan, ChoiceDeltas
 from appliance.serving.flow import Flow
 from appliance.serving.metering import MeteredCall
@@ -55,6 +55,7 @@ def skeleton(req: p.ResponsesRequest, model: str, status: str) -> p.Response:
         text=req.text or {"format": {"type": "text"}},
         metadata=req.metadata or {},
         truncation=req.truncation or "disabled",
+        top_logprobs=req.top_logprobs,
     )
 
 
@@ -88,15 +89,17 @@ def finished(response: p.Response, finish_reason: str, used: p.Usage, reasoning_
     )
 
 
-def output_items(message: p.AssistantMessage, *, cut: bool, thought_cut: bool) -> list[OutputItem]:
-    """The reasoning (where the model thought), then the text and the calls. `cut`: max_output_tokens
-    ended the answer; `thought_cut`: inside the reasoning block."""
+def output_items(
+    message: p.AssistantMessage, *, cut: bool, thought_cut: bool, tokens: list[TokenInfo]
+) -> list[OutputItem]:
+    """The reasoning (where the model thought), then the text (with its `tokens`' logprobs) and the
+    calls. `cut`: max_output_tokens ended the answer; `thought_cut`: inside the reasoning block."""
     items: list[OutputItem] = []
     if message.reasoning_content:
         text = p.ResponseReasoningText(text=message.reasoning_content)
         items.append(p.ResponseReasoningItem(id=new_id("rs"), content=[text], status=status(thought_cut)))
     if message.content:
-        part = p.ResponseOutputText(text=message.content)
+        part = p.ResponseOutputText(text=message.content, logprobs=logprobs.content(tokens))
         items.append(p.ResponseMessageItem(id=new_id("msg"), content=[part], status=status(cut)))
     for call in message.tool_calls or []:
         items.append(
@@ -110,7 +113,8 @@ def output_items(message: p.AssistantMessage, *, cut: bool, thought_cut: bool) -
 class ResponsesStream:
     """response.* events: created and in_progress, then per output item its added event, deltas and done
     events (the reasoning's text, done as the answer starts; a message's text, a function call's
-    arguments), and completed (or incomplete) with usage."""
+    arguments), and completed (or incomplete) with usage. The text's deltas carry their tokens'
+    logprobs where they were asked for (the block's tokens are not the text's)."""
 
     def __init__(self, response: p.Response, plan: GenerationPlan, tokenize: Callable[[str], list[int]]) -> None:
         self.response = response
@@ -124,6 +128,10 @@ class ResponsesStream:
         self.reasoning_at: int | None = None  # its output index while it is open
         self.text = ""  # the message item's text
         self.message_at: int | None = None  # its output index, once it is open
+        self.tokens = logprobs.TextTokens()  # the generated tokens, with logprobs asked for
+        self.written = 0  # bytes of text generated so far
+        self.text_from: int | None = None  # where the message's text starts in them, once it does
+        self.text_tokens: list[TokenInfo] = []  # the message's tokens so far
         self.calls: dict[int, int] = {}  # tool-call index -> output index
         self.reason = "stop"
 
@@ -139,6 +147,8 @@ class ResponsesStream:
 
     def content(self, index: int, chunk: Chunk) -> bytes | None:
         self.generated += chunk.text
+        self.written += len(chunk.text.encode())
+        self.tokens.feed(chunk.tokens)
         found = self.deltas.feed(index, chunk)
         return self._delta(found[0]) or None if found else None
 
@@ -159,6 +169,11 @@ class ResponsesStream:
                     "response.content_part.added", item_id=item.id, output_index=at, content_index=0, part=part
                 )
             self.text += delta.content
+            # Nothing is held once the text flows, so the text so far ends where the generation does.
+            if self.text_from is None:
+                self.text_from = self.written - len(delta.content.encode())
+            tokens = self.tokens.take(self.text_from, self.written)
+            self.text_tokens += tokens
             at = self.message_at
             item_id = self.items[at].id
             out += self._event(
@@ -167,7 +182,7 @@ class ResponsesStream:
                 output_index=at,
                 content_index=0,
                 delta=delta.content,
-                logprobs=[],
+                logprobs=logprobs.text_events(tokens),
             )
         for d in delta.tool_calls or []:
             fn = d.function
@@ -227,14 +242,14 @@ class ResponsesStream:
         out = self._delta(delta) + self._reasoning_done(thought_cut)
         for at, item in enumerate(self.items):
             if isinstance(item, p.ResponseMessageItem):
-                part = p.ResponseOutputText(text=self.text)
+                part = p.ResponseOutputText(text=self.text, logprobs=logprobs.content(self.text_tokens))
                 out += self._event(
                     "response.output_text.done",
                     item_id=item.id,
                     output_index=at,
                     content_index=0,
                     text=part.text,
-                    logprobs=[],
+                    logprobs=logprobs.text_events(self.text_tokens),
                 )
                 out += self._event(
                     "response.content_part.done", item_id=item.id, output_index=at, content_index=0, part=part
@@ -320,6 +335,8 @@ class Responses:
             message,
             cut=cut,
             thought_cut=cut and thinking is not None and not reasoning.closed(thinking, outcome.text),
+            # The message is the answer's end (what follows a block), and its tokens the ones that wrote it.
+            tokens=logprobs.tail_tokens(outcome.tokens, outcome.text, message.content or ""),
         )
         response = msgspec.structs.replace(skeleton(req, plan.model, "completed"), output=items)
         spent = reasoning.tokens(thinking, outcome.text, used.completion_tokens, self.chat.prompter.engine.tokenize)

@@ -873,6 +873,7 @@ export interface components {
             store: boolean;
             /** @default disabled */
             truncation: string;
+            top_logprobs: number | null;
             usage: components["schemas"]["ResponseUsage"] | null;
         };
         /**
@@ -914,6 +915,8 @@ export interface components {
             type: string;
             /** @default [] */
             annotations: unknown[];
+            /** @default [] */
+            logprobs: components["schemas"]["TokenLogprob"][];
         };
         /** ResponseFunctionCallItem */
         ResponseFunctionCallItem: {
