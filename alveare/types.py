@@ -17,6 +17,7 @@ __all__ = [
     "ChunkChoice",
     "Completion",
     "CompletionChoice",
+    "CompletionTokensDetails",
     "CpuStatus",
     "Delta",
     "EngineStatus",
@@ -51,11 +52,17 @@ class PromptTokensDetails(Struct):
     cached_tokens: int = 0
 
 
+class CompletionTokensDetails(Struct):
+    # Of the completion tokens, those a thinking model spent on its <think> block (0 without one).
+    reasoning_tokens: int = 0
+
+
 class Usage(Struct):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
 
 
 class FunctionCall(Struct):

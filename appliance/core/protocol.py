@@ -21,6 +21,7 @@ from alveare.types import (  # noqa: F401
     ChunkChoice,
     Completion,
     CompletionChoice,
+    CompletionTokensDetails,
     CpuStatus,
     Delta,
     EngineStatus,
@@ -162,8 +163,11 @@ class ResponsesRequest(Struct):
     store: bool | None = None
     metadata: dict[str, str] | None = None
     user: str | None = None
-    # What to add to the response: checked against what this server makes (serving/responses.py).
+    # What to add to the response: checked against what this server makes (serving/responses_request.py).
     include: list[str] | None = None
+    # Alternatives per token in the output text's logprobs, which include "message.output_text.logprobs"
+    # asks for (without it, echoed and no logprobs sent, as OpenAI does).
+    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
     # "disabled" (a prompt over the context is a 400) or "auto" (the oldest input items are dropped).
     truncation: str | None = None
     # {"effort": ..., "summary": ...}: taken and ignored; a thinking model thinks as its template says.
@@ -175,6 +179,21 @@ class ResponseOutputText(Struct):
     text: str
     type: str = "output_text"
     annotations: list[Any] = []
+    # The text's tokens, where include asks for "message.output_text.logprobs" (else empty, as OpenAI sends it).
+    logprobs: list[TokenLogprob] = []
+
+
+class ResponseTextTopLogprob(Struct):
+    token: str
+    logprob: float
+
+
+class ResponseTextLogprob(Struct):
+    """A token's entry in response.output_text.delta and .done events (OpenAI's shape there: no bytes)."""
+
+    token: str
+    logprob: float
+    top_logprobs: list[ResponseTextTopLogprob]
 
 
 class ResponseReasoningText(Struct):
@@ -189,12 +208,14 @@ class ResponseReasoningItem(Struct, tag="reasoning", tag_field="type"):
     id: str
     content: list[ResponseReasoningText]
     summary: list[Any] = []
+    # "incomplete" where max_output_tokens cut the block.
     status: str = "completed"
 
 
 class ResponseMessageItem(Struct, tag="message", tag_field="type"):
     id: str
     content: list[ResponseOutputText]
+    # "incomplete" where max_output_tokens cut the text.
     status: str = "completed"
     role: str = "assistant"
 
@@ -247,6 +268,7 @@ class Response(Struct):
     metadata: dict[str, str] = {}
     store: bool = False
     truncation: str = "disabled"
+    top_logprobs: int | None = None
     usage: ResponseUsage | None = None
 
 

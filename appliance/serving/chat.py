@@ -4,7 +4,7 @@ chat.completion.chunk events."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -89,13 +89,15 @@ class ChoiceDeltas:
 
 class ChatStream:
     """chat.completion.chunk events: the role first, then content deltas, a finish chunk per
-    choice, and the usage chunk when the client asked for it."""
+    choice, and the usage chunk when the client asked for it (with a thinking model's reasoning
+    tokens, counted from each choice's text)."""
 
     def __init__(
         self,
         model: str,
         *,
         include_usage: bool,
+        tokenize: Callable[[str], list[int]],
         tool_plan: tools.ToolPlan | None = None,
         thinking: reasoning.Thinking | None = None,
     ) -> None:
@@ -103,6 +105,11 @@ class ChatStream:
         self.model = model
         self.include_usage = include_usage
         self.deltas = ChoiceDeltas(tool_plan, thinking)
+        self.thinking = thinking
+        self.tokenize = tokenize
+        # Each choice's text as generated, while its reasoning tokens are to be counted; then the count.
+        self.texts: dict[int, str] = {}
+        self.spent: dict[int, int] = {}
 
     def _chunk(self, choices: list[p.ChunkChoice], usage: p.Usage | None = None) -> bytes:
         return sse(
@@ -113,6 +120,8 @@ class ChatStream:
         return self._chunk([p.ChunkChoice(index=index, delta=p.Delta(role="assistant", content=""))])
 
     def content(self, index: int, chunk: Chunk) -> bytes | None:
+        if self.include_usage and self.thinking is not None:
+            self.texts[index] = self.texts.get(index, "") + chunk.text
         found = self.deltas.feed(index, chunk)
         if found is None:
             return None
@@ -121,11 +130,14 @@ class ChatStream:
         return self._chunk([p.ChunkChoice(index=index, delta=delta, logprobs=logprobs)])
 
     def finish(self, index: int, finished: Finished) -> bytes:
+        if index in self.texts:
+            text = self.texts.pop(index)
+            self.spent[index] = reasoning.tokens(self.thinking, text, finished.completion_tokens, self.tokenize)
         delta, reason = self.deltas.finish(index, finished.finish_reason)
         return self._chunk([p.ChunkChoice(index=index, delta=delta, finish_reason=reason)])
 
     def usage(self, usage: p.Usage) -> bytes | None:
-        return self._chunk([], usage) if self.include_usage else None
+        return self._chunk([], reasoning.with_tokens(usage, sum(self.spent.values()))) if self.include_usage else None
 
 
 class ChatCompletions:
@@ -218,6 +230,9 @@ class ChatCompletions:
     async def complete(self, call: MeteredCall, req: p.ChatCompletionRequest) -> p.ChatCompletion:
         plan, outcomes, usage = await self.flow.generate(call, lambda: self.prepare(call.principal, req))
         wants_logprobs = bool(req.logprobs)
+        thinking = plan.thinking if isinstance(plan, ChatPlan) else None
+        tokenize = self.prompter.engine.tokenize
+        spent = sum(reasoning.tokens(thinking, o.text, o.finished.completion_tokens, tokenize) for o in outcomes)
         return p.ChatCompletion(
             id=new_id("chatcmpl"),
             created=int(time.time()),
@@ -226,7 +241,7 @@ class ChatCompletions:
                 self.choice(plan, i, o.text, o.finished.finish_reason, o.tokens if wants_logprobs else None)
                 for i, o in enumerate(outcomes)
             ],
-            usage=usage,
+            usage=reasoning.with_tokens(usage, spent),
         )
 
     @staticmethod
@@ -256,6 +271,7 @@ class ChatCompletions:
             lambda plan: ChatStream(
                 plan.model,
                 include_usage=include_usage,
+                tokenize=self.prompter.engine.tokenize,
                 tool_plan=plan.tools if isinstance(plan, ChatPlan) else None,
                 thinking=plan.thinking if isinstance(plan, ChatPlan) else None,
             ),

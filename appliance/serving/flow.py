@@ -59,7 +59,8 @@ def share_of(principal: Principal) -> Share:
 
 def usage(plan: GenerationPlan, finished: list[Finished]) -> p.Usage:
     """Prompt tokens once per prompt (its n choices share one prefill), as OpenAI counts them; the
-    cached part is what the prefix cache served, as OpenAI and llama-server report it."""
+    cached part is what the prefix cache served, as OpenAI and llama-server report it. No reasoning
+    tokens: an endpoint that splits a thinking model's block out counts them (reasoning.with_tokens)."""
     completion = sum(f.completion_tokens for f in finished)
     cached = sum(f.cached_tokens for f in finished[:: plan.n])
     return p.Usage(
@@ -67,6 +68,7 @@ def usage(plan: GenerationPlan, finished: list[Finished]) -> p.Usage:
         completion_tokens=completion,
         total_tokens=plan.prompt_tokens + completion,
         prompt_tokens_details=p.PromptTokensDetails(cached_tokens=cached),
+        completion_tokens_details=p.CompletionTokensDetails(reasoning_tokens=0),
     )
 
 

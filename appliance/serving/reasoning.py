@@ -9,8 +9,12 @@ shaped answers are read from what follows the block only: their grammar lets the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import msgspec
+
+from appliance.core import protocol as p
 from appliance.engine.interface import Engine
 from appliance.serving.gbnf import namespace
 
@@ -108,6 +112,25 @@ def written(thinking: Thinking, text: str) -> str:
         start = len(text) - len(lead)
     end = text.find(CLOSE, start)
     return text[start:] if end < 0 else text[start : end + len(CLOSE)]
+
+
+def closed(thinking: Thinking, text: str) -> bool:
+    """Whether a whole answer's block was closed (False too where the model wrote none)."""
+    return written(thinking, text).endswith(CLOSE)
+
+
+def tokens(thinking: Thinking | None, text: str, completion_tokens: int, tokenize: Callable[[str], list[int]]) -> int:
+    """The output tokens one answer spent on its <think> block (markers included): the engine counts
+    an answer's tokens as one number, so the block's text is tokenized again, which gives the count
+    it was generated in unless the model spelled some of it in other tokens than the tokenizer would
+    (hence at most the answer's `completion_tokens`)."""
+    block = written(thinking, text) if thinking is not None else ""
+    return min(len(tokenize(block)), completion_tokens) if block else 0
+
+
+def with_tokens(used: p.Usage, spent: int) -> p.Usage:
+    """`used` with `spent` reasoning tokens in completion_tokens_details, as OpenAI reports them."""
+    return msgspec.structs.replace(used, completion_tokens_details=p.CompletionTokensDetails(reasoning_tokens=spent))
 
 
 def _partial_suffix(text: str, marker: str) -> int:

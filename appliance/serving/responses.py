@@ -4,7 +4,9 @@ object, or its stream of response.* events.
 
 Stateless: nothing is stored, so `previous_response_id` and `store: true` are refused with a 400 that
 says to send the whole conversation in `input`. A thinking model's <think> block is a reasoning output
-item before the answer's (its text in `content`), as OpenAI's reasoning models send theirs.
+item before the answer's (its text in `content`), as OpenAI's reasoning models send theirs. Where
+max_output_tokens cuts the answer, the item it cut (the reasoning, or the message) is "incomplete", as
+the response is. The message's text carries its tokens' logprobs where `include` asks for them.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import msgspec
 
 from appliance.core import protocol as p
 from appliance.core.errors import ContextLengthExceeded, InvalidRequest
-from appliance.engine.interface import Chunk, Finished
-from appliance.serving import reasoning
+from appliance.engine.interface import Chunk, Finished, TokenInfo
+from appliance.serving import logprobs, reasoning
 from appliance.serving.chat import ChatCompletions, ChatPlan, ChoiceDeltas
 from appliance.serving.flow import Flow
 from appliance.serving.metering import MeteredCall
@@ -53,6 +55,7 @@ def skeleton(req: p.ResponsesRequest, model: str, status: str) -> p.Response:
         text=req.text or {"format": {"type": "text"}},
         metadata=req.metadata or {},
         truncation=req.truncation or "disabled",
+        top_logprobs=req.top_logprobs,
     )
 
 
@@ -67,13 +70,12 @@ def usage(used: p.Usage, reasoning_tokens: int = 0) -> p.ResponseUsage:
     )
 
 
-def thinking_tokens(plan: GenerationPlan, text: str, used: p.Usage, tokenize: Callable[[str], list[int]]) -> int:
-    """The output tokens the model spent on its <think> block in `text` (markers included): the engine
-    counts an answer's tokens as one number, so the block's text is tokenized again: the count it was
-    generated in, unless the model spelled some of it in other tokens than the tokenizer would."""
-    thinking = plan.thinking if isinstance(plan, ChatPlan) else None
-    block = reasoning.written(thinking, text) if thinking is not None else ""
-    return min(len(tokenize(block)), used.completion_tokens) if block else 0
+def thinking_of(plan: GenerationPlan) -> reasoning.Thinking | None:
+    return plan.thinking if isinstance(plan, ChatPlan) else None
+
+
+def status(cut: bool) -> str:
+    return "incomplete" if cut else "completed"
 
 
 def finished(response: p.Response, finish_reason: str, used: p.Usage, reasoning_tokens: int = 0) -> p.Response:
@@ -87,14 +89,18 @@ def finished(response: p.Response, finish_reason: str, used: p.Usage, reasoning_
     )
 
 
-def output_items(message: p.AssistantMessage) -> list[OutputItem]:
-    """The reasoning (where the model thought), then the text and the calls."""
+def output_items(
+    message: p.AssistantMessage, *, cut: bool, thought_cut: bool, tokens: list[TokenInfo]
+) -> list[OutputItem]:
+    """The reasoning (where the model thought), then the text (with its `tokens`' logprobs) and the
+    calls. `cut`: max_output_tokens ended the answer; `thought_cut`: inside the reasoning block."""
     items: list[OutputItem] = []
     if message.reasoning_content:
         text = p.ResponseReasoningText(text=message.reasoning_content)
-        items.append(p.ResponseReasoningItem(id=new_id("rs"), content=[text]))
+        items.append(p.ResponseReasoningItem(id=new_id("rs"), content=[text], status=status(thought_cut)))
     if message.content:
-        items.append(p.ResponseMessageItem(id=new_id("msg"), content=[p.ResponseOutputText(text=message.content)]))
+        part = p.ResponseOutputText(text=message.content, logprobs=logprobs.content(tokens))
+        items.append(p.ResponseMessageItem(id=new_id("msg"), content=[part], status=status(cut)))
     for call in message.tool_calls or []:
         items.append(
             p.ResponseFunctionCallItem(
@@ -107,14 +113,14 @@ def output_items(message: p.AssistantMessage) -> list[OutputItem]:
 class ResponsesStream:
     """response.* events: created and in_progress, then per output item its added event, deltas and done
     events (the reasoning's text, done as the answer starts; a message's text, a function call's
-    arguments), and completed (or incomplete) with usage."""
+    arguments), and completed (or incomplete) with usage. The text's deltas carry their tokens'
+    logprobs where they were asked for (the block's tokens are not the text's)."""
 
     def __init__(self, response: p.Response, plan: GenerationPlan, tokenize: Callable[[str], list[int]]) -> None:
         self.response = response
-        self.plan = plan
+        self.thinking = thinking_of(plan)
         self.tokenize = tokenize
-        chat = plan if isinstance(plan, ChatPlan) else None
-        self.deltas = ChoiceDeltas(chat.tools if chat else None, chat.thinking if chat else None)
+        self.deltas = ChoiceDeltas(plan.tools if isinstance(plan, ChatPlan) else None, self.thinking)
         self.seq = 0
         self.items: list[OutputItem] = []
         self.generated = ""  # the answer as the model wrote it, for its reasoning tokens
@@ -122,6 +128,10 @@ class ResponsesStream:
         self.reasoning_at: int | None = None  # its output index while it is open
         self.text = ""  # the message item's text
         self.message_at: int | None = None  # its output index, once it is open
+        self.tokens = logprobs.TextTokens()  # the generated tokens, with logprobs asked for
+        self.written = 0  # bytes of text generated so far
+        self.text_from: int | None = None  # where the message's text starts in them, once it does
+        self.text_tokens: list[TokenInfo] = []  # the message's tokens so far
         self.calls: dict[int, int] = {}  # tool-call index -> output index
         self.reason = "stop"
 
@@ -137,6 +147,8 @@ class ResponsesStream:
 
     def content(self, index: int, chunk: Chunk) -> bytes | None:
         self.generated += chunk.text
+        self.written += len(chunk.text.encode())
+        self.tokens.feed(chunk.tokens)
         found = self.deltas.feed(index, chunk)
         return self._delta(found[0]) or None if found else None
 
@@ -157,6 +169,11 @@ class ResponsesStream:
                     "response.content_part.added", item_id=item.id, output_index=at, content_index=0, part=part
                 )
             self.text += delta.content
+            # Nothing is held once the text flows, so the text so far ends where the generation does.
+            if self.text_from is None:
+                self.text_from = self.written - len(delta.content.encode())
+            tokens = self.tokens.take(self.text_from, self.written)
+            self.text_tokens += tokens
             at = self.message_at
             item_id = self.items[at].id
             out += self._event(
@@ -165,7 +182,7 @@ class ResponsesStream:
                 output_index=at,
                 content_index=0,
                 delta=delta.content,
-                logprobs=[],
+                logprobs=logprobs.text_events(tokens),
             )
         for d in delta.tool_calls or []:
             fn = d.function
@@ -204,7 +221,7 @@ class ResponsesStream:
             "response.reasoning_text.delta", item_id=self.items[at].id, output_index=at, content_index=0, delta=piece
         )
 
-    def _reasoning_done(self) -> bytes:
+    def _reasoning_done(self, cut: bool = False) -> bytes:
         at, self.reasoning_at = self.reasoning_at, None
         if at is None:
             return b""
@@ -214,27 +231,30 @@ class ResponsesStream:
             "response.reasoning_text.done", item_id=item.id, output_index=at, content_index=0, text=part.text
         )
         out += self._event("response.content_part.done", item_id=item.id, output_index=at, content_index=0, part=part)
-        self.items[at] = item = msgspec.structs.replace(item, content=[part], status="completed")
+        self.items[at] = item = msgspec.structs.replace(item, content=[part], status=status(cut))
         return out + self._event("response.output_item.done", output_index=at, item=item)
 
     def finish(self, index: int, done: Finished) -> bytes:
         delta, self.reason = self.deltas.finish(index, done.finish_reason)
-        out = self._delta(delta) + self._reasoning_done()  # a block cut off by max_output_tokens ends here
+        cut = self.reason == "length"
+        # A block still open here ends now; max_output_tokens cut it unless it was closed (and no text followed).
+        thought_cut = cut and self.thinking is not None and not reasoning.closed(self.thinking, self.generated)
+        out = self._delta(delta) + self._reasoning_done(thought_cut)
         for at, item in enumerate(self.items):
             if isinstance(item, p.ResponseMessageItem):
-                part = p.ResponseOutputText(text=self.text)
+                part = p.ResponseOutputText(text=self.text, logprobs=logprobs.content(self.text_tokens))
                 out += self._event(
                     "response.output_text.done",
                     item_id=item.id,
                     output_index=at,
                     content_index=0,
                     text=part.text,
-                    logprobs=[],
+                    logprobs=logprobs.text_events(self.text_tokens),
                 )
                 out += self._event(
                     "response.content_part.done", item_id=item.id, output_index=at, content_index=0, part=part
                 )
-                self.items[at] = msgspec.structs.replace(item, content=[part], status="completed")
+                self.items[at] = msgspec.structs.replace(item, content=[part], status=status(cut))
             elif isinstance(item, p.ResponseFunctionCallItem):
                 out += self._event(
                     "response.function_call_arguments.done",
@@ -250,7 +270,7 @@ class ResponsesStream:
         return out
 
     def usage(self, used: p.Usage) -> bytes:
-        spent = thinking_tokens(self.plan, self.generated, used, self.tokenize)
+        spent = reasoning.tokens(self.thinking, self.generated, used.completion_tokens, self.tokenize)
         final = finished(msgspec.structs.replace(self.response, output=self.items), self.reason, used, spent)
         kind = "response.incomplete" if final.status == "incomplete" else "response.completed"
         return self._event(kind, response=final)
@@ -309,10 +329,18 @@ class Responses:
         plan, outcomes, used = await self.flow.generate(call, self._prepare(call.principal, chat_req, req.truncation))
         outcome = outcomes[0]
         choice = ChatCompletions.choice(plan, 0, outcome.text, outcome.finished.finish_reason, None)
-        response = skeleton(req, plan.model, "completed")
-        response = msgspec.structs.replace(response, output=output_items(choice.message))
-        spent = thinking_tokens(plan, outcome.text, used, self.chat.prompter.engine.tokenize)
-        return finished(response, choice.finish_reason or "stop", used, spent)
+        message, reason, thinking = choice.message, choice.finish_reason or "stop", thinking_of(plan)
+        cut = reason == "length"
+        items = output_items(
+            message,
+            cut=cut,
+            thought_cut=cut and thinking is not None and not reasoning.closed(thinking, outcome.text),
+            # The message is the answer's end (what follows a block), and its tokens the ones that wrote it.
+            tokens=logprobs.tail_tokens(outcome.tokens, outcome.text, message.content or ""),
+        )
+        response = msgspec.structs.replace(skeleton(req, plan.model, "completed"), output=items)
+        spent = reasoning.tokens(thinking, outcome.text, used.completion_tokens, self.chat.prompter.engine.tokenize)
+        return finished(response, reason, used, spent)
 
     def stream(self, call: MeteredCall, req: p.ResponsesRequest) -> AsyncIterator[bytes]:
         chat_req = chat_request(req)

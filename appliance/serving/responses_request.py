@@ -1,6 +1,6 @@
 """A Responses request as the chat completion it asks for (serving/responses.py runs it): its input
-items as messages, its tools, text.format, the `include` values it may send, and the rule by which
-truncation "auto" drops input items. Every problem is a 400 naming the Responses parameter."""
+items as messages, its tools, text.format, the `include` values it may send (logprobs among them), and
+the rule by which truncation "auto" drops input items. Every problem is a 400 naming the Responses parameter."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ PARAMS = (
 # sent back in `input` are skipped (templates leave earlier reasoning out of the prompt), so their
 # round trip needs nothing more.
 INCLUDE_IGNORED = ("reasoning.encrypted_content",)
+# The message text's tokens with their log-probabilities (top_logprobs alternatives each), made as chat
+# completions' logprobs are.
+INCLUDE_LOGPROBS = "message.output_text.logprobs"
 # OpenAI's other values, each about something this server does not make: a 400 says which.
 _BUILT_IN = "built-in tools are not run here (function tools only)"
 INCLUDE_REFUSED = {
@@ -37,7 +40,6 @@ INCLUDE_REFUSED = {
     "code_interpreter_call.outputs": _BUILT_IN,
     "computer_call_output.output.image_url": _BUILT_IN,
     "message.input_image.image_url": "input images are not supported (text parts only)",
-    "message.output_text.logprobs": "log-probabilities are not sent here (chat completions' logprobs has them)",
 }
 TRUNCATION = ("disabled", "auto")
 
@@ -55,7 +57,8 @@ def chat_request(req: p.ResponsesRequest) -> p.ChatCompletionRequest:
             "store is not supported: this server is stateless and keeps no responses. Leave store out or false.",
             param="store",
         )
-    _check_include(req.include or [])
+    include = req.include or []
+    _check_include(include)
     if req.truncation is not None and req.truncation not in TRUNCATION:
         raise InvalidRequest(f"truncation must be 'disabled' or 'auto', not '{req.truncation}'.", param="truncation")
     messages: list[dict[str, Any]] = []
@@ -77,6 +80,8 @@ def chat_request(req: p.ResponsesRequest) -> p.ChatCompletionRequest:
         "user": req.user,
         "response_format": _response_format(req.text),
     }
+    if INCLUDE_LOGPROBS in include:
+        body |= {"logprobs": True, "top_logprobs": req.top_logprobs}
     if req.tools:  # the Responses API takes an empty list for none (chat completions refuse it)
         body["tools"] = [_tool(t, i) for i, t in enumerate(req.tools)]
     if req.tool_choice is not None:
@@ -89,14 +94,14 @@ def chat_request(req: p.ResponsesRequest) -> p.ChatCompletionRequest:
 
 def _check_include(include: list[str]) -> None:
     for value in include:
-        if value in INCLUDE_IGNORED:
+        if value in INCLUDE_IGNORED or value == INCLUDE_LOGPROBS:
             continue
         why = INCLUDE_REFUSED.get(value)
         if why is not None:
             raise InvalidRequest(f"include '{value}' is not supported: {why}.", param="include")
         raise InvalidRequest(
-            f"include '{value}' is not a value this server knows; it takes "
-            f"{', '.join(repr(v) for v in INCLUDE_IGNORED)} (and ignores it: nothing is stored or encrypted).",
+            f"include '{value}' is not a value this server knows; it takes '{INCLUDE_LOGPROBS}' and "
+            f"{', '.join(repr(v) for v in INCLUDE_IGNORED)} (ignored: nothing is stored or encrypted).",
             param="include",
         )
 

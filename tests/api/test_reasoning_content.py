@@ -82,6 +82,20 @@ def test_a_block_the_template_opens_is_reasoning_content(deepseek: openai.OpenAI
     assert (streamed_thought, streamed_content) == (thought, message.content)
 
 
+def test_chat_usage_counts_the_reasoning_tokens(deepseek: openai.OpenAI) -> None:
+    """completion_tokens_details.reasoning_tokens, as OpenAI reports a reasoning model's, whole and in
+    the streamed usage chunk."""
+    r = deepseek.chat.completions.create(model="chat", messages=ASK, max_tokens=16, temperature=0)
+    assert r.usage and r.usage.completion_tokens_details
+    spent = r.usage.completion_tokens_details.reasoning_tokens
+    assert spent and 0 < spent <= r.usage.completion_tokens
+    [*_, last] = deepseek.chat.completions.create(
+        model="chat", messages=ASK, max_tokens=16, temperature=0, stream=True, stream_options={"include_usage": True}
+    )
+    assert last.usage and last.usage.completion_tokens_details
+    assert last.usage.completion_tokens_details.reasoning_tokens == spent
+
+
 def test_the_responses_api_sends_it_as_a_reasoning_item(deepseek: openai.OpenAI) -> None:
     """The same reasoning chat completions send, as a typed reasoning item first, whole and streamed."""
     ask: dict[str, Any] = dict(model="chat", input=ASK[0]["content"], max_output_tokens=16, temperature=0)
@@ -91,12 +105,15 @@ def test_the_responses_api_sends_it_as_a_reasoning_item(deepseek: openai.OpenAI)
     item = r.output[0]
     assert isinstance(item, ResponseReasoningItem) and item.content and item.content[0].text == thought
     assert r.usage and 0 < r.usage.output_tokens_details.reasoning_tokens <= r.usage.output_tokens
+    # Cut by max_output_tokens inside the block (the 135M model seldom closes it), the item is incomplete.
+    cut_inside = r.status == "incomplete" and [o.type for o in r.output] == ["reasoning"]
+    assert item.status == ("incomplete" if cut_inside else "completed")
     with deepseek.responses.stream(**ask) as stream:
         events = list(stream)
     streamed = "".join(e.delta for e in events if e.type == "response.reasoning_text.delta")
     last = events[-1]
     assert last.type in ("response.completed", "response.incomplete") and streamed == thought
-    assert [o.type for o in last.response.output] == [o.type for o in r.output]
+    assert [(o.type, o.status) for o in last.response.output] == [(o.type, o.status) for o in r.output]
     assert last.response.usage and last.response.usage.output_tokens_details.reasoning_tokens > 0
 
 
@@ -115,6 +132,8 @@ def test_reasoning_format_none_leaves_it_in_the_content(deepseek_none: openai.Op
     r = deepseek_none.chat.completions.create(model="chat", messages=ASK, max_tokens=16, temperature=0)
     message = r.choices[0].message
     assert message.content and (message.model_extra or {}).get("reasoning_content") is None
+    assert r.usage and r.usage.completion_tokens_details
+    assert r.usage.completion_tokens_details.reasoning_tokens == 0
     r = deepseek_none.responses.create(model="chat", input=ASK[0]["content"], max_output_tokens=16, temperature=0)
     assert [o.type for o in r.output] == ["message"] and r.usage
     assert r.usage.output_tokens_details.reasoning_tokens == 0

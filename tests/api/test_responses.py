@@ -1,7 +1,8 @@
 """POST /v1/responses, stateless, through the official openai SDK: text in and out with instructions,
 usage, streamed events (the SDK's stream helper assembles them), function tools and a round trip
-with their output, text.format json_schema (responses.parse), incomplete at max_output_tokens, and
-the 400s for what it does not keep or run."""
+with their output, text.format json_schema (responses.parse), incomplete at max_output_tokens, the
+output text's logprobs (those chat completions give for the same greedy answer), and the 400s for
+what it does not keep or run."""
 
 from __future__ import annotations
 
@@ -44,6 +45,45 @@ def test_text_with_instructions_and_usage(client: openai.OpenAI) -> None:
 def test_max_output_tokens_makes_it_incomplete(client: openai.OpenAI) -> None:
     r = client.responses.create(model="chat", input="Tell me a long story about bees.", max_output_tokens=4)
     assert r.status == "incomplete" and r.incomplete_details and r.incomplete_details.reason == "max_output_tokens"
+    assert [(o.type, o.status) for o in r.output] == [("message", "incomplete")]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_output_text_logprobs(client: openai.OpenAI, stream: bool) -> None:
+    question = "What is the capital of France?"
+    kwargs: dict[str, Any] = dict(model="chat", input=question, max_output_tokens=24, temperature=0)
+    kwargs |= dict(include=["message.output_text.logprobs"], top_logprobs=3)
+    if stream:
+        with client.responses.stream(**kwargs) as s:
+            events = list(s)
+            r = s.get_final_response()
+    else:
+        r = client.responses.create(**kwargs)
+    [message] = r.output
+    assert message.type == "message" and r.top_logprobs == 3
+    [part] = message.content
+    assert part.type == "output_text" and part.logprobs
+    assert "".join(lp.token for lp in part.logprobs) == part.text == r.output_text
+    for lp in part.logprobs:
+        assert lp.logprob <= 0 and bytes(lp.bytes).decode("utf-8", "replace") == lp.token
+        tops = [t.logprob for t in lp.top_logprobs]
+        assert len(tops) == 3 and tops == sorted(tops, reverse=True) and lp.logprob <= tops[0] + 1e-4
+    if stream:  # the deltas carry the same tokens, each with the delta that holds its text
+        deltas = [e for e in events if e.type == "response.output_text.delta"]
+        assert [lp.token for e in deltas for lp in e.logprobs] == [lp.token for lp in part.logprobs]
+        assert all("".join(lp.token for lp in e.logprobs) == e.delta for e in deltas)
+    # The same tokens and log-probabilities chat completions give for the same greedy request.
+    chat = client.chat.completions.create(
+        model="chat",
+        messages=[{"role": "user", "content": question}],
+        max_completion_tokens=24,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=3,
+    )
+    content = chat.choices[0].logprobs.content if chat.choices[0].logprobs else None
+    assert content and [t.token for t in content] == [lp.token for lp in part.logprobs]
+    assert [t.logprob for t in content] == pytest.approx([lp.logprob for lp in part.logprobs], abs=1e-3)
 
 
 def test_streamed_events_assemble_into_the_response(client: openai.OpenAI) -> None:
@@ -119,6 +159,7 @@ def test_text_format_json_schema_parses(client: openai.OpenAI) -> None:
             "input[0].content[0].type",
         ),
         ({"text": {"format": {"type": "yaml"}}}, "text.format"),
+        ({"top_logprobs": 21, "include": ["message.output_text.logprobs"]}, "top_logprobs"),
     ],
 )
 def test_what_it_does_not_keep_or_run_is_a_400_naming_it(client: openai.OpenAI, kwargs: dict, param: str) -> None:

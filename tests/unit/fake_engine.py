@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from appliance.engine.interface import (
+    Chunk,
     CpuStatus,
     EngineStatus,
     Finished,
@@ -12,6 +13,7 @@ from appliance.engine.interface import (
     GenerationRequest,
     KvStatus,
     ModelStatus,
+    TokenInfo,
     TuningLine,
     Turn,
 )
@@ -79,10 +81,18 @@ class FakeEngine:
         self.last_prompt = "".join(map(chr, request.prompt_tokens))
         generation = Generation(asyncio.get_running_loop())
         words = self.reply.split(" ")
+        top = request.sampling.logprobs
         for i, w in enumerate(words):
-            generation.push(w if i == 0 else " " + w)
+            piece = w if i == 0 else " " + w
+            # With logprobs asked for, each word is a token (logprob -(i+1)/10) with `top` made-up alternatives.
+            tokens = [] if top is None else [TokenInfo(i, piece.encode(), -(i + 1) / 10, self._alternatives(top))]
+            generation.push(Chunk(piece, tokens))
         generation.push(Finished(self.outcome, len(request.prompt_tokens), len(words)))
         return generation
+
+    @staticmethod
+    def _alternatives(n: int) -> list[tuple[int, bytes, float]]:
+        return [(1000 + j, f"alt{j}".encode(), -5.0 - j) for j in range(n)]
 
     def submit_many(self, request: GenerationRequest, n: int) -> list[Generation]:
         return [self.submit(request) for _ in range(n)]

@@ -1,8 +1,9 @@
 """POST /v1/responses without a model (a fake engine whose template thinks), through the official openai
 SDK: a thinking model's <think> block as a typed reasoning item before the answer, whole and streamed
-(reasoning_text events), its tokens in usage; `include`, `truncation` and `reasoning` as an OpenAI
-client sends them, every bad value a 400 naming it; and the rule by which truncation "auto" drops
-input items."""
+(reasoning_text events), its tokens in usage, the item "incomplete" where max_output_tokens cut it; the
+message text's logprobs (its tokens only, not the block's); `include`, `truncation` and `reasoning` as
+an OpenAI client sends them, every bad value a 400 naming it; and the rule by which truncation "auto"
+drops input items."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from openai.types.responses import (
     ResponseReasoningItem,
     ResponseReasoningTextDeltaEvent,
     ResponseReasoningTextDoneEvent,
+    ResponseTextDeltaEvent,
+    ResponseTextDoneEvent,
 )
+from openai.types.responses.response_output_text import Logprob
 
 from appliance.api import create_app
 from appliance.core import protocol as p
@@ -112,10 +116,89 @@ def test_a_block_cut_off_is_all_reasoning(tmp_path: Path, stream: bool) -> None:
         else:
             r = client.responses.create(model="chat", input="hi")
         assert r.status == "incomplete" and [o.type for o in r.output] == ["reasoning"]
+        assert r.incomplete_details and r.incomplete_details.reason == "max_output_tokens"
         [item] = r.output
-        assert isinstance(item, ResponseReasoningItem) and item.content
+        assert isinstance(item, ResponseReasoningItem) and item.content and item.status == "incomplete"
         assert item.content[0].text == "Let me think about"
         assert r.usage and r.usage.output_tokens_details.reasoning_tokens == r.usage.output_tokens
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("reply", "items"),
+    [
+        ("<think>It is Paris.</think> Paris is the", [("reasoning", "completed"), ("message", "incomplete")]),
+        ("<think>It is Paris.</think>", [("reasoning", "completed")]),  # closed, then cut before any text
+    ],
+    ids=["in-the-text", "after-the-block"],
+)
+def test_a_cut_after_the_block_leaves_the_block_complete(
+    tmp_path: Path, stream: bool, reply: str, items: list[tuple[str, str]]
+) -> None:
+    engine = FakeEngine(template=THINKS, reply=reply, outcome="length")
+    for client in serve(tmp_path, engine):
+        if stream:
+            with client.responses.stream(model="chat", input="hi") as s:
+                events = list(s)
+            done = [(e.item.type, e.item.status) for e in events if e.type == "response.output_item.done"]
+            assert done == items
+            last = events[-1]
+            assert last.type == "response.incomplete"
+            r = last.response
+        else:
+            r = client.responses.create(model="chat", input="hi")
+        assert r.status == "incomplete" and r.incomplete_details and r.incomplete_details.reason == "max_output_tokens"
+        assert [(o.type, o.status) for o in r.output] == items
+
+
+LOGPROBS: dict[str, Any] = dict(include=["message.output_text.logprobs"], top_logprobs=2)
+# The fake engine's tokens are the reply's words; the message is "Paris is the capital.", written by
+# the words from " Paris" on (its leading blank follows the block), the block's words are not its.
+MESSAGE_TOKENS = [" Paris", " is", " the", " capital."]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_logprobs_are_the_message_texts_tokens(tmp_path: Path, stream: bool) -> None:
+    engine = FakeEngine(template=THINKS, reply="<think>It is Paris.</think> Paris is the capital.")
+    for client in serve(tmp_path, engine):
+        if stream:
+            with client.responses.stream(model="chat", input="hi", **LOGPROBS) as s:
+                events = list(s)
+                r = s.get_final_response()
+            deltas = [e for e in events if e.type == "response.output_text.delta"]
+            assert all(isinstance(e, ResponseTextDeltaEvent) for e in deltas)
+            assert [lp.token for e in deltas for lp in e.logprobs] == MESSAGE_TOKENS
+            [done] = [e for e in events if e.type == "response.output_text.done"]
+            assert isinstance(done, ResponseTextDoneEvent) and [lp.token for lp in done.logprobs] == MESSAGE_TOKENS
+            assert all(lp.top_logprobs and len(lp.top_logprobs) == 2 for lp in done.logprobs)
+        else:
+            r = client.responses.create(model="chat", input="hi", **LOGPROBS)
+        assert r.top_logprobs == 2 and r.output_text == "Paris is the capital."
+        message = r.output[1]
+        assert isinstance(message, ResponseOutputMessage)
+        [part] = message.content
+        assert part.type == "output_text" and part.logprobs
+        assert all(isinstance(lp, Logprob) for lp in part.logprobs)
+        assert [lp.token for lp in part.logprobs] == MESSAGE_TOKENS
+        # The words are the reply's 4th to 7th tokens, with the fake's logprob -(i+1)/10 each.
+        assert [lp.logprob for lp in part.logprobs] == pytest.approx([-0.4, -0.5, -0.6, -0.7])
+        assert [lp.bytes for lp in part.logprobs] == [list(t.encode()) for t in MESSAGE_TOKENS]
+        assert [[t.token for t in lp.top_logprobs] for lp in part.logprobs] == [["alt0", "alt1"]] * 4
+
+
+def test_logprobs_only_with_include(tmp_path: Path) -> None:
+    """As OpenAI: top_logprobs alone is echoed, and the text's logprobs stay empty."""
+    for client in serve(tmp_path, FakeEngine(reply="Paris is the capital.")):
+        r = client.responses.create(model="chat", input="hi", top_logprobs=3)
+        [message] = r.output
+        assert isinstance(message, ResponseOutputMessage) and message.content[0].type == "output_text"
+        assert r.top_logprobs == 3 and message.content[0].logprobs == []
+        r = client.responses.create(model="chat", input="hi", include=["message.output_text.logprobs"])
+        [message] = r.output
+        assert isinstance(message, ResponseOutputMessage) and message.content[0].type == "output_text"
+        logprobs = message.content[0].logprobs or []
+        assert "".join(lp.token for lp in logprobs) == r.output_text  # a model that does not think: every token
+        assert all(lp.top_logprobs == [] for lp in logprobs)
 
 
 def test_a_model_that_does_not_think_has_no_reasoning_item(tmp_path: Path) -> None:
@@ -159,7 +242,6 @@ def test_what_an_openai_client_sends_is_taken(thinking: openai.OpenAI) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "param"),
     [
-        ({"include": ["message.output_text.logprobs"]}, "include"),
         ({"include": ["file_search_call.results"]}, "include"),
         ({"include": ["reasoning.encrypted_content", "reasoning.everything"]}, "include"),
         ({"extra_body": {"include": "reasoning.encrypted_content"}}, "include"),
@@ -167,6 +249,8 @@ def test_what_an_openai_client_sends_is_taken(thinking: openai.OpenAI) -> None:
         ({"extra_body": {"truncation": "sometimes"}}, "truncation"),
         ({"extra_body": {"truncation": 5}}, "truncation"),
         ({"extra_body": {"reasoning": "high"}}, "reasoning"),
+        ({"include": ["message.output_text.logprobs"], "top_logprobs": 21}, "top_logprobs"),
+        ({"top_logprobs": -1}, "top_logprobs"),
     ],
 )
 def test_bad_values_are_a_400_naming_them(thinking: openai.OpenAI, kwargs: dict, param: str) -> None:

@@ -652,11 +652,17 @@ export interface components {
             completion_tokens: number;
             total_tokens: number;
             prompt_tokens_details: components["schemas"]["PromptTokensDetails"] | null;
+            completion_tokens_details: components["schemas"]["CompletionTokensDetails"] | null;
         };
         /** PromptTokensDetails */
         PromptTokensDetails: {
             /** @default 0 */
             cached_tokens: number;
+        };
+        /** CompletionTokensDetails */
+        CompletionTokensDetails: {
+            /** @default 0 */
+            reasoning_tokens: number;
         };
         /** Completion */
         Completion: {
@@ -870,6 +876,7 @@ export interface components {
             store: boolean;
             /** @default disabled */
             truncation: string;
+            top_logprobs: number | null;
             usage: components["schemas"]["ResponseUsage"] | null;
         };
         /**
@@ -911,6 +918,8 @@ export interface components {
             type: string;
             /** @default [] */
             annotations: unknown[];
+            /** @default [] */
+            logprobs: components["schemas"]["TokenLogprob"][];
         };
         /** ResponseFunctionCallItem */
         ResponseFunctionCallItem: {
