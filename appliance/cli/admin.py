@@ -84,7 +84,7 @@ def admin_ops(args: argparse.Namespace) -> Iterator[AdminOps]:
 
 class AdminCommand(Command):
     name = "admin"
-    help = "manage accounts, keys and plans (through the server when it runs, else on the data dir)"
+    help = "manage accounts, keys and plans, read the audit log (through the server when it runs, else on the data dir)"
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         add_target_flags(parser)
