@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from pilot_helpers import notifications, press, table_rows, text_of
+from pilot_helpers import notifications, press, settle, table_rows, text_of
 from textual.widgets import DataTable
 
 from appliance.admin.local import LocalAdmin
@@ -84,3 +84,27 @@ async def test_older_rows_on_asking(admin: LocalAdmin) -> None:
         assert [int(r[0]) for r in rows] == list(range(PAGE + 6, 0, -1))
         await press(pilot, "m")
         assert "These are all the rows" in notifications(app)[-1]
+
+
+async def test_an_empty_log_says_so(admin: LocalAdmin) -> None:
+    app = make_app(admin)
+    async with app.run_test(size=SIZE) as pilot:
+        await press(pilot, "7")
+        assert table_rows(app, "#audit-table") == []
+        assert app.query_one("#audit-table", DataTable).border_title == "Admin actions (none recorded yet)"
+        assert text_of(app, "#audit-chain").startswith("✓ chain holds · 0 rows")
+
+
+async def test_the_table_fits_the_terminal_after_a_resize(seeded: LocalAdmin) -> None:
+    """The change is cut to the width there is; a narrower terminal gets the table cut anew, not a
+    horizontal scroll bar left from the wider one."""
+    app = AlveareApp(seeded, poll_interval=None)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await press(pilot, "7")
+        table = app.query_one("#audit-table", DataTable)
+        assert '{"system_prompt":[null,{"chars":70,' in table_rows(app, "#audit-table")[1][5]
+        for width in (130, 90, 160):
+            await pilot.resize_terminal(width, 40)
+            await settle(pilot)
+            assert table.virtual_size.width <= table.scrollable_content_region.width, width
+            assert len(table_rows(app, "#audit-table")[0]) == (6 if width >= 110 else 5)

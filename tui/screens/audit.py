@@ -37,7 +37,7 @@ class AuditView(View):
         self.entries: list[AuditEntry] = []
         self.next_before: int | None = None
         self.verification: AuditVerification | None = None
-        self._wide = False
+        self._drawn_for = 0
 
     def compose(self) -> ComposeResult:
         yield Static("", id="audit-chain")
@@ -78,17 +78,20 @@ class AuditView(View):
 
     # --- drawing ------------------------------------------------------------------------------------
     def on_resize(self) -> None:
-        if (self.app.size.width >= WIDE) != self._wide:
+        if self.app.size.width != self._drawn_for:
             self._redraw()
 
     def _redraw(self) -> None:
         """Wide terminals get the full time and a Change column; narrow ones show the change of the
         highlighted row below the table only."""
-        self._wide = wide = self.app.size.width >= WIDE
+        width = self.app.size.width
+        wide = width >= WIDE
         table = self.query_one("#audit-table", DataTable)
         row = table.cursor_row
         labels = ("#", "When (UTC)", "Who", "Action", "Target")
-        reset_table(table, (*labels, "Change") if wide else labels)
+        # The change is cut to the terminal's width: a new width needs new columns.
+        reset_table(table, (*labels, "Change") if wide else labels, fresh=width != self._drawn_for)
+        self._drawn_for = width
         bad = self.verification.bad_row if self.verification and not self.verification.ok else None
         room = self._change_room()
         for e in self.entries:
@@ -104,10 +107,10 @@ class AuditView(View):
             if wide:
                 cells.append(Text(first_line(change_text(e), room)))
             table.add_row(*cells, key=str(e.id))
-        if not self.entries:
-            table.add_row("", Text("no admin actions recorded yet", style="dim"), *[""] * (len(labels) - 2 + wide))
+        # An empty log is said in the title, not in a row: a cell's width would stay with its column.
         more = " · m: older rows" if self.next_before is not None else ""
-        table.border_title = f"Admin actions ({len(self.entries)} shown{more})"
+        shown = f"{len(self.entries)} shown{more}" if self.entries else "none recorded yet"
+        table.border_title = f"Admin actions ({shown})"
         if self.entries:
             table.move_cursor(row=min(row, len(self.entries) - 1))
         self._show_detail()
