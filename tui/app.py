@@ -15,6 +15,7 @@ from appliance.admin.ops import AdminOps
 from appliance.store import current_period
 from tui.backend import BackendApp
 from tui.screens.accounts import AccountsView
+from tui.screens.audit import AuditView
 from tui.screens.base import View
 from tui.screens.hive import HiveView
 from tui.screens.keys import KeysView
@@ -23,7 +24,7 @@ from tui.screens.prompts import PromptsView
 from tui.screens.specialists import SpecialistsView
 from tui.screens.usage import UsageView
 
-VIEWS: list[type[View]] = [HiveView, AccountsView, KeysView, SpecialistsView, PromptsView, UsageView]
+VIEWS: list[type[View]] = [HiveView, AccountsView, KeysView, SpecialistsView, PromptsView, UsageView, AuditView]
 
 KEY_NAMES = {
     "question_mark": "?",

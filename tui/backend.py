@@ -25,6 +25,8 @@ from appliance.store import (
     Account,
     AccountOverview,
     AlertEvent,
+    AuditPage,
+    AuditVerification,
     BillingPlan,
     CreatedKey,
     CustomPrompt,
@@ -172,6 +174,15 @@ class BackendApp(App[None]):
     @backend_call
     def reset_custom_prompt(self, account: str, specialist: str, *, done: Done[bool]) -> None:
         self._answer(lambda ops: ops.reset_custom_prompt(account, specialist), done)
+
+    # the audit log
+    @backend_call
+    def audit(self, limit: int, before: int | None, *, done: Done[AuditPage]) -> None:
+        self._answer(lambda ops: ops.audit(limit, before), done)
+
+    @backend_call
+    def verify_audit(self, *, done: Done[AuditVerification]) -> None:
+        self._answer(lambda ops: ops.verify_audit(), done)
 
     # --- how a call runs ------------------------------------------------------------------------
     def _answer(self, call: Callable[[AdminOps], T], done: Done[T], failed: Failed | None = None) -> None:

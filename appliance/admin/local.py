@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 from appliance.admin.checks import check_parameters, check_plan_limits, check_prompt, finite_number, profile
@@ -11,9 +12,12 @@ from appliance.core.protocol import HiveStatus
 from appliance.core.specialists import Specialist, Specialists
 from appliance.store import (
     ADMIN_ACCOUNT,
+    LOCAL_ACTOR,
     Account,
     AccountOverview,
     AlertEvent,
+    AuditPage,
+    AuditVerification,
     BackupInfo,
     BillingPlan,
     CreatedKey,
@@ -28,14 +32,25 @@ class LocalAdmin:
     """AdminOps directly on the data dir's store and the specialists catalogue.
 
     The admin API's routes call it inside the server; the TUI uses it when no server runs.
-    Every write goes through the store's one writer thread and is committed when it returns.
+    Every write goes through the store's one writer thread and is committed when it returns, with
+    its audit-log row in the same transaction, naming `actor` as who did it.
     """
 
-    def __init__(self, store: Store, specialists: Specialists, *, url: str = DEFAULT_URL) -> None:
+    def __init__(
+        self, store: Store, specialists: Specialists, *, url: str = DEFAULT_URL, actor: str = LOCAL_ACTOR
+    ) -> None:
         self.store = store
         self.catalogue = specialists
         # Where a server would be: named in the ServerUnavailable messages.
         self.url = url
+        # Who the audit log names: "cli-local" on the data dir; the admin API names the request's key.
+        self.actor = actor
+
+    def acting_as(self, actor: str) -> LocalAdmin:
+        """The same operations on the same store, recorded in the audit log as `actor`'s (one request's)."""
+        other = copy.copy(self)
+        other.actor = actor
+        return other
 
     @property
     def online(self) -> bool:
@@ -49,7 +64,7 @@ class LocalAdmin:
         return self.store.plans()
 
     def set_plan(self, name: str, **limits: int | float | bool) -> BillingPlan:
-        plan, _created = self.store.set_plan(name, **check_plan_limits(limits))
+        plan, _created = self.store.set_plan(name, actor=self.actor, **check_plan_limits(limits))
         return plan
 
     # accounts
@@ -57,16 +72,16 @@ class LocalAdmin:
         return self.store.account_overviews(period)
 
     def create_account(self, name: str, plan: str = "starter") -> Account:
-        return self.store.create_account(name, plan)
+        return self.store.create_account(name, plan, actor=self.actor)
 
     def set_account_plan(self, name: str, plan: str) -> Account:
-        return self.store.set_account_plan(name, plan)
+        return self.store.set_account_plan(name, plan, actor=self.actor)
 
     def set_spending_cap(self, name: str, cap: float | None) -> Account:
         if cap is not None and not finite_number(cap):
             raise InvalidRequest("spending_cap must be an amount of 0 or more, or null for none.", param="spending_cap")
         try:
-            return self.store.set_spending_cap(name, cap)
+            return self.store.set_spending_cap(name, cap, actor=self.actor)
         except InvalidRequest as exc:
             raise InvalidRequest(
                 "spending_cap must be an amount of 0 or more, or null for none.", param="spending_cap"
@@ -74,7 +89,7 @@ class LocalAdmin:
 
     def set_account_specialists(self, name: str, specialists: list[str] | None) -> Account:
         if specialists is None:
-            return self.store.set_specialists(name, None)
+            return self.store.set_specialists(name, None, actor=self.actor)
         if not isinstance(specialists, list) or not all(isinstance(n, str) for n in specialists):
             raise InvalidRequest("specialists must be a list of specialist names, or null.", param="specialists")
         self.store.account(name)  # an unknown account is named before a bad specialist
@@ -88,7 +103,7 @@ class LocalAdmin:
             raise InvalidRequest(
                 "Name at least one specialist, or null for the plan's default set.", param="specialists"
             )
-        return self.store.set_specialists(name, chosen)
+        return self.store.set_specialists(name, chosen, actor=self.actor)
 
     # keys
     def keys(self, account: str | None = None) -> list[KeyInfo]:
@@ -103,11 +118,11 @@ class LocalAdmin:
             try:
                 self.store.account(ADMIN_ACCOUNT)
             except NotFound:
-                self.store.create_account(ADMIN_ACCOUNT, "scale")
-        return self.store.create_key(account, test=test, admin=admin)
+                self.store.create_account(ADMIN_ACCOUNT, "scale", actor=self.actor)
+        return self.store.create_key(account, test=test, admin=admin, actor=self.actor)
 
     def revoke_key(self, prefix: str) -> KeyInfo:
-        return self.store.revoke_key(prefix)
+        return self.store.revoke_key(prefix, actor=self.actor)
 
     # usage
     def usage(self, account: str | None = None, period: str | None = None) -> UsageBreakdown:
@@ -150,13 +165,18 @@ class LocalAdmin:
         prompt = None if system_prompt is None else check_prompt(system_prompt)
         temperature, top_p, max_tokens = check_parameters(temperature, top_p, max_tokens)
         override = self.store.set_specialist_override(
-            s.name, system_prompt=prompt, temperature=temperature, top_p=top_p, max_tokens=max_tokens
+            s.name,
+            system_prompt=prompt,
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
+            actor=self.actor,
         )
         return profile(s, override)
 
     def reset_specialist(self, name: str) -> SpecialistProfile:
         s = self._specialist(name)
-        self.store.delete_specialist_override(s.name)
+        self.store.delete_specialist_override(s.name, actor=self.actor)
         return profile(s, None)
 
     def custom_prompts(self, account: str) -> list[CustomPrompt]:
@@ -173,17 +193,36 @@ class LocalAdmin:
                 "move it to a plan with them (professional, scale) first.",
                 code="custom_prompts_not_in_plan",
             )
-        self.store.set_custom_prompt(acct.id, s.name, check_prompt(prompt)).result()
+        self.store.set_custom_prompt(acct.id, s.name, check_prompt(prompt), actor=self.actor).result()
         return self.store.custom_prompts(acct.id)[s.name]
 
     def reset_custom_prompt(self, account: str, specialist: str) -> bool:
         acct = self.store.account(account)
         s = self._specialist(specialist)
-        return self.store.delete_custom_prompt(acct.id, s.name).result()
+        return self.store.delete_custom_prompt(acct.id, s.name, actor=self.actor).result()
 
     # the database
     def backup(self, path: str) -> BackupInfo:
-        return self.store.backup(path)
+        return self._backup(path, to_send=False)
+
+    def backup_to_send(self, path: str) -> BackupInfo:
+        """A backup the admin API streams to its client (`path` a scratch file in the data dir): the
+        audit log names it a download, since the file the client keeps is named on its machine."""
+        return self._backup(path, to_send=True)
+
+    def _backup(self, path: str, *, to_send: bool) -> BackupInfo:
+        info = self.store.backup(path)
+        counts = {"accounts": info.accounts, "keys": info.keys, "usage_records": info.usage_records}
+        target = "download" if to_send else info.path
+        self.store.record_audit(self.actor, "backup", target, {"bytes": info.bytes, **counts})
+        return info
+
+    # the audit log
+    def audit(self, limit: int = 50, before: int | None = None) -> AuditPage:
+        return self.store.audit_log(limit=limit, before=before)
+
+    def verify_audit(self) -> AuditVerification:
+        return self.store.verify_audit()
 
     # live server only
     def _offline(self, what: str) -> ServerUnavailable:

@@ -25,6 +25,8 @@ from appliance.store import (
     Account,
     AccountOverview,
     AlertEvent,
+    AuditPage,
+    AuditVerification,
     BackupInfo,
     BillingPlan,
     CreatedKey,
@@ -133,6 +135,15 @@ class AdminOps(Protocol):
         """A consistent copy of the database, taken while the server runs, checked (PRAGMA
         integrity_check) and written to `path` on this machine: a new file, or a time-stamped one
         when `path` is a folder (one ending in / is made, owner-only, if missing). Never overwrites a file."""
+        ...
+
+    # the audit log
+    def audit(self, limit: int = 50, before: int | None = None) -> AuditPage:
+        """The audit log's newest `limit` rows (1 to 500), newest first; `before`: rows older than that id."""
+        ...
+
+    def verify_audit(self) -> AuditVerification:
+        """Walk the audit log's hash chain; names the first row that breaks it."""
         ...
 
     # live server only (LocalAdmin raises ServerUnavailable)

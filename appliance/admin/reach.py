@@ -15,6 +15,7 @@ from appliance.core.errors import (
 )
 from appliance.store import (
     ADMIN_ACCOUNT,
+    LOCAL_ACTOR,
     Store,
 )
 from appliance.store.database import DB_FILE
@@ -39,8 +40,8 @@ def tui_admin_key(data_dir: Path, *, renew: bool = False) -> str:
         try:
             store.account(ADMIN_ACCOUNT)
         except NotFound:
-            store.create_account(ADMIN_ACCOUNT, "scale")
-        key = store.create_key(ADMIN_ACCOUNT, admin=True).key
+            store.create_account(ADMIN_ACCOUNT, "scale", actor=LOCAL_ACTOR)
+        key = store.create_key(ADMIN_ACCOUNT, admin=True, actor=LOCAL_ACTOR).key
     finally:
         store.close()
     tmp = path.with_name(f".{TUI_KEY_FILE}.{os.getpid()}")

@@ -32,6 +32,8 @@ from appliance.store import (
     Account,
     AccountOverview,
     AlertEvent,
+    AuditPage,
+    AuditVerification,
     BackupInfo,
     BillingPlan,
     CreatedKey,
@@ -279,6 +281,14 @@ class AdminClient:
             raise backups.unwritable(dest, exc) from None
         finally:
             tmp.unlink(missing_ok=True)
+
+    # the audit log ----------------------------------------------------------
+    def audit(self, limit: int = 50, before: int | None = None) -> AuditPage:
+        params = {"limit": str(limit), "before": None if before is None else str(before)}
+        return self._call("GET", "/v1/admin/audit", AuditPage, params=params)
+
+    def verify_audit(self) -> AuditVerification:
+        return self._call("GET", "/v1/admin/audit/verify", AuditVerification)
 
     # live server ------------------------------------------------------------
     def hive_status(self) -> HiveStatus:

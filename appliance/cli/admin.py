@@ -1,4 +1,4 @@
-"""`alveare admin ...`: accounts, keys, plans and usage through AdminOps, the TUI's interface.
+"""`alveare admin ...`: accounts, keys, plans, usage and the audit log through AdminOps, the TUI's interface.
 
 `appliance.admin.remote.open_admin` picks the admin API when a server answers (the change is seen at once)
 and the data dir otherwise, so these commands work with the server up or down and get the same
@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from appliance.cli.base import Command, action, actions, add_setting_flags, load_settings
-from appliance.cli.output import print_json, table
+from appliance.cli.output import cut, print_json, table
 
 if TYPE_CHECKING:
     from appliance.admin.ops import AdminOps
@@ -84,7 +84,7 @@ def admin_ops(args: argparse.Namespace) -> Iterator[AdminOps]:
 
 class AdminCommand(Command):
     name = "admin"
-    help = "manage accounts, keys and plans (through the server when it runs, else on the data dir)"
+    help = "manage accounts, keys and plans, read the audit log (through the server when it runs, else on the data dir)"
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         add_target_flags(parser)
@@ -154,6 +154,18 @@ class AdminCommand(Command):
         p = action(areas, "usage", "requests, tokens, overage and alerts for the period", usage, json=True)
         p.add_argument("--account", help="one account (default: all)")
         p.add_argument("--period", help="a month like 2026-03 (default: the current one, UTC)")
+
+        audit = actions(areas.add_parser("audit", help="the audit log of admin actions (hash-chained)"))
+        p = action(audit, "list", "admin actions, newest first: who, what and when", audit_list, json=True)
+        p.add_argument("--limit", type=int, default=50, help="rows to show, 1 to 500 (default 50)")
+        p.add_argument("--before", type=int, metavar="ID", help="only rows older than this row id (the next page)")
+        action(
+            audit,
+            "verify",
+            "walk the hash chain; exit 1 and name the first bad row if a row was changed or removed",
+            audit_verify,
+            json=True,
+        )
 
 
 # accounts -------------------------------------------------------------------
@@ -392,3 +404,46 @@ def backup(args: argparse.Namespace) -> int:
             f"{info.accounts} accounts, {info.keys} keys, {info.usage_records} usage records."
         )
     return 0
+
+
+# audit ----------------------------------------------------------------------
+def audit_list(args: argparse.Namespace) -> int:
+    import msgspec
+
+    with admin_ops(args) as ops:
+        page = ops.audit(args.limit, args.before)
+    if args.json:
+        print_json(page)
+        return 0
+    if not page.data:
+        print("No admin actions recorded yet.")
+        return 0
+    rows = [
+        [
+            e.id,
+            e.at[:19].replace("T", " "),
+            e.actor,
+            e.action,
+            e.target,
+            cut(msgspec.json.encode(e.change).decode(), 100),
+        ]
+        for e in page.data
+    ]
+    table(["ID", "WHEN (UTC)", "WHO", "ACTION", "TARGET", "CHANGE"], rows, right=["ID"])
+    if page.has_more:
+        print(f"Older rows: --before {page.next_before}. Each change in full: --json.")
+    return 0
+
+
+def audit_verify(args: argparse.Namespace) -> int:
+    with admin_ops(args) as ops:
+        result = ops.verify_audit()
+    if args.json:
+        print_json(result)
+    elif result.ok:
+        print(f"The audit log's chain holds: {result.rows} rows, the newest hashing to {result.head}.")
+    else:
+        print(f"The audit log's chain breaks at row {result.bad_row}: {result.problem}.")
+        if result.rows:
+            print(f"The {result.rows} rows before it hold, the last of them hashing to {result.head}.")
+    return 0 if result.ok else 1

@@ -13,7 +13,7 @@ from appliance.core.errors import AlveareError
 
 class TuiCommand(Command):
     name = "tui"
-    help = "the admin TUI: live status, accounts, plans, keys, specialists, prompts, usage"
+    help = "the admin TUI: live status, accounts, plans, keys, specialists, prompts, usage, audit log"
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         add_target_flags(parser)

@@ -10,6 +10,7 @@ from sqlite_utils import Database
 from appliance.core import security
 from appliance.core.errors import Conflict, InvalidRequest, NotFound
 from appliance.store import clock
+from appliance.store.audit import INIT_ACTOR, append
 from appliance.store.plans_accounts import PlansAndAccounts, note_key_use
 from appliance.store.records import BillingPlan, CreatedKey, KeyInfo, Principal
 
@@ -19,9 +20,12 @@ MAX_ACTIVE_KEYS = 5
 
 class Keys(PlansAndAccounts):
     # keys ------------------------------------------------------------------
-    def create_key(self, account: str, *, test: bool = False, admin: bool = False) -> CreatedKey:
+    def create_key(
+        self, account: str, *, test: bool = False, admin: bool = False, actor: str | None = None
+    ) -> CreatedKey:
         acct = self.account(account)
         key = security.generate_key(test=test)
+        prefix = security.display_prefix(key)
 
         def job(db: Database) -> None:
             # Admin keys (the first-run key, the TUI's key) are not apps' keys: the limit is on the others.
@@ -35,7 +39,7 @@ class Keys(PlansAndAccounts):
             db["api_keys"].insert(
                 {
                     "account_id": acct.id,
-                    "prefix": security.display_prefix(key),
+                    "prefix": prefix,
                     "hash": security.hash_key(self._secret, key),
                     "test": int(test),
                     "admin": int(admin),
@@ -44,9 +48,11 @@ class Keys(PlansAndAccounts):
                     "last_used_at": None,
                 }
             )
+            if actor is not None:  # the prefix only: never the key or its hash
+                append(db, actor, "key.create", prefix, {"account": acct.name, "test": test, "admin": admin})
 
         self._write(job)
-        return CreatedKey(key=key, prefix=security.display_prefix(key), account=acct.name, test=test)
+        return CreatedKey(key=key, prefix=prefix, account=acct.name, test=test)
 
     def keys(self, account: str | None = None) -> list[KeyInfo]:
         sql = (
@@ -75,7 +81,7 @@ class Keys(PlansAndAccounts):
             for r in rows
         ]
 
-    def revoke_key(self, prefix: str) -> KeyInfo:
+    def revoke_key(self, prefix: str, *, actor: str | None = None) -> KeyInfo:
         if len(prefix) < 12:
             raise InvalidRequest("Give at least 12 characters of the key prefix, e.g. alv_live_AbC.", param="prefix")
         matches = [k for k in self.keys() if k.prefix.startswith(prefix) and k.revoked_at is None]
@@ -85,9 +91,15 @@ class Keys(PlansAndAccounts):
             raise Conflict(
                 f"{len(matches)} active keys start with {prefix!r}; give more of the prefix.", param="prefix"
             )
-        key_id = matches[0].id
-        self._write(lambda db: db["api_keys"].update(key_id, {"revoked_at": clock.now_iso()}))
-        return next(k for k in self.keys() if k.id == key_id)
+        key = matches[0]
+
+        def job(db: Database) -> None:
+            db["api_keys"].update(key.id, {"revoked_at": clock.now_iso()})
+            if actor is not None:
+                append(db, actor, "key.revoke", key.prefix, {"account": key.account})
+
+        self._write(job)
+        return next(k for k in self.keys() if k.id == key.id)
 
     def mark_key_used(self, key_id: int, at: str | None = None) -> Future[None]:
         """Queue a key's last use (now, unless given); resolves once it is committed."""
@@ -105,8 +117,8 @@ class Keys(PlansAndAccounts):
         try:
             self.account(ADMIN_ACCOUNT)
         except NotFound:
-            self.create_account(ADMIN_ACCOUNT, "scale")
-        return self.create_key(ADMIN_ACCOUNT, admin=True)
+            self.create_account(ADMIN_ACCOUNT, "scale", actor=INIT_ACTOR)
+        return self.create_key(ADMIN_ACCOUNT, admin=True, actor=INIT_ACTOR)
 
     def authenticate(self, key: str) -> Principal | None:
         """The principal for a raw key, or None for an unknown or revoked one.

@@ -179,5 +179,31 @@ def m005_plan_share_weight(db: Database) -> None:
         db.execute("UPDATE plans SET share_weight = ? WHERE name = ?", [weight, name])
 
 
+@migrations()
+def m006_audit_log(db: Database) -> None:
+    # Admin actions, hash-chained (appliance.store.audit): rows are appended in the same transaction
+    # as the action they record, and never changed or removed, which the triggers refuse.
+    db["audit_log"].create(
+        {
+            "id": int,
+            "at": str,
+            "actor": str,
+            "action": str,
+            "target": str,
+            # compact JSON, sorted keys: hashed as stored
+            "change": str,
+            "prev_hash": str,
+            "hash": str,
+        },
+        pk="id",
+        not_null={"at", "actor", "action", "target", "change", "prev_hash", "hash"},
+    )
+    for event in ("UPDATE", "DELETE"):
+        db.execute(
+            f"CREATE TRIGGER audit_log_no_{event.lower()} BEFORE {event} ON audit_log "
+            "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+        )
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)

@@ -8,6 +8,7 @@ from sqlite_utils import Database
 
 from appliance.core.errors import Conflict, InvalidRequest, NotFound
 from appliance.store import clock
+from appliance.store.audit import append, diff
 from appliance.store.database import StoreBase
 from appliance.store.records import Account, BillingPlan
 
@@ -56,10 +57,13 @@ class PlansAndAccounts(StoreBase):
     def _plan(row: dict[str, Any]) -> BillingPlan:
         return BillingPlan(**{**row, "custom_prompts": bool(row["custom_prompts"])})
 
-    def set_plan(self, name: str, *, base: str = "starter", **changes: Any) -> tuple[BillingPlan, bool]:
+    def set_plan(
+        self, name: str, *, base: str = "starter", actor: str | None = None, **changes: Any
+    ) -> tuple[BillingPlan, bool]:
         """Change a plan's limits, or create the plan (from `base`'s values) when it does not exist.
 
-        Returns the plan and whether it was created.
+        Returns the plan and whether it was created. `actor`, here and in the other writes: who does
+        it, for the audit log, in the same transaction; None for a write that is no admin action.
         """
         name = name.strip().lower()
         if not name or len(name) > 32 or not name.replace("-", "").replace("_", "").isalnum():
@@ -92,13 +96,20 @@ class PlansAndAccounts(StoreBase):
         row["custom_prompts"] = int(bool(row["custom_prompts"]))
 
         def job(db: Database) -> None:
+            before = next(iter(db["plans"].rows_where("name = ?", [name])), None)
             db["plans"].upsert(row, pk="name")
+            if actor is None:
+                return
+            if before is None:
+                append(db, actor, "plan.create", name, {"base": base, **_plan_values(row)})
+            else:
+                append(db, actor, "plan.update", name, diff(_plan_values(before), _plan_values(row), PLAN_FIELDS))
 
         self._write(job)
         return self.plan(name), created
 
     # accounts --------------------------------------------------------------
-    def create_account(self, name: str, plan: str = "starter") -> Account:
+    def create_account(self, name: str, plan: str = "starter", *, actor: str | None = None) -> Account:
         name = name.strip()
         if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise InvalidRequest("An account name is 1 to 64 letters, digits, '-', '_' or '.'.", param="name")
@@ -116,6 +127,8 @@ class PlansAndAccounts(StoreBase):
                     "specialists": None,
                 }
             )
+            if actor is not None:
+                append(db, actor, "account.create", name, {"plan": plan_row.name})
 
         self._write(job)
         return self.account(name)
@@ -137,20 +150,28 @@ class PlansAndAccounts(StoreBase):
         specialists = row.get("specialists")
         return Account(**{**row, "specialists": specialists.split(",") if specialists else None})
 
-    def _update_account(self, name: str, values: dict[str, Any]) -> Account:
+    def _update_account(self, name: str, values: dict[str, Any], actor: str | None) -> Account:
         acct = self.account(name)
-        self._write(lambda db: db["accounts"].update(acct.id, values))
+
+        def job(db: Database) -> None:
+            before = db["accounts"].get(acct.id)
+            db["accounts"].update(acct.id, values)
+            if actor is not None:
+                change = diff(_account_values(before), _account_values(values), values)
+                append(db, actor, "account.update", acct.name, change)
+
+        self._write(job)
         return self.account(name)
 
-    def set_account_plan(self, name: str, plan: str) -> Account:
-        return self._update_account(name, {"plan": self.plan(plan).name})
+    def set_account_plan(self, name: str, plan: str, *, actor: str | None = None) -> Account:
+        return self._update_account(name, {"plan": self.plan(plan).name}, actor)
 
-    def set_spending_cap(self, name: str, cap: float | None) -> Account:
+    def set_spending_cap(self, name: str, cap: float | None, *, actor: str | None = None) -> Account:
         if cap is not None and not 0 <= cap < 1e12:
             raise InvalidRequest("A spending cap is an amount of 0 or more, or 'none'.", param="cap")
-        return self._update_account(name, {"spending_cap": cap})
+        return self._update_account(name, {"spending_cap": cap}, actor)
 
-    def set_specialists(self, name: str, specialists: list[str] | None) -> Account:
+    def set_specialists(self, name: str, specialists: list[str] | None, *, actor: str | None = None) -> Account:
         """The specialists the account may use (None: the plan's default set). Names are checked by the caller."""
         if specialists is not None:
             plan = self.plan(self.account(name).plan)
@@ -160,7 +181,19 @@ class PlansAndAccounts(StoreBase):
                     f"{len(specialists)} were given.",
                     param="specialists",
                 )
-        return self._update_account(name, {"specialists": ",".join(specialists) if specialists is not None else None})
+        chosen = ",".join(specialists) if specialists is not None else None
+        return self._update_account(name, {"specialists": chosen}, actor)
+
+
+def _plan_values(row: dict[str, Any]) -> dict[str, Any]:
+    """A plan row's limits as the audit log shows them (custom_prompts a bool, as the API has it)."""
+    return {**{f: row[f] for f in PLAN_FIELDS}, "custom_prompts": bool(row["custom_prompts"])}
+
+
+def _account_values(row: dict[str, Any]) -> dict[str, Any]:
+    """An account row's fields as the audit log shows them (specialists a list, as the API has it)."""
+    specialists = row.get("specialists")
+    return {**row, "specialists": specialists.split(",") if specialists else None}
 
 
 def msgspec_to_dict(value: Any) -> dict[str, Any]:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from concurrent.futures import Future
+from typing import Any
 
 from sqlite_utils import Database
 
 from appliance.store import clock
+from appliance.store.audit import append, diff, digest
 from appliance.store.database import StoreBase
 from appliance.store.records import CustomPrompt, SpecialistOverride
+
+# An override's fields, as its audit rows show them: a prompt by its length and digest, never its text.
+OVERRIDE_FIELDS = ("system_prompt", "temperature", "top_p", "max_tokens")
 
 
 class Prompts(StoreBase):
@@ -25,7 +30,9 @@ class Prompts(StoreBase):
         )
         return rows[0][0] if rows else None
 
-    def set_custom_prompt(self, account_id: int, specialist: str, prompt: str) -> Future[None]:
+    def set_custom_prompt(
+        self, account_id: int, specialist: str, prompt: str, *, actor: str | None = None
+    ) -> Future[None]:
         row = {
             "account_id": account_id,
             "specialist": specialist,
@@ -34,15 +41,23 @@ class Prompts(StoreBase):
         }
 
         def job(db: Database) -> None:
+            before = _prompt_of(db, account_id, specialist)
             db["custom_prompts"].upsert(row, pk=("account_id", "specialist"))
+            if actor is not None:
+                change = diff(_shown(before), _shown(prompt), ["system_prompt"])
+                append(db, actor, "prompt.set", _prompt_target(db, account_id, specialist), change)
 
         return self._writer.submit(job)
 
-    def delete_custom_prompt(self, account_id: int, specialist: str) -> Future[bool]:
+    def delete_custom_prompt(self, account_id: int, specialist: str, *, actor: str | None = None) -> Future[bool]:
         def job(db: Database) -> bool:
+            before = _prompt_of(db, account_id, specialist)
             cursor = db.execute(
                 "DELETE FROM custom_prompts WHERE account_id = ? AND specialist = ?", [account_id, specialist]
             )
+            if actor is not None:
+                change = diff(_shown(before), _shown(None), ["system_prompt"])
+                append(db, actor, "prompt.reset", _prompt_target(db, account_id, specialist), change)
             return cursor.rowcount > 0
 
         return self._writer.submit(job)
@@ -68,6 +83,7 @@ class Prompts(StoreBase):
         temperature: float | None = None,
         top_p: float | None = None,
         max_tokens: int | None = None,
+        actor: str | None = None,
     ) -> SpecialistOverride:
         """Merge the given fields into the specialist's override (None leaves a field as it is).
 
@@ -84,15 +100,49 @@ class Prompts(StoreBase):
         def job(db: Database) -> None:
             rows = list(db["specialist_overrides"].rows_where("specialist = ?", [specialist]))
             row = rows[0] if rows else {"specialist": specialist}
-            db["specialist_overrides"].upsert({**row, **changes, "updated_at": clock.now_iso()}, pk="specialist")
+            after = {**row, **changes, "updated_at": clock.now_iso()}
+            db["specialist_overrides"].upsert(after, pk="specialist")
+            if actor is not None:
+                change = diff(_override_shown(rows[0] if rows else None), _override_shown(after), OVERRIDE_FIELDS)
+                append(db, actor, "specialist.set", specialist, change)
 
         self._write(job)
         found = self.specialist_override(specialist)
         assert found is not None
         return found
 
-    def delete_specialist_override(self, specialist: str) -> bool:
+    def delete_specialist_override(self, specialist: str, *, actor: str | None = None) -> bool:
         def job(db: Database) -> bool:
-            return db.execute("DELETE FROM specialist_overrides WHERE specialist = ?", [specialist]).rowcount > 0
+            rows = list(db["specialist_overrides"].rows_where("specialist = ?", [specialist]))
+            deleted = db.execute("DELETE FROM specialist_overrides WHERE specialist = ?", [specialist]).rowcount > 0
+            if actor is not None:
+                change = diff(_override_shown(rows[0] if rows else None), {}, OVERRIDE_FIELDS)
+                append(db, actor, "specialist.reset", specialist, change)
+            return deleted
 
         return self._write(job)
+
+
+def _prompt_of(db: Database, account_id: int, specialist: str) -> str | None:
+    row = db.execute(
+        "SELECT system_prompt FROM custom_prompts WHERE account_id = ? AND specialist = ?", [account_id, specialist]
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _prompt_target(db: Database, account_id: int, specialist: str) -> str:
+    row = db.execute("SELECT name FROM accounts WHERE id = ?", [account_id]).fetchone()
+    return f"{row[0] if row else account_id}/{specialist}"
+
+
+def _shown(prompt: str | None) -> dict[str, Any]:
+    return {"system_prompt": digest(prompt) if prompt is not None else None}
+
+
+def _override_shown(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    shown = {f: row.get(f) for f in OVERRIDE_FIELDS}
+    if shown["system_prompt"] is not None:
+        shown["system_prompt"] = digest(shown["system_prompt"])
+    return shown

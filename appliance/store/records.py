@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 
@@ -176,3 +178,44 @@ class BackupInfo(msgspec.Struct, frozen=True):
     accounts: int
     keys: int
     usage_records: int
+
+
+class AuditEntry(msgspec.Struct, frozen=True):
+    """One admin action in the audit log: never changed or removed once written."""
+
+    id: int
+    at: str  # UTC
+    # The admin key's display prefix (the admin API), "cli-local" (the data dir, no server) or
+    # "init" (the first start's own setup).
+    actor: str
+    # What was done, as "area.verb": key.create, key.revoke, plan.create, plan.update, account.create,
+    # account.update, prompt.set, prompt.reset, specialist.set, specialist.reset, backup.
+    action: str
+    # What it was done to: a key prefix, a plan, an account, "account/specialist", a specialist, a path.
+    target: str
+    # What changed: {field: [old, new]} for an update, the new values for a creation; never a secret.
+    change: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditPage(msgspec.Struct, frozen=True):
+    """A page of the audit log, newest first."""
+
+    data: list[AuditEntry]
+    has_more: bool
+    # Pass as `before` for the next, older page; None on the last page.
+    next_before: int | None
+
+
+class AuditVerification(msgspec.Struct, frozen=True):
+    """The audit log's chain, walked from its first row."""
+
+    ok: bool
+    # The rows found sound (all of them when ok), and the hash of the last of them: note it down, and
+    # a later check whose chain no longer passes through it shows rows removed from the end.
+    rows: int
+    head: str
+    # The first row that breaks the chain, and how; None and "" when ok.
+    bad_row: int | None
+    problem: str

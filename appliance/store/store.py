@@ -1,6 +1,6 @@
-"""The one interface to the SQLite file: plans, accounts, keys, usage, custom prompts, alerts.
+"""The one interface to the SQLite file: plans, accounts, keys, usage, custom prompts, alerts, audit log.
 
-`Store` composes one part per job (plans_accounts, keys, usage, prompts), all standing on
+`Store` composes one part per job (plans_accounts, keys, usage, prompts, audit), all standing on
 database.StoreBase: every write goes through one writer thread, committed in batches, and an
 awaited write is durable; reads use a second connection that never waits for the writer. The
 CLI uses the same methods synchronously; the server awaits the futures off the event loop.
@@ -17,6 +17,7 @@ from sqlite_utils import Database
 from appliance.core import security
 from appliance.core.errors import NotFound
 from appliance.store import backup, migrations
+from appliance.store.audit import AuditLog
 from appliance.store.database import DB_FILE, Writer, connect, make_private
 from appliance.store.keys import Keys
 from appliance.store.plans_accounts import PlansAndAccounts
@@ -27,7 +28,7 @@ from appliance.store.usage import Usage
 SECRET_FILE = "key-secret"
 
 
-class Store(Keys, Usage, Prompts, PlansAndAccounts):
+class Store(Keys, Usage, Prompts, PlansAndAccounts, AuditLog):
     def __init__(self, data_dir: Path, *, create: bool = True) -> None:
         """Open the store in `data_dir`. Only `alveare serve` creates one; the admin tools pass
         create=False, so a mistyped data dir is an error rather than a new, empty store."""

@@ -1,6 +1,6 @@
 """Durability on a real server: kill -9 in the middle of a load run, then a restart with every key,
-account, prompt and completed request's usage intact and a database that passes integrity_check;
-and an online backup taken while that load runs."""
+account, prompt, completed request's usage and admin action's audit row intact and a database that
+passes integrity_check; and an online backup taken while that load runs."""
 
 from __future__ import annotations
 
@@ -87,6 +87,11 @@ def test_kill_9_mid_load_then_restart_keeps_everything_committed(
         answered_before_backup = answered()
         with AdminClient(live.url, admin_key, timeout=120) as admin:
             backup = admin.backup(str(tmp_path / "during-load.db"))
+            # Admin changes while the load runs: each leaves its audit row, committed with it.
+            admin.create_account("audited-co", "starter")
+            admin.set_spending_cap("audited-co", 40.0)
+            audited = admin.create_key("audited-co")
+            admin.revoke_key(audited.prefix)
         while answered() < 20 and time.monotonic() < deadline:
             time.sleep(0.01)
         live.kill()
@@ -117,8 +122,21 @@ def test_kill_9_mid_load_then_restart_keeps_everything_committed(
         qa = next(s for s in listed if s["name"] == "qa")
         assert qa["custom"] is True and qa["system_prompt"] == PROMPT
         with AdminClient(again.url, admin_key, timeout=120) as admin:
-            assert {o.account.name for o in admin.accounts()} == {"admin", "durable-co"}
+            assert {o.account.name for o in admin.accounts()} == {"admin", "durable-co", "audited-co"}
             assert len(admin.keys("durable-co")) == 2
+            # The audit log: the first start's rows, then the admin key's, the chain unbroken by the kill.
+            by_admin = admin_key[: len(audited.prefix)]
+            assert [(e.actor, e.action, e.target) for e in reversed(admin.audit().data)] == [
+                ("init", "account.create", "admin"),
+                ("init", "key.create", by_admin),
+                (by_admin, "backup", "download"),
+                (by_admin, "account.create", "audited-co"),
+                (by_admin, "account.update", "audited-co"),
+                (by_admin, "key.create", audited.prefix),
+                (by_admin, "key.revoke", audited.prefix),
+            ]
+            verified = admin.verify_audit()
+            assert verified.ok and verified.rows == 7
         # And it keeps counting from there.
         assert infer(again, key, 0)
         assert call(again, key, "GET", "/usage").json()["requests_used"] == usage["requests_used"] + 1

@@ -205,3 +205,8 @@ async def test_hive_names_the_optimised_copy_when_it_is_served(seeded: LocalAdmi
         view.show_status(msgspec.structs.replace(STATUS, model=model))
         await settle(pilot)
         assert f"Serving the optimised copy {copy}" in text_of(app, "#hive-state")
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "200x50"])
+def test_audit(snap_compare, seeded: LocalAdmin, size) -> None:
+    assert snap_compare(app_for(seeded), terminal_size=size, run_before=steps("7"))

@@ -36,6 +36,8 @@ ROUTES = [
     ("PUT", "/v1/admin/specialists/chat", {"temperature": 0}),
     ("DELETE", "/v1/admin/specialists/chat", None),
     ("GET", "/v1/admin/backup", None),
+    ("GET", "/v1/admin/audit", None),
+    ("GET", "/v1/admin/audit/verify", None),
 ]
 CHAT = {"model": "summarise", "messages": [{"role": "user", "content": "hi"}]}
 

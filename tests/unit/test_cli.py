@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,42 @@ def test_accounts_and_keys(tmp_path, capsys) -> None:
     assert "acme" in out and "solo" in out
 
 
+def test_audit_lists_and_verifies_on_the_data_dir(tmp_path, capsys) -> None:
+    d = str(tmp_path)
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "audit", "list")
+    assert (code, out) == (0, "No admin actions recorded yet.\n")
+    assert run(capsys, "--data-dir", d, "admin", "accounts", "create", "acme", "--plan", "solo")[0] == 0
+    assert run(capsys, "--data-dir", d, "admin", "accounts", "set-cap", "acme", "25")[0] == 0
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "audit", "list")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 3
+    assert lines[1].split()[0] == "2" and lines[1].split()[3:] == [
+        "cli-local",
+        "account.update",
+        "acme",
+        '{"spending_cap":[null,25.0]}',
+    ]
+    assert lines[2].split()[3:] == ["cli-local", "account.create", "acme", '{"plan":"solo"}']
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "audit", "list", "--limit", "1")
+    assert out.splitlines()[-1] == "Older rows: --before 2. Each change in full: --json."
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "audit", "verify")
+    assert code == 0 and out.startswith("The audit log's chain holds: 2 rows, the newest hashing to ")
+    code, _, err = run(capsys, "--data-dir", d, "admin", "audit", "list", "--limit", "0")
+    assert code == 1 and err.count("\n") == 1 and err.endswith("limit must be a whole number from 1 to 500.\n")
+    conn = sqlite3.connect(tmp_path / "alveare.db")
+    conn.execute("DROP TRIGGER audit_log_no_update")
+    conn.execute("UPDATE audit_log SET actor = 'nobody' WHERE id = 1")
+    conn.commit()
+    conn.close()
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "audit", "verify")
+    assert code == 1 and out == (
+        "The audit log's chain breaks at row 1: its contents do not match its hash "
+        "(it was changed after it was written).\n"
+    )
+    code, out, _ = run(capsys, "--data-dir", d, "admin", "audit", "verify", "--json")
+    assert code == 1 and json.loads(out)["bad_row"] == 1
+
+
 def test_errors_are_one_line(tmp_path, capsys) -> None:
     d = str(tmp_path)
     code, _, err = run(capsys, "--data-dir", d, "admin", "keys", "create", "--account", "ghost")
@@ -86,6 +123,8 @@ def test_env_data_dir(tmp_path, capsys, monkeypatch) -> None:
         ["admin", "keys", "create", "--account", "admin"],
         ["admin", "keys", "list"],
         ["admin", "usage"],
+        ["admin", "audit", "list"],
+        ["admin", "audit", "verify"],
     ],
 )
 def test_admin_commands_never_create_a_data_dir(tmp_path, capsys, command) -> None:

@@ -34,11 +34,12 @@ class View(Vertical):
         self.focus()
 
 
-def reset_table(table: DataTable, labels: list[str] | tuple[str, ...]) -> None:
+def reset_table(table: DataTable, labels: list[str] | tuple[str, ...], *, fresh: bool = False) -> None:
     """Empty a table for a redraw, keeping its columns when they are the same labels (the usual
-    case) and replacing them only when the set changes (a resize across a width step, a regroup)."""
+    case) and replacing them only when the set changes (a resize across a width step, a regroup),
+    or when `fresh` asks: a column's width only grows, so cells cut to a new width need new columns."""
     labels = tuple(labels)
-    if getattr(table, "_alveare_columns", None) == labels:
+    if not fresh and getattr(table, "_alveare_columns", None) == labels:
         table.clear()
         return
     table.clear(columns=True)

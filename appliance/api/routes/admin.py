@@ -1,8 +1,9 @@
 """The admin API (`/v1/admin/...`, admin keys only): what the admin TUI changes on a running server.
 
 Each route decodes its body, then calls the app's `LocalAdmin` (appliance.admin.ops) in a worker
-thread: reads are quick indexed queries, and writes wait for the store's writer thread to commit,
-so neither holds up the event loop. Errors are AlveareErrors, so they reach the client in the one
+thread, acting as the request's admin key (its prefix is who the audit log names): reads are quick
+indexed queries, and writes wait for the store's writer thread to commit, so neither holds up the
+event loop. Errors are AlveareErrors, so they reach the client in the one
 envelope; `appliance.admin.remote.AdminClient` turns them back into the same exceptions.
 """
 
@@ -23,6 +24,7 @@ from appliance.api.auth import admin_only
 from appliance.api.errors import decode_body
 from appliance.core import protocol as p
 from appliance.core.errors import InvalidRequest
+from appliance.store import Principal
 
 T = TypeVar("T")
 
@@ -33,12 +35,23 @@ def _json(value: object, status: int = 200) -> Response[bytes]:
 
 async def _run(request: Request, op: Callable[[LocalAdmin], T]) -> T:
     admin: LocalAdmin = request.app.state.admin
-    return await asyncio.to_thread(op, admin)
+    principal: Principal = request.user
+    return await asyncio.to_thread(op, admin.acting_as(principal.key_prefix))
 
 
 def _query(request: Request, name: str) -> str | None:
     value = request.query_params.get(name)
     return value or None
+
+
+def _query_int(request: Request, name: str) -> int | None:
+    value = _query(request, name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a whole number, not {value!r}.", param=name) from None
 
 
 class AdminController(Controller):
@@ -170,7 +183,7 @@ class AdminController(Controller):
         once it is sent; the client checks it again and names it on its own machine."""
         path = request.app.state.store.path.with_name(f".backup-{secrets.token_hex(8)}.db")
         try:
-            await _run(request, lambda a: a.backup(str(path)))
+            await _run(request, lambda a: a.backup_to_send(str(path)))
         except BaseException:
             path.unlink(missing_ok=True)
             raise
@@ -180,6 +193,16 @@ class AdminController(Controller):
             media_type="application/vnd.sqlite3",
             background=BackgroundTask(path.unlink, missing_ok=True),
         )
+
+    # the audit log ----------------------------------------------------------
+    @get("/audit")
+    async def audit(self, request: Request) -> Response[bytes]:
+        limit, before = _query_int(request, "limit"), _query_int(request, "before")
+        return _json(await _run(request, lambda a: a.audit(50 if limit is None else limit, before)))
+
+    @get("/audit/verify")
+    async def verify_audit(self, request: Request) -> Response[bytes]:
+        return _json(await _run(request, lambda a: a.verify_audit()))
 
 
 ROUTES = [AdminController]
