@@ -28,16 +28,23 @@ SMOOTHING = 0.05
 # How often the queued requests' starts are estimated again, to refuse early those that will not
 # start before their deadline (an arrival is estimated at once): well within a second.
 SWEEP_S = 0.25
+# Estimated waits are stretched by this much: a request near the line is refused at once, rather
+# than admitted on the first steps' timing and refused later when the estimate settles.
+MARGIN = 1.1
 
 
 class WaitEstimate:
     def __init__(self, prefill_chunk: int) -> None:
         self.prefill_chunk = max(1, prefill_chunk)
         self.step_s: float | None = None
+        self._steps = 0
         self.answer_tokens: float | None = None
 
     def observe_step(self, seconds: float) -> None:
-        self.step_s = seconds if self.step_s is None else self.step_s + SMOOTHING * (seconds - self.step_s)
+        # The mean of the first steps, then a running average: no one early step sets the estimate.
+        self._steps += 1
+        weight = max(SMOOTHING, 1 / self._steps)
+        self.step_s = seconds if self.step_s is None else self.step_s + weight * (seconds - self.step_s)
 
     def observe_answer(self, tokens: int) -> None:
         """A finished answer's length (stopped or cut at max_tokens)."""
@@ -63,7 +70,7 @@ class WaitEstimate:
         heapq.heapify(frees)
         starts = []
         for n in steps:
-            starts.append(frees[0] * self.step_s)
+            starts.append(frees[0] * self.step_s * MARGIN)
             heapq.heapreplace(frees, frees[0] + n)
         return starts
 
@@ -101,12 +108,16 @@ class Admission:
             self.queue.push(entry)
             self.cond.notify()
 
-    def _refusal(self, request: GenerationRequest, wait: float) -> Overloaded:
+    def _refusal(self, request: GenerationRequest, wait: float, *, waited: bool = False) -> Overloaded:
         limit = request.timeout_s or 0.0
         retry = max(1, math.ceil(wait - limit))
+        why = (
+            "no slot came free before the request's deadline"
+            if waited
+            else f"a slot is about {wait:.0f} s away, past this request's {limit:g} s limit"
+        )
         return Overloaded(
-            f"The appliance is busy: a slot is about {wait:.0f} s away, past this request's {limit:g} s limit. "
-            f"Retry in {retry} s.",
+            f"The appliance is busy: {why}. Retry in {retry} s.",
             headers={"Retry-After": str(retry)},
         )
 
@@ -152,13 +163,18 @@ class Admission:
                     end = Finished("cancelled", len(req.prompt_tokens), done)
                 elif paused is not None:
                     continue  # started: never cut by admission
-                elif req.deadline is not None and now >= req.deadline:
-                    end = Finished("timeout", len(req.prompt_tokens), 0)
                 elif req.deadline is not None and now + starts.get(id(entry), 0.0) > req.deadline:
-                    wait = starts[id(entry)]
-                    refusal = self._refusal(req, wait)
-                    retry = float(refusal.headers["Retry-After"]) if refusal.headers else 1.0
-                    end = Finished("overloaded", len(req.prompt_tokens), 0, error=refusal.message, retry_after_s=retry)
+                    # Its start slipped past its deadline (or the deadline came): refused as overload,
+                    # never a timeout, since it never started.
+                    wait = starts.get(id(entry), 0.0)
+                    refusal = self._refusal(req, wait, waited=now >= req.deadline)
+                    end = Finished(
+                        "overloaded",
+                        len(req.prompt_tokens),
+                        0,
+                        error=refusal.message,
+                        retry_after_s=float(refusal.headers["Retry-After"]),
+                    )
                 else:
                     continue
                 self.queue.remove(entry)

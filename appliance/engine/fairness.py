@@ -151,6 +151,9 @@ class FairQueue:
         if not flow.backlogged and len(self.flows) > 1:
             del self.flows[flow.name]
 
+    def services(self, flows: set[str]) -> dict[str, float]:
+        return {name: self.flows[name].service for name in flows if name in self.flows}
+
     def charge(self, share: Share, rows: int) -> None:
         flow = self.flows.get(share.flow)
         if flow is not None:

@@ -68,6 +68,16 @@ class PromptReuse:
         dest.kv = prompt[:reuse]
         return dest, reuse
 
+    def free_idle_cells(self) -> bool:
+        """Out of KV room: drop the prompts idle slots keep for reuse. True if anything was freed."""
+        freed = False
+        for slot in self.slots:
+            if slot.active is None and slot.kv:
+                self.ctx.seq_rm(slot.seq)
+                slot.kv = []
+                freed = True
+        return freed
+
     def prefilling(self, preamble: list[int]) -> Active | None:
         """The request now prefilling `preamble` to save it, if any: a request of the same burst
         waits for it (Active.waits_for) rather than prefilling the preamble a second time."""

@@ -125,12 +125,14 @@ class Scheduler:
                         self.ctx.set_threads(n)
                         self.target.set_threads(n)
                         self._threads_now = n
+                    stepped = time.perf_counter()
                     size = self._step()
                     self._flush()
-                    elapsed = time.perf_counter() - started
+                    done = time.perf_counter()
+                    elapsed = done - started
                     # Admission's estimate counts a prompt in steps of its own; the step time it
-                    # plays the queue forward with is a decode step's.
-                    self._publish(elapsed if size else None)
+                    # plays the queue forward with is a decode step's (admitting not included).
+                    self._publish(done - stepped if size else None)
                     self.stats.profile.busy_s += elapsed
                     if size:
                         self.stats.profile.by_size[size][2] += elapsed
@@ -309,7 +311,7 @@ class Scheduler:
         self.reuse.resolve_waits(self._admitted_order)
         decoding = sum(1 + len(d) for d in drafts.values())
         budget = prompt_budget(batch.capacity, decoding, self.prefill_chunk)
-        chunks = take_prompt_chunks(self._admitted_order, budget)
+        chunks = take_prompt_chunks(self._prefill_order(), budget)
         prefilling = [s for s in self._admitted_order if s.seq in chunks]
         plan = fill_batch(batch, [*generating, *prefilling], drafts, chunks, self.target.seq_of)
         generated, prompt_tokens = plan.generated, plan.prompt_tokens
@@ -318,7 +320,7 @@ class Scheduler:
         profile = self.stats.profile
         t0 = time.perf_counter()
         rc = ctx.decode(batch)
-        if rc == 1 and ctx is self.ctx and self._free_idle_cells():
+        if rc == 1 and ctx is self.ctx and self.reuse.free_idle_cells():
             rc = ctx.decode(batch)
         t1 = time.perf_counter()
         self._decode_s = t1 - t0
@@ -467,6 +469,18 @@ class Scheduler:
             self._admitted_order.remove(slot)
         self.stats.served += 1
 
+    def _prefill_order(self) -> list[Slot]:
+        """Who gets the step's prompt rows first: arrival order, unless several flows are prefilling;
+        then the flow with the least service first (fairness.py), so one tenant's long prompts cannot
+        hold another's first token back."""
+        order = self._admitted_order
+        flows = {s.active.request.share.flow for s in order if s.active is not None and s.active.prefilling}
+        if len(flows) < 2:
+            return order
+        with self._cond:
+            service = self.admission.queue.services(flows)
+        return sorted(order, key=lambda s: service.get(s.active.request.share.flow, 0.0) if s.active else 0.0)
+
     def _publish(self, step_s: float | None) -> None:
         """Tell admission each busy slot's expected steps left, and how long the step took."""
         expect = self.admission.estimate.expected_steps
@@ -476,13 +490,3 @@ class Scheduler:
             if s.active is not None
         ]
         self.admission.publish(left, step_s)
-
-    def _free_idle_cells(self) -> bool:
-        """Out of KV room: drop the prompts idle slots keep for reuse. True if anything was freed."""
-        freed = False
-        for slot in self.slots:
-            if slot.active is None and slot.kv:
-                self.ctx.seq_rm(slot.seq)
-                slot.kv = []
-                freed = True
-        return freed

@@ -69,3 +69,29 @@ def test_a_tenant_holding_every_slot_yields_one_to_another_tenant(engine: HiveEn
     assert engine.status().requests_paused > paused_before
     for tokens, one, other in zip(long_a, solo, shared, strict=True):
         assert_same_or_near_tie(engine, tokens, one, other)
+
+
+def test_one_tenants_long_prompt_does_not_hold_back_anothers_first_token() -> None:
+    """Prompt rows go to the flow with the least service first: a short prompt arriving just after a
+    long one of another tenant is answered while the long one still prefills."""
+    config = EngineConfig(
+        model_path=embedded_model_path(), slots=2, n_ctx=8192, queue_size=4, kv_cache="split", prefill_chunk=64
+    )
+    eng = start_engine(config)
+    try:
+        topics = " ".join(f"note {i} on rivers and owls." for i in range(150))
+        long_a = prompt(eng, f"Read these notes: {topics} Now say one word.")
+        short_b = prompt(eng, "Say hello.")
+        assert len(long_a) > 1000  # many 64-row steps
+
+        async def both() -> list[str]:
+            events: list[str] = []
+            a = GenerationRequest(prompt_tokens=long_a, max_tokens=1, sampling=GREEDY, share=Share("a"))
+            b = GenerationRequest(prompt_tokens=short_b, max_tokens=1, sampling=GREEDY, share=Share("b"))
+            await asyncio.gather(collect(eng, a, events, "a"), collect(eng, b, events, "b"))
+            return events
+
+        events = on_loop(eng, both())
+        assert events.index("b done") < events.index("a done"), events
+    finally:
+        stop_engine(eng)

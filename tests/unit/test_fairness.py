@@ -8,7 +8,7 @@ import time
 import pytest
 
 from appliance.core.errors import Overloaded
-from appliance.engine.admission import Admission, WaitEstimate
+from appliance.engine.admission import MARGIN, Admission, WaitEstimate
 from appliance.engine.fairness import FairQueue, Waiting
 from appliance.engine.interface import GenerationRequest, Share
 
@@ -110,7 +110,7 @@ def test_the_wait_estimate_plays_the_queue_forward() -> None:
     assert est.starts_s([10, 20], 0, [5]) == [0.0]  # nothing measured yet
     est.observe_step(0.1)
     # two busy slots free after 10 and 20 steps; the first queued takes the first, the second the next
-    assert est.starts_s([10, 20], 0, [30, 30, 30]) == pytest.approx([1.0, 2.0, 4.0])
+    assert est.starts_s([10, 20], 0, [30, 30, 30]) == pytest.approx([x * MARGIN for x in (1.0, 2.0, 4.0)])
     assert est.starts_s([], 2, [30]) == [0.0]
     # answers seen ending sooner make the expected length shorter, never below what is generated
     r = req("a", max_tokens=128, prompt=4)
