@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from appliance.core import protocol as p
 from appliance.core.errors import AlveareError
 from appliance.core.limits import Admission, QuotaBook, QuotaHold, RateLimiter, RateState, key_limits
+from appliance.engine.interface import Timing
+from appliance.serving.metrics import TenantMetrics
+from appliance.serving.stages import Stages
 from appliance.serving.traffic import Traffic
 from appliance.store import Principal, Store, UsageRecord, current_period, now_iso
 
@@ -39,7 +42,8 @@ class Meter:
     """A metered request, from admission to its usage record."""
 
     call: MeteredCall
-    t0: float = field(default_factory=time.perf_counter)
+    # time.monotonic(), the engine's clock: its stages are measured from here (stages.py).
+    t0: float = field(default_factory=time.monotonic)
     created_at: str = field(default_factory=now_iso)
     period: str = field(default_factory=current_period)
     specialist: str | None = None
@@ -47,6 +51,8 @@ class Meter:
     hold: QuotaHold | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # The engine's stamps of the request's generations, once they are submitted.
+    timings: list[Timing] = field(default_factory=list)
     done: bool = False
 
 
@@ -65,6 +71,7 @@ class Metering:
         quota: QuotaBook,
         store: Store,
         traffic: Traffic,
+        metrics: TenantMetrics,
         *,
         webhook_url: str | None = None,
     ) -> None:
@@ -72,6 +79,7 @@ class Metering:
         self.quota = quota
         self.store = store
         self.traffic = traffic
+        self.metrics = metrics
         self.webhook_url = webhook_url
 
     def rate_state(self, principal: Principal) -> RateState:
@@ -160,7 +168,7 @@ class Metering:
             specialist=meter.specialist,
             prompt_tokens=meter.prompt_tokens,
             completion_tokens=meter.completion_tokens,
-            latency_ms=round((time.perf_counter() - meter.t0) * 1000),
+            latency_ms=round((time.monotonic() - meter.t0) * 1000),
             status=status,
             created_at=meter.created_at,
             period=meter.period,
@@ -168,6 +176,10 @@ class Metering:
             overage=overage,
         )
         self.traffic.record(status, meter.prompt_tokens + meter.completion_tokens)
+        stages = Stages.of(meter.t0, meter.timings)
+        self.metrics.finished(
+            principal.account, meter.specialist or "", status, meter.prompt_tokens, meter.completion_tokens, stages
+        )
         future = self.store.record_usage(record)
         future.add_done_callback(_log_failed_write)
         return future

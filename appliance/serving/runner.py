@@ -62,7 +62,10 @@ class Runner:
 
     async def run(self, requests: list[GenerationRequest], n: int = 1) -> list[Outcome]:
         """Run to the end and collect each generation's whole text and tokens."""
-        generations = self.start(requests, n)
+        return await self.collect(self.start(requests, n))
+
+    async def collect(self, generations: list[Generation]) -> list[Outcome]:
+        """Each started generation's whole text and tokens, then their slots freed."""
         try:
             collected = await asyncio.gather(*(_collect(g) for g in generations))
         finally:
