@@ -1,4 +1,5 @@
-"""Request ids and the one error envelope for every failure, with no trace ever sent."""
+"""Request ids, the request's trace, and the one error envelope for every failure, with no stack trace
+ever sent."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from litestar.types import Message, Scope
 
 from appliance.core import protocol as p
 from appliance.core.errors import AlveareError, InvalidRequest
+from appliance.serving.tracing import NO_TRACE, Trace
 
 log = logging.getLogger("alveare.api")
 T = TypeVar("T")
@@ -43,6 +45,15 @@ def request_id(scope: Scope) -> str:
         rid = given if _CLIENT_ID.match(given) else "req_" + secrets.token_hex(12)
         state["request_id"] = rid
     return rid
+
+
+# The scope's state key of the request's trace (tracing.py puts it there when tracing is on).
+TRACE = "alveare_trace"
+
+
+def request_trace(scope: Scope) -> Trace:
+    """The request's trace: one that records nothing unless tracing is on."""
+    return scope.get("state", {}).get(TRACE, NO_TRACE)
 
 
 async def add_request_id(message: Message, scope: Scope) -> None:

@@ -110,8 +110,17 @@ class Flow:
         """Run `prepare` in a worker thread, with the account's quota ledger loaded there too: its store
         reads (the specialist's override, the account's prompt, the period's count) and the tokenising
         of a long prompt stay off the event loop. Admission stays on the loop, with no await inside."""
-        self.metering.use_quota(meter, await asyncio.to_thread(self.metering.read_quota, meter))
-        return await asyncio.to_thread(prepare)
+        trace = meter.call.trace
+
+        def prepared() -> GenerationPlan:
+            plan = prepare()
+            if trace.wants_prompt:  # --trace-prompts: the text as the model reads it, one per prompt
+                trace.set({"alveare.prompt": self.runner.prompt_texts(plan.requests)})
+            return plan
+
+        with trace.step("prepare"):
+            self.metering.use_quota(meter, await asyncio.to_thread(self.metering.read_quota, meter))
+            return await asyncio.to_thread(prepared)
 
     async def generate(
         self, call: MeteredCall, prepare: Callable[[], GenerationPlan]

@@ -19,6 +19,7 @@ from appliance.core.limits import Admission, QuotaBook, QuotaHold, RateLimiter, 
 from appliance.engine.interface import Timing
 from appliance.serving.metrics import TenantMetrics
 from appliance.serving.stages import Stages
+from appliance.serving.tracing import NO_TRACE, Trace
 from appliance.serving.traffic import Traffic
 from appliance.store import Principal, Store, UsageRecord, current_period, now_iso
 
@@ -35,6 +36,8 @@ class MeteredCall:
     rate: RateState | None = None
     # The request's id, for errors the service reports itself (an error event inside a stream).
     request_id: str | None = None
+    # Its trace (tracing.py): records nothing unless tracing is on.
+    trace: Trace = NO_TRACE
 
 
 @dataclass
@@ -146,8 +149,22 @@ class Metering:
         """Settle the token estimate, count the request (or not), record it. Once per request."""
         if meter.done:
             return None
+        with meter.call.trace.step("metering"):
+            return self._settle(meter, status)
+
+    async def succeeded(self, meter: Meter) -> None:
+        """Record a success and wait for its commit, so an answered request is a durable one."""
+        if meter.done:
+            return
+        with meter.call.trace.step("metering"):
+            future = self._settle(meter, 200)
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(future)
+
+    def _settle(self, meter: Meter, status: int) -> Future[None]:
         meter.done = True
         principal = meter.call.principal
+        generated = meter.completion_tokens  # a failure's trace still shows what it generated
         if status >= 400:
             meter.prompt_tokens = meter.completion_tokens = 0
         if meter.admission is not None:
@@ -176,20 +193,27 @@ class Metering:
             overage=overage,
         )
         self.traffic.record(status, meter.prompt_tokens + meter.completion_tokens)
-        stages = Stages.of(meter.t0, meter.timings)
-        self.metrics.finished(
-            principal.account, meter.specialist or "", status, meter.prompt_tokens, meter.completion_tokens, stages
-        )
+        self._observe(meter, status, generated)
         future = self.store.record_usage(record)
         future.add_done_callback(_log_failed_write)
         return future
 
-    async def succeeded(self, meter: Meter) -> None:
-        """Record a success and wait for its commit, so an answered request is a durable one."""
-        future = self.finish(meter, 200)
-        if future is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wrap_future(future)
+    def _observe(self, meter: Meter, status: int, generated: int) -> None:
+        """The request in the per-tenant metrics and its trace: who, which specialist, tokens, stages."""
+        specialist = meter.specialist or ""
+        stages = Stages.of(meter.t0, meter.timings)
+        account = meter.call.principal.account
+        self.metrics.finished(account, specialist, status, meter.prompt_tokens, meter.completion_tokens, stages)
+        trace = meter.call.trace
+        trace.stages(stages, generated)
+        trace.set(
+            {
+                "alveare.endpoint": meter.call.endpoint,
+                "alveare.specialist": specialist,
+                "gen_ai.usage.input_tokens": meter.prompt_tokens,
+                "gen_ai.usage.output_tokens": meter.completion_tokens,
+            }
+        )
 
     def _alert(self, principal: Principal, period: str, threshold: int, used: int) -> None:
         limit = principal.plan.requests_per_month

@@ -43,6 +43,10 @@ class Runner:
         self._live.update(generations)
         return generations
 
+    def prompt_texts(self, requests: list[GenerationRequest]) -> list[str]:
+        """Each request's prompt as the model reads it, special tokens written out."""
+        return [self.engine.detokenize(r.prompt_tokens) for r in requests]
+
     def release(self, generations: list[Generation]) -> None:
         """Done with these (finished, failed or the client gone): free their slots."""
         cancel(generations)
