@@ -32,6 +32,7 @@ UNTRACED = ("/health", "/metrics", "/schema", "/sdk/")
 # OpenTelemetry's own variables for where spans go; either turns tracing on, as it does for its SDK.
 OTEL_ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 TRACES_PATH = "/v1/traces"
+PROPAGATED = (b"traceparent", b"tracestate")
 
 
 def traces_url(endpoint: str) -> str:
@@ -86,13 +87,17 @@ async def shut_down(provider: TracerProvider) -> None:
 
 def traced(provider: TracerProvider, *, include_prompt: bool) -> Callable[[ASGIApp], ASGIApp]:
     """App middleware: a server span around each API request, its response streamed to the end
-    included, named by method and route, with its request id, client and HTTP status."""
+    included, named by method and route, with its request id, client and HTTP status; in the caller's
+    trace where its request says which (W3C trace context)."""
     from opentelemetry import trace
     from opentelemetry.trace import SpanKind, StatusCode
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     from appliance.serving.otel import SpanTrace
 
     tracer = provider.get_tracer("alveare", __version__)
+    # A caller's W3C `traceparent` makes the request's span a child of the caller's own.
+    propagator = TraceContextTextMapPropagator()
 
     def middleware(app: ASGIApp) -> ASGIApp:
         async def handle(scope: Scope, receive: Receive, send: Send) -> None:
@@ -102,8 +107,10 @@ def traced(provider: TracerProvider, *, include_prompt: bool) -> Callable[[ASGIA
             method = scope["method"]
             route = scope.get("path_template") or scope["path"]
             client = scope.get("client")
+            carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in PROPAGATED}
             span = tracer.start_span(
                 f"{method} {route}",
+                context=propagator.extract(carrier) if carrier else None,
                 kind=SpanKind.SERVER,
                 attributes={
                     "http.request.method": method,

@@ -112,6 +112,16 @@ def test_the_prompt_is_in_a_trace_only_when_asked_for(traced: Traced) -> None:
         assert prompts is None and SECRET not in everything_said(traced.spans())
 
 
+def test_a_callers_trace_context_makes_the_request_its_child(traced: Traced) -> None:
+    trace_id, caller = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    headers = {"Authorization": f"Bearer {traced.key}", "traceparent": f"00-{trace_id}-{caller}-01"}
+    assert traced.client.post("/v1/chat/completions", json=CHAT, headers=headers).status_code == 200
+    [root] = [s for s in traced.spans() if s.kind == SpanKind.SERVER]
+    assert f"{root.context.trace_id:032x}" == trace_id and root.parent is not None and root.parent.is_remote
+    assert f"{root.parent.span_id:016x}" == caller
+    assert set(traced.children(root)) == STEPS
+
+
 def test_a_refused_key_names_no_account_and_probes_are_not_traced(traced: Traced) -> None:
     wrong = {"Authorization": "Bearer alv_live_" + "x" * 40}
     assert traced.client.post("/v1/chat/completions", json=CHAT, headers=wrong).status_code == 401
