@@ -76,6 +76,8 @@ def envelope(
     body = p.ErrorEnvelope(
         p.ErrorBody(message=message, type=type_, param=param, code=code, request_id=request_id(scope))
     )
+    if code:
+        request_trace(scope).set({"alveare.error_code": code})
     return Response(content=p.encode(body), status_code=status, media_type="application/json", headers=headers)
 
 

@@ -27,7 +27,8 @@ class SpanTrace(Trace):
         self._parent = trace.set_span_in_context(span)
 
     def set(self, attributes: Mapping[str, Attribute]) -> None:
-        self.span.set_attributes(attributes)
+        if self.span.is_recording():  # an error answered after the span ended (auth's) is in it already
+            self.span.set_attributes(attributes)
 
     @contextmanager
     def step(self, name: str) -> Iterator[Span]:

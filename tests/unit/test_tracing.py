@@ -122,7 +122,20 @@ def test_a_callers_trace_context_makes_the_request_its_child(traced: Traced) -> 
     assert set(traced.children(root)) == STEPS
 
 
-def test_a_refused_key_names_no_account_and_probes_are_not_traced(traced: Traced) -> None:
+def test_an_error_answer_names_its_code(traced: Traced) -> None:
+    user = {"Authorization": f"Bearer {traced.key}"}
+    # Not among the solo plan's specialists: refused as the request is prepared.
+    r = traced.client.post("/v1/chat/completions", json={**CHAT, "model": "code"}, headers=user)
+    assert r.status_code == 403
+    [root] = traced.roots()
+    a = dict(root.attributes or {})
+    assert (a["http.response.status_code"], a["alveare.error_code"]) == (403, r.json()["error"]["code"])
+    assert (a["alveare.account"], a["alveare.specialist"], a["gen_ai.usage.output_tokens"]) == ("acme", "", 0)
+    assert traced.children(root)["prepare"].status.status_code == StatusCode.ERROR
+    assert {"admission", "prefill", "decode"}.isdisjoint(traced.children(root))
+
+
+def test_a_refused_key_names_no_account_and_probes_are_not_traced(traced: Traced, caplog) -> None:
     wrong = {"Authorization": "Bearer alv_live_" + "x" * 40}
     assert traced.client.post("/v1/chat/completions", json=CHAT, headers=wrong).status_code == 401
     assert traced.client.get("/health").status_code == 200
@@ -130,10 +143,12 @@ def test_a_refused_key_names_no_account_and_probes_are_not_traced(traced: Traced
     a = dict(root.attributes or {})
     assert a["http.response.status_code"] == 401 and a["alveare.error_code"] == "invalid_api_key"
     assert not [k for k in a if k.startswith(("alveare.account", "alveare.specialist", "gen_ai."))]
+    assert "alveare.request_id" in a
     auth = traced.children(root)
     assert set(auth) == {"auth"} and auth["auth"].status.status_code == StatusCode.ERROR
     # The refusal's message (which quotes the key, masked) is not recorded.
     assert "alv_live_" not in everything_said(traced.spans())
+    assert "ended span" not in caplog.text
 
 
 def test_the_provider_follows_the_settings_and_opentelemetrys_own_variables(tmp_path, caplog) -> None:
