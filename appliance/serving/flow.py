@@ -132,7 +132,10 @@ class Flow:
             plan = self._admit(meter, plan)
             generations = self.runner.start(plan.requests, plan.n)
             meter.timings = [g.timing for g in generations]
-            outcomes = await self.runner.collect(generations)
+            try:
+                outcomes = await self.runner.collect(generations)
+            finally:
+                _count(meter, plan, generations)  # a failure's trace still shows what was generated
             used = usage(plan, [o.finished for o in outcomes])
             meter.prompt_tokens, meter.completion_tokens = used.prompt_tokens, used.completion_tokens
         await self.metering.succeeded(meter)
@@ -196,6 +199,6 @@ class Flow:
 
 
 def _count(meter: Meter, plan: GenerationPlan, generations: list[Generation]) -> None:
-    """What a stream generated so far, for its usage record."""
+    """What a request generated so far, for its usage record (a failure's is 0) and its trace."""
     meter.prompt_tokens = plan.prompt_tokens
     meter.completion_tokens = sum(g.finished.completion_tokens for g in generations if g.finished)

@@ -135,6 +135,16 @@ def test_an_error_answer_names_its_code(traced: Traced) -> None:
     assert {"admission", "prefill", "decode"}.isdisjoint(traced.children(root))
 
 
+def test_a_generation_cut_by_its_timeout_shows_what_it_generated(traced: Traced) -> None:
+    traced.client.app.state.serving.runner.engine.outcome = "timeout"  # after its first token
+    r = traced.client.post("/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {traced.key}"})
+    assert r.status_code == 504
+    [root] = traced.roots()
+    assert (root.attributes["alveare.error_code"], root.attributes["gen_ai.usage.output_tokens"]) == ("timeout", 0)
+    # Metered as nothing, but its decode span counts the words the fake engine gave before the cut.
+    assert traced.children(root)["decode"].attributes["gen_ai.usage.output_tokens"] == 2
+
+
 def test_a_refused_key_names_no_account_and_probes_are_not_traced(traced: Traced, caplog) -> None:
     wrong = {"Authorization": "Bearer alv_live_" + "x" * 40}
     assert traced.client.post("/v1/chat/completions", json=CHAT, headers=wrong).status_code == 401
