@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
@@ -17,7 +18,7 @@ from litestar.types import Message, Scope
 
 from appliance import __version__
 from appliance.admin.local import LocalAdmin
-from appliance.api import openapi
+from appliance.api import openapi, tracing
 from appliance.api.auth import BearerKeyAuth
 from appliance.api.errors import EXCEPTION_HANDLERS, add_request_id
 from appliance.api.forwarded import real_client
@@ -36,6 +37,9 @@ from appliance.engine.interface import Engine
 from appliance.serving import Serving
 from appliance.store import Principal, Store
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
 log = logging.getLogger("alveare.api")
 
 
@@ -46,10 +50,14 @@ def create_app(
     store: Store,
     specialists: Specialists,
     on_load_failure: Callable[[str], None] | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> Litestar:
     """The app; `on_load_failure(reason)` is called (on the event loop) if the model fails to load,
-    so `serve` can stop rather than answer 503 forever."""
+    so `serve` can stop rather than answer 503 forever. Request spans go to `tracer_provider`, else
+    to the one the settings ask for (tracing.py), which the app shuts down as it stops."""
     serving = Serving(settings, engine, specialists, store)
+    own_provider = tracer_provider is None
+    provider = tracing.tracer_provider(settings) if own_provider else tracer_provider
 
     async def add_rate_limit_headers(message: Message, scope: Scope) -> None:
         """before_send hook: every authenticated response, errors included, carries x-ratelimit-*.
@@ -90,6 +98,8 @@ def create_app(
             # Every request has been answered or stopped by now (uvicorn waits for them): commit their
             # usage before the process can end (uvicorn re-raises SIGTERM after this, which ends it at once).
             await asyncio.wrap_future(store.flush())
+            if provider is not None and own_provider:
+                await tracing.shut_down(provider)
 
     app = Litestar(
         route_handlers=[
@@ -100,7 +110,7 @@ def create_app(
             *admin_routes.ROUTES,
             *sdk.ROUTES,
         ],
-        middleware=_middleware(settings),
+        middleware=_middleware(settings, provider),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         before_send=[add_request_id, add_rate_limit_headers, openapi.complete_allow],
         lifespan=[engine_lifespan],
@@ -136,12 +146,16 @@ def schema_needs_key(settings: Settings) -> bool:
     return settings.schema_auth == "on"
 
 
-def _middleware(settings: Settings) -> list:
-    """The real client behind trusted proxies first (auth limits and logs by it), then the key check."""
+def _middleware(settings: Settings, provider: TracerProvider | None) -> list:
+    """The real client behind trusted proxies first (auth limits, logs and traces by it), then the
+    request's span (where tracing is on), then the key check inside it."""
     open_paths = ["^/health$", "^/sdk/"] + ([] if schema_needs_key(settings) else ["^/schema"])
     auth = DefineMiddleware(BearerKeyAuth, exclude=open_paths)
     proxies = TrustedProxies(settings.trusted_proxy_networks)
-    return [real_client(proxies), auth] if proxies else [auth]
+    stack: list = [real_client(proxies)] if proxies else []
+    if provider is not None:
+        stack.append(tracing.traced(provider, include_prompt=settings.trace_prompts))
+    return [*stack, auth]
 
 
 def _cors(settings: Settings) -> CORSConfig | None:

@@ -19,6 +19,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
+from appliance.api.errors import request_trace
 from appliance.api.keycache import KeyCache
 from appliance.core import security
 from appliance.core.errors import AuthenticationFailed, PermissionDenied
@@ -39,6 +40,14 @@ def _masked(key: str) -> str:
 
 class BearerKeyAuth(AbstractAuthenticationMiddleware):
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
+        trace = request_trace(connection.scope)
+        with trace.step("auth"):
+            principal = await self._principal(connection)
+        # Only a valid key names an account in the trace.
+        trace.set({"alveare.account": principal.account, "alveare.test_key": principal.test})
+        return AuthenticationResult(user=principal, auth=principal.key_prefix)
+
+    async def _principal(self, connection: ASGIConnection) -> Principal:
         header = connection.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
         key = key.strip()
@@ -49,7 +58,7 @@ class BearerKeyAuth(AbstractAuthenticationMiddleware):
         well_formed = security.is_well_formed(key)
         principal = await keys.authenticate(key) if well_formed else None
         if principal is not None:
-            return AuthenticationResult(user=principal, auth=principal.key_prefix)
+            return principal
         limiter: FailedKeyLimiter = connection.app.state.failed_keys
         address = connection.client.host if connection.client else "unknown"
         wait = limiter.retry_after(address)

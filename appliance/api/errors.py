@@ -1,4 +1,5 @@
-"""Request ids and the one error envelope for every failure, with no trace ever sent."""
+"""Request ids, the request's trace, and the one error envelope for every failure, with no stack trace
+ever sent."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from litestar.types import Message, Scope
 
 from appliance.core import protocol as p
 from appliance.core.errors import AlveareError, InvalidRequest
+from appliance.serving.tracing import NO_TRACE, Trace
 
 log = logging.getLogger("alveare.api")
 T = TypeVar("T")
@@ -45,6 +47,15 @@ def request_id(scope: Scope) -> str:
     return rid
 
 
+# The scope's state key of the request's trace (tracing.py puts it there when tracing is on).
+TRACE = "alveare_trace"
+
+
+def request_trace(scope: Scope) -> Trace:
+    """The request's trace: one that records nothing unless tracing is on."""
+    return scope.get("state", {}).get(TRACE, NO_TRACE)
+
+
 async def add_request_id(message: Message, scope: Scope) -> None:
     """before_send hook: every response, errors and 404s included, carries x-request-id."""
     if message["type"] == "http.response.start":
@@ -65,6 +76,8 @@ def envelope(
     body = p.ErrorEnvelope(
         p.ErrorBody(message=message, type=type_, param=param, code=code, request_id=request_id(scope))
     )
+    if code:
+        request_trace(scope).set({"alveare.error_code": code})
     return Response(content=p.encode(body), status_code=status, media_type="application/json", headers=headers)
 
 

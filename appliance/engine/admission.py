@@ -183,6 +183,11 @@ class Admission:
                 ends.extend((g, end) for g in gens)
         return ends
 
+    def deficits(self) -> dict[str, float]:
+        """Each busy flow's slots short of its weighted share now (FairQueue.deficits)."""
+        with self.cond:
+            return self.queue.deficits()
+
     def drain(self) -> list[Waiting]:
         """Shutdown: everything still waiting, out of the line."""
         with self.cond:

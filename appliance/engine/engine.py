@@ -344,6 +344,10 @@ class HiveEngine:
         model = self._require()
         return model.tokenize(text, add_special=model.add_bos, parse_special=special)
 
+    def detokenize(self, tokens: list[int]) -> str:
+        model = self._require()
+        return b"".join(model.piece(t, special=True) for t in tokens).decode("utf-8", "replace")
+
     def render_chat(
         self,
         messages: list[tuple[str, str]] | list[Turn],
@@ -399,6 +403,10 @@ class HiveEngine:
         if problem := grammar_error(self._require(), grammar):  # the converter's output, so our bug
             raise InvalidRequest(f"The JSON schema cannot be turned into a grammar: {problem}", param=param)
         return grammar
+
+    def fair_share_deficits(self) -> dict[str, float]:
+        scheduler = self._scheduler
+        return scheduler.admission.deficits() if scheduler is not None else {}
 
     def status(self) -> EngineStatus:
         return engine_status(

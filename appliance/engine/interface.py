@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -27,6 +28,7 @@ __all__ = [
     "ModelStatus",
     "SamplingParams",
     "StopRule",
+    "Timing",
     "TokenInfo",
     "TuningLine",
     "Turn",
@@ -233,6 +235,19 @@ class Finished(msgspec.Struct, frozen=True):
     retry_after_s: float = 0.0
 
 
+class Timing(msgspec.Struct):
+    """When a generation passed each stage, by time.monotonic(), for the metrics and traces. The engine's
+    thread writes them as it goes; read them once the generation has finished (its Finished event is
+    delivered after the writes). None: the stage was never reached."""
+
+    submitted: float
+    started: float | None = None  # got a slot
+    first_token: float | None = None  # its first token sampled (the end of the prompt's prefill)
+    finished: float | None = None
+    # Time spent paused, its slot lent to another flow (fairness.py).
+    paused_s: float = 0.0
+
+
 class Generation:
     """One running generation: an async iterator of text pieces, then `finished`.
 
@@ -245,6 +260,7 @@ class Generation:
         self._queue: asyncio.Queue[Chunk | Finished] = asyncio.Queue()
         self._cancel = threading.Event()
         self.finished: Finished | None = None
+        self.timing = Timing(time.monotonic())
 
     # engine side -------------------------------------------------------------
     def push(self, item: str | Chunk | Finished) -> None:
@@ -330,6 +346,10 @@ class Engine(Protocol):
 
     def tokenize(self, text: str, *, special: bool = True) -> list[int]: ...
 
+    def detokenize(self, tokens: list[int]) -> str:
+        """The text of these tokens, special ones written out (a trace's prompt, when asked for)."""
+        ...
+
     def render_chat(
         self,
         messages: list[tuple[str, str]] | list[Turn],
@@ -353,6 +373,10 @@ class Engine(Protocol):
         ...
 
     def status(self) -> EngineStatus: ...
+
+    def fair_share_deficits(self) -> dict[str, float]:
+        """Each busy flow's slots short of its weighted share now (negative: over it), by flow name."""
+        ...
 
     async def start(self) -> None: ...
 

@@ -60,7 +60,9 @@ def resume(paused: Paused, free: list[Slot], ctx: Context, reuse: PromptReuse) -
         dest.kv = list(paused.kv) if restored else []
     a.feed, a.done, a.run_from = feed, done, a.completion
     a.alone = False
+    paused_s = time.monotonic() - paused.since
+    a.generation.timing.paused_s += paused_s
     if a.stop_at is not None:  # the pause does not count against its time limit
-        a.stop_at += time.monotonic() - paused.since
+        a.stop_at += paused_s
     dest.active = a
     return dest

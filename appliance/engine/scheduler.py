@@ -162,6 +162,8 @@ class Scheduler:
         self._flush()
 
     def _emit(self, gen: Generation, item: Chunk | Finished) -> None:
+        if isinstance(item, Finished):
+            gen.timing.finished = time.monotonic()
         self._outbox.append((gen, item))
 
     def _flush(self) -> None:
@@ -270,6 +272,9 @@ class Scheduler:
             # after a start or an edit): one request prefills it, the others restore it once saved.
             parent.waits_for = self.reuse.prefilling(prompt[:save_at])
         dest.active = parent
+        now = time.monotonic()
+        for gen in gens:
+            gen.timing.started = now
         others = [slot for slot in free if slot is not dest]
         for gen, sampler, slot in zip(gens[1:], samplers[1:], others, strict=False):
             self.prefixes.keep_conversation(slot)  # what it held, for that chat's next turn
@@ -407,6 +412,9 @@ class Scheduler:
         return TokenInfo(token, piece, logprob, [(t, self.model.piece(t), lp) for t, lp in best])
 
     def _accept(self, slot: Slot, a: Active, token: int, row: int) -> None:
+        timing = a.generation.timing
+        if timing.first_token is None:
+            timing.first_token = time.monotonic()
         if a.stop_at is None and a.request.timeout_s is not None:
             a.stop_at = time.monotonic() + a.request.timeout_s
         if self.model.is_eog(token):

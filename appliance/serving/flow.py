@@ -46,6 +46,8 @@ def sse_error(exc: AlveareError, request_id: str | None) -> bytes:
 # A test key's traffic is a flow of its own, at this fraction of its account's weight: sandbox
 # traffic never slows the same account's live traffic much.
 TEST_KEY_SHARE = 0.25
+# The test keys' flow is the account's name with this after it (an account's name has no colon).
+TEST_FLOW = ":test"
 
 
 def share_of(principal: Principal) -> Share:
@@ -53,8 +55,15 @@ def share_of(principal: Principal) -> Share:
     flow), weighted by the account's plan."""
     weight = float(principal.plan.share_weight)
     if principal.test:
-        return Share(f"{principal.account}:test", weight * TEST_KEY_SHARE)
+        return Share(principal.account + TEST_FLOW, weight * TEST_KEY_SHARE)
     return Share(principal.account, weight)
+
+
+def flow_owner(flow: str) -> tuple[str, bool]:
+    """share_of the other way: a flow's account, and whether it is that account's test keys' flow."""
+    if flow.endswith(TEST_FLOW):
+        return flow.removesuffix(TEST_FLOW), True
+    return flow, False
 
 
 def usage(plan: GenerationPlan, finished: list[Finished]) -> p.Usage:
@@ -103,8 +112,17 @@ class Flow:
         """Run `prepare` in a worker thread, with the account's quota ledger loaded there too: its store
         reads (the specialist's override, the account's prompt, the period's count) and the tokenising
         of a long prompt stay off the event loop. Admission stays on the loop, with no await inside."""
-        self.metering.use_quota(meter, await asyncio.to_thread(self.metering.read_quota, meter))
-        return await asyncio.to_thread(prepare)
+        trace = meter.call.trace
+
+        def prepared() -> GenerationPlan:
+            plan = prepare()
+            if trace.wants_prompt:  # --trace-prompts: the text as the model reads it, one per prompt
+                trace.set({"alveare.prompt": self.runner.prompt_texts(plan.requests)})
+            return plan
+
+        with trace.step("prepare"):
+            self.metering.use_quota(meter, await asyncio.to_thread(self.metering.read_quota, meter))
+            return await asyncio.to_thread(prepared)
 
     async def generate(
         self, call: MeteredCall, prepare: Callable[[], GenerationPlan]
@@ -114,7 +132,12 @@ class Flow:
         with self.metering.metered(meter):
             plan = await self._prepare(meter, prepare)
             plan = self._admit(meter, plan)
-            outcomes = await self.runner.run(plan.requests, plan.n)
+            generations = self.runner.start(plan.requests, plan.n)
+            meter.timings = [g.timing for g in generations]
+            try:
+                outcomes = await self.runner.collect(generations)
+            finally:
+                _count(meter, plan, generations)  # a failure's trace still shows what was generated
             used = usage(plan, [o.finished for o in outcomes])
             meter.prompt_tokens, meter.completion_tokens = used.prompt_tokens, used.completion_tokens
         await self.metering.succeeded(meter)
@@ -133,6 +156,7 @@ class Flow:
             plan = await self._prepare(meter, prepare)
             plan = self._admit(meter, plan)
             generations = self.runner.start(plan.requests, plan.n)
+            meter.timings = [g.timing for g in generations]
         async for event in self._events(meter, plan, generations, renderer(plan)):
             yield event
 
@@ -177,6 +201,6 @@ class Flow:
 
 
 def _count(meter: Meter, plan: GenerationPlan, generations: list[Generation]) -> None:
-    """What a stream generated so far, for its usage record."""
+    """What a request generated so far, for its usage record (a failure's is 0) and its trace."""
     meter.prompt_tokens = plan.prompt_tokens
     meter.completion_tokens = sum(g.finished.completion_tokens for g in generations if g.finished)

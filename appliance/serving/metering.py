@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from appliance.core import protocol as p
 from appliance.core.errors import AlveareError
 from appliance.core.limits import Admission, QuotaBook, QuotaHold, RateLimiter, RateState, key_limits
+from appliance.engine.interface import Timing
+from appliance.serving.metrics import TenantMetrics
+from appliance.serving.stages import Stages
+from appliance.serving.tracing import NO_TRACE, Trace
 from appliance.serving.traffic import Traffic
 from appliance.store import Principal, Store, UsageRecord, current_period, now_iso
 
@@ -32,6 +36,8 @@ class MeteredCall:
     rate: RateState | None = None
     # The request's id, for errors the service reports itself (an error event inside a stream).
     request_id: str | None = None
+    # Its trace (tracing.py): records nothing unless tracing is on.
+    trace: Trace = NO_TRACE
 
 
 @dataclass
@@ -39,7 +45,8 @@ class Meter:
     """A metered request, from admission to its usage record."""
 
     call: MeteredCall
-    t0: float = field(default_factory=time.perf_counter)
+    # time.monotonic(), the engine's clock: its stages are measured from here (stages.py).
+    t0: float = field(default_factory=time.monotonic)
     created_at: str = field(default_factory=now_iso)
     period: str = field(default_factory=current_period)
     specialist: str | None = None
@@ -47,6 +54,8 @@ class Meter:
     hold: QuotaHold | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # The engine's stamps of the request's generations, once they are submitted.
+    timings: list[Timing] = field(default_factory=list)
     done: bool = False
 
 
@@ -65,6 +74,7 @@ class Metering:
         quota: QuotaBook,
         store: Store,
         traffic: Traffic,
+        metrics: TenantMetrics,
         *,
         webhook_url: str | None = None,
     ) -> None:
@@ -72,6 +82,7 @@ class Metering:
         self.quota = quota
         self.store = store
         self.traffic = traffic
+        self.metrics = metrics
         self.webhook_url = webhook_url
 
     def rate_state(self, principal: Principal) -> RateState:
@@ -138,8 +149,22 @@ class Metering:
         """Settle the token estimate, count the request (or not), record it. Once per request."""
         if meter.done:
             return None
+        with meter.call.trace.step("metering"):
+            return self._settle(meter, status)
+
+    async def succeeded(self, meter: Meter) -> None:
+        """Record a success and wait for its commit, so an answered request is a durable one."""
+        if meter.done:
+            return
+        with meter.call.trace.step("metering"):
+            future = self._settle(meter, 200)
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(future)
+
+    def _settle(self, meter: Meter, status: int) -> Future[None]:
         meter.done = True
         principal = meter.call.principal
+        generated = meter.completion_tokens  # a failure's trace still shows what it generated
         if status >= 400:
             meter.prompt_tokens = meter.completion_tokens = 0
         if meter.admission is not None:
@@ -160,7 +185,7 @@ class Metering:
             specialist=meter.specialist,
             prompt_tokens=meter.prompt_tokens,
             completion_tokens=meter.completion_tokens,
-            latency_ms=round((time.perf_counter() - meter.t0) * 1000),
+            latency_ms=round((time.monotonic() - meter.t0) * 1000),
             status=status,
             created_at=meter.created_at,
             period=meter.period,
@@ -168,16 +193,27 @@ class Metering:
             overage=overage,
         )
         self.traffic.record(status, meter.prompt_tokens + meter.completion_tokens)
+        self._observe(meter, status, generated)
         future = self.store.record_usage(record)
         future.add_done_callback(_log_failed_write)
         return future
 
-    async def succeeded(self, meter: Meter) -> None:
-        """Record a success and wait for its commit, so an answered request is a durable one."""
-        future = self.finish(meter, 200)
-        if future is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wrap_future(future)
+    def _observe(self, meter: Meter, status: int, generated: int) -> None:
+        """The request in the per-tenant metrics and its trace: who, which specialist, tokens, stages."""
+        specialist = meter.specialist or ""
+        stages = Stages.of(meter.t0, meter.timings)
+        account = meter.call.principal.account
+        self.metrics.finished(account, specialist, status, meter.prompt_tokens, meter.completion_tokens, stages)
+        trace = meter.call.trace
+        trace.stages(stages, generated)
+        trace.set(
+            {
+                "alveare.endpoint": meter.call.endpoint,
+                "alveare.specialist": specialist,
+                "gen_ai.usage.input_tokens": meter.prompt_tokens,
+                "gen_ai.usage.output_tokens": meter.completion_tokens,
+            }
+        )
 
     def _alert(self, principal: Principal, period: str, threshold: int, used: int) -> None:
         limit = principal.plan.requests_per_month

@@ -43,6 +43,10 @@ class Runner:
         self._live.update(generations)
         return generations
 
+    def prompt_texts(self, requests: list[GenerationRequest]) -> list[str]:
+        """Each request's prompt as the model reads it, special tokens written out."""
+        return [self.engine.detokenize(r.prompt_tokens) for r in requests]
+
     def release(self, generations: list[Generation]) -> None:
         """Done with these (finished, failed or the client gone): free their slots."""
         cancel(generations)
@@ -62,7 +66,10 @@ class Runner:
 
     async def run(self, requests: list[GenerationRequest], n: int = 1) -> list[Outcome]:
         """Run to the end and collect each generation's whole text and tokens."""
-        generations = self.start(requests, n)
+        return await self.collect(self.start(requests, n))
+
+    async def collect(self, generations: list[Generation]) -> list[Outcome]:
+        """Each started generation's whole text and tokens, then their slots freed."""
         try:
             collected = await asyncio.gather(*(_collect(g) for g in generations))
         finally:

@@ -7,6 +7,8 @@ import asyncio
 import logging
 import time
 
+from prometheus_client import CollectorRegistry
+
 from appliance.core.limits import QuotaBook, RateLimiter
 from appliance.core.settings import Settings
 from appliance.core.specialists import Specialists
@@ -17,6 +19,7 @@ from appliance.serving.completions import Completions
 from appliance.serving.flow import Flow
 from appliance.serving.infer import Infer
 from appliance.serving.metering import Metering
+from appliance.serving.metrics import TenantMetrics
 from appliance.serving.prompting import Prompter
 from appliance.serving.responses import Responses
 from appliance.serving.runner import Runner
@@ -32,9 +35,13 @@ class Serving:
     def __init__(self, settings: Settings, engine: Engine, specialists: Specialists, store: Store) -> None:
         timeout_s = settings.request_timeout_s
         traffic = Traffic()
+        # This app's own Prometheus series (never prometheus_client's global registry).
+        registry = CollectorRegistry()
         self.catalogue = Catalogue(specialists, store, engine, created=int(time.time()))
-        self.metering = Metering(RateLimiter(), QuotaBook(), store, traffic, webhook_url=settings.webhook_url)
-        self.status = Status(engine, specialists, traffic)
+        self.metering = Metering(
+            RateLimiter(), QuotaBook(), store, traffic, TenantMetrics(registry), webhook_url=settings.webhook_url
+        )
+        self.status = Status(engine, specialists, traffic, registry)
         prompter = Prompter(engine, timeout_s=timeout_s)
         self.runner = Runner(engine, timeout_s=timeout_s)
         flow = Flow(self.metering, self.runner)

@@ -1,24 +1,32 @@
-"""Health, the hive status and its Prometheus text: the engine's state plus the metered traffic."""
+"""Health, the hive status and its Prometheus text: the engine's state plus the metered traffic, and
+the per-tenant series (metrics.py) beside them in the app's registry."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import msgspec
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from appliance import __version__
 from appliance.core import protocol as p
 from appliance.core.specialists import Specialists
 from appliance.engine.interface import Engine
+from appliance.serving.flow import flow_owner
 from appliance.serving.traffic import Traffic
 
 
 class Status:
-    def __init__(self, engine: Engine, specialists: Specialists, traffic: Traffic) -> None:
+    def __init__(self, engine: Engine, specialists: Specialists, traffic: Traffic, registry: CollectorRegistry) -> None:
         self.engine = engine
         self.specialists = specialists
         self.traffic = traffic
         self._started_mono = time.monotonic()
+        # Read at each scrape: `collect` below is this registry's collector for the hive's own series.
+        self.registry = registry
+        registry.register(self)
 
     def _uptime(self) -> int:
         return int(time.monotonic() - self._started_mono)
@@ -48,7 +56,11 @@ class Status:
         )
 
     def metrics_text(self) -> str:
-        """Prometheus text exposition of the hive status."""
+        """Prometheus text exposition: the hive status, then the per-tenant series."""
+        return generate_latest(self.registry).decode()
+
+    def collect(self) -> Iterator[Metric]:
+        """The hive status as Prometheus families (prometheus_client's collector protocol)."""
         s = self.hive_status()
         gauges = [
             ("alveare_up", "1 once the model is loaded", int(s.loaded)),
@@ -77,14 +89,31 @@ class Status:
             ("alveare_requests_paused_total", "generations that lent their slot to another account", s.requests_paused),
             ("alveare_api_requests_total", "metered API requests finished, any status", self.traffic.requests_total),
         ]
-        lines = []
-        for kind, rows in (("gauge", gauges), ("counter", counters)):
-            for name, help_text, value in rows:
-                lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}"]
-        name = "alveare_api_errors_total"
-        lines += [f"# HELP {name} metered API requests that failed, by HTTP status", f"# TYPE {name} counter"]
-        lines += [f'{name}{{status="{status}"}} {n}' for status, n in s.errors_by_status.items()]
-        name = "alveare_tuning_on"
-        lines += [f"# HELP {name} 1 where the machine-tuning piece is on", f"# TYPE {name} gauge"]
-        lines += [f'{name}{{piece="{line.name}"}} {int(line.on)}' for line in s.tuning]
-        return "\n".join(lines) + "\n"
+        for name, help_text, value in gauges:
+            yield GaugeMetricFamily(name, help_text, value=value)
+        for name, help_text, value in counters:
+            yield CounterMetricFamily(name, help_text, value=value)
+        errors = CounterMetricFamily(
+            "alveare_api_errors_total", "metered API requests that failed, by HTTP status", labels=["status"]
+        )
+        for status, n in s.errors_by_status.items():
+            errors.add_metric([status], n)
+        yield errors
+        tuning = GaugeMetricFamily("alveare_tuning_on", "1 where the machine-tuning piece is on", labels=["piece"])
+        for line in s.tuning:
+            tuning.add_metric([line.name], int(line.on))
+        yield tuning
+        yield self._deficits()
+
+    def _deficits(self) -> GaugeMetricFamily:
+        """Each busy flow's slots short of its plan-weighted share (negative: over it), by its account and
+        whether it is the account's live or test keys' traffic."""
+        family = GaugeMetricFamily(
+            "alveare_fair_share_deficit_slots",
+            "slots a busy account is short of its plan-weighted share (negative: over it), live or test keys",
+            labels=["account", "keys"],
+        )
+        for flow, deficit in sorted(self.engine.fair_share_deficits().items()):
+            account, test = flow_owner(flow)
+            family.add_metric([account, "test" if test else "live"], deficit)
+        return family

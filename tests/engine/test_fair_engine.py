@@ -95,3 +95,40 @@ def test_one_tenants_long_prompt_does_not_hold_back_anothers_first_token() -> No
         assert events.index("b done") < events.index("a done"), events
     finally:
         stop_engine(eng)
+
+
+def test_generations_carry_their_stages_and_the_engine_reports_each_flows_deficit(engine: HiveEngine) -> None:
+    """The stamps the metrics and traces read, in order, and FairQueue's deficits through the Engine
+    interface: a flow alone holding both slots is at its share; a newcomer's flow is short of its own."""
+    story = prompt(engine, "Tell a long story about mountains.")
+
+    def request(tokens: list[int], flow: str, max_tokens: int) -> GenerationRequest:
+        return GenerationRequest(prompt_tokens=tokens, max_tokens=max_tokens, sampling=GREEDY, share=Share(flow))
+
+    async def run() -> tuple[dict[str, float], dict[str, float], list, list]:
+        ours = [engine.submit(request(story, "c", 96)) for _ in range(2)]
+        firsts = [g.chunks() for g in ours]
+        for chunks in firsts:
+            await anext(chunks)
+        alone = engine.fair_share_deficits()
+        newcomer = engine.submit(request(prompt(engine, "Say hello."), "d", 4))
+        beside = engine.fair_share_deficits()
+        for chunks in firsts:
+            async for _ in chunks:
+                pass
+        async for _ in newcomer.chunks():
+            pass
+        return alone, beside, [*ours, newcomer], [g.finished for g in (*ours, newcomer)]
+
+    paused_before = engine.status().requests_paused
+    alone, beside, generations, finished = on_loop(engine, run())
+    assert alone == {"c": 0.0}
+    # d waits (short one slot) while c holds both (one over), or c has lent d one already.
+    assert set(beside) == {"c", "d"} and beside["d"] in (0.0, 1.0) and beside["c"] in (-1.0, 0.0), beside
+    assert [f.finish_reason for f in finished[:2]] == ["length", "length"] and finished[2].completion_tokens > 0
+    for g in generations:
+        t = g.timing
+        assert t.submitted <= t.started <= t.first_token <= t.finished, t
+    if engine.status().requests_paused > paused_before:
+        assert any(g.timing.paused_s > 0 for g in generations[:2])
+    assert engine.fair_share_deficits() == {}

@@ -30,6 +30,7 @@ class FakeEngine:
         load_error: str | None = None,
         template: str = "",
         generation_tail: str = "",
+        deficits: dict[str, float] | None = None,
     ) -> None:
         self._loaded = loaded
         # The chat template's text (a "<think>" in it: a model that thinks), and what its generation
@@ -42,6 +43,8 @@ class FakeEngine:
         self.reply = reply
         self.outcome = outcome
         self.explode = explode
+        # What fair_share_deficits reports: flow name -> slots short of its share.
+        self.deficits = deficits or {}
 
     @property
     def loaded(self) -> bool:
@@ -70,6 +73,9 @@ class FakeEngine:
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         return [ord(c) for c in text]
 
+    def detokenize(self, tokens: list[int]) -> str:
+        return "".join(map(chr, tokens))
+
     def render_chat(self, messages, *, add_generation_prompt: bool = True, tools: list[dict] | None = None) -> str:
         pairs = [(m.role, m.content or "") if isinstance(m, Turn) else m for m in messages]
         head = "<assistant>" + self.generation_tail
@@ -80,6 +86,9 @@ class FakeEngine:
             raise self.explode
         self.last_prompt = "".join(map(chr, request.prompt_tokens))
         generation = Generation(asyncio.get_running_loop())
+        # A slot at once, and every word in one step: the stages as the real engine stamps them.
+        timing = generation.timing
+        timing.started = timing.first_token = timing.finished = timing.submitted
         words = self.reply.split(" ")
         top = request.sampling.logprobs
         for i, w in enumerate(words):
@@ -135,6 +144,9 @@ class FakeEngine:
             draft_tokens=0,
             draft_tokens_accepted=0,
         )
+
+    def fair_share_deficits(self) -> dict[str, float]:
+        return dict(self.deficits)
 
     async def start(self) -> None:
         pass

@@ -9,7 +9,7 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.response import Stream
 
-from appliance.api.errors import decode_body, request_id
+from appliance.api.errors import decode_body, request_id, request_trace
 from appliance.core import protocol as p
 from appliance.serving import MeteredCall, Serving
 
@@ -19,7 +19,7 @@ CALL = "alveare_call"
 
 def metered_call(request: Request, endpoint: str) -> MeteredCall:
     """The request's Call, kept in the scope so the before_send hook can report its rate-limit state."""
-    call = MeteredCall(request.user, endpoint, request_id=request_id(request.scope))
+    call = MeteredCall(request.user, endpoint, request_id=request_id(request.scope), trace=request_trace(request.scope))
     request.scope.setdefault("state", {})[CALL] = call
     return call
 

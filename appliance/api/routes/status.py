@@ -18,7 +18,7 @@ async def hive_status(request: Request) -> Response[bytes]:
 @get("/metrics", guards=[admin_only])
 async def metrics(request: Request) -> Response[str]:
     serving: Serving = request.app.state.serving
-    return Response(content=serving.status.metrics_text(), media_type="text/plain; version=0.0.4")
+    return Response(content=serving.status.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 ROUTES = [hive_status, metrics]
