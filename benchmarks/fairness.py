@@ -90,8 +90,10 @@ async def b_request(client: httpx.AsyncClient, url: str, key: str, model: str, i
             phase.errors[str(r.status_code)] = phase.errors.get(str(r.status_code), 0) + 1
             return
         async for line in r.aiter_lines():
-            if first is None and line.startswith("data: {") and '"content"' in line:
-                first = time.perf_counter() - t0
+            if first is None and line.startswith("data: {"):
+                choices = json.loads(line[6:]).get("choices") or [{}]
+                if choices[0].get("delta", {}).get("content"):
+                    first = time.perf_counter() - t0
     phase.b_ttft_s.append(first if first is not None else float("nan"))
     phase.b_latency_s.append(time.perf_counter() - t0)
 

@@ -5,8 +5,10 @@ Every batch row a step decodes for a flow (a generated token, or a prompt token)
 divided by its weight: that is its service. The rules:
 - Admission to a free slot goes to the waiting flow with the least service; within a flow,
   requests keep arrival order.
-- A flow that was idle comes back at the least service of the flows busy now, never below: idle
-  time banks no credit that would let it shut the others out later.
+- A flow that was idle comes back at the hive's virtual time (the least service of the flows
+  busy now, or when none is, of the last ones that were), never below: idle time banks no credit
+  that would let it shut the others out later, and a flow that had the hive to itself carries no
+  debt against one that arrived after.
 - When no slot is free and the flow first in line holds fewer slots than its weighted share of
   them, a flow holding more than its share gives one up: its youngest generating request pauses
   (its cells saved to host memory) and waits at the head of its flow's queue to resume. So one
@@ -77,6 +79,8 @@ class FairQueue:
         self.queue_size = queue_size
         self.flows: dict[str, Flow] = {}
         self._count = 0
+        # The least service among busy flows, as last seen: where a flow coming back starts.
+        self.vtime = 0.0
 
     def __len__(self) -> int:
         return self._count
@@ -91,10 +95,14 @@ class FairQueue:
             flow = self.flows[share.flow] = Flow(share.flow, share.weight)
         flow.weight = share.weight  # a plan's weight edited while its requests run
         if not flow.backlogged:
-            busy = [f.service for f in self.flows.values() if f.backlogged]
-            if busy:
-                flow.service = max(flow.service, min(busy))
+            self._advance()
+            flow.service = max(flow.service, self.vtime)
         return flow
+
+    def _advance(self) -> None:
+        busy = [f.service for f in self.flows.values() if f.backlogged]
+        if busy:
+            self.vtime = max(self.vtime, min(busy))
 
     def full_for(self, share: Share) -> bool:
         """Whether a new request of this flow is refused for want of queue room: the queue is full
@@ -158,6 +166,7 @@ class FairQueue:
         flow = self.flows.get(share.flow)
         if flow is not None:
             flow.service += rows / flow.weight
+            self._advance()
 
     def entitled(self, flow: Flow) -> float:
         """The slots this flow's weight entitles it to among the flows busy now."""
@@ -189,8 +198,7 @@ class FairQueue:
             share = extra.request.share
             lines.setdefault(share.flow, []).append(extra)
             weight.setdefault(share.flow, share.weight)
-            busy = [f.service for f in self.flows.values() if f.backlogged]
-            service.setdefault(share.flow, min(busy, default=0.0))
+            service.setdefault(share.flow, self.vtime)
         heap = [(service[name], name) for name in lines]
         heapq.heapify(heap)
         at = dict.fromkeys(lines, 0)

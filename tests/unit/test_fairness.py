@@ -146,3 +146,20 @@ def test_queued_requests_whose_start_slipped_past_their_deadline_are_refused_ear
     assert reasons == ["overloaded"] * 3  # the 3rd to 5th would start at 30, 40 and 50 s
     assert all(end.retry_after_s >= 1 for _, end in ends)
     assert len(adm.queue) == 2
+
+
+def test_a_flow_that_had_the_hive_to_itself_carries_no_debt_against_one_that_came_after() -> None:
+    q = FairQueue(slots=8, queue_size=64)
+    b = entry("b")
+    q.push(b)
+    q.take(b, 1)
+    q.charge(b.request.share, 1000)  # b alone, served a lot
+    q.ended(b.request.share)  # b idle (its record kept: the only flow)
+    a = entry("a")
+    q.push(a)  # a starts at the hive's virtual time, not at 0
+    assert q.flows["a"].service == 1000
+    q.take(a, 1)
+    q.charge(a.request.share, 50)
+    b2 = entry("b")
+    q.push(b2)
+    assert q.head() is b2  # b comes back level with a (a holds a slot, b none): b first
