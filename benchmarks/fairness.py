@@ -2,11 +2,11 @@
 """Two tenants on one hive: a flood beside a light user, Alveare's fair scheduler against
 llama-server's first-in-first-out, on the same model file and slots (issue 34's scenario).
 
-- Account A floods: 16 clients, each sending a 128-token request as soon as its last one ends.
+- Account A floods: 16 clients, each streaming a 128-token request as soon as its last one ends.
 - Account B sends one short request at a time (streamed, 32 tokens).
 - Every answer is equal work (greedy, `ignore_eos`).
 
-Per server, started fresh: B alone, A alone, then A and B together. Alveare runs twice: A and B on
+Per server, started fresh: B alone, then A alone and A beside B, alternated (--rounds). Alveare runs twice: A and B on
 the same plan, then A on Scale and B on Starter (both plans' rate limits raised so that no request
 is refused by them: this measures the scheduler, not the limits). llama-server has no tenants: it
 runs the scenario once, with its 8 slots (`--parallel 8`, split KV: its default) and its queue.
@@ -15,7 +15,7 @@ Reported: B's TTFT and latency (p50, p95) alone and beside A, B's latency beside
 (median), A's tokens/s beside B over alone. Targets (same plans): B's p95 TTFT beside A under 1 s,
 B's median latency beside A at most 4x alone, A keeping at least 85% of its tokens/s.
 
-  .venv/bin/python benchmarks/fairness.py [--model FILE.gguf] [--seconds 30] [--out DIR]
+  .venv/bin/python benchmarks/fairness.py [--model FILE.gguf] [--seconds 30] [--rounds 2] [--out DIR]
 """
 
 from __future__ import annotations
@@ -107,16 +107,23 @@ async def run_phase(server: Server, keys: dict[str, str], seconds: float, a: boo
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
 
         async def a_worker(w: int) -> None:
+            # Streamed, each token counted as it comes: A's tokens/s is what arrived inside the
+            # window, not whole answers finishing in it (8 at a time, in lockstep: a coarse count).
             i = w
             while not stop.is_set():
-                r = await client.post(
-                    url, json=body(model, i, A_TOKENS, False), headers={"Authorization": f"Bearer {keys['a']}"}
-                )
-                if r.status_code != 200:
-                    phase.errors[str(r.status_code)] = phase.errors.get(str(r.status_code), 0) + 1
-                    await asyncio.sleep(0.2)
-                elif not stop.is_set():
-                    phase.a_tokens += r.json()["usage"]["completion_tokens"]
+                async with client.stream(
+                    "POST", url, json=body(model, i, A_TOKENS, True), headers={"Authorization": f"Bearer {keys['a']}"}
+                ) as r:
+                    if r.status_code != 200:
+                        await r.aread()
+                        phase.errors[str(r.status_code)] = phase.errors.get(str(r.status_code), 0) + 1
+                        await asyncio.sleep(0.2)
+                    else:
+                        async for line in r.aiter_lines():
+                            if line.startswith("data: {") and not stop.is_set():
+                                choices = json.loads(line[6:]).get("choices") or [{}]
+                                if choices[0].get("delta", {}).get("content"):
+                                    phase.a_tokens += 1
                 i += A_CLIENTS
 
         async def b_worker() -> None:
@@ -157,16 +164,32 @@ def alveare_keys(server: Alveare, plans: tuple[str, str]) -> dict[str, str]:
     return keys
 
 
-def scenario(server: Server, plans: tuple[str, str] | None, seconds: float) -> dict:
+def merged(phases: list[Phase]) -> Phase:
+    out = Phase()
+    for p in phases:
+        out.b_ttft_s += p.b_ttft_s
+        out.b_latency_s += p.b_latency_s
+        out.a_tokens += p.a_tokens
+        out.a_seconds += p.a_seconds
+        for k, n in p.errors.items():
+            out.errors[k] = out.errors.get(k, 0) + n
+    return out
+
+
+def scenario(server: Server, plans: tuple[str, str] | None, seconds: float, rounds: int) -> dict:
     server.start()
     try:
         keys = alveare_keys(server, plans) if isinstance(server, Alveare) and plans else {"a": "x", "b": "x"}
         asyncio.run(run_phase(server, keys, 3, a=False, b=True))  # warm
         b_alone = asyncio.run(run_phase(server, keys, seconds / 2, a=False, b=True))
-        a_alone = asyncio.run(run_phase(server, keys, seconds, a=True, b=False))
-        both = asyncio.run(run_phase(server, keys, seconds, a=True, b=True))
+        # A alone and A beside B alternate, so that a shared machine's drift lands on both.
+        a_runs, both_runs = [], []
+        for _ in range(rounds):
+            a_runs.append(asyncio.run(run_phase(server, keys, seconds, a=True, b=False)))
+            both_runs.append(asyncio.run(run_phase(server, keys, seconds, a=True, b=True)))
     finally:
         server.stop()
+    a_alone, both = merged(a_runs), merged(both_runs)
     return {
         "b_alone": asdict(b_alone),
         "a_alone": asdict(a_alone) | {"a_tok_s": a_alone.a_tok_s},
@@ -211,6 +234,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="the GGUF both serve (default: the embedded model's file)")
     ap.add_argument("--seconds", type=float, default=30, help="each measured phase (B alone: half)")
+    ap.add_argument("--rounds", type=int, default=2, help="A alone and A beside B, alternated, this many times")
     ap.add_argument("--threads", type=int, default=cpu_count())
     ap.add_argument("--no-llama-server", action="store_true")
     ap.add_argument("--llama-server", default=str(HERE / ".work/llama-build/bin/llama-server"))
@@ -244,12 +268,12 @@ def main() -> None:
     results = {}
     for name, server, plans in runs:
         print(f"== {name}", flush=True)
-        results[name] = scenario(server, plans, args.seconds)
+        results[name] = scenario(server, plans, args.seconds, args.rounds)
         print(json.dumps({k: v for k, v in results[name].items() if not isinstance(v, dict)}, indent=1), flush=True)
     head = (
         f"CPU: {cpu_name()} ({cpu_count()} cores), threads {args.threads}; model {model.name}; 8 slots each; "
         f"A: {A_CLIENTS} clients x {A_TOKENS} tokens, B: one {B_TOKENS}-token stream at a time; "
-        f"{args.seconds:g} s per phase"
+        f"{args.seconds:g} s per phase, {args.rounds} rounds of A alone / A beside B alternated"
     )
     text = head + "\n\n" + table(results) + "\n"
     print(text)
