@@ -204,7 +204,8 @@ class Scheduler:
                         return
                 else:
                     victim = None
-                    # Split, every slot has its own stream, which always fits a request.
+                    # Unified: room in the shared cells (kv_room). Split: every slot has its own
+                    # stream, which always fits a request.
                     need = entry.kv_room()
                     if self.ctx.unified and self._reserved() + need > self.ctx.n_ctx and len(free) < len(self.slots):
                         return  # wait for KV room
