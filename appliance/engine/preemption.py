@@ -2,8 +2,8 @@
 
 Pausing saves the request's cells to host memory and empties the slot; if llama.cpp cannot save
 them, they stay in the idle slot, where the prefix search may still find them. Resuming restores the
-cells (or reuses what a slot or the prefix cache holds of them, or decodes them again), then feeds
-the last sampled token, whose logits give the next: the answer goes on as if never paused.
+saved cells (unsaved ones: what a slot or the prefix cache still holds of them, the rest decoded
+again), then feeds the last sampled token, whose logits give the next: the answer goes on as if never paused.
 """
 
 from __future__ import annotations
@@ -48,16 +48,14 @@ def pause(slot: Slot, ctx: Context) -> Waiting:
     return Waiting(a.request, [a.generation], Paused(a, kv, state, time.monotonic()))
 
 
-def resume(paused: Paused, free: list[Slot], ctx: Context, reuse: PromptReuse) -> Slot:
+def resume(paused: Paused, free: list[Slot], reuse: PromptReuse) -> Slot:
     """Put a paused request in one of the free slots; returns the slot."""
     a = paused.active
     feed = [*paused.kv, a.last]
-    dest, done = reuse.start(feed, free, None)
-    if paused.state is not None and done < len(paused.kv):
-        ctx.seq_rm(dest.seq)
-        restored = ctx.seq_restore(paused.state, dest.seq)
-        done = len(paused.kv) if restored else 0
-        dest.kv = list(paused.kv) if restored else []
+    if paused.state is not None:
+        dest, done = reuse.start_saved(paused.kv, paused.state, free)
+    else:  # its cells stayed in the idle slot: the prefix search finds them, or what is left of them
+        dest, done = reuse.start(feed, free, None)
     a.feed, a.done, a.run_from = feed, done, a.completion
     a.alone = False
     paused_s = time.monotonic() - paused.since

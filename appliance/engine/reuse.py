@@ -11,6 +11,8 @@ others wait for it to be saved and restore it.
 
 from __future__ import annotations
 
+import ctypes
+
 from appliance.engine.native.llama import Context
 from appliance.engine.prefix_cache import MIN_CACHE, PrefixCache, common_prefix
 from appliance.engine.slots import Active, Slot
@@ -77,6 +79,17 @@ class PromptReuse:
                 slot.kv = []
                 freed = True
         return freed
+
+    def start_saved(self, tokens: list[int], state: ctypes.Array, free: list[Slot]) -> tuple[Slot, int]:
+        """The free slot to put saved cells back in (a paused request's: `tokens` and their `state`),
+        the one with the least history to lose (kept first if worth it, as `start` keeps it), and how
+        many tokens it holds then: all of them, or 0 where the cache had no room for them."""
+        dest = min(free, key=lambda s: len(s.kv))
+        if len(dest.kv) >= MIN_CACHE:
+            self.prefixes.keep_conversation(dest)
+        self.ctx.seq_rm(dest.seq)
+        dest.kv = list(tokens) if self.ctx.seq_restore(state, dest.seq) else []
+        return dest, len(dest.kv)
 
     def prefilling(self, preamble: list[int]) -> Active | None:
         """The request now prefilling `preamble` to save it, if any: a request of the same burst

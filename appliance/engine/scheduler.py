@@ -230,7 +230,7 @@ class Scheduler:
         for s in self.slots:
             if s.active is not None:
                 s.active.alone = False
-        dest = preemption.resume(paused, free, self.ctx, self.reuse)
+        dest = preemption.resume(paused, free, self.reuse)
         self._admitted_order.append(dest)
 
     def _place(self, req: GenerationRequest, gens: list[Generation], free: list[Slot]) -> None:
