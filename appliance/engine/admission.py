@@ -94,7 +94,8 @@ class Admission:
         entry = Waiting(request, generations)
         with self.cond:
             if len(self._busy_left) >= self.slots and self.queue.full_for(request.share):
-                wait = self._starts([])[0] if len(self.queue) else 0.0
+                # Room in the queue comes with the next slot freed: the first queued request's start.
+                wait = self._starts(self.queue.projected_order(self._cost)[:1])[0]
                 raise Overloaded(
                     "The appliance is at capacity: every slot is busy and the queue is full. Retry shortly.",
                     headers={"Retry-After": str(max(1, math.ceil(wait)))},
@@ -135,7 +136,7 @@ class Admission:
 
     def _starts(self, order: list[Waiting]) -> list[float]:
         free = max(0, self.slots - len(self._busy_left))
-        return self.estimate.starts_s(self._busy_left, free, [self._cost(e) for e in order]) or [0.0]
+        return self.estimate.starts_s(self._busy_left, free, [self._cost(e) for e in order])
 
     def publish(self, busy_left: list[float], step_s: float | None) -> None:
         """After a step: each busy slot's expected steps left, and the step's time (None: no step)."""

@@ -3,6 +3,7 @@ and when a newcomer is refused."""
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -163,3 +164,12 @@ def test_a_flow_that_had_the_hive_to_itself_carries_no_debt_against_one_that_cam
     b2 = entry("b")
     q.push(b2)
     assert q.head() is b2  # b comes back level with a (a holds a slot, b none): b first
+
+
+def test_a_full_queue_says_when_a_slot_frees() -> None:
+    adm = Admission(slots=1, queue_size=1, prefill_chunk=512)
+    adm.publish([100.0], 0.1)  # the one slot frees in about 10 s
+    adm.submit(req("a", max_tokens=100), [Caller()])
+    with pytest.raises(Overloaded) as refused:
+        adm.submit(req("a", max_tokens=100), [Caller()])
+    assert int(refused.value.headers["Retry-After"]) == math.ceil(10 * MARGIN)
