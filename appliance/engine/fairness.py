@@ -162,11 +162,13 @@ class FairQueue:
     def services(self, flows: set[str]) -> dict[str, float]:
         return {name: self.flows[name].service for name in flows if name in self.flows}
 
-    def charge(self, share: Share, rows: int) -> None:
-        flow = self.flows.get(share.flow)
-        if flow is not None:
-            flow.service += rows / flow.weight
-            self._advance()
+    def charge(self, rows: list[tuple[Share, int]]) -> None:
+        """A step's rows, by the flow they were decoded for."""
+        for share, n in rows:
+            flow = self.flows.get(share.flow)
+            if flow is not None:
+                flow.service += n / flow.weight
+        self._advance()
 
     def entitled(self, flow: Flow) -> float:
         """The slots this flow's weight entitles it to among the flows busy now."""

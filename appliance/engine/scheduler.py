@@ -355,8 +355,7 @@ class Scheduler:
                 a.save_at = None
         self.stats.record_step(generated, prompt_tokens)
         with self._cond:
-            for share, n in rows:
-                self.admission.queue.charge(share, n)
+            self.admission.queue.charge(rows)
         t2 = time.perf_counter()
         logits = StepLogits(ctx, batch, self.model.n_vocab)
         for slot, idx, draft in plan.to_sample:

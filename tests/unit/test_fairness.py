@@ -40,7 +40,7 @@ def test_admission_goes_to_the_flow_with_the_least_service_and_keeps_arrival_ord
     for e in a:
         q.push(e)
     q.take(a[0], 1)
-    q.charge(a[0].request.share, 100)  # a has been served 100 rows
+    q.charge([(a[0].request.share, 100)])  # a has been served 100 rows
     b = entry("b")
     q.push(b)  # b comes back at the busy flows' least service: a's, as a is the only busy flow
     assert q.flows["b"].service == q.flows["a"].service
@@ -56,12 +56,12 @@ def test_weights_divide_the_service_and_idle_time_banks_no_credit() -> None:
     q.push(light)
     q.take(heavy, 1)
     q.take(light, 1)
-    q.charge(heavy.request.share, 400)
-    q.charge(light.request.share, 100)
+    q.charge([(heavy.request.share, 400)])
+    q.charge([(light.request.share, 100)])
     assert q.flows["scale"].service == q.flows["solo"].service == 100
     # solo goes idle, scale keeps working; solo comes back at scale's service, not below it
     q.ended(light.request.share)
-    q.charge(heavy.request.share, 4000)
+    q.charge([(heavy.request.share, 4000)])
     q.push(entry("solo"))
     assert q.flows["solo"].service == q.flows["scale"].service
 
@@ -154,13 +154,13 @@ def test_a_flow_that_had_the_hive_to_itself_carries_no_debt_against_one_that_cam
     b = entry("b")
     q.push(b)
     q.take(b, 1)
-    q.charge(b.request.share, 1000)  # b alone, served a lot
+    q.charge([(b.request.share, 1000)])  # b alone, served a lot
     q.ended(b.request.share)  # b idle (its record kept: the only flow)
     a = entry("a")
     q.push(a)  # a starts at the hive's virtual time, not at 0
     assert q.flows["a"].service == 1000
     q.take(a, 1)
-    q.charge(a.request.share, 50)
+    q.charge([(a.request.share, 50)])
     b2 = entry("b")
     q.push(b2)
     assert q.head() is b2  # b comes back level with a (a holds a slot, b none): b first
