@@ -28,6 +28,10 @@ SMOOTHING = 0.05
 # How often the queued requests' starts are estimated again, to refuse early those that will not
 # start before their deadline (an arrival is estimated at once): well within a second.
 SWEEP_S = 0.25
+# Decode steps timed before an estimate is made: the first few after a burst's prefill run faster
+# than the burst's steps settle to, and an estimate from them admitted requests that the settled one
+# refused a quarter of a second later.
+MIN_STEPS = 8
 # Estimated waits are stretched by this much: a request near the line is refused at once, rather
 # than admitted on the first steps' timing and refused later when the estimate settles.
 MARGIN = 1.1
@@ -37,14 +41,17 @@ class WaitEstimate:
     def __init__(self, prefill_chunk: int) -> None:
         self.prefill_chunk = max(1, prefill_chunk)
         self.step_s: float | None = None
+        self._mean: float | None = None
         self._steps = 0
         self.answer_tokens: float | None = None
 
     def observe_step(self, seconds: float) -> None:
-        # The mean of the first steps, then a running average: no one early step sets the estimate.
+        # The mean of the first steps, then a running average; none is used before MIN_STEPS.
         self._steps += 1
         weight = max(SMOOTHING, 1 / self._steps)
-        self.step_s = seconds if self.step_s is None else self.step_s + weight * (seconds - self.step_s)
+        self._mean = seconds if self._mean is None else self._mean + weight * (seconds - self._mean)
+        if self._steps >= MIN_STEPS:
+            self.step_s = self._mean
 
     def observe_answer(self, tokens: int) -> None:
         """A finished answer's length (stopped or cut at max_tokens)."""

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from appliance.core.errors import Overloaded
-from appliance.engine.admission import MARGIN, Admission, WaitEstimate
+from appliance.engine.admission import MARGIN, MIN_STEPS, Admission, WaitEstimate
 from appliance.engine.fairness import FairQueue, Waiting
 from appliance.engine.interface import GenerationRequest, Share
 
@@ -22,6 +22,12 @@ def req(flow: str, weight: float = 1.0, *, prompt: int = 4, max_tokens: int = 16
         deadline=deadline,
         timeout_s=30.0 if deadline else None,
     )
+
+
+def timed(adm: Admission, busy_left: list[float], step_s: float) -> None:
+    """Enough steps of `step_s` published for admission to estimate from."""
+    for _ in range(MIN_STEPS):
+        adm.publish(busy_left, step_s)
 
 
 class Caller:
@@ -109,6 +115,9 @@ def test_projected_order_interleaves_flows_by_weight() -> None:
 def test_the_wait_estimate_plays_the_queue_forward() -> None:
     est = WaitEstimate(prefill_chunk=512)
     assert est.starts_s([10, 20], 0, [5]) == [0.0]  # nothing measured yet
+    for _ in range(MIN_STEPS - 1):
+        est.observe_step(0.1)
+    assert est.starts_s([10, 20], 0, [5]) == [0.0]  # too few steps timed to estimate from
     est.observe_step(0.1)
     # two busy slots free after 10 and 20 steps; the first queued takes the first, the second the next
     assert est.starts_s([10, 20], 0, [30, 30, 30]) == pytest.approx([x * MARGIN for x in (1.0, 2.0, 4.0)])
@@ -123,7 +132,7 @@ def test_the_wait_estimate_plays_the_queue_forward() -> None:
 
 def test_a_newcomer_that_cannot_start_in_time_is_refused_at_once_with_a_retry_after() -> None:
     adm = Admission(slots=2, queue_size=64, prefill_chunk=512)
-    adm.publish([100.0, 100.0], 0.1)  # both slots busy for 10 s
+    timed(adm, [100.0, 100.0], 0.1)  # both slots busy for 10 s
     soon = time.monotonic() + 30
     adm.submit(req("a", max_tokens=100, deadline=soon), [Caller()])  # starts in ~10 s
     adm.submit(req("a", max_tokens=100, deadline=soon), [Caller()])  # ~10 s
@@ -141,7 +150,7 @@ def test_queued_requests_whose_start_slipped_past_their_deadline_are_refused_ear
     soon = time.monotonic() + 30
     for _ in range(5):  # nothing measured: all queued
         adm.submit(req("a", max_tokens=100, deadline=soon), [Caller()])
-    adm.publish([100.0], 0.1)  # a step measured: each request takes 10 s
+    timed(adm, [100.0], 0.1)  # steps measured: each request takes 10 s
     ends = adm.sweep(time.monotonic())
     reasons = [end.finish_reason for _, end in ends]
     assert reasons == ["overloaded"] * 3  # the 3rd to 5th would start at 30, 40 and 50 s
@@ -168,7 +177,7 @@ def test_a_flow_that_had_the_hive_to_itself_carries_no_debt_against_one_that_cam
 
 def test_a_full_queue_says_when_a_slot_frees() -> None:
     adm = Admission(slots=1, queue_size=1, prefill_chunk=512)
-    adm.publish([100.0], 0.1)  # the one slot frees in about 10 s
+    timed(adm, [100.0], 0.1)  # the one slot frees in about 10 s
     adm.submit(req("a", max_tokens=100), [Caller()])
     with pytest.raises(Overloaded) as refused:
         adm.submit(req("a", max_tokens=100), [Caller()])
