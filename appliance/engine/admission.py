@@ -6,52 +6,65 @@ The estimate plays the queue forward in steps: each busy slot frees after its re
 remaining tokens, each request ahead (in fair order: FairQueue.ahead_of) takes the first slot to
 free for its own expected length, and the new request starts where the next slot frees. A request's
 expected length is its max_tokens, or less once answers have been seen to end sooner (the average
-of the recent ones, never below what this request has already generated). Steps take the measured
-average step time. It errs long (a prompt's steps count like a generated token's), so it refuses a
-little early rather than let a caller wait for nothing.
+of the recent ones, never below what this request has already generated). Steps take the median
+of the recent decode steps' times. It errs long (a prompt's steps count like a generated token's),
+so it refuses a little early rather than let a caller wait for nothing.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from appliance.core.errors import Overloaded
 from appliance.engine.fairness import FairQueue, Waiting
 from appliance.engine.interface import Finished, Generation, GenerationRequest
 
-# Weight of the newest sample in the running averages: about the last 20 steps or answers.
+if TYPE_CHECKING:
+    from appliance.engine.slots import Active
+
+# Weight of the newest answer length in their running average: about the last 20 answers.
 SMOOTHING = 0.05
+# Decode steps whose median is the step time: the last 21, so a few slow ones (a pause, a thread
+# count tried, a burst of answers delivered) move it not at all, and a lasting change within ~10 steps.
+STEP_WINDOW = 21
 # How often the queued requests' starts are estimated again, to refuse early those that will not
 # start before their deadline (an arrival is estimated at once): well within a second.
 SWEEP_S = 0.25
-# Decode steps timed before an estimate is made: the first few after a burst's prefill run faster
-# than the burst's steps settle to, and an estimate from them admitted requests that the settled one
-# refused a quarter of a second later.
-MIN_STEPS = 8
-# Estimated waits are stretched by this much: a request near the line is refused at once, rather
-# than admitted on the first steps' timing and refused later when the estimate settles.
-MARGIN = 1.1
+# Decode steps timed before an estimate is made. Steps with prompt rows are not timed (a prompt's
+# chunks are counted as steps of their own), so the first decode steps already show the burst's pace.
+MIN_STEPS = 2
+# A newcomer is admitted only if its estimated start, stretched by this much, comes before its
+# deadline; once admitted, it is refused only if the unstretched estimate passes its deadline. The
+# gap between the two is hysteresis: an estimate that drifts by less than this never turns an
+# admission into a refusal seconds later (docs/decisions/009-fair-scheduling.md).
+ADMIT_MARGIN = 1.2
 
 
 class WaitEstimate:
     def __init__(self, prefill_chunk: int) -> None:
         self.prefill_chunk = max(1, prefill_chunk)
         self.step_s: float | None = None
-        self._mean: float | None = None
-        self._steps = 0
+        self._steps: deque[float] = deque(maxlen=STEP_WINDOW)
         self.answer_tokens: float | None = None
 
     def observe_step(self, seconds: float) -> None:
-        # The mean of the first steps, then a running average; none is used before MIN_STEPS.
-        self._steps += 1
-        weight = max(SMOOTHING, 1 / self._steps)
-        self._mean = seconds if self._mean is None else self._mean + weight * (seconds - self._mean)
-        if self._steps >= MIN_STEPS:
-            self.step_s = self._mean
+        """A decode step's time: the step time is the median of the recent ones, once MIN_STEPS are in."""
+        self._steps.append(seconds)
+        if len(self._steps) >= MIN_STEPS:
+            self.step_s = statistics.median(self._steps)
+
+    def prime(self, seconds: float) -> None:
+        """A full step timed before serving (the scheduler's warm-up): counted as MIN_STEPS steps, so
+        it is used at once and the first real steps soon outweigh it."""
+        self._steps.extend([seconds] * MIN_STEPS)
+        self.step_s = statistics.median(self._steps)
 
     def observe_answer(self, tokens: int) -> None:
         """A finished answer's length (stopped or cut at max_tokens)."""
@@ -66,18 +79,20 @@ class WaitEstimate:
             answer = min(answer, max(self.answer_tokens, generated + 1))
         return -(-left // self.prefill_chunk) + max(0.0, answer - generated)
 
-    def starts_s(self, busy_left: Iterable[float], free: int, order: Iterable[float]) -> list[float]:
+    def starts_s(self, busy_left: Iterable[float], free: int, order: Iterable[float]) -> list[float] | None:
         """Seconds until each queued request gets a slot, taken in `order` (their expected steps, in
         the order admission will serve them): `busy_left` is each busy slot's expected steps left,
-        `free` how many slots are free now."""
+        `free` how many slots are free now. None while nothing is measured."""
         frees = [0.0] * free + list(busy_left)
         steps = list(order)
-        if self.step_s is None or not frees:
-            return [0.0] * len(steps)  # nothing measured yet: nothing has run, so nothing is ahead for long
+        if self.step_s is None:
+            return None
+        if not frees:
+            return [0.0] * len(steps)
         heapq.heapify(frees)
         starts = []
         for n in steps:
-            starts.append(frees[0] * self.step_s * MARGIN)
+            starts.append(frees[0] * self.step_s)
             heapq.heapreplace(frees, frees[0] + n)
         return starts
 
@@ -100,9 +115,11 @@ class Admission:
     def submit(self, request: GenerationRequest, generations: list[Generation]) -> None:
         entry = Waiting(request, generations)
         with self.cond:
-            if len(self._busy_left) >= self.slots and self.queue.full_for(request.share):
+            free = max(0, self.slots - len(self._busy_left))
+            if self.queue.full_for(request.share, free):
                 # Room in the queue comes with the next slot freed: the first queued request's start.
-                wait = self._starts(self.queue.projected_order(self._cost)[:1])[0]
+                starts = self._starts(self.queue.projected_order(self._cost)[:1])
+                wait = starts[0] if starts else 0.0
                 raise Overloaded(
                     "The appliance is at capacity: every slot is busy and the queue is full. Retry shortly.",
                     headers={"Retry-After": str(max(1, math.ceil(wait)))},
@@ -110,9 +127,12 @@ class Admission:
             if request.deadline is not None:
                 order = self.queue.projected_order(self._cost, extra=entry)
                 at = order.index(entry)
-                wait = self._starts(order[: at + 1])[at]
-                if wait > 0 and time.monotonic() + wait > request.deadline:
-                    raise self._refusal(request, wait)
+                starts = self._starts(order[: at + 1])
+                if starts is not None:  # else judged by the first sweep with an estimate
+                    entry.judged = True
+                    wait = starts[at] * ADMIT_MARGIN
+                    if wait > 0 and time.monotonic() + wait > request.deadline:
+                        raise self._refusal(request, wait)
             self.queue.push(entry)
             self.cond.notify()
 
@@ -141,16 +161,27 @@ class Admission:
             steps = self.estimate.expected_steps(a.request, a.completion, prompt_left)
         return steps * len(entry.generations)
 
-    def _starts(self, order: list[Waiting]) -> list[float]:
+    def _starts(self, order: list[Waiting]) -> list[float] | None:
         free = max(0, self.slots - len(self._busy_left))
         return self.estimate.starts_s(self._busy_left, free, [self._cost(e) for e in order])
 
-    def publish(self, busy_left: list[float], step_s: float | None) -> None:
-        """After a step: each busy slot's expected steps left, and the step's time (None: no step)."""
+    def take(self, entry: Waiting) -> None:
+        """Out of the line into its slots (the scheduler's, under the lock): counted busy at once, so
+        newcomers before the next step's publish are judged on the slots as they are."""
+        self.queue.take(entry, len(entry.generations))
+        self._busy_left.extend([self._cost(entry) / len(entry.generations)] * len(entry.generations))
+
+    def publish(self, running: list[Active], step_s: float | None) -> None:
+        """After a step: the requests in the slots, and the step's time (None: no step)."""
+        expect = self.estimate.expected_steps
+        busy_left = [expect(a.request, a.completion, len(a.feed) - a.done) for a in running]
         with self.cond:
             self._busy_left = busy_left
             if step_s is not None:
+                blind = self.estimate.step_s is None
                 self.estimate.observe_step(step_s)
+                if blind and self.estimate.step_s is not None:
+                    self._swept_at = -math.inf  # judge those that arrived blind at once
 
     def sweep(self, now: float) -> list[tuple[Generation, Finished]]:
         """Take out what will never get a slot: requests whose callers left, whose deadline passed,
@@ -163,19 +194,22 @@ class Admission:
             if now - self._swept_at >= SWEEP_S:
                 self._swept_at = now
                 order = self.queue.projected_order(self._cost)
-                starts = {id(e): s for e, s in zip(order, self._starts(order), strict=False)}
+                starts = dict(zip(map(id, order), self._starts(order) or [], strict=False))
             for entry in list(self.queue):
                 req, gens, paused = entry.request, entry.generations, entry.paused
                 done = paused.active.completion if paused else 0
+                start = starts.get(id(entry))
+                if start is not None and not entry.judged:
+                    entry.judged = True  # arrived before any estimate: judged now as a newcomer is
+                    start *= ADMIT_MARGIN
                 if all(g.cancelled for g in gens):
                     end = Finished("cancelled", len(req.prompt_tokens), done)
                 elif paused is not None:
                     continue  # started: never cut by admission
-                elif req.deadline is not None and now + starts.get(id(entry), 0.0) > req.deadline:
+                elif req.deadline is not None and now + (start or 0.0) > req.deadline:
                     # Its start slipped past its deadline (or the deadline came): refused as overload,
                     # never a timeout, since it never started.
-                    wait = starts.get(id(entry), 0.0)
-                    refusal = self._refusal(req, wait, waited=now >= req.deadline)
+                    refusal = self._refusal(req, start or 0.0, waited=now >= req.deadline)
                     end = Finished(
                         "overloaded",
                         len(req.prompt_tokens),

@@ -48,6 +48,8 @@ class Waiting:
     request: GenerationRequest
     generations: list[Generation]
     paused: Paused | None = None
+    # Whether admission has weighed its start against its deadline (not while nothing is measured).
+    judged: bool = False
 
     def kv_room(self) -> int:
         """KV cells it needs in a unified cache: its prompt and room for each choice's answer (siblings
@@ -104,16 +106,18 @@ class FairQueue:
         if busy:
             self.vtime = max(self.vtime, min(busy))
 
-    def full_for(self, share: Share) -> bool:
+    def full_for(self, share: Share, free_slots: int = 0) -> bool:
         """Whether a new request of this flow is refused for want of queue room: the queue is full
-        and this flow already queues at least its weighted share of it."""
-        if self._count < self.queue_size:
+        (what waits for the `free_slots` not yet taken is not counted) and this flow already queues
+        at least its weighted share of it."""
+        room = self.queue_size + free_slots
+        if self._count < room:
             return False
         flow = self.flows.get(share.flow)
         if flow is None or not flow.queue:
             return False
         weights = sum(f.weight for f in self.flows.values() if f.queue)
-        return len(flow.queue) >= self.queue_size * flow.weight / weights
+        return len(flow.queue) >= room * flow.weight / weights
 
     def push(self, entry: Waiting) -> None:
         self._flow(entry.request.share).queue.append(entry)

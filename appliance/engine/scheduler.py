@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 
-from appliance.engine import preemption
+from appliance.engine import preemption, warm_up
 from appliance.engine.admission import Admission
 from appliance.engine.fairness import Paused
 from appliance.engine.interface import Chunk, Finished, Generation, GenerationRequest, Share, TokenInfo, deliver
@@ -106,6 +106,9 @@ class Scheduler:
 
     # ------------------------------------------------------------ thread side
     def _run(self) -> None:
+        step_s = warm_up.full_step_s(self.model, self.ctx, self.batch, len(self.slots))
+        if step_s is not None:
+            self.admission.estimate.prime(step_s)
         while True:
             with self._cond:
                 if self._stopping:
@@ -132,14 +135,14 @@ class Scheduler:
                     elapsed = done - started
                     # Admission's estimate counts a prompt in steps of its own; the step time it
                     # plays the queue forward with is a decode step's (admitting not included).
-                    self._publish(done - stepped if size else None)
+                    self.admission.publish([s.active for s in self.slots if s.active], done - stepped if size else None)
                     self.stats.profile.busy_s += elapsed
                     if size:
                         self.stats.profile.by_size[size][2] += elapsed
                         self.threads.observe(n, self._decode_s, size)
                 else:
                     self._flush()
-                    self._publish(None)
+                    self.admission.publish([s.active for s in self.slots if s.active], None)
                     with self._cond:
                         self._cond.wait(timeout=0.05)
             except Exception:
@@ -209,7 +212,7 @@ class Scheduler:
                     need = entry.kv_room()
                     if self.ctx.unified and self._reserved() + need > self.ctx.n_ctx and len(free) < len(self.slots):
                         return  # wait for KV room
-                    self.admission.queue.take(entry, len(gens))
+                    self.admission.take(entry)
             if victim is not None:
                 self._pause(victim)  # a slot for the flow first in line; admitted on the next turn
             elif entry.paused is not None:
@@ -488,13 +491,3 @@ class Scheduler:
         with self._cond:
             service = self.admission.queue.services(flows)
         return sorted(order, key=lambda s: service.get(s.active.request.share.flow, 0.0) if s.active else 0.0)
-
-    def _publish(self, step_s: float | None) -> None:
-        """Tell admission each busy slot's expected steps left, and how long the step took."""
-        expect = self.admission.estimate.expected_steps
-        left = [
-            expect(s.active.request, s.active.completion, len(s.active.feed) - s.active.done)
-            for s in self.slots
-            if s.active is not None
-        ]
-        self.admission.publish(left, step_s)

@@ -3,13 +3,13 @@ and when a newcomer is refused."""
 
 from __future__ import annotations
 
-import math
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from appliance.core.errors import Overloaded
-from appliance.engine.admission import MARGIN, MIN_STEPS, Admission, WaitEstimate
+from appliance.engine.admission import MIN_STEPS, Admission, WaitEstimate
 from appliance.engine.fairness import FairQueue, Waiting
 from appliance.engine.interface import GenerationRequest, Share
 
@@ -24,10 +24,15 @@ def req(flow: str, weight: float = 1.0, *, prompt: int = 4, max_tokens: int = 16
     )
 
 
+def busy(*steps_left: int) -> list:
+    """Stand-ins for the requests in the slots (Active), each with `steps_left` tokens to write."""
+    return [SimpleNamespace(request=req("x", max_tokens=n), completion=0, feed=[], done=0) for n in steps_left]
+
+
 def timed(adm: Admission, busy_left: list[float], step_s: float) -> None:
     """Enough steps of `step_s` published for admission to estimate from."""
     for _ in range(MIN_STEPS):
-        adm.publish(busy_left, step_s)
+        adm.publish(busy(*map(int, busy_left)), step_s)
 
 
 class Caller:
@@ -114,13 +119,13 @@ def test_projected_order_interleaves_flows_by_weight() -> None:
 
 def test_the_wait_estimate_plays_the_queue_forward() -> None:
     est = WaitEstimate(prefill_chunk=512)
-    assert est.starts_s([10, 20], 0, [5]) == [0.0]  # nothing measured yet
+    assert est.starts_s([10, 20], 0, [5]) is None  # nothing measured yet
     for _ in range(MIN_STEPS - 1):
         est.observe_step(0.1)
-    assert est.starts_s([10, 20], 0, [5]) == [0.0]  # too few steps timed to estimate from
+    assert est.starts_s([10, 20], 0, [5]) is None  # too few steps timed to estimate from
     est.observe_step(0.1)
     # two busy slots free after 10 and 20 steps; the first queued takes the first, the second the next
-    assert est.starts_s([10, 20], 0, [30, 30, 30]) == pytest.approx([x * MARGIN for x in (1.0, 2.0, 4.0)])
+    assert est.starts_s([10, 20], 0, [30, 30, 30]) == pytest.approx([1.0, 2.0, 4.0])
     assert est.starts_s([], 2, [30]) == [0.0]
     # answers seen ending sooner make the expected length shorter, never below what is generated
     r = req("a", max_tokens=128, prompt=4)
@@ -181,4 +186,42 @@ def test_a_full_queue_says_when_a_slot_frees() -> None:
     adm.submit(req("a", max_tokens=100), [Caller()])
     with pytest.raises(Overloaded) as refused:
         adm.submit(req("a", max_tokens=100), [Caller()])
-    assert int(refused.value.headers["Retry-After"]) == math.ceil(10 * MARGIN)
+    assert int(refused.value.headers["Retry-After"]) == 10
+
+
+def test_an_admitted_request_is_not_refused_for_an_estimate_that_drifts_less_than_the_margin() -> None:
+    adm = Admission(slots=1, queue_size=64, prefill_chunk=512)
+    timed(adm, [100.0], 0.1)  # the slot frees in 10 s
+    soon = time.monotonic() + 25
+    adm.submit(req("a", max_tokens=100, deadline=soon), [Caller()])  # starts at 10 s (12 stretched)
+    adm.submit(req("a", max_tokens=100, deadline=soon), [Caller()])  # 20 s: 24 stretched, admitted
+    with pytest.raises(Overloaded):
+        adm.submit(req("a", max_tokens=100, deadline=soon), [Caller()])  # 30 s
+    for _ in range(4):
+        adm.publish(busy(100), 0.115)  # steps turn out about 10% slower: the 2nd starts at ~22 s
+    assert adm.sweep(time.monotonic() + 1) == [] and len(adm.queue) == 2
+    for _ in range(60):
+        adm.publish(busy(100), 0.15)  # 50% slower: the 2nd would start at ~30 s, past its deadline
+    ends = adm.sweep(time.monotonic() + 2)
+    assert [end.finish_reason for _, end in ends] == ["overloaded"] and len(adm.queue) == 1
+
+
+def test_requests_that_arrive_before_any_step_is_timed_are_judged_as_soon_as_one_is() -> None:
+    adm = Admission(slots=2, queue_size=4, prefill_chunk=512)
+    soon = time.monotonic() + 30
+    refused = 0
+    for _ in range(10):  # a burst before anything ran: the queue holds its size plus the free slots
+        try:
+            adm.submit(req("a", max_tokens=100, deadline=soon), [Caller()])
+        except Overloaded:
+            refused += 1
+    assert refused == 4 and len(adm.queue) == 6
+    now = time.monotonic()
+    assert adm.sweep(now) == []  # nothing timed: nobody is judged
+    adm.publish(busy(100, 100), 0.1)
+    assert adm.sweep(now + 0.01) == []  # one step is too few
+    adm.publish(busy(100, 100), 0.1)
+    # timed: judged at once (not a sweep period later), each as a newcomer, stretched: the two that
+    # start at ~20 s (24 stretched) stay, those at ~30 s would not make it
+    ends = adm.sweep(now + 0.02)
+    assert [end.finish_reason for _, end in ends] == ["overloaded"] * 2
