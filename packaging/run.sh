@@ -116,6 +116,17 @@ case "$cmd" in
         exec "$VENV/bin/alveare" serve "$@"
         ;;
     test)
+        # The cluster tests start a PostgreSQL of their own (tests/pg.py): its server programs must
+        # be installed. Debian's package, when missing and this is root on Debian or Ubuntu.
+        if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+            if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+                echo "==> installing PostgreSQL's server programs for the cluster tests"
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null \
+                    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null; }
+            else
+                echo "alveare: warning: PostgreSQL's server programs (initdb, pg_ctl) are missing; the cluster tests will fail. Install the postgresql package." >&2
+            fi
+        fi
         echo "==> ruff"
         "$VENV/bin/ruff" check alveare appliance tui tests benchmarks
         echo "==> import contracts"

@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import live
+import pg
 from live import LiveServer, start_server
 
 # The run's own cache dir, made at import (the servers' environment must name it before any starts)
@@ -120,3 +121,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if tier is None:
             raise pytest.UsageError(f"{item.nodeid}: a test module belongs in a tier's folder: {sorted(TIERS)}")
         item.add_marker(tier)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[pg.PgServer]:
+    """A real PostgreSQL on loopback for the session (tests/pg.py), gone at the end."""
+    server = pg.start_postgres()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_database(request: pytest.FixtureRequest) -> str | None:
+    """Each back end in turn, for the store's contract tests: None (SQLite in the data dir) or the URL
+    of a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    server: pg.PgServer = request.getfixturevalue("postgres")
+    return server.new_database()

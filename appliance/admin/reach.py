@@ -23,7 +23,7 @@ from appliance.store.database import DB_FILE
 TUI_KEY_FILE = "tui-admin.key"
 
 
-def tui_admin_key(data_dir: Path, *, renew: bool = False) -> str:
+def tui_admin_key(data_dir: Path, *, renew: bool = False, database: str | None = None) -> str:
     """The TUI's own admin key, kept in <data_dir>/tui-admin.key (mode 0600) and created on first
     use on the built-in admin account: whoever can read the data dir is an admin already."""
     path = data_dir / TUI_KEY_FILE
@@ -31,11 +31,11 @@ def tui_admin_key(data_dir: Path, *, renew: bool = False) -> str:
         key = path.read_text(encoding="utf-8").strip()
         if key:
             return key
-    if not (data_dir / DB_FILE).exists():
+    if not database and not (data_dir / DB_FILE).exists():
         raise NotFound(
             f"{data_dir} is not an Alveare data dir (no {DB_FILE}); pass the server's --data-dir, or an admin key."
         )
-    store = Store(data_dir)
+    store = Store(data_dir, database=database)
     try:
         try:
             store.account(ADMIN_ACCOUNT)
@@ -60,26 +60,28 @@ def open_admin(
     specialists_path: Path | str | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
     ca_cert: Path | str | None = None,
+    database: str | None = None,
 ) -> AdminOps:
     """An AdminClient when a server answers at `url` (default http://127.0.0.1:8080), else a
     LocalAdmin on the data dir (with the catalogue from `specialists_path`, default the built-in one).
 
     The admin key: `admin_key` when given (ALVEARE_ADMIN_KEY is the caller's to pass), else the
     TUI's own key from the data dir, renewed once if the server no longer accepts it. `ca_cert`: the
-    appliance's certificate to trust over HTTPS (default: the system's authorities).
+    appliance's certificate to trust over HTTPS (default: the system's authorities). `database`: the
+    store's PostgreSQL URL, for a cluster's store (default: SQLite in the data dir).
     """
     data_dir = Path(data_dir).expanduser()
     url = root_url(url or DEFAULT_URL)
     if server_answers(url, ca_cert=ca_cert):
         if admin_key:
             return AdminClient(url, admin_key, timeout, ca_cert=ca_cert)
-        client = AdminClient(url, tui_admin_key(data_dir), timeout, ca_cert=ca_cert)
+        client = AdminClient(url, tui_admin_key(data_dir, database=database), timeout, ca_cert=ca_cert)
         try:
             client.plans()
             return client
         except AuthenticationFailed:
             client.close()
-        client = AdminClient(url, tui_admin_key(data_dir, renew=True), timeout, ca_cert=ca_cert)
+        client = AdminClient(url, tui_admin_key(data_dir, renew=True, database=database), timeout, ca_cert=ca_cert)
         try:
             client.plans()
         except AuthenticationFailed:
@@ -92,4 +94,5 @@ def open_admin(
     from appliance.core.specialists import load_specialists
 
     catalogue = load_specialists(Path(specialists_path).expanduser() if specialists_path else None)
-    return LocalAdmin(Store(data_dir, create=False), catalogue, url=url)  # only `serve` creates a data dir
+    # Only `serve` creates a data dir.
+    return LocalAdmin(Store(data_dir, create=False, database=database), catalogue, url=url)

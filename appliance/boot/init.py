@@ -38,7 +38,7 @@ def initialize(settings: Settings) -> Initialized:
     if settings.tls_cert:  # before anything is made: a bad pair leaves no half-made data dir
         tls.check_pair(cert, key)
     created = not settings.data_path.exists()
-    store = Store(settings.data_path)  # the dir (0700) and the secret (0600)
+    store = Store(settings.data_path, database=settings.database)  # the dir (0700) and the secret (0600)
     try:
         admin = store.ensure_admin()
     finally:

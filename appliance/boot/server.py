@@ -87,7 +87,7 @@ def run(settings: Settings, announce: Announce) -> int:
         log.info("%s", note)
     if plan.solo_path is not None and plan.solo_path != model_path:
         check_model(plan.solo_path)  # a PATH given to --solo-model: one line if it is not a GGUF file
-    store = Store(settings.data_path)
+    store = Store(settings.data_path, database=settings.database)
     engine = HiveEngine(
         EngineConfig.from_settings(
             settings,

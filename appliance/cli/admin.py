@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from appliance.cli import migrate_db
 from appliance.cli.base import Command, action, actions, add_setting_flags, load_settings
 from appliance.cli.output import cut, print_json, table
 
@@ -47,7 +48,7 @@ def server_ca_cert(settings: Settings, args: argparse.Namespace) -> str | None:
 
 
 def add_target_flags(parser: argparse.ArgumentParser) -> None:
-    add_setting_flags(parser, only=("data_dir",))
+    add_setting_flags(parser, only=("data_dir", "database"))
     parser.add_argument("--url", help="the server to manage (default http(s)://127.0.0.1:PORT, from the settings)")
     parser.add_argument(
         "--admin-key",
@@ -73,6 +74,7 @@ def admin_ops(args: argparse.Namespace) -> Iterator[AdminOps]:
         key,
         specialists_path=settings.specialists_path,
         ca_cert=server_ca_cert(settings, args),
+        database=settings.database,
     )
     try:
         yield ops
@@ -150,6 +152,8 @@ class AdminCommand(Command):
             "path",
             help="the file to write, or a folder for alveare-<UTC time>.db (ending in /: made if missing, owner-only)",
         )
+
+        migrate_db.register(areas)
 
         p = action(areas, "usage", "requests, tokens, overage and alerts for the period", usage, json=True)
         p.add_argument("--account", help="one account (default: all)")

@@ -66,7 +66,7 @@ class InitCommand(Command):
     help = "create the data dir, the key-hashing secret, the first admin key and the TLS certificate"
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
-        add_setting_flags(parser, only=("data_dir", "host", "port", "tls_cert", "tls_key", "insecure_http"))
+        add_setting_flags(parser, only=("data_dir", "database", "host", "port", "tls_cert", "tls_key", "insecure_http"))
         parser.add_argument(
             "--openai-snippet",
             action="store_true",

@@ -36,7 +36,14 @@ def tui(args: argparse.Namespace) -> int:
     ca_cert = server_ca_cert(settings, args)
 
     def reopen():
-        return open_admin(data_dir, url, admin_key, specialists_path=settings.specialists_path, ca_cert=ca_cert)
+        return open_admin(
+            data_dir,
+            url,
+            admin_key,
+            specialists_path=settings.specialists_path,
+            ca_cert=ca_cert,
+            database=settings.database,
+        )
 
     backend = reopen()
     if backend.online:

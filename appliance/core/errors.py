@@ -133,5 +133,16 @@ class ServerUnavailable(AlveareError):
     code = "server_unavailable"
 
 
+class StoreUnavailable(AlveareError):
+    """The shared database (PostgreSQL) does not answer: nothing was done; retrying later is safe."""
+
+    status = 503
+    type = "server_error"
+    code = "store_unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"retry-after": "2"})
+
+
 class ConfigError(Exception):
     """A bad settings or specialists file; stops start-up with one clear line."""

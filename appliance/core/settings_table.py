@@ -28,6 +28,12 @@ def _http_url(value: str) -> str | None:
     return f"must start with http:// or https://, not {value!r}"
 
 
+def _database_url(value: str) -> str | None:
+    if value.startswith(("postgresql://", "postgres://")):
+        return None
+    return "must be a postgresql:// URL (without it the store is SQLite in the data dir)"  # never echoed: a password
+
+
 def _origins(value: str) -> str | None:
     for origin in split_origins(value):
         if origin != "*" and not origin.startswith(("http://", "https://")):
@@ -49,6 +55,19 @@ SETTINGS: tuple[Setting, ...] = (
         env="ALVEARE_DATA_DIR",
         metavar="DIR",
         more="(every command uses it; `alveare init` or the first `serve` creates it; mode 0700, its files 0600)",
+    ),
+    Setting(
+        "database",
+        str,
+        None,
+        "where accounts, keys, plans, usage and prompts live: a postgresql:// URL, shared by every node of a cluster",
+        flag="--database",
+        env="ALVEARE_DATABASE_URL",
+        metavar="URL",
+        default_text="the data dir's SQLite file",
+        more="(docs/scaling.md; the admin commands and the TUI take it too, for when no server answers; "
+        "give the password in the URL or in PostgreSQL's own ~/.pgpass or PGPASSWORD)",
+        check=_database_url,
     ),
     Setting("host", str, "127.0.0.1", "address to listen on", flag="--host", env="ALVEARE_HOST"),
     Setting("port", int, 8080, "port", flag="--port", env="ALVEARE_PORT", minimum=1, maximum=65535),

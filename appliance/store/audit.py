@@ -17,12 +17,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
-from sqlite_utils import Database
 
 from appliance.core.errors import InvalidRequest
 from appliance.store import clock
 from appliance.store.database import StoreBase
 from appliance.store.records import AuditEntry, AuditPage, AuditVerification
+from appliance.store.sql import Db
 
 # Who did it, when no admin key did: the admin tools on the data dir with no server (the CLI and
 # the TUI through LocalAdmin), and the first start's own setup (`alveare init`, the first `serve`).
@@ -59,13 +59,14 @@ def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any], fields: Ite
     return {f: [old.get(f), after.get(f)] for f in fields if old.get(f) != after.get(f)}
 
 
-def append(db: Database, actor: str, action: str, target: str, change: Mapping[str, Any]) -> None:
+def append(db: Db, actor: str, action: str, target: str, change: Mapping[str, Any]) -> None:
     """Append one row, on the writer's connection inside its transaction (call it from a write job).
 
     The row's id is the last id + 1, read in the same transaction: SQLite's BEGIN IMMEDIATE makes the
-    writer the only one, across processes too, so two appends never follow the same row. (A
-    PostgreSQL back end must lock the table first for the same reason.)
+    writer the only one, across processes too, and on PostgreSQL the table's lock does the same across
+    nodes, so two appends never follow the same row.
     """
+    db.lock("audit_log")
     last = db.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
     row_id, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
     at, text = clock.now_iso(), canonical(change)

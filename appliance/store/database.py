@@ -1,10 +1,11 @@
-"""The SQLite file's plumbing: the connections, the one writer thread, the files' modes, and
-`StoreBase`, what every part of `Store` reads and writes through.
+"""The store's plumbing, whichever the back end: the one writer thread, the SQLite file's
+connections and modes, and `StoreBase`, what every part of `Store` reads and writes through.
 
 Every write goes through one writer thread with its own connection, fed by a queue: writes that
 arrive together run in one transaction (each in its own savepoint, so one failing job fails
 alone) and their futures resolve only after the commit, so an awaited write is durable. Reads
-use a second connection; in WAL mode they never wait for the writer.
+use other connections (SQLite: a second one, which in WAL mode never waits for the writer;
+PostgreSQL: a pool).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from sqlite_utils import Database
+from appliance.store.sql import Db
 
 DB_FILE = "alveare.db"
 # A batch of writes committed together; bounded so one commit stays short.
@@ -37,17 +39,37 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class Writer:
-    """One thread owns the write connection; jobs are callables run on it, batched per commit."""
+class Session(Protocol):
+    """A back end's writer connection: the `Db` jobs run on, and how a transaction begins."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._queue: queue.SimpleQueue[tuple[Callable[[Database], Any], Future] | None] = queue.SimpleQueue()
+    def db(self) -> Db: ...
+
+    def begin(self) -> None: ...
+
+    def broken(self) -> bool:
+        """Whether the connection is lost (the next batch needs a new one)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Writer:
+    """One thread owns the write connection; jobs are callables run on it, batched per commit.
+    `connect` makes that connection, again after it was lost (PostgreSQL restarted)."""
+
+    def __init__(
+        self, connect: Callable[[], Session], translate: Callable[[Exception], Exception] = lambda e: e
+    ) -> None:
+        self._connect = connect
+        # What a failed batch's callers get for the back end's error (PostgreSQL gone: StoreUnavailable).
+        self._translate = translate
+        self._session: Session | None = None
+        self._queue: queue.SimpleQueue[tuple[Callable[[Db], Any], Future] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="alveare-store-writer", daemon=True)
         self._closed = False
         self._thread.start()
 
-    def submit(self, job: Callable[[Database], T]) -> Future[T]:
+    def submit(self, job: Callable[[Db], T]) -> Future[T]:
         future: Future[T] = Future()
         if self._closed:
             future.set_exception(RuntimeError("the store is closed"))
@@ -78,25 +100,36 @@ class Writer:
                     break
                 batch.append(item)
             self._commit(batch)
-        self._db.close()
+        if self._session is not None:
+            self._session.close()
 
-    def _commit(self, batch: list[tuple[Callable[[Database], Any], Future]]) -> None:
+    def _commit(self, batch: list[tuple[Callable[[Db], Any], Future]]) -> None:
         outcomes: list[tuple[Future, Any, BaseException | None]] = []
-        conn = self._db.conn
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for job, future in batch:
+            if self._session is None or self._session.broken():
+                if self._session is not None:
+                    self._session.close()
+                    self._session = None
+                self._session = self._connect()
+            db = self._session.db()
+            self._session.begin()
+            for n, (job, future) in enumerate(batch):
+                name = f"job{n}"
+                db.execute(f"SAVEPOINT {name}")  # a failing job rolls back alone
                 try:
-                    with self._db.atomic():  # a savepoint: a failing job rolls back alone
-                        outcomes.append((future, job(self._db), None))
+                    result = job(db)
                 except Exception as exc:
+                    db.execute(f"ROLLBACK TO SAVEPOINT {name}")
                     outcomes.append((future, None, exc))
-            conn.execute("COMMIT")
+                else:
+                    outcomes.append((future, result, None))
+                db.execute(f"RELEASE SAVEPOINT {name}")
+            db.execute("COMMIT")
         except Exception as exc:
             log.error("store: a batch of %d writes failed: %s", len(batch), exc)
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            outcomes = [(future, None, exc) for _, future in batch]
+            self._rollback()
+            failed = self._translate(exc)
+            outcomes = [(future, None, failed) for _, future in batch]
         for future, result, error in outcomes:
             try:
                 if error is None:
@@ -105,6 +138,15 @@ class Writer:
                     future.set_exception(error)
             except InvalidStateError:  # the waiter gave up (cancelled); the write stands
                 pass
+
+    def _rollback(self) -> None:
+        try:
+            if self._session is not None and not self._session.broken():
+                self._session.db().execute("ROLLBACK")
+        except Exception:  # the connection went with it: the next batch makes a new one
+            if self._session is not None:
+                self._session.close()
+            self._session = None
 
 
 def make_private(data_dir: Path) -> None:
@@ -122,24 +164,32 @@ def make_private(data_dir: Path) -> None:
             log.warning("could not restrict %s to mode %o: %s", path, mode, exc)
 
 
-class StoreBase:
-    """The shared ground of the store's parts (plans and accounts, keys, usage, prompts): the read
-    connection behind its lock, the writer, the key secret. `Store.__init__` sets them."""
+class Reads(Protocol):
+    """A back end's read side: a `Db` for one read, safe from any thread."""
 
-    path: Path
+    def __call__(self) -> AbstractContextManager[Db]: ...
+
+
+class StoreBase:
+    """The shared ground of the store's parts (plans and accounts, keys, usage, prompts): the reads,
+    the writer, the key secret. `Store.__init__` sets them."""
+
     _secret: bytes
     _writer: Writer
-    _db: Database
-    _lock: threading.Lock
+    _reads: Reads
 
     # plumbing --------------------------------------------------------------
-    def _write(self, job: Callable[[Database], T]) -> T:
+    def _write(self, job: Callable[[Db], T]) -> T:
         """Run a write on the writer thread and wait for its commit (the CLI's way)."""
         return self._writer.submit(job).result()
 
-    def submit(self, job: Callable[[Database], T]) -> Future[T]:
+    def submit(self, job: Callable[[Db], T]) -> Future[T]:
         return self._writer.submit(job)
 
     def _rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+        with self._reads() as db:
+            return db.all(sql, params)
+
+    def _dicts(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with self._reads() as db:
+            return db.dicts(sql, params)

@@ -5,14 +5,13 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any
 
-from sqlite_utils import Database
-
 from appliance.core import security
 from appliance.core.errors import Conflict, InvalidRequest, NotFound
 from appliance.store import clock
 from appliance.store.audit import INIT_ACTOR, append
 from appliance.store.plans_accounts import PlansAndAccounts, note_key_use
 from appliance.store.records import BillingPlan, CreatedKey, KeyInfo, Principal
+from appliance.store.sql import Db
 
 ADMIN_ACCOUNT = "admin"
 MAX_ACTIVE_KEYS = 5
@@ -27,16 +26,17 @@ class Keys(PlansAndAccounts):
         key = security.generate_key(test=test)
         prefix = security.display_prefix(key)
 
-        def job(db: Database) -> None:
+        def job(db: Db) -> None:
             # Admin keys (the first-run key, the TUI's key) are not apps' keys: the limit is on the others.
-            active = db["api_keys"].count_where("account_id = ? AND revoked_at IS NULL AND admin = 0", [acct.id])
+            active = db.count("api_keys", "account_id = ? AND revoked_at IS NULL AND admin = 0", [acct.id])
             if not admin and active >= MAX_ACTIVE_KEYS:
                 raise Conflict(
                     f"Account {account!r} already has {MAX_ACTIVE_KEYS} active keys, the most allowed. "
                     "Revoke one before creating another.",
                     code="too_many_keys",
                 )
-            db["api_keys"].insert(
+            db.insert(
+                "api_keys",
                 {
                     "account_id": acct.id,
                     "prefix": prefix,
@@ -46,7 +46,7 @@ class Keys(PlansAndAccounts):
                     "created_at": clock.now_iso(),
                     "revoked_at": None,
                     "last_used_at": None,
-                }
+                },
             )
             if actor is not None:  # the prefix only: never the key or its hash
                 append(db, actor, "key.create", prefix, {"account": acct.name, "test": test, "admin": admin})
@@ -93,8 +93,8 @@ class Keys(PlansAndAccounts):
             )
         key = matches[0]
 
-        def job(db: Database) -> None:
-            db["api_keys"].update(key.id, {"revoked_at": clock.now_iso()})
+        def job(db: Db) -> None:
+            db.update("api_keys", key.id, {"revoked_at": clock.now_iso()})
             if actor is not None:
                 append(db, actor, "key.revoke", key.prefix, {"account": key.account})
 
@@ -107,8 +107,7 @@ class Keys(PlansAndAccounts):
         return self._writer.submit(lambda db: note_key_use(db, key_id, when))
 
     def has_admin_key(self) -> bool:
-        with self._lock:
-            return bool(self._db["api_keys"].count_where("admin = 1 AND revoked_at IS NULL"))
+        return bool(self._rows("SELECT count(*) FROM api_keys WHERE admin = 1 AND revoked_at IS NULL")[0][0])
 
     def ensure_admin(self) -> CreatedKey | None:
         """On first start: an admin account with one admin key, returned once so it can be printed."""

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlite_utils import Database
-
 from appliance.core.errors import Conflict, InvalidRequest, NotFound
 from appliance.store import clock
 from appliance.store.audit import append, diff
 from appliance.store.database import StoreBase
 from appliance.store.records import Account, BillingPlan
+from appliance.store.sql import Db
 
 PLAN_FIELDS = (
     "requests_per_minute",
@@ -28,7 +27,7 @@ MAX_SHARE_WEIGHT = 100
 
 
 # Here, under both keys and usage, which write it: a key is an account's, and its last use is set by either.
-def note_key_use(db: Database, key_id: int, at: str) -> None:
+def note_key_use(db: Db, key_id: int, at: str) -> None:
     """Set a key's last use to `at`, never back: a slow request's record, or a request metered after
     a later one was authenticated, must not make the key look unused since then. (The auth version's
     triggers ignore last_used_at, so this never empties the server's key cache.)"""
@@ -41,13 +40,11 @@ def note_key_use(db: Database, key_id: int, at: str) -> None:
 class PlansAndAccounts(StoreBase):
     # plans -----------------------------------------------------------------
     def plans(self) -> list[BillingPlan]:
-        with self._lock:
-            rows = list(self._db["plans"].rows_where(order_by="requests_per_minute, name"))
+        rows = self._dicts("SELECT * FROM plans ORDER BY requests_per_minute, name")
         return [self._plan(r) for r in rows]
 
     def plan(self, name: str) -> BillingPlan:
-        with self._lock:
-            rows = list(self._db["plans"].rows_where("name = ?", [name.lower()]))
+        rows = self._dicts("SELECT * FROM plans WHERE name = ?", [name.lower()])
         if not rows:
             known = ", ".join(p.name for p in self.plans())
             raise NotFound(f"No plan named {name!r}. Plans: {known}.", param="plan", code="plan_not_found")
@@ -95,9 +92,9 @@ class PlansAndAccounts(StoreBase):
         row = {**msgspec_to_dict(current), **changes, "name": name}
         row["custom_prompts"] = int(bool(row["custom_prompts"]))
 
-        def job(db: Database) -> None:
-            before = next(iter(db["plans"].rows_where("name = ?", [name])), None)
-            db["plans"].upsert(row, pk="name")
+        def job(db: Db) -> None:
+            before = next(iter(db.dicts("SELECT * FROM plans WHERE name = ?", [name])), None)
+            db.upsert("plans", row, pk=["name"])
             if actor is None:
                 return
             if before is None:
@@ -115,17 +112,18 @@ class PlansAndAccounts(StoreBase):
             raise InvalidRequest("An account name is 1 to 64 letters, digits, '-', '_' or '.'.", param="name")
         plan_row = self.plan(plan)
 
-        def job(db: Database) -> None:
-            if db["accounts"].count_where("name = ?", [name]):
+        def job(db: Db) -> None:
+            if db.count("accounts", "name = ?", [name]):
                 raise Conflict(f"An account named {name!r} already exists.", param="name")
-            db["accounts"].insert(
+            db.insert(
+                "accounts",
                 {
                     "name": name,
                     "plan": plan_row.name,
                     "spending_cap": None,
                     "created_at": clock.now_iso(),
                     "specialists": None,
-                }
+                },
             )
             if actor is not None:
                 append(db, actor, "account.create", name, {"plan": plan_row.name})
@@ -134,15 +132,13 @@ class PlansAndAccounts(StoreBase):
         return self.account(name)
 
     def account(self, name: str) -> Account:
-        with self._lock:
-            rows = list(self._db["accounts"].rows_where("name = ?", [name]))
+        rows = self._dicts("SELECT * FROM accounts WHERE name = ?", [name])
         if not rows:
             raise NotFound(f"No account named {name!r}.", param="account", code="account_not_found")
         return self._account(rows[0])
 
     def accounts(self) -> list[Account]:
-        with self._lock:
-            rows = list(self._db["accounts"].rows_where(order_by="id"))
+        rows = self._dicts("SELECT * FROM accounts ORDER BY id")
         return [self._account(r) for r in rows]
 
     @staticmethod
@@ -153,9 +149,9 @@ class PlansAndAccounts(StoreBase):
     def _update_account(self, name: str, values: dict[str, Any], actor: str | None) -> Account:
         acct = self.account(name)
 
-        def job(db: Database) -> None:
-            before = db["accounts"].get(acct.id)
-            db["accounts"].update(acct.id, values)
+        def job(db: Db) -> None:
+            before = db.dicts("SELECT * FROM accounts WHERE id = ?", [acct.id])[0]
+            db.update("accounts", acct.id, values)
             if actor is not None:
                 change = diff(_account_values(before), _account_values(values), values)
                 append(db, actor, "account.update", acct.name, change)

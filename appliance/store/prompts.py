@@ -5,12 +5,11 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any
 
-from sqlite_utils import Database
-
 from appliance.store import clock
 from appliance.store.audit import append, diff, digest
 from appliance.store.database import StoreBase
 from appliance.store.records import CustomPrompt, SpecialistOverride
+from appliance.store.sql import Db
 
 # An override's fields, as its audit rows show them: a prompt by its length and digest, never its text.
 OVERRIDE_FIELDS = ("system_prompt", "temperature", "top_p", "max_tokens")
@@ -40,9 +39,9 @@ class Prompts(StoreBase):
             "updated_at": clock.now_iso(),
         }
 
-        def job(db: Database) -> None:
+        def job(db: Db) -> None:
             before = _prompt_of(db, account_id, specialist)
-            db["custom_prompts"].upsert(row, pk=("account_id", "specialist"))
+            db.upsert("custom_prompts", row, pk=("account_id", "specialist"))
             if actor is not None:
                 change = diff(_shown(before), _shown(prompt), ["system_prompt"])
                 append(db, actor, "prompt.set", _prompt_target(db, account_id, specialist), change)
@@ -50,7 +49,7 @@ class Prompts(StoreBase):
         return self._writer.submit(job)
 
     def delete_custom_prompt(self, account_id: int, specialist: str, *, actor: str | None = None) -> Future[bool]:
-        def job(db: Database) -> bool:
+        def job(db: Db) -> bool:
             before = _prompt_of(db, account_id, specialist)
             cursor = db.execute(
                 "DELETE FROM custom_prompts WHERE account_id = ? AND specialist = ?", [account_id, specialist]
@@ -97,11 +96,11 @@ class Prompts(StoreBase):
         }
         changes = {k: v for k, v in changes.items() if v is not None}
 
-        def job(db: Database) -> None:
-            rows = list(db["specialist_overrides"].rows_where("specialist = ?", [specialist]))
+        def job(db: Db) -> None:
+            rows = db.dicts("SELECT * FROM specialist_overrides WHERE specialist = ?", [specialist])
             row = rows[0] if rows else {"specialist": specialist}
             after = {**row, **changes, "updated_at": clock.now_iso()}
-            db["specialist_overrides"].upsert(after, pk="specialist")
+            db.upsert("specialist_overrides", after, pk=["specialist"])
             if actor is not None:
                 change = diff(_override_shown(rows[0] if rows else None), _override_shown(after), OVERRIDE_FIELDS)
                 append(db, actor, "specialist.set", specialist, change)
@@ -112,8 +111,8 @@ class Prompts(StoreBase):
         return found
 
     def delete_specialist_override(self, specialist: str, *, actor: str | None = None) -> bool:
-        def job(db: Database) -> bool:
-            rows = list(db["specialist_overrides"].rows_where("specialist = ?", [specialist]))
+        def job(db: Db) -> bool:
+            rows = db.dicts("SELECT * FROM specialist_overrides WHERE specialist = ?", [specialist])
             deleted = db.execute("DELETE FROM specialist_overrides WHERE specialist = ?", [specialist]).rowcount > 0
             if actor is not None:
                 change = diff(_override_shown(rows[0] if rows else None), {}, OVERRIDE_FIELDS)
@@ -123,14 +122,14 @@ class Prompts(StoreBase):
         return self._write(job)
 
 
-def _prompt_of(db: Database, account_id: int, specialist: str) -> str | None:
+def _prompt_of(db: Db, account_id: int, specialist: str) -> str | None:
     row = db.execute(
         "SELECT system_prompt FROM custom_prompts WHERE account_id = ? AND specialist = ?", [account_id, specialist]
     ).fetchone()
     return row[0] if row else None
 
 
-def _prompt_target(db: Database, account_id: int, specialist: str) -> str:
+def _prompt_target(db: Db, account_id: int, specialist: str) -> str:
     row = db.execute("SELECT name FROM accounts WHERE id = ?", [account_id]).fetchone()
     return f"{row[0] if row else account_id}/{specialist}"
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any
 
-from sqlite_utils import Database
-
 from appliance.store import clock
 from appliance.store.plans_accounts import PlansAndAccounts, note_key_use
 from appliance.store.records import (
@@ -18,6 +16,7 @@ from appliance.store.records import (
     UsageRow,
     UsageSummary,
 )
+from appliance.store.sql import Db
 
 
 class Usage(PlansAndAccounts):
@@ -40,7 +39,7 @@ class Usage(PlansAndAccounts):
             "overage": int(record.overage),
         }
 
-        def job(db: Database) -> None:
+        def job(db: Db) -> None:
             db.execute(f"INSERT INTO usage ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
             note_key_use(db, record.key_id, record.created_at)
 
@@ -171,10 +170,10 @@ class Usage(PlansAndAccounts):
     def record_alert(self, account_id: int, period: str, threshold: int, used: int, limit: int) -> Future[bool]:
         """Record an alert once per account, period and threshold; resolves to whether it is new."""
 
-        def job(db: Database) -> bool:
+        def job(db: Db) -> bool:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO alert_events (account_id, period, threshold, requests_used, requests_limit,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO alert_events (account_id, period, threshold, requests_used, requests_limit,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [account_id, period, threshold, used, limit, clock.now_iso()],
             )
             return cursor.rowcount == 1
@@ -184,7 +183,7 @@ class Usage(PlansAndAccounts):
     def alerts(self, account: str | None = None, period: str | None = None) -> list[AlertEvent]:
         sql = (
             "SELECT a.name, e.period, e.threshold, e.requests_used, e.requests_limit, e.created_at"
-            " FROM alert_events e JOIN accounts a ON a.id = e.account_id WHERE 1"
+            " FROM alert_events e JOIN accounts a ON a.id = e.account_id WHERE 1 = 1"
         )
         params: list[Any] = []
         if account is not None:

@@ -18,6 +18,7 @@ CONFIGURATION_PAGE = Path(__file__).parents[2] / "docs" / "configuration.md"
 # A value other than the default for each setting, as text (environment) and as parsed.
 SAMPLES = {
     "data_dir": ("/srv/alveare", "/srv/alveare"),
+    "database": ("postgresql://alveare@db/alveare", "postgresql://alveare@db/alveare"),
     "host": ("0.0.0.0", "0.0.0.0"),
     "port": ("9001", 9001),
     "model_path": ("/models/m.gguf", "/models/m.gguf"),

@@ -7,8 +7,9 @@ from appliance.store import Store
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path)
+def store(tmp_path, store_database):
+    """The store on each back end: SQLite in tmp_path, or a fresh PostgreSQL database."""
+    s = Store(tmp_path, database=store_database)
     yield s
     s.close()
 
@@ -29,10 +30,13 @@ def test_key_authenticates_and_is_stored_hashed(store: Store, tmp_path) -> None:
     assert principal is not None and principal.account == "acme" and principal.plan.name == "starter"
     other = "y" if created.key.endswith("x") else "x"
     assert store.authenticate(created.key[:-1] + other) is None
-    store.close()
-    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("alveare.db"))
-    assert created.key.encode() not in raw
-    assert created.key[17:].encode() not in raw
+    stored = str(store._rows("SELECT * FROM api_keys"))
+    assert created.key not in stored and created.key[17:] not in stored
+    if store.dialect == "sqlite":
+        store.close()
+        raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("alveare.db"))
+        assert created.key.encode() not in raw
+        assert created.key[17:].encode() not in raw
 
 
 def test_five_active_keys_at_most(store: Store) -> None:
@@ -77,9 +81,9 @@ def test_admin_key_created_once(store: Store) -> None:
     assert principal is not None and principal.admin
 
 
-def test_migrations_are_idempotent(tmp_path) -> None:
-    Store(tmp_path).close()
-    Store(tmp_path).close()
+def test_migrations_are_idempotent(tmp_path, store_database) -> None:
+    Store(tmp_path, database=store_database).close()
+    Store(tmp_path, database=store_database).close()
 
 
 def test_ambiguous_prefix_is_refused(store: Store, monkeypatch) -> None:
