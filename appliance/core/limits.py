@@ -102,50 +102,68 @@ def _remaining(limit: int, tat: float, now: float) -> int:
     return max(0, min(limit, math.floor(limit * (WINDOW_S - _level(tat, now)) / WINDOW_S + _EPS)))
 
 
+def rate_state(rpm: int, tpm: int, requests_tat: float, tokens_tat: float, now: float) -> RateState:
+    return RateState(
+        limit_requests=rpm,
+        remaining_requests=_remaining(rpm, requests_tat, now),
+        reset_requests_s=_level(requests_tat, now),
+        limit_tokens=tpm,
+        remaining_tokens=_remaining(tpm, tokens_tat, now),
+        reset_tokens_s=_level(tokens_tat, now),
+    )
+
+
+def too_large(tokens: int, tpm: int) -> RateLimited | None:
+    """A request that could never fit the key's tokens per minute, whatever it waits."""
+    if tokens <= tpm:
+        return None
+    return RateLimited(
+        f"Request too large: it may use up to {tokens} tokens (prompt plus max_tokens), more than this "
+        f"key's limit of {tpm} tokens per minute. Lower max_tokens or shorten the prompt.",
+        headers={"x-should-retry": "false"},
+    )
+
+
+def gcra_take(
+    requests_tat: float, tokens_tat: float, now: float, rpm: int, tpm: int, tokens: int
+) -> tuple[float, float]:
+    """The allowances' new arrival times after one request and `tokens`, or RateLimited (with how long
+    to wait) when either would pass its limit. The one rule, in memory here and in PostgreSQL's
+    statement for a cluster (appliance/store/shared_limits.py)."""
+    req_tat = max(requests_tat, now) + WINDOW_S / rpm
+    tok_tat = max(tokens_tat, now) + tokens * WINDOW_S / tpm
+    wait = max(req_tat - now - WINDOW_S, tok_tat - now - WINDOW_S if tokens else 0.0)
+    if wait > _EPS:
+        what = "requests" if req_tat - now - WINDOW_S > _EPS else "tokens"
+        limit = rpm if what == "requests" else tpm
+        raise RateLimited(
+            f"Rate limit reached for {what}: this key may use {limit} {what} per minute. "
+            f"Please try again in {duration(wait)}.",
+            headers={
+                "Retry-After": str(max(1, math.ceil(wait - _EPS))),
+                "retry-after-ms": str(max(1, math.ceil(wait * 1000 - _EPS))),
+            },
+        )
+    return req_tat, tok_tat
+
+
 class RateLimiter:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._keys: dict[int, _Buckets] = {}
 
-    def _state(self, b: _Buckets, rpm: int, tpm: int, now: float) -> RateState:
-        return RateState(
-            limit_requests=rpm,
-            remaining_requests=_remaining(rpm, b.requests_tat, now),
-            reset_requests_s=_level(b.requests_tat, now),
-            limit_tokens=tpm,
-            remaining_tokens=_remaining(tpm, b.tokens_tat, now),
-            reset_tokens_s=_level(b.tokens_tat, now),
-        )
-
     def peek(self, key_id: int, rpm: int, tpm: int) -> RateState:
-        return self._state(self._keys.get(key_id) or _Buckets(), rpm, tpm, self._clock())
+        b = self._keys.get(key_id) or _Buckets()
+        return rate_state(rpm, tpm, b.requests_tat, b.tokens_tat, self._clock())
 
     def admit(self, key_id: int, rpm: int, tpm: int, tokens: int) -> Admission:
         """Take one request and `tokens` from the key's allowances, or raise RateLimited (taking nothing)."""
         now = self._clock()
         b = self._keys.setdefault(key_id, _Buckets())
-        if tokens > tpm:
-            raise RateLimited(
-                f"Request too large: it may use up to {tokens} tokens (prompt plus max_tokens), more than this "
-                f"key's limit of {tpm} tokens per minute. Lower max_tokens or shorten the prompt.",
-                headers={"x-should-retry": "false"},
-            )
-        req_tat = max(b.requests_tat, now) + WINDOW_S / rpm
-        tok_tat = max(b.tokens_tat, now) + tokens * WINDOW_S / tpm
-        wait = max(req_tat - now - WINDOW_S, tok_tat - now - WINDOW_S if tokens else 0.0)
-        if wait > _EPS:
-            what = "requests" if req_tat - now - WINDOW_S > _EPS else "tokens"
-            limit = rpm if what == "requests" else tpm
-            raise RateLimited(
-                f"Rate limit reached for {what}: this key may use {limit} {what} per minute. "
-                f"Please try again in {duration(wait)}.",
-                headers={
-                    "Retry-After": str(max(1, math.ceil(wait - _EPS))),
-                    "retry-after-ms": str(max(1, math.ceil(wait * 1000 - _EPS))),
-                },
-            )
-        b.requests_tat, b.tokens_tat = req_tat, tok_tat
-        return Admission(key_id, tpm, tokens, self._state(b, rpm, tpm, now))
+        if refused := too_large(tokens, tpm):
+            raise refused
+        b.requests_tat, b.tokens_tat = gcra_take(b.requests_tat, b.tokens_tat, now, rpm, tpm, tokens)
+        return Admission(key_id, tpm, tokens, rate_state(rpm, tpm, b.requests_tat, b.tokens_tat, now))
 
     def settle(self, admission: Admission, actual_tokens: int) -> None:
         """Replace the up-front token estimate with the tokens actually used (refund or charge the difference)."""
@@ -176,6 +194,29 @@ class QuotaResult:
     overage: bool
     requests_used: int
     new_alerts: list[int] = field(default_factory=list)
+
+
+def cap_allows(used: int, pending: int, monthly_limit: int, overage_per_1k: float, cap: float | None) -> bool:
+    """Whether one more request keeps the period's overage charge within the spending cap."""
+    return cap is None or max(0, used + pending + 1 - monthly_limit) * overage_per_1k <= cap * 1000 + _EPS
+
+
+def over_cap(
+    used: int, pending: int, monthly_limit: int, overage_per_1k: float, cap: float | None
+) -> QuotaExceeded | None:
+    if cap is None or cap_allows(used, pending, monthly_limit, overage_per_1k, cap):
+        return None
+    return QuotaExceeded(
+        f"You exceeded your spending cap of {cap:g} for this period: {used} requests used "
+        f"of the plan's {monthly_limit}, and overage is charged at {overage_per_1k:g} per 1,000 requests. "
+        "Requests resume next period, or ask your Alveare admin to raise the cap.",
+        headers={"x-should-retry": "false"},
+    )
+
+
+def crossed_thresholds(used: int, monthly_limit: int) -> list[int]:
+    """The alert thresholds (percent of the monthly requests) that `used` has reached."""
+    return [t for t in ALERT_THRESHOLDS if used * 100 >= t * monthly_limit]
 
 
 class QuotaBook:
@@ -213,15 +254,8 @@ class QuotaBook:
     ) -> QuotaHold:
         """Hold one request against the period, or raise QuotaExceeded when it would pass the spending cap."""
         ledger = self._ledger(account_id, period, load)
-        if cap is not None:
-            overage_after = max(0, ledger.used + ledger.pending + 1 - monthly_limit)
-            if overage_after * overage_per_1k > cap * 1000 + _EPS:
-                raise QuotaExceeded(
-                    f"You exceeded your spending cap of {cap:g} for this period: {ledger.used} requests used "
-                    f"of the plan's {monthly_limit}, and overage is charged at {overage_per_1k:g} per 1,000 requests. "
-                    "Requests resume next period, or ask your Alveare admin to raise the cap.",
-                    headers={"x-should-retry": "false"},
-                )
+        if refused := over_cap(ledger.used, ledger.pending, monthly_limit, overage_per_1k, cap):
+            raise refused
         ledger.pending += 1
         return QuotaHold(account_id, period)
 
@@ -241,7 +275,7 @@ class QuotaBook:
         hold.done = True
         ledger.pending -= 1
         ledger.used += 1
-        crossed = [t for t in ALERT_THRESHOLDS if t not in ledger.alerted and ledger.used * 100 >= t * monthly_limit]
+        crossed = [t for t in crossed_thresholds(ledger.used, monthly_limit) if t not in ledger.alerted]
         ledger.alerted.update(crossed)
         return QuotaResult(ledger.used > monthly_limit, ledger.used, crossed)
 

@@ -102,9 +102,14 @@ class Flow:
         self.metering = metering
         self.runner = runner
 
-    def _admit(self, meter: Meter, plan: GenerationPlan) -> GenerationPlan:
-        """Past the caller's limits, the plan's requests in the caller's flow for the fair scheduler."""
-        self.metering.admit(meter, plan.specialist.name, plan.token_estimate)
+    async def _admit(self, meter: Meter, plan: GenerationPlan) -> GenerationPlan:
+        """Past the caller's limits, the plan's requests in the caller's flow for the fair scheduler.
+        A single box checks the limits on the event loop with no await inside (metering.py); a
+        cluster's are one statement each in the shared database, in a worker thread."""
+        if self.metering.shared is not None:
+            await asyncio.to_thread(self.metering.admit, meter, plan.specialist.name, plan.token_estimate)
+        else:
+            self.metering.admit(meter, plan.specialist.name, plan.token_estimate)
         share = share_of(meter.call.principal)
         return dataclasses.replace(plan, requests=[msgspec.structs.replace(r, share=share) for r in plan.requests])
 
@@ -131,7 +136,7 @@ class Flow:
         meter = Meter(call)
         with self.metering.metered(meter):
             plan = await self._prepare(meter, prepare)
-            plan = self._admit(meter, plan)
+            plan = await self._admit(meter, plan)
             generations = self.runner.start(plan.requests, plan.n)
             meter.timings = [g.timing for g in generations]
             try:
@@ -154,7 +159,7 @@ class Flow:
         meter = Meter(call)
         with self.metering.metered(meter):
             plan = await self._prepare(meter, prepare)
-            plan = self._admit(meter, plan)
+            plan = await self._admit(meter, plan)
             generations = self.runner.start(plan.requests, plan.n)
             meter.timings = [g.timing for g in generations]
         async for event in self._events(meter, plan, generations, renderer(plan)):

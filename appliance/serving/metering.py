@@ -1,6 +1,11 @@
 """Metering: rate limits and the spending cap on the way in; on the way out the token settlement,
 the quota count, its alerts (log, store, webhook), the usage record and the traffic counters.
-Also the caller's usage report, read from the same records."""
+Also the caller's usage report, read from the same records.
+
+A single box counts limits and quotas in memory (core/limits.py). A cluster on PostgreSQL counts
+them in the shared database (store/shared_limits.py), so they are exact across its nodes: the
+request's quota count and its usage record are then one transaction, and an alert crossed is
+recorded, and sent, by whichever node's request crossed it, once."""
 
 from __future__ import annotations
 
@@ -13,15 +18,30 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+import msgspec
+
 from appliance.core import protocol as p
 from appliance.core.errors import AlveareError
-from appliance.core.limits import Admission, QuotaBook, QuotaHold, RateLimiter, RateState, key_limits
+from appliance.core.limits import (
+    Admission,
+    QuotaBook,
+    QuotaHold,
+    RateLimiter,
+    RateState,
+    crossed_thresholds,
+    key_limits,
+    rate_state,
+    too_large,
+)
 from appliance.engine.interface import Timing
 from appliance.serving.metrics import TenantMetrics
 from appliance.serving.stages import Stages
 from appliance.serving.tracing import NO_TRACE, Trace
 from appliance.serving.traffic import Traffic
 from appliance.store import Principal, Store, UsageRecord, current_period, now_iso
+from appliance.store.shared_limits import SharedLimits
+from appliance.store.sql import Db
+from appliance.store.usage import insert_alert, insert_usage
 
 log = logging.getLogger("alveare.service")
 WEBHOOK_TIMEOUT_S = 5.0
@@ -77,9 +97,12 @@ class Metering:
         metrics: TenantMetrics,
         *,
         webhook_url: str | None = None,
+        shared: SharedLimits | None = None,
     ) -> None:
         self.limiter = limiter
         self.quota = quota
+        # A cluster's limits (in its PostgreSQL), in place of the limiter's and the quota book's.
+        self.shared = shared
         self.store = store
         self.traffic = traffic
         self.metrics = metrics
@@ -88,6 +111,8 @@ class Metering:
     def rate_state(self, principal: Principal) -> RateState:
         """The key's rate-limit state now, for the headers of a response that was not admitted."""
         rpm, tpm = key_limits(principal.plan.requests_per_minute, principal.plan.tokens_per_minute, principal.test)
+        if self.shared is not None:  # as this node last saw it: no database read on the event loop
+            return self.shared.last.get(principal.key_id) or rate_state(rpm, tpm, 0.0, 0.0, 0.0)
         return self.limiter.peek(principal.key_id, rpm, tpm)
 
     @contextlib.contextmanager
@@ -109,7 +134,7 @@ class Metering:
         """The account's count for the period from the store, unless it is in memory already. Called in a
         worker thread before admission (see `use_quota`); None when there is nothing to read."""
         principal = meter.call.principal
-        if principal.test or self.quota.knows(principal.account_id, meter.period):
+        if self.shared is not None or principal.test or self.quota.knows(principal.account_id, meter.period):
             return None
         return self._quota_loader(principal.account_id, meter.period)()
 
@@ -121,7 +146,9 @@ class Metering:
 
     def admit(self, meter: Meter, specialist: str, tokens: int) -> None:
         """Spending cap, then rate limits for `tokens` (prompt plus the completion budget): check and
-        take both at once, or take nothing (no await here)."""
+        take both at once, or take nothing (no await here; a cluster's: in a worker thread)."""
+        if self.shared is not None:
+            return self._admit_shared(self.shared, meter, specialist, tokens)
         principal = meter.call.principal
         meter.specialist = specialist
         plan = principal.plan
@@ -145,6 +172,33 @@ class Metering:
         meter.hold = hold
         meter.call.rate = meter.admission.state
 
+    def _admit_shared(self, shared: SharedLimits, meter: Meter, specialist: str, tokens: int) -> None:
+        principal = meter.call.principal
+        meter.specialist = specialist
+        plan = principal.plan
+        rpm, tpm = key_limits(plan.requests_per_minute, plan.tokens_per_minute, principal.test)
+        if refused := too_large(tokens, tpm):
+            raise refused
+        hold = None
+        if not principal.test:
+            shared.hold(
+                principal.account_id,
+                meter.period,
+                plan.requests_per_month,
+                plan.overage_per_1k_requests,
+                principal.spending_cap,
+            )
+            hold = QuotaHold(principal.account_id, meter.period)
+        try:
+            state = shared.take(principal.key_id, rpm, tpm, tokens)
+        except BaseException:
+            if hold is not None:
+                shared.release(hold.account_id, hold.period).add_done_callback(_log_failed_write)
+            raise
+        meter.admission = Admission(principal.key_id, tpm, tokens, state)
+        meter.hold = hold
+        meter.call.rate = state
+
     def finish(self, meter: Meter, status: int) -> Future[None] | None:
         """Settle the token estimate, count the request (or not), record it. Once per request."""
         if meter.done:
@@ -167,6 +221,8 @@ class Metering:
         generated = meter.completion_tokens  # a failure's trace still shows what it generated
         if status >= 400:
             meter.prompt_tokens = meter.completion_tokens = 0
+        if self.shared is not None:
+            return self._settle_shared(self.shared, meter, status, generated)
         if meter.admission is not None:
             self.limiter.settle(meter.admission, meter.prompt_tokens + meter.completion_tokens)
         overage = False
@@ -178,7 +234,17 @@ class Metering:
                     self._alert(principal, meter.period, threshold, result.requests_used)
             else:
                 self.quota.release(meter.hold)
-        record = UsageRecord(
+        record = self._record(meter, status, overage=overage)
+        self.traffic.record(status, meter.prompt_tokens + meter.completion_tokens)
+        self._observe(meter, status, generated)
+        future = self.store.record_usage(record)
+        future.add_done_callback(_log_failed_write)
+        return future
+
+    @staticmethod
+    def _record(meter: Meter, status: int, *, overage: bool) -> UsageRecord:
+        principal = meter.call.principal
+        return UsageRecord(
             key_id=principal.key_id,
             account_id=principal.account_id,
             endpoint=meter.call.endpoint,
@@ -192,11 +258,54 @@ class Metering:
             test=principal.test,
             overage=overage,
         )
+
+    def _settle_shared(self, shared: SharedLimits, meter: Meter, status: int, generated: int) -> Future[None]:
+        """A cluster's settlement: the token refund queued, and the quota count, the usage record and
+        any alert it crosses in one write job (one transaction)."""
+        principal = meter.call.principal
+        admission, hold = meter.admission, meter.hold
+        if admission is not None and not admission.settled:
+            admission.settled = True
+            actual = meter.prompt_tokens + meter.completion_tokens
+            shared.settle(admission.key_id, admission.tokens_per_minute, admission.estimate, actual).add_done_callback(
+                _log_failed_write
+            )
+        if hold is not None and status >= 400:
+            shared.release(hold.account_id, hold.period).add_done_callback(_log_failed_write)
+        record = self._record(meter, status, overage=False)
+        limit = principal.plan.requests_per_month
+
+        def job(db: Db) -> tuple[int, list[int]]:
+            if hold is None or status >= 400:
+                insert_usage(db, record)
+                return 0, []
+            used = shared.commit(db, hold.account_id, hold.period)
+            insert_usage(db, msgspec.structs.replace(record, overage=used > limit))
+            new = [
+                t
+                for t in crossed_thresholds(used, limit)
+                if insert_alert(db, hold.account_id, hold.period, t, used, limit)
+            ]
+            return used, new
+
         self.traffic.record(status, meter.prompt_tokens + meter.completion_tokens)
         self._observe(meter, status, generated)
-        future = self.store.record_usage(record)
-        future.add_done_callback(_log_failed_write)
-        return future
+        alerts = self.store.submit(job)
+        done: Future[None] = Future()
+
+        def committed(f: Future[tuple[int, list[int]]]) -> None:
+            error = f.exception()
+            if error is None:
+                used, new = f.result()
+                for threshold in new:  # this node's request crossed it: it tells, once
+                    self._notify(principal, meter.period, threshold, used)
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
+        alerts.add_done_callback(committed)
+        done.add_done_callback(_log_failed_write)
+        return done
 
     def _observe(self, meter: Meter, status: int, generated: int) -> None:
         """The request in the per-tenant metrics and its trace: who, which specialist, tokens, stages."""
@@ -217,6 +326,14 @@ class Metering:
 
     def _alert(self, principal: Principal, period: str, threshold: int, used: int) -> None:
         limit = principal.plan.requests_per_month
+        self.store.record_alert(principal.account_id, period, threshold, used, limit).add_done_callback(
+            _log_failed_write
+        )
+        self._notify(principal, period, threshold, used)
+
+    def _notify(self, principal: Principal, period: str, threshold: int, used: int) -> None:
+        """An alert crossed: the log line, and the webhook when one is set."""
+        limit = principal.plan.requests_per_month
         log.warning(
             "usage alert: account %s reached %d%% of its monthly requests (%d of %d, period %s)",
             principal.account,
@@ -224,9 +341,6 @@ class Metering:
             used,
             limit,
             period,
-        )
-        self.store.record_alert(principal.account_id, period, threshold, used, limit).add_done_callback(
-            _log_failed_write
         )
         if self.webhook_url:
             payload = {

@@ -27,6 +27,7 @@ from appliance.serving.shapes import Shapes
 from appliance.serving.status import Status
 from appliance.serving.traffic import Traffic
 from appliance.store import Store
+from appliance.store.shared_limits import SharedLimits
 
 log = logging.getLogger("alveare.service")
 
@@ -38,8 +39,16 @@ class Serving:
         # This app's own Prometheus series (never prometheus_client's global registry).
         registry = CollectorRegistry()
         self.catalogue = Catalogue(specialists, store, engine, created=int(time.time()))
+        # A cluster's nodes share one PostgreSQL store: its limits are counted there, exact across them.
+        shared = SharedLimits(store) if store.dialect == "postgresql" else None
         self.metering = Metering(
-            RateLimiter(), QuotaBook(), store, traffic, TenantMetrics(registry), webhook_url=settings.webhook_url
+            RateLimiter(),
+            QuotaBook(),
+            store,
+            traffic,
+            TenantMetrics(registry),
+            webhook_url=settings.webhook_url,
+            shared=shared,
         )
         self.status = Status(engine, specialists, traffic, registry)
         prompter = Prompter(engine, timeout_s=timeout_s)

@@ -205,5 +205,18 @@ def m006_audit_log(db: Database) -> None:
         )
 
 
+@migrations()
+def m007_shared_limits(db: Database) -> None:
+    # A cluster's rate limits and quota holds (appliance/store/shared_limits.py): used on PostgreSQL
+    # only, where several nodes must agree; a single box keeps them in memory. Made here too, so both
+    # back ends have the same tables.
+    db["rate_limits"].create({"key_id": int, "requests_tat": float, "tokens_tat": float}, pk="key_id")
+    db["quota_ledger"].create(
+        {"account_id": int, "period": str, "used": int, "reserved": int},
+        pk=("account_id", "period"),
+        not_null={"used", "reserved"},
+    )
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)

@@ -118,6 +118,16 @@ STEPS: list[tuple[str, list[str]]] = [
             " FOR EACH STATEMENT EXECUTE FUNCTION alveare_audit_append_only()",
         ],
     ),
+    (
+        "m007_shared_limits",
+        [
+            # Seconds since the epoch on the database's clock (shared_limits.py).
+            "CREATE TABLE rate_limits (key_id BIGINT PRIMARY KEY, requests_tat DOUBLE PRECISION NOT NULL,"
+            " tokens_tat DOUBLE PRECISION NOT NULL)",
+            "CREATE TABLE quota_ledger (account_id BIGINT, period TEXT, used INTEGER NOT NULL,"
+            " reserved INTEGER NOT NULL, PRIMARY KEY (account_id, period))",
+        ],
+    ),
 ]
 
 

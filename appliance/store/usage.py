@@ -23,27 +23,7 @@ class Usage(PlansAndAccounts):
     # usage -----------------------------------------------------------------
     def record_usage(self, record: UsageRecord) -> Future[None]:
         """Queue one usage record (and the key's last use); resolves once it is committed."""
-        row = {
-            "key_id": record.key_id,
-            "account_id": record.account_id,
-            "endpoint": record.endpoint,
-            "specialist": record.specialist,
-            "prompt_tokens": record.prompt_tokens,
-            "completion_tokens": record.completion_tokens,
-            "latency_ms": record.latency_ms,
-            "status": record.status,
-            "created_at": record.created_at,
-            "period": record.period,
-            "test": int(record.test),
-            "billable": int(record.billable),
-            "overage": int(record.overage),
-        }
-
-        def job(db: Db) -> None:
-            db.execute(f"INSERT INTO usage ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
-            note_key_use(db, record.key_id, record.created_at)
-
-        return self._writer.submit(job)
+        return self._writer.submit(lambda db: insert_usage(db, record))
 
     def billable_requests(self, account_id: int, period: str) -> int:
         """The committed requests that count toward the account's monthly quota."""
@@ -170,15 +150,7 @@ class Usage(PlansAndAccounts):
     def record_alert(self, account_id: int, period: str, threshold: int, used: int, limit: int) -> Future[bool]:
         """Record an alert once per account, period and threshold; resolves to whether it is new."""
 
-        def job(db: Db) -> bool:
-            cursor = db.execute(
-                "INSERT INTO alert_events (account_id, period, threshold, requests_used, requests_limit,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [account_id, period, threshold, used, limit, clock.now_iso()],
-            )
-            return cursor.rowcount == 1
-
-        return self._writer.submit(job)
+        return self._writer.submit(lambda db: insert_alert(db, account_id, period, threshold, used, limit))
 
     def alerts(self, account: str | None = None, period: str | None = None) -> list[AlertEvent]:
         sql = (
@@ -194,3 +166,36 @@ class Usage(PlansAndAccounts):
             sql += " AND e.period = ?"
             params.append(period)
         return [AlertEvent(*r) for r in self._rows(sql + " ORDER BY e.id", params)]
+
+
+# Write jobs' parts, for the store's own writes and for metering's job on a cluster (one transaction
+# with the quota count there).
+def insert_usage(db: Db, record: UsageRecord) -> None:
+    """One usage record, and its key's last use."""
+    row = {
+        "key_id": record.key_id,
+        "account_id": record.account_id,
+        "endpoint": record.endpoint,
+        "specialist": record.specialist,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "latency_ms": record.latency_ms,
+        "status": record.status,
+        "created_at": record.created_at,
+        "period": record.period,
+        "test": int(record.test),
+        "billable": int(record.billable),
+        "overage": int(record.overage),
+    }
+    db.execute(f"INSERT INTO usage ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+    note_key_use(db, record.key_id, record.created_at)
+
+
+def insert_alert(db: Db, account_id: int, period: str, threshold: int, used: int, limit: int) -> bool:
+    """An alert, once per account, period and threshold; whether this call recorded it."""
+    cursor = db.execute(
+        "INSERT INTO alert_events (account_id, period, threshold, requests_used, requests_limit,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        [account_id, period, threshold, used, limit, clock.now_iso()],
+    )
+    return cursor.rowcount == 1

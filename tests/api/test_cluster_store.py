@@ -1,65 +1,136 @@
-"""Two appliances on one PostgreSQL (`--database`), as a cluster's nodes run: an account and key made
-through one node work on the other, usage is recorded once whichever node served, a revocation
-through one node holds on the other at the next request, the admin API works on either, and a
-database that stops answering is a clear 503 until it is back."""
+"""Three appliances on one PostgreSQL (`--database`), as a cluster's nodes run: an account and key made
+through one node work on the others, usage is recorded once whichever node served, a revocation
+through one node holds on the others at the next request, limits and caps are exact across the
+nodes, and a database that stops answering is a clear 503 until it is back."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-from live import start_server
+import pytest
+from live import LiveServer, start_server
 
 from appliance.store import Store
 
 
 def chat(url: str, key: str) -> httpx.Response:
-    body = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+    body = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
     return httpx.post(url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60)
 
 
-def test_two_nodes_share_one_postgresql_store(tmp_path: Path, postgres) -> None:
-    url = postgres.new_database()
-    one = start_server(tmp_path / "one", "--database", url)
-    two = start_server(tmp_path / "two", "--database", url)
-    try:
-        admin = {"Authorization": f"Bearer {one.admin_key}"}
-        assert one.admin_key and not two.admin_key  # the first node made the cluster's first admin key
-        made = httpx.post(one.url + "/v1/admin/accounts", json={"name": "acme", "plan": "starter"}, headers=admin)
-        assert made.status_code == 201, made.text
-        created = httpx.post(two.url + "/v1/admin/keys", json={"account": "acme"}, headers=admin)  # via node two
-        assert created.status_code == 201, created.text
-        key = created.json()["key"]
+class Cluster:
+    def __init__(self, nodes: list[LiveServer], url: str, data: Path) -> None:
+        self.nodes, self.url, self.data = nodes, url, data
+        self.admin = {"Authorization": f"Bearer {nodes[0].admin_key}"}
 
-        assert chat(one.url, key).status_code == 200
-        assert chat(two.url, key).status_code == 200
-        usage = httpx.get(one.url + "/v1/admin/usage", params={"account": "acme"}, headers=admin).json()
-        assert usage["by_account"][0]["requests"] == 2  # each request once, whichever node served it
+    def post(self, node: int, path: str, body: dict) -> dict:
+        r = httpx.post(self.nodes[node].url + path, json=body, headers=self.admin)
+        assert r.status_code in (200, 201), r.text
+        return r.json()
 
-        revoked = httpx.delete(one.url + f"/v1/admin/keys/{key[:17]}", headers=admin)
-        assert revoked.status_code == 200, revoked.text
-        started = time.monotonic()
-        refused = chat(two.url, key)
-        assert refused.status_code == 401 and time.monotonic() - started < 1.0
-        assert refused.json()["error"]["code"] == "invalid_api_key"
+    def put(self, node: int, path: str, body: dict) -> dict:
+        r = httpx.put(self.nodes[node].url + path, json=body, headers=self.admin)
+        assert r.status_code == 200, r.text
+        return r.json()
 
-        # The database goes away: a clear 503 within seconds, not a 500 or a hang; back when it is.
-        spare = httpx.post(one.url + "/v1/admin/keys", json={"account": "acme"}, headers=admin).json()["key"]
-        postgres.stop()
+    def patch(self, node: int, path: str, body: dict) -> dict:
+        r = httpx.patch(self.nodes[node].url + path, json=body, headers=self.admin)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def burst(self, key: str, n: int) -> Counter[int]:
+        """`n` requests at once, spread over the nodes in turn; the statuses they got."""
+
+        async def all_at_once() -> list[int]:
+            body = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+            headers = {"Authorization": f"Bearer {key}"}
+            async with httpx.AsyncClient(timeout=120) as client:
+                urls = [self.nodes[i % len(self.nodes)].url + "/v1/chat/completions" for i in range(n)]
+                answers = await asyncio.gather(*(client.post(u, json=body, headers=headers) for u in urls))
+            return [a.status_code for a in answers]
+
+        return Counter(asyncio.run(all_at_once()))
+
+    def usage_count(self, account: str) -> int:
+        store = Store(self.data / "reader", database=self.url)  # the state is in the database, not the nodes
         try:
-            started = time.monotonic()
-            down = chat(two.url, spare)
-            assert down.status_code == 503 and time.monotonic() - started < 8
-            assert down.json()["error"]["code"] == "store_unavailable" and "retry-after" in down.headers
+            return store.usage_count(account)
         finally:
-            postgres.start()
-        assert chat(two.url, spare).status_code == 200
-    finally:
-        one.stop()
-        two.stop()
-    store = Store(tmp_path / "three", database=url)  # and the state is in the database, not the nodes
+            store.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, postgres) -> Iterator[Cluster]:
+    url = postgres.new_database()
+    data = tmp_path_factory.mktemp("cluster")
+    nodes = []
     try:
-        assert store.usage_count("acme") == 3  # each answer once
+        for name in ("one", "two", "three"):
+            nodes.append(start_server(data / name, "--database", url))
+        yield Cluster(nodes, url, data)
     finally:
-        store.close()
+        for node in nodes:
+            node.stop()
+
+
+def test_nodes_share_accounts_keys_usage_and_revocations(cluster: Cluster) -> None:
+    one, two = cluster.nodes[0], cluster.nodes[1]
+    assert one.admin_key and not two.admin_key  # the first node made the cluster's first admin key
+    cluster.post(0, "/v1/admin/accounts", {"name": "acme", "plan": "starter"})
+    key = cluster.post(1, "/v1/admin/keys", {"account": "acme"})["key"]  # through another node
+    assert chat(one.url, key).status_code == 200
+    assert chat(two.url, key).status_code == 200
+    usage = httpx.get(one.url + "/v1/admin/usage", params={"account": "acme"}, headers=cluster.admin).json()
+    assert usage["by_account"][0]["requests"] == 2  # each request once, whichever node served it
+
+    revoked = httpx.delete(one.url + f"/v1/admin/keys/{key[:17]}", headers=cluster.admin)
+    assert revoked.status_code == 200, revoked.text
+    started = time.monotonic()
+    refused = chat(two.url, key)
+    assert refused.status_code == 401 and time.monotonic() - started < 1.0
+    assert refused.json()["error"]["code"] == "invalid_api_key"
+    assert cluster.usage_count("acme") == 2
+
+
+def test_a_per_minute_limit_is_exact_across_nodes(cluster: Cluster) -> None:
+    cluster.post(0, "/v1/admin/accounts", {"name": "solo-app", "plan": "solo"})  # 20 requests a minute
+    cluster.patch(0, "/v1/admin/accounts/solo-app", {"specialists": ["chat"]})
+    key = cluster.post(0, "/v1/admin/keys", {"account": "solo-app"})["key"]
+    statuses = cluster.burst(key, 30)
+    assert statuses == Counter({200: 20, 429: 10})  # counted per node, 3 nodes would admit all 30
+    assert cluster.usage_count("solo-app") == 30  # every answer recorded once, refusals included
+
+
+def test_a_spending_cap_is_never_passed_across_nodes(cluster: Cluster) -> None:
+    # 5 requests a month, then 1.0 per request, capped at 3.0: 8 requests at most, however they race.
+    cluster.put(0, "/v1/admin/plans/capped", {"requests_per_month": 5, "requests_per_minute": 1000,
+                                              "overage_per_1k_requests": 1000.0})  # fmt: skip
+    cluster.post(0, "/v1/admin/accounts", {"name": "capped-app", "plan": "capped"})
+    cluster.patch(1, "/v1/admin/accounts/capped-app", {"spending_cap": 3.0})
+    key = cluster.post(2, "/v1/admin/keys", {"account": "capped-app"})["key"]
+    statuses = cluster.burst(key, 20)
+    assert statuses == Counter({200: 8, 429: 12})
+    usage = httpx.get(
+        cluster.nodes[1].url + "/v1/admin/usage", params={"account": "capped-app"}, headers=cluster.admin
+    ).json()
+    assert usage["by_account"][0]["requests"] == 8
+
+
+def test_a_database_that_stops_answering_is_a_clear_503_until_it_is_back(cluster: Cluster, postgres) -> None:
+    cluster.post(0, "/v1/admin/accounts", {"name": "steady", "plan": "starter"})
+    key = cluster.post(0, "/v1/admin/keys", {"account": "steady"})["key"]
+    node = cluster.nodes[2]
+    postgres.stop()
+    try:
+        started = time.monotonic()
+        down = chat(node.url, key)
+        assert down.status_code == 503 and time.monotonic() - started < 8
+        assert down.json()["error"]["code"] == "store_unavailable" and "retry-after" in down.headers
+    finally:
+        postgres.start()
+    assert chat(node.url, key).status_code == 200
