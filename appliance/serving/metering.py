@@ -45,6 +45,8 @@ from appliance.store.usage import insert_alert, insert_usage
 
 log = logging.getLogger("alveare.service")
 WEBHOOK_TIMEOUT_S = 5.0
+# The longest an answer waits for its usage record's commit (a cluster's database not answering).
+RECORD_WAIT_S = 3.0
 
 
 @dataclass
@@ -207,13 +209,16 @@ class Metering:
             return self._settle(meter, status)
 
     async def succeeded(self, meter: Meter) -> None:
-        """Record a success and wait for its commit, so an answered request is a durable one."""
+        """Record a success and wait for its commit, so an answered request is a durable one. A
+        cluster's database that does not answer is waited for RECORD_WAIT_S at most: the record stays
+        queued until it answers, and the caller gets its answer now."""
         if meter.done:
             return
         with meter.call.trace.step("metering"):
             future = self._settle(meter, 200)
             with contextlib.suppress(Exception):
-                await asyncio.wrap_future(future)
+                wait = RECORD_WAIT_S if self.shared is not None else None
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), wait)
 
     def _settle(self, meter: Meter, status: int) -> Future[None]:
         meter.done = True
@@ -290,7 +295,7 @@ class Metering:
 
         self.traffic.record(status, meter.prompt_tokens + meter.completion_tokens)
         self._observe(meter, status, generated)
-        alerts = self.store.submit(job)
+        alerts = self.store.submit(job, keep=True)  # a usage record: never lost to an outage
         done: Future[None] = Future()
 
         def committed(f: Future[tuple[int, list[int]]]) -> None:

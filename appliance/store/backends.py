@@ -148,7 +148,7 @@ class PostgresBackend:
             name="alveare-store",
             open=True,
         )
-        self.writer = Writer(lambda: _PgSession(url), self.unavailable)
+        self.writer = Writer(lambda: _PgSession(url), self.unavailable, lost=_lost)
 
     def unavailable(self, exc: Exception) -> Exception:
         """A lost or refused connection as the clear 503 it is to a caller; other errors as they are."""
@@ -173,6 +173,14 @@ class PostgresBackend:
     def close(self) -> None:
         self.writer.close()
         self._pool.close()
+
+
+def _lost(exc: Exception) -> bool:
+    """Whether the connection is gone (the database stopped, restarts, or cannot be reached), as
+    opposed to a statement the database refused."""
+    import psycopg
+
+    return isinstance(exc, psycopg.OperationalError)
 
 
 def _pg_secret(conn: Any) -> bytes:

@@ -14,6 +14,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from contextlib import AbstractContextManager
@@ -25,6 +26,9 @@ from appliance.store.sql import Db
 DB_FILE = "alveare.db"
 # A batch of writes committed together; bounded so one commit stays short.
 MAX_BATCH = 512
+# How often writes that must not be lost (usage records) are tried again while the database does
+# not answer.
+RETRY_S = 1.0
 
 log = logging.getLogger("alveare.store")
 T = TypeVar("T")
@@ -53,28 +57,41 @@ class Session(Protocol):
     def close(self) -> None: ...
 
 
+Job = tuple[Callable[[Db], Any], Future, bool]
+
+
 class Writer:
     """One thread owns the write connection; jobs are callables run on it, batched per commit.
-    `connect` makes that connection, again after it was lost (PostgreSQL restarted)."""
+    `connect` makes that connection, again after it was lost (PostgreSQL restarted).
+
+    When the connection is lost (`lost` says so of an error), a batch's jobs submitted with
+    keep=True (usage records, a request's quota count) wait and are tried again every RETRY_S until
+    the database answers, in their order; the others (an admin's write) fail at once, translated
+    (StoreUnavailable), so no caller waits for an answer that cannot come. What still waits when
+    the store closes is lost, and logged."""
 
     def __init__(
-        self, connect: Callable[[], Session], translate: Callable[[Exception], Exception] = lambda e: e
+        self,
+        connect: Callable[[], Session],
+        translate: Callable[[Exception], Exception] = lambda e: e,
+        lost: Callable[[Exception], bool] = lambda e: False,
     ) -> None:
         self._connect = connect
         # What a failed batch's callers get for the back end's error (PostgreSQL gone: StoreUnavailable).
         self._translate = translate
+        self._lost = lost
         self._session: Session | None = None
-        self._queue: queue.SimpleQueue[tuple[Callable[[Db], Any], Future] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="alveare-store-writer", daemon=True)
         self._closed = False
         self._thread.start()
 
-    def submit(self, job: Callable[[Db], T]) -> Future[T]:
+    def submit(self, job: Callable[[Db], T], *, keep: bool = False) -> Future[T]:
         future: Future[T] = Future()
         if self._closed:
             future.set_exception(RuntimeError("the store is closed"))
             return future
-        self._queue.put((job, future))
+        self._queue.put((job, future, keep))
         return future
 
     def close(self) -> None:
@@ -85,12 +102,16 @@ class Writer:
 
     def _run(self) -> None:
         stop = False
-        while not stop:
-            item = self._queue.get()
-            if item is None:
-                break
-            batch = [item]
-            while len(batch) < MAX_BATCH:
+        waiting: list[Job] = []  # kept jobs the database did not take yet, oldest first
+        while not stop or waiting:
+            if waiting:
+                batch, waiting = waiting, []
+            else:
+                item = self._queue.get()
+                if item is None:
+                    break
+                batch = [item]
+            while len(batch) < MAX_BATCH and not stop:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
@@ -99,11 +120,22 @@ class Writer:
                     stop = True
                     break
                 batch.append(item)
-            self._commit(batch)
+            waiting = self._commit(batch)
+            if waiting and (stop or self._closed):
+                log.error(
+                    "store: %d writes were lost: the database did not answer before the store closed", len(waiting)
+                )
+                failed = RuntimeError("the store closed before the database answered")
+                for _, future, _ in waiting:
+                    _resolve(future, None, failed)
+                waiting = []
+            elif waiting:
+                time.sleep(RETRY_S)
         if self._session is not None:
             self._session.close()
 
-    def _commit(self, batch: list[tuple[Callable[[Db], Any], Future]]) -> None:
+    def _commit(self, batch: list[Job]) -> list[Job]:
+        """Run and commit a batch; returns the kept jobs to try again (the connection was lost)."""
         outcomes: list[tuple[Future, Any, BaseException | None]] = []
         try:
             if self._session is None or self._session.broken():
@@ -113,7 +145,7 @@ class Writer:
                 self._session = self._connect()
             db = self._session.db()
             self._session.begin()
-            for n, (job, future) in enumerate(batch):
+            for n, (job, future, _) in enumerate(batch):
                 name = f"job{n}"
                 db.execute(f"SAVEPOINT {name}")  # a failing job rolls back alone
                 try:
@@ -126,18 +158,17 @@ class Writer:
                 db.execute(f"RELEASE SAVEPOINT {name}")
             db.execute("COMMIT")
         except Exception as exc:
-            log.error("store: a batch of %d writes failed: %s", len(batch), exc)
             self._rollback()
             failed = self._translate(exc)
-            outcomes = [(future, None, failed) for _, future in batch]
+            kept = [j for j in batch if j[2]] if self._lost(exc) else []
+            log.error("store: a batch of %d writes failed (%d kept to try again): %s", len(batch), len(kept), exc)
+            outcomes = [(future, None, failed) for _, future, keep in batch if not (keep and kept)]
+            for future, result, error in outcomes:
+                _resolve(future, result, error)
+            return kept
         for future, result, error in outcomes:
-            try:
-                if error is None:
-                    future.set_result(result)
-                else:
-                    future.set_exception(error)
-            except InvalidStateError:  # the waiter gave up (cancelled); the write stands
-                pass
+            _resolve(future, result, error)
+        return []
 
     def _rollback(self) -> None:
         try:
@@ -147,6 +178,16 @@ class Writer:
             if self._session is not None:
                 self._session.close()
             self._session = None
+
+
+def _resolve(future: Future, result: Any, error: BaseException | None) -> None:
+    try:
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+    except InvalidStateError:  # the waiter gave up (cancelled); the write stands
+        pass
 
 
 def make_private(data_dir: Path) -> None:
@@ -183,8 +224,10 @@ class StoreBase:
         """Run a write on the writer thread and wait for its commit (the CLI's way)."""
         return self._writer.submit(job).result()
 
-    def submit(self, job: Callable[[Db], T]) -> Future[T]:
-        return self._writer.submit(job)
+    def submit(self, job: Callable[[Db], T], *, keep: bool = False) -> Future[T]:
+        """Queue a write; keep=True: one that must not be lost, tried again while the database does
+        not answer (Writer)."""
+        return self._writer.submit(job, keep=keep)
 
     def _rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple]:
         with self._reads() as db:

@@ -78,7 +78,7 @@ class SharedLimits:
         def job(db: Db) -> None:
             db.execute("UPDATE rate_limits SET tokens_tat = tokens_tat + ? WHERE key_id = ?", [delta, key_id])
 
-        return self.store.submit(job)
+        return self.store.submit(job, keep=True)
 
     # quotas ----------------------------------------------------------------
     def hold(self, account_id: int, period: str, monthly_limit: int, overage_per_1k: float, cap: float | None) -> None:
@@ -117,7 +117,7 @@ class SharedLimits:
                 [account_id, period],
             )
 
-        return self.store.submit(job)
+        return self.store.submit(job, keep=True)
 
 
 def _state(db: Db, key_id: int) -> tuple[float, float, float]:

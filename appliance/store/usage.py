@@ -23,7 +23,7 @@ class Usage(PlansAndAccounts):
     # usage -----------------------------------------------------------------
     def record_usage(self, record: UsageRecord) -> Future[None]:
         """Queue one usage record (and the key's last use); resolves once it is committed."""
-        return self._writer.submit(lambda db: insert_usage(db, record))
+        return self._writer.submit(lambda db: insert_usage(db, record), keep=True)
 
     def billable_requests(self, account_id: int, period: str) -> int:
         """The committed requests that count toward the account's monthly quota."""
@@ -150,7 +150,7 @@ class Usage(PlansAndAccounts):
     def record_alert(self, account_id: int, period: str, threshold: int, used: int, limit: int) -> Future[bool]:
         """Record an alert once per account, period and threshold; resolves to whether it is new."""
 
-        return self._writer.submit(lambda db: insert_alert(db, account_id, period, threshold, used, limit))
+        return self._writer.submit(lambda db: insert_alert(db, account_id, period, threshold, used, limit), keep=True)
 
     def alerts(self, account: str | None = None, period: str | None = None) -> list[AlertEvent]:
         sql = (

@@ -123,3 +123,41 @@ def test_a_database_that_does_not_answer_is_one_clear_error_within_seconds(tmp_p
 def test_shown_url_hides_the_password() -> None:
     assert shown_url("postgresql://u:pw@db.example:5432/a") == "postgresql://u:***@db.example:5432/a"
     assert shown_url("postgresql://db/a") == "postgresql://db/a"
+
+
+def test_usage_written_while_the_database_is_down_is_kept_and_written_when_it_is_back(tmp_path: Path, postgres) -> None:
+    from appliance.store import UsageRecord, current_period, now_iso
+
+    url = postgres.new_database()
+    store = Store(tmp_path, database=url)
+    try:
+        store.create_account("acme")
+        principal = store.authenticate(store.create_key("acme").key)
+        assert principal is not None
+        record = UsageRecord(
+            key_id=principal.key_id,
+            account_id=principal.account_id,
+            endpoint="chat.completions",
+            specialist="chat",
+            prompt_tokens=5,
+            completion_tokens=2,
+            latency_ms=10,
+            status=200,
+            created_at=now_iso(),
+            period=current_period(),
+            test=False,
+        )
+        postgres.stop()
+        try:
+            kept = store.record_usage(record)  # must not be lost: waits for the database
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):  # an admin's write fails at once instead
+                store.create_account("beta")
+            assert time.monotonic() - started < 10
+            assert not kept.done()
+        finally:
+            postgres.start()
+        kept.result(timeout=30)
+        assert store.usage_count("acme") == 1
+    finally:
+        store.close()
