@@ -175,6 +175,7 @@ class AsyncClient:
         """GET /health (no key needed): status, version, uptime, whether the model is loaded."""
         return await self._request("GET", "/health", Health, auth=False)
 
-    async def hive_status(self) -> HiveStatus:
-        """GET /v1/hive/status (an admin key): model, device, slots, queue, throughput, cache."""
-        return await self._request("GET", "/v1/hive/status", HiveStatus)
+    async def hive_status(self, all_nodes: bool = False) -> HiveStatus:
+        """GET /v1/hive/status (an admin key): model, device, slots, queue, throughput, cache; with
+        all_nodes, every node of the cluster too (.nodes)."""
+        return await self._request("GET", "/v1/hive/status" + ("?all=1" if all_nodes else ""), HiveStatus)

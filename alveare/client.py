@@ -182,6 +182,7 @@ class Client:
         """GET /health (no key needed): status, version, uptime, whether the model is loaded."""
         return self._request("GET", "/health", Health, auth=False)
 
-    def hive_status(self) -> HiveStatus:
-        """GET /v1/hive/status (an admin key): model, device, slots, queue, throughput, cache."""
-        return self._request("GET", "/v1/hive/status", HiveStatus)
+    def hive_status(self, all_nodes: bool = False) -> HiveStatus:
+        """GET /v1/hive/status (an admin key): model, device, slots, queue, throughput, cache; with
+        all_nodes, every node of the cluster too (.nodes)."""
+        return self._request("GET", "/v1/hive/status" + ("?all=1" if all_nodes else ""), HiveStatus)

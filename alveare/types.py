@@ -26,6 +26,7 @@ __all__ = [
     "FunctionCall",
     "FunctionCallDelta",
     "Health",
+    "HiveNode",
     "HiveSample",
     "HiveStatus",
     "InferResponse",
@@ -318,6 +319,28 @@ class EngineStatus(Struct, kw_only=True):
     requests_paused: int = 0
 
 
+class HiveNode(Struct, kw_only=True):
+    """One appliance of a cluster (GET /v1/hive/status?all=1): what its last heartbeat said."""
+
+    id: str
+    # Where it serves, as it advertises itself (--advertise-url).
+    url: str
+    # "up": a heartbeat within the last 10 s; "down": none since; "stopped": it said it stopped.
+    state: str
+    # Seconds since its last heartbeat (the database's clock).
+    heartbeat_age_seconds: float
+    version: str
+    model: str
+    slots_total: int
+    slots_busy: int
+    queue_depth: int
+    tokens_per_second: float
+    # When it started, ISO 8601 UTC.
+    started_at: str
+    # The node that answered this request.
+    this_node: bool = False
+
+
 class HiveStatus(EngineStatus, kw_only=True):
     """GET /v1/hive/status: the engine's status (EngineStatus) and the server's own facts."""
 
@@ -331,6 +354,8 @@ class HiveStatus(EngineStatus, kw_only=True):
     errors_by_status: dict[str, int] = {}
     # The last 10 minutes in 10-second buckets, oldest first; the last one is the current bucket.
     history: list[HiveSample] = []
+    # With ?all=1: every node of the cluster (this one alone on a single box), up or down.
+    nodes: list[HiveNode] | None = None
 
 
 class UsageReport(Struct):

@@ -51,11 +51,13 @@ def create_app(
     specialists: Specialists,
     on_load_failure: Callable[[str], None] | None = None,
     tracer_provider: TracerProvider | None = None,
+    url: str | None = None,
 ) -> Litestar:
     """The app; `on_load_failure(reason)` is called (on the event loop) if the model fails to load,
     so `serve` can stop rather than answer 503 forever. Request spans go to `tracer_provider`, else
-    to the one the settings ask for (tracing.py), which the app shuts down as it stops."""
-    serving = Serving(settings, engine, specialists, store)
+    to the one the settings ask for (tracing.py), which the app shuts down as it stops. `url`: where
+    the server listens, as a client on the network writes it (what a cluster's node list shows)."""
+    serving = Serving(settings, engine, specialists, store, url=url)
     own_provider = tracer_provider is None
     provider = tracing.tracer_provider(settings) if own_provider else tracer_provider
 
@@ -89,11 +91,14 @@ def create_app(
                 log.error("could not load the model: %s", reason)
 
         loading = asyncio.create_task(load())
+        heartbeat = asyncio.create_task(serving.cluster.run())  # a cluster's node: its heartbeat
         try:
             yield
         finally:
             if not loading.done():
                 loading.cancel()
+            heartbeat.cancel()
+            await serving.cluster.stopped()
             await engine.stop()
             # Every request has been answered or stopped by now (uvicorn waits for them): commit their
             # usage before the process can end (uvicorn re-raises SIGTERM after this, which ends it at once).

@@ -104,7 +104,14 @@ def run(settings: Settings, announce: Announce) -> int:
         load_failure.append(reason)
         server.should_exit = True
 
-    app = create_app(settings, engine=engine, store=store, specialists=specialists, on_load_failure=load_failed)
+    app = create_app(
+        settings,
+        engine=engine,
+        store=store,
+        specialists=specialists,
+        on_load_failure=load_failed,
+        url=listen.base_url,
+    )
     announce.line(f"Alveare {__version__} serving {len(specialists)} specialists on {model_path}")
     announce.line(f"Listening on {listen.base_url}  (OpenAI base URL: {listen.base_url}/v1)")
     if listen.cert is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from appliance.cli.base import Command, action, actions
-from appliance.cli.output import print_json
+from appliance.cli.output import print_json, table
 from appliance.cli.user import add_server_flag, client
 
 
@@ -28,7 +28,7 @@ def status(args: argparse.Namespace) -> int:
         note = ""
         if c.api_key:
             try:
-                hive = c.hive_status()
+                hive = c.hive_status(all_nodes=True)
             except PermissionDeniedError:
                 note = "(The hive's details need an admin key; health is all a user key sees.)"
         else:
@@ -59,4 +59,24 @@ def status(args: argparse.Namespace) -> int:
         print(f"Load error  {hive.load_error}")
     for line in hive.tuning:
         print(f"Tuning      {line.name} {'on' if line.on else 'off'}: {line.state}")
+    nodes = hive.nodes or []
+    if len(nodes) > 1:  # a cluster: every node, this one marked
+        print()
+        rows = [
+            [
+                ("* " if n.this_node else "  ") + n.id,
+                n.url,
+                n.state,
+                f"{n.heartbeat_age_seconds:.0f}s",
+                f"{n.slots_busy}/{n.slots_total}",
+                n.queue_depth,
+                f"{n.tokens_per_second:.1f}",
+                n.version,
+            ]
+            for n in nodes
+        ]
+        table(["NODE", "URL", "STATE", "LAST BEAT", "SLOTS", "QUEUE", "TOKENS/S", "VERSION"], rows, right=["QUEUE"])
+        down = [n.id for n in nodes if n.state == "down"]
+        if down:
+            print(f"Down: {', '.join(down)} (no heartbeat for over 10 s).")
     return 0 if health.status == "ok" else 1

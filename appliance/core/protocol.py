@@ -30,6 +30,7 @@ from alveare.types import (  # noqa: F401
     FunctionCall,
     FunctionCallDelta,
     Health,
+    HiveNode,
     HiveSample,
     HiveStatus,
     InferResponse,

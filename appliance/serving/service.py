@@ -15,6 +15,7 @@ from appliance.core.specialists import Specialists
 from appliance.engine.interface import Engine
 from appliance.serving.catalogue import Catalogue
 from appliance.serving.chat import ChatCompletions
+from appliance.serving.cluster import Cluster
 from appliance.serving.completions import Completions
 from appliance.serving.flow import Flow
 from appliance.serving.infer import Infer
@@ -33,7 +34,9 @@ log = logging.getLogger("alveare.service")
 
 
 class Serving:
-    def __init__(self, settings: Settings, engine: Engine, specialists: Specialists, store: Store) -> None:
+    def __init__(
+        self, settings: Settings, engine: Engine, specialists: Specialists, store: Store, *, url: str | None = None
+    ) -> None:
         timeout_s = settings.request_timeout_s
         traffic = Traffic()
         # This app's own Prometheus series (never prometheus_client's global registry).
@@ -51,6 +54,10 @@ class Serving:
             shared=shared,
         )
         self.status = Status(engine, specialists, traffic, registry)
+        # This node among a cluster's; `url`: where it serves, as a client on the network writes it.
+        self.cluster = Cluster(
+            store, self.status, data_dir=settings.data_path, url=url or f"http://{settings.host}:{settings.port}"
+        )
         prompter = Prompter(engine, timeout_s=timeout_s)
         self.runner = Runner(engine, timeout_s=timeout_s)
         flow = Flow(self.metering, self.runner)

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlite_utils import Database
@@ -20,6 +19,7 @@ from appliance.store import migrations
 from appliance.store.database import DB_FILE, Writer, connect, make_private
 from appliance.store.sql import Db
 
+T = TypeVar("T")
 SECRET_FILE = "key-secret"
 # Connections each node's read pool may hold: reads are short (a key's look-up, a usage count),
 # and the event loop hands them to a few worker threads at a time.
@@ -86,10 +86,9 @@ class SqliteBackend:
         self._read = Db(connect(self.path), "sqlite")
         self._lock = threading.Lock()
 
-    @contextmanager
-    def reads(self) -> Iterator[Db]:
+    def read(self, fn: Callable[[Db], T]) -> T:
         with self._lock:
-            yield self._read
+            return fn(self._read)
 
     def close(self) -> None:
         self.writer.close()
@@ -144,7 +143,6 @@ class PostgresBackend:
             max_size=POOL_MAX,
             kwargs={"autocommit": True, "connect_timeout": int(PG_WAIT_S)},
             timeout=PG_WAIT_S,
-            check=ConnectionPool.check_connection,
             name="alveare-store",
             open=True,
         )
@@ -159,16 +157,29 @@ class PostgresBackend:
             return StoreUnavailable(f"The database at {self.where} does not answer: {_first_line(exc)}")
         return exc
 
-    @contextmanager
-    def reads(self) -> Iterator[Db]:
-        try:
-            with self._pool.connection() as conn:
-                yield Db(conn, "postgresql")
-        except Exception as exc:
-            error = self.unavailable(exc)
-            if error is exc:
-                raise
-            raise error from exc
+    def read(self, fn: Callable[[Db], T]) -> T:
+        """`fn` on a pooled connection. One found broken (the database restarted since it was last
+        used) has the pool replace every broken one at once (`check`, milliseconds) and `fn` runs
+        again: the caller gets the 503 only if the database does not answer now. (A check of each
+        connection as it is lent instead left a pool of broken ones waiting seconds for new ones.)"""
+        import psycopg
+
+        for attempt in (1, 2):
+            conn = None
+            try:
+                with self._pool.connection() as conn:
+                    return fn(Db(conn, "postgresql"))
+            except psycopg.OperationalError as exc:
+                if attempt == 1 and conn is not None and conn.broken:
+                    self._pool.check()
+                    continue
+                raise self.unavailable(exc) from exc
+            except Exception as exc:
+                error = self.unavailable(exc)
+                if error is exc:
+                    raise
+                raise error from exc
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self.writer.close()

@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -206,9 +205,9 @@ def make_private(data_dir: Path) -> None:
 
 
 class Reads(Protocol):
-    """A back end's read side: a `Db` for one read, safe from any thread."""
+    """A back end's read side: runs a read on a connection of its own, safe from any thread."""
 
-    def __call__(self) -> AbstractContextManager[Db]: ...
+    def __call__(self, fn: Callable[[Db], T]) -> T: ...
 
 
 class StoreBase:
@@ -217,7 +216,7 @@ class StoreBase:
 
     _secret: bytes
     _writer: Writer
-    _reads: Reads
+    _read: Reads
 
     # plumbing --------------------------------------------------------------
     def _write(self, job: Callable[[Db], T]) -> T:
@@ -230,9 +229,7 @@ class StoreBase:
         return self._writer.submit(job, keep=keep)
 
     def _rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple]:
-        with self._reads() as db:
-            return db.all(sql, params)
+        return self._read(lambda db: db.all(sql, params))
 
     def _dicts(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        with self._reads() as db:
-            return db.dicts(sql, params)
+        return self._read(lambda db: db.dicts(sql, params))

@@ -218,5 +218,27 @@ def m007_shared_limits(db: Database) -> None:
     )
 
 
+@migrations()
+def m008_nodes(db: Database) -> None:
+    # The appliances on this store, by heartbeat (appliance/store/nodes.py); `heartbeat` is the
+    # database's clock in seconds since the epoch.
+    db["nodes"].create(
+        {
+            "id": str,
+            "url": str,
+            "version": str,
+            "model": str,
+            "slots_total": int,
+            "slots_busy": int,
+            "queue_depth": int,
+            "tokens_per_second": float,
+            "started_at": str,
+            "stopped": int,
+            "heartbeat": float,
+        },
+        pk="id",
+    )
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)

@@ -128,6 +128,14 @@ STEPS: list[tuple[str, list[str]]] = [
             " reserved INTEGER NOT NULL, PRIMARY KEY (account_id, period))",
         ],
     ),
+    (
+        "m008_nodes",
+        [
+            "CREATE TABLE nodes (id TEXT PRIMARY KEY, url TEXT, version TEXT, model TEXT, slots_total INTEGER,"
+            " slots_busy INTEGER, queue_depth INTEGER, tokens_per_second DOUBLE PRECISION, started_at TEXT,"
+            " stopped INTEGER, heartbeat DOUBLE PRECISION)",
+        ],
+    ),
 ]
 
 

@@ -59,13 +59,19 @@ class SharedLimits:
         rs, ts = WINDOW_S / rpm, tokens * WINDOW_S / tpm
         limit = WINDOW_S + _EPS
         params = [key_id, rs, ts, rs, limit, ts, limit, rs, ts, rs, limit, ts, ts, limit]
-        with self.store._reads() as db:
+
+        def attempt(db: Db) -> tuple[bool, tuple]:
             row = db.one(_TAKE, params)
             if row is not None:
-                state = self.last[key_id] = rate_state(rpm, tpm, row[0], row[1], row[2])
-                return state
+                return True, row
             # Refused: why, and for how long, from the state as it is now (the same rule says it).
-            now, req_tat, tok_tat = _state(db, key_id)
+            return False, _state(db, key_id)
+
+        took, row = self.store._read(attempt)
+        if took:
+            state = self.last[key_id] = rate_state(rpm, tpm, row[0], row[1], row[2])
+            return state
+        now, req_tat, tok_tat = row
         self.last[key_id] = rate_state(rpm, tpm, req_tat, tok_tat, now)
         gcra_take(req_tat, tok_tat, now, rpm, tpm, tokens)  # raises RateLimited with the wait
         # It fits now (a settlement refunded tokens in between): take it again.
@@ -84,15 +90,22 @@ class SharedLimits:
     def hold(self, account_id: int, period: str, monthly_limit: int, overage_per_1k: float, cap: float | None) -> None:
         """Hold one request against the account's period, or QuotaExceeded when it would pass the cap."""
         params = [account_id, period, cap, monthly_limit, overage_per_1k, cap, _EPS]
-        with self.store._reads() as db:
+
+        def attempt(db: Db) -> tuple | None:
             if db.one(_HOLD, params) is not None:
-                return
+                return None
             db.execute(_SEED, [account_id, period, account_id, period])  # the period's first request
             if db.one(_HOLD, params) is not None:
-                return
-            used, reserved = db.one(
+                return None
+            found = db.one(
                 "SELECT used, reserved FROM quota_ledger WHERE account_id = ? AND period = ?", [account_id, period]
-            ) or (0, 0)
+            )
+            return found or (0, 0)
+
+        refused_at = self.store._read(attempt)
+        if refused_at is None:
+            return
+        used, reserved = refused_at
         refused = over_cap(used, reserved, monthly_limit, overage_per_1k, cap)
         if refused is None:  # a hold was released in between: try again
             return self.hold(account_id, period, monthly_limit, overage_per_1k, cap)

@@ -80,6 +80,13 @@ class Db:
         sets = ", ".join(f"{c} = ?" for c in values)
         self.execute(f"UPDATE {table} SET {sets} WHERE {pk} = ?", [*values.values(), row_id])
 
+    def now_s(self) -> str:
+        """SQL for the database's clock in seconds since the epoch (a float): the one clock every
+        node of a cluster reads."""
+        if self.dialect == "postgresql":
+            return "extract(epoch FROM clock_timestamp())::float8"
+        return "((julianday('now') - 2440587.5) * 86400.0)"
+
     def lock(self, table: str) -> None:
         """Take `table`'s write lock for the rest of the transaction (PostgreSQL: other nodes' writers
         wait; SQLite's BEGIN IMMEDIATE already made this writer the only one)."""

@@ -18,13 +18,14 @@ from appliance.store import backup
 from appliance.store.audit import AuditLog
 from appliance.store.backends import PostgresBackend, SqliteBackend, is_postgres_url
 from appliance.store.keys import Keys
+from appliance.store.nodes import Nodes
 from appliance.store.plans_accounts import PlansAndAccounts
 from appliance.store.prompts import Prompts
 from appliance.store.records import BackupInfo
 from appliance.store.usage import Usage
 
 
-class Store(Keys, Usage, Prompts, PlansAndAccounts, AuditLog):
+class Store(Keys, Usage, Prompts, PlansAndAccounts, AuditLog, Nodes):
     def __init__(self, data_dir: Path, *, create: bool = True, database: str | None = None) -> None:
         """Open the store: in `data_dir`'s SQLite file, or in the PostgreSQL database `database` names.
         Only `alveare serve` creates a data dir; the admin tools pass create=False, so a mistyped data
@@ -42,7 +43,7 @@ class Store(Keys, Usage, Prompts, PlansAndAccounts, AuditLog):
         self.where = self._backend.where
         self._secret = self._backend.secret
         self._writer = self._backend.writer
-        self._reads = self._backend.reads
+        self._read = self._backend.read
 
     @property
     def path(self) -> Path:

@@ -134,3 +134,34 @@ def test_a_database_that_stops_answering_is_a_clear_503_until_it_is_back(cluster
     finally:
         postgres.start()
     assert chat(node.url, key).status_code == 200
+
+
+def test_every_node_lists_the_cluster_and_a_killed_node_shows_down(cluster: Cluster) -> None:
+    import os
+    import subprocess
+    import sys
+
+    time.sleep(2.5)  # a heartbeat from each
+    listed = httpx.get(cluster.nodes[1].url + "/v1/hive/status", params={"all": "1"}, headers=cluster.admin).json()
+    assert "nodes" in listed, listed
+    nodes = {n["url"]: n for n in listed["nodes"]}
+    assert set(nodes) == {node.url for node in cluster.nodes}
+    assert all(n["state"] == "up" and n["slots_total"] >= 1 for n in nodes.values())
+    assert [n["this_node"] for n in listed["nodes"]].count(True) == 1 and nodes[cluster.nodes[1].url]["this_node"]
+    plain = httpx.get(cluster.nodes[1].url + "/v1/hive/status", headers=cluster.admin).json()
+    assert plain["nodes"] is None  # only when asked: it reads the store
+
+    env = {**os.environ, "ALVEARE_API_KEY": cluster.nodes[0].admin_key}
+    shown = subprocess.run(
+        [sys.executable, "-m", "appliance", "hives", "status", "--base-url", cluster.nodes[2].url],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert all(node.url in shown.stdout for node in cluster.nodes) and "STATE" in shown.stdout
+
+    victim = cluster.nodes.pop()  # kill -9: no last heartbeat
+    victim.kill()
+    time.sleep(11)
+    listed = httpx.get(cluster.nodes[0].url + "/v1/hive/status?all=1", headers=cluster.admin).json()
+    states = {n["url"]: n["state"] for n in listed["nodes"]}
+    assert states[victim.url] == "down" and all(states[n.url] == "up" for n in cluster.nodes)

@@ -773,6 +773,7 @@ export interface components {
             };
             /** @default [] */
             history: components["schemas"]["HiveSample"][];
+            nodes: components["schemas"]["HiveNode"][] | null;
         };
         /**
          * ModelStatus
@@ -828,6 +829,25 @@ export interface components {
             tokens: number;
             requests: number;
             errors: number;
+        };
+        /**
+         * HiveNode
+         * @description One appliance of a cluster (GET /v1/hive/status?all=1): what its last heartbeat said.
+         */
+        HiveNode: {
+            id: string;
+            url: string;
+            state: string;
+            heartbeat_age_seconds: number;
+            version: string;
+            model: string;
+            slots_total: number;
+            slots_busy: number;
+            queue_depth: number;
+            tokens_per_second: number;
+            started_at: string;
+            /** @default false */
+            this_node: boolean;
         };
         /** InferResponse */
         InferResponse: {
@@ -1571,7 +1591,10 @@ export interface operations {
     };
     V1HiveStatusHiveStatus: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description also list every node of the cluster (`nodes`) */
+                all?: boolean;
+            };
             header?: never;
             path?: never;
             cookie?: never;
