@@ -116,15 +116,21 @@ case "$cmd" in
         exec "$VENV/bin/alveare" serve "$@"
         ;;
     test)
-        # The cluster tests start a PostgreSQL of their own (tests/pg.py): its server programs must
-        # be installed. Debian's package, when missing and this is root on Debian or Ubuntu.
+        # The cluster tests start a PostgreSQL of their own (tests/pg.py) and HAProxy with the shipped
+        # configuration: Debian's packages, when missing and this is root on Debian or Ubuntu.
+        missing=""
         if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+            missing="postgresql"
+        fi
+        command -v haproxy >/dev/null 2>&1 || missing="${missing:+$missing }haproxy"
+        if [ -n "$missing" ]; then
             if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-                echo "==> installing PostgreSQL's server programs for the cluster tests"
-                DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null \
-                    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null; }
+                echo "==> installing $missing for the cluster tests"
+                # shellcheck disable=SC2086
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null \
+                    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null; }
             else
-                echo "alveare: warning: PostgreSQL's server programs (initdb, pg_ctl) are missing; the cluster tests will fail. Install the postgresql package." >&2
+                echo "alveare: warning: $missing missing; the cluster tests will fail. Install those packages." >&2
             fi
         fi
         echo "==> ruff"

@@ -371,3 +371,13 @@ def test_run_sh_install_shows_pips_stages_and_keeps_its_exit_status(tmp_path: Pa
         "    installing the packages (N s)",
     ]
     assert out.stderr == "ERROR: pip's own error\n"
+
+
+def test_the_haproxy_configuration_is_valid() -> None:
+    """packaging/haproxy/alveare.cfg as HAProxy itself reads it (`haproxy -c`), with its variables set."""
+    haproxy = shutil.which("haproxy")
+    assert haproxy, "HAProxy is not installed; ./packaging/run.sh test installs it (the haproxy package)"
+    env = {"ALVEARE_LB_BIND": "127.0.0.1:8080", **{f"ALVEARE_NODE{i}": f"10.0.0.{i}:8080" for i in (1, 2, 3)}}
+    config = PACKAGING / "haproxy" / "alveare.cfg"
+    checked = subprocess.run([haproxy, "-c", "-f", str(config)], env=env, capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -1,0 +1,89 @@
+"""The shipped HAProxy configuration (packaging/haproxy/alveare.cfg) in front of three appliances on one
+PostgreSQL: a key and model keep to one node while it is up (its prompt prefixes stay warm), a node
+killed with -9 mid-load loses no request sent after it (the balancer moves them to the others), and
+the usage recorded equals the answers the client saw."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from live import LiveServer, start_server
+
+from appliance.store import Store
+
+CONFIG = Path(__file__).parents[2] / "packaging" / "haproxy" / "alveare.cfg"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def served(node: LiveServer, admin: dict) -> int:
+    return httpx.get(node.url + "/v1/hive/status", headers=admin, timeout=10).json()["requests_served"]
+
+
+def test_haproxy_keeps_a_key_on_one_node_and_moves_it_when_the_node_dies(tmp_path: Path, postgres) -> None:
+    haproxy = shutil.which("haproxy")
+    assert haproxy, "HAProxy is not installed; ./packaging/run.sh test installs it (the haproxy package)"
+    url = postgres.new_database()
+    nodes = [start_server(tmp_path / n, "--database", url, "--trusted-proxies", "127.0.0.1") for n in "abc"]
+    port = free_port()
+    env = {**os.environ, "ALVEARE_LB_BIND": f"127.0.0.1:{port}"}
+    env.update({f"ALVEARE_NODE{i + 1}": f"127.0.0.1:{n.port}" for i, n in enumerate(nodes)})
+    log = (tmp_path / "haproxy.log").open("w")
+    balancer = subprocess.Popen([haproxy, "-db", "-f", str(CONFIG)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    lb = f"http://127.0.0.1:{port}"
+    try:
+        admin = {"Authorization": f"Bearer {nodes[0].admin_key}"}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # every node passed its health checks (rise 2 x 2 s)
+            time.sleep(1)
+            try:
+                if httpx.get(lb + "/health", timeout=5).json()["status"] == "ok":
+                    break
+            except (httpx.HTTPError, ValueError):
+                continue
+        time.sleep(4)
+        httpx.post(nodes[0].url + "/v1/admin/accounts", json={"name": "acme", "plan": "scale"}, headers=admin)
+        key = httpx.post(nodes[0].url + "/v1/admin/keys", json={"account": "acme"}, headers=admin).json()["key"]
+        body = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+        auth = {"Authorization": f"Bearer {key}"}
+
+        before = [served(n, admin) for n in nodes]
+        ok = 0
+        for _ in range(12):
+            r = httpx.post(lb + "/v1/chat/completions", json=body, headers=auth, timeout=60)
+            assert r.status_code == 200, r.text
+            ok += 1
+        gained = [served(n, admin) - b for n, b in zip(nodes, before, strict=True)]
+        assert sorted(gained) == [0, 0, 12], gained  # one node served every request of this key and model
+        home = nodes[gained.index(12)]
+
+        home.kill()  # kill -9: its connections refused from now on
+        for _ in range(10):
+            r = httpx.post(lb + "/v1/chat/completions", json=body, headers=auth, timeout=60)
+            assert r.status_code == 200, r.text  # retried on another node: the dead one never started it
+            ok += 1
+        store = Store(tmp_path / "reader", database=url)
+        try:
+            store.flush().result()
+            assert store.usage_count("acme") == ok  # each answer the client saw, recorded once
+        finally:
+            store.close()
+    finally:
+        balancer.terminate()
+        balancer.wait(timeout=10)
+        for n in nodes:
+            n.stop()
+        log.close()
+    if balancer.returncode not in (0, -15, 143):
+        pytest.fail((tmp_path / "haproxy.log").read_text())
