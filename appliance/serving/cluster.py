@@ -17,10 +17,13 @@ from appliance.core import protocol as p
 from appliance.serving.status import Status
 from appliance.store import Store, now_iso
 from appliance.store.nodes import NodeBeat, NodeRow
+from appliance.store.shared_limits import SharedLimits
 
 log = logging.getLogger("alveare.cluster")
 
 HEARTBEAT_S = 2.0
+# Heartbeats between two looks for silent nodes' quota holds: a minute.
+RECLAIM_EVERY = 30
 NODE_ID_FILE = "node-id"
 
 
@@ -47,6 +50,8 @@ class Cluster:
         self.url = url
         self.started_at = now_iso()
         self.shared = store.dialect == "postgresql"
+        # The cluster's limits, whose silent nodes' holds the heartbeat takes back now and then.
+        self.shared_limits: SharedLimits | None = None
 
     @functools.cached_property
     def id(self) -> str:
@@ -74,8 +79,12 @@ class Cluster:
         if not self.shared:
             return
         await asyncio.to_thread(lambda: self.id)  # the data dir's file, read off the event loop
+        beats = 0
         while True:
             self.store.beat(self._beat()).add_done_callback(_log_failed_beat)
+            if self.shared_limits is not None and beats % RECLAIM_EVERY == 0:
+                self.shared_limits.reclaim_silent().add_done_callback(_log_failed_beat)
+            beats += 1
             await asyncio.sleep(HEARTBEAT_S)
 
     async def stopped(self) -> None:

@@ -42,8 +42,17 @@ class Serving:
         # This app's own Prometheus series (never prometheus_client's global registry).
         registry = CollectorRegistry()
         self.catalogue = Catalogue(specialists, store, engine, created=int(time.time()))
+        self.status = Status(engine, specialists, traffic, registry)
+        # This node among a cluster's; `url`: where it serves, as a client on the network writes it.
+        self.cluster = Cluster(
+            store, self.status, data_dir=settings.data_path, url=url or f"http://{settings.host}:{settings.port}"
+        )
         # A cluster's nodes share one PostgreSQL store: its limits are counted there, exact across them.
-        shared = SharedLimits(store) if store.dialect == "postgresql" else None
+        shared = None
+        if store.dialect == "postgresql":
+            shared = SharedLimits(store, node=self.cluster.id)
+            shared.reclaim()  # holds this node left when it was killed, if it was
+            self.cluster.shared_limits = shared
         self.metering = Metering(
             RateLimiter(),
             QuotaBook(),
@@ -52,11 +61,6 @@ class Serving:
             TenantMetrics(registry),
             webhook_url=settings.webhook_url,
             shared=shared,
-        )
-        self.status = Status(engine, specialists, traffic, registry)
-        # This node among a cluster's; `url`: where it serves, as a client on the network writes it.
-        self.cluster = Cluster(
-            store, self.status, data_dir=settings.data_path, url=url or f"http://{settings.host}:{settings.port}"
         )
         prompter = Prompter(engine, timeout_s=timeout_s)
         self.runner = Runner(engine, timeout_s=timeout_s)

@@ -240,5 +240,16 @@ def m008_nodes(db: Database) -> None:
     )
 
 
+@migrations()
+def m009_quota_holds(db: Database) -> None:
+    # Each node's share of quota_ledger.reserved (shared_limits.py): given back when a killed node
+    # starts again, or when a node has been silent long enough.
+    db["quota_holds"].create(
+        {"node": str, "account_id": int, "period": str, "n": int},
+        pk=("node", "account_id", "period"),
+        not_null={"n"},
+    )
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)

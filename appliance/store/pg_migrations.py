@@ -136,6 +136,13 @@ STEPS: list[tuple[str, list[str]]] = [
             " stopped INTEGER, heartbeat DOUBLE PRECISION)",
         ],
     ),
+    (
+        "m009_quota_holds",
+        [
+            "CREATE TABLE quota_holds (node TEXT, account_id BIGINT, period TEXT, n INTEGER NOT NULL,"
+            " PRIMARY KEY (node, account_id, period))",
+        ],
+    ),
 ]
 
 

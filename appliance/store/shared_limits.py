@@ -8,7 +8,9 @@ single box keeps them in memory: appliance/core/limits.py, the same rules.)
 - Quotas and spending caps: `quota_ledger` holds each account's billable requests in the period
   (seeded from its usage records) and the requests admitted but not finished (`reserved`). One
   `UPDATE ... SET reserved = reserved + 1 WHERE cap allows RETURNING` holds a request; its end
-  settles it (used + 1, in the same transaction as its usage record) or releases it.
+  settles it (used + 1, in the same transaction as its usage record) or releases it. Each node's
+  holds are also counted in `quota_holds`, so a node killed mid-request gives its holds back when it
+  starts again, and any node takes back those of a node silent for HOLDS_EXPIRE_S.
 """
 
 from __future__ import annotations
@@ -38,6 +40,17 @@ WHERE account_id = ? AND period = ?
     AND (?::float8 IS NULL OR greatest(0, used + reserved + 1 - ?) * ?::float8 <= ?::float8 * 1000 + ?)
 RETURNING used, reserved"""
 
+# A node silent this long (no heartbeat) runs no request any more: its holds are taken back.
+HOLDS_EXPIRE_S = 600.0
+
+_COUNT_HOLD = """INSERT INTO quota_holds (node, account_id, period, n) VALUES (?, ?, ?, 1)
+ON CONFLICT (node, account_id, period) DO UPDATE SET n = quota_holds.n + 1"""
+_UNCOUNT_HOLD = "UPDATE quota_holds SET n = greatest(0, n - 1) WHERE node = ? AND account_id = ? AND period = ?"
+_RECLAIM = """WITH gone AS (DELETE FROM quota_holds WHERE {which} RETURNING account_id, period, n)
+UPDATE quota_ledger q SET reserved = greatest(0, q.reserved - g.n)
+FROM (SELECT account_id, period, sum(n)::int AS n FROM gone GROUP BY account_id, period) g
+WHERE q.account_id = g.account_id AND q.period = g.period"""
+
 _SEED = """INSERT INTO quota_ledger (account_id, period, used, reserved)
 SELECT ?, ?, count(*), 0 FROM usage WHERE account_id = ? AND period = ? AND billable = 1
 ON CONFLICT (account_id, period) DO NOTHING"""
@@ -47,8 +60,10 @@ class SharedLimits:
     """The cluster's limits, on the store's PostgreSQL (its read pool for the decisions, which must
     answer now; its writer for the settlements, which need not)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, node: str) -> None:
         self.store = store
+        # This node's id (the nodes table's): whose holds are whose.
+        self.node = node
         # Each key's state as this node last saw it, for the headers of answers that took nothing
         # (read on the event loop, written by worker threads: a dict's item is replaced whole).
         self.last: dict[int, RateState] = {}
@@ -91,11 +106,18 @@ class SharedLimits:
         """Hold one request against the account's period, or QuotaExceeded when it would pass the cap."""
         params = [account_id, period, cap, monthly_limit, overage_per_1k, cap, _EPS]
 
+        def held(db: Db) -> bool:
+            with db.conn.transaction():  # the hold and this node's count of it, together
+                if db.one(_HOLD, params) is None:
+                    return False
+                db.execute(_COUNT_HOLD, [self.node, account_id, period])
+                return True
+
         def attempt(db: Db) -> tuple | None:
-            if db.one(_HOLD, params) is not None:
+            if held(db):
                 return None
             db.execute(_SEED, [account_id, period, account_id, period])  # the period's first request
-            if db.one(_HOLD, params) is not None:
+            if held(db):
                 return None
             found = db.one(
                 "SELECT used, reserved FROM quota_ledger WHERE account_id = ? AND period = ?", [account_id, period]
@@ -111,15 +133,30 @@ class SharedLimits:
             return self.hold(account_id, period, monthly_limit, overage_per_1k, cap)
         raise refused
 
-    @staticmethod
-    def commit(db: Db, account_id: int, period: str) -> int:
+    def commit(self, db: Db, account_id: int, period: str) -> int:
         """In the usage record's write job: the held request counts. Returns the period's count."""
         row = db.one(
             "UPDATE quota_ledger SET used = used + 1, reserved = greatest(0, reserved - 1)"
             " WHERE account_id = ? AND period = ? RETURNING used",
             [account_id, period],
         )
+        db.execute(_UNCOUNT_HOLD, [self.node, account_id, period])
         return int(row[0]) if row else 0
+
+    def reclaim(self) -> None:
+        """At start: the holds this node left when it last stopped without finishing its requests
+        (killed), given back; and those of nodes silent for HOLDS_EXPIRE_S."""
+        self.store._write(lambda db: db.execute(_RECLAIM.format(which="node = ?"), [self.node]))
+        self.reclaim_silent()
+
+    def reclaim_silent(self) -> Future[None]:
+        """The holds of nodes with no heartbeat for HOLDS_EXPIRE_S, given back (any node may)."""
+
+        def job(db: Db) -> None:
+            silent = f"node IN (SELECT id FROM nodes WHERE {db.now_s()} - heartbeat > ?)"
+            db.execute(_RECLAIM.format(which=silent), [HOLDS_EXPIRE_S])
+
+        return self.store.submit(job)
 
     def release(self, account_id: int, period: str) -> Future[None]:
         """The held request failed: it does not count."""
@@ -129,6 +166,7 @@ class SharedLimits:
                 "UPDATE quota_ledger SET reserved = greatest(0, reserved - 1) WHERE account_id = ? AND period = ?",
                 [account_id, period],
             )
+            db.execute(_UNCOUNT_HOLD, [self.node, account_id, period])
 
         return self.store.submit(job, keep=True)
 

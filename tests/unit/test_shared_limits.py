@@ -18,7 +18,7 @@ from appliance.store.shared_limits import SharedLimits
 def nodes(tmp_path: Path, postgres):
     url = postgres.new_database()
     stores = [Store(tmp_path / f"n{i}", database=url) for i in range(3)]
-    yield [SharedLimits(s) for s in stores]
+    yield [SharedLimits(s, node=f"node{i}") for i, s in enumerate(stores)]
     for s in stores:
         s.close()
 
@@ -82,10 +82,7 @@ def test_a_spending_cap_is_never_passed_across_nodes(nodes) -> None:
     with pytest.raises(QuotaExceeded):
         hold_acme(nodes[0])
 
-    def commit(db) -> int:
-        return SharedLimits.commit(db, account, "2026-12")
-
-    assert store.submit(commit).result() == 1  # one finished: it counts, and holds one less
+    assert store.submit(lambda db: nodes[2].commit(db, account, "2026-12")).result() == 1  # one finished: it counts
 
 
 def test_without_a_cap_every_request_is_held_and_counted(nodes) -> None:
@@ -96,3 +93,41 @@ def test_without_a_cap_every_request_is_held_and_counted(nodes) -> None:
     assert passed == 12
     row = store._rows("SELECT used, reserved FROM quota_ledger WHERE account_id = ?", [account])[0]
     assert row == (0, 12)
+
+
+def test_a_killed_nodes_holds_come_back_when_it_starts_again_or_when_it_stays_silent(nodes) -> None:
+    from appliance.store.shared_limits import HOLDS_EXPIRE_S
+
+    store = nodes[0].store
+    store.create_account("acme")
+    account = store.account("acme").id
+
+    def hold(node: SharedLimits) -> None:
+        node.hold(account, "2026-12", 5, 1000.0, 3.0)  # 8 at most
+
+    for _ in range(5):
+        hold(nodes[0])  # node0 is killed with these five running
+    for _ in range(3):
+        hold(nodes[1])
+    with pytest.raises(QuotaExceeded):
+        hold(nodes[2])
+    SharedLimits(store, node="node0").reclaim()  # node0 starts again: its five come back
+    for _ in range(5):
+        hold(nodes[2])
+    with pytest.raises(QuotaExceeded):
+        hold(nodes[2])
+
+    # node1 goes silent past the expiry (its heartbeat's age as the database sees it)
+    from appliance.store.nodes import NodeBeat
+
+    beat = NodeBeat(id="node1", url="http://n1", version="x", model="m", slots_total=8, slots_busy=0,
+                    queue_depth=0, tokens_per_second=0.0, started_at="2026-12-07T00:00:00Z")  # fmt: skip
+    store.beat(beat).result()
+    store._write(
+        lambda db: db.execute("UPDATE nodes SET heartbeat = heartbeat - ? WHERE id = 'node1'", [HOLDS_EXPIRE_S + 5])
+    )
+    nodes[2].reclaim_silent().result()
+    for _ in range(3):
+        hold(nodes[2])
+    with pytest.raises(QuotaExceeded):
+        hold(nodes[0])
