@@ -292,7 +292,8 @@ class AdminClient:
 
     # live server ------------------------------------------------------------
     def hive_status(self) -> HiveStatus:
-        return self._call("GET", "/v1/hive/status", HiveStatus)
+        """The server's hive, and every node of its cluster (`nodes`; itself alone on a single box)."""
+        return self._call("GET", "/v1/hive/status", HiveStatus, params={"all": "1"})
 
     def try_it(self, specialist: str, prompt: str, *, max_tokens: int | None = None) -> Iterator[TryItEvent]:
         """Stream one chat request to the specialist: text pieces as they come, then one final event

@@ -14,7 +14,7 @@ from textual.widgets import Input
 
 from appliance.admin.local import LocalAdmin
 from appliance.admin.ops import TryItEvent
-from appliance.core.protocol import CpuStatus, HiveSample, HiveStatus, KvStatus, ModelStatus, TuningLine
+from appliance.core.protocol import CpuStatus, HiveNode, HiveSample, HiveStatus, KvStatus, ModelStatus, TuningLine
 from tui.app import AlveareApp
 
 SMALL = (80, 24)
@@ -105,6 +105,27 @@ def test_hive_live(snap_compare, seeded: LocalAdmin, size) -> None:
         await settle(pilot)
 
     assert snap_compare(app_for(seeded), terminal_size=size, run_before=show)
+
+
+def node(id: str, state: str, age: float, busy: int, this: bool = False) -> HiveNode:
+    return HiveNode(
+        id=id, url=f"http://10.0.0.{id[-1]}:8080", state=state, heartbeat_age_seconds=age, version="0.1.0",
+        model="SmolLM2-135M-Instruct", slots_total=8, slots_busy=busy, queue_depth=0, tokens_per_second=12.5 * busy,
+        started_at="2026-03-14T09:00:00Z", this_node=this,
+    )  # fmt: skip
+
+
+def test_hive_cluster(snap_compare, seeded: LocalAdmin) -> None:
+    """A node of a cluster: every node below the live status, the one answering marked, one down."""
+    nodes = [node("node1", "up", 1.0, 3, this=True), node("node2", "up", 0.4, 8), node("node3", "down", 42.0, 0)]
+
+    async def show(pilot) -> None:
+        await settle(pilot)
+        pilot.app.query_one("#view-hive").show_status(msgspec.structs.replace(STATUS, nodes=nodes))
+        pilot.app.sub_title = "server online"
+        await settle(pilot)
+
+    assert snap_compare(app_for(seeded), terminal_size=LARGE, run_before=show)
 
 
 @pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "200x50"])

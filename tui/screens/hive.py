@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -40,6 +41,7 @@ class HiveView(View, can_focus=True):
                 yield Sparkline([], id="spark-requests", summary_function=max)
                 yield Static("", id="spark-requests-now", classes="chart-now")
             yield Static("", id="hive-window", classes="muted")
+            yield Static("", id="hive-nodes")
 
     def on_resize(self) -> None:
         if self.app.size.width != self._drawn_for:
@@ -190,3 +192,27 @@ class HiveView(View, can_focus=True):
         self._draw_series()
         self.query_one("#spark-tokens-now", Static).update(f"peak {max(tokens, default=0):,.0f}")
         self.query_one("#spark-requests-now", Static).update(f"peak {max(requests, default=0):,.0f}")
+        self._show_nodes(s)
+
+    def _show_nodes(self, s: HiveStatus) -> None:
+        """A cluster's nodes (on a shared PostgreSQL store), this one marked; hidden on a single box."""
+        panel = self.query_one("#hive-nodes", Static)
+        nodes = s.nodes or []
+        panel.display = len(nodes) > 1
+        if len(nodes) <= 1:
+            return
+        table = Table(box=None, padding=(0, 1), header_style="bold", title=f"Cluster: {len(nodes)} nodes")
+        for column in ("node", "url", "state", "last beat", "slots", "queue", "tok/s"):
+            table.add_column(column, justify="right" if column in ("slots", "queue", "tok/s") else "left")
+        colour = {"up": "green", "down": "bold red", "stopped": "dim"}
+        for n in nodes:
+            table.add_row(
+                ("* " if n.this_node else "  ") + n.id,
+                n.url,
+                Text(n.state, style=colour.get(n.state, "")),
+                f"{n.heartbeat_age_seconds:.0f} s ago",
+                f"{n.slots_busy}/{n.slots_total}",
+                str(n.queue_depth),
+                f"{n.tokens_per_second:,.1f}",
+            )
+        panel.update(table)
