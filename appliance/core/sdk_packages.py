@@ -62,8 +62,11 @@ def build_wheel() -> Package:
             if path.is_file() and path.suffix in DATA_SUFFIXES and "__pycache__" not in path.parts:
                 files.append((path.relative_to(root).as_posix(), path.read_bytes()))
     wheel_meta = f"Wheel-Version: 1.0\nGenerator: alveare {__version__}\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    # The metadata as an email message: a dist-info's METADATA or, for a checkout's own egg-info, its PKG-INFO.
-    files.append((f"{info}/METADATA", dist.metadata.as_string().encode()))
+    # The installed metadata as written (a dist-info's METADATA, or a checkout's egg-info PKG-INFO), not
+    # re-serialised: the email module refuses to fold a description (the README) with a line that
+    # looks like a header ("ALVEARE_LB_BIND=0.0.0.0:8080 ...").
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or dist.metadata.as_string()
+    files.append((f"{info}/METADATA", text.encode()))
     files.append((f"{info}/WHEEL", wheel_meta.encode()))
     entry_points = dist.read_text("entry_points.txt")
     if entry_points:
