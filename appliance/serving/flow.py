@@ -8,6 +8,7 @@ the endpoint's StreamRenderer; the flow drives it and meters what was generated.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import secrets
@@ -107,7 +108,17 @@ class Flow:
         A single box checks the limits on the event loop with no await inside (metering.py); a
         cluster's are one statement each in the shared database, in a worker thread."""
         if self.metering.shared is not None:
-            await asyncio.to_thread(self.metering.admit, meter, plan.specialist.name, plan.token_estimate)
+            admitting = asyncio.ensure_future(
+                asyncio.to_thread(self.metering.admit, meter, plan.specialist.name, plan.token_estimate)
+            )
+            try:
+                await asyncio.shield(admitting)
+            except asyncio.CancelledError:
+                # The caller left while the database decided: wait for the decision, so the hold and
+                # tokens it took are on the meter when the request is metered (and given back).
+                with contextlib.suppress(Exception):
+                    await admitting
+                raise
         else:
             self.metering.admit(meter, plan.specialist.name, plan.token_estimate)
         share = share_of(meter.call.principal)

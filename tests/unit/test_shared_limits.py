@@ -52,7 +52,9 @@ def test_a_per_minute_limit_admits_exactly_the_limit_across_nodes(nodes) -> None
     assert passed == 20 and len(refused) == 10  # per-node counting would admit 30 (or 60 at 20 each)
     assert all("requests per minute" in r.message for r in refused)
     assert all(1 <= int(r.headers["Retry-After"]) <= 3 for r in refused)  # one request's refill: 3 s
-    state = nodes[0].last[1]
+    with pytest.raises(RateLimited):
+        nodes[0].take(1, 20, 100_000, 10)
+    state = nodes[0].last[1]  # what the refusal saw: the headers of answers that took nothing say it
     assert state.limit_requests == 20 and state.remaining_requests == 0
 
 
