@@ -98,13 +98,17 @@ def create_app(
             if not loading.done():
                 loading.cancel()
             heartbeat.cancel()
-            await serving.cluster.stopped()
-            await engine.stop()
-            # Every request has been answered or stopped by now (uvicorn waits for them): commit their
-            # usage before the process can end (uvicorn re-raises SIGTERM after this, which ends it at once).
-            await asyncio.wrap_future(store.flush())
-            if provider is not None and own_provider:
-                await tracing.shut_down(provider)
+            try:
+                await serving.cluster.stopped()
+                await engine.stop()
+                # Every request has been answered or stopped by now (uvicorn waits for them): commit their
+                # usage before the process can end (uvicorn re-raises SIGTERM after this, which ends it at once).
+                await asyncio.wrap_future(store.flush())
+                if provider is not None and own_provider:
+                    await tracing.shut_down(provider)
+            except asyncio.CancelledError:
+                # A second Ctrl+C while stopping (uvicorn's forced exit): one line, not a traceback.
+                log.warning("forced to stop before the engine and the store had finished stopping")
 
     app = Litestar(
         route_handlers=[

@@ -5,6 +5,7 @@ The CLI parses and prints: what this run says goes through the `Announce` it is 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import sys
@@ -24,6 +25,24 @@ if TYPE_CHECKING:
     from appliance.core.settings import Settings
 
 log = logging.getLogger("appliance.serve")
+
+
+class ForcedStopFilter(logging.Filter):
+    """A second Ctrl+C while stopping makes uvicorn exit at once, cancelling what still runs, and its
+    logger would print each cancellation's traceback: one line each instead (no traceback reaches
+    the person who pressed it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        text = record.getMessage()
+        if isinstance(error, asyncio.CancelledError) or (
+            text.startswith("Traceback")
+            and text.rstrip().splitlines()[-1].startswith("asyncio.exceptions.CancelledError")
+        ):
+            record.msg, record.args = "forced to stop: a request or the shutdown was cut off", ()
+            record.exc_info = record.exc_text = None
+        return True
+
 
 # After the shutdown grace period, time for the stopped requests' error responses to go out.
 STOPPED_RESPONSES_S = 3
@@ -138,6 +157,8 @@ def run(settings: Settings, announce: Announce) -> int:
         # own address; the app honours it from --trusted-proxies alone (appliance.core.proxies).
         proxy_headers=False,
     )
+
+    logging.getLogger("uvicorn.error").addFilter(ForcedStopFilter())
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
