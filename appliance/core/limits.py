@@ -196,15 +196,12 @@ class QuotaResult:
     new_alerts: list[int] = field(default_factory=list)
 
 
-def cap_allows(used: int, pending: int, monthly_limit: int, overage_per_1k: float, cap: float | None) -> bool:
-    """Whether one more request keeps the period's overage charge within the spending cap."""
-    return cap is None or max(0, used + pending + 1 - monthly_limit) * overage_per_1k <= cap * 1000 + _EPS
-
-
 def over_cap(
     used: int, pending: int, monthly_limit: int, overage_per_1k: float, cap: float | None
 ) -> QuotaExceeded | None:
-    if cap is None or cap_allows(used, pending, monthly_limit, overage_per_1k, cap):
+    """The refusal when one more request would take the period's overage charge past the spending
+    cap; None while it stays within it."""
+    if cap is None or max(0, used + pending + 1 - monthly_limit) * overage_per_1k <= cap * 1000 + _EPS:
         return None
     return QuotaExceeded(
         f"You exceeded your spending cap of {cap:g} for this period: {used} requests used "

@@ -28,8 +28,13 @@ def _http_url(value: str) -> str | None:
     return f"must start with http:// or https://, not {value!r}"
 
 
+def is_postgres_url(url: str | None) -> bool:
+    """Whether a --database value names PostgreSQL (the only database it takes)."""
+    return bool(url) and str(url).startswith(("postgresql://", "postgres://"))
+
+
 def _database_url(value: str) -> str | None:
-    if value.startswith(("postgresql://", "postgres://")):
+    if is_postgres_url(value):
         return None
     return "must be a postgresql:// URL (without it the store is SQLite in the data dir)"  # never echoed: a password
 

@@ -29,10 +29,6 @@ POOL_MAX = 8
 PG_WAIT_S = 3.0
 
 
-def is_postgres_url(url: str | None) -> bool:
-    return bool(url) and urlsplit(url or "").scheme in {"postgres", "postgresql"}
-
-
 def shown_url(url: str) -> str:
     """The URL without its password, for logs and status lines."""
     parts = urlsplit(url)
@@ -136,7 +132,7 @@ class PostgresBackend:
                 pg_migrations.apply(conn)
                 self.secret = _pg_secret(conn)
         except psycopg.OperationalError as exc:
-            raise StoreUnavailable(f"The database at {self.where} does not answer: {_first_line(exc)}") from exc
+            raise self.unavailable(exc) from exc
         self._pool = ConnectionPool(
             url,
             min_size=1,

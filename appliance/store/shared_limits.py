@@ -18,12 +18,12 @@ from __future__ import annotations
 from concurrent.futures import Future
 
 from appliance.core.limits import WINDOW_S, RateState, gcra_take, over_cap, rate_state
-from appliance.store.sql import Db
+from appliance.store.sql import PG_NOW_S, Db
 from appliance.store.store import Store
 
 _EPS = 1e-6
 # The database's clock, in seconds, once per statement (a CTE referenced twice is evaluated once).
-_NOW = "WITH now AS MATERIALIZED (SELECT extract(epoch FROM clock_timestamp())::float8 AS t)"
+_NOW = f"WITH now AS MATERIALIZED (SELECT {PG_NOW_S} AS t)"
 
 _TAKE = f"""{_NOW}
 INSERT INTO rate_limits AS r (key_id, requests_tat, tokens_tat)
@@ -173,8 +173,7 @@ class SharedLimits:
 
 def _state(db: Db, key_id: int) -> tuple[float, float, float]:
     row = db.one(
-        "SELECT extract(epoch FROM clock_timestamp())::float8, r.requests_tat, r.tokens_tat"
-        " FROM (SELECT 1) one LEFT JOIN rate_limits r ON r.key_id = ?",
+        f"SELECT {PG_NOW_S}, r.requests_tat, r.tokens_tat FROM (SELECT 1) one LEFT JOIN rate_limits r ON r.key_id = ?",
         [key_id],
     )
     assert row is not None

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Literal, Protocol
 
 Dialect = Literal["sqlite", "postgresql"]
+# PostgreSQL's clock in seconds since the epoch (a float): the one clock every node of a cluster reads.
+PG_NOW_S = "extract(epoch FROM clock_timestamp())::float8"
 
 
 class Cursor(Protocol):
@@ -84,7 +86,7 @@ class Db:
         """SQL for the database's clock in seconds since the epoch (a float): the one clock every
         node of a cluster reads."""
         if self.dialect == "postgresql":
-            return "extract(epoch FROM clock_timestamp())::float8"
+            return PG_NOW_S
         return "((julianday('now') - 2440587.5) * 86400.0)"
 
     def lock(self, table: str) -> None:

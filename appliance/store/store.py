@@ -14,9 +14,10 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from appliance.core.errors import InvalidRequest
+from appliance.core.settings_table import is_postgres_url
 from appliance.store import backup
 from appliance.store.audit import AuditLog
-from appliance.store.backends import PostgresBackend, SqliteBackend, is_postgres_url
+from appliance.store.backends import PostgresBackend, SqliteBackend
 from appliance.store.keys import Keys
 from appliance.store.nodes import Nodes
 from appliance.store.plans_accounts import PlansAndAccounts
