@@ -6,6 +6,8 @@ Unknown fields are ignored when decoding, so an SDK keeps working against a newe
 
 from __future__ import annotations
 
+from typing import Literal
+
 from msgspec import Struct
 
 __all__ = [
@@ -66,6 +68,11 @@ class Usage(Struct):
     completion_tokens_details: CompletionTokensDetails | None = None
 
 
+# Why a choice ended, as OpenAI's SDKs type it (Alveare sends the first three; its own ends, such as
+# a timeout, are errors in the API's envelope instead).
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
+
+
 class FunctionCall(Struct):
     name: str
     # A JSON string, as OpenAI sends it (generated under a grammar, so it always parses).
@@ -75,12 +82,12 @@ class FunctionCall(Struct):
 class ToolCall(Struct):
     id: str
     function: FunctionCall
-    type: str = "function"
+    type: Literal["function"] = "function"
 
 
 class AssistantMessage(Struct):
     content: str | None
-    role: str = "assistant"
+    role: Literal["assistant"] = "assistant"
     refusal: str | None = None
     tool_calls: list[ToolCall] | None = None
     # A thinking model's <think> block, apart from the answer (as llama-server and vLLM send it).
@@ -108,7 +115,7 @@ class ChoiceLogprobs(Struct):
 class ChatChoice(Struct):
     index: int
     message: AssistantMessage
-    finish_reason: str
+    finish_reason: FinishReason
     logprobs: ChoiceLogprobs | None = None
 
 
@@ -118,7 +125,7 @@ class ChatCompletion(Struct):
     model: str
     choices: list[ChatChoice]
     usage: Usage
-    object: str = "chat.completion"
+    object: Literal["chat.completion"] = "chat.completion"
     system_fingerprint: str | None = None
 
 
@@ -146,7 +153,7 @@ class Delta(Struct, omit_defaults=True):
 class ChunkChoice(Struct):
     index: int
     delta: Delta
-    finish_reason: str | None = None
+    finish_reason: FinishReason | None = None
     logprobs: ChoiceLogprobs | None = None
 
 
@@ -155,7 +162,7 @@ class ChatCompletionChunk(Struct):
     created: int
     model: str
     choices: list[ChunkChoice]
-    object: str = "chat.completion.chunk"
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     system_fingerprint: str | None = None
     usage: Usage | None = None
 
@@ -172,7 +179,7 @@ class LegacyLogprobs(Struct):
 class CompletionChoice(Struct):
     index: int
     text: str
-    finish_reason: str | None
+    finish_reason: Literal["stop", "length", "content_filter"] | None
     logprobs: LegacyLogprobs | None = None
 
 
@@ -181,7 +188,7 @@ class Completion(Struct):
     created: int
     model: str
     choices: list[CompletionChoice]
-    object: str = "text_completion"
+    object: Literal["text_completion"] = "text_completion"
     usage: Usage | None = None
     system_fingerprint: str | None = None
 
@@ -203,13 +210,13 @@ class InferResponse(Struct):
 class Model(Struct):
     id: str
     created: int
-    object: str = "model"
+    object: Literal["model"] = "model"
     owned_by: str = "alveare"
 
 
 class ModelList(Struct):
     data: list[Model]
-    object: str = "list"
+    object: Literal["list"] = "list"
 
 
 class Health(Struct):
@@ -383,13 +390,13 @@ class SpecialistView(Struct):
     system_prompt: str
     custom: bool
     enabled: bool
-    object: str = "specialist"
+    object: Literal["specialist"] = "specialist"
 
 
 class SpecialistList(Struct):
     data: list[SpecialistView]
     custom_prompts_allowed: bool
-    object: str = "list"
+    object: Literal["list"] = "list"
 
 
 class ErrorBody(Struct):

@@ -176,9 +176,14 @@ class ResponsesRequest(Struct):
 
 
 # ---------------------------------------------------------------- Responses API answers
+# An output item's status, and the response's, as OpenAI's SDKs type them.
+ItemStatus = Literal["in_progress", "completed", "incomplete"]
+ResponseStatus = Literal["completed", "failed", "in_progress", "cancelled", "queued", "incomplete"]
+
+
 class ResponseOutputText(Struct):
     text: str
-    type: str = "output_text"
+    type: Literal["output_text"] = "output_text"
     annotations: list[Any] = []
     # The text's tokens, where include asks for "message.output_text.logprobs" (else empty, as OpenAI sends it).
     logprobs: list[TokenLogprob] = []
@@ -199,7 +204,7 @@ class ResponseTextLogprob(Struct):
 
 class ResponseReasoningText(Struct):
     text: str
-    type: str = "reasoning_text"
+    type: Literal["reasoning_text"] = "reasoning_text"
 
 
 class ResponseReasoningItem(Struct, tag="reasoning", tag_field="type"):
@@ -210,15 +215,15 @@ class ResponseReasoningItem(Struct, tag="reasoning", tag_field="type"):
     content: list[ResponseReasoningText]
     summary: list[Any] = []
     # "incomplete" where max_output_tokens cut the block.
-    status: str = "completed"
+    status: ItemStatus = "completed"
 
 
 class ResponseMessageItem(Struct, tag="message", tag_field="type"):
     id: str
     content: list[ResponseOutputText]
     # "incomplete" where max_output_tokens cut the text.
-    status: str = "completed"
-    role: str = "assistant"
+    status: ItemStatus = "completed"
+    role: Literal["assistant"] = "assistant"
 
 
 class ResponseFunctionCallItem(Struct, tag="function_call", tag_field="type"):
@@ -226,7 +231,7 @@ class ResponseFunctionCallItem(Struct, tag="function_call", tag_field="type"):
     call_id: str
     name: str
     arguments: str
-    status: str = "completed"
+    status: ItemStatus = "completed"
 
 
 class ResponseInputTokensDetails(Struct):
@@ -246,19 +251,19 @@ class ResponseUsage(Struct):
 
 
 class ResponseIncompleteDetails(Struct):
-    reason: str
+    reason: Literal["max_output_tokens", "content_filter"]
 
 
 class Response(Struct):
     id: str
     created_at: int
     model: str
-    status: str
+    status: ResponseStatus
     output: list[ResponseReasoningItem | ResponseMessageItem | ResponseFunctionCallItem]
     parallel_tool_calls: bool
     tool_choice: str | dict[str, Any]
     tools: list[dict[str, Any]]
-    object: str = "response"
+    object: Literal["response"] = "response"
     error: None = None
     incomplete_details: ResponseIncompleteDetails | None = None
     instructions: str | None = None
@@ -268,7 +273,7 @@ class Response(Struct):
     text: dict[str, Any] | None = None
     metadata: dict[str, str] = {}
     store: bool = False
-    truncation: str = "disabled"
+    truncation: Literal["auto", "disabled"] = "disabled"
     top_logprobs: int | None = None
     usage: ResponseUsage | None = None
 
@@ -295,7 +300,7 @@ class ModelInfo(Struct):
     examples: list[SpecialistExample]
     base_model: str
     context_length: int
-    object: str = "model.info"
+    object: Literal["model.info"] = "model.info"
     owned_by: str = "alveare"
 
 

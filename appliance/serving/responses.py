@@ -37,7 +37,7 @@ def new_id(prefix: str) -> str:
 
 
 # ---------------------------------------------------------------- the answer
-def skeleton(req: p.ResponsesRequest, model: str, status: str) -> p.Response:
+def skeleton(req: p.ResponsesRequest, model: str, status: p.ResponseStatus) -> p.Response:
     """The response object as it starts: the request's settings echoed, no output yet."""
     return p.Response(
         id=new_id("resp"),
@@ -74,7 +74,7 @@ def thinking_of(plan: GenerationPlan) -> reasoning.Thinking | None:
     return plan.thinking if isinstance(plan, ChatPlan) else None
 
 
-def status(cut: bool) -> str:
+def status(cut: bool) -> p.ItemStatus:
     return "incomplete" if cut else "completed"
 
 

@@ -6,6 +6,7 @@ committed. A changed wire type fails here until the script is run and its output
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 from pathlib import Path
 from types import ModuleType
 
@@ -50,3 +51,31 @@ def test_the_sdk_names_its_wire_types_from_the_generated_file() -> None:
     ):
         assert f"export type {name} = Schemas['{name}'];" in types, name
         assert f"export interface {name} " not in types, name
+
+
+# A TypeScript file that must type-check against the SDK's types: the answers' constant fields are
+# literal types (a switch on `object` or `finish_reason` narrows), so a wrong constant is an error.
+LITERALS = """
+import type { ChatCompletion, Completion, ModelList } from 'TYPES';
+
+export function kinds(chat: ChatCompletion, legacy: Completion, models: ModelList): string[] {
+  const object: 'chat.completion' = chat.object;
+  const reason: 'stop' | 'length' | 'tool_calls' | 'content_filter' | 'function_call' = chat.choices[0].finish_reason;
+  // @ts-expect-error a chat completion's object is no other constant
+  const wrong: 'chat.completion.chunk' = chat.object;
+  const list: 'list' = models.object;
+  const model: 'model' = models.data[0].object;
+  const text: 'text_completion' = legacy.object;
+  return [object, reason, wrong, list, model, text];
+}
+"""
+
+
+def test_the_answers_constants_are_literal_types(tmp_path: Path) -> None:
+    npm_installed(TS, "type-checking the TypeScript SDK")
+    check = tmp_path / "literals.ts"
+    check.write_text(LITERALS.replace("TYPES", (TS / "src" / "types.js").as_posix()))
+    tsc = TS / "node_modules" / "typescript" / "bin" / "tsc"
+    args = ["--noEmit", "--strict", "--skipLibCheck", "--module", "ES2020", "--moduleResolution", "bundler"]
+    result = subprocess.run(["node", str(tsc), *args, str(check)], cwd=TS, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -630,22 +630,29 @@ export interface components {
             model: string;
             choices: components["schemas"]["ChatChoice"][];
             usage: components["schemas"]["Usage"];
-            /** @default chat.completion */
-            object: string;
+            /**
+             * @default chat.completion
+             * @enum {unknown}
+             */
+            object: "chat.completion";
             system_fingerprint: string | null;
         };
         /** ChatChoice */
         ChatChoice: {
             index: number;
             message: components["schemas"]["AssistantMessage"];
-            finish_reason: string;
+            /** @enum {unknown} */
+            finish_reason: "content_filter" | "function_call" | "length" | "stop" | "tool_calls";
             logprobs: components["schemas"]["ChoiceLogprobs"] | null;
         };
         /** AssistantMessage */
         AssistantMessage: {
             content: string | null;
-            /** @default assistant */
-            role: string;
+            /**
+             * @default assistant
+             * @enum {unknown}
+             */
+            role: "assistant";
             refusal: string | null;
             tool_calls: components["schemas"]["ToolCall"][] | null;
             reasoning_content: string | null;
@@ -654,8 +661,11 @@ export interface components {
         ToolCall: {
             id: string;
             function: components["schemas"]["FunctionCall"];
-            /** @default function */
-            type: string;
+            /**
+             * @default function
+             * @enum {unknown}
+             */
+            type: "function";
         };
         /** FunctionCall */
         FunctionCall: {
@@ -704,8 +714,11 @@ export interface components {
             created: number;
             model: string;
             choices: components["schemas"]["CompletionChoice"][];
-            /** @default text_completion */
-            object: string;
+            /**
+             * @default text_completion
+             * @enum {unknown}
+             */
+            object: "text_completion";
             usage: components["schemas"]["Usage"] | null;
             system_fingerprint: string | null;
         };
@@ -713,7 +726,7 @@ export interface components {
         CompletionChoice: {
             index: number;
             text: string;
-            finish_reason: string | null;
+            finish_reason: ("content_filter" | "length" | "stop") | null;
             logprobs: components["schemas"]["LegacyLogprobs"] | null;
         };
         /**
@@ -865,8 +878,11 @@ export interface components {
         Model: {
             id: string;
             created: number;
-            /** @default model */
-            object: string;
+            /**
+             * @default model
+             * @enum {unknown}
+             */
+            object: "model";
             /** @default alveare */
             owned_by: string;
         };
@@ -880,8 +896,11 @@ export interface components {
             examples: components["schemas"]["SpecialistExample"][];
             base_model: string;
             context_length: number;
-            /** @default model.info */
-            object: string;
+            /**
+             * @default model.info
+             * @enum {unknown}
+             */
+            object: "model.info";
             /** @default alveare */
             owned_by: string;
         };
@@ -900,21 +919,28 @@ export interface components {
         /** ModelList */
         ModelList: {
             data: components["schemas"]["Model"][];
-            /** @default list */
-            object: string;
+            /**
+             * @default list
+             * @enum {unknown}
+             */
+            object: "list";
         };
         /** Response */
         Response: {
             id: string;
             created_at: number;
             model: string;
-            status: string;
+            /** @enum {unknown} */
+            status: "cancelled" | "completed" | "failed" | "in_progress" | "incomplete" | "queued";
             output: (components["schemas"]["ResponseReasoningItem"] | components["schemas"]["ResponseMessageItem"] | components["schemas"]["ResponseFunctionCallItem"])[];
             parallel_tool_calls: boolean;
             tool_choice: string | Record<string, never>;
             tools: Record<string, never>[];
-            /** @default response */
-            object: string;
+            /**
+             * @default response
+             * @enum {unknown}
+             */
+            object: "response";
             error: null;
             incomplete_details: components["schemas"]["ResponseIncompleteDetails"] | null;
             instructions: string | null;
@@ -928,8 +954,11 @@ export interface components {
             };
             /** @default false */
             store: boolean;
-            /** @default disabled */
-            truncation: string;
+            /**
+             * @default disabled
+             * @enum {unknown}
+             */
+            truncation: "auto" | "disabled";
             top_logprobs: number | null;
             usage: components["schemas"]["ResponseUsage"] | null;
         };
@@ -945,14 +974,20 @@ export interface components {
             content: components["schemas"]["ResponseReasoningText"][];
             /** @default [] */
             summary: unknown[];
-            /** @default completed */
-            status: string;
+            /**
+             * @default completed
+             * @enum {unknown}
+             */
+            status: "completed" | "in_progress" | "incomplete";
         };
         /** ResponseReasoningText */
         ResponseReasoningText: {
             text: string;
-            /** @default reasoning_text */
-            type: string;
+            /**
+             * @default reasoning_text
+             * @enum {unknown}
+             */
+            type: "reasoning_text";
         };
         /** ResponseMessageItem */
         ResponseMessageItem: {
@@ -960,16 +995,25 @@ export interface components {
             type: "message";
             id: string;
             content: components["schemas"]["ResponseOutputText"][];
-            /** @default completed */
-            status: string;
-            /** @default assistant */
-            role: string;
+            /**
+             * @default completed
+             * @enum {unknown}
+             */
+            status: "completed" | "in_progress" | "incomplete";
+            /**
+             * @default assistant
+             * @enum {unknown}
+             */
+            role: "assistant";
         };
         /** ResponseOutputText */
         ResponseOutputText: {
             text: string;
-            /** @default output_text */
-            type: string;
+            /**
+             * @default output_text
+             * @enum {unknown}
+             */
+            type: "output_text";
             /** @default [] */
             annotations: unknown[];
             /** @default [] */
@@ -983,12 +1027,16 @@ export interface components {
             call_id: string;
             name: string;
             arguments: string;
-            /** @default completed */
-            status: string;
+            /**
+             * @default completed
+             * @enum {unknown}
+             */
+            status: "completed" | "in_progress" | "incomplete";
         };
         /** ResponseIncompleteDetails */
         ResponseIncompleteDetails: {
-            reason: string;
+            /** @enum {unknown} */
+            reason: "content_filter" | "max_output_tokens";
         };
         /** ResponseUsage */
         ResponseUsage: {
@@ -1012,8 +1060,11 @@ export interface components {
         SpecialistList: {
             data: components["schemas"]["SpecialistView"][];
             custom_prompts_allowed: boolean;
-            /** @default list */
-            object: string;
+            /**
+             * @default list
+             * @enum {unknown}
+             */
+            object: "list";
         };
         /** SpecialistView */
         SpecialistView: {
@@ -1023,8 +1074,11 @@ export interface components {
             system_prompt: string;
             custom: boolean;
             enabled: boolean;
-            /** @default specialist */
-            object: string;
+            /**
+             * @default specialist
+             * @enum {unknown}
+             */
+            object: "specialist";
         };
         /**
          * UsageReport
