@@ -221,22 +221,6 @@ def test_a_changed_original_goes_back_to_serving_itself(made) -> None:
     assert served_model(settings, str(source)) == str(source)
 
 
-def test_the_first_start_optimises_in_a_child_and_gets_its_verdict(tmp_path, capfd, cpu_build) -> None:
-    """serve's one-off step on the real embedded model (the full first-start run: Q8_0, the default
-    gate): measured in a child process, whose memory never becomes the server's, and whose verdict,
-    logged with serve's own `optimize:` lines, is the one its report records."""
-    from appliance.boot.first_start import optimize_embedded
-
-    source = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    shutil.copy2(embedded_model_path(), source)
-    settings = load_settings({"data_dir": str(tmp_path / "data"), "threads": 2}, environ={})
-    verdict = optimize_embedded(settings, str(source), idle=lambda: None)
-    err = capfd.readouterr().err
-    report = read_report(report_path(settings.models_path, source_of(str(source))))
-    assert verdict and report is not None and report.verdict == verdict
-    assert "INFO appliance.serve: optimize: Requantising to q8_0" in err and "Traceback" not in err
-
-
 def test_a_first_start_whose_child_fails_serves_the_original(tmp_path, capfd) -> None:
     from appliance.boot.first_start import optimize_embedded
 

@@ -27,10 +27,10 @@ class Counter:
         return httpx.Client(timeout=120, event_hooks={"response": [lambda r: self.statuses.append(r.status_code)]})
 
 
-# Solo keys may send 20 requests a minute, then one every 3 s. A burst of 26 at once has 6 refused with
+# Solo keys may send 20 requests a minute, then one every 3 s. A burst of 22 at once has 2 refused with
 # Retry-After/retry-after-ms; each waits as told and asks again (one gets in per 3 s, so the last
-# needs 6 retries), and the caller sees only answers.
-BURST = 26
+# needs 2 retries), and the caller sees only answers.
+BURST = 22
 
 
 def test_a_burst_past_a_solo_key_limit_completes_through_retries(server: LiveServer, solo_key: str) -> None:
