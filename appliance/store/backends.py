@@ -4,6 +4,7 @@ reads theirs, and the key-hashing secret; `Store` does the rest the same way on 
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from appliance.core.errors import InvalidRequest, NotFound, StoreUnavailable
 from appliance.store import migrations
 from appliance.store.database import DB_FILE, Writer, connect, make_private
 from appliance.store.sql import Db
+
+log = logging.getLogger("alveare.store")
 
 T = TypeVar("T")
 SECRET_FILE = "key-secret"
@@ -118,7 +121,7 @@ class PostgresBackend:
     def __init__(self, url: str) -> None:
         try:
             import psycopg
-            from psycopg_pool import ConnectionPool
+            import psycopg_pool  # noqa: F401
         except ImportError as exc:  # the [postgres] extra is not installed
             raise InvalidRequest(
                 "A postgresql:// database needs psycopg: pip install 'alveare[postgres]'.", param="database"
@@ -133,8 +136,17 @@ class PostgresBackend:
                 self.secret = _pg_secret(conn)
         except psycopg.OperationalError as exc:
             raise self.unavailable(exc) from exc
-        self._pool = ConnectionPool(
-            url,
+        self._pool = self._new_pool()
+        # Set when a read found the database gone: reads then ask it directly first (_renew).
+        self._suspect = False
+        self._renewing = threading.Lock()
+        self.writer = Writer(lambda: _PgSession(url), self.unavailable, lost=_lost, mark_batches=True)
+
+    def _new_pool(self) -> Any:
+        from psycopg_pool import ConnectionPool
+
+        return ConnectionPool(
+            self.url,
             min_size=1,
             max_size=POOL_MAX,
             kwargs={"autocommit": True, "connect_timeout": int(PG_WAIT_S)},
@@ -142,7 +154,26 @@ class PostgresBackend:
             name="alveare-store",
             open=True,
         )
-        self.writer = Writer(lambda: _PgSession(url), self.unavailable, lost=_lost)
+
+    def _renew(self, pool: Any) -> Exception | None:
+        """After the database was found gone: one direct connection says whether it answers again (the
+        pool's own attempts back off to seconds apart while it is down, and a read would wait for the
+        next). It does: a new pool replaces `pool` (whose reads in flight finish first), and None;
+        it does not: the error, at once."""
+        import psycopg
+
+        with self._renewing:
+            if self._pool is not pool:  # another read renewed it meanwhile
+                return None
+            try:
+                psycopg.connect(self.url, autocommit=True, connect_timeout=int(PG_WAIT_S)).close()
+            except psycopg.OperationalError as exc:
+                return exc
+            self._pool = self._new_pool()
+            self._suspect = False
+        threading.Thread(target=pool.close, kwargs={"timeout": 30}, name="alveare-store-old-pool", daemon=True).start()
+        log.info("store: the database at %s answers again", self.where)
+        return None
 
     def unavailable(self, exc: Exception) -> Exception:
         """A lost or refused connection as the clear 503 it is to a caller; other errors as they are."""
@@ -159,15 +190,26 @@ class PostgresBackend:
         again: the caller gets the 503 only if the database does not answer now. (A check of each
         connection as it is lent instead left a pool of broken ones waiting seconds for new ones.)"""
         import psycopg
+        from psycopg_pool import PoolTimeout
 
         for attempt in (1, 2):
             conn = None
+            pool = self._pool
+            if self._suspect and (gone := self._renew(pool)) is not None:
+                raise self.unavailable(gone) from gone
+            pool = self._pool
             try:
-                with self._pool.connection() as conn:
+                with pool.connection() as conn:
                     return fn(Db(conn, "postgresql"))
             except psycopg.OperationalError as exc:
                 if attempt == 1 and conn is not None and conn.broken:
-                    self._pool.check()
+                    pool.check()
+                    continue
+                self._suspect = True
+                raise self.unavailable(exc) from exc
+            except PoolTimeout as exc:
+                self._suspect = True
+                if attempt == 1 and self._renew(pool) is None:
                     continue
                 raise self.unavailable(exc) from exc
             except Exception as exc:

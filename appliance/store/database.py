@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import secrets
 import sqlite3
 import threading
 import time
@@ -28,6 +29,8 @@ MAX_BATCH = 512
 # How often writes that must not be lost (usage records) are tried again while the database does
 # not answer.
 RETRY_S = 1.0
+# How long a committed batch's marker is kept: far longer than any outage a kept write waits out.
+MARKERS_KEPT_S = 86400.0
 
 log = logging.getLogger("alveare.store")
 T = TypeVar("T")
@@ -67,19 +70,32 @@ class Writer:
     keep=True (usage records, a request's quota count) wait and are tried again every RETRY_S until
     the database answers, in their order; the others (an admin's write) fail at once, translated
     (StoreUnavailable), so no caller waits for an answer that cannot come. What still waits when
-    the store closes is lost, and logged."""
+    the store closes is lost, and logged.
+
+    A connection lost during the COMMIT leaves it unknown whether the batch was written. Where
+    connections can be lost, each batch therefore writes a marker row (committed_batches) in its
+    transaction, and a batch whose COMMIT got no answer is looked up before its kept jobs run
+    again: found, they were written, and their callers get the results they had (a usage record is
+    never counted twice)."""
 
     def __init__(
         self,
         connect: Callable[[], Session],
         translate: Callable[[Exception], Exception] = lambda e: e,
         lost: Callable[[Exception], bool] = lambda e: False,
+        *,
+        mark_batches: bool = False,
     ) -> None:
         self._connect = connect
         # What a failed batch's callers get for the back end's error (PostgreSQL gone: StoreUnavailable).
         self._translate = translate
         self._lost = lost
         self._session: Session | None = None
+        # Markers only where a connection can be lost (PostgreSQL); a local SQLite file cannot.
+        self._mark = mark_batches
+        # The batch whose COMMIT got no answer: its marker and its kept jobs' outcomes then.
+        self._unsure: tuple[str, dict[int, tuple[Any, BaseException | None]]] | None = None
+        self._markers_swept = 0.0
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="alveare-store-writer", daemon=True)
         self._closed = False
@@ -136,6 +152,7 @@ class Writer:
     def _commit(self, batch: list[Job]) -> list[Job]:
         """Run and commit a batch; returns the kept jobs to try again (the connection was lost)."""
         outcomes: list[tuple[Future, Any, BaseException | None]] = []
+        marker: str | None = None
         try:
             if self._session is None or self._session.broken():
                 if self._session is not None:
@@ -143,6 +160,9 @@ class Writer:
                     self._session = None
                 self._session = self._connect()
             db = self._session.db()
+            batch = self._settle_unsure(db, batch)
+            if not batch:
+                return []
             self._session.begin()
             for n, (job, future, _) in enumerate(batch):
                 name = f"job{n}"
@@ -155,11 +175,18 @@ class Writer:
                 else:
                     outcomes.append((future, result, None))
                 db.execute(f"RELEASE SAVEPOINT {name}")
+            if self._mark:
+                self._sweep_markers(db)
+                marker = secrets.token_hex(16)
+                db.execute("INSERT INTO committed_batches (token, at) VALUES (?, ?)", [marker, time.time()])
             db.execute("COMMIT")
         except Exception as exc:
             self._rollback()
             failed = self._translate(exc)
             kept = [j for j in batch if j[2]] if self._lost(exc) else []
+            if kept and marker is not None and len(outcomes) == len(batch):  # lost in the COMMIT itself
+                by_future = {id(f): (result, error) for f, result, error in outcomes}
+                self._unsure = (marker, {id(f): by_future[id(f)] for _, f, _ in kept})
             log.error("store: a batch of %d writes failed (%d kept to try again): %s", len(batch), len(kept), exc)
             outcomes = [(future, None, failed) for _, future, keep in batch if not (keep and kept)]
             for future, result, error in outcomes:
@@ -168,6 +195,31 @@ class Writer:
         for future, result, error in outcomes:
             _resolve(future, result, error)
         return []
+
+    def _settle_unsure(self, db: Db, batch: list[Job]) -> list[Job]:
+        """`batch` less the kept jobs of a batch whose COMMIT got no answer but which was written (its
+        marker is there): those callers get the outcomes their jobs had."""
+        if self._unsure is None:
+            return batch
+        marker, outcomes = self._unsure
+        written = db.one("SELECT 1 FROM committed_batches WHERE token = ?", [marker]) is not None
+        self._unsure = None
+        if not written:
+            return batch
+        log.warning("store: a batch whose COMMIT got no answer was written; its %d kept writes stand", len(outcomes))
+        rest = []
+        for job in batch:
+            if id(job[1]) in outcomes:
+                _resolve(job[1], *outcomes[id(job[1])])
+            else:
+                rest.append(job)
+        return rest
+
+    def _sweep_markers(self, db: Db) -> None:
+        now = time.time()
+        if now - self._markers_swept >= MARKERS_KEPT_S / 24:
+            db.execute("DELETE FROM committed_batches WHERE at < ?", [now - MARKERS_KEPT_S])
+            self._markers_swept = now
 
     def _rollback(self) -> None:
         try:

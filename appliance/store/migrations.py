@@ -251,5 +251,12 @@ def m009_quota_holds(db: Database) -> None:
     )
 
 
+@migrations()
+def m010_committed_batches(db: Database) -> None:
+    # One row per batch the writer commits where the connection can be lost (PostgreSQL): a batch
+    # whose COMMIT got no answer is looked up here before its kept writes run again (database.py).
+    db["committed_batches"].create({"token": str, "at": float}, pk="token", not_null={"at"})
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)

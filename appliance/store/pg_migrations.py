@@ -143,6 +143,10 @@ STEPS: list[tuple[str, list[str]]] = [
             " PRIMARY KEY (node, account_id, period))",
         ],
     ),
+    (
+        "m010_committed_batches",
+        ["CREATE TABLE committed_batches (token TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL)"],
+    ),
 ]
 
 

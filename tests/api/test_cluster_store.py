@@ -56,10 +56,17 @@ class Cluster:
 
         return Counter(asyncio.run(all_at_once()))
 
-    def usage_count(self, account: str) -> int:
-        store = Store(self.data / "reader", database=self.url)  # the state is in the database, not the nodes
+    def usage_count(self, account: str, settles_at: int | None = None) -> int:
+        """The account's usage records in the database (the state is there, not in the nodes); with
+        `settles_at`, once that many are there or 10 s have passed. A node answers once its record is
+        committed or after RECORD_WAIT_S, whichever comes first: on a busy machine the last commit
+        may land just after the last answer."""
+        store = Store(self.data / "reader", database=self.url)
         try:
-            return store.usage_count(account)
+            deadline = time.monotonic() + 10
+            while (n := store.usage_count(account)) < (settles_at or 0) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            return n
         finally:
             store.close()
 
@@ -94,7 +101,7 @@ def test_nodes_share_accounts_keys_usage_and_revocations(cluster: Cluster) -> No
     refused = chat(two.url, key)
     assert refused.status_code == 401 and time.monotonic() - started < 1.0
     assert refused.json()["error"]["code"] == "invalid_api_key"
-    assert cluster.usage_count("acme") == 2
+    assert cluster.usage_count("acme", settles_at=2) == 2
 
 
 def test_a_per_minute_limit_is_exact_across_nodes(cluster: Cluster) -> None:
@@ -103,7 +110,7 @@ def test_a_per_minute_limit_is_exact_across_nodes(cluster: Cluster) -> None:
     key = cluster.post(0, "/v1/admin/keys", {"account": "solo-app"})["key"]
     statuses = cluster.burst(key, 30)
     assert statuses == Counter({200: 20, 429: 10})  # counted per node, 3 nodes would admit all 30
-    assert cluster.usage_count("solo-app") == 30  # every answer recorded once, refusals included
+    assert cluster.usage_count("solo-app", settles_at=30) == 30  # every answer recorded once, refusals included
 
 
 def test_a_spending_cap_is_never_passed_across_nodes(cluster: Cluster) -> None:

@@ -14,6 +14,7 @@ from sqlite_utils import Database
 from appliance.core.errors import InvalidRequest, StoreUnavailable
 from appliance.store import Store, migrations, pg_migrations
 from appliance.store.backends import shown_url
+from appliance.store.sql import Db
 
 # Tables only one back end has: the migration records of each, and PostgreSQL's shared key secret
 # (a single box keeps it in a file in its data dir).
@@ -159,5 +160,76 @@ def test_usage_written_while_the_database_is_down_is_kept_and_written_when_it_is
             postgres.start()
         kept.result(timeout=30)
         assert store.usage_count("acme") == 1
+    finally:
+        store.close()
+
+
+class CommitAnswerLost(Db):
+    """A writer connection whose first COMMIT gets no answer: the database ran it (`ran`) or never
+    saw it, and either way the connection is gone, as when the network drops at that moment."""
+
+    def __init__(self, conn: psycopg.Connection, ran: bool, lost: list[bool]) -> None:
+        super().__init__(conn, "postgresql")
+        self.ran, self.lost = ran, lost
+
+    def execute(self, sql: str, params=()):
+        if sql == "COMMIT" and not self.lost:
+            self.lost.append(True)
+            if self.ran:
+                super().execute(sql, params)
+            self.conn.close()
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return super().execute(sql, params)
+
+
+@pytest.mark.parametrize("ran", [True, False], ids=["written", "not-written"])
+def test_a_kept_write_whose_commit_got_no_answer_is_written_once(tmp_path: Path, postgres, ran: bool) -> None:
+    from appliance.store.backends import _lost, _PgSession
+    from appliance.store.database import Writer
+
+    url = postgres.new_database()
+    Store(tmp_path, database=url).close()  # the schema, committed_batches included
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE events (n INTEGER)")
+    lost: list[bool] = []
+
+    def connect() -> _PgSession:
+        session = _PgSession(url)
+        session._db = CommitAnswerLost(session.conn, ran, lost)
+        return session
+
+    writer = Writer(connect, lost=_lost, mark_batches=True)
+    try:
+
+        def record(db: Db) -> str:
+            db.execute("INSERT INTO events (n) VALUES (1)")
+            return "recorded"
+
+        kept = writer.submit(record, keep=True)
+        assert kept.result(timeout=30) == "recorded"  # once the database answers again
+        assert lost == [True]
+        later = writer.submit(lambda db: db.one("SELECT count(*) FROM events")[0])
+        assert later.result(timeout=30) == 1  # never twice, never lost
+    finally:
+        writer.close()
+
+
+def test_reads_are_served_as_soon_as_the_database_is_back(tmp_path: Path, postgres) -> None:
+    """While the database was down, the pool's reconnect attempts backed off (1, 2, 4 s...): the first
+    read after it is back must not wait for the next attempt, nor fail."""
+    url = postgres.new_database()
+    store = Store(tmp_path, database=url)
+    try:
+        store.create_account("acme")
+        postgres.stop()
+        try:
+            with pytest.raises(StoreUnavailable):
+                store.usage_count("acme")
+            time.sleep(7)  # the pool's attempts now come seconds apart
+        finally:
+            postgres.start()
+        started = time.monotonic()
+        assert store.usage_count("acme") == 0
+        assert time.monotonic() - started < 2
     finally:
         store.close()
