@@ -116,13 +116,14 @@ case "$cmd" in
         exec "$VENV/bin/alveare" serve "$@"
         ;;
     test)
-        # The cluster tests start a PostgreSQL of their own (tests/pg.py) and HAProxy with the shipped
-        # configuration: Debian's packages, when missing and this is root on Debian or Ubuntu.
+        # The cluster tests start a PostgreSQL of their own (tests/pg.py), and HAProxy and nginx with the
+        # shipped configurations: Debian's packages, when missing and this is root on Debian or Ubuntu.
         missing=""
         if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
             missing="postgresql"
         fi
         command -v haproxy >/dev/null 2>&1 || missing="${missing:+$missing }haproxy"
+        command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="${missing:+$missing }nginx-light"
         if [ -n "$missing" ]; then
             if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
                 echo "==> installing $missing for the cluster tests"

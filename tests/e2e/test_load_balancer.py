@@ -1,7 +1,8 @@
 """The shipped HAProxy configuration (packaging/haproxy/alveare.cfg) in front of three appliances on one
 PostgreSQL: a key and model keep to one node while it is up (its prompt prefixes stay warm), a node
 killed with -9 mid-load loses no request sent after it (the balancer moves them to the others), and
-the usage recorded equals the answers the client saw."""
+the usage recorded equals the answers the client saw. The same for the nginx configuration
+(packaging/nginx/alveare.conf, affinity by key) in front of two."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from live import LiveServer, start_server
+from nginx_site import nginx_binary, nginx_config
 
 from appliance.store import Store
 
@@ -87,3 +89,58 @@ def test_haproxy_keeps_a_key_on_one_node_and_moves_it_when_the_node_dies(tmp_pat
         log.close()
     if balancer.returncode not in (0, -15, 143):
         pytest.fail((tmp_path / "haproxy.log").read_text())
+
+
+def test_nginx_keeps_a_key_on_one_node_and_moves_it_when_the_node_dies(tmp_path: Path, postgres) -> None:
+    url = postgres.new_database()
+    nodes = [start_server(tmp_path / n, "--database", url, "--trusted-proxies", "127.0.0.1") for n in "ab"]
+    port = free_port()
+    main = nginx_config(tmp_path / "nginx", [f"127.0.0.1:{n.port}" for n in nodes], f"127.0.0.1:{port}")
+    log = (tmp_path / "nginx.log").open("w")
+    balancer = subprocess.Popen(
+        [nginx_binary(), "-p", str(tmp_path / "nginx"), "-c", str(main)], stdout=log, stderr=subprocess.STDOUT
+    )
+    lb = f"http://127.0.0.1:{port}"
+    try:
+        admin = {"Authorization": f"Bearer {nodes[0].admin_key}"}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(lb + "/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        httpx.post(nodes[0].url + "/v1/admin/accounts", json={"name": "acme", "plan": "scale"}, headers=admin)
+        key = httpx.post(nodes[0].url + "/v1/admin/keys", json={"account": "acme"}, headers=admin).json()["key"]
+        auth = {"Authorization": f"Bearer {key}"}
+        before = [served(n, admin) for n in nodes]
+        ok = 0
+        for i, model in enumerate(["chat", "qa", "chat", "summarise"] * 2):  # a key's specialists share its node
+            body = {"model": model, "messages": [{"role": "user", "content": f"Hi {i}"}], "max_tokens": 2}
+            r = httpx.post(lb + "/v1/chat/completions", json=body, headers=auth, timeout=60)
+            assert r.status_code == 200, r.text
+            ok += 1
+        gained = [served(n, admin) - b for n, b in zip(nodes, before, strict=True)]
+        assert sorted(gained) == [0, 8], gained
+        home = nodes[gained.index(8)]
+
+        home.kill()  # kill -9: its connections refused from now on
+        body = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+        for _ in range(6):
+            r = httpx.post(lb + "/v1/chat/completions", json=body, headers=auth, timeout=60)
+            assert r.status_code == 200, r.text  # passed to the other node: the dead one never started it
+            ok += 1
+        store = Store(tmp_path / "reader", database=url)
+        try:
+            store.flush().result()
+            assert store.usage_count("acme") == ok  # each answer the client saw, recorded once
+        finally:
+            store.close()
+    finally:
+        balancer.terminate()
+        balancer.wait(timeout=10)
+        for n in nodes:
+            n.stop()
+        log.close()
+    if balancer.returncode not in (0, -15, 143):
+        pytest.fail((tmp_path / "nginx.log").read_text())

@@ -381,3 +381,14 @@ def test_the_haproxy_configuration_is_valid() -> None:
     config = PACKAGING / "haproxy" / "alveare.cfg"
     checked = subprocess.run([haproxy, "-c", "-f", str(config)], env=env, capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_nginx_configuration_is_valid(tmp_path: Path) -> None:
+    """packaging/nginx/alveare.conf as nginx itself reads it (`nginx -t`), included in an http block."""
+    from nginx_site import nginx_binary, nginx_config
+
+    main = nginx_config(tmp_path)
+    checked = subprocess.run(
+        [nginx_binary(), "-t", "-p", str(tmp_path), "-c", str(main)], capture_output=True, text=True, timeout=30
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
