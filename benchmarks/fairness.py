@@ -29,14 +29,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from comparison.servers import MODEL_NAME, Alveare, LlamaServerSplit, Server  # noqa: E402
+from comparison.servers import MODEL_NAME, Alveare, LlamaServerSplit, Server, probe_settings  # noqa: E402
 from machine import cpu_count, cpu_name  # noqa: E402
 
 A_CLIENTS = 16
@@ -244,18 +243,8 @@ def main() -> None:
         from appliance.engine.engine import embedded_model_path
 
         args.model = embedded_model_path()
-    ns = SimpleNamespace(
-        alveare=str(Path(sys.executable).parent / "alveare"),
-        llama_server=args.llama_server,
-        threads=args.threads,
-        cpu_kernels="auto",
-        safe_kernels=False,
-        alveare_timeout=30,  # the appliance's default: admission refuses what cannot start within it
-        loadbench=str(HERE.parent.parent / "shared/bench/loadbench.py"),
-        gpu=False,
-        start_timeout=300,
-        optimized_model="",
-    )
+    # alveare_timeout: the appliance's default: admission refuses what cannot start within it
+    ns = probe_settings(args.threads, args.llama_server, alveare_timeout=30, start_timeout=300)
     logdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"fairness-{os.getpid()}"
     logdir.mkdir(parents=True, exist_ok=True)
     model = Path(args.model)

@@ -20,14 +20,13 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from comparison.servers import MODEL_NAME, Alveare, LlamaServerSplit, Server, log_lines  # noqa: E402
+from comparison.servers import MODEL_NAME, Alveare, LlamaServerSplit, Server, log_lines, probe_settings  # noqa: E402
 from machine import cpu_count, cpu_name  # noqa: E402
 
 TOPICS = ["bees", "rivers", "volcanoes", "trains", "chess", "coffee", "owls", "bridges"]
@@ -72,18 +71,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=cpu_count())
     ap.add_argument("--llama-server", default=str(HERE / ".work/llama-build/bin/llama-server"))
     args = ap.parse_args()
-    ns = SimpleNamespace(
-        alveare=str(Path(sys.executable).parent / "alveare"),
-        llama_server=args.llama_server,
-        threads=args.threads,
-        cpu_kernels="auto",
-        safe_kernels=False,
-        alveare_timeout=600,
-        loadbench=str(HERE.parent.parent / "shared/bench/loadbench.py"),
-        gpu=False,
-        start_timeout=180,
-        optimized_model="",
-    )
+    ns = probe_settings(args.threads, args.llama_server)
     logdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"long-prompt-{os.getpid()}"
     logdir.mkdir(parents=True, exist_ok=True)
     servers: list[Server] = [Alveare(ns, Path(args.model), logdir), LlamaServerLong(ns, Path(args.model), logdir)]

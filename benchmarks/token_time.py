@@ -32,7 +32,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 
@@ -40,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from comparison.procs import stat_cpu_s  # noqa: E402
-from comparison.servers import MODEL_NAME, Alveare, LlamaServerSplit, Server, log_lines  # noqa: E402
+from comparison.servers import MODEL_NAME, Alveare, LlamaServerSplit, Server, log_lines, probe_settings  # noqa: E402
 from machine import cpu_count, cpu_name  # noqa: E402
 
 SYSTEM = "You are a helpful assistant."
@@ -220,18 +219,7 @@ def main() -> None:
     ap.add_argument("--llama-server", default=str(HERE / ".work/llama-build/bin/llama-server"))
     ap.add_argument("--out", help="write the medians as JSON here too")
     args = ap.parse_args()
-    ns = SimpleNamespace(
-        alveare=str(Path(sys.executable).parent / "alveare"),
-        llama_server=args.llama_server,
-        threads=args.threads,
-        cpu_kernels="auto",
-        safe_kernels=False,
-        alveare_timeout=600,
-        loadbench=str(HERE.parent.parent / "shared/bench/loadbench.py"),
-        gpu=False,
-        start_timeout=180,
-        optimized_model="",
-    )
+    ns = probe_settings(args.threads, args.llama_server)
     logdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"token-time-{os.getpid()}"
     logdir.mkdir(parents=True, exist_ok=True)
 

@@ -13,9 +13,11 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 from machine import admin_key_in, cpu_count, free_port
@@ -23,6 +25,28 @@ from machine import admin_key_in, cpu_count, free_port
 from comparison.procs import kill_group
 
 MODEL_NAME = "chat"  # loadbench's default model name; every server is told to answer to it
+BENCHMARKS = Path(__file__).resolve().parents[1]
+
+
+def probe_settings(
+    threads: int, llama_server: str, *, alveare_timeout: float = 600, start_timeout: float = 180
+) -> SimpleNamespace:
+    """What the servers read from compare.py's arguments, for a probe that starts them itself:
+    Alveare from this interpreter's environment, CPU kernels as each server picks them, no GPU."""
+    return SimpleNamespace(
+        alveare=str(Path(sys.executable).parent / "alveare"),
+        llama_server=llama_server,
+        threads=threads,
+        cpu_kernels="auto",
+        safe_kernels=False,
+        alveare_timeout=alveare_timeout,
+        loadbench=str(BENCHMARKS.parents[1] / "shared/bench/loadbench.py"),
+        gpu=False,
+        start_timeout=start_timeout,
+        optimized_model="",
+    )
+
+
 LOOKUP_SPECIALISTS = ("summarise", "extract", "qa")
 
 

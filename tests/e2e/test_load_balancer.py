@@ -33,6 +33,36 @@ def served(node: LiveServer, admin: dict) -> int:
     return httpx.get(node.url + "/v1/hive/status", headers=admin, timeout=10).json()["requests_served"]
 
 
+def answers_after_a_kill(lb: str, home: LiveServer, body: dict, auth: dict, n: int) -> int:
+    """`home` killed with -9 (its connections refused from then on), then `n` requests through the
+    balancer: each must be answered, by another node (the dead one never started it)."""
+    home.kill()
+    for _ in range(n):
+        r = httpx.post(lb + "/v1/chat/completions", json=body, headers=auth, timeout=60)
+        assert r.status_code == 200, r.text
+    return n
+
+
+def recorded(tmp_path: Path, url: str, account: str) -> int:
+    """The account's usage records in the cluster's database, once every node's writes are in."""
+    store = Store(tmp_path / "reader", database=url)
+    try:
+        store.flush().result()
+        return store.usage_count(account)
+    finally:
+        store.close()
+
+
+def stop_all(balancer: subprocess.Popen, nodes: list[LiveServer], log, log_path: Path) -> None:
+    balancer.terminate()
+    balancer.wait(timeout=10)
+    for n in nodes:
+        n.stop()
+    log.close()
+    if balancer.returncode not in (0, -15, 143):
+        pytest.fail(log_path.read_text())
+
+
 def test_haproxy_keeps_a_key_on_one_node_and_moves_it_when_the_node_dies(tmp_path: Path, postgres) -> None:
     haproxy = shutil.which("haproxy")
     assert haproxy, "HAProxy is not installed; ./packaging/run.sh test installs it (the haproxy package)"
@@ -70,25 +100,10 @@ def test_haproxy_keeps_a_key_on_one_node_and_moves_it_when_the_node_dies(tmp_pat
         assert sorted(gained) == [0, 0, 12], gained  # one node served every request of this key and model
         home = nodes[gained.index(12)]
 
-        home.kill()  # kill -9: its connections refused from now on
-        for _ in range(10):
-            r = httpx.post(lb + "/v1/chat/completions", json=body, headers=auth, timeout=60)
-            assert r.status_code == 200, r.text  # retried on another node: the dead one never started it
-            ok += 1
-        store = Store(tmp_path / "reader", database=url)
-        try:
-            store.flush().result()
-            assert store.usage_count("acme") == ok  # each answer the client saw, recorded once
-        finally:
-            store.close()
+        ok += answers_after_a_kill(lb, home, body, auth, 10)
+        assert recorded(tmp_path, url, "acme") == ok  # each answer the client saw, recorded once
     finally:
-        balancer.terminate()
-        balancer.wait(timeout=10)
-        for n in nodes:
-            n.stop()
-        log.close()
-    if balancer.returncode not in (0, -15, 143):
-        pytest.fail((tmp_path / "haproxy.log").read_text())
+        stop_all(balancer, nodes, log, tmp_path / "haproxy.log")
 
 
 def test_nginx_keeps_a_key_on_one_node_and_moves_it_when_the_node_dies(tmp_path: Path, postgres) -> None:
@@ -124,23 +139,8 @@ def test_nginx_keeps_a_key_on_one_node_and_moves_it_when_the_node_dies(tmp_path:
         assert sorted(gained) == [0, 8], gained
         home = nodes[gained.index(8)]
 
-        home.kill()  # kill -9: its connections refused from now on
         body = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
-        for _ in range(6):
-            r = httpx.post(lb + "/v1/chat/completions", json=body, headers=auth, timeout=60)
-            assert r.status_code == 200, r.text  # passed to the other node: the dead one never started it
-            ok += 1
-        store = Store(tmp_path / "reader", database=url)
-        try:
-            store.flush().result()
-            assert store.usage_count("acme") == ok  # each answer the client saw, recorded once
-        finally:
-            store.close()
+        ok += answers_after_a_kill(lb, home, body, auth, 6)
+        assert recorded(tmp_path, url, "acme") == ok  # each answer the client saw, recorded once
     finally:
-        balancer.terminate()
-        balancer.wait(timeout=10)
-        for n in nodes:
-            n.stop()
-        log.close()
-    if balancer.returncode not in (0, -15, 143):
-        pytest.fail((tmp_path / "nginx.log").read_text())
+        stop_all(balancer, nodes, log, tmp_path / "nginx.log")
