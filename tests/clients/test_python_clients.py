@@ -254,11 +254,16 @@ def test_pydantic_ai_text_and_stream(pai_model) -> None:
     agent = Agent(pai_model, model_settings=pai_settings())
     whole = agent.run_sync("Say hi").output
 
-    async def streamed() -> str:
+    async def streamed() -> tuple[str, str]:
         async with agent.run_stream("Say hi") as run:
-            return "".join([piece async for piece in run.stream_text(delta=True)])
+            pieces = "".join([piece async for piece in run.stream_text(delta=True)])
+            return pieces, await run.get_output()
 
-    assert whole and asyncio.run(streamed()) == whole
+    # The deltas make up the streamed answer. Not compared with `whole`: the second request reuses the
+    # first's cached prompt, and greedy decoding on a 135M model may then break a near-tie the other
+    # way (tests/engine's near_tie helpers measure that drift).
+    pieces, output = asyncio.run(streamed())
+    assert whole and pieces and pieces == output
 
 
 @pytest.mark.parametrize("kind", ["tool", "native", "tool-streamed"])
