@@ -97,9 +97,7 @@ class SqliteBackend:
 
 class _PgSession:
     def __init__(self, url: str) -> None:
-        import psycopg
-
-        self.conn = psycopg.connect(url, autocommit=True, connect_timeout=int(PG_WAIT_S))
+        self.conn = _connect(url)
         self._db = Db(self.conn, "postgresql")
 
     def db(self) -> Db:
@@ -131,7 +129,7 @@ class PostgresBackend:
         self.url = url
         self.where = shown_url(url)
         try:
-            with psycopg.connect(url, autocommit=True, connect_timeout=int(PG_WAIT_S)) as conn:
+            with _connect(url) as conn:
                 pg_migrations.apply(conn)
                 self.secret = _pg_secret(conn)
         except psycopg.OperationalError as exc:
@@ -166,7 +164,7 @@ class PostgresBackend:
             if self._pool is not pool:  # another read renewed it meanwhile
                 return None
             try:
-                psycopg.connect(self.url, autocommit=True, connect_timeout=int(PG_WAIT_S)).close()
+                _connect(self.url).close()
             except psycopg.OperationalError as exc:
                 return exc
             self._pool = self._new_pool()
@@ -194,8 +192,7 @@ class PostgresBackend:
 
         for attempt in (1, 2):
             conn = None
-            pool = self._pool
-            if self._suspect and (gone := self._renew(pool)) is not None:
+            if self._suspect and (gone := self._renew(self._pool)) is not None:
                 raise self.unavailable(gone) from gone
             pool = self._pool
             try:
@@ -222,6 +219,14 @@ class PostgresBackend:
     def close(self) -> None:
         self.writer.close()
         self._pool.close()
+
+
+def _connect(url: str) -> Any:
+    """A connection of its own (the writer's, the schema's at start, a probe after an outage), in
+    autocommit mode, that gives up after PG_WAIT_S."""
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True, connect_timeout=int(PG_WAIT_S))
 
 
 def _lost(exc: Exception) -> bool:
