@@ -297,6 +297,15 @@ class TuningLine(Struct, kw_only=True):
     state: str
 
 
+class AdapterStatus(Struct, kw_only=True):
+    """A LoRA adapter loaded on the model, named for the specialist it serves."""
+
+    specialist: str
+    file: str
+    scale: float
+    size_bytes: int
+
+
 class EngineStatus(Struct, kw_only=True):
     """The engine's part of the hive status: the engine reports it in these very types, so the server
     sends it as the engine made it, under the same names."""
@@ -324,6 +333,8 @@ class EngineStatus(Struct, kw_only=True):
     draft_tokens_accepted: int
     # Generations that gave their slot up for a while to another account's request (fair scheduling).
     requests_paused: int = 0
+    # The LoRA adapters loaded beside the model, by specialist.
+    adapters: list[AdapterStatus] = []
 
 
 class HiveNode(Struct, kw_only=True):

@@ -39,59 +39,12 @@ from machine import cpu_count, print_table
 
 from appliance.engine.engine import embedded_model_path
 from appliance.engine.native.llama import Batch, Context, Model
+from appliance.models.lora_file import architecture, random_pairs, write_adapter, write_f32
 
 ALPHA = 16.0
 TARGETS = ("attn_q", "attn_v")
 PROMPT = "<|im_start|>user\nTell me about bees, rivers and the sea.<|im_end|>\n<|im_start|>assistant\n"
 SEQS = 8
-
-
-def adapter_pairs(reader: gguf.GGUFReader, rank: int, seed: int = 7) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Random (A, B) per targeted weight, numpy order: A is rank x n_in, B n_out x rank."""
-    rng = np.random.default_rng(seed)
-    pairs = {}
-    for t in reader.tensors:
-        if t.name.split(".")[-2] in TARGETS:
-            n_in, n_out = int(t.shape[0]), int(t.shape[1])
-            a = rng.normal(0, 1 / np.sqrt(n_in), (rank, n_in)).astype(np.float32)
-            b = rng.normal(0, 0.05, (n_out, rank)).astype(np.float32)
-            pairs[t.name] = (a, b)
-    return pairs
-
-
-def write_adapter(pairs: dict[str, tuple[np.ndarray, np.ndarray]], arch: str, path: Path) -> None:
-    w = gguf.GGUFWriter(str(path), arch=arch)
-    w.add_string("general.type", "adapter")
-    w.add_string("adapter.type", "lora")
-    w.add_float32("adapter.lora.alpha", ALPHA)
-    for name, (a, b) in pairs.items():
-        w.add_tensor(name + ".lora_a", a)
-        w.add_tensor(name + ".lora_b", b)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-
-
-def write_f32(reader: gguf.GGUFReader, arch: str, path: Path, merged: dict | None, rank: int) -> None:
-    """The model with every weight in F32, and the adapter merged into its targets where given."""
-    w = gguf.GGUFWriter(str(path), arch=arch, endianess=reader.endianess)
-    for field in reader.fields.values():
-        if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
-            continue
-        kind = field.types[0]
-        sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
-        w.add_key_value(field.name, field.contents(), kind, sub_type=sub)
-    for t in reader.tensors:
-        weights = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
-        if merged is not None and t.name in merged:
-            a, b = merged[t.name]
-            weights = weights + (ALPHA / rank) * (b @ a)
-        w.add_tensor(t.name, weights)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
 
 
 def set_adapter(ctx: Context, adapter: object | None) -> None:
@@ -182,13 +135,12 @@ def main() -> None:
     args = ap.parse_args()
     path = Path(args.model or embedded_model_path())
     reader = gguf.GGUFReader(str(path))
-    arch = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
-    pairs = adapter_pairs(reader, args.rank)
+    pairs = random_pairs(reader, args.rank, targets=TARGETS)
     with tempfile.TemporaryDirectory(prefix="adapter-mix-") as tmp:
         adapter = Path(tmp) / "adapter.gguf"
-        write_adapter(pairs, arch, adapter)
-        write_f32(reader, arch, Path(tmp) / "f32.gguf", None, args.rank)
-        write_f32(reader, arch, Path(tmp) / "merged.gguf", pairs, args.rank)
+        write_adapter(pairs, architecture(reader), ALPHA, adapter)
+        write_f32(reader, Path(tmp) / "f32.gguf")
+        write_f32(reader, Path(tmp) / "merged.gguf", pairs, ALPHA)
         plain = last_logits(Path(tmp) / "f32.gguf", None, args.threads)
         applied = last_logits(Path(tmp) / "f32.gguf", adapter, args.threads)
         merged = last_logits(Path(tmp) / "merged.gguf", None, args.threads)

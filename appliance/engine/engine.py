@@ -16,8 +16,16 @@ from appliance.core.errors import ContextLengthExceeded, InvalidRequest, ModelLo
 from appliance.engine.chat_render import chat_formatters, chat_template, turn_stops, without_bos
 from appliance.engine.chat_template import ChatTemplate, TemplateError
 from appliance.engine.grammars import json_schema_grammar
-from appliance.engine.hive_status import TuningState, engine_status
-from appliance.engine.interface import EngineConfig, EngineStatus, Generation, GenerationRequest, Turn
+from appliance.engine.hive_status import TuningState, adapter_status, engine_status
+from appliance.engine.interface import (
+    AdapterFile,
+    AdapterStatus,
+    EngineConfig,
+    EngineStatus,
+    Generation,
+    GenerationRequest,
+    Turn,
+)
 from appliance.engine.native.kernels import (
     KernelCache,
     KernelChoice,
@@ -31,6 +39,7 @@ from appliance.engine.tuning.host_pages import HostPages, pages_choice
 from appliance.engine.tuning.threads import ThreadPolicy
 
 if TYPE_CHECKING:
+    from appliance.engine.adapters import Adapters
     from appliance.engine.native.llama import Context, Model
     from appliance.engine.scheduler import Scheduler
     from appliance.engine.tuning.solo_lane import SoloLane
@@ -203,6 +212,12 @@ class HiveEngine:
             return c, pages if lazy_kv and pages.release_zero_run(m.kv_cell_bytes * c.n_ctx) > 0 else None
 
         ctx, lazy = context(model)
+        try:
+            adapters = self._load_adapters(model)
+        except Exception:
+            ctx.close()
+            model.close()
+            raise
         kv_bytes = model.kv_cell_bytes * ctx.n_ctx
         self._tuning.pages = pages_choice(
             released=lazy is not None, on_host=kv_on_host, asked=cfg.lazy_kv, cache_bytes=kv_bytes
@@ -225,6 +240,7 @@ class HiveEngine:
             threads=policy,
             prefill_chunk=min(cfg.prefill_chunk or cfg.n_batch, cfg.n_batch),
             target=lane,
+            adapters=adapters,
         )
         scheduler.start()
         self._model, self._ctx, self._scheduler = model, ctx, scheduler
@@ -251,6 +267,20 @@ class HiveEngine:
             template.label,
             f", stop strings {' '.join(self._chat_stops)}" if self._chat_stops else "",
         )
+
+    def _load_adapters(self, model: Model) -> Adapters:
+        """The configured LoRA adapters on the model; one that cannot serve it fails the load, naming it."""
+        from appliance.engine.adapters import AdapterError, Adapters
+
+        adapters = Adapters(model)
+        for name, file in self.config.adapters.items():
+            try:
+                adapters.load(name, file.path, file.scale)
+            except AdapterError as exc:
+                raise ValueError(f"specialist '{name}': {exc}") from None
+        for a in adapters.loaded():
+            log.info("adapter %s for specialist %s (scale %g, %d MB)", a.path, a.name, a.scale, a.nbytes >> 20)
+        return adapters
 
     def _solo_lane(
         self,
@@ -403,6 +433,31 @@ class HiveEngine:
         if problem := grammar_error(self._require(), grammar):  # the converter's output, so our bug
             raise InvalidRequest(f"The JSON schema cannot be turned into a grammar: {problem}", param=param)
         return grammar
+
+    def adapters(self) -> list[AdapterStatus]:
+        scheduler = self._scheduler
+        return [adapter_status(a) for a in scheduler.adapters.loaded()] if scheduler is not None else []
+
+    async def set_adapter(self, name: str, adapter: AdapterFile) -> AdapterStatus:
+        from appliance.engine.adapters import AdapterError
+
+        self._require()
+        assert self._scheduler is not None
+        adapters = self._scheduler.adapters
+        try:
+            loaded = await asyncio.wrap_future(
+                self._scheduler.calls.submit(lambda: adapters.load(name, adapter.path, adapter.scale))
+            )
+        except AdapterError as exc:
+            raise InvalidRequest(str(exc), param="file") from None
+        log.info("adapter %s for specialist %s (scale %g)", adapter.path, name, adapter.scale)
+        return adapter_status(loaded)
+
+    async def remove_adapter(self, name: str) -> bool:
+        self._require()
+        assert self._scheduler is not None
+        adapters = self._scheduler.adapters
+        return await asyncio.wrap_future(self._scheduler.calls.submit(lambda: adapters.remove(name)))
 
     def fair_share_deficits(self) -> dict[str, float]:
         scheduler = self._scheduler

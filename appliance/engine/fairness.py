@@ -163,6 +163,10 @@ class FairQueue:
         if not flow.backlogged and len(self.flows) > 1:
             del self.flows[flow.name]
 
+    def paused_adapters(self) -> set[int]:
+        """The adapter keys of the paused requests waiting here (their cells need the adapter back)."""
+        return {entry.paused.active.adapter for entry in self if entry.paused is not None}
+
     def services(self, flows: set[str]) -> dict[str, float]:
         return {name: self.flows[name].service for name in flows if name in self.flows}
 

@@ -7,11 +7,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeGuard
 
-from appliance.engine.interface import CpuStatus, EngineConfig, EngineStatus, KvStatus, ModelStatus, TuningLine
+from appliance.engine.interface import (
+    AdapterStatus,
+    CpuStatus,
+    EngineConfig,
+    EngineStatus,
+    KvStatus,
+    ModelStatus,
+    TuningLine,
+)
 from appliance.engine.tuning.host_pages import PagesChoice
 from appliance.engine.tuning.idle_cpu import IdleCpu
 
 if TYPE_CHECKING:
+    from appliance.engine.adapters import Adapter
     from appliance.engine.native.kernels import KernelChoice
     from appliance.engine.native.llama import Context, Model
     from appliance.engine.scheduler import Scheduler
@@ -32,6 +41,10 @@ class TuningState:
     attention: AttentionChoice | None = None
     # Why the solo lane is off where it was asked for and is not there ("" where it is, or was never asked for).
     lane_why: str = ""
+
+
+def adapter_status(adapter: Adapter) -> AdapterStatus:
+    return AdapterStatus(specialist=adapter.name, file=adapter.path, scale=adapter.scale, size_bytes=adapter.nbytes)
 
 
 def solo_lane_on(lane: SoloLane | None) -> TypeGuard[SoloLane]:
@@ -96,6 +109,7 @@ def engine_status(
         draft_tokens=s.stats.drafted if s else 0,
         draft_tokens_accepted=s.stats.draft_accepted if s else 0,
         requests_paused=s.stats.paused if s else 0,
+        adapters=[adapter_status(a) for a in s.adapters.loaded()] if s else [],
     )
 
 

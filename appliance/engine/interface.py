@@ -13,9 +13,11 @@ import msgspec
 
 # The engine's status is reported in the hive status's own types, defined once in the SDK's module
 # (which the SDK decodes and the server sends): the engine fills them and serving sends them as they are.
-from alveare.types import CpuStatus, EngineStatus, KvStatus, ModelStatus, TuningLine
+from alveare.types import AdapterStatus, CpuStatus, EngineStatus, KvStatus, ModelStatus, TuningLine
 
 __all__ = [
+    "AdapterFile",
+    "AdapterStatus",
     "Chunk",
     "CpuStatus",
     "Engine",
@@ -37,6 +39,13 @@ __all__ = [
 
 if TYPE_CHECKING:
     from appliance.core.settings import Settings
+
+
+class AdapterFile(msgspec.Struct, frozen=True):
+    """A GGUF LoRA adapter to load on the model, and the scale it is applied at."""
+
+    path: str
+    scale: float = 1.0
 
 
 class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,6 +91,9 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     adaptive_threads: bool = True
     # A CPU context's KV cache committed as cells fill (tuning/host_pages.py); False: llama.cpp's own.
     lazy_kv: bool = True
+    # LoRA adapters loaded with the model, by the name requests give (GenerationRequest.adapter): a
+    # specialist's. One that does not fit the model fails the load.
+    adapters: dict[str, AdapterFile] = {}
 
     @classmethod
     def from_settings(
@@ -92,6 +104,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
         source_model_path: str | None = None,
         served_because: str = "",
         solo_model_path: str | None = None,
+        adapters: dict[str, AdapterFile] | None = None,
     ) -> EngineConfig:
         """The engine as the settings describe it, loading `model_path` (the start plan's file)."""
         return cls(
@@ -114,6 +127,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
             chat_template=settings.chat_template,
             adaptive_threads=settings.adaptive_threads == "on",
             lazy_kv=settings.lazy_kv == "on",
+            adapters=adapters or {},
         )
 
 
@@ -177,6 +191,8 @@ class GenerationRequest(msgspec.Struct, frozen=True, kw_only=True):
     special_text: bool = False
     # The flow it is scheduled in, fairly against the others.
     share: Share = Share()
+    # The name the LoRA adapter it decodes under is loaded as (the specialist's); none loaded so: the base model.
+    adapter: str = ""
 
 
 class TokenInfo(msgspec.Struct, frozen=True, array_like=True):
@@ -373,6 +389,19 @@ class Engine(Protocol):
         ...
 
     def status(self) -> EngineStatus: ...
+
+    def adapters(self) -> list[AdapterStatus]:
+        """The LoRA adapters loaded now, by the name they are loaded as."""
+        ...
+
+    async def set_adapter(self, name: str, adapter: AdapterFile) -> AdapterStatus:
+        """Load an adapter as `name` (replacing the one it had: requests in flight finish under the old
+        one); InvalidRequest when the file cannot serve this model."""
+        ...
+
+    async def remove_adapter(self, name: str) -> bool:
+        """Requests for `name` decode on the base model from now on; False if it had no adapter."""
+        ...
 
     def fair_share_deficits(self) -> dict[str, float]:
         """Each busy flow's slots short of its weighted share now (negative: over it), by flow name."""

@@ -53,9 +53,9 @@ def resume(paused: Paused, free: list[Slot], reuse: PromptReuse) -> Slot:
     a = paused.active
     feed = [*paused.kv, a.last]
     if paused.state is not None:
-        dest, done = reuse.start_saved(paused.kv, paused.state, free)
+        dest, done = reuse.start_saved(paused.kv, paused.state, free, a.adapter)
     else:  # its cells stayed in the idle slot: the prefix search finds them, or what is left of them
-        dest, done = reuse.start(feed, free, None)
+        dest, done = reuse.start(feed, free, None, a.adapter)
     a.feed, a.done, a.run_from = feed, done, a.completion
     a.alone = False
     paused_s = time.monotonic() - paused.since

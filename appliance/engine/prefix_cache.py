@@ -74,6 +74,8 @@ class Saved:
     conversation: bool = False
     # Where a conversation's answer starts in `tokens` (its last prompt's length).
     reply_at: int = 0
+    # The key of the adapter the cells were computed with: only a prompt under the same one takes them.
+    adapter: int = 0
 
     @property
     def nbytes(self) -> int:
@@ -102,11 +104,13 @@ class PrefixCache:
         self._clock += 1
         entry.used = self._clock
 
-    def best(self, prompt: list[int], limit: int) -> tuple[Saved | None, int]:
-        """The saved entry sharing the longest prefix with `prompt` (at most `limit` tokens); the
-        shortest of those, since a restore copies the whole entry."""
+    def best(self, prompt: list[int], limit: int, adapter: int = 0) -> tuple[Saved | None, int]:
+        """The saved entry, computed under `adapter`, sharing the longest prefix with `prompt` (at most
+        `limit` tokens); the shortest of those, since a restore copies the whole entry."""
         best, length = None, 0
         for entry in self.saved:
+            if entry.adapter != adapter:
+                continue
             n = min(common_prefix(entry.tokens, prompt), limit)
             if n > length or (n == length and best is not None and len(entry.tokens) < len(best.tokens)):
                 best, length = entry, n
@@ -147,7 +151,7 @@ class PrefixCache:
                 self._unclaimed = 0
                 return
 
-    def wants(self, tokens: list[int], *, conversation: bool = False) -> bool:
+    def wants(self, tokens: list[int], *, conversation: bool = False, adapter: int = 0) -> bool:
         """Whether these tokens should be saved: long enough, and not saved already, as themselves or
         as the start of a longer entry. A preamble inside a saved conversation is still saved as a
         preamble: the conversation goes first, and restoring it would copy the whole chat."""
@@ -155,21 +159,22 @@ class PrefixCache:
             return False
         n = len(tokens)
         for entry in self.saved:
-            if (conversation or not entry.conversation) and len(entry.tokens) >= n and entry.tokens[:n] == tokens:
+            same = entry.adapter == adapter and len(entry.tokens) >= n and entry.tokens[:n] == tokens
+            if same and (conversation or not entry.conversation):
                 self._touch(entry)
                 return False
         return True
 
-    def remember(self, seq: int, kv: list[int]) -> None:
-        """Save sequence `seq`, which holds exactly the preamble `kv`, to host memory."""
-        if self.wants(kv) and self._save(seq, kv, conversation=False):
+    def remember(self, seq: int, kv: list[int], adapter: int = 0) -> None:
+        """Save sequence `seq`, which holds exactly the preamble `kv` (computed under `adapter`), to host memory."""
+        if self.wants(kv, adapter=adapter) and self._save(seq, kv, conversation=False, adapter=adapter):
             self._evict()
 
     def keep_conversation(self, slot: Slot) -> None:
         """Save what an idle slot holds (a prompt and its answer) before a new request overwrites
         it, when it fits beside the saved preambles."""
         seq, kv = slot.seq, slot.kv
-        if not self.wants(kv, conversation=True):
+        if not self.wants(kv, conversation=True, adapter=slot.adapter):
             return
         if self.conversations_kept == 0:  # nobody came back to a chat lately: a digest only
             self._remember_dropped(kv, slot.reply_at)
@@ -179,26 +184,34 @@ class PrefixCache:
         size = self.ctx.seq_bytes(seq)
         if size > room:
             return  # it could only push out preambles, or itself
-        if kept := self._save(seq, kv, conversation=True, size=size):
+        if kept := self._save(seq, kv, conversation=True, size=size, adapter=slot.adapter):
             kept.reply_at = min(slot.reply_at, len(kv))
             self._unclaimed += 1
             # An earlier turn of the same conversation is part of this one now.
             self.saved = [
-                e for e in self.saved if e is kept or not (e.conversation and kv[: len(e.tokens)] == e.tokens)
+                e
+                for e in self.saved
+                if e is kept or not (e.conversation and e.adapter == kept.adapter and kv[: len(e.tokens)] == e.tokens)
             ]
             self._evict()
 
-    def _save(self, seq: int, kv: list[int], *, conversation: bool, size: int | None = None) -> Saved | None:
+    def _save(
+        self, seq: int, kv: list[int], *, conversation: bool, size: int | None = None, adapter: int = 0
+    ) -> Saved | None:
         t0 = time.perf_counter()
         state = self.ctx.seq_save(seq, size)
         self.profile.saves += 1
         self.profile.save_s += time.perf_counter() - t0
         if state is None:
             return None
-        entry = Saved(list(kv), state, conversation=conversation)
+        entry = Saved(list(kv), state, conversation=conversation, adapter=adapter)
         self._touch(entry)
         self.saved.append(entry)
         return entry
+
+    def forget(self, adapter: int) -> None:
+        """Drop what was computed under an adapter no request will use again (it was replaced or removed)."""
+        self.saved = [e for e in self.saved if e.adapter != adapter]
 
     @property
     def chats_come_back(self) -> bool:

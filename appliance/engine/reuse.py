@@ -7,6 +7,7 @@ match, whose history is saved to host memory first (like llama-server's prompt c
 chat's next turn restores it.
 Also the requests of a burst that share a preamble nobody has saved yet: one prefills it, the
 others wait for it to be saved and restore it.
+Cells are reused only under the adapter they were computed with (Slot.adapter, Saved.adapter).
 """
 
 from __future__ import annotations
@@ -29,19 +30,20 @@ class PromptReuse:
         self.prefixes = prefixes
         self.stats = stats
 
-    def save_point(self, prompt: list[int], cache_prefix: int) -> int | None:
+    def save_point(self, prompt: list[int], cache_prefix: int, adapter: int = 0) -> int | None:
         """Where the slot will hold exactly a preamble worth saving (its prefill stops there once, to
         save it), or None."""
         limit = len(prompt) - 1
         save_at = cache_prefix if 0 < cache_prefix <= limit else None
-        return save_at if save_at is not None and self.prefixes.wants(prompt[:save_at]) else None
+        return save_at if save_at is not None and self.prefixes.wants(prompt[:save_at], adapter=adapter) else None
 
-    def start(self, prompt: list[int], free: list[Slot], save_at: int | None) -> tuple[Slot, int]:
-        """The free slot to use and how many prompt tokens it already holds, copied or restored."""
+    def start(self, prompt: list[int], free: list[Slot], save_at: int | None, adapter: int = 0) -> tuple[Slot, int]:
+        """The free slot to use and how many prompt tokens it already holds, copied or restored, for a
+        request under `adapter`."""
         # The last prompt token is always decoded, for its logits; a preamble to save is crossed.
         limit = save_at - 1 if save_at is not None else len(prompt) - 1
         self.prefixes.notice(prompt, [(s.kv, s.reply_at) for s in self.slots if s.active is None and s.reply_at])
-        own = {s.seq: min(common_prefix(s.kv, prompt), limit) for s in self.slots}
+        own = {s.seq: min(common_prefix(s.kv, prompt), limit) if s.adapter == adapter else 0 for s in self.slots}
         # Split, while callers come back to their chats (prefix_cache.py): a free slot whose history
         # this prompt would not cut short (the same chat's last turn, or an empty slot) keeps the
         # other idle slots' chats resident for their next turns, at no cost to anyone's steps.
@@ -54,7 +56,7 @@ class PromptReuse:
         intact = [s for s in free if cut[s.seq] < MIN_CACHE] if keep_chats else []
         dest = max(intact or free, key=lambda s: (own[s.seq], -len(s.kv)))
         src = max(self.slots, key=lambda s: own[s.seq])
-        saved, saved_len = self.prefixes.best(prompt, limit)
+        saved, saved_len = self.prefixes.best(prompt, limit, adapter)
         if cut[dest.seq] >= MIN_CACHE:
             self.prefixes.keep_conversation(dest)  # its next turn restores it
         reuse = own[dest.seq]
@@ -67,7 +69,7 @@ class PromptReuse:
             reuse = own[src.seq] if self.ctx.copy_prefix(src.seq, dest.seq, own[src.seq]) else 0
         else:
             self.ctx.seq_rm(dest.seq, reuse, -1)
-        dest.kv = prompt[:reuse]
+        dest.kv, dest.adapter = prompt[:reuse], adapter
         return dest, reuse
 
     def free_idle_cells(self) -> bool:
@@ -80,7 +82,9 @@ class PromptReuse:
                 freed = True
         return freed
 
-    def start_saved(self, tokens: list[int], state: ctypes.Array, free: list[Slot]) -> tuple[Slot, int]:
+    def start_saved(
+        self, tokens: list[int], state: ctypes.Array, free: list[Slot], adapter: int = 0
+    ) -> tuple[Slot, int]:
         """The free slot to put saved cells back in (a paused request's: `tokens` and their `state`),
         the one with the least history to lose (kept first if worth it, as `start` keeps it), and how
         many tokens it holds then: all of them, or 0 where the cache had no room for them."""
@@ -89,15 +93,18 @@ class PromptReuse:
             self.prefixes.keep_conversation(dest)
         self.ctx.seq_rm(dest.seq)
         dest.kv = list(tokens) if self.ctx.seq_restore(state, dest.seq) else []
+        dest.adapter = adapter
         return dest, len(dest.kv)
 
-    def prefilling(self, preamble: list[int]) -> Active | None:
+    def prefilling(self, preamble: list[int], adapter: int = 0) -> Active | None:
         """The request now prefilling `preamble` to save it, if any: a request of the same burst
         waits for it (Active.waits_for) rather than prefilling the preamble a second time."""
         n = len(preamble)
         for slot in self.slots:
             a = slot.active
-            if a is not None and a.save_at == n and a.waits_for is None and a.request.prompt_tokens[:n] == preamble:
+            if a is None or a.save_at != n or a.waits_for is not None or a.adapter != adapter:
+                continue
+            if a.request.prompt_tokens[:n] == preamble:
                 return a
         return None
 
@@ -113,7 +120,7 @@ class PromptReuse:
                 continue  # still on its way to the preamble
             a.waits_for = None
             prompt = a.request.prompt_tokens
-            saved, saved_len = self.prefixes.best(prompt, len(prompt) - 1)
+            saved, saved_len = self.prefixes.best(prompt, len(prompt) - 1, a.adapter)
             if saved is None or saved_len < len(slot.kv) + MIN_COPY:
                 continue
             if not self.prefixes.restore(saved, slot.seq, saved_len):

@@ -10,8 +10,8 @@ import random
 import llama_cpp as ll
 import numpy as np
 
-from appliance.engine.interface import SamplingParams
-from appliance.engine.native.llama import Context, Model, StepLogits
+from appliance.engine.interface import SamplingParams, TokenInfo
+from appliance.engine.native.llama import Context, Model, StepLogits, row_logprobs
 
 # Candidates a greedy pick refused by the grammar tries one by one before the grammar goes over
 # the whole vocabulary.
@@ -226,3 +226,14 @@ def request_sampler(model: Model, s: SamplingParams, choice: int) -> Sampler:
         logit_bias=bias,
         logprobs=s.logprobs is not None,
     )
+
+
+def token_info(sampler: Sampler, ctx: Context, model: Model, token: int, piece: bytes, row: int, top: int) -> TokenInfo:
+    """A sampled token with its log-probability and the `top` most likely, from the step's logits row,
+    or under a grammar the distribution after its constraint."""
+    constrained = sampler.constrained_row
+    if constrained is not None:
+        logprob, best = row_logprobs(constrained, token, top)
+    else:
+        logprob, best = ctx.logprobs(row, model.n_vocab, token, top)
+    return TokenInfo(token, piece, logprob, [(t, model.piece(t), lp) for t, lp in best])

@@ -9,6 +9,8 @@ an idle slot's history before a new request overwrites it. A new request starts 
 token prefix found in any slot or in host memory, and prefills only the rest; requests arriving
 together with one new preamble prefill it once (reuse.py).
 
+Requests under different LoRA adapters take turns, a step each (adapter_turns.py).
+
 (prefix_cache.py says why saved preambles live in host memory.)
 """
 
@@ -18,14 +20,17 @@ import logging
 import threading
 import time
 
-from appliance.engine import preemption, warm_up
+from appliance.engine import preemption, siblings, warm_up
+from appliance.engine.adapter_turns import AdapterTurns
+from appliance.engine.adapters import Adapters
 from appliance.engine.admission import Admission
+from appliance.engine.calls import CallQueue
 from appliance.engine.fairness import Paused
-from appliance.engine.interface import Chunk, Finished, Generation, GenerationRequest, Share, TokenInfo, deliver
-from appliance.engine.native.llama import Batch, Context, Model, StepLogits, row_logprobs
+from appliance.engine.interface import Chunk, Finished, Generation, GenerationRequest, Share, deliver
+from appliance.engine.native.llama import Batch, Context, Model, StepLogits
 from appliance.engine.prefix_cache import PrefixCache
 from appliance.engine.reuse import PromptReuse
-from appliance.engine.sampling import Sampler, request_sampler
+from appliance.engine.sampling import token_info
 from appliance.engine.seams import DecodeTarget, MainContext, ThreadChoice
 from appliance.engine.slots import Active, Slot, lone_request
 from appliance.engine.speculative.drafting import StepCosts
@@ -51,9 +56,12 @@ class Scheduler:
         threads: ThreadChoice,
         prefill_chunk: int,
         target: DecodeTarget | None = None,
+        adapters: Adapters | None = None,
     ) -> None:
         self.model = model
         self.ctx = ctx
+        self.adapters = adapters or Adapters(model)
+        self.turns = AdapterTurns(self.adapters)
         # Where each step decodes: the main context, or one a tuning piece keeps beside it (seams.py).
         self.target: DecodeTarget = target or MainContext()
         # Only a target that may take the lone request is told about it: nothing to compute per step otherwise.
@@ -72,6 +80,7 @@ class Scheduler:
         self.step_costs = StepCosts()
         self.admission = Admission(slots=slots, queue_size=queue_size, prefill_chunk=prefill_chunk)
         self._cond = self.admission.cond
+        self.calls = CallQueue(self._cond)  # run between steps: what must not run beside a decode
         self._stopping = False
         self._admitted_order: list[Slot] = []
         self._outbox: list[tuple[Generation, Chunk | Finished]] = []
@@ -89,6 +98,7 @@ class Scheduler:
     def stop(self) -> None:
         with self._cond:
             self._stopping = True
+            self.calls.closed = True
             self._cond.notify()
         self._thread.join(timeout=30)
         self.batch.close()
@@ -113,9 +123,20 @@ class Scheduler:
             with self._cond:
                 if self._stopping:
                     break
-                if not len(self.admission.queue) and not any(s.active for s in self.slots):
-                    self._cond.wait(timeout=0.5)
-                    continue
+                calls = self.calls.pending
+                idle = not calls and not len(self.admission.queue) and not any(s.active for s in self.slots)
+            if calls:
+                self.calls.run()
+            if self.adapters.retiring:  # replaced or removed: freed once no request needs them
+                with self._cond:
+                    paused = self.admission.queue.paused_adapters()
+                self.turns.collect(paused, self.ctx, self.slots, self.prefixes)
+            if idle:
+                with self._cond:
+                    # Checked again under the lock: a request or call that came since wakes it at once.
+                    if not self.calls.pending and not self._stopping and not len(self.admission.queue):
+                        self._cond.wait(timeout=0.5)
+                continue
             try:
                 started = time.perf_counter()
                 self._admit()
@@ -163,6 +184,8 @@ class Scheduler:
             for gen in entry.generations:
                 self._emit(gen, Finished("cancelled", len(entry.request.prompt_tokens), done))
         self._flush()
+        self.calls.run()  # any that came in while it stopped
+        self.adapters.close([self.ctx])
 
     def _emit(self, gen: Generation, item: Chunk | Finished) -> None:
         if isinstance(item, Finished):
@@ -244,16 +267,13 @@ class Scheduler:
         if running:
             self.target.release_memory()
         prompt = req.prompt_tokens
-        save_at = self.reuse.save_point(prompt, req.cache_prefix)
-        dest, reuse = self.reuse.start(prompt, free, save_at)
+        adapter = self.adapters.key(req.adapter)
+        save_at = self.reuse.save_point(prompt, req.cache_prefix, adapter)
+        dest, reuse = self.reuse.start(prompt, free, save_at, adapter)
         s = req.sampling
-        samplers: list[Sampler] = []
         try:
-            for choice in range(len(gens)):
-                samplers.append(request_sampler(self.model, req.sampling, choice))
+            samplers = siblings.request_samplers(self.model, s, len(gens))
         except ValueError as exc:  # a bad grammar fails this request only
-            for sampler in samplers:
-                sampler.close()
             for gen in gens:
                 self._emit(gen, Finished("error", len(prompt), 0, error=str(exc)))
             with self._cond:
@@ -270,26 +290,17 @@ class Scheduler:
             reserved=len(prompt) + req.max_tokens,
             save_at=save_at,
             alone=not running and len(gens) == 1,
+            adapter=adapter,
         )
         if save_at is not None and reuse < save_at:
             # A burst sharing a new preamble (a specialist's or an account's system prompt, just
             # after a start or an edit): one request prefills it, the others restore it once saved.
-            parent.waits_for = self.reuse.prefilling(prompt[:save_at])
+            parent.waits_for = self.reuse.prefilling(prompt[:save_at], adapter)
         dest.active = parent
         now = time.monotonic()
         for gen in gens:
             gen.timing.started = now
-        others = [slot for slot in free if slot is not dest]
-        for gen, sampler, slot in zip(gens[1:], samplers[1:], others, strict=False):
-            self.prefixes.keep_conversation(slot)  # what it held, for that chat's next turn
-            self.ctx.seq_rm(slot.seq)
-            slot.kv = []
-            sibling = Active(
-                req, gen, sampler, TextStream(req.stop, req.stop_rule), 0, reuse, req.max_tokens, fork_from=dest
-            )
-            slot.active = sibling
-            parent.children.append((slot, sibling))
-            self._admitted_order.append(slot)
+        self._admitted_order += siblings.seat(parent, dest, gens[1:], samplers[1:], free, self.ctx, self.prefixes)
         greedy = s.temperature <= 0 and s.grammar is None and not (s.presence_penalty or s.frequency_penalty)
         if req.lookup and greedy and s.repeat_penalty == 1.0:
             dest.active.lookup = NgramIndex(prompt)
@@ -315,18 +326,23 @@ class Scheduler:
         batch = self.batch
         batch.clear()
         ctx = self._step_ctx()
-        generating = [s for s in self._admitted_order if s.active is not None and not s.active.prefilling]
+        group = self.turns.choose(self._admitted_order, self._services)
+        order = [s for s in self._admitted_order if s.active is not None and s.active.adapter == group]
+        generating = [s for s in order if s.active is not None and not s.active.prefilling]
         drafts = choose_drafts(generating, self.step_costs, batch.capacity, self.context_length)
         self.reuse.resolve_waits(self._admitted_order)
         decoding = sum(1 + len(d) for d in drafts.values())
         budget = prompt_budget(batch.capacity, decoding, self.prefill_chunk)
-        chunks = take_prompt_chunks(self._prefill_order(), budget)
-        prefilling = [s for s in self._admitted_order if s.seq in chunks]
+        chunks = take_prompt_chunks(self._prefill_order(order), budget)
+        prefilling = [s for s in order if s.seq in chunks]
         plan = fill_batch(batch, [*generating, *prefilling], drafts, chunks, self.target.seq_of)
         generated, prompt_tokens = plan.generated, plan.prompt_tokens
         if not batch.n:
             return 0  # every active request is waiting for another's preamble (and none generates)
         profile = self.stats.profile
+        if ctx is self.ctx:  # a target's context only ever takes a request with no adapter (lone_request)
+            self.adapters.apply(ctx, group)
+        self.turns.stepped(group, profile.steps)
         t0 = time.perf_counter()
         rc = ctx.decode(batch)
         if rc == 1 and ctx is self.ctx and self.reuse.free_idle_cells():
@@ -354,7 +370,7 @@ class Scheduler:
                 rows.append((slot.active.request.share, len(tokens)))
             a = slot.active
             if a is not None and a.save_at is not None and len(slot.kv) == a.save_at:
-                self.prefixes.remember(slot.seq, slot.kv)
+                self.prefixes.remember(slot.seq, slot.kv, slot.adapter)
                 a.save_at = None
         self.stats.record_step(generated, prompt_tokens)
         with self._cond:
@@ -390,29 +406,12 @@ class Scheduler:
 
     def _fork(self, slot: Slot, a: Active, idx: int, logits: StepLogits) -> None:
         """The prompt is in `slot` now: give each sibling choice its cells and its first token,
-        sampled from the same logits row."""
-        n = len(a.request.prompt_tokens)
-        # Not those cancelled while the prompt was prefilling.
-        children = [(s, c) for s, c in a.children if s.active is c]
-        copied = self.ctx.copy_prefix_to(slot.seq, [s.seq for s, _ in children], n)
-        for (child_slot, child), ok in zip(children, copied, strict=True):
-            if not ok:
-                child_slot.kv = []
+        sampled from the same logits row (siblings.py)."""
+        for child_slot, child, ok in siblings.fork(slot, a, self.ctx):
+            if ok:
+                self._accept(child_slot, child, child.sampler.sample(self.ctx, idx, logits), idx)
+            else:
                 self._finish(child_slot, "error", error="no room in the KV cache for this choice")
-                continue
-            child_slot.kv = list(a.request.prompt_tokens)
-            child.done, child.fork_from = n, None
-            self._accept(child_slot, child, child.sampler.sample(self.ctx, idx, logits), idx)
-        a.children = []
-
-    def _token_info(self, a: Active, token: int, piece: bytes, row: int) -> TokenInfo:
-        top = a.request.sampling.logprobs or 0
-        constrained = a.sampler.constrained_row  # under a grammar: the distribution after its constraint
-        if constrained is not None:
-            logprob, best = row_logprobs(constrained, token, top)
-        else:
-            logprob, best = self._step_ctx().logprobs(row, self.model.n_vocab, token, top)
-        return TokenInfo(token, piece, logprob, [(t, self.model.piece(t), lp) for t, lp in best])
 
     def _accept(self, slot: Slot, a: Active, token: int, row: int) -> None:
         timing = a.generation.timing
@@ -429,7 +428,8 @@ class Scheduler:
             a.lookup.append(token)
         piece = self.model.piece(token, special=a.request.special_text)
         if a.request.sampling.logprobs is not None:
-            a.pending.append(self._token_info(a, token, piece, row))
+            top = a.request.sampling.logprobs or 0
+            a.pending.append(token_info(a.sampler, self._step_ctx(), self.model, token, piece, row, top))
         text = a.text.feed(piece)
         if text and not a.generation.cancelled:
             if a.request.stream:
@@ -480,14 +480,16 @@ class Scheduler:
             self._admitted_order.remove(slot)
         self.stats.served += 1
 
-    def _prefill_order(self) -> list[Slot]:
+    def _prefill_order(self, order: list[Slot]) -> list[Slot]:
         """Who gets the step's prompt rows first: arrival order, unless several flows are prefilling;
         then the flow with the least service first (fairness.py), so one tenant's long prompts cannot
         hold another's first token back."""
-        order = self._admitted_order
         flows = {s.active.request.share.flow for s in order if s.active is not None and s.active.prefilling}
         if len(flows) < 2:
             return order
-        with self._cond:
-            service = self.admission.queue.services(flows)
+        service = self._services(flows)
         return sorted(order, key=lambda s: service.get(s.active.request.share.flow, 0.0) if s.active else 0.0)
+
+    def _services(self, flows: set[str]) -> dict[str, float]:
+        with self._cond:
+            return self.admission.queue.services(flows)

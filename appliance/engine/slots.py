@@ -53,6 +53,8 @@ class Active:
     feed: list[int] = field(default_factory=list)
     # `completion` when it got its slot (or got it back): the fair scheduler lets it run a while.
     run_from: int = 0
+    # The key of the LoRA adapter its cells are computed with (adapters.py; 0: none).
+    adapter: int = 0
 
     def __post_init__(self) -> None:
         if not self.feed:
@@ -71,12 +73,13 @@ class Slot:
     kv: list[int] = field(default_factory=list)  # tokens in this sequence's KV cells, by position
     active: Active | None = None
     reply_at: int = 0  # where the last request's answer starts in `kv` (its prompt's length)
+    adapter: int = 0  # the key of the adapter `kv`'s cells were computed with (adapters.py; 0: none)
 
 
 def lone_request(slots: list[Slot], waiting: int) -> LoneRequest | None:
     """The request a decode target may take elsewhere: the only one running, admitted alone (no other
     running since), past its prompt, with nothing queued, no sibling choices waiting for it and no
-    drafting (seams.LoneRequest)."""
+    drafting (seams.LoneRequest), decoded by the base model alone: a target's context carries no adapter."""
     if waiting:
         return None
     active = [s for s in slots if s.active is not None]
@@ -85,6 +88,6 @@ def lone_request(slots: list[Slot], waiting: int) -> LoneRequest | None:
     slot = active[0]
     a = slot.active
     assert a is not None
-    if not a.alone or a.prefilling or a.children or a.fork_from is not None or a.lookup is not None:
+    if not a.alone or a.prefilling or a.children or a.fork_from is not None or a.lookup is not None or a.adapter:
         return None
     return LoneRequest(owner=a, seq=slot.seq, cells=len(slot.kv), tokens_left=a.request.max_tokens - a.completion)

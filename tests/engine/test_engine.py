@@ -365,7 +365,7 @@ def test_a_burst_whose_preamble_is_not_kept_prefills_it_each(engine: HiveEngine)
     run(engine, engine.start())
     scheduler = engine._scheduler
     assert scheduler is not None
-    scheduler.prefixes.remember = lambda seq, kv: None  # type: ignore[method-assign]
+    scheduler.prefixes.remember = lambda seq, kv, adapter=0: None  # type: ignore[method-assign]
     together = burst(engine, prompts, preamble)
     assert all(f.finish_reason in ("stop", "length") and f.completion_tokens for f in together)
     assert scheduler.stats.profile.prompt == sum(len(p) for p in prompts)
