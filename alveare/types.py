@@ -212,6 +212,9 @@ class Model(Struct):
     created: int
     object: Literal["model"] = "model"
     owned_by: str = "alveare"
+    # The file name of the LoRA adapter the specialist decodes under (a fine-tune on the base model);
+    # null for a specialist that is a prompt and parameters only.
+    adapter: str | None = None
 
 
 class ModelList(Struct):

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from appliance.admin.checks import check_parameters, check_plan_limits, check_prompt, finite_number, profile
 from appliance.admin.ops import DEFAULT_URL, SpecialistProfile, TryItEvent
 from appliance.core.errors import InvalidRequest, NotFound, PermissionDenied, ServerUnavailable
-from appliance.core.protocol import HiveStatus
+from appliance.core.protocol import AdapterStatus, HiveStatus
 from appliance.core.specialists import Specialist, Specialists
 from appliance.store import (
     ADMIN_ACCOUNT,
@@ -133,14 +133,7 @@ class LocalAdmin:
 
     # specialists and custom prompts
     def _specialist(self, name: str) -> Specialist:
-        try:
-            return self.catalogue.resolve(name, param="specialist")
-        except NotFound:
-            raise NotFound(
-                f"No specialist named {name!r}. Specialists: {', '.join(s.name for s in self.catalogue)}.",
-                param="specialist",
-                code="specialist_not_found",
-            ) from None
+        return self.catalogue.named(name)
 
     def specialists(self) -> list[SpecialistProfile]:
         overrides = self.store.specialist_overrides()
@@ -235,3 +228,9 @@ class LocalAdmin:
 
     def try_it(self, specialist: str, prompt: str, *, max_tokens: int | None = None) -> Iterator[TryItEvent]:
         raise self._offline("try-it")
+
+    def set_specialist_adapter(self, name: str, path: str, scale: float = 1.0) -> AdapterStatus:
+        raise self._offline("setting an adapter (the server checks it by loading it on its model)")
+
+    def clear_specialist_adapter(self, name: str) -> AdapterStatus | None:
+        raise self._offline("clearing an adapter")

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import msgspec
 
-from appliance.core.protocol import HiveStatus
+from appliance.core.protocol import AdapterStatus, HiveStatus
 from appliance.store import (
     Account,
     AccountOverview,
@@ -148,6 +148,16 @@ class AdminOps(Protocol):
 
     # live server only (LocalAdmin raises ServerUnavailable)
     def hive_status(self) -> HiveStatus: ...
+    def set_specialist_adapter(self, name: str, path: str, scale: float = 1.0) -> AdapterStatus:
+        """Send a GGUF LoRA adapter (a file on this machine) for a specialist: the server loads it on
+        its model (refused if it cannot serve it), keeps it in its data dir, and the specialist's
+        requests decode under it from then on, over specialists.toml's."""
+        ...
+
+    def clear_specialist_adapter(self, name: str) -> AdapterStatus | None:
+        """Drop the adapter set at run time: back to specialists.toml's (returned), or to none."""
+        ...
+
     def try_it(self, specialist: str, prompt: str, *, max_tokens: int | None = None) -> Iterator[TryItEvent]:
         """Send one chat request to the specialist through the running server, streamed."""
         ...

@@ -27,7 +27,7 @@ from appliance.core.errors import (
     InvalidRequest,
     ServerUnavailable,
 )
-from appliance.core.protocol import AdminDeleted, HiveStatus
+from appliance.core.protocol import AdapterStatus, AdminDeleted, HiveStatus
 from appliance.store import (
     Account,
     AccountOverview,
@@ -175,10 +175,12 @@ class AdminClient:
         *,
         json: Any = None,
         params: dict[str, str | None] | None = None,
+        content: bytes | None = None,
     ) -> T:
         query = {k: v for k, v in (params or {}).items() if v is not None}
+        headers = {"content-type": "application/octet-stream"} if content is not None else None
         try:
-            r = self._http.request(method, path, json=json, params=query)
+            r = self._http.request(method, path, json=json, params=query, content=content, headers=headers)
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from None
         if r.status_code >= 400:
@@ -294,6 +296,17 @@ class AdminClient:
     def hive_status(self) -> HiveStatus:
         """The server's hive, and every node of its cluster (`nodes`; itself alone on a single box)."""
         return self._call("GET", "/v1/hive/status", HiveStatus, params={"all": "1"})
+
+    def set_specialist_adapter(self, name: str, path: str, scale: float = 1.0) -> AdapterStatus:
+        try:
+            data = Path(path).expanduser().read_bytes()
+        except OSError as exc:
+            raise InvalidRequest(f"cannot read the adapter file {path}: {exc.strerror}", param="file") from None
+        adapter = f"/v1/admin/specialists/{_seg(name)}/adapter"
+        return self._call("PUT", adapter, AdapterStatus, params={"scale": f"{scale:g}"}, content=data)
+
+    def clear_specialist_adapter(self, name: str) -> AdapterStatus | None:
+        return self._call("DELETE", f"/v1/admin/specialists/{_seg(name)}/adapter", AdapterStatus | None)  # type: ignore[arg-type]
 
     def try_it(self, specialist: str, prompt: str, *, max_tokens: int | None = None) -> Iterator[TryItEvent]:
         """Stream one chat request to the specialist: text pieces as they come, then one final event

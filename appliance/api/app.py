@@ -35,6 +35,7 @@ from appliance.core.specialists import Specialists
 from appliance.core.tls import is_loopback
 from appliance.engine.interface import Engine
 from appliance.serving import Serving
+from appliance.serving.adapters import SpecialistAdapters
 from appliance.store import Principal, Store
 
 if TYPE_CHECKING:
@@ -133,6 +134,8 @@ def create_app(
                 "failed_keys": FailedKeyLimiter(),
                 # The admin API's operations: the same code the TUI runs on the data dir when no server is up.
                 "admin": LocalAdmin(store, specialists, url=f"http://{settings.host}:{settings.port}"),
+                # Adapters set on specialists at run time, kept in the data dir.
+                "adapters": SpecialistAdapters(engine, specialists, store, settings.data_path),
             }
         ),
         cors_config=_cors(settings),

@@ -79,6 +79,7 @@ def run(settings: Settings, announce: Announce) -> int:
     from appliance.engine.chat_template import TemplateError
     from appliance.engine.engine import HiveEngine
     from appliance.engine.interface import EngineConfig
+    from appliance.serving.adapters import startup_adapters
     from appliance.store import Store
 
     specialists = load_specialists(settings.specialists_path and Path(settings.specialists_path).expanduser())
@@ -114,6 +115,7 @@ def run(settings: Settings, announce: Announce) -> int:
             source_model_path=model_path if plan.served_path != model_path else None,
             served_because=plan.served_because,
             solo_model_path=plan.solo_path,
+            adapters=startup_adapters(specialists, settings.data_path),
         )
     )
     load_failure: list[str] = []

@@ -13,6 +13,7 @@ from msgspec import Meta, Struct
 
 # The response types live in the SDK package, defined once for both sides; re-exported here.
 from alveare.types import (  # noqa: F401
+    AdapterStatus,
     AssistantMessage,
     ChatChoice,
     ChatCompletion,
@@ -291,6 +292,15 @@ class SpecialistExample(Struct):
     assistant: str
 
 
+class SpecialistAdapter(Struct):
+    """The LoRA adapter a specialist decodes under: its file's name (the path stays on the server),
+    the scale it is applied at, and its size."""
+
+    file: str
+    scale: float
+    size_bytes: int
+
+
 class ModelInfo(Struct):
     id: str
     specialist: str
@@ -302,6 +312,8 @@ class ModelInfo(Struct):
     context_length: int
     object: Literal["model.info"] = "model.info"
     owned_by: str = "alveare"
+    # Null for a specialist with no adapter.
+    adapter: SpecialistAdapter | None = None
 
 
 MAX_SYSTEM_PROMPT = 8000

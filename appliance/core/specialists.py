@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from appliance.core.errors import ConfigError, ModelNotFound
+from appliance.core.errors import ConfigError, ModelNotFound, NotFound
 
 MODEL_PREFIX = "alveare-"
 ECHO_CHARS = 100
@@ -51,6 +51,10 @@ class Specialist(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     json_schema: dict | None = None
     output: Literal["text", "json"] = "text"
     grammar: str | None = None
+    # A LoRA adapter (a GGUF file, relative to this file's folder) fine-tuned on the served base model,
+    # applied at `adapter_scale`: the specialist decodes under it, beside the others on the same weights.
+    adapter: str | None = None
+    adapter_scale: Annotated[float, msgspec.Meta(gt=0, le=10)] = 1.0
 
     @property
     def model_id(self) -> str:
@@ -90,6 +94,17 @@ class Specialists:
                 param=param,
             )
         return found
+
+    def named(self, name: str, *, param: str = "specialist") -> Specialist:
+        """The specialist an admin names (by any name `resolve` takes); 404 specialist_not_found listing them."""
+        try:
+            return self.resolve(name, param=param)
+        except NotFound:
+            raise NotFound(
+                f"No specialist named {name!r}. Specialists: {', '.join(s.name for s in self)}.",
+                param=param,
+                code="specialist_not_found",
+            ) from None
 
 
 def default_path() -> Path:
@@ -161,6 +176,11 @@ def load_specialists(path: Path | None = None) -> Specialists:
         shapes += ["output"] if spec.output != "text" else []
         if len(shapes) > 1:
             raise fail(where, shapes[1], f"give at most one of labels, json_schema, output and grammar, not {shapes}")
+        if spec.adapter is not None:
+            adapter = (path.parent / Path(spec.adapter).expanduser()).resolve()
+            if not adapter.is_file():
+                raise fail(where, "adapter", f"adapter file not found: {adapter}")
+            spec = msgspec.structs.replace(spec, adapter=str(adapter))
         labels = spec.labels
         if len(set(labels)) != len(labels) or any(not label.strip() or len(label) > 100 for label in labels):
             raise fail(where, "labels", "labels must be distinct, non-empty and at most 100 characters each")

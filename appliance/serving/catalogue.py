@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from appliance.admin.checks import apply_override, check_prompt
 from appliance.core import protocol as p
 from appliance.core.errors import PermissionDenied
 from appliance.core.specialists import Specialist, Specialists
-from appliance.engine.interface import Engine
+from appliance.engine.interface import AdapterStatus, Engine
 from appliance.store import Principal, Store
 
 
@@ -58,11 +59,21 @@ class Catalogue:
         return specialist.system_prompt
 
     # ------------------------------------------------------------ models
+    def _adapters(self) -> dict[str, AdapterStatus]:
+        """The adapters the engine has loaded, by specialist: what requests decode under."""
+        return {a.specialist: a for a in self.engine.adapters()}
+
     def models(self, principal: Principal) -> p.ModelList:
-        return p.ModelList(data=[p.Model(id=s.model_id, created=self.created) for s in self.enabled(principal)])
+        adapters = self._adapters()
+        return p.ModelList(data=[self._model(s.name, s.model_id, adapters) for s in self.enabled(principal)])
 
     def model(self, principal: Principal, model_id: str) -> p.Model:
-        return p.Model(id=self.resolve(principal, model_id).model_id, created=self.created)
+        s = self.resolve(principal, model_id)
+        return self._model(s.name, s.model_id, self._adapters())
+
+    def _model(self, name: str, model_id: str, adapters: dict[str, AdapterStatus]) -> p.Model:
+        adapter = adapters.get(name)
+        return p.Model(id=model_id, created=self.created, adapter=Path(adapter.file).name if adapter else None)
 
     def model_info(self, principal: Principal, model_id: str) -> p.ModelInfo:
         s = self.resolve(principal, model_id)
@@ -77,6 +88,9 @@ class Catalogue:
             examples=[p.SpecialistExample(user=e.user, assistant=e.assistant) for e in s.examples],
             base_model=self.engine.model_name,
             context_length=self.engine.context_length,
+            adapter=p.SpecialistAdapter(Path(a.file).name, a.scale, a.size_bytes)
+            if (a := self._adapters().get(s.name))
+            else None,
         )
 
     # ------------------------------------------------------------ the account's own prompts

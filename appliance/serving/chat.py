@@ -215,6 +215,7 @@ class ChatCompletions:
             # A label, JSON or a tool call ends where its grammar does; the profile's stop strings could cut it.
             prompter.chat_stop_list(req.stop, specialist.stop, shaped=bool(grammar)),
             sampling,
+            specialist=specialist.name,
             cache_prefix=shared,
             lookup=specialist.prompt_lookup,
             stream=bool(req.stream),

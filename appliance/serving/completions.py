@@ -101,7 +101,11 @@ class Completions:
             if not prompt:
                 raise InvalidRequest(f"{param} must not be empty.", param=param)
             max_tokens = prompter.fit(prompt, req.max_tokens, DEFAULT_MAX_TOKENS, param)
-            requests.append(prompter.request(prompt, max_tokens, stop, sampling, stream=bool(req.stream)))
+            requests.append(
+                prompter.request(
+                    prompt, max_tokens, stop, sampling, specialist=specialist.name, stream=bool(req.stream)
+                )
+            )
             prompt_tokens += len(prompt)
         return GenerationPlan(specialist, req.model, requests, prompt_tokens, n=req.n or 1)
 

@@ -49,7 +49,13 @@ class Infer:
         sampling = prompter.sampling(specialist, req.temperature, None, grammar=grammar)
         stop = prompter.chat_stop_list(None, specialist.stop, shaped=bool(grammar))
         request = prompter.request(
-            prompt, max_tokens, stop, sampling, cache_prefix=shared, lookup=specialist.prompt_lookup
+            prompt,
+            max_tokens,
+            stop,
+            sampling,
+            specialist=specialist.name,
+            cache_prefix=shared,
+            lookup=specialist.prompt_lookup,
         )
         return GenerationPlan(specialist, specialist.name, [request], len(prompt))
 

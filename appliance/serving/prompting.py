@@ -234,14 +234,16 @@ class Prompter:
         stop: list[str],
         sampling: SamplingParams,
         *,
+        specialist: str,
         cache_prefix: int = 0,
         lookup: bool = False,
         stream: bool = False,
         stop_rule: StopRule | None = None,
         special_text: bool = False,
     ) -> GenerationRequest:
-        """The engine request for one prompt; its n choices share one prefill (with a seed, choice i
-        samples with seed + i: the engine does that)."""
+        """The engine request for one prompt, for `specialist` (it decodes under the LoRA adapter the
+        engine has loaded as that specialist's, if any); its n choices share one prefill (with a seed,
+        choice i samples with seed + i: the engine does that)."""
         return GenerationRequest(
             prompt_tokens=prompt,
             max_tokens=max_tokens,
@@ -256,6 +258,7 @@ class Prompter:
             cache_prefix=cache_prefix,
             lookup=lookup,
             stream=stream,
+            adapter=specialist,
         )
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from appliance.core.errors import InvalidRequest
 from appliance.engine.interface import (
+    AdapterFile,
+    AdapterStatus,
     Chunk,
     CpuStatus,
     EngineStatus,
@@ -147,6 +150,15 @@ class FakeEngine:
 
     def fair_share_deficits(self) -> dict[str, float]:
         return dict(self.deficits)
+
+    def adapters(self) -> list[AdapterStatus]:
+        return []
+
+    async def set_adapter(self, name: str, adapter: AdapterFile) -> AdapterStatus:
+        raise InvalidRequest("the fake engine loads no adapters", param="file")
+
+    async def remove_adapter(self, name: str) -> bool:
+        return False
 
     async def start(self) -> None:
         pass

@@ -30,6 +30,6 @@ def test_online_is_a_property(impl) -> None:
 
 
 def test_every_operation_is_listed() -> None:
-    assert len(METHODS) == 23 and "backup" in METHODS and "set_account_specialists" in METHODS
-    assert "try_it" in METHODS and "hive_status" in METHODS
+    assert len(METHODS) == 25 and "backup" in METHODS and "set_account_specialists" in METHODS
+    assert "try_it" in METHODS and "hive_status" in METHODS and "set_specialist_adapter" in METHODS
     assert "audit" in METHODS and "verify_audit" in METHODS

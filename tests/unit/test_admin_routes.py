@@ -35,6 +35,8 @@ ROUTES = [
     ("GET", "/v1/admin/specialists", None),
     ("PUT", "/v1/admin/specialists/chat", {"temperature": 0}),
     ("DELETE", "/v1/admin/specialists/chat", None),
+    ("PUT", "/v1/admin/specialists/poet/adapter", None),
+    ("DELETE", "/v1/admin/specialists/chat/adapter", None),
     ("GET", "/v1/admin/backup", None),
     ("GET", "/v1/admin/audit", None),
     ("GET", "/v1/admin/audit/verify", None),
@@ -83,6 +85,18 @@ def test_every_admin_route_answers_an_admin(api, method, path, body) -> None:
     assert r.status_code in (200, 201, 403, 404), r.text
     if r.status_code >= 400:
         envelope(r, r.status_code)
+
+
+def test_an_adapter_upload_is_checked_before_the_engine_sees_it(api) -> None:
+    client, _ = api
+    adapter = "/v1/admin/specialists/chat/adapter"
+    envelope(client.put(adapter, content=b""), 400, "invalid_request", "file")
+    envelope(client.put(adapter, content=b"GGUF", params={"scale": "strong"}), 400, "invalid_request", "scale")
+    envelope(client.put(adapter, content=b"GGUF", params={"scale": "0"}), 400, "invalid_request", "scale")
+    envelope(client.put("/v1/admin/specialists/poet/adapter", content=b"GGUF"), 404, "specialist_not_found")
+    # What the engine refuses (the fake refuses all) is a 400 naming the file, and nothing is kept.
+    envelope(client.put(adapter, content=b"GGUF"), 400, "invalid_request", "file")
+    assert client.delete(adapter).json() is None
 
 
 def test_bodies_are_checked_and_fields_named(api) -> None:

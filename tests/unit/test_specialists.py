@@ -108,3 +108,22 @@ def test_answer_shapes_are_validated(tmp_path) -> None:
         write(tmp_path, '[specialists.x]\nsystem_prompt = "hi"\njson_schema = { type = "object" }\n')
     ).resolve("x")
     assert spec.json_schema == {"type": "object"}
+
+
+def test_an_adapter_is_a_file_beside_the_specialists_file(tmp_path) -> None:
+    (tmp_path / "adapters").mkdir()
+    (tmp_path / "adapters" / "tickets.gguf").write_bytes(b"GGUF")
+    f = tmp_path / "s.toml"
+    f.write_text(
+        '[specialists.tickets]\nsystem_prompt = "Label it."\nadapter = "adapters/tickets.gguf"\nadapter_scale = 0.5\n'
+    )
+    spec = load_specialists(f).by_name["tickets"]
+    assert (spec.adapter, spec.adapter_scale) == (str(tmp_path / "adapters" / "tickets.gguf"), 0.5)
+    f.write_text('[specialists.tickets]\nsystem_prompt = "Label it."\nadapter = "nowhere.gguf"\n')
+    with pytest.raises(ConfigError, match=r"line 3: \[specialists.tickets\] adapter file not found: .*nowhere.gguf"):
+        load_specialists(f)
+    f.write_text(
+        '[specialists.tickets]\nsystem_prompt = "Label it."\nadapter = "adapters/tickets.gguf"\nadapter_scale = 0\n'
+    )
+    with pytest.raises(ConfigError, match="line 4"):
+        load_specialists(f)

@@ -24,9 +24,13 @@ from appliance.api.auth import admin_only
 from appliance.api.errors import decode_body
 from appliance.core import protocol as p
 from appliance.core.errors import InvalidRequest
+from appliance.serving.adapters import SpecialistAdapters
 from appliance.store import Principal
 
 T = TypeVar("T")
+
+# The largest adapter file the admin API takes (a 7B model's rank-64 adapter is about 160 MB).
+MAX_ADAPTER_BYTES = 1 << 30
 
 
 def _json(value: object, status: int = 200) -> Response[bytes]:
@@ -174,6 +178,27 @@ class AdminController(Controller):
     async def reset_specialist(self, request: Request) -> Response[bytes]:
         name = request.path_params["name"]
         return _json(await _run(request, lambda a: a.reset_specialist(name)))
+
+    # a specialist's LoRA adapter (serving/adapters.py) -------------------------
+    @put("/specialists/{name:str}/adapter", status_code=200, request_max_body_size=MAX_ADAPTER_BYTES)
+    async def set_adapter(self, request: Request) -> Response[bytes]:
+        """The body is the adapter's GGUF file; `scale` (default 1) what it is applied at."""
+        scale = _query(request, "scale")
+        try:
+            value = float(scale) if scale is not None else 1.0
+        except ValueError:
+            raise InvalidRequest(f"scale must be a number, not {scale!r}.", param="scale") from None
+        adapters: SpecialistAdapters = request.app.state.adapters
+        principal: Principal = request.user
+        data = await request.body()
+        return _json(await adapters.set(request.path_params["name"], data, value, actor=principal.key_prefix))
+
+    @delete("/specialists/{name:str}/adapter", status_code=200)
+    async def clear_adapter(self, request: Request) -> Response[bytes]:
+        """Back to specialists.toml's adapter (the answer), or to none (null)."""
+        adapters: SpecialistAdapters = request.app.state.adapters
+        principal: Principal = request.user
+        return _json(await adapters.clear(request.path_params["name"], actor=principal.key_prefix))
 
     # the database -----------------------------------------------------------
     @get("/backup")

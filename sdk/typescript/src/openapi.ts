@@ -278,6 +278,24 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/specialists/{name}/adapter": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** SetAdapter */
+        put: operations["V1AdminSpecialistsNameAdapterSetAdapter"];
+        post?: never;
+        /** ClearAdapter */
+        delete: operations["V1AdminSpecialistsNameAdapterClearAdapter"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/accounts": {
         parameters: {
             query?: never;
@@ -775,6 +793,8 @@ export interface components {
             draft_tokens_accepted: number;
             /** @default 0 */
             requests_paused: number;
+            /** @default [] */
+            adapters: components["schemas"]["AdapterStatus"][];
             version: string;
             uptime_seconds: number;
             specialists: string[];
@@ -834,6 +854,16 @@ export interface components {
             state: string;
         };
         /**
+         * AdapterStatus
+         * @description A LoRA adapter loaded on the model, named for the specialist it serves.
+         */
+        AdapterStatus: {
+            specialist: string;
+            file: string;
+            scale: number;
+            size_bytes: number;
+        };
+        /**
          * HiveSample
          * @description One 10-second bucket of metered requests: t is the bucket's start in unix seconds.
          */
@@ -885,6 +915,7 @@ export interface components {
             object: "model";
             /** @default alveare */
             owned_by: string;
+            adapter: string | null;
         };
         /** ModelInfo */
         ModelInfo: {
@@ -903,6 +934,7 @@ export interface components {
             object: "model.info";
             /** @default alveare */
             owned_by: string;
+            adapter: components["schemas"]["SpecialistAdapter"] | null;
         };
         /** SpecialistParameters */
         SpecialistParameters: {
@@ -915,6 +947,16 @@ export interface components {
         SpecialistExample: {
             user: string;
             assistant: string;
+        };
+        /**
+         * SpecialistAdapter
+         * @description The LoRA adapter a specialist decodes under: its file's name (the path stays on the server),
+         *     the scale it is applied at, and its size.
+         */
+        SpecialistAdapter: {
+            file: string;
+            scale: number;
+            size_bytes: number;
         };
         /** ModelList */
         ModelList: {
@@ -1786,6 +1828,72 @@ export interface operations {
                 };
                 content: {
                     "application/vnd.sqlite3": unknown;
+                };
+            };
+            400: components["responses"]["Error400"];
+            401: components["responses"]["Error401"];
+            403: components["responses"]["Error403"];
+            404: components["responses"]["Error404"];
+            405: components["responses"]["Error405"];
+            409: components["responses"]["Error409"];
+            413: components["responses"]["Error413"];
+            415: components["responses"]["Error415"];
+            429: components["responses"]["Error429"];
+            503: components["responses"]["Error503"];
+            504: components["responses"]["Error504"];
+        };
+    };
+    V1AdminSpecialistsNameAdapterSetAdapter: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            400: components["responses"]["Error400"];
+            401: components["responses"]["Error401"];
+            403: components["responses"]["Error403"];
+            404: components["responses"]["Error404"];
+            405: components["responses"]["Error405"];
+            409: components["responses"]["Error409"];
+            413: components["responses"]["Error413"];
+            415: components["responses"]["Error415"];
+            429: components["responses"]["Error429"];
+            503: components["responses"]["Error503"];
+            504: components["responses"]["Error504"];
+        };
+    };
+    V1AdminSpecialistsNameAdapterClearAdapter: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
                 };
             };
             400: components["responses"]["Error400"];
