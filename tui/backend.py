@@ -21,6 +21,7 @@ from textual.worker import Worker
 
 from appliance.admin.ops import AdminOps, SpecialistProfile
 from appliance.core.errors import AlveareError, ServerUnavailable
+from appliance.core.protocol import AdapterStatus
 from appliance.store import (
     Account,
     AccountOverview,
@@ -160,6 +161,26 @@ class BackendApp(App[None]):
     @backend_call
     def reset_specialist(self, name: str, *, done: Done[SpecialistProfile]) -> None:
         self._answer(lambda ops: ops.reset_specialist(name), done)
+
+    @backend_call
+    def adapters(self, *, done: Done[dict[str, AdapterStatus]]) -> None:
+        """The LoRA adapters the running server has loaded, by specialist; none known offline (only the
+        server knows what its model has loaded)."""
+
+        def loaded(ops: AdminOps) -> dict[str, AdapterStatus]:
+            return {a.specialist: a for a in ops.hive_status().adapters} if ops.online else {}
+
+        self._answer(loaded, done)
+
+    @backend_call
+    def set_specialist_adapter(
+        self, name: str, path: str, scale: float, *, done: Done[AdapterStatus], failed: Failed | None = None
+    ) -> None:
+        self._answer(lambda ops: ops.set_specialist_adapter(name, path, scale), done, failed)
+
+    @backend_call
+    def clear_specialist_adapter(self, name: str, *, done: Done[AdapterStatus | None]) -> None:
+        self._answer(lambda ops: ops.clear_specialist_adapter(name), done)
 
     @backend_call
     def custom_prompts(self, account: str, *, done: Done[list[CustomPrompt]]) -> None:

@@ -193,3 +193,33 @@ async def test_account_specialists_chosen_in_the_tui_apply_to_the_next_request(
     with pytest.raises(openai.PermissionDeniedError) as info:
         client.chat.completions.create(model="classify", messages=[{"role": "user", "content": "hi"}], max_tokens=1)
     assert info.value.code == "specialist_not_enabled"
+
+
+async def test_an_adapter_set_and_cleared_in_the_tui(online: AdminClient, tmp_path) -> None:
+    import gguf
+
+    from appliance.engine.engine import embedded_model_path
+    from appliance.models.lora_file import architecture, random_pairs, write_adapter
+
+    reader = gguf.GGUFReader(embedded_model_path())
+    adapter = tmp_path / "code-lora.gguf"
+    write_adapter(random_pairs(reader, 8), architecture(reader), 16.0, adapter)
+    app = AlveareApp(online, poll_interval=None)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await press(pilot, "4")
+            await pilot.press("down", "down", "down", "down", "down")  # code, the last one
+            await wait_for(pilot, lambda: "No adapter" in text_of(app, "#spec-info"), 30)
+            await press(pilot, "a")
+            assert app.screen.form_title == "Adapter for code"
+            app.screen.query_one("#field-path", Input).value = str(adapter)
+            await press(pilot, "ctrl+s")
+            # The server keeps its own copy, named for the specialist and the file's digest.
+            await wait_for(pilot, lambda: "Adapter code-" in text_of(app, "#spec-info"), 30)
+            assert "(scale 1, " in text_of(app, "#spec-info")
+            assert [a.specialist for a in online.hive_status().adapters] == ["code"]
+            await press(pilot, "x", "y")
+            await wait_for(pilot, lambda: "No adapter" in text_of(app, "#spec-info"), 30)
+        assert online.hive_status().adapters == []
+    finally:
+        online.clear_specialist_adapter("code")

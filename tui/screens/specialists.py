@@ -1,8 +1,10 @@
-"""Specialists: prompts and parameters, overrides kept in the database, and a try-it panel."""
+"""Specialists: prompts and parameters, overrides kept in the database, the LoRA adapter each decodes
+under (set and cleared through the running server), and a try-it panel."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -15,6 +17,7 @@ from textual.worker import get_current_worker
 
 from appliance.admin.ops import SpecialistProfile, TryItEvent
 from appliance.core.errors import AlveareError, ServerUnavailable
+from appliance.core.protocol import AdapterStatus
 from tui.screens.base import View
 from tui.screens.modals import ConfirmModal, Field, FormModal
 
@@ -30,6 +33,8 @@ class SpecialistsView(View):
     BINDINGS = [
         Binding("e", "edit", "Edit prompt/params"),
         Binding("d", "reset", "Reset to file"),
+        Binding("a", "set_adapter", "Set adapter"),
+        Binding("x", "clear_adapter", "Clear adapter"),
         Binding("t", "try_it", "Try it"),
         Binding("escape", "stop_try", "Back to list"),
     ]
@@ -37,6 +42,7 @@ class SpecialistsView(View):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.profiles: list[SpecialistProfile] = []
+        self.adapters: dict[str, AdapterStatus] | None = None  # None: not known (no server answers)
         self.answer = ""
         self.stream_id = 0
 
@@ -62,6 +68,11 @@ class SpecialistsView(View):
 
     def reload(self) -> None:
         self.alveare.specialists(done=self.show_profiles)
+        self.alveare.adapters(done=self.show_adapters)
+
+    def show_adapters(self, adapters: dict[str, AdapterStatus]) -> None:
+        self.adapters = adapters if self.alveare.backend.online else None
+        self.show_detail()
 
     def show_profiles(self, profiles: list[SpecialistProfile]) -> None:
         self.profiles = profiles
@@ -109,6 +120,13 @@ class SpecialistsView(View):
             extras.append("prompt lookup")
         if extras:
             text.append("\n" + " · ".join(extras), style="dim")
+        if self.adapters is not None:
+            adapter = self.adapters.get(p.name)
+            if adapter is None:
+                text.append("\nNo adapter: the base model (a sets one)", style="dim")
+            else:
+                size = f"{adapter.size_bytes / 1e6:.1f} MB"
+                text.append(f"\nAdapter {Path(adapter.file).name} (scale {adapter.scale:g}, {size}); x clears it")
         if p.overridden:
             text.append("\n* Overridden in the database; d goes back to specialists.toml.", style="yellow")
         text.append("\n\nSystem prompt\n", style="bold underline")
@@ -191,6 +209,58 @@ class SpecialistsView(View):
                 yes="Reset",
             ),
             reset,
+        )
+
+    def action_set_adapter(self) -> None:
+        p = self.selected()
+        if p is None:
+            return
+        name = p.name
+
+        def save(values: dict[str, Any], form: FormModal) -> None:
+            path = values["path"].strip()
+
+            def loaded(a: AdapterStatus) -> None:
+                self._changed(f"{a.specialist} decodes under {Path(path).name} from its next request.")
+
+            self.alveare.set_specialist_adapter(
+                name, path, values["scale"], done=form.closing(loaded), failed=form.failed
+            )
+
+        self.app.push_screen(
+            FormModal(
+                f"Adapter for {name}",
+                [
+                    Field("path", "Adapter file", "", placeholder="/path/to/adapter.gguf", param="file"),
+                    Field("scale", "Scale", 1.0, kind="float", help="above 0, at most 10"),
+                ],
+                note="A GGUF LoRA made for the served model, sent to the server, which checks it on the model "
+                "and keeps it in its data dir. Ctrl+S saves.",
+                save=save,
+            )
+        )
+
+    def action_clear_adapter(self) -> None:
+        p = self.selected()
+        if p is None:
+            return
+        name = p.name
+
+        def cleared(back: AdapterStatus | None) -> None:
+            where = f"specialists.toml's adapter {Path(back.file).name}" if back else "the base model"
+            self._changed(f"{name} decodes under {where} again.")
+
+        def clear(yes: bool | None) -> None:
+            if yes:
+                self.alveare.clear_specialist_adapter(name, done=cleared)
+
+        self.app.push_screen(
+            ConfirmModal(
+                "Clear adapter",
+                f"Drop the adapter set for {name} at run time (back to specialists.toml's, or to none)?",
+                yes="Clear",
+            ),
+            clear,
         )
 
     def action_try_it(self) -> None:
