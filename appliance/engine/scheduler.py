@@ -155,8 +155,11 @@ class Scheduler:
                     done = time.perf_counter()
                     elapsed = done - started
                     # Admission's estimate counts a prompt in steps of its own; the step time it
-                    # plays the queue forward with is a decode step's (admitting not included).
-                    self.admission.publish([s.active for s in self.slots if s.active], done - stepped if size else None)
+                    # plays the queue forward with is a decode step's (admitting not included), times
+                    # the adapters taking turns: a row decodes once a round of them.
+                    running = [s.active for s in self.slots if s.active]
+                    turns = len({a.adapter for a in running}) or 1
+                    self.admission.publish(running, (done - stepped) * turns if size else None)
                     self.stats.profile.busy_s += elapsed
                     if size:
                         self.stats.profile.by_size[size][2] += elapsed
