@@ -53,8 +53,9 @@ class AdapterDir:
                 found[record.stem] = AdapterFile(str(path), kept.scale)
         return found
 
-    def receive(self, name: str, data: bytes) -> Path:
-        """Write an adapter's bytes under a name of their digest (owner-only); returns its path."""
+    def receive(self, name: str, data: bytes) -> tuple[Path, str]:
+        """Write an adapter's bytes under a name of their digest (owner-only); returns its path and
+        the SHA-256."""
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         digest = hashlib.sha256(data).hexdigest()
         path = self.root / f"{name}-{digest[:12]}.gguf"
@@ -63,13 +64,12 @@ class AdapterDir:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-        return path
+        return path, digest
 
-    def keep(self, name: str, path: Path, scale: float, set_at: str) -> None:
-        """Record `path` as `name`'s adapter, and remove the file it had before."""
+    def keep(self, name: str, path: Path, sha256: str, scale: float, set_at: str) -> None:
+        """Record `path` (its bytes' SHA-256) as `name`'s adapter, and remove the file it had before."""
         before = self.kept().get(name)
-        data = path.read_bytes()
-        record = KeptAdapter(path.name, scale, hashlib.sha256(data).hexdigest(), set_at)
+        record = KeptAdapter(path.name, scale, sha256, set_at)
         tmp = self.root / f".{name}.json.part"
         tmp.write_bytes(msgspec.json.encode(record))
         os.replace(tmp, self.root / f"{name}.json")
@@ -110,14 +110,14 @@ class SpecialistAdapters:
             raise InvalidRequest("Send the adapter's GGUF file as the request body.", param="file")
         if not 0 < scale <= 10:
             raise InvalidRequest(f"scale must be above 0 and at most 10, not {scale:g}.", param="scale")
-        path = await asyncio.to_thread(self.dir.receive, specialist.name, data)
+        path, sha256 = await asyncio.to_thread(self.dir.receive, specialist.name, data)
         try:
             loaded = await self.engine.set_adapter(specialist.name, AdapterFile(str(path), scale))
         except BaseException:
             await asyncio.to_thread(self.dir.discard, specialist.name, path)
             raise
-        await asyncio.to_thread(self.dir.keep, specialist.name, path, scale, clock.now_iso())
-        change = {"adapter": {"sha256": path.stem.rsplit("-", 1)[-1], "bytes": len(data)}, "scale": scale}
+        await asyncio.to_thread(self.dir.keep, specialist.name, path, sha256, scale, clock.now_iso())
+        change = {"adapter": {"sha256": sha256, "bytes": len(data)}, "scale": scale}
         await asyncio.to_thread(self.store.record_audit, actor, "specialist.adapter.set", specialist.name, change)
         return loaded
 
