@@ -14,6 +14,8 @@ from appliance.core.errors import ConfigError, ModelNotFound, NotFound
 
 MODEL_PREFIX = "alveare-"
 ECHO_CHARS = 100
+# The largest scale an adapter is applied at (specialists.toml's adapter_scale, the admin API's scale).
+MAX_ADAPTER_SCALE = 10.0
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 # OpenAI's pinned snapshots: gpt-4o-2024-08-06, gpt-3.5-turbo-0125, gpt-4-1106-preview. Migrated code
 # pins them; they resolve through the alias of their base name.
@@ -54,7 +56,7 @@ class Specialist(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # A LoRA adapter (a GGUF file, relative to this file's folder) fine-tuned on the served base model,
     # applied at `adapter_scale`: the specialist decodes under it, beside the others on the same weights.
     adapter: str | None = None
-    adapter_scale: Annotated[float, msgspec.Meta(gt=0, le=10)] = 1.0
+    adapter_scale: Annotated[float, msgspec.Meta(gt=0, le=MAX_ADAPTER_SCALE)] = 1.0
 
     @property
     def model_id(self) -> str:

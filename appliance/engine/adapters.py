@@ -1,7 +1,7 @@
 """LoRA adapters on the one model: GGUF files, each named for the specialist it serves.
 
 llama.cpp applies adapters to a whole context, not per row, so the scheduler decodes one adapter set
-per step (scheduler.py, `_step_group`). Every load gets a new key: cells computed under one adapter
+per step (adapter_turns.py). Every load gets a new key: cells computed under one adapter
 (a slot's history, a saved preamble) are tagged with it and never taken for another's prompt.
 An adapter replaced or removed while requests still use it is freed once none does.
 Only the scheduler thread calls these, or the loader before the scheduler starts.
@@ -12,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-import time
 from dataclasses import dataclass, field
 
 import llama_cpp as ll
@@ -36,7 +35,6 @@ class Adapter:
     key: int
     nbytes: int
     handle: object = field(repr=False)
-    loaded_at: float = field(default_factory=time.time)
 
 
 class _NativeLog:

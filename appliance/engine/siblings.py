@@ -66,8 +66,10 @@ def fork(slot: Slot, parent: Active, ctx: Context) -> list[tuple[Slot, Active, b
     children = [(s, c) for s, c in parent.children if s.active is c]
     parent.children = []
     copied = ctx.copy_prefix_to(slot.seq, [s.seq for s, _ in children], n)
+    forked = []
     for (child_slot, child), ok in zip(children, copied, strict=True):
         child_slot.kv = list(parent.request.prompt_tokens) if ok else []
         if ok:
             child.done, child.fork_from = n, None
-    return [(s, c, ok) for (s, c), ok in zip(children, copied, strict=True)]
+        forked.append((child_slot, child, ok))
+    return forked

@@ -18,7 +18,7 @@ from pathlib import Path
 import msgspec
 
 from appliance.core.errors import InvalidRequest
-from appliance.core.specialists import Specialists
+from appliance.core.specialists import MAX_ADAPTER_SCALE, Specialist, Specialists
 from appliance.engine.interface import AdapterFile, AdapterStatus, Engine
 from appliance.store import Store, clock
 
@@ -90,9 +90,14 @@ class AdapterDir:
         return before is not None
 
 
+def declared(specialist: Specialist) -> AdapterFile | None:
+    """The adapter specialists.toml gives the specialist, if any."""
+    return AdapterFile(specialist.adapter, specialist.adapter_scale) if specialist.adapter else None
+
+
 def startup_adapters(specialists: Specialists, data_path: Path) -> dict[str, AdapterFile]:
     """What the engine loads at start: specialists.toml's adapters, with those set at run time over them."""
-    adapters = {s.name: AdapterFile(s.adapter, s.adapter_scale) for s in specialists if s.adapter}
+    adapters = {s.name: file for s in specialists if (file := declared(s)) is not None}
     kept = AdapterDir(data_path).kept()
     return adapters | {name: file for name, file in kept.items() if name in specialists.by_name}
 
@@ -108,8 +113,10 @@ class SpecialistAdapters:
         specialist = self.specialists.named(name)
         if not data:
             raise InvalidRequest("Send the adapter's GGUF file as the request body.", param="file")
-        if not 0 < scale <= 10:
-            raise InvalidRequest(f"scale must be above 0 and at most 10, not {scale:g}.", param="scale")
+        if not 0 < scale <= MAX_ADAPTER_SCALE:
+            raise InvalidRequest(
+                f"scale must be above 0 and at most {MAX_ADAPTER_SCALE:g}, not {scale:g}.", param="scale"
+            )
         path, sha256 = await asyncio.to_thread(self.dir.receive, specialist.name, data)
         try:
             loaded = await self.engine.set_adapter(specialist.name, AdapterFile(str(path), scale))
@@ -125,10 +132,9 @@ class SpecialistAdapters:
         """Drop the adapter set at run time: back to specialists.toml's (returned), or to none."""
         specialist = self.specialists.named(name)
         dropped = await asyncio.to_thread(self.dir.drop, specialist.name)
-        if specialist.adapter:
-            status = await self.engine.set_adapter(
-                specialist.name, AdapterFile(specialist.adapter, specialist.adapter_scale)
-            )
+        file = declared(specialist)
+        if file is not None:
+            status = await self.engine.set_adapter(specialist.name, file)
         else:
             await self.engine.remove_adapter(specialist.name)
             status = None
